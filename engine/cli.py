@@ -1,0 +1,115 @@
+"""``sfumato-engine``: serve the engine API.
+
+Listens on 127.0.0.1 by default. The token comes from ``--token`` or the environment variable
+``SFUMATO_ENGINE_TOKEN``; without either a random one is made and printed. When the server
+listens, one line ``SFUMATO_ENGINE_READY <url>`` goes to stdout: the app reads it to learn the
+port when it asked for ``--port 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import logging.handlers
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+READY_PREFIX = "SFUMATO_ENGINE_READY"
+TOKEN_ENV = "SFUMATO_ENGINE_TOKEN"
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(os.environ.get("SFUMATO_DATA_DIR") or user_data_dir("Sfumato", appauthor=False))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="sfumato-engine", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (default 127.0.0.1; use 0.0.0.0 on a GPU box)")
+    ap.add_argument("--port", type=int, default=7861, help="TCP port; 0 picks a free one")
+    ap.add_argument("--token", default=None, help=f"access token (default: ${TOKEN_ENV} or random)")
+    ap.add_argument("--data-dir", type=Path, default=None, help="queue database, models/, logs/")
+    ap.add_argument("--output-dir", type=Path, default=None, help="where images are saved")
+    ap.add_argument("--models-dir", type=Path, action="append", default=[],
+                    help="extra folder of models (repeatable)")
+    ap.add_argument("--model", default=None,
+                    help="model id or path used when a job names none (default: the embedded one)")
+    ap.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
+    ap.add_argument("--preload", action="store_true", help="load the default model at start")
+    ap.add_argument("--log-level", default="info")
+    return ap.parse_args(argv)
+
+
+def setup_logging(data_dir: Path, level: str) -> None:
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [
+        logging.handlers.RotatingFileHandler(logs / "engine.log", maxBytes=2_000_000, backupCount=3),
+        logging.StreamHandler(sys.stderr),
+    ]
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for h in handlers:
+        h.setFormatter(fmt)
+    logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    data_dir = (args.data_dir or default_data_dir()).expanduser()
+    setup_logging(data_dir, args.log_level)
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        token = secrets.token_urlsafe(24)
+        print(f"token: {token}", file=sys.stderr, flush=True)
+
+    import uvicorn
+
+    from engine.server import TokenGate, create_app
+    from engine.service import Engine, EngineConfig
+
+    engine = Engine(
+        EngineConfig(
+            data_dir=data_dir,
+            output_dir=args.output_dir,
+            models_dirs=list(args.models_dir),
+            model=args.model,
+            device=args.device,
+            preload=args.preload,
+        )
+    )
+    app = TokenGate(create_app(engine), token)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        print(f"sfumato-engine: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", ws_ping_interval=20, lifespan="on")
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            print(f"{READY_PREFIX} http://{host}:{port}", flush=True)
+        await task
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The ``generate`` job: text-to-image with the loaded diffusers pipeline."""
+
+from __future__ import annotations
+
+import logging
+
+from engine.errors import EngineError
+from engine.outputs import output_path, save_png
+from engine.protocol import GenerateJob, Job, ResultImage
+from engine.samplers import sampler_spec
+
+log = logging.getLogger(__name__)
+
+
+def run_generate(job: Job, ctx) -> None:
+    """Render every image of the job, resuming after the ones already saved (engine restart).
+
+    Image ``k`` (counting across the batch and the batch count) uses seed ``seed + k``, as
+    A1111 does, each from its own CPU generator so results do not depend on the device.
+    """
+    import torch
+
+    spec: GenerateJob = job.spec
+    p = spec.params
+    loaded = ctx.load_model(p.model)
+    pipe = loaded.pipe
+    pipe.scheduler = sampler_spec(p.sampler).build(loaded.base_scheduler_config)
+
+    total = p.steps * p.batch_count
+    first_batch = len(job.results) // p.batch_size
+    ctx.begin(total, done=first_batch * p.steps)
+    for b in range(first_batch, p.batch_count):
+        seeds = [(p.seed + b * p.batch_size + i) % 2**32 for i in range(p.batch_size)]
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+
+        def on_step(_pipe, i, _t, kwargs, b=b):
+            ctx.check_cancel()
+            step = b * p.steps + i + 1
+            if ctx.progress(step) and i + 1 < p.steps:
+                latents = kwargs["latents"]
+                for k in range(latents.shape[0]):
+                    ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
+            return {}
+
+        try:
+            out = pipe(
+                prompt=p.prompt,
+                negative_prompt=p.negative_prompt or None,
+                width=p.width,
+                height=p.height,
+                num_inference_steps=p.steps,
+                guidance_scale=p.cfg_scale,
+                num_images_per_prompt=p.batch_size,
+                generator=generators,
+                callback_on_step_end=on_step,
+                callback_on_step_end_tensor_inputs=["latents"],
+            )
+        except torch.OutOfMemoryError as exc:
+            del exc
+            ctx.free_memory()
+            raise EngineError(
+                f"Out of memory on {loaded.device} at {p.width}×{p.height} with batch size "
+                f"{p.batch_size}. Try a smaller size or batch size, or unload other models."
+            ) from None
+
+        for i, image in enumerate(out.images):
+            index = b * p.batch_size + i
+            path = output_path(ctx.output_dir, job.id, index, job.created_at)
+            save_png(image, path, p, seed=seeds[i], model_name=loaded.info.id, index=index)
+            ctx.add_result(
+                ResultImage(
+                    name=path.name, path=str(path), index=index, seed=seeds[i],
+                    width=image.width, height=image.height,
+                )
+            )

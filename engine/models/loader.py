@@ -1,0 +1,174 @@
+"""Loading and unloading pipelines: device and dtype choice, memory accounting.
+
+Only the GPU worker thread calls :meth:`ModelManager.load` and runs the pipeline; the lock makes
+the HTTP endpoints that load or unload wait for the job in progress instead of racing it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ModelLoadError
+from engine.protocol import ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError("CUDA was requested but no CUDA GPU is visible to torch")
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str):
+    import torch
+
+    return torch.float16 if device.startswith(("cuda", "mps")) else torch.float32
+
+
+@dataclass
+class LoadedModel:
+    info: ModelInfo
+    pipe: Any
+    device: str
+    dtype: Any
+    base_scheduler_config: dict
+    preview: Any  # engine.previews.LatentPreviewer
+    param_bytes: int
+
+
+class ModelManager:
+    def __init__(self, device: str = "auto") -> None:
+        self.requested_device = device
+        self.lock = threading.RLock()
+        self.current: LoadedModel | None = None
+
+    @property
+    def device(self) -> str:
+        return self.current.device if self.current else pick_device(self.requested_device)
+
+    def load(self, info: ModelInfo) -> LoadedModel:
+        with self.lock:
+            if self.current and self.current.info.path == info.path:
+                return self.current
+            self.unload()
+            device = pick_device(self.requested_device)
+            dtype = pick_dtype(device)
+            log.info("loading %s (%s) on %s/%s", info.id, info.format, device, dtype)
+            pipe = _load_pipeline(info, dtype)
+            try:
+                pipe.to(device)
+            except Exception as exc:  # OOM while moving weights, most likely
+                del pipe
+                self._free()
+                raise ModelLoadError(f"Could not move {info.name} to {device}: {exc}") from exc
+            pipe.set_progress_bar_config(disable=True)
+            from engine.previews import LatentPreviewer
+
+            self.current = LoadedModel(
+                info=info.model_copy(update={"loaded": True}),
+                pipe=pipe,
+                device=device,
+                dtype=dtype,
+                base_scheduler_config=dict(pipe.scheduler.config),
+                preview=LatentPreviewer.fit(pipe.vae, device, dtype),
+                param_bytes=_param_bytes(pipe),
+            )
+            return self.current
+
+    def unload(self) -> None:
+        """Drop the pipeline and give its memory back to the GPU and the OS."""
+        with self.lock:
+            if self.current is None:
+                return
+            self.current = None
+            self._free()
+
+    def memory(self) -> tuple[int, int]:
+        """(bytes used by the model, total bytes of the device)."""
+        import torch
+
+        dev = self.device
+        if dev.startswith("cuda"):
+            free, total = torch.cuda.mem_get_info()
+            return torch.cuda.memory_allocated(), total
+        used = self.current.param_bytes if self.current else 0
+        return used, _host_memory()
+
+    @staticmethod
+    def _free() -> None:
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            torch.mps.empty_cache()
+        _trim_host_heap()
+
+
+def _load_pipeline(info: ModelInfo, dtype):
+    path = Path(info.path)
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist any more: was it moved or deleted?", "model")
+    try:
+        if info.format == "single_file":
+            from engine.models.single_file import load_single_file
+
+            return load_single_file(path, torch_dtype=dtype)
+        from diffusers import DiffusionPipeline
+
+        return DiffusionPipeline.from_pretrained(
+            path, torch_dtype=dtype, local_files_only=True, safety_checker=None,
+            requires_safety_checker=False,
+        )
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load {info.name} from {path}: {type(exc).__name__}: {exc}. "
+            "Check that the folder is a complete diffusers model (or the file a complete "
+            ".safetensors checkpoint) and not truncated.",
+            "model",
+        ) from exc
+
+
+def _param_bytes(pipe) -> int:
+    import torch
+
+    total = 0
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            total += sum(p.numel() * p.element_size() for p in component.parameters())
+    return total
+
+
+def _host_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _trim_host_heap() -> None:
+    """Return freed heap pages to the OS (glibc keeps them otherwise)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass

@@ -1,0 +1,117 @@
+"""What models are on disk: the embedded default, the user's folders and extra paths.
+
+Nothing is fetched from the network. A diffusers folder is a directory with ``model_index.json``;
+a single-file checkpoint is a ``.safetensors`` file (``.ckpt`` pickles are listed so the user
+learns why they are refused).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.errors import NotFound
+from engine.protocol import ModelInfo
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+EMBEDDED_MODELS = RESOURCES / "models"
+DEFAULT_MODEL_ID = "sfumato-tiny"
+_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+
+
+class ModelRegistry:
+    """Scans model folders; ids are folder or file names, unique across folders."""
+
+    def __init__(self, folders: list[Path], extra: list[Path] = ()) -> None:
+        self.folders = [EMBEDDED_MODELS, *folders]
+        self.extra = list(extra)
+
+    def scan(self) -> list[ModelInfo]:
+        found: dict[str, ModelInfo] = {}
+        candidates = [p for folder in self.folders if folder.is_dir() for p in sorted(folder.iterdir())]
+        for path in candidates + self.extra:
+            info = describe(path, embedded=path.parent == EMBEDDED_MODELS)
+            if info is None:
+                continue
+            base, n = info.id, 2
+            while info.id in found:
+                info = info.model_copy(update={"id": f"{base}-{n}"})
+                n += 1
+            found[info.id] = info
+        return list(found.values())
+
+    def get(self, model_id: str) -> ModelInfo:
+        for info in self.scan():
+            if info.id == model_id or info.path == model_id:
+                return info
+        path = Path(model_id).expanduser()
+        if path.exists():
+            info = describe(path, embedded=False)
+            if info is not None:
+                return info
+            raise NotFound(
+                f"{path} is neither a diffusers model folder (with model_index.json) nor a "
+                ".safetensors checkpoint",
+                field="model",
+            )
+        known = ", ".join(i.id for i in self.scan()) or "none yet"
+        raise NotFound(
+            f"No model {model_id!r} on disk (known: {known}). Put a diffusers folder or a "
+            ".safetensors checkpoint into a models folder, or give its full path.",
+            field="model",
+        )
+
+    def default(self) -> ModelInfo | None:
+        models = self.scan()
+        for info in models:
+            if info.id == DEFAULT_MODEL_ID:
+                return info
+        return next((i for i in models if i.embedded), models[0] if models else None)
+
+
+def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
+    """A :class:`ModelInfo` for ``path`` if it looks like a model, else None."""
+    path = path.expanduser().resolve()
+    if path.is_dir() and (path / "model_index.json").is_file():
+        try:
+            index = json.loads((path / "model_index.json").read_text())
+        except (OSError, ValueError):
+            index = {}
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return ModelInfo(
+            id=path.name,
+            name=_title(path.name),
+            format="diffusers",
+            path=str(path),
+            architecture=_architecture(index, path),
+            embedded=embedded,
+            size_bytes=size,
+        )
+    if path.is_file() and path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+        return ModelInfo(
+            id=path.stem,
+            name=_title(path.stem),
+            format="single_file",
+            path=str(path),
+            architecture="unknown",
+            embedded=embedded,
+            size_bytes=path.stat().st_size,
+        )
+    return None
+
+
+def _architecture(index: dict, path: Path) -> str:
+    cls = str(index.get("_class_name", ""))
+    if "XL" in cls:
+        return "sdxl"
+    try:
+        unet = json.loads((path / "unet" / "config.json").read_text())
+        if unet.get("cross_attention_dim") == 1024:
+            return "sd2"
+    except (OSError, ValueError):
+        pass
+    return "sd1"
+
+
+def _title(stem: str) -> str:
+    return stem.replace("_", " ").replace("-", " ").strip().capitalize() or stem

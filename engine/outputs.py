@@ -1,0 +1,32 @@
+"""Writing result images: PNG with the full recipe, written atomically before it is announced."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from engine.protocol import PNG_PARAMETERS_KEY, PNG_RECIPE_KEY, GenerateParams, recipe_json
+
+
+def output_path(output_dir: Path, job_id: str, index: int, when: datetime) -> Path:
+    return output_dir / when.strftime("%Y-%m-%d") / f"{job_id[:8]}-{index:03d}.png"
+
+
+def save_png(
+    image, path: Path, params: GenerateParams, *, seed: int, model_name: str | None, index: int
+) -> Path:
+    """Save ``image`` (PIL) with A1111 ``parameters`` and Sfumato JSON text chunks."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(PNG_PARAMETERS_KEY, params.to_a1111(model_name=model_name, seed=seed))
+    info.add_text(PNG_RECIPE_KEY, recipe_json(params, seed=seed, model_name=model_name, index=index))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".png.part")
+    with open(tmp, "wb") as f:
+        image.save(f, format="PNG", pnginfo=info)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,218 @@
+"""The HTTP + WebSocket front of the engine (FastAPI). Transport only: the work is in jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+
+from engine.errors import EngineError, NotFound
+from engine.protocol import (
+    API_VERSION,
+    EngineStatus,
+    ErrorBody,
+    GenerateJob,
+    Health,
+    Job,
+    JobSubmit,
+    LoadModelRequest,
+    ModelInfo,
+    MoveJob,
+    SamplerInfo,
+)
+from engine.samplers import CATALOGUE, sampler_spec
+
+log = logging.getLogger(__name__)
+PREFIX = f"/{API_VERSION}"
+_JOB_KIND_TAGS = {"generate"}
+
+
+class TokenGate:
+    """ASGI middleware: every request needs the token; requests from browser pages are refused.
+
+    The token is accepted as ``Authorization: Bearer …``, as ``?token=…`` (WebSockets, the docs
+    page) or from the ``sfumato_token`` cookie that opening ``/docs?token=…`` sets.
+    A request carrying an ``Origin`` header comes from a web page, which could be any site the
+    user visits: it is refused even with a valid token.
+    """
+
+    def __init__(self, app, token: str) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        origin = headers.get("origin")
+        ok_origin = origin is None
+        authed = self._authorised(headers, scope.get("query_string", b"").decode("latin-1"))
+        if ok_origin and authed:
+            if scope["type"] == "http" and scope["path"] == "/docs" and "token=" in scope.get(
+                "query_string", b""
+            ).decode("latin-1"):
+                return await self.app(scope, receive, self._set_cookie(send))
+            return await self.app(scope, receive, send)
+        code, message = (
+            (403, "Requests from web pages are refused") if not ok_origin
+            else (401, "Missing or wrong token: send 'Authorization: Bearer <token>'")
+        )
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            return await send({"type": "websocket.close", "code": 4000 + code, "reason": message})
+        body = ErrorBody(message=message).model_dump_json().encode()
+        await send({"type": "http.response.start", "status": code,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _authorised(self, headers: dict[str, str], query: str) -> bool:
+        candidates = []
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            candidates.append(auth[7:].strip())
+        for part in query.split("&"):
+            if part.startswith("token="):
+                from urllib.parse import unquote
+
+                candidates.append(unquote(part[6:]))
+        for cookie in headers.get("cookie", "").split(";"):
+            name, _, value = cookie.strip().partition("=")
+            if name == "sfumato_token":
+                candidates.append(value)
+        return any(hmac.compare_digest(c.encode(), self.token.encode()) for c in candidates)
+
+    def _set_cookie(self, send):
+        async def wrapped(message):
+            if message["type"] == "http.response.start":
+                cookie = f"sfumato_token={self.token}; HttpOnly; SameSite=Strict; Path=/"
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie.encode())]
+            await send(message)
+
+        return wrapped
+
+
+def create_app(engine) -> FastAPI:
+    """``engine`` is an :class:`engine.service.Engine`: queue, models, registry, bus."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine.bus.bind(asyncio.get_running_loop())
+        engine.start()
+        yield
+        await asyncio.to_thread(engine.stop)
+
+    app = FastAPI(
+        title="Sfumato engine",
+        version=engine.version,
+        lifespan=lifespan,
+        description="Every request needs the engine's token (Authorization: Bearer …).",
+    )
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(_request: Request, exc: EngineError):
+        return JSONResponse(ErrorBody(message=exc.message, field=exc.field).model_dump(), exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError):
+        errors = []
+        for err in exc.errors():
+            loc = [str(x) for x in err["loc"] if x != "body" and x not in _JOB_KIND_TAGS]
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            errors.append({"field": ".".join(loc), "message": msg})
+        first = errors[0] if errors else {"field": "", "message": "Invalid request"}
+        label = first["field"].rsplit(".", 1)[-1].replace("_", " ").capitalize()
+        body = ErrorBody(message=f"{label}: {first['message']}" if label else first["message"],
+                         field=first["field"] or None, errors=errors)
+        return JSONResponse(body.model_dump(), 422)
+
+    @app.get(f"{PREFIX}/health", response_model=Health)
+    async def health() -> Health:
+        return engine.health()
+
+    @app.get(f"{PREFIX}/models", response_model=list[ModelInfo])
+    async def models() -> list[ModelInfo]:
+        return await asyncio.to_thread(engine.list_models)
+
+    @app.post(f"{PREFIX}/models/load", response_model=ModelInfo)
+    async def load_model(req: LoadModelRequest) -> ModelInfo:
+        return await asyncio.to_thread(engine.load_model, req.id or req.path)
+
+    @app.post(f"{PREFIX}/models/unload", response_model=Health)
+    async def unload_model() -> Health:
+        await asyncio.to_thread(engine.unload_model)
+        return engine.health()
+
+    @app.get(f"{PREFIX}/samplers", response_model=list[SamplerInfo])
+    async def samplers() -> list[SamplerInfo]:
+        return [s.info() for s in CATALOGUE.values()]
+
+    @app.post(f"{PREFIX}/jobs", response_model=Job, status_code=201)
+    async def submit(req: JobSubmit) -> Job:
+        job = req.job
+        if isinstance(job, GenerateJob):
+            job = _check_generate(engine, job)
+        return engine.queue.submit(job, req.priority)
+
+    @app.get(f"{PREFIX}/jobs", response_model=list[Job])
+    async def jobs() -> list[Job]:
+        return engine.queue.list()
+
+    @app.get(f"{PREFIX}/jobs/{{job_id}}", response_model=Job)
+    async def job(job_id: str) -> Job:
+        return engine.queue.get(job_id)
+
+    @app.delete(f"{PREFIX}/jobs/{{job_id}}", response_model=Job)
+    async def cancel(job_id: str) -> Job:
+        return engine.queue.cancel(job_id)
+
+    @app.post(f"{PREFIX}/jobs/{{job_id}}/move", response_model=list[Job])
+    async def move(job_id: str, req: MoveJob) -> list[Job]:
+        return engine.queue.move(job_id, req.position)
+
+    @app.get(f"{PREFIX}/jobs/{{job_id}}/files/{{name}}")
+    async def job_file(job_id: str, name: str):
+        for result in engine.queue.get(job_id).results:
+            if result.name == name:
+                path = Path(result.path)
+                if not path.is_file():
+                    raise NotFound(f"{name} was deleted from {path.parent}")
+                return FileResponse(path, media_type="image/png")
+        raise NotFound(f"Job {job_id} has no file {name!r}")
+
+    @app.websocket(f"{PREFIX}/events")
+    async def events(ws: WebSocket) -> None:
+        await ws.accept()
+        async with engine.bus.subscribe() as queue:
+            try:
+                await ws.send_text(EngineStatus(health=engine.health()).model_dump_json())
+                while True:
+                    event = await queue.get()
+                    await ws.send_text(event.model_dump_json())
+            except (WebSocketDisconnect, RuntimeError):
+                pass
+
+    return app
+
+
+def _check_generate(engine, job: GenerateJob) -> GenerateJob:
+    params = job.params
+    try:
+        sampler_spec(params.sampler)
+    except KeyError as exc:
+        raise EngineError(exc.args[0], "job.params.sampler") from None
+    if params.model:
+        try:
+            engine.registry.get(params.model)
+        except NotFound as exc:
+            raise EngineError(exc.message, "job.params.model") from None
+    if params.seed < 0:
+        import secrets
+
+        params = params.with_seed(secrets.randbelow(2**32))
+    return job.model_copy(update={"params": params})
+

@@ -1,0 +1,112 @@
+"""The engine as one object: registry, model manager, queue and event bus wired together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import EngineError
+from engine.events import EventBus
+from engine.jobs import JobQueue
+from engine.models.loader import ModelManager
+from engine.models.registry import ModelRegistry
+from engine.protocol import EngineState, EngineStatus, Health, ModelInfo
+from engine.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineConfig:
+    data_dir: Path
+    output_dir: Path | None = None
+    models_dirs: list[Path] = field(default_factory=list)
+    model: str | None = None  # id or path of the model to use when a job names none
+    device: str = "auto"
+    preload: bool = False
+
+
+class Engine:
+    def __init__(self, config: EngineConfig) -> None:
+        from engine import __version__
+        from engine.generate import run_generate
+
+        self.config = config
+        self.version = __version__
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.output_dir = config.output_dir or config.data_dir / "outputs"
+        extra = [Path(config.model)] if config.model and Path(config.model).exists() else []
+        self.registry = ModelRegistry([config.data_dir / "models", *config.models_dirs], extra)
+        self.models = ModelManager(config.device)
+        self.bus = EventBus()
+        self.store = JobStore(config.data_dir / "engine.sqlite")
+        default = str(extra[0].resolve()) if extra else config.model
+        self.queue = JobQueue(
+            self.store, self.bus, self.models, self.registry, self.output_dir,
+            runners={"generate": run_generate}, default_model=default,
+        )
+
+    def start(self) -> None:
+        self.queue.start(on_state=self._announce)
+        if self.config.preload:
+            import threading
+
+            threading.Thread(target=self._preload, name="preload", daemon=True).start()
+
+    def stop(self) -> None:
+        self.queue.stop()
+        self.store.close()
+
+    def health(self) -> Health:
+        import diffusers
+        import torch
+
+        current = self.models.current
+        if self.queue.stage == "loading":
+            state = EngineState.loading
+        elif self.queue.running_id:
+            state = EngineState.busy
+        else:
+            state = EngineState.ready
+        used, total = self.models.memory()
+        return Health(
+            version=self.version,
+            state=state,
+            device=self.models.device,
+            dtype=str(current.dtype).removeprefix("torch.") if current else "",
+            model=current.info.id if current else None,
+            memory_used=used,
+            memory_total=total,
+            queued=self.queue.queued_count(),
+            torch=torch.__version__,
+            diffusers=diffusers.__version__,
+        )
+
+    def list_models(self) -> list[ModelInfo]:
+        loaded = self.models.current.info.path if self.models.current else None
+        return [m.model_copy(update={"loaded": m.path == loaded}) for m in self.registry.scan()]
+
+    def load_model(self, model: str | None) -> ModelInfo:
+        info = self.queue.resolve_model(model)
+        with self.models.lock:  # waits for the job in progress
+            self.queue.stage = "loading"
+            self._announce()
+            try:
+                return self.models.load(info).info
+            finally:
+                self.queue.stage = ""
+                self._announce()
+
+    def unload_model(self) -> None:
+        self.models.unload()
+        self._announce()
+
+    def _preload(self) -> None:
+        try:
+            self.load_model(None)
+        except EngineError as exc:
+            log.warning("could not preload the default model: %s", exc.message)
+
+    def _announce(self) -> None:
+        self.bus.publish(EngineStatus(health=self.health()))
