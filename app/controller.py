@@ -1,0 +1,581 @@
+"""The glue: turns state and user intents into engine requests, and engine events into state.
+
+Widgets call the plain (non-async) action methods here; each starts a task on the qasync loop
+and reports trouble through :attr:`AppController.notice` and the state objects. No widget ever
+touches the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.protocol import (
+    EngineStatus,
+    Event,
+    GenerateParams,
+    JobFinished,
+    JobPreview,
+    JobProgress,
+    JobResult,
+    JobStarted,
+    JobState,
+    ResultImage,
+)
+
+from .client import ApiError, AuthError, EngineClient, EngineError, StreamConnected, StreamLost
+from .engine_process import EngineLaunch, EngineStartError, LocalEngine
+from .history import HistoryEntry, HistoryIndex
+from .paths import AppPaths
+from .recipe import RecipeError, recipe_from_file
+from .state import (
+    CanvasImage,
+    CanvasState,
+    Connection,
+    EngineInfo,
+    GenerationSettings,
+    HistoryState,
+    JobsState,
+    Settings,
+)
+from .state.generation import field_of
+from .state.settings import REMOTE
+
+log = logging.getLogger(__name__)
+
+INFO, WARNING, ERROR = "info", "warning", "error"
+
+
+@dataclass
+class LaunchOptions:
+    """Start-up choices from the command line and environment (they win over Settings)."""
+
+    engine_url: str | None = None
+    engine_token: str | None = None
+    model: str | None = None
+    models_dirs: list[Path] = field(default_factory=list)
+    engine_command: list[str] | None = None
+    engine_args: list[str] = field(default_factory=list)
+    spawn_engine: bool = True
+
+
+class AppController(QObject):
+    """Owns the state objects, the client and (for a local engine) the engine process."""
+
+    #: (level, message): for the status bar and the canvas toast. level: info/warning/error.
+    notice = Signal(str, str)
+
+    def __init__(
+        self,
+        paths: AppPaths,
+        settings: Settings,
+        options: LaunchOptions | None = None,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.paths = paths
+        self.settings = settings
+        self.options = options or LaunchOptions()
+        paths.ensure()
+        self.generation = GenerationSettings()
+        self.jobs = JobsState()
+        self.engine = EngineInfo()
+        self.canvas = CanvasState()
+        self.history = HistoryState(HistoryIndex(paths.history_db))
+        self.client: EngineClient | None = None
+        self.local: LocalEngine | None = None
+        self._events_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pending: list[GenerateParams] = []
+        self._stored: set[tuple[str, str]] = set()
+        self._restore_last_params()
+
+    # ================================================================= lifecycle
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.settings.output_dir).expanduser() if self.settings.output_dir \
+            else self.paths.outputs
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.options.engine_url) or self.settings.engine_mode == REMOTE
+
+    async def start(self) -> None:
+        """Load the history, then start or reach the engine. Returns once that is under way."""
+        self.history.load()
+        self.spawn(self._scan_outputs())
+        await self._start_engine()
+
+    async def _start_engine(self) -> None:
+        if self.options.engine_url:
+            await self.connect(self.options.engine_url, self.options.engine_token or "",
+                               remote=True)
+        elif self.settings.engine_mode == REMOTE:
+            await self.connect(self.settings.remote_url, self.settings.remote_token, remote=True)
+        elif self.options.spawn_engine:
+            await self._start_local()
+        else:
+            self.engine.connection = Connection.stopped
+
+    async def _start_local(self) -> None:
+        if self.local is None:
+            opts = self.options
+            dirs = list(opts.models_dirs) or [Path(d) for d in self.settings.models_dirs if d]
+            if self.paths.models.is_dir() and self.paths.models not in dirs:
+                dirs.append(self.paths.models)
+            launch = EngineLaunch(
+                data_dir=self.paths.engine_data,
+                output_dir=self.output_dir,
+                model=opts.model or self.settings.model or None,
+                models_dirs=dirs,
+                extra_args=list(opts.engine_args),
+                command=opts.engine_command or EngineLaunch.command_from_env(),
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            self.local = LocalEngine(launch, self)
+            self.local.starting.connect(self._on_engine_starting)
+            self.local.crashed.connect(self._on_engine_crashed)
+            self.local.ready.connect(self._on_engine_ready)
+            self.local.gave_up.connect(self._on_engine_gave_up)
+        self.engine.remote = False
+        try:
+            await self.local.start()
+        except EngineStartError as exc:
+            self.engine.connection = Connection.disconnected
+            first = str(exc).splitlines()[0]
+            self.engine.detail = str(exc)
+            self.notice.emit(ERROR, f"{first} See engine.log in {self.paths.engine_data}.")
+
+    def _on_engine_starting(self, attempt: int) -> None:
+        if attempt > 1:
+            self.engine.connection = Connection.restarting
+        else:
+            self.engine.connection = Connection.starting
+            self.engine.detail = "Starting the local engine…"
+
+    def _on_engine_crashed(self, code: int, tail: str) -> None:
+        self.engine.connection = Connection.restarting
+        last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+        self.engine.detail = f"Engine exited (code {code}); restarting. {last}".strip()
+        self.notice.emit(WARNING, f"The engine crashed (exit code {code}); restarting it. "
+                                  "Queued jobs will resume.")
+
+    def _on_engine_ready(self, url: str) -> None:
+        assert self.local is not None
+        self.spawn(self.connect(url, self.local.token, remote=False))
+
+    def _on_engine_gave_up(self, message: str) -> None:
+        self.engine.connection = Connection.disconnected
+        self.engine.detail = message
+        self.notice.emit(ERROR, message)
+
+    async def connect(self, url: str, token: str, *, remote: bool) -> None:
+        """(Re)attach to the engine at ``url``: fresh client, event stream, then a full sync."""
+        await self._drop_client()
+        self.engine.remote = remote
+        self.engine.url = url
+        if self.engine.connection is not Connection.restarting:
+            self.engine.connection = Connection.connecting
+        self.client = EngineClient(url, token)
+        self._events_task = asyncio.ensure_future(self._pump_events(self.client))
+
+    async def _drop_client(self) -> None:
+        if self._events_task is not None:
+            self._events_task.cancel()
+            self._events_task = None
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+    async def reconnect(self) -> None:
+        """Apply changed engine settings: switch local ↔ remote, or restart the local engine."""
+        await self._drop_client()
+        if self.local is not None:
+            await self.local.stop()
+            self.local = None
+        await self._start_engine()
+
+    def restart_engine(self) -> None:
+        """Menu action: restart the local engine (or reconnect to the remote one)."""
+        self.spawn(self.reconnect())
+
+    async def shutdown(self) -> None:
+        """Stop everything: the event stream, the client, and the local engine process."""
+        self.save_last_params()
+        for task in list(self._tasks):
+            task.cancel()
+        await self._drop_client()
+        if self.local is not None:
+            await self.local.stop()
+        self.history.index.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` on the loop, keeping a reference and reporting unexpected errors."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, EngineError):
+            self.notice.emit(ERROR, str(exc))
+        elif exc is not None:
+            log.error("task failed", exc_info=exc)
+            self.notice.emit(ERROR, f"Unexpected error: {type(exc).__name__}: {exc}")
+
+    # ================================================================= events
+    async def _pump_events(self, client: EngineClient) -> None:
+        async for item in client.events():
+            if client is not self.client:
+                return
+            if isinstance(item, StreamConnected):
+                self.spawn(self._sync(client))
+            elif isinstance(item, StreamLost):
+                if self.engine.connection is not Connection.restarting:
+                    self.engine.connection = Connection.disconnected
+                    self.engine.detail = item.reason
+            else:
+                self.handle_event(item)
+
+    async def _sync(self, client: EngineClient) -> None:
+        """Fetch everything the event stream does not replay: health, models, samplers, jobs."""
+        health, models, samplers, jobs = await asyncio.gather(
+            client.health(), client.models(), client.samplers(), client.jobs()
+        )
+        if client is not self.client:
+            return
+        self.engine.models = models
+        self.engine.samplers = samplers
+        self.engine.update_health(health)
+        self.engine.detail = ""
+        self.jobs.reset(jobs)
+        running = self.jobs.running
+        if running is not None:
+            self.canvas.follow_job(running.id, running.image_count, running.params)
+        if samplers and self.generation.sampler not in {s.name for s in samplers}:
+            self.generation.sampler = samplers[0].name
+        pending, self._pending = self._pending, []
+        for params in pending:
+            await self._submit(params)
+
+    def handle_event(self, event: Event) -> None:
+        """Fold one engine event into the state (public so tests can feed events)."""
+        self.jobs.apply(event)
+        if isinstance(event, EngineStatus):
+            self.engine.update_health(event.health)
+        elif isinstance(event, JobStarted):
+            self._follow(event.job_id)
+        elif isinstance(event, JobProgress):
+            if self.canvas.job_id != event.job_id and self.canvas.job_id == "":
+                self._follow(event.job_id)
+        elif isinstance(event, JobPreview):
+            if self.canvas.job_id != event.job_id:
+                self._follow(event.job_id)
+            item = self.jobs.get(event.job_id)
+            slot = item.preview_slot(event.index) if item is not None else event.index
+            self.canvas.set_preview(event.job_id, slot, self._preview_bytes(event), event.step)
+        elif isinstance(event, JobResult):
+            self.spawn(self._store_result(event.job_id, event.image))
+        elif isinstance(event, JobFinished):
+            job = event.job
+            if job.state is JobState.failed:
+                self.notice.emit(ERROR, f"Job failed: {job.message or 'no reason given'}")
+            elif job.state is JobState.done:
+                # Results announced before we connected arrive only with the finished job.
+                for image in job.results:
+                    if (job.id, image.name) not in self._stored:
+                        self.spawn(self._store_result(job.id, image))
+
+    def _preview_bytes(self, event: JobPreview) -> bytes:
+        item = self.jobs.get(event.job_id)
+        if item is not None and event.index in item.previews:
+            return item.previews[event.index]
+        import base64
+
+        return base64.b64decode(event.png_b64)
+
+    def _follow(self, job_id: str) -> None:
+        item = self.jobs.get(job_id)
+        if item is not None:
+            self.canvas.follow_job(job_id, item.image_count, item.params)
+        else:
+            self.canvas.follow_job(job_id, 1)
+
+    async def _store_result(self, job_id: str, image: ResultImage) -> None:
+        """Make the result local (engine wrote it here, or download it), index it, show it."""
+        key = (job_id, image.name)
+        if key in self._stored:
+            return
+        self._stored.add(key)
+        loop = asyncio.get_running_loop()
+        local_path = Path(image.path)
+        data: bytes | None = None
+        if not self.engine.remote and local_path.is_file():
+            data = await loop.run_in_executor(None, local_path.read_bytes)
+            path = local_path
+        else:
+            if self.client is None:
+                self._stored.discard(key)
+                return
+            data = await self.client.file(job_id, image.name)
+            path = await loop.run_in_executor(None, _save_unique, self.output_dir, image.name, data)
+        item = self.jobs.get(job_id)
+        if self.canvas.job_id != job_id and (self.canvas.job_id == "" or self._is_latest(job_id)):
+            self._follow(job_id)
+        self.canvas.set_result(job_id, image.index, data, path=path, seed=image.seed,
+                               width=image.width, height=image.height)
+        params = item.params if item is not None and item.params is not None else None
+        if params is None:
+            try:
+                params = await loop.run_in_executor(None, recipe_from_file, path)
+            except RecipeError:
+                params = GenerateParams(width=image.width, height=image.height)
+        entry = self.history.index.add(path, params, seed=image.seed, width=image.width,
+                                       height=image.height, job_id=job_id)
+        self.history.add(entry)
+
+    def _is_latest(self, job_id: str) -> bool:
+        current = self.jobs.get(self.canvas.job_id)
+        return current is None or current.state.finished
+
+    async def _scan_outputs(self) -> None:
+        """Index images that reached the outputs folder while the app was closed."""
+        folder = self.output_dir
+        known = self.history.index.paths()
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, _unindexed_pngs, folder, known)
+        added = False
+        for path, params, mtime in found:
+            self.history.index.add(path, params, created=mtime)
+            added = True
+        if added:
+            self.history.load()
+
+    # ================================================================= user actions
+    def generate(self) -> None:
+        """Queue a job with the Prompt dock's settings (never blocked by a running job)."""
+        params = self.generation.validated_params()
+        if params is None:
+            errors = self.generation.errors
+            name, msg = next(iter(errors.items()))
+            self.notice.emit(ERROR, f"{_label(name)}: {msg}")
+            return
+        self.save_last_params()
+        if self.client is None or not self.engine.connection.usable:
+            self._pending.append(params)
+            self.notice.emit(INFO, "The engine is not ready yet; the job will be sent when it is.")
+            return
+        self.spawn(self._submit(params))
+
+    async def _submit(self, params: GenerateParams) -> None:
+        assert self.client is not None
+        try:
+            job = await self.client.submit(params)
+        except ApiError as exc:
+            errors = {field_of(f) or "": m for f, m in exc.field_messages().items()}
+            errors.pop("", None)
+            if errors:
+                self.generation.set_errors(errors)
+                name, msg = next(iter(errors.items()))
+                self.notice.emit(ERROR, f"{_label(name)}: {msg}")
+            else:
+                self.notice.emit(ERROR, exc.message)
+            return
+        self.jobs.upsert(job)
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel one job; a queued one never starts, the running one stops within a step."""
+        self.spawn(self._cancel(job_id))
+
+    async def _cancel(self, job_id: str) -> None:
+        if self.client is None:
+            return
+        job = await self.client.cancel(job_id)
+        self.jobs.upsert(job)
+
+    def move(self, job_id: str, position: int) -> None:
+        """Move a queued job to ``position`` among the queued jobs (0 = next)."""
+        queued = self.jobs.queued_ids()
+        if job_id not in queued:
+            return
+        position = max(0, min(position, len(queued) - 1))
+        if queued.index(job_id) == position:
+            return
+        # Optimistic: reorder now, the engine's answer (and queue event) confirms.
+        queued.remove(job_id)
+        queued.insert(position, job_id)
+        self.jobs.reorder(queued)
+        self.spawn(self._move(job_id, position))
+
+    async def _move(self, job_id: str, position: int) -> None:
+        if self.client is None:
+            return
+        jobs = await self.client.move(job_id, position)
+        self.jobs.set_order(jobs)
+
+    def move_by(self, job_id: str, delta: int) -> None:
+        queued = self.jobs.queued_ids()
+        if job_id in queued:
+            self.move(job_id, queued.index(job_id) + delta)
+
+    def load_model(self, model_id: str) -> None:
+        self.spawn(self._load_model(model_id))
+
+    async def _load_model(self, model_id: str) -> None:
+        if self.client is None:
+            self.notice.emit(WARNING, "The engine is not connected.")
+            return
+        self.engine.loading_model = model_id
+        previous = self.engine.connection
+        self.engine.connection = Connection.loading
+        try:
+            info = await self.client.load_model(model_id)
+        except EngineError:
+            self.engine.connection = previous
+            raise
+        finally:
+            self.engine.loading_model = ""
+        self.settings.model = info.id
+        await self.refresh_engine()
+        self.notice.emit(INFO, f"Loaded {info.name}.")
+
+    def unload_model(self) -> None:
+        self.spawn(self._unload_model())
+
+    async def _unload_model(self) -> None:
+        if self.client is None:
+            return
+        health = await self.client.unload_model()
+        self.engine.update_health(health)
+        await self.refresh_engine()
+        self.notice.emit(INFO, "Model unloaded; memory freed.")
+
+    async def refresh_engine(self) -> None:
+        """Re-read health and models (after loading/unloading)."""
+        if self.client is None:
+            return
+        health, models = await asyncio.gather(self.client.health(), self.client.models())
+        self.engine.models = models
+        self.engine.update_health(health)
+
+    def open_history(self, entry: HistoryEntry) -> None:
+        """Show a saved image on the canvas."""
+        self.spawn(self._open_history(entry))
+
+    async def _open_history(self, entry: HistoryEntry) -> None:
+        if not entry.exists:
+            self.notice.emit(WARNING, f"{entry.path.name} is gone from disk; removed from history.")
+            self.history.remove(entry)
+            return
+        data = await asyncio.get_running_loop().run_in_executor(None, entry.path.read_bytes)
+        self.canvas.show_image(CanvasImage(data=data, path=entry.path, seed=entry.seed,
+                                           width=entry.width, height=entry.height,
+                                           params=entry.params))
+
+    def use_settings(self, params: GenerateParams | None, source: str = "") -> None:
+        """Put a recipe into the Prompt dock."""
+        if params is None:
+            self.notice.emit(WARNING, "No settings stored with this image.")
+            return
+        self.generation.apply(params)
+        self.notice.emit(INFO, f"Settings restored{' from ' + source if source else ''}.")
+
+    def restore_from_file(self, path: Path | str) -> bool:
+        """A file was dropped: restore its recipe (the current settings stay if that fails)."""
+        path = Path(path)
+        try:
+            params = recipe_from_file(path)
+        except RecipeError as exc:
+            self.notice.emit(ERROR, str(exc))
+            return False
+        self.generation.apply(params)
+        self.notice.emit(INFO, f"Settings restored from {path.name}.")
+        self.spawn(self._show_file(path, params))
+        return True
+
+    async def _show_file(self, path: Path, params: GenerateParams) -> None:
+        data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+        self.canvas.show_image(CanvasImage(data=data, path=path, seed=params.seed,
+                                           width=params.width, height=params.height,
+                                           params=params))
+
+    async def test_connection(self, url: str, token: str) -> str:
+        """Try an engine URL + token (Settings dialog); a sentence saying what answered."""
+        client = EngineClient(url, token)
+        try:
+            h = await client.health()
+        except AuthError:
+            return "✗ The engine answered but refused the token."
+        except EngineError as exc:
+            return f"✗ {exc}"
+        finally:
+            await client.close()
+        model = f" · model {h.model}" if h.model else " · no model loaded"
+        return f"✓ Sfumato engine {h.version} on {h.device} ({h.dtype}){model}"
+
+    # ================================================================= persistence
+    def save_last_params(self) -> None:
+        try:
+            self.settings.last_params = self.generation.to_params().model_dump_json()
+        except ValueError:
+            pass
+
+    def _restore_last_params(self) -> None:
+        if self.settings.last_params:
+            try:
+                self.generation.apply(GenerateParams.model_validate_json(self.settings.last_params))
+            except ValueError:
+                pass
+
+
+_LABELS = {
+    "prompt": "Prompt", "negative_prompt": "Negative prompt", "width": "Width",
+    "height": "Height", "steps": "Steps", "cfg_scale": "CFG scale", "sampler": "Sampler",
+    "seed": "Seed", "batch_size": "Batch size", "batch_count": "Batch count", "model": "Model",
+}
+
+
+def _label(name: str) -> str:
+    return _LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def _save_unique(folder: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` as ``folder/name``, adding ``-1``, ``-2``… rather than overwrite."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / Path(name).name
+    n = 1
+    while target.exists():
+        target = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
+        n += 1
+    target.write_bytes(data)
+    return target
+
+
+def _unindexed_pngs(folder: Path, known: set[str]) -> list[tuple[Path, GenerateParams, float]]:
+    """PNGs under ``folder`` with a readable recipe and no history row yet (worker thread)."""
+    found: list[tuple[Path, GenerateParams, float]] = []
+    if not folder.is_dir():
+        return found
+    start = time.monotonic()
+    for path in folder.rglob("*.png"):
+        if str(path.resolve()) in known:
+            continue
+        if time.monotonic() - start > 20 or len(found) > 2000:
+            break
+        try:
+            params = recipe_from_file(path)
+        except RecipeError:
+            continue
+        found.append((path, params, path.stat().st_mtime))
+    return found

@@ -1,0 +1,148 @@
+"""``sfumato``: start the window first, then the engine, all on one qasync event loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .controller import AppController
+    from .ui.main_window import MainWindow
+
+T0 = time.perf_counter()
+log = logging.getLogger("app")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options; each also has an environment variable, for tests and scripts."""
+    p = argparse.ArgumentParser(prog="sfumato", description="Sfumato — a diffusion studio.")
+    p.add_argument("--data-dir", default=os.environ.get("SFUMATO_DATA_DIR"),
+                   help="folder for history, outputs, settings and the local engine's data "
+                        "[SFUMATO_DATA_DIR]")
+    p.add_argument("--engine-url", default=os.environ.get("SFUMATO_ENGINE_URL"),
+                   help="use the engine at this URL instead of starting one [SFUMATO_ENGINE_URL]")
+    p.add_argument("--engine-token", default=os.environ.get("SFUMATO_ENGINE_TOKEN_REMOTE"),
+                   help="token for --engine-url [SFUMATO_ENGINE_TOKEN_REMOTE]")
+    p.add_argument("--model", default=os.environ.get("SFUMATO_MODEL"),
+                   help="model id or path the local engine loads at start [SFUMATO_MODEL]")
+    p.add_argument("--models-dir", action="append", type=Path, default=None,
+                   help="extra folder the local engine scans for models (repeatable) "
+                        "[SFUMATO_MODELS_DIRS, os.pathsep-separated]")
+    p.add_argument("--engine-args", default=os.environ.get("SFUMATO_ENGINE_ARGS", ""),
+                   help="extra arguments for the local engine, shell-quoted [SFUMATO_ENGINE_ARGS]")
+    p.add_argument("--no-engine", action="store_true",
+                   help="do not start or connect to an engine (UI only)")
+    p.add_argument("--log-level", default=os.environ.get("SFUMATO_LOG", "WARNING"))
+    args, _qt_args = p.parse_known_args(argv)
+    if args.models_dir is None:
+        env = os.environ.get("SFUMATO_MODELS_DIRS", "")
+        args.models_dir = [Path(d) for d in env.split(os.pathsep) if d]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sfumato`` console script and ``python -m app``."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0], *argv])
+    app.setApplicationName("Sfumato")
+    app.setOrganizationName("Sfumato")
+    app.setQuitOnLastWindowClosed(False)  # we quit after the engine is stopped
+
+    import qasync
+
+    from .ui.theme import apply_theme
+
+    apply_theme(app)
+    controller, window = create_window(args)
+    window.show()
+    log.info("window shown after %.2f s", time.perf_counter() - T0)
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    closed = asyncio.Event()
+    window.closed.connect(closed.set)
+    _quit_on_signals(app, window)
+
+    async def run() -> None:
+        await asyncio.sleep(0)  # let the window paint before the engine's start-up work
+        controller.spawn(controller.start())
+        await closed.wait()
+        await controller.shutdown()
+
+    try:
+        with loop:
+            loop.run_until_complete(run())
+    finally:
+        if controller.local is not None:
+            controller.local.kill()
+    return 0
+
+
+def create_window(args: argparse.Namespace) -> tuple[AppController, MainWindow]:
+    """The controller and its (not yet shown) window for parsed ``args``; needs a QApplication.
+
+    Tests use this to drive the real window: ``create_window(parse_args([...]))``, then
+    ``await controller.start()`` on a qasync loop.
+    """
+    from .controller import AppController, LaunchOptions
+    from .engine_process import EngineLaunch
+    from .paths import AppPaths
+    from .state.settings import Settings
+    from .ui.main_window import MainWindow
+
+    paths = AppPaths.default(args.data_dir)
+    paths.ensure()
+    settings = Settings(paths.settings_file)
+    env_cmd = os.environ.get("SFUMATO_ENGINE_CMD")
+    options = LaunchOptions(
+        engine_url=args.engine_url,
+        engine_token=args.engine_token,
+        model=args.model,
+        models_dirs=list(args.models_dir),
+        engine_command=EngineLaunch.command_from_env() if env_cmd else None,
+        engine_args=shlex.split(args.engine_args),
+        spawn_engine=not args.no_engine,
+    )
+    controller = AppController(paths, settings, options)
+    return controller, MainWindow(controller)
+
+
+def _quit_on_signals(app, window) -> None:
+    """Ctrl+C / SIGTERM close the window (and so stop the engine) without polling timers."""
+    from PySide6.QtCore import QSocketNotifier
+
+    rsock, wsock = socket.socketpair()
+    rsock.setblocking(False)
+    wsock.setblocking(False)
+    signal.set_wakeup_fd(wsock.fileno())
+    notifier = QSocketNotifier(rsock.fileno(), QSocketNotifier.Type.Read, app)
+
+    def wake() -> None:
+        try:
+            rsock.recv(64)
+        except OSError:
+            pass
+
+    notifier.activated.connect(wake)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.close())
+    app._signal_sockets = (rsock, wsock, notifier)  # keep them alive
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""What the app knows about its engine: connection status, health, models and samplers."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from engine.protocol import EngineState, Health, ModelInfo, SamplerInfo
+
+from .observable import Observable, Property
+
+
+class Connection(str, Enum):
+    """The engine as the status bar names it."""
+
+    starting = "starting"  # local engine process launched, not listening yet
+    connecting = "connecting"  # URL known, first answer pending
+    loading = "loading"  # a model is being loaded
+    ready = "ready"
+    busy = "busy"  # generating
+    restarting = "restarting"  # local engine crashed; a new one is on its way
+    disconnected = "disconnected"  # no answer (remote down, or gave up restarting)
+    stopped = "stopped"
+
+    @property
+    def usable(self) -> bool:
+        """Whether requests can be sent now."""
+        return self in (Connection.ready, Connection.busy, Connection.loading)
+
+
+def format_bytes(n: int) -> str:
+    """``1536 → '1.5 KB'``: decimal units, one decimal place above bytes."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+class EngineInfo(Observable):
+    """Observable engine facts, fed by the controller from /v1 answers and events."""
+
+    connection = Property(Connection.starting)
+    #: A person-readable line about the connection: why it is down, what happens next.
+    detail = Property("")
+    url = Property("")
+    remote = Property(False)
+    health = Property[Health | None](None)
+    models = Property[list[ModelInfo]]([])
+    samplers = Property[list[SamplerInfo]]([])
+    #: Model id being loaded right now, or "".
+    loading_model = Property("")
+
+    def update_health(self, health: Health) -> None:
+        """Take a Health answer or event; busy/ready/loading follow the engine's state."""
+        self.health = health
+        if health.state is EngineState.loading:
+            self.connection = Connection.loading
+        elif health.state is EngineState.busy:
+            self.connection = Connection.busy
+        elif health.state is EngineState.ready:
+            self.connection = Connection.ready
+        else:
+            self.connection = Connection.connecting
+        if health.model:
+            self.models = [m.model_copy(update={"loaded": m.id == health.model}) for m in self.models]
+
+    @property
+    def loaded_model(self) -> ModelInfo | None:
+        model_id = self.health.model if self.health else None
+        for m in self.models:
+            if m.loaded or (model_id and m.id == model_id):
+                return m
+        return None
+
+    def status_text(self) -> str:
+        """The status bar's engine label."""
+        c = self.connection
+        text = {
+            Connection.starting: "Engine starting…",
+            Connection.connecting: "Connecting…",
+            Connection.loading: "Loading model…",
+            Connection.ready: "Engine ready",
+            Connection.busy: "Engine busy",
+            Connection.restarting: "Engine crashed → restarting",
+            Connection.disconnected: "Engine disconnected",
+            Connection.stopped: "Engine stopped",
+        }[c]
+        if self.remote and c.usable:
+            text += " (remote)"
+        return text
+
+    def device_text(self) -> str:
+        """Device, dtype and memory from the last Health, e.g. ``cpu · float32 · 1.2 GB``."""
+        h = self.health
+        if h is None:
+            return ""
+        parts = [h.device, h.dtype]
+        if h.memory_used:
+            mem = format_bytes(h.memory_used)
+            if h.memory_total:
+                mem += f" / {format_bytes(h.memory_total)}"
+            parts.append(mem)
+        return " · ".join(p for p in parts if p)

@@ -1,0 +1,149 @@
+"""The generation settings being edited in the Prompt dock: one :class:`GenerateParams` in parts."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from PySide6.QtCore import Signal
+
+from engine.protocol import MAX_SEED, MAX_SIDE, GenerateParams
+
+from .observable import Observable, Property
+
+# (label, width, height): squares first, then common aspect ratios around 512 and 1024.
+SIZE_PRESETS: list[tuple[str, int, int]] = [
+    ("64 × 64 · tiny", 64, 64),
+    ("256 × 256", 256, 256),
+    ("512 × 512 · SD 1.5", 512, 512),
+    ("768 × 768 · SD 2", 768, 768),
+    ("1024 × 1024 · SDXL", 1024, 1024),
+    ("512 × 768 · 2:3 portrait", 512, 768),
+    ("768 × 512 · 3:2 landscape", 768, 512),
+    ("576 × 1024 · 9:16", 576, 1024),
+    ("1024 × 576 · 16:9", 1024, 576),
+    ("832 × 1216 · SDXL portrait", 832, 1216),
+    ("1216 × 832 · SDXL landscape", 1216, 832),
+]
+
+#: The fields of GenerateParams the Prompt dock edits, in form order.
+FIELDS = (
+    "prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "seed",
+    "batch_size", "batch_count",
+)
+
+
+def field_of(path: str | None) -> str | None:
+    """The Prompt-dock field named by an API error path like ``job.params.width`` (or None)."""
+    if not path:
+        return None
+    parts = [p for p in path.replace("[", ".").replace("]", "").split(".") if p]
+    for part in reversed(parts):
+        if part in FIELDS or part == "model":
+            return part
+    return None
+
+
+def snap8(value: int) -> int:
+    """The nearest multiple of 8 within the engine's limits."""
+    return max(8, min(MAX_SIDE, (int(value) + 4) // 8 * 8))
+
+
+class GenerationSettings(Observable):
+    """What the next Generate press will ask for, plus per-field validation messages."""
+
+    prompt = Property("")
+    negative_prompt = Property("")
+    seed = Property(-1, coerce=int, doc="-1 = a new random seed for every job")
+    width = Property(512, coerce=int)
+    height = Property(512, coerce=int)
+    steps = Property(25, coerce=int)
+    cfg_scale = Property(7.0, coerce=float)
+    sampler = Property("Euler a")
+    batch_size = Property(1, coerce=int)
+    batch_count = Property(1, coerce=int)
+    model = Property[str | None](None, doc="Model id for the job; None = the loaded one")
+
+    #: ``{field: message}``; emitted whenever a field gains or loses a message.
+    errors_changed = Signal(dict)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._errors: dict[str, str] = {}
+        for name in FIELDS:
+            # Editing a field clears its stale error.
+            getattr(self, f"{name}_changed").connect(lambda _v, n=name: self.clear_error(n))
+
+    # ----------------------------------------------------------------- params in and out
+    def to_params(self) -> GenerateParams:
+        """The current settings as a request; raises pydantic's ValidationError if invalid."""
+        return GenerateParams(
+            model=self.model,
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            seed=self.seed,
+            width=self.width,
+            height=self.height,
+            steps=self.steps,
+            cfg_scale=self.cfg_scale,
+            sampler=self.sampler,
+            batch_size=self.batch_size,
+            batch_count=self.batch_count,
+        )
+
+    def validated_params(self) -> GenerateParams | None:
+        """:meth:`to_params`, or None after putting the validation messages on the fields."""
+        try:
+            return self.to_params()
+        except ValidationError as exc:
+            errors: dict[str, str] = {}
+            for err in exc.errors():
+                name = field_of(".".join(str(p) for p in err["loc"])) or "prompt"
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                errors.setdefault(name, msg)
+            self.set_errors(errors)
+            return None
+
+    def apply(self, params: GenerateParams, *, keep_model: bool = True) -> None:
+        """Restore a recipe (from history or a dropped PNG) into the editable fields."""
+        for name in FIELDS:
+            setattr(self, name, getattr(params, name))
+        if not keep_model:
+            self.model = params.model
+        self.clear_errors()
+
+    # ----------------------------------------------------------------- helpers for the dock
+    def set_size(self, width: int, height: int) -> None:
+        self.width, self.height = snap8(width), snap8(height)
+
+    def swap_size(self) -> None:
+        self.width, self.height = self.height, self.width
+
+    def randomize_seed(self) -> None:
+        self.seed = -1
+
+    def reuse_seed(self, seed: int) -> None:
+        self.seed = max(0, min(MAX_SEED, seed))
+
+    # ----------------------------------------------------------------- errors
+    @property
+    def errors(self) -> dict[str, str]:
+        return dict(self._errors)
+
+    def error(self, name: str) -> str:
+        return self._errors.get(name, "")
+
+    def set_errors(self, errors: dict[str, str]) -> None:
+        self._errors = dict(errors)
+        self.errors_changed.emit(self.errors)
+
+    def set_error(self, name: str, message: str) -> None:
+        self._errors[name] = message
+        self.errors_changed.emit(self.errors)
+
+    def clear_error(self, name: str) -> None:
+        if self._errors.pop(name, None) is not None:
+            self.errors_changed.emit(self.errors)
+
+    def clear_errors(self) -> None:
+        if self._errors:
+            self._errors = {}
+            self.errors_changed.emit({})

@@ -1,0 +1,43 @@
+"""The History dock's list: saved images, newest first, kept in step with the SQLite index."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from app.history import HistoryEntry, HistoryIndex
+
+#: Entries loaded into the dock at once (older ones stay in the index).
+PAGE = 300
+
+
+class HistoryState(QObject):
+    """Entries for display; the index is the truth, this is the window onto it."""
+
+    #: The whole list changed (load, search): rebuild.
+    reset = Signal()
+    #: One new entry at the top.
+    added = Signal(object)
+
+    def __init__(self, index: HistoryIndex):
+        super().__init__()
+        self.index = index
+        self.entries: list[HistoryEntry] = []
+        self.search = ""
+
+    def load(self, search: str | None = None) -> None:
+        if search is not None:
+            self.search = search
+        self.entries = self.index.entries(limit=PAGE, search=self.search)
+        self.reset.emit()
+
+    def add(self, entry: HistoryEntry) -> None:
+        self.entries = [e for e in self.entries if e.path != entry.path]
+        if self.search and self.search.lower() not in entry.prompt.lower():
+            return
+        self.entries.insert(0, entry)
+        self.added.emit(entry)
+
+    def remove(self, entry: HistoryEntry) -> None:
+        self.index.remove(entry.path)
+        self.entries = [e for e in self.entries if e.path != entry.path]
+        self.reset.emit()

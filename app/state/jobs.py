@@ -1,0 +1,251 @@
+"""The engine's queue as the app sees it, kept current by protocol events."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.protocol import (
+    EngineStatus,
+    Event,
+    GenerateJob,
+    GenerateParams,
+    Job,
+    JobFinished,
+    JobPreview,
+    JobProgress,
+    JobQueued,
+    JobResult,
+    JobStarted,
+    JobState,
+    QueueChanged,
+    ResultImage,
+)
+
+#: How many finished jobs the Queue dock keeps listing.
+KEEP_FINISHED = 30
+
+
+@dataclass
+class JobItem:
+    """One job: what was asked, where it stands, and what it produced so far."""
+
+    id: str
+    state: JobState
+    params: GenerateParams | None
+    created_at: datetime
+    step: int = 0
+    total: int = 0
+    eta_s: float | None = None
+    stage: str = ""
+    message: str = ""
+    results: list[ResultImage] = field(default_factory=list)
+    #: Latest preview PNG per image index while running.
+    previews: dict[int, bytes] = field(default_factory=dict)
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobItem:
+        params = job.spec.params if isinstance(job.spec, GenerateJob) else None
+        return cls(
+            id=job.id,
+            state=job.state,
+            params=params,
+            created_at=job.created_at,
+            step=job.step,
+            total=job.total,
+            message=job.message,
+            results=list(job.results),
+            finished_at=job.finished_at,
+        )
+
+    @property
+    def image_count(self) -> int:
+        """How many images the job makes in all."""
+        return self.params.batch_size * self.params.batch_count if self.params else 1
+
+    @property
+    def progress(self) -> float:
+        """0..1 for the whole job: the engine counts steps across all batches."""
+        if self.state is JobState.done:
+            return 1.0
+        if not self.total:
+            return 0.0
+        return max(0.0, min(1.0, self.step / self.total))
+
+    def preview_slot(self, index: int) -> int:
+        """The job-wide image index of a preview whose ``index`` counts within its batch.
+
+        The engine numbers preview latents within the batch being sampled, and results across
+        the job; the batch being sampled is the one after the results so far.
+        """
+        per_batch = self.params.batch_size if self.params else 1
+        if index >= per_batch:
+            return index  # already job-wide
+        return (len(self.results) // per_batch) * per_batch + index
+
+    @property
+    def title(self) -> str:
+        """A short, single-line description: the prompt, or what kind of job it is."""
+        text = (self.params.prompt if self.params else "").strip().replace("\n", " ")
+        return text or "(empty prompt)"
+
+
+class JobsState(QObject):
+    """Jobs by id, in display order: running first, then queued in queue order, then finished."""
+
+    #: The list of jobs or their order changed (add, remove, reorder, state change).
+    changed = Signal()
+    #: One job's progress/preview/results changed; argument is the job id.
+    job_updated = Signal(str)
+    #: A preview image arrived: (job id, image index, png bytes).
+    preview = Signal(str, int, bytes)
+    #: A finished image was announced: (job id, image).
+    result = Signal(str, object)
+    #: A job finished: (job id, state). Failed jobs carry their message on the item.
+    finished = Signal(str, object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._jobs: dict[str, JobItem] = {}
+        self._queue_order: list[str] = []
+
+    # ----------------------------------------------------------------- reading
+    def get(self, job_id: str) -> JobItem | None:
+        return self._jobs.get(job_id)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def ordered(self) -> list[JobItem]:
+        """Running, then queued (next first), then finished (newest first)."""
+        running = [j for j in self._jobs.values() if j.state is JobState.running]
+        rank = {jid: i for i, jid in enumerate(self._queue_order)}
+        queued = sorted(
+            (j for j in self._jobs.values() if j.state is JobState.queued),
+            key=lambda j: (rank.get(j.id, len(rank)), j.created_at),
+        )
+        done = sorted(
+            (j for j in self._jobs.values() if j.state.finished),
+            key=lambda j: j.finished_at or j.created_at,
+            reverse=True,
+        )
+        return running + queued + done
+
+    def queued_ids(self) -> list[str]:
+        return [j.id for j in self.ordered() if j.state is JobState.queued]
+
+    @property
+    def running(self) -> JobItem | None:
+        return next((j for j in self._jobs.values() if j.state is JobState.running), None)
+
+    @property
+    def active_count(self) -> int:
+        """Jobs not finished yet (running or queued)."""
+        return sum(1 for j in self._jobs.values() if not j.state.finished)
+
+    # ----------------------------------------------------------------- writing
+    def reset(self, jobs: list[Job]) -> None:
+        """Replace everything with the engine's list (on connect and reconnect)."""
+        self._jobs = {j.id: JobItem.from_job(j) for j in jobs}
+        self._queue_order = [j.id for j in jobs if j.state is JobState.queued]
+        self._trim()
+        self.changed.emit()
+
+    def upsert(self, job: Job) -> JobItem:
+        """Add or refresh one job from a full :class:`Job` (e.g. the answer to a submit)."""
+        item = self._jobs.get(job.id)
+        fresh = JobItem.from_job(job)
+        if item is None:
+            self._jobs[job.id] = fresh
+            if job.state is JobState.queued and job.id not in self._queue_order:
+                self._queue_order.append(job.id)
+            self._trim()
+            self.changed.emit()
+            return fresh
+        state_changed = item.state is not job.state
+        item.state, item.message = job.state, job.message
+        item.finished_at = job.finished_at or item.finished_at
+        if job.total:
+            item.step, item.total = job.step, job.total
+        known = {r.name for r in item.results}
+        item.results += [r for r in job.results if r.name not in known]
+        if state_changed:
+            self.changed.emit()
+        self.job_updated.emit(job.id)
+        return item
+
+    def apply(self, event: Event) -> None:
+        """Fold one engine event into the state."""
+        if isinstance(event, JobQueued):
+            self.upsert(event.job)
+        elif isinstance(event, JobStarted):
+            item = self._jobs.get(event.job_id)
+            if item is not None and item.state is not JobState.running:
+                item.state, item.step = JobState.running, 0
+                self.changed.emit()
+        elif isinstance(event, JobProgress):
+            item = self._jobs.get(event.job_id)
+            if item is not None:
+                if item.state is JobState.queued:
+                    item.state = JobState.running
+                    self.changed.emit()
+                item.step, item.total, item.eta_s = event.step, event.total, event.eta_s
+                item.stage = event.stage
+                self.job_updated.emit(item.id)
+        elif isinstance(event, JobPreview):
+            data = base64.b64decode(event.png_b64)
+            item = self._jobs.get(event.job_id)
+            if item is not None:
+                item.previews[event.index] = data
+            self.preview.emit(event.job_id, event.index, data)
+        elif isinstance(event, JobResult):
+            item = self._jobs.get(event.job_id)
+            if item is not None and all(r.name != event.image.name for r in item.results):
+                item.results.append(event.image)
+                item.previews.pop(event.image.index, None)
+                self.job_updated.emit(item.id)
+            self.result.emit(event.job_id, event.image)
+        elif isinstance(event, JobFinished):
+            item = self.upsert(event.job)
+            item.previews.clear()
+            item.eta_s = None
+            if event.job.id in self._queue_order:
+                self._queue_order.remove(event.job.id)
+            self._trim()
+            self.changed.emit()
+            self.finished.emit(event.job.id, event.job.state)
+        elif isinstance(event, QueueChanged):
+            self._queue_order = list(event.order)
+            self.changed.emit()
+        elif isinstance(event, EngineStatus):
+            pass  # engine status is EngineState's business
+
+    def set_order(self, jobs: list[Job]) -> None:
+        """Apply the answer of a move: the queued jobs in their new order."""
+        for job in jobs:
+            if job.id not in self._jobs:
+                self._jobs[job.id] = JobItem.from_job(job)
+        self._queue_order = [j.id for j in jobs if j.state is JobState.queued]
+        self.changed.emit()
+
+    def reorder(self, queued_ids: list[str]) -> None:
+        """Show the queued jobs in this order (optimistically, before the engine confirms)."""
+        self._queue_order = list(queued_ids)
+        self.changed.emit()
+
+    def remove_finished(self) -> None:
+        """Clear finished jobs from the list (they stay in the history)."""
+        self._jobs = {k: v for k, v in self._jobs.items() if not v.state.finished}
+        self.changed.emit()
+
+    def _trim(self) -> None:
+        finished = [j for j in self.ordered() if j.state.finished]
+        for item in finished[KEEP_FINISHED:]:
+            del self._jobs[item.id]

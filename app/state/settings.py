@@ -1,0 +1,63 @@
+"""User settings, saved in an INI file through QSettings as soon as they change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from .observable import Observable, Property
+
+LOCAL, REMOTE = "local", "remote"
+
+
+class Settings(Observable):
+    """Persistent preferences. Every :class:`Property` here is loaded at start and saved on set."""
+
+    engine_mode = Property(LOCAL, doc="'local': start an engine here; 'remote': connect to one")
+    remote_url = Property("http://127.0.0.1:8765")
+    remote_token = Property("")
+    output_dir = Property("", doc="Where images are saved; '' = the data folder's outputs/")
+    model = Property("", doc="Model id to load at start; '' = the engine's default")
+    models_dirs = Property[list[str]]([], doc="Extra folders the local engine scans for models")
+    last_params = Property("", doc="The Prompt dock's settings at exit, as GenerateParams JSON")
+
+    def __init__(self, path: Path | str | None = None):
+        super().__init__()
+        if path is None:
+            self._qs = QSettings("Sfumato", "Sfumato")
+        else:
+            self._qs = QSettings(str(path), QSettings.Format.IniFormat)
+        for name in self.properties():
+            stored = self._qs.value(name)
+            if stored is not None:
+                try:
+                    setattr(self, name, self._decode(name, stored))
+                except (TypeError, ValueError):
+                    pass  # a damaged entry falls back to the default
+            getattr(self, f"{name}_changed").connect(lambda v, n=name: self._save(n, v))
+
+    def _decode(self, name: str, stored: Any) -> Any:
+        default = type(self).__dict__.get(name) or next(
+            k.__dict__[name] for k in type(self).__mro__ if name in k.__dict__
+        )
+        if isinstance(default.default, list):
+            return list(json.loads(stored)) if isinstance(stored, str) else list(stored)
+        return type(default.default)(stored)
+
+    def _save(self, name: str, value: Any) -> None:
+        self._qs.setValue(name, json.dumps(value) if isinstance(value, list) else value)
+        self._qs.sync()
+
+    # Window layout is opaque bytes; kept out of the observable properties.
+    def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
+        geo, state = self._qs.value("window/geometry"), self._qs.value("window/state")
+        return (geo if isinstance(geo, QByteArray) else None,
+                state if isinstance(state, QByteArray) else None)
+
+    def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._qs.setValue("window/geometry", geometry)
+        self._qs.setValue("window/state", state)
+        self._qs.sync()

@@ -1,0 +1,349 @@
+"""The central canvas: the image large (fit, zoom, pan, 1:1) and a strip of the batch below."""
+
+from __future__ import annotations
+
+import asyncio
+
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap, QWheelEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state.canvas import CanvasImage, CanvasState
+
+from .theme import CANVAS_BG
+
+MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
+THUMB = 84
+
+
+def pixmap_from_png(data: bytes | None) -> QPixmap | None:
+    if not data:
+        return None
+    pm = QPixmap()
+    return pm if pm.loadFromData(data) else None
+
+
+class CanvasView(QGraphicsView):
+    """Shows one image; wheel zooms under the cursor, drag pans, double-click toggles fit/1:1."""
+
+    zoom_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("CanvasView")
+        self._scene = QGraphicsScene(self)
+        self.setScene(self._scene)
+        self._item = QGraphicsPixmapItem()
+        self._item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self._scene.addItem(self._item)
+        self.setBackgroundBrush(CANVAS_BG)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        self.setAcceptDrops(False)  # the main window takes drops
+        self.fit_mode = True
+        self.placeholder = "Write a prompt and press Ctrl+Enter"
+        self._has_image = False
+
+    # ----------------------------------------------------------------- content
+    @property
+    def has_image(self) -> bool:
+        return self._has_image
+
+    def set_pixmap(self, pixmap: QPixmap | None, width: int = 0, height: int = 0) -> None:
+        """Show ``pixmap`` stretched to ``width``×``height`` (previews are smaller than results)."""
+        if pixmap is None or pixmap.isNull():
+            self._item.setPixmap(QPixmap())
+            self._has_image = False
+            self._scene.setSceneRect(QRectF(0, 0, 1, 1))
+            self.viewport().update()
+            return
+        w = width or pixmap.width()
+        h = height or pixmap.height()
+        new_size = not self._has_image or self._scene.sceneRect().size().toSize() != QSize(w, h)
+        self._item.setPixmap(pixmap)
+        self._item.setScale(w / pixmap.width())
+        self._has_image = True
+        if new_size:
+            self._scene.setSceneRect(QRectF(0, 0, w, h))
+            if self.fit_mode:
+                self.fit()
+        self._update_smoothing()
+        self.viewport().update()
+
+    # ----------------------------------------------------------------- zoom
+    @property
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def fit(self) -> None:
+        """Scale the image to fill the view (never beyond 8×, so tiny images stay sane)."""
+        self.fit_mode = True
+        if not self._has_image:
+            return
+        rect = self._scene.sceneRect()
+        view = self.viewport().rect().adjusted(16, 16, -16, -16)
+        if rect.isEmpty() or view.width() <= 0 or view.height() <= 0:
+            return
+        scale = min(view.width() / rect.width(), view.height() / rect.height(), 8.0)
+        self._set_zoom(scale)
+        self.centerOn(rect.center())
+
+    def actual_size(self) -> None:
+        """1:1 — one image pixel per screen pixel."""
+        self.fit_mode = False
+        self._set_zoom(1.0)
+        if self._has_image:
+            self.centerOn(self._scene.sceneRect().center())
+
+    def zoom_by(self, factor: float) -> None:
+        self.fit_mode = False
+        self._set_zoom(self.zoom * factor)
+
+    def _set_zoom(self, scale: float) -> None:
+        scale = max(MIN_ZOOM, min(MAX_ZOOM, scale))
+        self.resetTransform()
+        self.scale(scale, scale)
+        self._update_smoothing()
+        self.zoom_changed.emit(scale)
+
+    def _update_smoothing(self) -> None:
+        # Enlarged small images read better with crisp pixels; reduced ones need smoothing.
+        effective = self.zoom * self._item.scale()
+        mode = (Qt.TransformationMode.FastTransformation if effective >= 3.0
+                else Qt.TransformationMode.SmoothTransformation)
+        self._item.setTransformationMode(mode)
+
+    # ----------------------------------------------------------------- events
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_by(1.2 ** steps)
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        if self.fit_mode:
+            self.actual_size()
+        else:
+            self.fit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.fit_mode:
+            self.fit()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        if self._has_image:
+            return
+        painter.save()
+        painter.resetTransform()
+        painter.setPen(QColor("#5d6068"))
+        font = painter.font()
+        font.setPointSizeF(13)
+        painter.setFont(font)
+        painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
+        painter.restore()
+
+
+class CanvasToolbar(QFrame):
+    """Floating zoom controls in the canvas's top-right corner."""
+
+    def __init__(self, view: CanvasView, parent: QWidget):
+        super().__init__(parent)
+        self.setObjectName("CanvasToolbar")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 2, 4, 2)
+        lay.setSpacing(2)
+        for text, tip, slot in (
+            ("Fit", "Fit to view (F)", view.fit),
+            ("1:1", "Actual pixels (1)", view.actual_size),
+            ("−", "Zoom out (-)", lambda: view.zoom_by(1 / 1.25)),
+            ("+", "Zoom in (+)", lambda: view.zoom_by(1.25)),
+        ):
+            b = QToolButton(self)
+            b.setText(text)
+            b.setToolTip(tip)
+            b.clicked.connect(slot)
+            lay.addWidget(b)
+        self.zoom_label = QLabel("100%", self)
+        self.zoom_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        lay.addWidget(self.zoom_label)
+        view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
+
+
+class CanvasPanel(QWidget):
+    """The canvas view, its zoom controls, a caption and the batch strip, bound to CanvasState."""
+
+    #: A final (non-preview) image is on screen: (path or "").
+    image_shown = Signal(str)
+    #: A preview is on screen: (step).
+    preview_shown = Signal(int)
+
+    def __init__(self, state: CanvasState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("canvas")
+        self.state = state
+        self.view = CanvasView(self)
+        self.toolbar = CanvasToolbar(self.view, self)
+        self.caption = QLabel(self)
+        self.caption.setObjectName("Hint")
+        self.caption.setStyleSheet(
+            "background: rgba(20,21,23,190); border-radius: 6px; padding: 3px 8px; color: #b8bbc2;"
+        )
+        self.caption.hide()
+        self.strip = QListWidget(self)
+        self.strip.setObjectName("ThumbStrip")
+        self.strip.setViewMode(QListWidget.ViewMode.IconMode)
+        self.strip.setFlow(QListWidget.Flow.LeftToRight)
+        self.strip.setWrapping(False)
+        self.strip.setMovement(QListWidget.Movement.Static)
+        self.strip.setIconSize(QSize(THUMB, THUMB))
+        self.strip.setFixedHeight(THUMB + 22)
+        self.strip.setSpacing(4)
+        self.strip.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.strip.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.strip.currentRowChanged.connect(self._on_strip_row)
+        self.strip.hide()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.strip)
+        self.shown_final: CanvasImage | None = None
+        self._image_waiters: list[asyncio.Future[str]] = []
+
+        state.reset.connect(self._rebuild)
+        state.updated.connect(self._on_updated)
+        state.current_changed.connect(lambda _i: self._show_current())
+
+    # ----------------------------------------------------------------- for tests and scripts
+    async def wait_for_image(self, timeout: float = 60.0) -> str:
+        """Wait until the next final image is on screen; returns its path (or "")."""
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._image_waiters.append(fut)
+        return await asyncio.wait_for(fut, timeout)
+
+    # ----------------------------------------------------------------- state → view
+    def _rebuild(self) -> None:
+        self.strip.blockSignals(True)
+        self.strip.clear()
+        for i, image in enumerate(self.state.images):
+            item = QListWidgetItem(f"{i + 1}")
+            item.setSizeHint(QSize(THUMB + 8, THUMB + 16))
+            self._set_thumb(item, image)
+            self.strip.addItem(item)
+        self.strip.setCurrentRow(self.state.current)
+        self.strip.blockSignals(False)
+        self.strip.setVisible(len(self.state.images) > 1)
+        if not self.state.images:
+            self.view.set_pixmap(None)
+            self.caption.hide()
+
+    def _set_thumb(self, item: QListWidgetItem, image: CanvasImage) -> None:
+        pm = pixmap_from_png(image.data)
+        if pm is not None:
+            thumb = pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                              Qt.TransformationMode.SmoothTransformation)
+            item.setIcon(QIcon(thumb))
+        tip = "preview" if image.preview else (f"seed {image.seed}" if image.seed is not None
+                                               else "")
+        item.setToolTip(tip)
+
+    def _on_updated(self, index: int) -> None:
+        if 0 <= index < self.strip.count():
+            self._set_thumb(self.strip.item(index), self.state.images[index])
+        if index == self.state.current:
+            self._show_current()
+
+    def _on_strip_row(self, row: int) -> None:
+        if row >= 0:
+            self.state.select(row)
+
+    def _show_current(self) -> None:
+        image = self.state.current_image
+        if self.strip.currentRow() != self.state.current:
+            self.strip.blockSignals(True)
+            self.strip.setCurrentRow(self.state.current)
+            self.strip.blockSignals(False)
+        if image is None or image.data is None:
+            if image is None:
+                self.view.set_pixmap(None)
+            self._set_caption(image)
+            return
+        pm = pixmap_from_png(image.data)
+        w = image.width or (image.params.width if image.params else 0)
+        h = image.height or (image.params.height if image.params else 0)
+        self.view.set_pixmap(pm, w, h)
+        self._set_caption(image)
+        if image.preview:
+            self.preview_shown.emit(image.step)
+        elif pm is not None:
+            self.shown_final = image
+            path = str(image.path or "")
+            self.image_shown.emit(path)
+            waiters, self._image_waiters = self._image_waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(path)
+
+    def _set_caption(self, image: CanvasImage | None) -> None:
+        if image is None:
+            self.caption.hide()
+            return
+        if image.data is None:
+            text = "Waiting for the engine…"
+        elif image.preview:
+            p = image.params
+            total = p.steps * p.batch_count if p else 0
+            text = f"Preview · step {image.step}/{total}" if total else "Preview"
+        else:
+            parts = []
+            if image.seed is not None and image.seed >= 0:
+                parts.append(f"seed {image.seed}")
+            if image.width:
+                parts.append(f"{image.width}×{image.height}")
+            if image.path is not None:
+                parts.append(image.path.name)
+            text = " · ".join(parts)
+        self.caption.setText(text)
+        self.caption.setVisible(bool(text))
+        self.caption.adjustSize()
+        self._place_overlays()
+
+    # ----------------------------------------------------------------- layout of overlays
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._place_overlays()
+
+    def _place_overlays(self) -> None:
+        self.toolbar.adjustSize()
+        self.toolbar.move(self.view.width() - self.toolbar.width() - 12, 12)
+        self.toolbar.raise_()
+        self.caption.move(12, self.view.height() - self.caption.height() - 12)
+        self.caption.raise_()
+
+    def keyPressEvent(self, event) -> None:
+        key = event.key()
+        if key == Qt.Key.Key_F:
+            self.view.fit()
+        elif key == Qt.Key.Key_1:
+            self.view.actual_size()
+        elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.view.zoom_by(1.25)
+        elif key == Qt.Key.Key_Minus:
+            self.view.zoom_by(1 / 1.25)
+        else:
+            super().keyPressEvent(event)

@@ -1,0 +1,246 @@
+"""The main window: canvas in the middle, Prompt / Queue / History docks, model toolbar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QSizePolicy,
+    QToolBar,
+    QWidget,
+)
+
+from app.controller import AppController
+from app.recipe import IMAGE_SUFFIXES
+
+from .canvas import CanvasPanel
+from .history_dock import HistoryDockWidget
+from .model_bar import ModelBar
+from .prompt_dock import GENERATE_SHORTCUTS, PromptDockWidget
+from .queue_dock import QueueDockWidget
+from .settings_dialog import SettingsDialog
+from .status_bar import StatusBar
+from .toast import Toast
+
+
+class MainWindow(QMainWindow):
+    """Thin: builds widgets over the controller's state and forwards intents to it.
+
+    For tests: ``prompt_edit``, ``generate_button``, ``canvas`` (a CanvasPanel with
+    ``wait_for_image()`` and the ``image_shown`` signal), ``queue_view``, ``history_view``,
+    ``model_combo`` are attributes, and carry the same objectName.
+    """
+
+    #: The window was closed by the user (the app then shuts the engine down and exits).
+    closed = Signal()
+
+    def __init__(self, controller: AppController, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.setObjectName("MainWindow")
+        self.setWindowTitle("Sfumato")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        c = controller
+
+        self.canvas = CanvasPanel(c.canvas)
+        self.setCentralWidget(self.canvas)
+        self.toast = Toast(self.canvas)
+
+        self.prompt_panel = PromptDockWidget(c.generation, c.engine, c.jobs)
+        self.queue_panel = QueueDockWidget(c.jobs)
+        self.history_panel = HistoryDockWidget(c.history)
+        self.prompt_dock = self._dock("Prompt", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.queue_dock = self._dock("Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.history_dock = self._dock("History", self.history_panel,
+                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.splitDockWidget(self.queue_dock, self.history_dock, Qt.Orientation.Vertical)
+        self.resizeDocks([self.prompt_dock, self.queue_dock], [340, 320],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.queue_dock, self.history_dock], [300, 500],
+                         Qt.Orientation.Vertical)
+
+        self.model_bar = ModelBar(c.engine)
+        self.status = StatusBar(c.engine, c.jobs)
+        self.setStatusBar(self.status)
+        self._build_toolbar()
+        self._build_menus()
+
+        # Handy names for tests and scripts.
+        self.prompt_edit = self.prompt_panel.prompt_edit
+        self.generate_button = self.prompt_panel.generate_button
+        self.queue_view = self.queue_panel.queue_view
+        self.history_view = self.history_panel.view
+        self.model_combo = self.model_bar.combo
+        self.prompt_edit.setObjectName("prompt_edit")
+        self.generate_button.setObjectName("generate_button")
+        self.generate_button.setProperty("class", "GenerateButton")
+
+        self._wire()
+        geometry, state = c.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1440, 900)
+        if state is not None:
+            self.restoreState(state)
+
+    def sizeHint(self) -> QSize:
+        return QSize(1440, 900)
+
+    # ----------------------------------------------------------------- construction
+    def _dock(self, title: str, body: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title}Dock")
+        dock.setWidget(body)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Main", self)
+        bar.setObjectName("MainToolbar")
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.addWidget(self.model_bar)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        bar.addWidget(spacer)
+        self.open_action = QAction("Open image…", self)
+        self.open_action.setToolTip("Read the settings stored in a PNG (Sfumato or A1111)")
+        self.open_action.setShortcut(QKeySequence.StandardKey.Open)
+        self.open_action.triggered.connect(self._open_image)
+        self.settings_action = QAction("Settings", self)
+        self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
+        self.settings_action.triggered.connect(self.open_settings)
+        bar.addAction(self.open_action)
+        bar.addAction(self.settings_action)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+
+    def _build_menus(self) -> None:
+        c = self.controller
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.open_action)
+        file_menu.addAction("Open outputs folder", self._open_outputs)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("Quit", self.close)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        engine_menu = self.menuBar().addMenu("&Engine")
+        engine_menu.addAction("Restart engine", c.restart_engine)
+        engine_menu.addAction("Unload model", c.unload_model)
+        engine_menu.addSeparator()
+        engine_menu.addAction(self.settings_action)
+        view = self.menuBar().addMenu("&View")
+        view.addAction("Fit", QKeySequence("F"), self.canvas.view.fit)
+        view.addAction("Actual pixels (1:1)", QKeySequence("1"), self.canvas.view.actual_size)
+        view.addSeparator()
+        for dock in (self.prompt_dock, self.queue_dock, self.history_dock):
+            view.addAction(dock.toggleViewAction())
+
+    def _wire(self) -> None:
+        c = self.controller
+        self.generate_button.clicked.connect(c.generate)
+        self._shortcuts = []
+        for seq in GENERATE_SHORTCUTS:
+            sc = QShortcut(seq, self)
+            sc.setContext(Qt.ShortcutContext.WindowShortcut)
+            sc.activated.connect(c.generate)
+            self._shortcuts.append(sc)
+        self.prompt_panel.reuse_button.clicked.connect(self._reuse_seed)
+        self.queue_panel.cancel_requested.connect(c.cancel)
+        self.queue_panel.move_requested.connect(c.move)
+        self.queue_panel.open_requested.connect(self._open_job)
+        self.history_panel.open_requested.connect(c.open_history)
+        self.history_panel.use_settings_requested.connect(
+            lambda e: c.use_settings(e.params, e.path.name))
+        self.model_bar.load_requested.connect(c.load_model)
+        self.model_bar.unload_requested.connect(c.unload_model)
+        c.notice.connect(self.status.show_notice)
+        c.notice.connect(self._toast_if_needed)
+
+    # ----------------------------------------------------------------- actions
+    def _toast_if_needed(self, level: str, text: str) -> None:
+        if level in ("error", "warning") or text.startswith("Settings restored"):
+            self.toast.show_message(level, text)
+
+    def _reuse_seed(self) -> None:
+        image = self.controller.canvas.current_image
+        if image is not None and image.seed is not None and image.seed >= 0:
+            self.controller.generation.reuse_seed(image.seed)
+        else:
+            self.status.show_notice("info", "No finished image on the canvas to take a seed from.")
+
+    def _open_job(self, job_id: str) -> None:
+        item = self.controller.jobs.get(job_id)
+        if item is None or not item.results:
+            return
+        entry = self.controller.history.index.get(item.results[0].path)
+        if entry is not None:
+            self.controller.open_history(entry)
+
+    def _open_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open an image to reuse its settings", str(self.controller.output_dir),
+            "Images (*.png *.jpg *.jpeg *.webp);;All files (*)")
+        if path:
+            self.controller.restore_from_file(path)
+
+    def _open_outputs(self) -> None:
+        folder = self.controller.output_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def open_settings(self) -> SettingsDialog:
+        c = self.controller
+        dialog = SettingsDialog(c.settings, c.paths.outputs, c.test_connection, self)
+        dialog.setModal(True)
+
+        def done(result: int) -> None:
+            if result and dialog.apply():
+                c.restart_engine()
+
+        dialog.finished.connect(done)
+        dialog.open()
+        return dialog
+
+    # ----------------------------------------------------------------- drag & drop
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = [u for u in event.mimeData().urls()]
+        files = [Path(u.toLocalFile()) for u in urls if u.isLocalFile()]
+        event.acceptProposedAction()
+        if not files:
+            self.controller.notice.emit(
+                "error", "Only files from this computer can be dropped (a PNG made by Sfumato or "
+                "A1111).")
+            return
+        images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+        self.controller.restore_from_file(images[0] if images else files[0])
+
+    # ----------------------------------------------------------------- close
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.controller.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.controller.save_last_params()
+        super().closeEvent(event)
+        self.closed.emit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.toast.isVisible():
+            self.toast.move((self.canvas.width() - self.toast.width()) // 2, 16)

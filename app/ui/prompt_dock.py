@@ -1,0 +1,347 @@
+"""The Prompt dock: everything a text-to-image job needs, bound to GenerationSettings."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state.engine import EngineInfo
+from app.state.generation import SIZE_PRESETS, GenerationSettings, snap8
+from app.state.jobs import JobsState
+from engine.protocol import MAX_SEED, MAX_SIDE
+
+from .binding import bind
+from .theme import repolish
+
+CUSTOM_SIZE = "Custom size"
+
+
+class PromptEdit(QPlainTextEdit):
+    """A prompt box that leaves Ctrl+Enter to the Generate shortcut instead of a newline."""
+
+    def __init__(self, placeholder: str, lines: int, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setPlaceholderText(placeholder)
+        self.setTabChangesFocus(True)
+        line = self.fontMetrics().lineSpacing()
+        self.setMinimumHeight(line * lines + 14)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+
+    def keyPressEvent(self, event) -> None:
+        if (event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+                and event.modifiers() & Qt.KeyboardModifier.ControlModifier):
+            event.ignore()  # let the window's shortcut have it
+            return
+        super().keyPressEvent(event)
+
+
+class SeedBox(QDoubleSpinBox):
+    """Seeds go up to 2³²−1, past QSpinBox's int32; −1 reads "Random"."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setDecimals(0)
+        self.setRange(-1, MAX_SEED)
+        self.setSpecialValueText("Random")
+        self.setSingleStep(1)
+        self.setAccelerated(True)
+        self.setToolTip("Seed: the same seed and settings give the same image. Random = −1.")
+
+    def textFromValue(self, value: float) -> str:
+        return str(int(value))
+
+
+class PromptDockWidget(QWidget):
+    """The form. Public attributes name each control for tests (and objectName matches)."""
+
+    def __init__(self, settings: GenerationSettings, engine: EngineInfo, jobs: JobsState,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self.engine = engine
+        self.jobs = jobs
+        self.setObjectName("DockBody")
+        self._error_labels: dict[str, QLabel] = {}
+        self._error_widgets: dict[str, list[QWidget]] = {}
+
+        self.prompt_edit = PromptEdit("A lighthouse at dusk, oil painting, soft sfumato light…", 4)
+        self.negative_edit = PromptEdit("What to avoid: blurry, text, watermark…", 2)
+        self.negative_edit.setMaximumHeight(self.negative_edit.fontMetrics().lineSpacing() * 5 + 14)
+        self.prompt_edit.setMaximumHeight(self.prompt_edit.fontMetrics().lineSpacing() * 12 + 14)
+        self.size_preset = QComboBox()
+        self.width_spin = self._side_spin("Width in pixels (multiple of 8)")
+        self.height_spin = self._side_spin("Height in pixels (multiple of 8)")
+        self.swap_button = self._icon_button("⇄", "Swap width and height")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 1000)
+        self.steps_spin.setToolTip("Denoising steps: more is slower and usually finer")
+        self.cfg_spin = QDoubleSpinBox()
+        self.cfg_spin.setRange(0.0, 100.0)
+        self.cfg_spin.setSingleStep(0.5)
+        self.cfg_spin.setDecimals(1)
+        self.cfg_spin.setToolTip("Classifier-free guidance: how strictly to follow the prompt")
+        self.sampler_combo = QComboBox()
+        self.sampler_combo.setToolTip("Sampler (scheduler)")
+        self.seed_spin = SeedBox()
+        self.dice_button = self._icon_button("🎲", "Random seed for every job (−1)")
+        self.reuse_button = self._icon_button("♻", "Reuse the seed of the image on the canvas")
+        self.batch_size_spin = QSpinBox()
+        self.batch_size_spin.setRange(1, 16)
+        self.batch_size_spin.setToolTip("Images per batch (all at once, more memory)")
+        self.batch_count_spin = QSpinBox()
+        self.batch_count_spin.setRange(1, 100)
+        self.batch_count_spin.setToolTip("Batches one after another (same memory, more time)")
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("GenerateButton")
+        self.generate_button.setToolTip("Queue a job (Ctrl+Enter). Works while another runs.")
+        self.generate_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.queue_hint = QLabel("Ctrl+Enter")
+        self.queue_hint.setObjectName("Hint")
+        self.queue_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        for name in ("prompt_edit", "negative_edit", "size_preset", "width_spin", "height_spin",
+                     "steps_spin", "cfg_spin", "sampler_combo", "seed_spin", "dice_button",
+                     "reuse_button", "batch_size_spin", "batch_count_spin", "generate_button"):
+            getattr(self, name).setObjectName(getattr(self, name).objectName() or name)
+        self.generate_button.setObjectName("GenerateButton")
+
+        self._layout()
+        self._bind()
+
+    # ----------------------------------------------------------------- construction
+    def _side_spin(self, tip: str) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(8, MAX_SIDE)
+        spin.setSingleStep(8)
+        spin.setSuffix(" px")
+        spin.setToolTip(tip)
+        return spin
+
+    def _icon_button(self, text: str, tip: str) -> QToolButton:
+        b = QToolButton()
+        b.setObjectName("IconButton")
+        b.setText(text)
+        b.setToolTip(tip)
+        b.setCursor(Qt.CursorShape.PointingHandCursor)
+        return b
+
+    def _layout(self) -> None:
+        form = QGridLayout()
+        form.setHorizontalSpacing(8)
+        form.setVerticalSpacing(4)
+        form.setColumnStretch(1, 1)
+        form.setColumnStretch(3, 1)
+        row = 0
+
+        def section(title: str) -> None:
+            nonlocal row
+            label = QLabel(title.upper())
+            label.setObjectName("SectionTitle")
+            form.addWidget(label, row, 0, 1, 4)
+            row += 1
+
+        def error_row(*names: str, widgets: list[QWidget]) -> None:
+            nonlocal row
+            label = QLabel()
+            label.setObjectName("FieldError")
+            label.setWordWrap(True)
+            label.hide()
+            form.addWidget(label, row, 0, 1, 4)
+            for n in names:
+                self._error_labels[n] = label
+            for n, w in zip(names, widgets, strict=False):
+                self._error_widgets.setdefault(n, []).append(w)
+            row += 1
+
+        def labelled(text: str, widget: QWidget, col: int) -> None:
+            label = QLabel(text)
+            label.setObjectName("FieldLabel")
+            label.setBuddy(widget)
+            form.addWidget(label, row, col)
+            form.addWidget(widget, row, col + 1)
+
+        section("Prompt")
+        form.addWidget(self.prompt_edit, row, 0, 1, 4)
+        row += 1
+        error_row("prompt", widgets=[self.prompt_edit])
+        section("Negative prompt")
+        form.addWidget(self.negative_edit, row, 0, 1, 4)
+        row += 1
+        error_row("negative_prompt", widgets=[self.negative_edit])
+
+        section("Size")
+        form.addWidget(self.size_preset, row, 0, 1, 4)
+        row += 1
+        size_row = QHBoxLayout()
+        size_row.setSpacing(6)
+        times = QLabel("×")
+        times.setObjectName("Muted")
+        size_row.addWidget(self.width_spin, 1)
+        size_row.addWidget(times)
+        size_row.addWidget(self.height_spin, 1)
+        size_row.addWidget(self.swap_button)
+        form.addLayout(size_row, row, 0, 1, 4)
+        row += 1
+        error_row("width", "height", widgets=[self.width_spin, self.height_spin])
+
+        section("Sampling")
+        sampler_label = QLabel("Sampler")
+        sampler_label.setObjectName("FieldLabel")
+        form.addWidget(sampler_label, row, 0)
+        form.addWidget(self.sampler_combo, row, 1, 1, 3)
+        row += 1
+        error_row("sampler", widgets=[self.sampler_combo])
+        labelled("Steps", self.steps_spin, 0)
+        labelled("CFG", self.cfg_spin, 2)
+        row += 1
+        error_row("steps", "cfg_scale", widgets=[self.steps_spin, self.cfg_spin])
+        seed_row = QHBoxLayout()
+        seed_row.setSpacing(4)
+        seed_row.addWidget(self.seed_spin, 1)
+        seed_row.addWidget(self.dice_button)
+        seed_row.addWidget(self.reuse_button)
+        seed_label = QLabel("Seed")
+        seed_label.setObjectName("FieldLabel")
+        form.addWidget(seed_label, row, 0)
+        form.addLayout(seed_row, row, 1, 1, 3)
+        row += 1
+        error_row("seed", widgets=[self.seed_spin])
+
+        section("Batch")
+        labelled("Size", self.batch_size_spin, 0)
+        labelled("Count", self.batch_count_spin, 2)
+        row += 1
+        error_row("batch_size", "batch_count",
+                  widgets=[self.batch_size_spin, self.batch_count_spin])
+
+        inner = QWidget()
+        inner.setObjectName("DockBody")
+        inner_lay = QVBoxLayout(inner)
+        inner_lay.setContentsMargins(12, 10, 12, 10)
+        inner_lay.addLayout(form)
+        inner_lay.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        footer = QVBoxLayout()
+        footer.setContentsMargins(12, 6, 12, 12)
+        footer.setSpacing(4)
+        footer.addWidget(self.generate_button)
+        footer.addWidget(self.queue_hint)
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+        outer.addWidget(scroll, 1)
+        outer.addLayout(footer)
+
+        self.size_preset.addItem(CUSTOM_SIZE)
+        for label, w, h in SIZE_PRESETS:
+            self.size_preset.addItem(label, (w, h))
+
+    def _bind(self) -> None:
+        s = self.settings
+        bind(s, "prompt", self.prompt_edit)
+        bind(s, "negative_prompt", self.negative_edit)
+        bind(s, "width", self.width_spin)
+        bind(s, "height", self.height_spin)
+        bind(s, "steps", self.steps_spin)
+        bind(s, "cfg_scale", self.cfg_spin)
+        bind(s, "seed", self.seed_spin)
+        bind(s, "batch_size", self.batch_size_spin)
+        bind(s, "batch_count", self.batch_count_spin)
+        self._fill_samplers()
+        bind(s, "sampler", self.sampler_combo)
+        self.engine.samplers_changed.connect(lambda _v: self._fill_samplers())
+
+        self.swap_button.clicked.connect(s.swap_size)
+        self.dice_button.clicked.connect(s.randomize_seed)
+        self.size_preset.activated.connect(self._on_preset)
+        s.width_changed.connect(lambda _v: self._sync_preset())
+        s.height_changed.connect(lambda _v: self._sync_preset())
+        self._sync_preset()
+        # Width/height snap to a multiple of 8 when editing ends; typing 65 then Tab gives 64.
+        for spin in (self.width_spin, self.height_spin):
+            spin.editingFinished.connect(lambda sp=spin: sp.setValue(snap8(sp.value())))
+        s.errors_changed.connect(self._show_errors)
+        self.jobs.changed.connect(self._update_hint)
+        self._update_hint()
+
+    # ----------------------------------------------------------------- reactions
+    def _fill_samplers(self) -> None:
+        current = self.settings.sampler
+        self.sampler_combo.blockSignals(True)
+        self.sampler_combo.clear()
+        for info in self.engine.samplers:
+            self.sampler_combo.addItem(info.name)
+            self.sampler_combo.setItemData(self.sampler_combo.count() - 1, info.description,
+                                           Qt.ItemDataRole.ToolTipRole)
+        if self.sampler_combo.findText(current) < 0:
+            self.sampler_combo.addItem(current)
+        self.sampler_combo.setCurrentIndex(self.sampler_combo.findText(current))
+        self.sampler_combo.blockSignals(False)
+
+    def _on_preset(self, index: int) -> None:
+        data = self.size_preset.itemData(index)
+        if data:
+            self.settings.set_size(*data)
+
+    def _sync_preset(self) -> None:
+        size = (self.settings.width, self.settings.height)
+        for i in range(1, self.size_preset.count()):
+            if tuple(self.size_preset.itemData(i)) == size:
+                self.size_preset.setCurrentIndex(i)
+                return
+        self.size_preset.setCurrentIndex(0)
+
+    def _show_errors(self, errors: dict[str, str]) -> None:
+        by_label: dict[QLabel, list[str]] = {}
+        for name, label in self._error_labels.items():
+            by_label.setdefault(label, [])
+            if name in errors:
+                prefix = {"width": "Width: ", "height": "Height: ", "steps": "Steps: ",
+                          "cfg_scale": "CFG: ", "batch_size": "Batch size: ",
+                          "batch_count": "Batch count: "}.get(name, "")
+                by_label[label].append(prefix + errors[name])
+        for label, messages in by_label.items():
+            label.setText("\n".join(messages))
+            label.setVisible(bool(messages))
+        for name, widgets in self._error_widgets.items():
+            for w in widgets:
+                flag = "true" if name in errors else "false"
+                if w.property("error") != flag:
+                    w.setProperty("error", flag)
+                    repolish(w)
+
+    def _update_hint(self) -> None:
+        n = self.jobs.active_count
+        self.queue_hint.setText(
+            "Ctrl+Enter" if n == 0 else f"Ctrl+Enter · {n} job{'s' if n != 1 else ''} in the queue"
+        )
+
+    def error_text(self, name: str) -> str:
+        """The message shown under field ``name`` (for tests)."""
+        label = self._error_labels.get(name)
+        return label.text() if label is not None and not label.isHidden() else ""
+
+    def field_has_error(self, name: str) -> bool:
+        return any(w.property("error") == "true" for w in self._error_widgets.get(name, []))
+
+
+GENERATE_SHORTCUTS = (QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter"))

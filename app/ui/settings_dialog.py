@@ -1,0 +1,146 @@
+"""Settings: local engine or a remote one (URL + token), output folder, model folders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state.settings import LOCAL, REMOTE, Settings
+
+#: (url, token) → a sentence about what answered; raises nothing.
+ConnectionTester = Callable[[str, str], Awaitable[str]]
+
+
+class SettingsDialog(QDialog):
+    """Edits a copy of the values; :meth:`apply` writes them to Settings on OK."""
+
+    def __init__(self, settings: Settings, default_outputs: Path,
+                 tester: ConnectionTester | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(560)
+        self.settings = settings
+        self.tester = tester
+        self._test_task: asyncio.Future[str] | None = None
+
+        self.local_radio = QRadioButton("Run the engine on this computer")
+        self.remote_radio = QRadioButton("Connect to an engine elsewhere (a GPU box)")
+        group = QButtonGroup(self)
+        group.addButton(self.local_radio)
+        group.addButton(self.remote_radio)
+        self.url_edit = QLineEdit(settings.remote_url)
+        self.url_edit.setPlaceholderText("http://gpu-box:8765")
+        self.token_edit = QLineEdit(settings.remote_token)
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText("the token the engine was started with")
+        self.test_button = QPushButton("Test connection")
+        self.test_result = QLabel()
+        self.test_result.setObjectName("Hint")
+        self.test_result.setWordWrap(True)
+        (self.remote_radio if settings.engine_mode == REMOTE else self.local_radio).setChecked(True)
+
+        engine_box = QGroupBox("Engine")
+        eb = QVBoxLayout(engine_box)
+        eb.addWidget(self.local_radio)
+        eb.addWidget(self.remote_radio)
+        remote_form = QFormLayout()
+        remote_form.setContentsMargins(24, 4, 0, 0)
+        remote_form.addRow("URL", self.url_edit)
+        remote_form.addRow("Token", self.token_edit)
+        test_row = QHBoxLayout()
+        test_row.addWidget(self.test_button)
+        test_row.addWidget(self.test_result, 1)
+        remote_form.addRow("", test_row)
+        eb.addLayout(remote_form)
+
+        self.output_edit = QLineEdit(settings.output_dir)
+        self.output_edit.setPlaceholderText(str(default_outputs))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_output)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.output_edit, 1)
+        out_row.addWidget(browse)
+        self.models_edit = QLineEdit("; ".join(settings.models_dirs))
+        self.models_edit.setPlaceholderText("extra folders with checkpoints, separated by ;")
+        files_box = QGroupBox("Files")
+        fb = QFormLayout(files_box)
+        fb.addRow("Save images to", out_row)
+        fb.addRow("Model folders", self.models_edit)
+        note = QLabel("Changing the engine, output or model folders restarts the local engine; "
+                      "queued jobs are kept.")
+        note.setObjectName("Hint")
+        note.setWordWrap(True)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(engine_box)
+        lay.addWidget(files_box)
+        lay.addWidget(note)
+        lay.addWidget(buttons)
+
+        self.local_radio.toggled.connect(self._update_enabled)
+        self.test_button.clicked.connect(self._test)
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        remote = self.remote_radio.isChecked()
+        for w in (self.url_edit, self.token_edit, self.test_button):
+            w.setEnabled(remote)
+
+    def _browse_output(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save images to",
+                                                  self.output_edit.text() or str(Path.home()))
+        if folder:
+            self.output_edit.setText(folder)
+
+    def _test(self) -> None:
+        if self.tester is None:
+            return
+        self.test_result.setText("Connecting…")
+
+        async def run() -> None:
+            msg = await self.tester(self.url_edit.text().strip(), self.token_edit.text().strip())
+            self.test_result.setText(msg)
+
+        self._test_task = asyncio.ensure_future(run())
+
+    def values(self) -> dict[str, object]:
+        dirs = [d.strip() for d in self.models_edit.text().split(";") if d.strip()]
+        return {
+            "engine_mode": REMOTE if self.remote_radio.isChecked() else LOCAL,
+            "remote_url": self.url_edit.text().strip(),
+            "remote_token": self.token_edit.text().strip(),
+            "output_dir": self.output_edit.text().strip(),
+            "models_dirs": dirs,
+        }
+
+    def apply(self) -> bool:
+        """Write the values; True if the engine must restart or reconnect."""
+        values = self.values()
+        engine_keys = {"engine_mode", "output_dir", "models_dirs"}
+        if values["engine_mode"] == REMOTE:
+            engine_keys |= {"remote_url", "remote_token"}
+        changed = {k for k, v in values.items() if getattr(self.settings, k) != v}
+        for key, value in values.items():
+            setattr(self.settings, key, value)
+        return bool(changed & engine_keys)

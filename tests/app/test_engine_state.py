@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from app.state.engine import Connection, EngineInfo, format_bytes
+from engine.protocol import EngineState, Health, ModelInfo
+
+
+def health(state: EngineState = EngineState.ready, model: str | None = "tiny") -> Health:
+    return Health(version="0.1", state=state, device="cuda:0", dtype="float16", model=model,
+                  memory_used=2_500_000_000, memory_total=24_000_000_000)
+
+
+def test_health_drives_connection_and_loaded_model(qapp):
+    e = EngineInfo()
+    e.models = [ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m/tiny",
+                          embedded=True),
+                ModelInfo(id="sd15", name="SD 1.5", format="single_file", path="/m/sd15.st")]
+    seen: list[Connection] = []
+    e.connection_changed.connect(seen.append)
+    e.update_health(health(EngineState.busy))
+    assert e.connection is Connection.busy
+    e.update_health(health(EngineState.ready))
+    assert seen == [Connection.busy, Connection.ready]
+    assert e.loaded_model is not None and e.loaded_model.id == "tiny"
+    assert e.status_text() == "Engine ready"
+    assert e.device_text() == "cuda:0 · float16 · 2.5 GB / 24.0 GB"
+    e.update_health(health(EngineState.loading, model="sd15"))
+    assert e.connection is Connection.loading
+    assert e.loaded_model is not None and e.loaded_model.id == "sd15"
+
+
+def test_status_texts(qapp):
+    e = EngineInfo()
+    e.connection = Connection.restarting
+    assert e.status_text() == "Engine crashed → restarting"
+    e.connection = Connection.ready
+    e.remote = True
+    assert e.status_text() == "Engine ready (remote)"
+    assert not Connection.disconnected.usable and Connection.busy.usable
+
+
+def test_format_bytes():
+    assert format_bytes(512) == "512 B"
+    assert format_bytes(1536) == "1.5 KB"
+    assert format_bytes(3_200_000_000) == "3.2 GB"
