@@ -14,6 +14,10 @@ CANNY = REPO / "resources" / "models" / "sfumato-tiny-canny"
 CLASSIFIER = REPO / "resources" / "eval" / "sfumato-tiny-classifier"
 FITSET = REPO / "resources" / "fitsets" / "sfumato-tiny"
 
+# TEMPORARY until the first trained weights are committed (issue 4); then this goes.
+pytestmark = pytest.mark.skipif(not (MODEL / "model_index.json").exists(),
+                                reason="sfumato-tiny weights not committed yet")
+
 # Prompts this model draws recognisably at these seeds (checked against the evaluation
 # classifier when the weights were trained; retraining may need new picks).
 EASY = [
