@@ -62,6 +62,7 @@ class FakeApi:
         r.add_get("/v1/models", answer([{
             "id": "tiny", "name": "Tiny", "format": "diffusers", "path": "/m", "embedded": True}]))
         r.add_post("/v1/jobs", self.submit)
+        r.add_get("/v1/jobs", answer([]))
         r.add_delete("/v1/jobs/{id}", self.cancel)
         r.add_post("/v1/jobs/{id}/move", self.move)
         r.add_get("/v1/jobs/{id}/files/{name}", self.file)
@@ -86,6 +87,9 @@ class FakeApi:
     async def submit(self, request: web.Request) -> web.Response:
         body = await request.json()
         params = body["job"]["params"]
+        if params["sampler"] == "Bogus":
+            return web.json_response({"message": "Unknown sampler 'Bogus'",
+                                      "field": "job.params.sampler"}, status=422)
         if params["width"] % 8:
             return web.json_response({
                 "message": "Width: must be a multiple of 8 (try 64 or 72)",

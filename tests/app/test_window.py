@@ -1,0 +1,162 @@
+"""The real window, offscreen, without an engine: bindings, errors, drops, docks, canvas."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from app.main import create_window, parse_args
+from app.state.canvas import CanvasImage
+from engine.protocol import JobQueued, QueueChanged
+
+from .test_controller import make_job, png_bytes
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path):
+    controller, win = create_window(parse_args(["--data-dir", str(tmp_path / "d"),
+                                                "--no-engine"]))
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    controller.history.index.close()
+
+
+def drop(win, path: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPoint(300, 300).toPointF(), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    win.dropEvent(event)
+
+
+def test_widgets_are_findable_and_bound(window):
+    for name in ("prompt_edit", "generate_button", "canvas", "queue_view", "history_view",
+                 "model_combo"):
+        assert getattr(window, name).objectName() == name
+    window.prompt_edit.setPlainText("a fox")
+    assert window.controller.generation.prompt == "a fox"
+    window.controller.generation.steps = 13
+    assert window.prompt_panel.steps_spin.value() == 13
+    window.prompt_panel.size_preset.setCurrentIndex(1)
+    window.prompt_panel.size_preset.activated.emit(1)
+    assert (window.controller.generation.width, window.controller.generation.height) == (64, 64)
+
+
+def test_field_errors_show_next_to_the_field(window, qtbot):
+    g = window.controller.generation
+    g.set_errors({"width": "must be a multiple of 8 (try 64 or 72)"})
+    panel = window.prompt_panel
+    assert panel.field_has_error("width")
+    assert panel.error_text("width") == "Width: must be a multiple of 8 (try 64 or 72)"
+    g.width = 128  # editing clears it
+    assert not panel.field_has_error("width") and panel.error_text("width") == ""
+
+
+async def test_ctrl_enter_generates_even_while_busy(window, qtbot):
+    c = window.controller
+    c.generation.set_size(64, 64)
+    window.prompt_edit.setFocus()
+    qtbot.keyClick(window.prompt_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert len(c._pending) == 1
+    assert "\n" not in c.generation.prompt  # Ctrl+Enter is not a newline
+    assert window.generate_button.isEnabled()
+    window.generate_button.click()
+    assert len(c._pending) == 2
+
+
+async def test_drop_png_restores_and_wrong_type_explains(window, a1111_png, tmp_path):
+    c = window.controller
+    c.generation.prompt = "unchanged"
+    txt = tmp_path / "x.txt"
+    txt.write_text("hi")
+    drop(window, txt)
+    assert c.generation.prompt == "unchanged"
+    assert window.toast.isVisible() and "not an image" in window.toast.label.text()
+    assert "not an image" in window.status.message.text()
+    drop(window, a1111_png)
+    assert window.prompt_edit.toPlainText() == "a castle on a hill, golden hour"
+    assert window.prompt_panel.sampler_combo.currentText() == "DPM++ 2M Karras"
+    await window.canvas.wait_for_image(5)
+
+
+async def test_queue_dock_cards_cancel_and_move(window, qtbot):
+    c = window.controller
+    for jid in ("a", "b", "c"):
+        c.handle_event(JobQueued(job=make_job(jid)))
+    c.handle_event(QueueChanged(order=["a", "b", "c"]))
+    panel = window.queue_panel
+    assert set(panel.list.cards) == {"a", "b", "c"}
+    card_b = panel.card("b")
+    assert card_b is not None and card_b.badge.text() == "#2"
+    with qtbot.waitSignal(panel.cancel_requested) as sig:
+        card_b.cancel_button.click()
+    assert sig.args == ["b"]
+    with qtbot.waitSignal(panel.move_requested) as sig:
+        card_b.up_button.click()
+    assert sig.args == ["b", 0]
+    # the move shows at once (the engine's answer confirms it later)
+    assert c.jobs.queued_ids() == ["b", "a", "c"]
+    assert not panel.card("b").up_button.isEnabled()
+    assert panel.card("a").badge.text() == "#2"
+
+
+async def test_canvas_shows_images_and_waits(window):
+    c = window.controller
+    waiter = asyncio.ensure_future(window.canvas.wait_for_image(5))
+    await asyncio.sleep(0)
+    c.canvas.show_image(CanvasImage(data=png_bytes(), path=Path("/x/y.png"), seed=5,
+                                    width=64, height=64))
+    assert await waiter == "/x/y.png"
+    view = window.canvas.view
+    assert view.has_image
+    view.actual_size()
+    assert view.zoom == 1.0
+    view.zoom_by(2)
+    assert view.zoom == 2.0 and not view.fit_mode
+    view.fit()
+    assert view.fit_mode
+    assert "seed 5" in window.canvas.caption.text()
+
+
+async def test_batch_shows_a_strip(window):
+    c = window.controller
+    c.canvas.follow_job("j", 4)
+    for i in range(4):
+        c.canvas.set_result("j", i, png_bytes((i * 60, 0, 0)), seed=i)
+    strip = window.canvas.strip
+    assert strip.isVisible() and strip.count() == 4
+    strip.setCurrentRow(1)
+    assert c.canvas.current == 1
+
+
+async def test_history_click_opens(window, qtbot, tmp_path):
+    c = window.controller
+    img = tmp_path / "h.png"
+    img.write_bytes(png_bytes())
+    entry = c.history.index.add(img, make_job().spec.params, seed=42)
+    c.history.add(entry)
+    view = window.history_view
+    assert view.count() == 1
+    with qtbot.waitSignal(window.history_panel.use_settings_requested) as sig:
+        window.history_panel.view.setCurrentRow(0)
+        window.history_panel.use_button.click()
+    assert sig.args[0].seed == 42
+    c.generation.prompt = "other"
+    c.use_settings(sig.args[0].params)
+    assert c.generation.prompt == "harbour" and c.generation.seed == 42
+
+
+def test_settings_dialog_round_trip(window):
+    dialog = window.open_settings()
+    dialog.remote_radio.setChecked(True)
+    dialog.url_edit.setText("http://gpu:8765")
+    dialog.token_edit.setText("t")
+    assert dialog.apply() is True
+    s = window.controller.settings
+    assert (s.engine_mode, s.remote_url, s.remote_token) == ("remote", "http://gpu:8765", "t")
+    dialog.reject()
