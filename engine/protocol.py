@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -40,7 +40,7 @@ TOKEN_HEADER = "Authorization"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _Model(BaseModel):
@@ -180,7 +180,7 @@ class GenerateJob(_Model):
     params: GenerateParams = Field(default_factory=GenerateParams)
 
 
-JobSpec = Annotated[Union[GenerateJob], Field(discriminator="kind")]
+JobSpec = Annotated[GenerateJob, Field(discriminator="kind")]
 
 
 class JobSubmit(_Model):
@@ -329,10 +329,7 @@ class EngineStatus(_Event):
 
 
 Event = Annotated[
-    Union[
-        JobQueued, JobStarted, JobProgress, JobPreview, JobResult, JobFinished, QueueChanged,
-        EngineStatus,
-    ],
+    JobQueued | JobStarted | JobProgress | JobPreview | JobResult | JobFinished | QueueChanged | EngineStatus,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

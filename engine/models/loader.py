@@ -104,7 +104,7 @@ class ModelManager:
 
         dev = self.device
         if dev.startswith("cuda"):
-            free, total = torch.cuda.mem_get_info()
+            _free, total = torch.cuda.mem_get_info()
             return torch.cuda.memory_allocated(), total
         used = self.current.param_bytes if self.current else 0
         return used, _host_memory()

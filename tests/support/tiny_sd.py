@@ -8,6 +8,7 @@ byte-level CLIP BPE with no merges, built here because no tokenizer can be downl
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 
@@ -73,9 +74,9 @@ def build_tiny_sd(path: Path, seed: int = 0) -> Path:
         norm_num_groups=16,
         sample_size=64,
     )
-    tok_dir = path.parent / (path.name + "-tokenizer-src")
-    vocab = write_byte_level_clip_tokenizer(tok_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    with tempfile.TemporaryDirectory() as tok_dir:
+        vocab = write_byte_level_clip_tokenizer(Path(tok_dir))
+        tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             bos_token_id=vocab - 2,
