@@ -62,9 +62,9 @@ class MainWindow(QMainWindow):
         self.history_dock = self._dock("History", self.history_panel,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
         self.splitDockWidget(self.queue_dock, self.history_dock, Qt.Orientation.Vertical)
-        self.resizeDocks([self.prompt_dock, self.queue_dock], [340, 320],
+        self.resizeDocks([self.prompt_dock, self.queue_dock], [350, 330],
                          Qt.Orientation.Horizontal)
-        self.resizeDocks([self.queue_dock, self.history_dock], [300, 500],
+        self.resizeDocks([self.queue_dock, self.history_dock], [400, 420],
                          Qt.Orientation.Vertical)
 
         self.model_bar = ModelBar(c.engine)
@@ -243,4 +243,4 @@ class MainWindow(QMainWindow):
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         if self.toast.isVisible():
-            self.toast.move((self.canvas.width() - self.toast.width()) // 2, 16)
+            self.toast.move((self.canvas.width() - self.toast.width()) // 2, 56)

@@ -119,6 +119,15 @@ class PromptDockWidget(QWidget):
             getattr(self, name).setObjectName(getattr(self, name).objectName() or name)
         self.generate_button.setObjectName("GenerateButton")
 
+        # Long preset names and 10-digit seeds must not force the dock wider than it is.
+        for combo in (self.size_preset, self.sampler_combo):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
+        for widget, width in ((self.width_spin, 72), (self.height_spin, 72), (self.seed_spin, 96),
+                              (self.steps_spin, 64), (self.cfg_spin, 64),
+                              (self.batch_size_spin, 64), (self.batch_count_spin, 64)):
+            widget.setMinimumWidth(width)
         self._layout()
         self._bind()
 

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from app.state.jobs import JobItem, JobsState
 from engine.protocol import JobState
 
+from .elided_label import ElidedLabel
 from .theme import repolish
 
 JOB_MIME = "application/x-sfumato-job"
@@ -61,14 +62,12 @@ class JobCard(QFrame):
         self.job_id = item.id
         self.setObjectName("JobCard")
         self._press: QPoint | None = None
-        self.title = QLabel()
+        self.title = ElidedLabel()
         self.title.setObjectName("JobTitle")
-        self.title.setMinimumWidth(40)
         self.badge = QLabel()
         self.badge.setObjectName("Badge")
-        self.meta = QLabel()
+        self.meta = ElidedLabel()
         self.meta.setObjectName("JobMeta")
-        self.meta.setWordWrap(True)
         self.error = QLabel()
         self.error.setObjectName("JobError")
         self.error.setWordWrap(True)
@@ -76,7 +75,7 @@ class JobCard(QFrame):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
-        self.eta = QLabel()
+        self.eta = ElidedLabel()
         self.eta.setObjectName("JobMeta")
         self.up_button = self._button("▲", "Run earlier")
         self.down_button = self._button("▼", "Run later")
@@ -92,16 +91,13 @@ class JobCard(QFrame):
         top.addWidget(self.up_button)
         top.addWidget(self.down_button)
         top.addWidget(self.cancel_button)
-        bottom = QHBoxLayout()
-        bottom.setSpacing(8)
-        bottom.addWidget(self.progress, 1)
-        bottom.addWidget(self.eta)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(10, 8, 8, 8)
         lay.setSpacing(4)
         lay.addLayout(top)
         lay.addWidget(self.meta)
-        lay.addLayout(bottom)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.eta)
         lay.addWidget(self.error)
         self.update_from(item, 0, 0)
 
@@ -123,16 +119,16 @@ class JobCard(QFrame):
         label = {JobState.queued: f"#{queue_pos + 1}" if queue_len else "queued"}.get(
             state, state.value)
         self.badge.setText(label)
-        self.title.setText(_elide(item.title, 60))
+        self.title.setText(item.title)
         self.title.setToolTip(item.title)
         self.meta.setText(describe(item))
         running = state is JobState.running
         self.progress.setVisible(running)
         self.progress.setValue(int(item.progress * 1000))
         if running:
-            step = f"step {item.step}/{item.total}" if item.total else "starting…"
+            step = f"Step {item.step}/{item.total}" if item.total else "Starting…"
             if item.image_count > 1:
-                step = f"{len(item.results)}/{item.image_count} images · {step}"
+                step += f" · {len(item.results)}/{item.image_count} images done"
             eta = format_eta(item.eta_s)
             self.eta.setText(f"{step} · {eta}" if eta else step)
         elif state is JobState.done:
@@ -178,10 +174,6 @@ class JobCard(QFrame):
             self.open_clicked.emit(self.job_id)
         self._press = None
         super().mouseReleaseEvent(event)
-
-
-def _elide(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 class QueueList(QWidget):

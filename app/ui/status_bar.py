@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from app.state.engine import Connection, EngineInfo
 from app.state.jobs import JobsState
 
+from .elided_label import ElidedLabel
 from .queue_dock import format_eta
 
 DOT_COLOURS = {
@@ -26,9 +27,8 @@ class StatusBar(QStatusBar):
         super().__init__(parent)
         self.setSizeGripEnabled(False)
         self.engine, self.jobs = engine, jobs
-        self.message = QLabel()
+        self.message = ElidedLabel()
         self.message.setObjectName("status_message")
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.job_label = QLabel()
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)

@@ -33,7 +33,7 @@ class Toast(QFrame):
         self.adjustSize()
         parent = self.parentWidget()
         if parent is not None:
-            self.move((parent.width() - self.width()) // 2, 16)
+            self.move((parent.width() - self.width()) // 2, 56)
         self.show()
         self.raise_()
         self._timer.start(ms or (9000 if level == "error" else 4000))
