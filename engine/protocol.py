@@ -256,6 +256,7 @@ class Health(_Model):
     model: str | None = None
     memory_used: int = Field(0, description="Bytes held by the loaded model (VRAM on GPU)")
     memory_total: int = 0
+    memory_peak: int = Field(0, description="Peak bytes allocated on the GPU since the model loaded")
     queued: int = 0
     torch: str = ""
     diffusers: str = ""

@@ -69,7 +69,7 @@ class Engine:
             state = EngineState.busy
         else:
             state = EngineState.ready
-        used, total = self.models.memory()
+        used, total, peak = self.models.memory()
         return Health(
             version=self.version,
             state=state,
@@ -78,6 +78,7 @@ class Engine:
             model=current.info.id if current else None,
             memory_used=used,
             memory_total=total,
+            memory_peak=peak,
             queued=self.queue.queued_count(),
             torch=torch.__version__,
             diffusers=diffusers.__version__,

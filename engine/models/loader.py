@@ -67,6 +67,10 @@ class ModelManager:
                 return self.current
             self.unload()
             device = pick_device(self.requested_device)
+            if device.startswith("cuda"):
+                import torch
+
+                torch.cuda.reset_peak_memory_stats()
             dtype = pick_dtype(device)
             log.info("loading %s (%s) on %s/%s", info.id, info.format, device, dtype)
             pipe = _load_pipeline(info, dtype)
@@ -98,16 +102,16 @@ class ModelManager:
             self.current = None
             self._free()
 
-    def memory(self) -> tuple[int, int]:
-        """(bytes used by the model, total bytes of the device)."""
+    def memory(self) -> tuple[int, int, int]:
+        """(bytes used by the model, total bytes of the device, peak bytes on the GPU)."""
         import torch
 
         dev = self.device
         if dev.startswith("cuda"):
             _free, total = torch.cuda.mem_get_info()
-            return torch.cuda.memory_allocated(), total
+            return torch.cuda.memory_allocated(), total, torch.cuda.max_memory_allocated()
         used = self.current.param_bytes if self.current else 0
-        return used, _host_memory()
+        return used, _host_memory(), 0
 
     @staticmethod
     def _free() -> None:
