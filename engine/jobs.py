@@ -245,6 +245,12 @@ class JobQueue:
         except EngineError as exc:
             return JobState.failed, exc.message
         except Exception as exc:  # a bug or a library failure: keep serving
+            if type(exc).__name__ == "OutOfMemoryError":  # torch's, without importing torch here
+                self.models._free()
+                return JobState.failed, (
+                    f"Out of memory on {self.models.device}. Try a smaller size or batch size, "
+                    "or unload other models; the engine keeps serving."
+                )
             log.exception("job %s failed", job.id)
             return JobState.failed, f"Unexpected error: {type(exc).__name__}: {exc} (see the engine log)"
 
