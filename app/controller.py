@@ -260,6 +260,13 @@ class AppController(QObject):
         self.engine.update_health(health)
         self.engine.detail = ""
         self.jobs.reset(jobs)
+        if not self.engine.remote:
+            # Results finished while we were away (engine restart, reconnect) are on disk.
+            for job in jobs:
+                for image in job.results:
+                    if (job.id, image.name) not in self._stored and \
+                            image.path not in self.history.index:
+                        self.spawn(self._store_result(job.id, image, show=False))
         running = self.jobs.running
         if running is not None:
             self.canvas.follow_job(running.id, running.image_count, running.params)
@@ -312,7 +319,7 @@ class AppController(QObject):
         else:
             self.canvas.follow_job(job_id, 1)
 
-    async def _store_result(self, job_id: str, image: ResultImage) -> None:
+    async def _store_result(self, job_id: str, image: ResultImage, *, show: bool = True) -> None:
         """Make the result local (engine wrote it here, or download it), index it, show it."""
         key = (job_id, image.name)
         if key in self._stored:
@@ -331,10 +338,12 @@ class AppController(QObject):
             data = await self.client.file(job_id, image.name)
             path = await loop.run_in_executor(None, _save_unique, self.output_dir, image.name, data)
         item = self.jobs.get(job_id)
-        if self.canvas.job_id != job_id and (self.canvas.job_id == "" or self._is_latest(job_id)):
-            self._follow(job_id)
-        self.canvas.set_result(job_id, image.index, data, path=path, seed=image.seed,
-                               width=image.width, height=image.height)
+        if show:
+            if self.canvas.job_id != job_id and (self.canvas.job_id == "" or
+                                                 self._is_latest(job_id)):
+                self._follow(job_id)
+            self.canvas.set_result(job_id, image.index, data, path=path, seed=image.seed,
+                                   width=image.width, height=image.height)
         params = item.params if item is not None and item.params is not None else None
         if params is None:
             try:

@@ -171,6 +171,8 @@ class LocalEngine(QObject):
         env = QProcessEnvironment.systemEnvironment()
         env.insert(TOKEN_ENV, self.token)
         env.insert("PYTHONUNBUFFERED", "1")
+        # So the engine can exit if the app dies without stopping it (see engine/cli.py).
+        env.insert("SFUMATO_PARENT_PID", str(os.getpid()))
         # The engine never needs a display; keep Qt plugins of the app out of its way.
         env.remove("QT_QPA_PLATFORM")
         proc.setProcessEnvironment(env)

@@ -11,6 +11,7 @@ from PySide6.QtGui import QDropEvent
 
 from app.main import create_window, parse_args
 from app.state.canvas import CanvasImage
+from app.ui.queue_dock import JOB_MIME
 from engine.protocol import JobQueued, QueueChanged
 
 from .test_controller import make_job, png_bytes
@@ -103,6 +104,26 @@ async def test_queue_dock_cards_cancel_and_move(window, qtbot):
     assert c.jobs.queued_ids() == ["b", "a", "c"]
     assert not panel.card("b").up_button.isEnabled()
     assert panel.card("a").badge.text() == "#2"
+    # dragging card "c" above card "b" asks for position 0
+    mime = QMimeData()
+    mime.setData(JOB_MIME, b"c")
+    top = panel.card("b").geometry().top() + 2
+    event = QDropEvent(QPoint(20, top).toPointF(), Qt.DropAction.MoveAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(panel.move_requested) as sig:
+        panel.list.dropEvent(event)
+    assert sig.args == ["c", 0]
+
+
+def test_single_key_shortcuts_do_not_steal_typing(window, qtbot):
+    spin = window.prompt_panel.steps_spin
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, "1")
+    assert spin.value() == 1
+    window.prompt_edit.setFocus()
+    qtbot.keyClicks(window.prompt_edit, "f1")
+    assert window.controller.generation.prompt.endswith("f1")
 
 
 async def test_canvas_shows_images_and_waits(window):
