@@ -47,15 +47,26 @@ def unet_to_ldm(state: Mapping[str, torch.Tensor], config: Mapping[str, Any]) ->
         new = None
         for d, ldm in _UNET_TOP.items():
             if key.startswith(d + "."):
-                new = ldm + key[len(d):]
+                new = ldm + key[len(d) :]
         if new is None:
-            m = re.match(r"(down|up)_blocks\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.*)", key)
+            m = re.match(
+                r"(down|up)_blocks\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.*)",
+                key,
+            )
             mm = re.match(r"mid_block\.(resnets|attentions)\.(\d+)\.(.*)", key)
             if m:
-                side, i, kind, j, rest = m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
+                side, i, kind, j, rest = (
+                    m.group(1),
+                    int(m.group(2)),
+                    m.group(3),
+                    int(m.group(4)),
+                    m.group(5),
+                )
                 if side == "down":
                     if kind == "downsamplers":
-                        new = f"input_blocks.{1 + i * (n + 1) + n}.0.op.{rest.removeprefix('conv.')}"
+                        new = (
+                            f"input_blocks.{1 + i * (n + 1) + n}.0.op.{rest.removeprefix('conv.')}"
+                        )
                     else:
                         idx = 1 + i * (n + 1) + j
                         new = f"input_blocks.{idx}.{0 if kind == 'resnets' else 1}.{rest}"
@@ -92,7 +103,9 @@ def vae_to_ldm(state: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> 
     for key, value in state.items():
         new = key.replace("conv_shortcut", "nin_shortcut").replace("conv_norm_out", "norm_out")
         new = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block.", new)
-        new = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", new)
+        new = re.sub(
+            r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", new
+        )
         m = re.match(r"decoder\.up_blocks\.(\d+)\.(resnets|upsamplers)\.(\d+)\.(.*)", new)
         if m:
             i = levels - 1 - int(m.group(1))
@@ -100,7 +113,9 @@ def vae_to_ldm(state: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> 
                 new = f"decoder.up.{i}.block.{m.group(3)}.{m.group(4)}"
             else:
                 new = f"decoder.up.{i}.upsample.{m.group(4)}"
-        new = re.sub(r"mid_block\.resnets\.(\d+)\.", lambda g: f"mid.block_{int(g.group(1)) + 1}.", new)
+        new = re.sub(
+            r"mid_block\.resnets\.(\d+)\.", lambda g: f"mid.block_{int(g.group(1)) + 1}.", new
+        )
         if "mid_block.attentions.0." in new:
             new = new.replace("mid_block.attentions.0.", "mid.attn_1.")
             for d, ldm in _VAE_ATTN.items():
@@ -112,7 +127,7 @@ def vae_to_ldm(state: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> 
 
 
 def clip_to_ldm(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, Any]:
-    """transformers ``CLIPTextModel`` keys -> ``<prefix>text_model.…`` (OpenAI CLIP as in SD 1.x)."""
+    """transformers ``CLIPTextModel`` keys -> ``<prefix>text_model.…`` (OpenAI CLIP, as SD 1.x)."""
     return {
         prefix + (k if k.startswith("text_model.") else "text_model." + k): v
         for k, v in state.items()
@@ -126,7 +141,9 @@ def open_clip_to_ldm(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str
     Without a ``text_projection`` (SD 2.x's encoder), an identity one is written, as SD 2.x files
     carry one that the pipeline does not use.
     """
-    sd = {k.removeprefix("text_model."): v for k, v in state.items() if not k.endswith("position_ids")}
+    sd = {
+        k.removeprefix("text_model."): v for k, v in state.items() if not k.endswith("position_ids")
+    }
     out: dict[str, Any] = {}
     layers: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in sd.items():
@@ -171,13 +188,17 @@ def pipeline_to_ldm(pipe: Any, arch: str) -> dict[str, Any]:
         sd.update(open_clip_to_ldm(te, "cond_stage_model.model."))
     elif arch == "sdxl":
         sd.update(clip_to_ldm(te, "conditioner.embedders.0.transformer."))
-        sd.update(open_clip_to_ldm(pipe.text_encoder_2.state_dict(), "conditioner.embedders.1.model."))
+        sd.update(
+            open_clip_to_ldm(pipe.text_encoder_2.state_dict(), "conditioner.embedders.1.model.")
+        )
     else:
         raise ValueError(arch)
     return sd
 
 
-def export_single_file(pipe: Any, path: Path, arch: str, metadata: dict[str, str] | None = None) -> Path:
+def export_single_file(
+    pipe: Any, path: Path, arch: str, metadata: dict[str, str] | None = None
+) -> Path:
     """Save ``pipe`` as an LDM-format ``.safetensors`` single-file checkpoint at ``path``."""
     from safetensors.torch import save_file
 
@@ -197,9 +218,13 @@ def ldm_shapes_from_configs(config_dir: Path, arch: str) -> dict[str, list[int]]
 
     pipe = _Pipe()
     with init_empty_weights():
-        pipe.unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config_dir / "unet"))
+        pipe.unet = UNet2DConditionModel.from_config(
+            UNet2DConditionModel.load_config(config_dir / "unet")
+        )
         pipe.vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
-        pipe.text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir / "text_encoder"))
+        pipe.text_encoder = CLIPTextModel(
+            CLIPTextConfig.from_pretrained(config_dir / "text_encoder")
+        )
         if arch == "sdxl":
             pipe.text_encoder_2 = CLIPTextModelWithProjection(
                 CLIPTextConfig.from_pretrained(config_dir / "text_encoder_2")
@@ -226,52 +251,94 @@ def build_tiny_pipeline(arch: str, path: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     vae = AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-        latent_channels=4, norm_num_groups=16, sample_size=64,
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=64,
     )
 
     def text_config(act: str, hidden: int = 32) -> CLIPTextConfig:
         return CLIPTextConfig(
-            bos_token_id=0, eos_token_id=2, pad_token_id=1, hidden_size=hidden, intermediate_size=37,
-            num_attention_heads=4, num_hidden_layers=2, vocab_size=49408, hidden_act=act,
-            max_position_embeddings=77, projection_dim=32,
+            bos_token_id=0,
+            eos_token_id=2,
+            pad_token_id=1,
+            hidden_size=hidden,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=49408,
+            hidden_act=act,
+            max_position_embeddings=77,
+            projection_dim=32,
         )
 
     if arch == "sd2":
         unet = UNet2DConditionModel(
-            block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4,
-            out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-            attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=16,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            norm_num_groups=16,
         )
         pipe = diffusers.StableDiffusionPipeline(
-            unet=unet, vae=vae, text_encoder=CLIPTextModel(text_config("gelu")),
+            unet=unet,
+            vae=vae,
+            text_encoder=CLIPTextModel(text_config("gelu")),
             tokenizer=clip_tokenizer(CONFIGS / "sd2" / "tokenizer"),
             scheduler=diffusers.DDIMScheduler(
-                beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction",
+                beta_start=0.00085,
+                beta_end=0.012,
+                beta_schedule="scaled_linear",
+                clip_sample=False,
+                set_alpha_to_one=False,
+                steps_offset=1,
+                prediction_type="v_prediction",
             ),
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
         )
     elif arch == "sdxl":
         unet = UNet2DConditionModel(
-            block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4,
-            out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
-            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
-            cross_attention_dim=32 + 40, norm_num_groups=16,
+            block_out_channels=(32, 64),
+            layers_per_block=2,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2),
+            projection_class_embeddings_input_dim=80,
+            cross_attention_dim=32 + 40,
+            norm_num_groups=16,
         )
         pipe = diffusers.StableDiffusionXLPipeline(
-            unet=unet, vae=vae,
+            unet=unet,
+            vae=vae,
             text_encoder=CLIPTextModel(text_config("quick_gelu")),
             # widths differ as in real SDXL (768 / 1280): diffusers tells the encoders apart by them
             text_encoder_2=CLIPTextModelWithProjection(text_config("gelu", hidden=40)),
             tokenizer=clip_tokenizer(CONFIGS / "sdxl" / "tokenizer"),
             tokenizer_2=clip_tokenizer(CONFIGS / "sdxl" / "tokenizer_2"),
             scheduler=diffusers.EulerDiscreteScheduler(
-                beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                beta_start=0.00085,
+                beta_end=0.012,
+                beta_schedule="scaled_linear",
+                steps_offset=1,
             ),
         )
     else:
