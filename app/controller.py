@@ -236,6 +236,15 @@ class AppController(QObject):
 
     # ================================================================= events
     async def _pump_events(self, client: EngineClient) -> None:
+        try:
+            await self._pump(client)
+        except AuthError:
+            self.engine.connection = Connection.disconnected
+            self.engine.detail = "The engine refused the token."
+            self.notice.emit(ERROR, f"The engine at {client.url} refused the token. "
+                                    "Check the token in Settings.")
+
+    async def _pump(self, client: EngineClient) -> None:
         async for item in client.events():
             if client is not self.client:
                 return

@@ -62,8 +62,9 @@ class EngineInfo(Observable):
             self.connection = Connection.ready
         else:
             self.connection = Connection.connecting
-        if health.model:
-            self.models = [m.model_copy(update={"loaded": m.id == health.model}) for m in self.models]
+        if any(m.loaded != (m.id == health.model) for m in self.models):
+            self.models = [m.model_copy(update={"loaded": m.id == health.model})
+                           for m in self.models]
 
     @property
     def loaded_model(self) -> ModelInfo | None:

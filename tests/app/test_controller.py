@@ -180,3 +180,15 @@ async def test_remote_engine_errors_land_on_fields_and_results_download(
     assert saved.read_bytes() == b"\x89PNG..."
     assert c.history.entries[0].path == saved.resolve()
     await c.shutdown()
+
+
+async def test_wrong_token_is_reported(controller: AppController, api_url: str):
+    c = controller
+    await c.connect(api_url, "wrong", remote=True)
+    for _ in range(100):
+        if c.engine.connection is Connection.disconnected:
+            break
+        await asyncio.sleep(0.02)
+    assert c.engine.connection is Connection.disconnected
+    assert "refused the token" in c.notices[-1][1]  # type: ignore[attr-defined]
+    await c.shutdown()

@@ -42,3 +42,10 @@ def test_format_bytes():
     assert format_bytes(512) == "512 B"
     assert format_bytes(1536) == "1.5 KB"
     assert format_bytes(3_200_000_000) == "3.2 GB"
+
+
+def test_unload_clears_the_loaded_mark(qapp):
+    e = EngineInfo()
+    e.models = [ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m", loaded=True)]
+    e.update_health(health(model=None))
+    assert e.loaded_model is None and not e.models[0].loaded
