@@ -25,6 +25,7 @@ def run_generate(job: Job, ctx) -> None:
     loaded = ctx.load_model(p.model)
     pipe = loaded.pipe
     pipe.scheduler = sampler_spec(p.sampler).build(loaded.base_scheduler_config)
+    recipe = p.model_copy(update={"model": loaded.info.id})  # the saved recipe names its model
 
     total = p.steps * p.batch_count
     first_batch = len(job.results) // p.batch_size
@@ -66,7 +67,7 @@ def run_generate(job: Job, ctx) -> None:
         for i, image in enumerate(out.images):
             index = b * p.batch_size + i
             path = output_path(ctx.output_dir, job.id, index, job.created_at)
-            save_png(image, path, p, seed=seeds[i], model_name=loaded.info.id, index=index)
+            save_png(image, path, recipe, seed=seeds[i], model_name=loaded.info.id, index=index)
             ctx.add_result(
                 ResultImage(
                     name=path.name, path=str(path), index=index, seed=seeds[i],
