@@ -228,6 +228,7 @@ class ModelInfo(_Model):
     embedded: bool = False
     loaded: bool = False
     size_bytes: int = 0
+    problem: str = Field("", description="Why this file cannot be loaded, if it cannot")
 
 
 class LoadModelRequest(_Model):

@@ -88,14 +88,16 @@ def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
             size_bytes=size,
         )
     if path.is_file() and path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+        architecture, problem = _checkpoint_architecture(path)
         return ModelInfo(
             id=path.stem,
             name=_title(path.stem),
             format="single_file",
             path=str(path),
-            architecture="unknown",
+            architecture=architecture,
             embedded=embedded,
             size_bytes=path.stat().st_size,
+            problem=problem,
         )
     return None
 
@@ -111,6 +113,17 @@ def _architecture(index: dict, path: Path) -> str:
     except (OSError, ValueError):
         pass
     return "sd1"
+
+
+def _checkpoint_architecture(path: Path) -> tuple[str, str]:
+    """(architecture, problem) from the checkpoint's header alone: cheap enough to list."""
+    from engine.errors import ModelLoadError
+    from engine.models.single_file import detect_architecture
+
+    try:
+        return detect_architecture(path), ""
+    except ModelLoadError as exc:
+        return "unknown", exc.message
 
 
 def _title(stem: str) -> str:
