@@ -345,7 +345,9 @@ class AppController(QObject):
                 self._stored.discard(key)
                 return
             data = await self.client.file(job_id, image.name)
-            path = await loop.run_in_executor(None, _save_unique, self.output_dir, image.name, data)
+            # Same layout as the local engine: outputs/<date>/<name>.
+            folder = self.output_dir / time.strftime("%Y-%m-%d")
+            path = await loop.run_in_executor(None, _save_unique, folder, image.name, data)
         item = self.jobs.get(job_id)
         if show:
             if self.canvas.job_id != job_id and (self.canvas.job_id == "" or

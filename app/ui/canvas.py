@@ -251,6 +251,7 @@ class CanvasPanel(QWidget):
         if not self.state.images:
             self.view.set_pixmap(None)
             self.caption.hide()
+            self._place_overlays()
 
     def _set_thumb(self, item: QListWidgetItem, image: CanvasImage) -> None:
         pm = pixmap_from_png(image.data)
@@ -288,6 +289,7 @@ class CanvasPanel(QWidget):
         h = image.height or (image.params.height if image.params else 0)
         self.view.set_pixmap(pm, w, h)
         self._set_caption(image)
+        self._place_overlays()
         if image.preview:
             self.preview_shown.emit(image.step)
         elif pm is not None:
@@ -329,6 +331,7 @@ class CanvasPanel(QWidget):
         self._place_overlays()
 
     def _place_overlays(self) -> None:
+        self.toolbar.setVisible(self.view.has_image)
         self.toolbar.adjustSize()
         self.toolbar.move(self.view.width() - self.toolbar.width() - 12, 12)
         self.toolbar.raise_()

@@ -176,7 +176,7 @@ async def test_remote_engine_errors_land_on_fields_and_results_download(
                         seed=3, width=64, height=64)
     c.handle_event(JobResult(job_id="new", image=image))
     await settle(c)
-    saved = c.output_dir / "new-000.png"
+    saved = next(c.output_dir.glob("*/new-000.png"))
     assert saved.read_bytes() == b"\x89PNG..."
     assert c.history.entries[0].path == saved.resolve()
     await c.shutdown()
