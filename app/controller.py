@@ -27,6 +27,7 @@ from engine.protocol import (
     JobResult,
     JobStarted,
     JobState,
+    ModelInfo,
     ResultImage,
 )
 
@@ -95,6 +96,8 @@ class AppController(QObject):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending: list[GenerateParams] = []
         self._stored: set[tuple[str, str]] = set()
+        self._model_id: str | None = None
+        self.engine.health_changed.connect(lambda _h: self._follow_model_size())
         self._restore_last_params()
 
     # ================================================================= lifecycle
@@ -544,6 +547,24 @@ class AppController(QObject):
         model = f" · model {h.model}" if h.model else " · no model loaded"
         return f"✓ Sfumato engine {h.version} on {h.device} ({h.dtype}){model}"
 
+    def _follow_model_size(self) -> None:
+        """When the loaded model changes, move an untouched size to the new model's native one.
+
+        "Untouched" means the size still equals the previous model's native square (or the
+        default 512): a size the user chose is never overridden.
+        """
+        model = self.engine.loaded_model
+        if model is None or model.id == self._model_id:
+            return
+        previous = next((m for m in self.engine.models if m.id == self._model_id), None)
+        self._model_id = model.id
+        new = native_size(model)
+        old = native_size(previous) if previous is not None else GenerateParams().width
+        g = self.generation
+        if new and old and new != old and (g.width, g.height) == (old, old):
+            g.set_size(new, new)
+            self.notice.emit(INFO, f"Size set to {new}×{new}, the native size of {model.name}.")
+
     # ================================================================= persistence
     def save_last_params(self) -> None:
         try:
@@ -564,6 +585,15 @@ _LABELS = {
     "height": "Height", "steps": "Steps", "cfg_scale": "CFG scale", "sampler": "Sampler",
     "seed": "Seed", "batch_size": "Batch size", "batch_count": "Batch count", "model": "Model",
 }
+
+
+#: Square training resolution per architecture, when the model does not say.
+ARCH_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+
+
+def native_size(model: ModelInfo) -> int:
+    """The side the model was trained at: its own ``native_size`` if the engine reports one."""
+    return int(getattr(model, "native_size", 0) or ARCH_SIZES.get(model.architecture, 0))
 
 
 def _label(name: str) -> str:

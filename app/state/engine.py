@@ -53,6 +53,9 @@ class EngineInfo(Observable):
 
     def update_health(self, health: Health) -> None:
         """Take a Health answer or event; busy/ready/loading follow the engine's state."""
+        if any(m.loaded != (m.id == health.model) for m in self.models):
+            self.models = [m.model_copy(update={"loaded": m.id == health.model})
+                           for m in self.models]
         self.health = health
         if health.state is EngineState.loading:
             self.connection = Connection.loading
@@ -62,17 +65,13 @@ class EngineInfo(Observable):
             self.connection = Connection.ready
         else:
             self.connection = Connection.connecting
-        if any(m.loaded != (m.id == health.model) for m in self.models):
-            self.models = [m.model_copy(update={"loaded": m.id == health.model})
-                           for m in self.models]
 
     @property
     def loaded_model(self) -> ModelInfo | None:
-        model_id = self.health.model if self.health else None
-        for m in self.models:
-            if m.loaded or (model_id and m.id == model_id):
-                return m
-        return None
+        """The model the last Health names (the list's ``loaded`` flags when there is none)."""
+        if self.health is not None:
+            return next((m for m in self.models if m.id == self.health.model), None)
+        return next((m for m in self.models if m.loaded), None)
 
     def status_text(self) -> str:
         """The status bar's engine label."""
@@ -102,4 +101,6 @@ class EngineInfo(Observable):
             if h.memory_total:
                 mem += f" / {format_bytes(h.memory_total)}"
             parts.append(mem)
+        if h.memory_peak:
+            parts.append(f"peak {format_bytes(h.memory_peak)}")
         return " · ".join(p for p in parts if p)

@@ -14,6 +14,8 @@ BUILTIN_BADGE = "★ built-in"
 def model_label(m: ModelInfo) -> str:
     """How a model reads in the picker: name, badge for embedded ones, ● for the loaded one."""
     text = m.name or m.id
+    if m.problem:
+        text += "   ⚠ cannot load"
     if m.embedded:
         text += f"   {BUILTIN_BADGE}"
     if m.loaded:
@@ -75,10 +77,17 @@ class ModelBar(QWidget):
         self.combo.clear()
         for m in models:
             self.combo.addItem(model_label(m), m.id)
+            row = self.combo.count() - 1
             tip = f"{m.path}\n{m.format} · {m.architecture}"
             if m.size_bytes:
                 tip += f" · {format_bytes(m.size_bytes)}"
-            self.combo.setItemData(self.combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+            if m.problem:
+                tip += f"\n⚠ {m.problem}"
+                # A file that cannot load stays listed (so the user sees why) but is not pickable.
+                item = self.combo.model().item(row)
+                if item is not None:
+                    item.setEnabled(False)
+            self.combo.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
         if not models:
             self.combo.addItem("No models found" if self.engine.connection.usable
                                else "Waiting for the engine…", "")

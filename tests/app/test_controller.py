@@ -192,3 +192,25 @@ async def test_wrong_token_is_reported(controller: AppController, api_url: str):
     assert c.engine.connection is Connection.disconnected
     assert "refused the token" in c.notices[-1][1]  # type: ignore[attr-defined]
     await c.shutdown()
+
+
+def test_size_follows_the_model_until_the_user_picks_one(controller: AppController):
+    from engine.protocol import Health, ModelInfo
+
+    c = controller
+    c.engine.models = [
+        ModelInfo(id="sd15", name="SD 1.5", format="single_file", path="/a", architecture="sd1"),
+        ModelInfo(id="xl", name="SDXL", format="single_file", path="/b", architecture="sdxl"),
+    ]
+
+    def load(model_id: str) -> None:
+        c.engine.update_health(Health(version="1", state="ready", device="cpu", dtype="float32",
+                                      model=model_id))
+
+    load("sd15")
+    assert (c.generation.width, c.generation.height) == (512, 512)
+    load("xl")
+    assert (c.generation.width, c.generation.height) == (1024, 1024)
+    c.generation.set_size(832, 1216)  # the user's choice sticks
+    load("sd15")
+    assert (c.generation.width, c.generation.height) == (832, 1216)
