@@ -187,7 +187,22 @@ class LocalEngine(QObject):
         self._write_log(f"--- start #{self.starts}: {shlex.join(argv)}")
         self._proc = proc
         self.starting.emit(self.starts)
+        proc.started.connect(lambda: self._lower_priority(proc))
         proc.start(argv[0], argv[1:])
+
+    def _lower_priority(self, proc: QProcess) -> None:
+        """Renice the engine a little so that the window stays responsive while it computes.
+
+        On a CPU-only machine the engine's torch threads take every core; the GUI then only
+        stutters if it competes at equal priority. ``SFUMATO_ENGINE_NICE=0`` turns this off.
+        """
+        nice = int(os.environ.get("SFUMATO_ENGINE_NICE", "5") or 0)
+        if nice <= 0 or not hasattr(os, "setpriority"):
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(proc.processId()), nice)
+        except OSError as exc:
+            log.debug("could not renice the engine: %s", exc)
 
     def _read(self, proc: QProcess, channel: str) -> None:
         raw = bytes(

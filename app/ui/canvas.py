@@ -223,6 +223,7 @@ class CanvasPanel(QWidget):
         lay.addWidget(self.view, 1)
         lay.addWidget(self.strip)
         self.shown_final: CanvasImage | None = None
+        self._decoded: dict[int, tuple[int, QPixmap]] = {}
         self._image_waiters: list[asyncio.Future[str]] = []
 
         state.reset.connect(self._rebuild)
@@ -238,6 +239,7 @@ class CanvasPanel(QWidget):
 
     # ----------------------------------------------------------------- state → view
     def _rebuild(self) -> None:
+        self._decoded.clear()
         self.strip.blockSignals(True)
         self.strip.clear()
         for i, image in enumerate(self.state.images):
@@ -253,12 +255,27 @@ class CanvasPanel(QWidget):
             self.caption.hide()
             self._place_overlays()
 
-    def _set_thumb(self, item: QListWidgetItem, image: CanvasImage) -> None:
+    def _pixmap(self, image: CanvasImage) -> QPixmap | None:
+        """Decode each image's bytes once (previews arrive several times a second)."""
+        if image.data is None:
+            return None
+        key = id(image.data)
+        cached = self._decoded.get(id(image))
+        if cached is not None and cached[0] == key:
+            return cached[1]
         pm = pixmap_from_png(image.data)
         if pm is not None:
-            thumb = pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                              Qt.TransformationMode.SmoothTransformation)
-            item.setIcon(QIcon(thumb))
+            if len(self._decoded) > 64:
+                self._decoded.clear()
+            self._decoded[id(image)] = (key, pm)
+        return pm
+
+    def _set_thumb(self, item: QListWidgetItem, image: CanvasImage) -> None:
+        pm = self._pixmap(image)
+        if pm is not None:
+            mode = (Qt.TransformationMode.FastTransformation if image.preview
+                    else Qt.TransformationMode.SmoothTransformation)
+            item.setIcon(QIcon(pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, mode)))
         tip = "preview" if image.preview else (f"seed {image.seed}" if image.seed is not None
                                                else "")
         item.setToolTip(tip)
@@ -284,7 +301,7 @@ class CanvasPanel(QWidget):
                 self.view.set_pixmap(None)
             self._set_caption(image)
             return
-        pm = pixmap_from_png(image.data)
+        pm = self._pixmap(image)
         w = image.width or (image.params.width if image.params else 0)
         h = image.height or (image.params.height if image.params else 0)
         self.view.set_pixmap(pm, w, h)
