@@ -154,7 +154,7 @@ class AppController(QObject):
             self.engine.connection = Connection.disconnected
             first = str(exc).splitlines()[0]
             self.engine.detail = str(exc)
-            self.notice.emit(ERROR, f"{first} See engine.log in {self.paths.engine_data}.")
+            self.notice.emit(ERROR, f"{first} See Engine → Show engine logs.")
 
     def _on_engine_starting(self, attempt: int) -> None:
         if attempt > 1:
@@ -505,6 +505,23 @@ class AppController(QObject):
         self.canvas.show_image(CanvasImage(data=data, path=entry.path, seed=entry.seed,
                                            width=entry.width, height=entry.height,
                                            params=entry.params))
+
+    def open_job(self, job_id: str) -> None:
+        """Show a finished job's images on the canvas (Queue dock click)."""
+        self.spawn(self._open_job(job_id))
+
+    async def _open_job(self, job_id: str) -> None:
+        entries = [e for e in self.history.index.by_job(job_id) if e.exists]
+        if not entries:
+            self.notice.emit(INFO, "This job's images are not in the history (any more).")
+            return
+        loop = asyncio.get_running_loop()
+        images = []
+        for e in entries:
+            data = await loop.run_in_executor(None, e.path.read_bytes)
+            images.append(CanvasImage(data=data, path=e.path, seed=e.seed, width=e.width,
+                                      height=e.height, params=e.params))
+        self.canvas.show_images(images)
 
     def use_settings(self, params: GenerateParams | None, source: str = "") -> None:
         """Put a recipe into the Prompt dock."""

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 READY_PREFIX = "SFUMATO_ENGINE_READY "
 TOKEN_ENV = "SFUMATO_ENGINE_TOKEN"
+#: The engine's stdout/stderr, kept next to its own logs/ folder.
+CONSOLE_LOG = "engine-console.log"
 #: Seconds between a crash and the next start, growing with repeated crashes.
 RESTART_DELAYS_S = (0.5, 2.0, 5.0, 10.0)
 #: More crashes than this within CRASH_WINDOW_S and we stop trying.
@@ -263,7 +265,8 @@ class LocalEngine(QObject):
         if len(recent) > MAX_CRASHES:
             self.gave_up.emit(
                 f"The engine crashed {len(recent)} times in {CRASH_WINDOW_S:.0f} s; not restarting. "
-                "See engine.log in the data folder, then restart it from the Engine menu."
+                f"See {CONSOLE_LOG} in the engine's data folder (Engine → Show engine logs), "
+                "then use Engine → Restart engine."
             )
             return
         delay = RESTART_DELAYS_S[min(len(recent) - 1, len(RESTART_DELAYS_S) - 1)]
@@ -285,7 +288,7 @@ class LocalEngine(QObject):
         if self._log_file is None:
             try:
                 self._log_file = open(  # noqa: SIM115 - kept open for the process's life
-                    self.launch.data_dir / "engine.log", "a", encoding="utf-8", buffering=1
+                    self.launch.data_dir / CONSOLE_LOG, "a", encoding="utf-8", buffering=1
                 )
             except OSError:
                 self._log_file = None

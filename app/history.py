@@ -6,7 +6,6 @@ without opening every file. It lives in the app's data directory next to ``outpu
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -115,6 +114,15 @@ class HistoryIndex:
         args += [limit, offset]
         return [_entry(r) for r in self._db.execute(sql, args)]
 
+    def by_job(self, job_id: str) -> list[HistoryEntry]:
+        """The images of one job, in file-name order (the engine numbers them by index)."""
+        rows = self._db.execute(
+            "SELECT id, path, created, prompt, seed, params, width, height, job_id FROM images"
+            " WHERE job_id = ? ORDER BY path",
+            (job_id,),
+        )
+        return [_entry(r) for r in rows]
+
     def get(self, path: Path | str) -> HistoryEntry | None:
         row = self._db.execute(
             "SELECT id, path, created, prompt, seed, params, width, height, job_id FROM images"
@@ -140,10 +148,3 @@ class HistoryIndex:
 def _entry(row: tuple) -> HistoryEntry:
     return HistoryEntry(row[0], Path(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8])
 
-
-def recipe_summary(params_json: str) -> dict[str, object]:
-    """The stored params as a dict (empty if unreadable), for tooltips."""
-    try:
-        return json.loads(params_json)
-    except ValueError:
-        return {}

@@ -111,12 +111,16 @@ class CanvasState(QObject):
     # ----------------------------------------------------------------- other content
     def show_image(self, image: CanvasImage) -> None:
         """Show one saved image (from the history or a dropped file) on its own."""
+        self.show_images([image])
+
+    def show_images(self, images: list[CanvasImage], current: int = 0) -> None:
+        """Show saved images (e.g. a finished job's batch) as a strip."""
         self.job_id = ""
-        self.images = [image]
-        self.current = 0
+        self.images = list(images)
+        self.current = max(0, min(current, len(self.images) - 1)) if self.images else -1
         self._picked = False
         self.reset.emit()
-        self.current_changed.emit(0)
+        self.current_changed.emit(self.current)
 
     def select(self, index: int) -> None:
         """The user picked a thumbnail."""

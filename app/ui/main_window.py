@@ -136,6 +136,7 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         engine_menu = self.menuBar().addMenu("&Engine")
         engine_menu.addAction("Restart engine", c.restart_engine)
+        engine_menu.addAction("Show engine logs", self._open_engine_logs)
         engine_menu.addAction("Unload model", c.unload_model)
         engine_menu.addSeparator()
         engine_menu.addAction(self.settings_action)
@@ -158,7 +159,7 @@ class MainWindow(QMainWindow):
         self.prompt_panel.reuse_button.clicked.connect(self._reuse_seed)
         self.queue_panel.cancel_requested.connect(c.cancel)
         self.queue_panel.move_requested.connect(c.move)
-        self.queue_panel.open_requested.connect(self._open_job)
+        self.queue_panel.open_requested.connect(c.open_job)
         self.history_panel.open_requested.connect(c.open_history)
         self.history_panel.use_settings_requested.connect(
             lambda e: c.use_settings(e.params, e.path.name))
@@ -179,20 +180,17 @@ class MainWindow(QMainWindow):
         else:
             self.status.show_notice("info", "No finished image on the canvas to take a seed from.")
 
-    def _open_job(self, job_id: str) -> None:
-        item = self.controller.jobs.get(job_id)
-        if item is None or not item.results:
-            return
-        entry = self.controller.history.index.get(item.results[0].path)
-        if entry is not None:
-            self.controller.open_history(entry)
-
     def _open_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self, "Open an image to reuse its settings", str(self.controller.output_dir),
             "Images (*.png *.jpg *.jpeg *.webp);;All files (*)")
         if path:
             self.controller.restore_from_file(path)
+
+    def _open_engine_logs(self) -> None:
+        folder = self.controller.paths.engine_data
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def _open_outputs(self) -> None:
         folder = self.controller.output_dir
@@ -237,6 +235,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.controller.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.controller.save_last_params()
+        self.history_panel.thumbs.wait()
         super().closeEvent(event)
         self.closed.emit()
 

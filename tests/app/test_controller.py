@@ -214,3 +214,17 @@ def test_size_follows_the_model_until_the_user_picks_one(controller: AppControll
     c.generation.set_size(832, 1216)  # the user's choice sticks
     load("sd15")
     assert (c.generation.width, c.generation.height) == (832, 1216)
+
+
+async def test_open_a_finished_job_shows_its_batch(controller: AppController):
+    c = controller
+    out = c.output_dir / "day"
+    out.mkdir(parents=True)
+    for i in range(3):
+        path = out / f"jobx-{i:03d}.png"
+        path.write_bytes(png_bytes((i * 80, 0, 0)))
+        c.history.index.add(path, make_job().spec.params, seed=i, job_id="jobx")
+    c.open_job("jobx")
+    await settle(c)
+    assert [im.seed for im in c.canvas.images] == [0, 1, 2]
+    assert all(im.ready for im in c.canvas.images)

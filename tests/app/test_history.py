@@ -56,3 +56,11 @@ def test_history_state_tracks_the_index(qapp, tmp_path: Path):
     assert [e.prompt for e in state.entries] == ["old"]
     state.add(idx.add(tmp_path / "c.png", params("unrelated"), created=3.0))
     assert [e.prompt for e in state.entries] == ["old"]  # filtered out by the search
+
+
+def test_images_by_job(tmp_path: Path):
+    idx = HistoryIndex(tmp_path / "h.sqlite3")
+    idx.add(tmp_path / "j-001.png", params("p"), job_id="j")
+    idx.add(tmp_path / "j-000.png", params("p"), job_id="j")
+    idx.add(tmp_path / "k-000.png", params("p"), job_id="k")
+    assert [e.path.name for e in idx.by_job("j")] == ["j-000.png", "j-001.png"]
