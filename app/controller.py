@@ -358,6 +358,7 @@ class AppController(QObject):
                 self._follow(job_id)
             self.canvas.set_result(job_id, image.index, data, path=path, seed=image.seed,
                                    width=image.width, height=image.height)
+        self.jobs.set_thumbnail(job_id, data)
         params = item.params if item is not None and item.params is not None else None
         if params is None:
             try:

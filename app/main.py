@@ -30,8 +30,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "[SFUMATO_DATA_DIR]")
     p.add_argument("--engine-url", default=os.environ.get("SFUMATO_ENGINE_URL"),
                    help="use the engine at this URL instead of starting one [SFUMATO_ENGINE_URL]")
-    p.add_argument("--engine-token", default=os.environ.get("SFUMATO_ENGINE_TOKEN_REMOTE"),
-                   help="token for --engine-url [SFUMATO_ENGINE_TOKEN_REMOTE]")
+    p.add_argument("--engine-token", default=os.environ.get("SFUMATO_ENGINE_TOKEN"),
+                   help="token for --engine-url [SFUMATO_ENGINE_TOKEN]")
     p.add_argument("--model", default=os.environ.get("SFUMATO_MODEL"),
                    help="model id or path the local engine loads at start [SFUMATO_MODEL]")
     p.add_argument("--models-dir", action="append", type=Path, default=None,

@@ -46,6 +46,9 @@ class JobItem:
     #: Latest preview PNG per image index while running.
     previews: dict[int, bytes] = field(default_factory=dict)
     finished_at: datetime | None = None
+    #: PNG for the Queue dock: the latest preview while running, then the first result.
+    thumbnail: bytes | None = None
+    thumbnail_final: bool = False
 
     @classmethod
     def from_job(cls, job: Job) -> JobItem:
@@ -204,6 +207,9 @@ class JobsState(QObject):
             item = self._jobs.get(event.job_id)
             if item is not None:
                 item.previews[event.index] = data
+                if not item.thumbnail_final:
+                    item.thumbnail = data
+                    self.job_updated.emit(item.id)
             self.preview.emit(event.job_id, event.index, data)
         elif isinstance(event, JobResult):
             item = self._jobs.get(event.job_id)
@@ -234,6 +240,13 @@ class JobsState(QObject):
                 self._jobs[job.id] = JobItem.from_job(job)
         self._queue_order = [j.id for j in jobs if j.state is JobState.queued]
         self.changed.emit()
+
+    def set_thumbnail(self, job_id: str, png: bytes) -> None:
+        """A finished image to represent the job (the controller has its bytes)."""
+        item = self._jobs.get(job_id)
+        if item is not None and not item.thumbnail_final:
+            item.thumbnail, item.thumbnail_final = png, True
+            self.job_updated.emit(job_id)
 
     def reorder(self, queued_ids: list[str]) -> None:
         """Show the queued jobs in this order (optimistically, before the engine confirms)."""

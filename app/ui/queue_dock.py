@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QMimeData, QPoint, Qt, Signal
-from PySide6.QtGui import QDrag, QMouseEvent
+from PySide6.QtGui import QDrag, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -25,6 +25,7 @@ from .elided_label import ElidedLabel
 from .theme import repolish
 
 JOB_MIME = "application/x-sfumato-job"
+THUMB = 44
 
 
 def format_eta(seconds: float | None) -> str:
@@ -84,6 +85,11 @@ class JobCard(QFrame):
         self.down_button.clicked.connect(lambda: self.move_clicked.emit(self.job_id, 1))
         self.cancel_button.clicked.connect(lambda: self.cancel_clicked.emit(self.job_id))
 
+        self.thumb = QLabel()
+        self.thumb.setObjectName("JobThumb")
+        self.thumb.setFixedSize(THUMB, THUMB)
+        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._thumb_src: bytes | None = None
         top = QHBoxLayout()
         top.setSpacing(6)
         top.addWidget(self.badge)
@@ -91,14 +97,18 @@ class JobCard(QFrame):
         top.addWidget(self.up_button)
         top.addWidget(self.down_button)
         top.addWidget(self.cancel_button)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(10, 8, 8, 8)
-        lay.setSpacing(4)
-        lay.addLayout(top)
-        lay.addWidget(self.meta)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.eta)
-        lay.addWidget(self.error)
+        text = QVBoxLayout()
+        text.setSpacing(4)
+        text.addLayout(top)
+        text.addWidget(self.meta)
+        text.addWidget(self.progress)
+        text.addWidget(self.eta)
+        text.addWidget(self.error)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 8, 8, 8)
+        lay.setSpacing(10)
+        lay.addWidget(self.thumb, 0, Qt.AlignmentFlag.AlignTop)
+        lay.addLayout(text, 1)
         self.update_from(item, 0, 0)
 
     def _button(self, text: str, tip: str) -> QToolButton:
@@ -111,6 +121,16 @@ class JobCard(QFrame):
 
     def update_from(self, item: JobItem, queue_pos: int, queue_len: int) -> None:
         state = item.state
+        if item.thumbnail is not self._thumb_src:
+            self._thumb_src = item.thumbnail
+            pm = QPixmap()
+            if item.thumbnail and pm.loadFromData(item.thumbnail):
+                mode = (Qt.TransformationMode.SmoothTransformation if item.thumbnail_final
+                        else Qt.TransformationMode.FastTransformation)
+                self.thumb.setPixmap(pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                                               mode))
+            else:
+                self.thumb.clear()
         if self.property("state") != state.value:
             self.setProperty("state", state.value)
             self.badge.setProperty("state", state.value)
