@@ -1,2 +1,13 @@
-"""Sfumato's GUI process (PySide6 + qasync). Never imports torch, diffusers or engine internals;
-it talks to the engine over HTTP and WebSocket using :mod:`engine.protocol` only."""
+"""Sfumato's GUI process (PySide6 + qasync).
+
+It never imports torch, diffusers or engine internals: it talks to the engine over HTTP and a
+WebSocket, using :mod:`engine.protocol` only. The map:
+
+- ``main.py``            — ``sfumato`` / ``python -m app``: window first, then the engine
+- ``engine_process.py``  — start, watch and restart the local engine process (QProcess)
+- ``client.py``          — async aiohttp client of the /v1 API and its event stream
+- ``controller.py``      — the glue: user intents → requests, events → state
+- ``state/``             — observable state (QObject + signals, no widgets), unit-tested alone
+- ``history.py``         — the SQLite index of saved images; ``recipe.py`` reads PNG recipes
+- ``ui/``                — widgets only; they bind to state and call controller actions
+"""
