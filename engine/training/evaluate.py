@@ -157,7 +157,7 @@ def grid(images: list[np.ndarray], labels: list[str], cols: int, scale: int = 2)
     """Images in a grid, each with its caption underneath (wrapped), scaled up for reading."""
     h, w = images[0].shape[:2]
     tw, th = w * scale, h * scale
-    text_h = 36
+    text_h = 48
     rows = -(-len(images) // cols)
     sheet = Image.new("RGB", (cols * (tw + 4) + 4, rows * (th + text_h + 4) + 4), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
@@ -173,7 +173,7 @@ def grid(images: list[np.ndarray], labels: list[str], cols: int, scale: int = 2)
             else:
                 line = (line + " " + wd).strip()
         lines.append(line)
-        draw.multiline_text((x, y + th + 1), "\n".join(lines[:3]), fill=(0, 0, 0), spacing=0)
+        draw.multiline_text((x, y + th + 1), "\n".join(lines[:4]), fill=(0, 0, 0), spacing=0)
     return sheet
 
 
@@ -189,7 +189,7 @@ def sample_grid(pipe, data, steps=25, guidance=5.0, seed=4_000_000) -> Image.Ima
         for j, style in enumerate(data.styles):
             prompts.append(caption(name, style, data.backgrounds[(k + 3 * j) % len(data.backgrounds)]))
     images = generate(pipe, prompts, [seed + i for i in range(len(prompts))], steps, guidance)
-    return grid(list(images), prompts, cols=2 * len(data.styles) * 2 // 2 * 2)
+    return grid(list(images), prompts, cols=4 * len(data.styles))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompts", type=int, default=200)
     p.add_argument("--fd-count", type=int, default=2000)
     p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--fd-steps", type=int, default=None,
+                   help="sampler steps for the Fréchet generations (default: --steps)")
     p.add_argument("--guidance", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--figures", type=Path, default=REPO / "docs" / "images")
@@ -242,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
         grid(ims, labels, cols=k).save(args.figures / "sfumato-tiny-canny.png")
         save()
     if "fd" in only:
-        metrics["frechet"] = fd_scores(pipe, clf, data, args.fd_count, args.steps, args.guidance)
+        metrics["frechet"] = fd_scores(pipe, clf, data, args.fd_count,
+                                       args.fd_steps or args.steps, args.guidance)
         save()
 
 
