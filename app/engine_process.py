@@ -175,6 +175,10 @@ class LocalEngine(QObject):
         env.insert("PYTHONUNBUFFERED", "1")
         # So the engine can exit if the app dies without stopping it (see engine/cli.py).
         env.insert("SFUMATO_PARENT_PID", str(os.getpid()))
+        # Idle OpenMP threads sleep instead of spinning: on a busy CPU-only machine spinning
+        # threads starved each other (tiny model 0.07 → 2 s/step) and the window with them.
+        if not env.contains("OMP_WAIT_POLICY"):
+            env.insert("OMP_WAIT_POLICY", "PASSIVE")
         # The engine never needs a display; keep Qt plugins of the app out of its way.
         env.remove("QT_QPA_PLATFORM")
         proc.setProcessEnvironment(env)
