@@ -212,6 +212,7 @@ class AppController(QObject):
     async def shutdown(self) -> None:
         """Stop everything: the event stream, the client, and the local engine process."""
         self.save_last_params()
+        self.settings.sync()
         for task in list(self._tasks):
             task.cancel()
         await self._drop_client()
@@ -395,7 +396,6 @@ class AppController(QObject):
             name, msg = next(iter(errors.items()))
             self.notice.emit(ERROR, f"{_label(name)}: {msg}")
             return
-        self.save_last_params()
         if self.client is None or not self.engine.connection.usable:
             self._pending.append(params)
             self.notice.emit(INFO, "The engine is not ready yet; the job will be sent when it is.")

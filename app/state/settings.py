@@ -48,7 +48,12 @@ class Settings(Observable):
         return type(default.default)(stored)
 
     def _save(self, name: str, value: Any) -> None:
+        # No sync() here: writing the file (with an fsync) on the UI thread can stall it on a
+        # busy disk; QSettings writes changes out later, and sync() runs at exit.
         self._qs.setValue(name, json.dumps(value) if isinstance(value, list) else value)
+
+    def sync(self) -> None:
+        """Write pending changes to disk now (at exit)."""
         self._qs.sync()
 
     # Window layout is opaque bytes; kept out of the observable properties.
@@ -60,4 +65,3 @@ class Settings(Observable):
     def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
         self._qs.setValue("window/geometry", geometry)
         self._qs.setValue("window/state", state)
-        self._qs.sync()

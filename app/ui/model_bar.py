@@ -36,7 +36,10 @@ class ModelBar(QWidget):
         self.combo = QComboBox()
         self.combo.setObjectName("model_combo")
         self.combo.setMinimumWidth(260)
-        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # A fixed policy: a new list never re-lays out the toolbar (and the window) mid-job.
+        self.combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(28)
         self.combo.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.load_button = QToolButton()
         self.load_button.setObjectName("load_model_button")
@@ -56,9 +59,11 @@ class ModelBar(QWidget):
         self.load_button.clicked.connect(self._load)
         self.unload_button.clicked.connect(self.unload_requested)
         self.combo.currentIndexChanged.connect(lambda _i: self._update_buttons())
-        for sig in (engine.models_changed, engine.health_changed, engine.connection_changed,
-                    engine.loading_model_changed):
-            sig.connect(lambda _v: self.refresh())
+        # Rebuilding the list is the expensive part: only when the list (or its ● mark) changes.
+        engine.models_changed.connect(lambda _v: self.refresh())
+        engine.connection_changed.connect(lambda _v: self._on_connection())
+        for sig in (engine.health_changed, engine.loading_model_changed):
+            sig.connect(lambda _v: self._update_buttons())
         self.refresh()
 
     def selected_id(self) -> str:
@@ -96,6 +101,12 @@ class ModelBar(QWidget):
         self.combo.setCurrentIndex(max(0, i))
         self.combo.blockSignals(False)
         self._update_buttons()
+
+    def _on_connection(self) -> None:
+        if not self.engine.models:
+            self.refresh()  # the placeholder text depends on the connection
+        else:
+            self._update_buttons()
 
     def _update_buttons(self) -> None:
         usable = self.engine.connection.usable
