@@ -64,10 +64,15 @@ class GenerationSettings(Observable):
 
     #: ``{field: message}``; emitted whenever a field gains or loses a message.
     errors_changed = Signal(dict)
+    #: The sampler options (schedule, eta, …) changed: ``{name: value}``.
+    options_changed = Signal(dict)
 
     def __init__(self) -> None:
         super().__init__()
         self._errors: dict[str, str] = {}
+        # Every other GenerateParams field (sampler options such as schedule or eta): kept and
+        # sent as they are, so a restored recipe round-trips even where no widget edits it.
+        self._options: dict[str, object] = {}
         for name in FIELDS:
             # Editing a field clears its stale error.
             getattr(self, f"{name}_changed").connect(lambda _v, n=name: self.clear_error(n))
@@ -75,7 +80,10 @@ class GenerationSettings(Observable):
     # ----------------------------------------------------------------- params in and out
     def to_params(self) -> GenerateParams:
         """The current settings as a request; raises pydantic's ValidationError if invalid."""
+        known = GenerateParams.model_fields
         return GenerateParams(
+            **{k: v for k, v in self._options.items()
+               if k in known and k not in FIELDS and k != "model"},
             model=self.model,
             prompt=self.prompt,
             negative_prompt=self.negative_prompt,
@@ -108,7 +116,33 @@ class GenerationSettings(Observable):
             setattr(self, name, getattr(params, name))
         if not keep_model:
             self.model = params.model
+        defaults = GenerateParams()
+        self._options = {
+            k: v for k, v in params.model_dump().items()
+            if k not in FIELDS and k != "model" and v != getattr(defaults, k)
+        }
+        self.options_changed.emit(self.options)
         self.clear_errors()
+
+    # ----------------------------------------------------------------- sampler options
+    @property
+    def options(self) -> dict[str, object]:
+        """Sampler options that differ from GenerateParams' defaults (schedule, eta, …)."""
+        return dict(self._options)
+
+    def option(self, name: str, default: object = None) -> object:
+        return self._options.get(name, default)
+
+    def set_option(self, name: str, value: object) -> None:
+        """Set one sampler option; ``None`` returns it to the default."""
+        if value is None:
+            changed = self._options.pop(name, None) is not None
+        else:
+            changed = self._options.get(name) != value
+            self._options[name] = value
+        if changed:
+            self.clear_error(name)
+            self.options_changed.emit(self.options)
 
     # ----------------------------------------------------------------- helpers for the dock
     def set_size(self, width: int, height: int) -> None:

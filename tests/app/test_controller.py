@@ -51,7 +51,7 @@ def controller(qapp, tmp_path: Path):
 
 
 async def settle(c: AppController) -> None:
-    for _ in range(100):
+    for _ in range(500):
         if not c._tasks:
             return
         await asyncio.sleep(0.02)
@@ -156,7 +156,7 @@ async def test_remote_engine_errors_land_on_fields_and_results_download(
         controller: AppController, api_url: str):
     c = controller
     await c.connect(api_url, TOKEN, remote=True)
-    for _ in range(100):
+    for _ in range(500):
         if c.engine.samplers:
             break
         await asyncio.sleep(0.02)
@@ -185,7 +185,7 @@ async def test_remote_engine_errors_land_on_fields_and_results_download(
 async def test_wrong_token_is_reported(controller: AppController, api_url: str):
     c = controller
     await c.connect(api_url, "wrong", remote=True)
-    for _ in range(100):
+    for _ in range(500):
         if c.engine.connection is Connection.disconnected:
             break
         await asyncio.sleep(0.02)

@@ -64,7 +64,7 @@ async def test_ready_line_gives_the_url_and_token_is_passed(tmp_path: Path):
         url = await engine.start()
         assert url == "http://127.0.0.1:5555"
         assert engine.running and engine.pid
-        for _ in range(50):
+        for _ in range(400):
             if (tmp_path / "data" / "token").exists():
                 break
             await asyncio.sleep(0.05)
@@ -120,7 +120,7 @@ async def test_crash_restarts_with_the_same_data_dir(tmp_path: Path, monkeypatch
     engine.crashed.connect(lambda code, tail: crashes.append((code, tail)))
     try:
         assert await engine.start() == "http://127.0.0.1:7001"
-        for _ in range(100):
+        for _ in range(500):
             if len(urls) == 2:
                 break
             await asyncio.sleep(0.05)
@@ -144,7 +144,7 @@ async def test_gives_up_after_repeated_crashes(tmp_path: Path, monkeypatch):
     engine.gave_up.connect(gave_up.append)
     try:
         await engine.start()
-        for _ in range(200):
+        for _ in range(600):
             if gave_up:
                 break
             await asyncio.sleep(0.05)

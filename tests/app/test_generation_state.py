@@ -63,3 +63,21 @@ def test_seed_helpers(qapp):
     assert g.seed == 123
     g.randomize_seed()
     assert g.seed == -1
+
+
+def test_options_pass_through(qapp):
+    g = GenerationSettings()
+    fields = GenerateParams.model_fields
+    seen: list[dict] = []
+    g.options_changed.connect(seen.append)
+    g.set_option("batch_count", 3)  # any GenerateParams field the form does not own
+    assert g.to_params().batch_count == 1  # form fields win over options
+    g.set_option("batch_count", None)
+    if "schedule" in fields:  # newer protocol: sampler options
+        g.set_option("schedule", "karras")
+        assert g.to_params().schedule == "karras"
+        g.apply(GenerateParams(sampler="Euler", schedule="exponential"))
+        assert g.option("schedule") == "exponential"
+        g.apply(GenerateParams())
+        assert g.options == {}
+    assert seen

