@@ -298,6 +298,8 @@ class PromptDockWidget(QWidget):
         self.sampler_combo.blockSignals(True)
         self.sampler_combo.clear()
         for info in self.engine.samplers:
+            if getattr(info, "alias_of", None):
+                continue  # legacy combined names ("DPM++ 2M Karras") select another entry
             self.sampler_combo.addItem(info.name)
             self.sampler_combo.setItemData(self.sampler_combo.count() - 1, info.description,
                                            Qt.ItemDataRole.ToolTipRole)
