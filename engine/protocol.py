@@ -9,7 +9,8 @@ HTTP (every request carries ``Authorization: Bearer <token>``; ``/v1`` prefix):
 - ``GET  /v1/models``                      → ``list[ModelInfo]``
 - ``POST /v1/models/load``   :class:`LoadModelRequest` → :class:`ModelInfo`
 - ``POST /v1/models/unload``               → :class:`Health`
-- ``GET  /v1/samplers``                    → ``list[SamplerInfo]``
+- ``GET  /v1/samplers``                    → ``list[SamplerInfo]`` (with each sampler's options)
+- ``GET  /v1/fits?model=…``                → ``list[FitInfo]`` (Analytic-DPM Γ_t and calibration fits)
 - ``POST /v1/jobs``          :class:`JobSubmit` → :class:`Job`
 - ``GET  /v1/jobs``                        → ``list[Job]`` (queue order, then newest finished)
 - ``GET  /v1/jobs/{id}``                   → :class:`Job`
@@ -49,6 +50,21 @@ class _Model(BaseModel):
 
 # --------------------------------------------------------------------------- generation
 
+#: Sigma schedules: Sfumato id → A1111's "Schedule type" label.
+SCHEDULES: dict[str, str] = {
+    "default": "Automatic", "karras": "Karras", "exponential": "Exponential", "beta": "Beta",
+}
+#: Lower-case A1111 labels (and our ids) → schedule id. A1111 schedules Sfumato does not have
+#: (Polyexponential, Align Your Steps, KL Optimal, ...) read as the sampler's default.
+SCHEDULE_IDS: dict[str, str] = {
+    **{k: k for k in SCHEDULES}, **{v.lower(): k for k, v in SCHEDULES.items()},
+    "uniform": "default", "normal": "default", "simple": "default", "ddim": "default",
+    "sgm uniform": "default",
+}
+_A1111_SPACING_SCHEDULES = {"sgm uniform": "trailing"}
+TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
+
+
 
 class GenerateParams(_Model):
     """Everything a text-to-image generation needs: the recipe saved with every image."""
@@ -64,6 +80,27 @@ class GenerateParams(_Model):
     sampler: str = "Euler a"
     batch_size: int = Field(1, ge=1, le=16)
     batch_count: int = Field(1, ge=1, le=100)
+    # Sampler options (SamplerInfo.options says which apply to a sampler). None = its default.
+    schedule: str = Field("default", description="Sigma schedule: " + ", ".join(SCHEDULES))
+    timestep_spacing: str | None = Field(None, description="linspace, leading or trailing")
+    eta: float | None = Field(None, ge=0.0, le=1.0, description="η / stochasticity")
+    solver_order: int | None = Field(None, ge=1, le=4)
+    calibrated: bool = Field(False, description="Subtract the cached per-step mean of ε̂")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        v = SCHEDULE_IDS.get(v.strip().lower(), v)
+        if v not in SCHEDULES:
+            raise ValueError(f"unknown schedule {v!r}; choose one of: {', '.join(SCHEDULES)}")
+        return v
+
+    @field_validator("timestep_spacing")
+    @classmethod
+    def _spacing(cls, v: str | None) -> str | None:
+        if v is not None and v not in TIMESTEP_SPACINGS:
+            raise ValueError(f"must be one of: {', '.join(TIMESTEP_SPACINGS)}")
+        return v
 
     @field_validator("width", "height")
     @classmethod
@@ -91,9 +128,10 @@ class GenerateParams(_Model):
 
     # A1111's "parameters" text: what other tools write into a PNG and read back.
     def to_a1111(self, *, model_name: str | None = None, seed: int | None = None) -> str:
-        pairs = [
-            ("Steps", self.steps),
-            ("Sampler", self.sampler),
+        pairs: list[tuple[str, object]] = [("Steps", self.steps), ("Sampler", self.sampler)]
+        if self.schedule != "default":
+            pairs.append(("Schedule type", SCHEDULES[self.schedule]))
+        pairs += [
             ("CFG scale", _num(self.cfg_scale)),
             ("Seed", self.seed if seed is None else seed),
             ("Size", f"{self.width}x{self.height}"),
@@ -102,6 +140,15 @@ class GenerateParams(_Model):
             pairs.append(("Model", model_name or self.model))
         if self.batch_size > 1:
             pairs.append(("Batch size", self.batch_size))
+        if self.eta is not None:
+            # A1111 writes DDIM's η as "Eta DDIM" and the k-diffusion samplers' as "Eta".
+            pairs.append(("Eta DDIM" if self.sampler == "DDIM" else "Eta", _num(self.eta)))
+        if self.timestep_spacing:
+            pairs.append(("Timestep spacing", self.timestep_spacing))
+        if self.solver_order is not None:
+            pairs.append(("UniPC order" if self.sampler == "UniPC" else "Solver order", self.solver_order))
+        if self.calibrated:
+            pairs.append(("Calibrated", "True"))
         text = self.prompt
         if self.negative_prompt:
             text += f"\nNegative prompt: {self.negative_prompt}"
@@ -124,11 +171,26 @@ class GenerateParams(_Model):
         if "Steps" in kv:
             data["steps"] = int(kv["Steps"])
         if "Sampler" in kv:
-            sampler = kv["Sampler"]
-            # Newer A1111 writes the schedule separately: "Sampler: DPM++ 2M, Schedule type: Karras".
-            if kv.get("Schedule type", "Automatic") not in ("Automatic", ""):
-                sampler = f"{sampler} {kv['Schedule type']}"
-            data["sampler"] = sampler
+            # Kept as written: A1111 < 1.9 wrote "DPM++ 2M Karras", which the engine reads as
+            # an alias, so the recipe writes back exactly as it came.
+            data["sampler"] = kv["Sampler"]
+        if "Schedule type" in kv:
+            # A1111 >= 1.9: "Sampler: DPM++ 2M, Schedule type: Karras".
+            label = kv["Schedule type"].strip().lower()
+            if label in _A1111_SPACING_SCHEDULES:
+                data["timestep_spacing"] = _A1111_SPACING_SCHEDULES[label]
+            data["schedule"] = SCHEDULE_IDS.get(label, "default")
+        for key in ("Eta DDIM", "Eta", "ETA"):
+            if key in kv:
+                data["eta"] = float(kv[key])
+                break
+        if "Timestep spacing" in kv:
+            data["timestep_spacing"] = kv["Timestep spacing"]
+        for key in ("Solver order", "UniPC order"):
+            if key in kv:
+                data["solver_order"] = int(kv[key])
+        if "Calibrated" in kv:
+            data["calibrated"] = kv["Calibrated"].strip().lower() in ("true", "1", "yes")
         if "CFG scale" in kv:
             data["cfg_scale"] = float(kv["CFG scale"])
         if "Seed" in kv:
@@ -180,12 +242,138 @@ class GenerateJob(_Model):
     params: GenerateParams = Field(default_factory=GenerateParams)
 
 
-JobSpec = Annotated[GenerateJob, Field(discriminator="kind")]
+class FitData(_Model):
+    """Where a fit's x₀ come from: the model's shipped fit set, a folder of images, or samples
+    the model generates itself (``prompts`` cycled; empty = unconditional)."""
+
+    source: Literal["fitset", "folder", "generated"] = "fitset"
+    folder: str | None = Field(None, description="Images (png/jpg/webp) for source='folder'; "
+                               "captions from a same-named .txt next to each image if present")
+    count: int = Field(256, ge=8, le=10_000, description="How many images (x₀) to use")
+    prompts: list[str] = Field(default_factory=list, description="For source='generated'")
+    steps: int = Field(25, ge=1, le=1000, description="Sampling steps for source='generated'")
+
+
+class AnalyticFitParams(_Model):
+    """Estimate Analytic-DPM's Γ_t = E‖ε̂(x_t, t)‖²/d on the timestep grids of these step
+    counts (Bao et al. 2022, §3), cached per model and grid."""
+
+    model: str | None = None
+    steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 100])
+    timestep_spacing: str | None = None
+    data: FitData = Field(default_factory=FitData)
+    samples_per_step: int | None = Field(
+        None, ge=1, description="Noised images per timestep (default: data.count)")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+
+
+class CalibrationFitParams(_Model):
+    """Estimate the per-step mean of ε̂ (Pang et al. 2023) on a dense timestep grid, cached per
+    model; any sampler and step count interpolates it."""
+
+    model: str | None = None
+    timesteps: int = Field(100, ge=2, le=1000, description="Grid points over the training range")
+    data: FitData = Field(default_factory=FitData)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+
+
+class AnalyticFitJob(_Model):
+    kind: Literal["analytic_fit"] = "analytic_fit"
+    params: AnalyticFitParams = Field(default_factory=AnalyticFitParams)
+
+
+class CalibrationFitJob(_Model):
+    kind: Literal["calibration_fit"] = "calibration_fit"
+    params: CalibrationFitParams = Field(default_factory=CalibrationFitParams)
+
+
+class GridSampler(_Model):
+    """One row of a sampler grid: a sampler and the options that differ from the base recipe."""
+
+    sampler: str
+    schedule: str | None = None
+    timestep_spacing: str | None = None
+    eta: float | None = Field(None, ge=0.0, le=1.0)
+    solver_order: int | None = Field(None, ge=1, le=4)
+    calibrated: bool | None = None
+
+    def label(self) -> str:
+        parts = [self.sampler]
+        if self.schedule and self.schedule != "default":
+            parts.append(SCHEDULES.get(self.schedule, self.schedule))
+        if self.eta is not None:
+            parts.append(f"η {self.eta:g}")
+        if self.solver_order is not None:
+            parts.append(f"order {self.solver_order}")
+        if self.timestep_spacing:
+            parts.append(self.timestep_spacing)
+        if self.calibrated:
+            parts.append("calibrated")
+        return " · ".join(parts)
+
+
+class SamplerGridParams(_Model):
+    """One prompt and seed across samplers × step counts (× CFG values): rows are samplers
+    (then CFG values), columns step counts."""
+
+    base: GenerateParams = Field(default_factory=GenerateParams, description="Prompt, seed, "
+                                 "size, model and default options; its sampler/steps are unused")
+    samplers: list[GridSampler | str] = Field(min_length=1, max_length=32)
+    steps: list[int] = Field(min_length=1, max_length=16)
+    cfg_scales: list[float] = Field(default_factory=list, max_length=8,
+                                    description="Empty = the base recipe's CFG scale")
+
+    @field_validator("samplers")
+    @classmethod
+    def _samplers(cls, v: list[GridSampler | str]) -> list[GridSampler | str]:
+        return [GridSampler(sampler=s) if isinstance(s, str) else s for s in v]
+
+    @field_validator("steps")
+    @classmethod
+    def _grid_steps(cls, v: list[int]) -> list[int]:
+        if any(s < 1 or s > 1000 for s in v):
+            raise ValueError("every step count must be 1..1000")
+        return v
+
+    def rows(self) -> list[tuple[GridSampler, float]]:
+        cfgs = self.cfg_scales or [self.base.cfg_scale]
+        return [(s, c) for s in self.samplers for c in cfgs]  # type: ignore[misc]
+
+    def cell_params(self, sampler: GridSampler, steps: int, cfg: float) -> GenerateParams:
+        update: dict[str, Any] = {"sampler": sampler.sampler, "steps": steps, "cfg_scale": cfg,
+                                  "batch_size": 1, "batch_count": 1}
+        for name in ("schedule", "timestep_spacing", "eta", "solver_order", "calibrated"):
+            value = getattr(sampler, name)
+            if value is not None:
+                update[name] = value
+        return GenerateParams.model_validate({**self.base.model_dump(), **update})
+
+
+class SamplerGridJob(_Model):
+    kind: Literal["sampler_grid"] = "sampler_grid"
+    params: SamplerGridParams
+
+
+JobSpec = Annotated[
+    GenerateJob | AnalyticFitJob | CalibrationFitJob | SamplerGridJob, Field(discriminator="kind")
+]
 
 
 class JobSubmit(_Model):
     job: JobSpec
     priority: int = Field(0, description="Higher runs first; FIFO within a priority")
+
+
+class GridCell(_Model):
+    """Where a sampler-grid result sits and what it cost."""
+
+    row: int
+    col: int
+    sampler: str
+    label: str = Field(description="The row's label, e.g. 'DPM++ 2M · Karras'")
+    steps: int
+    cfg_scale: float
+    seconds: float = Field(description="Wall time of this cell's sampling and decode")
 
 
 class ResultImage(_Model):
@@ -195,6 +383,8 @@ class ResultImage(_Model):
     seed: int
     width: int
     height: int
+    role: Literal["image", "grid"] = Field("image", description="'grid': the assembled grid PNG")
+    cell: GridCell | None = Field(None, description="Set on the cells of a sampler_grid job")
 
 
 class Job(_Model):
@@ -210,6 +400,7 @@ class Job(_Model):
     total: int = 0
     message: str = ""
     results: list[ResultImage] = []
+    fit: FitInfo | None = Field(None, description="What a finished *_fit job fitted")
 
 
 class MoveJob(_Model):
@@ -236,9 +427,49 @@ class LoadModelRequest(_Model):
     path: str | None = Field(None, description="A diffusers folder or .safetensors file on disk")
 
 
+class SamplerOption(_Model):
+    """An option of :class:`GenerateParams` that applies to a sampler, with its allowed values."""
+
+    name: Literal["schedule", "timestep_spacing", "eta", "solver_order", "calibrated"]
+    label: str = Field(description="A1111's spelling where it has one")
+    default: str | float | int | bool | None = Field(
+        None, description="None: the model's own scheduler config decides")
+    choices: list[str | int] = Field(default_factory=list, description="For enumerated options")
+    minimum: float | None = None
+    maximum: float | None = None
+
+
 class SamplerInfo(_Model):
     name: str
     description: str
+    options: list[SamplerOption] = []
+    aliases: list[str] = Field(default_factory=list, description="Other names that select it")
+    alias_of: str | None = Field(
+        None, description="Set on legacy combined names ('DPM++ 2M Karras'): the sampler they "
+        "select; ``schedule`` the schedule they imply")
+    schedule: str | None = None
+    needs_fit: Literal["analytic"] | None = Field(
+        None, description="'analytic': needs an analytic_fit of the model for the step grid")
+    stochastic: bool = False
+    family: str = Field("", description="ode, sde, ancestral, multistep, distilled, analytic")
+
+
+class FitInfo(_Model):
+    """A cached fit for one model (by weights hash): what the Sampler panel shows as
+    'fitted on 500 images, 2 min ago'."""
+
+    id: str
+    kind: Literal["analytic", "calibration"]
+    model: str = Field(description="Model id at fit time")
+    model_hash: str
+    created_at: datetime
+    images: int = Field(description="How many x₀ went in")
+    source: str = Field(description="fitset, folder:<path> or generated")
+    samples_per_step: int = 0
+    seconds: float = 0.0
+    steps: list[int] = Field(default_factory=list, description="Analytic: step counts covered")
+    timestep_spacing: str | None = None
+    timesteps: int = Field(0, description="How many timesteps the fit holds")
 
 
 class EngineState(str, Enum):
