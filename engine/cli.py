@@ -59,6 +59,40 @@ def setup_logging(data_dir: Path, level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
 
 
+def _quiet_libraries() -> None:
+    """No tqdm bars from diffusers/transformers: they flood the engine log."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _exit_with_parent(server) -> None:
+    """Stop when the app that started us is gone (``SFUMATO_PARENT_PID``): never an orphan."""
+    import threading
+    import time
+
+    try:
+        parent = int(os.environ.get("SFUMATO_PARENT_PID", ""))
+    except ValueError:
+        return
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                logging.getLogger(__name__).warning("the app (pid %d) is gone: stopping", parent)
+                server.should_exit = True
+                return
+            except PermissionError:
+                pass  # alive, owned by someone else
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
@@ -72,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    _quiet_libraries()
     from engine.server import TokenGate, create_app
     from engine.service import Engine, EngineConfig
 
@@ -95,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sfumato-engine: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", ws_ping_interval=20, lifespan="on")
+    # Open event streams would otherwise hold a graceful shutdown (SIGTERM) open forever.
+    config = uvicorn.Config(app, log_level="warning", ws_ping_interval=20, lifespan="on",
+                            timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
+    _exit_with_parent(server)
 
     async def serve() -> None:
         task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -486,6 +486,7 @@ class Health(_Model):
     device: str
     dtype: str
     model: str | None = None
+    default_model: str | None = Field(None, description="What a job naming no model will use")
     memory_used: int = Field(0, description="Bytes held by the loaded model (VRAM on GPU)")
     memory_total: int = 0
     memory_peak: int = Field(0, description="Peak bytes allocated on the GPU since the model loaded")
@@ -520,6 +521,8 @@ class JobStarted(_Event):
 
 
 class JobProgress(_Event):
+    """``step`` of ``total``, counted over the whole job (steps × batch count)."""
+
     type: Literal["progress"] = "progress"
     job_id: str
     step: int
@@ -532,7 +535,7 @@ class JobPreview(_Event):
     type: Literal["preview"] = "preview"
     job_id: str
     step: int
-    index: int = 0
+    index: int = Field(0, description="Image within the current batch (0..batch_size-1)")
     width: int
     height: int
     png_b64: str = Field(description="A small PNG of the current latent, base64")
