@@ -420,6 +420,7 @@ class ModelInfo(_Model):
     loaded: bool = False
     size_bytes: int = 0
     problem: str = Field("", description="Why this file cannot be loaded, if it cannot")
+    native_size: int = Field(0, description="Square size (px) it was trained at; 0 if unknown")
 
 
 class LoadModelRequest(_Model):

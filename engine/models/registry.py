@@ -86,6 +86,7 @@ def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
             architecture=_architecture(index, path),
             embedded=embedded,
             size_bytes=size,
+            native_size=_native_size(path),
         )
     if path.is_file() and path.suffix.lower() in _CHECKPOINT_SUFFIXES:
         architecture, problem = _checkpoint_architecture(path)
@@ -98,6 +99,7 @@ def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
             embedded=embedded,
             size_bytes=path.stat().st_size,
             problem=problem,
+            native_size=_ARCH_SIZES.get(architecture, 0),
         )
     return None
 
@@ -113,6 +115,19 @@ def _architecture(index: dict, path: Path) -> str:
     except (OSError, ValueError):
         pass
     return "sd1"
+
+
+_ARCH_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+
+
+def _native_size(path: Path) -> int:
+    """UNet sample size × the VAE's downsampling factor, from the configs on disk."""
+    try:
+        unet = json.loads((path / "unet" / "config.json").read_text())
+        vae = json.loads((path / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def _checkpoint_architecture(path: Path) -> tuple[str, str]:
