@@ -7,16 +7,17 @@ import logging
 from engine.errors import EngineError
 from engine.outputs import output_path, save_png
 from engine.protocol import GenerateJob, Job, ResultImage
-from engine.samplers import sampler_spec
+from engine.sampling import prepare, steps_done
 
 log = logging.getLogger(__name__)
 
 
-def run_generate(job: Job, ctx) -> None:
+def run_generate(job: Job, ctx, fits=None) -> None:
     """Render every image of the job, resuming after the ones already saved (engine restart).
 
     Image ``k`` (counting across the batch and the batch count) uses seed ``seed + k``, as
     A1111 does, each from its own CPU generator so results do not depend on the device.
+    ``fits`` (:class:`engine.fits.FitStore`) serves Analytic-DPM's Γ_t and calibration.
     """
     import torch
 
@@ -24,7 +25,8 @@ def run_generate(job: Job, ctx) -> None:
     p = spec.params
     loaded = ctx.load_model(p.model)
     pipe = loaded.pipe
-    pipe.scheduler = sampler_spec(p.sampler).build(loaded.base_scheduler_config)
+    setup = prepare(loaded, p, fits)
+    pipe.scheduler = setup.scheduler
     recipe = p.model_copy(update={"model": loaded.info.id})  # the saved recipe names its model
 
     total = p.steps * p.batch_count
@@ -36,26 +38,29 @@ def run_generate(job: Job, ctx) -> None:
 
         def on_step(_pipe, i, _t, kwargs, b=b):
             ctx.check_cancel()
-            step = b * p.steps + i + 1
-            if ctx.progress(step) and i + 1 < p.steps:
+            done = steps_done(_pipe, i, p.steps)  # two-stage samplers call back twice a step
+            step = b * p.steps + done
+            if ctx.progress(step) and done < p.steps:
                 latents = kwargs["latents"]
                 for k in range(latents.shape[0]):
                     ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
             return {}
 
         try:
-            out = pipe(
-                prompt=p.prompt,
-                negative_prompt=p.negative_prompt or None,
-                width=p.width,
-                height=p.height,
-                num_inference_steps=p.steps,
-                guidance_scale=p.cfg_scale,
-                num_images_per_prompt=p.batch_size,
-                generator=generators,
-                callback_on_step_end=on_step,
-                callback_on_step_end_tensor_inputs=["latents"],
-            )
+            with setup.context(pipe, p.cfg_scale):
+                out = pipe(
+                    prompt=p.prompt,
+                    negative_prompt=p.negative_prompt or None,
+                    width=p.width,
+                    height=p.height,
+                    num_inference_steps=p.steps,
+                    guidance_scale=p.cfg_scale,
+                    num_images_per_prompt=p.batch_size,
+                    generator=generators,
+                    callback_on_step_end=on_step,
+                    callback_on_step_end_tensor_inputs=["latents"],
+                    **setup.call_kwargs,
+                )
         except torch.OutOfMemoryError as exc:
             del exc
             ctx.free_memory()

@@ -17,11 +17,19 @@ def save_png(
     image, path: Path, params: GenerateParams, *, seed: int, model_name: str | None, index: int
 ) -> Path:
     """Save ``image`` (PIL) with A1111 ``parameters`` and Sfumato JSON text chunks."""
+    return write_png(image, path, {
+        PNG_PARAMETERS_KEY: params.to_a1111(model_name=model_name, seed=seed),
+        PNG_RECIPE_KEY: recipe_json(params, seed=seed, model_name=model_name, index=index),
+    })
+
+
+def write_png(image, path: Path, texts: dict[str, str]) -> Path:
+    """Write ``image`` (PIL) with these text chunks atomically: complete or absent."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
-    info.add_text(PNG_PARAMETERS_KEY, params.to_a1111(model_name=model_name, seed=seed))
-    info.add_text(PNG_RECIPE_KEY, recipe_json(params, seed=seed, model_name=model_name, index=index))
+    for key, value in texts.items():
+        info.add_text(key, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".png.part")
     with open(tmp, "wb") as f:

@@ -17,6 +17,7 @@ from engine.protocol import (
     API_VERSION,
     EngineStatus,
     ErrorBody,
+    FitInfo,
     GenerateJob,
     Health,
     Job,
@@ -24,13 +25,14 @@ from engine.protocol import (
     LoadModelRequest,
     ModelInfo,
     MoveJob,
+    SamplerGridJob,
     SamplerInfo,
 )
-from engine.samplers import CATALOGUE, sampler_spec
+from engine.samplers import check_options, sampler_infos
 
 log = logging.getLogger(__name__)
 PREFIX = f"/{API_VERSION}"
-_JOB_KIND_TAGS = {"generate"}
+_JOB_KIND_TAGS = {"generate", "analytic_fit", "calibration_fit", "sampler_grid"}
 
 
 class TokenGate:
@@ -149,13 +151,22 @@ def create_app(engine) -> FastAPI:
 
     @app.get(f"{PREFIX}/samplers", response_model=list[SamplerInfo])
     async def samplers() -> list[SamplerInfo]:
-        return [s.info() for s in CATALOGUE.values()]
+        return sampler_infos()
+
+    @app.get(f"{PREFIX}/fits", response_model=list[FitInfo])
+    async def fits(model: str | None = None) -> list[FitInfo]:
+        """Analytic-DPM and calibration fits cached for ``model`` (default: loaded/default)."""
+        return await asyncio.to_thread(engine.list_fits, model)
 
     @app.post(f"{PREFIX}/jobs", response_model=Job, status_code=201)
     async def submit(req: JobSubmit) -> Job:
         job = req.job
         if isinstance(job, GenerateJob):
             job = _check_generate(engine, job)
+        elif isinstance(job, SamplerGridJob):
+            job = _check_grid(engine, job)
+        else:  # fits
+            _check_model(engine, job.params.model, "job.params.model")
         return engine.queue.submit(job, req.priority)
 
     @app.get(f"{PREFIX}/jobs", response_model=list[Job])
@@ -199,20 +210,41 @@ def create_app(engine) -> FastAPI:
     return app
 
 
-def _check_generate(engine, job: GenerateJob) -> GenerateJob:
-    params = job.params
-    try:
-        sampler_spec(params.sampler)
-    except KeyError as exc:
-        raise EngineError(exc.args[0], "job.params.sampler") from None
-    if params.model:
+def _check_model(engine, model: str | None, field: str) -> None:
+    if model:
         try:
-            engine.registry.get(params.model)
+            engine.registry.get(model)
         except NotFound as exc:
-            raise EngineError(exc.message, "job.params.model") from None
+            raise EngineError(exc.message, field) from None
+
+
+def _check_sampler(params, field: str) -> None:
+    for name, message in check_options(params):
+        raise EngineError(message, f"{field}.{name}")
+
+
+def _random_seed(params):
     if params.seed < 0:
         import secrets
 
         params = params.with_seed(secrets.randbelow(2**32))
-    return job.model_copy(update={"params": params})
+    return params
+
+
+def _check_generate(engine, job: GenerateJob) -> GenerateJob:
+    params = job.params
+    _check_sampler(params, "job.params")
+    _check_model(engine, params.model, "job.params.model")
+    return job.model_copy(update={"params": _random_seed(params)})
+
+
+def _check_grid(engine, job: SamplerGridJob) -> SamplerGridJob:
+    grid = job.params
+    for i, (sampler, cfg) in enumerate(grid.rows()):
+        for name, message in check_options(grid.cell_params(sampler, grid.steps[0], cfg)):
+            field = "sampler" if name == "sampler" else name
+            raise EngineError(message, f"job.params.samplers.{i // max(1, len(grid.cfg_scales))}.{field}")
+    _check_model(engine, grid.base.model, "job.params.base.model")
+    grid = grid.model_copy(update={"base": _random_seed(grid.base)})
+    return job.model_copy(update={"params": grid})
 

@@ -11,7 +11,7 @@ from engine.events import EventBus
 from engine.jobs import JobQueue
 from engine.models.loader import ModelManager
 from engine.models.registry import ModelRegistry
-from engine.protocol import EngineState, EngineStatus, Health, ModelInfo
+from engine.protocol import EngineState, EngineStatus, FitInfo, Health, ModelInfo
 from engine.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,13 @@ class EngineConfig:
 
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
+        from functools import partial
+
         from engine import __version__
+        from engine.fit_jobs import run_analytic_fit, run_calibration_fit
+        from engine.fits import FitStore
         from engine.generate import run_generate
+        from engine.sampler_grid import run_sampler_grid
 
         self.config = config
         self.version = __version__
@@ -41,10 +46,17 @@ class Engine:
         self.models = ModelManager(config.device)
         self.bus = EventBus()
         self.store = JobStore(config.data_dir / "engine.sqlite")
+        self.fits = FitStore(config.data_dir / "fits")
         default = str(extra[0].resolve()) if extra else config.model
         self.queue = JobQueue(
             self.store, self.bus, self.models, self.registry, self.output_dir,
-            runners={"generate": run_generate}, default_model=default,
+            runners={
+                "generate": partial(run_generate, fits=self.fits),
+                "sampler_grid": partial(run_sampler_grid, fits=self.fits),
+                "analytic_fit": partial(run_analytic_fit, fits=self.fits),
+                "calibration_fit": partial(run_calibration_fit, fits=self.fits),
+            },
+            default_model=default,
         )
 
     def start(self) -> None:
@@ -98,6 +110,11 @@ class Engine:
             finally:
                 self.queue.stage = ""
                 self._announce()
+
+    def list_fits(self, model: str | None) -> list[FitInfo]:
+        """The cached fits of a model (the loaded or default one if None), newest first."""
+        info = self.queue.resolve_model(model)
+        return self.fits.list(self.fits.model_hash(info))
 
     def unload_model(self) -> None:
         self.models.unload()
