@@ -37,16 +37,12 @@ EXPECTED = {"a photo of a cat": [49406, 320, 1125, 539, 320, 2368, 49407]}
 
 def bytes_to_unicode() -> list[str]:
     """The 256 printable stand-ins for bytes, in CLIP's (and GPT-2's) order."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))  # the repo root, for engine.training
+    from engine.training.tokenizer import bytes_to_unicode as table
+
+    return list(table().values())
 
 
 def read_bpe_source(source: Path | None) -> bytes:

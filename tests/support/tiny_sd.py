@@ -12,24 +12,13 @@ import tempfile
 from pathlib import Path
 
 
-def _bytes_to_unicode() -> list[str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def write_byte_level_clip_tokenizer(folder: Path) -> int:
     """Write vocab.json/merges.txt for a merge-free CLIP tokenizer; returns the vocab size."""
     from transformers import CLIPTokenizer
 
-    chars = _bytes_to_unicode()
+    from engine.training.tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
