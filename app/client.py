@@ -20,6 +20,7 @@ from engine.protocol import (
     API_VERSION,
     ErrorBody,
     Event,
+    FitInfo,
     GenerateJob,
     GenerateParams,
     Health,
@@ -203,6 +204,13 @@ class EngineClient:
 
     async def samplers(self) -> list[SamplerInfo]:
         return await self._get_model(list[SamplerInfo], "GET", "/samplers")
+
+    async def fits(self, model: str | None = None) -> list[FitInfo]:
+        """Analytic-DPM and calibration fits cached for ``model`` (None: the loaded one)."""
+        from urllib.parse import quote
+
+        query = f"?model={quote(model, safe='')}" if model else ""
+        return await self._get_model(list[FitInfo], "GET", f"/fits{query}")
 
     # ----------------------------------------------------------------- jobs
     async def submit(self, params: GenerateParams, *, priority: int = 0) -> Job:

@@ -18,6 +18,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from engine.protocol import (
+    AnalyticFitJob,
+    AnalyticFitParams,
+    CalibrationFitJob,
+    CalibrationFitParams,
     EngineStatus,
     Event,
     GenerateParams,
@@ -27,8 +31,10 @@ from engine.protocol import (
     JobResult,
     JobStarted,
     JobState,
+    JobSubmit,
     ModelInfo,
     ResultImage,
+    SamplerGridJob,
 )
 
 from .client import ApiError, AuthError, EngineClient, EngineError, StreamConnected, StreamLost
@@ -47,6 +53,8 @@ from .state import (
     Settings,
 )
 from .state.generation import field_of
+from .state.grid import CanvasGrid, GridChoice
+from .state.sampler import ANALYTIC_FIT_STEPS, FIT_NAMES, FitsState
 from .state.settings import REMOTE
 
 log = logging.getLogger(__name__)
@@ -90,6 +98,7 @@ class AppController(QObject):
         self.engine = EngineInfo()
         self.canvas = CanvasState()
         self.history = HistoryState(HistoryIndex(paths.history_db))
+        self.fits = FitsState()
         self.client: EngineClient | None = None
         self.local: LocalEngine | None = None
         self._events_task: asyncio.Task[None] | None = None
@@ -98,6 +107,7 @@ class AppController(QObject):
         self._stored: set[tuple[str, str]] = set()
         self._model_id: str | None = None
         self.engine.health_changed.connect(lambda _h: self._follow_model_size())
+        self.engine.health_changed.connect(lambda _h: self._follow_model_fits())
         self._restore_last_params()
 
     # ================================================================= lifecycle
@@ -288,6 +298,7 @@ class AppController(QObject):
         pending, self._pending = self._pending, []
         for params in pending:
             await self._submit(params)
+        await self.refresh_fits()
 
     def handle_event(self, event: Event) -> None:
         """Fold one engine event into the state (public so tests can feed events)."""
@@ -300,15 +311,23 @@ class AppController(QObject):
             if self.canvas.job_id != event.job_id and self.canvas.job_id == "":
                 self._follow(event.job_id)
         elif isinstance(event, JobPreview):
+            item = self.jobs.get(event.job_id)
+            if item is not None and item.grid is not None:
+                if self.canvas.job_id != event.job_id and not self._grid_shown(event.job_id):
+                    self._follow(event.job_id)
+                self.canvas.set_grid_preview(event.job_id, event.index,
+                                             self._preview_bytes(event), event.step)
+                return
             if self.canvas.job_id != event.job_id:
                 self._follow(event.job_id)
-            item = self.jobs.get(event.job_id)
             slot = item.preview_slot(event.index) if item is not None else event.index
             self.canvas.set_preview(event.job_id, slot, self._preview_bytes(event), event.step)
         elif isinstance(event, JobResult):
             self.spawn(self._store_result(event.job_id, event.image))
         elif isinstance(event, JobFinished):
             job = event.job
+            if job.kind in ("analytic_fit", "calibration_fit"):
+                self._fit_finished(job)
             if job.state is JobState.failed:
                 self.notice.emit(ERROR, f"Job failed: {job.message or 'no reason given'}")
             elif job.state is JobState.done:
@@ -327,7 +346,12 @@ class AppController(QObject):
 
     def _follow(self, job_id: str) -> None:
         item = self.jobs.get(job_id)
-        if item is not None:
+        if item is not None and item.fit_kind is not None:
+            return  # fits make no images
+        if item is not None and item.grid is not None:
+            if not self._grid_shown(job_id):
+                self.canvas.follow_grid(CanvasGrid(job_id, item.grid))
+        elif item is not None:
             self.canvas.follow_job(job_id, item.image_count, item.params)
         else:
             self.canvas.follow_job(job_id, 1)
@@ -353,7 +377,15 @@ class AppController(QObject):
             folder = self.output_dir / time.strftime("%Y-%m-%d")
             path = await loop.run_in_executor(None, _save_unique, folder, image.name, data)
         item = self.jobs.get(job_id)
-        if show:
+        if show and item is not None and item.grid is not None:
+            if not self._grid_shown(job_id) and (self.canvas.job_id in ("", job_id) or
+                                                 self._is_latest(job_id)):
+                self._follow(job_id)
+            if image.cell is not None:
+                self.canvas.set_grid_result(job_id, image.cell, data, path=path, seed=image.seed)
+            elif image.role == "grid":
+                self.canvas.set_grid_sheet(job_id, path)
+        elif show:
             if self.canvas.job_id != job_id and (self.canvas.job_id == "" or
                                                  self._is_latest(job_id)):
                 self._follow(job_id)
@@ -369,6 +401,10 @@ class AppController(QObject):
         entry = self.history.index.add(path, params, seed=image.seed, width=image.width,
                                        height=image.height, job_id=job_id)
         self.history.add(entry)
+
+    def _grid_shown(self, job_id: str) -> bool:
+        """The canvas holds this job's grid (shown, or behind one of its opened cells)."""
+        return self.canvas.grid is not None and self.canvas.grid.job_id == job_id
 
     def _is_latest(self, job_id: str) -> bool:
         current = self.jobs.get(self.canvas.job_id)
@@ -417,6 +453,83 @@ class AppController(QObject):
                 self.notice.emit(ERROR, exc.message)
             return
         self.jobs.upsert(job)
+
+    def compare(self, choice: GridChoice) -> None:
+        """Queue one ``sampler_grid`` job: the current prompt and seed across ``choice``."""
+        problem = choice.problem()
+        params = self.generation.validated_params()
+        if problem or params is None:
+            self.notice.emit(ERROR, problem or "Fix the highlighted fields first.")
+            return
+        grid = choice.to_params(params)
+        if self.client is None or not self.engine.connection.usable:
+            self.notice.emit(WARNING, "The engine is not ready yet; try again in a moment.")
+            return
+        self.spawn(self._submit_job(JobSubmit(job=SamplerGridJob(params=grid)), "Comparison"))
+
+    async def _submit_job(self, submit: JobSubmit, what: str) -> None:
+        assert self.client is not None
+        try:
+            job = await self.client.submit_job(submit)
+        except ApiError as exc:
+            self.notice.emit(ERROR, f"{what}: {exc.message}")
+            return
+        self.jobs.upsert(job)
+
+    def fit_now(self, kind: str) -> None:
+        """Queue an analytic or calibration fit of the loaded model (progress in the Queue)."""
+        if self.client is None or not self.engine.connection.usable:
+            self.notice.emit(WARNING, "The engine is not connected.")
+            return
+        if self.jobs.active_fit(kind) is not None:
+            self.notice.emit(INFO, f"A {FIT_NAMES[kind]} fit is already in the queue.")
+            return
+        model = self.engine.loaded_model.id if self.engine.loaded_model else self.fits.model or None
+        if kind == "analytic":
+            spacing = self.generation.option("timestep_spacing")
+            steps = sorted({*ANALYTIC_FIT_STEPS, self.generation.steps})
+            job = AnalyticFitJob(params=AnalyticFitParams(
+                model=model, steps=steps,
+                timestep_spacing=spacing if isinstance(spacing, str) else None))
+            submit = JobSubmit(job=job)
+        else:
+            submit = JobSubmit(job=CalibrationFitJob(params=CalibrationFitParams(model=model)))
+        self.spawn(self._submit_job(submit, f"{FIT_NAMES[kind]} fit"))
+
+    def _fit_finished(self, job) -> None:
+        name = FIT_NAMES.get("analytic" if job.kind == "analytic_fit" else "calibration", "")
+        if job.state is JobState.done:
+            fit = job.fit
+            detail = f" on {fit.images} images" if fit is not None else ""
+            self.notice.emit(INFO, f"{name} fit done{detail}.")
+        self.spawn(self.refresh_fits())
+
+    async def refresh_fits(self) -> None:
+        """Re-read the loaded model's fits (after connect, a model change or a fit job)."""
+        client = self.client
+        if client is None:
+            return
+        model = self.engine.loaded_model
+        try:
+            fits = await client.fits(model.id if model is not None else None)
+        except ApiError as exc:
+            self.fits.problem = exc.message
+            return
+        if client is not self.client:
+            return
+        self.fits.problem = ""
+        self.fits.model = model.id if model is not None else (fits[0].model if fits else "default")
+        self.fits.fits = fits
+
+    def _follow_model_fits(self) -> None:
+        model = self.engine.loaded_model
+        if model is not None and model.id != self.fits.model and self.client is not None:
+            self.spawn(self.refresh_fits())
+
+    def open_grid_cell(self, row: int, col: int) -> None:
+        """Show one grid cell large, with its recipe."""
+        if not self.canvas.open_cell(row, col):
+            self.notice.emit(INFO, "That cell is not rendered yet.")
 
     def cancel(self, job_id: str) -> None:
         """Cancel one job; a queued one never starts, the running one stops within a step."""

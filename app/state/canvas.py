@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.protocol import GenerateParams
+from engine.protocol import GenerateParams, GridCell
+
+if TYPE_CHECKING:
+    from .grid import CanvasGrid
 
 
 @dataclass
@@ -38,6 +42,10 @@ class CanvasState(QObject):
     updated = Signal(int)
     #: The slot shown large changed.
     current_changed = Signal(int)
+    #: A sampler grid was set, shown or hidden (``grid``, ``grid_visible``).
+    grid_changed = Signal()
+    #: Grid cell (row, col) got new pixels or its seconds.
+    grid_updated = Signal(int, int)
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,6 +53,9 @@ class CanvasState(QObject):
         self.current = -1
         self.job_id = ""
         self._picked = False  # the user chose a slot; stop jumping to new arrivals
+        #: The latest sampler grid; kept while one of its cells is open, for "Back to grid".
+        self.grid: CanvasGrid | None = None
+        self.grid_visible = False
 
     @property
     def current_image(self) -> CanvasImage | None:
@@ -59,8 +70,79 @@ class CanvasState(QObject):
         self.images = [CanvasImage(params=params) for _ in range(max(1, count))]
         self._picked = False
         self.current = 0
+        self._hide_grid()
         self.reset.emit()
         self.current_changed.emit(0)
+
+    # ----------------------------------------------------------------- sampler grids
+    def follow_grid(self, grid: CanvasGrid) -> None:
+        """Show a sampler grid job that is starting: its labelled, still empty cells."""
+        if self.grid is not None and self.grid.job_id == grid.job_id and self.job_id == grid.job_id:
+            return
+        self.job_id = grid.job_id
+        self.images, self.current, self._picked = [], -1, False
+        self.grid, self.grid_visible = grid, True
+        self.reset.emit()
+        self.grid_changed.emit()
+
+    def _grid_of(self, job_id: str) -> CanvasGrid | None:
+        return self.grid if self.grid is not None and self.grid.job_id == job_id else None
+
+    def set_grid_preview(self, job_id: str, index: int, data: bytes, step: int = 0) -> bool:
+        """A preview of the grid's ``index``-th cell (row-major) while it samples."""
+        grid = self._grid_of(job_id)
+        slot = grid.slot(*grid.position(index)) if grid is not None else None
+        if slot is None or slot.image.ready:
+            return False
+        slot.image.data, slot.image.preview, slot.image.step = data, True, step
+        self.grid_updated.emit(slot.row, slot.col)
+        return True
+
+    def set_grid_result(self, job_id: str, cell: GridCell, data: bytes, *,
+                        path: Path | None = None, seed: int | None = None) -> bool:
+        """A finished cell: its image, where it was saved and the seconds it took."""
+        grid = self._grid_of(job_id)
+        slot = grid.apply_cell(cell, seed) if grid is not None else None
+        if slot is None:
+            return False
+        image = slot.image
+        image.data, image.preview, image.path, image.seed = data, False, path, seed
+        self.grid_updated.emit(slot.row, slot.col)
+        return True
+
+    def set_grid_sheet(self, job_id: str, path: Path) -> None:
+        """The assembled grid PNG was saved."""
+        grid = self._grid_of(job_id)
+        if grid is not None:
+            grid.sheet_path = path
+            self.grid_changed.emit()
+
+    def open_cell(self, row: int, col: int) -> bool:
+        """Show one finished grid cell large, with its recipe; the grid stays for going back."""
+        slot = self.grid.slot(row, col) if self.grid is not None else None
+        if slot is None or slot.image.data is None:
+            return False
+        grid = self.grid
+        self.show_images([slot.image])
+        self.grid = grid
+        self.grid_changed.emit()
+        return True
+
+    def show_grid(self) -> bool:
+        """Back to the latest grid."""
+        if self.grid is None:
+            return False
+        self.job_id = self.grid.job_id if not self.grid.complete else ""
+        self.images, self.current = [], -1
+        self.grid_visible = True
+        self.reset.emit()
+        self.grid_changed.emit()
+        return True
+
+    def _hide_grid(self) -> None:
+        if self.grid_visible:
+            self.grid_visible = False
+            self.grid_changed.emit()
 
     def set_preview(self, job_id: str, index: int, data: bytes, step: int = 0) -> bool:
         """A preview for the followed job; ignored once that slot has its final image."""
@@ -119,6 +201,7 @@ class CanvasState(QObject):
         self.images = list(images)
         self.current = max(0, min(current, len(self.images) - 1)) if self.images else -1
         self._picked = False
+        self._hide_grid()
         self.reset.emit()
         self.current_changed.emit(self.current)
 
@@ -132,5 +215,7 @@ class CanvasState(QObject):
 
     def clear(self) -> None:
         self.job_id, self.images, self.current = "", [], -1
+        self.grid = None
+        self._hide_grid()
         self.reset.emit()
         self.current_changed.emit(-1)

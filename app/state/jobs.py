@@ -23,7 +23,13 @@ from engine.protocol import (
     JobState,
     QueueChanged,
     ResultImage,
+    SamplerGridJob,
+    SamplerGridParams,
 )
+
+#: Job kinds that fit a model's statistics, and what the Sampler panel calls the fit.
+FIT_KINDS = {"analytic_fit": "analytic", "calibration_fit": "calibration"}
+_FIT_TITLES = {"analytic_fit": "Analytic-DPM fit (Γ_t)", "calibration_fit": "Calibration fit (mean ε̂)"}
 
 #: How many finished jobs the Queue dock keeps listing.
 KEEP_FINISHED = 30
@@ -49,10 +55,17 @@ class JobItem:
     #: PNG for the Queue dock: the latest preview while running, then the first result.
     thumbnail: bytes | None = None
     thumbnail_final: bool = False
+    kind: str = "generate"
+    #: For ``sampler_grid`` jobs: the grid as the engine accepted it (seed resolved).
+    grid: SamplerGridParams | None = None
+    #: For fit jobs: the model they fit (None = the loaded one).
+    model: str | None = None
 
     @classmethod
     def from_job(cls, job: Job) -> JobItem:
         params = job.spec.params if isinstance(job.spec, GenerateJob) else None
+        grid = job.spec.params if isinstance(job.spec, SamplerGridJob) else None
+        model = getattr(job.spec.params, "model", None) if job.kind in FIT_KINDS else None
         return cls(
             id=job.id,
             state=job.state,
@@ -63,12 +76,50 @@ class JobItem:
             message=job.message,
             results=list(job.results),
             finished_at=job.finished_at,
+            kind=job.kind,
+            grid=grid,
+            model=model,
         )
 
     @property
     def image_count(self) -> int:
-        """How many images the job makes in all."""
+        """How many images the job makes in all (a grid: its cells and the assembled sheet)."""
+        if self.grid is not None:
+            return len(self.grid.rows()) * len(self.grid.steps) + 1
         return self.params.batch_size * self.params.batch_count if self.params else 1
+
+    @property
+    def fit_kind(self) -> str | None:
+        """'analytic' or 'calibration' for fit jobs."""
+        return FIT_KINDS.get(self.kind)
+
+    @property
+    def cell_count(self) -> int:
+        return len(self.grid.rows()) * len(self.grid.steps) if self.grid is not None else 0
+
+    @property
+    def cells_done(self) -> int:
+        return sum(1 for r in self.results if r.cell is not None)
+
+    def summary(self) -> str:
+        """The Queue card's second line for jobs that are not plain generations."""
+        if self.grid is not None:
+            g = self.grid
+            n_s, n_n = len(g.samplers), len(g.steps)
+            parts = [(f"{n_s} sampler{'s' if n_s != 1 else ''} × {n_n} step count"
+                     f"{'s' if n_n != 1 else ''}")]
+            if len(g.cfg_scales) > 1:
+                parts[0] += f" × {len(g.cfg_scales)} CFG"
+            parts.append(f"{g.base.width}×{g.base.height}")
+            if self.state is JobState.running:
+                parts.append(f"cell {min(self.cells_done + 1, self.cell_count)} of "
+                             f"{self.cell_count}")
+            else:
+                parts.append(f"{self.cell_count} cells")
+            return " · ".join(parts)
+        if self.fit_kind is not None:
+            return f"{self.model or 'loaded model'} · {self.stage or self.state.value}"
+        return self.state.value
 
     @property
     def progress(self) -> float:
@@ -93,8 +144,11 @@ class JobItem:
     @property
     def title(self) -> str:
         """A short, single-line description: the prompt, or what kind of job it is."""
-        text = (self.params.prompt if self.params else "").strip().replace("\n", " ")
-        return text or "(empty prompt)"
+        if self.kind in _FIT_TITLES:
+            return _FIT_TITLES[self.kind]
+        params = self.grid.base if self.grid is not None else self.params
+        text = (params.prompt if params else "").strip().replace("\n", " ") or "(empty prompt)"
+        return f"Compare: {text}" if self.grid is not None else text
 
 
 class JobsState(QObject):
@@ -147,6 +201,11 @@ class JobsState(QObject):
     @property
     def running(self) -> JobItem | None:
         return next((j for j in self._jobs.values() if j.state is JobState.running), None)
+
+    def active_fit(self, fit_kind: str) -> JobItem | None:
+        """The queued or running fit job of this kind ('analytic' or 'calibration'), if any."""
+        return next((j for j in self.ordered()
+                     if j.fit_kind == fit_kind and not j.state.finished), None)
 
     @property
     def active_count(self) -> int:

@@ -42,7 +42,7 @@ def describe(item: JobItem) -> str:
     """The card's second line: size, steps, sampler, images, seed."""
     p = item.params
     if p is None:
-        return item.state.value
+        return item.summary()
     parts = [f"{p.width}×{p.height}", f"{p.steps} steps", p.sampler]
     if item.image_count > 1:
         parts.append(f"{item.image_count} images")
@@ -147,7 +147,10 @@ class JobCard(QFrame):
         self.progress.setValue(int(item.progress * 1000))
         if running:
             step = f"Step {item.step}/{item.total}" if item.total else "Starting…"
-            if item.image_count > 1:
+            if item.grid is not None:
+                step = (f"Cell {min(item.cells_done + 1, item.cell_count)} of {item.cell_count}"
+                        f" · step {item.step}/{item.total}")
+            elif item.image_count > 1:
                 step += f" · {len(item.results)}/{item.image_count} images done"
             eta = format_eta(item.eta_s)
             self.eta.setText(f"{step} · {eta}" if eta else step)
@@ -156,7 +159,9 @@ class JobCard(QFrame):
             if item.finished_at is not None:
                 took = time.strftime("%H:%M", time.localtime(item.finished_at.timestamp()))
             n = len(item.results)
-            self.eta.setText(f"{n} image{'s' if n != 1 else ''}" + (f" · {took}" if took else ""))
+            what = (f"{item.cells_done} cells + grid" if item.grid is not None
+                    else "fit saved" if item.fit_kind else f"{n} image{'s' if n != 1 else ''}")
+            self.eta.setText(what + (f" · {took}" if took else ""))
         else:
             self.eta.setText("")
         self.eta.setVisible(bool(self.eta.text()))

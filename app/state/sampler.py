@@ -1,0 +1,131 @@
+"""What the Sampler panel shows: the catalogue from /v1/samplers and the model's fits.
+
+No widgets: which options apply to a sampler, what a legacy name means, whether the sampler can
+run with the fits the loaded model has, and how to say so, are all decided here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from engine.protocol import SCHEDULES, FitInfo, SamplerInfo, SamplerOption
+
+from .observable import Observable, Property
+
+#: Step counts offered as one-click presets.
+STEP_PRESETS: tuple[int, ...] = (10, 20, 25, 30, 50)
+#: The samplers Analytic-DPM improves, and their analytic versions (the "Analytic" toggle).
+ANALYTIC_PAIRS: dict[str, str] = {"DDPM": "Analytic-DDPM", "DDIM": "Analytic-DDIM"}
+#: Options the panel edits in its Options section (``calibrated`` has its own toggle).
+PANEL_OPTIONS: tuple[str, ...] = ("schedule", "timestep_spacing", "eta", "solver_order")
+#: Step counts an analytic fit covers when the user presses "Fit now" (plus the current one).
+ANALYTIC_FIT_STEPS: tuple[int, ...] = (10, 20, 25, 50, 100)
+FIT_NAMES = {"analytic": "Analytic-DPM", "calibration": "Calibration"}
+
+
+def listed(samplers: list[SamplerInfo]) -> list[SamplerInfo]:
+    """The samplers to list: legacy combined names ("DPM++ 2M Karras") select another entry."""
+    return [s for s in samplers if not s.alias_of]
+
+
+def resolve(name: str, samplers: list[SamplerInfo]) -> tuple[SamplerInfo | None, str | None]:
+    """(the listed sampler a name selects, the schedule a legacy name implies or None)."""
+    by_name = {s.name: s for s in samplers}
+    info = by_name.get(name)
+    if info is None:
+        low = name.lower()
+        info = next((s for s in samplers if low in (a.lower() for a in s.aliases)), None)
+    if info is not None and info.alias_of:
+        return by_name.get(info.alias_of), info.schedule
+    return info, None
+
+
+def option(info: SamplerInfo | None, name: str) -> SamplerOption | None:
+    if info is None:
+        return None
+    return next((o for o in info.options if o.name == name), None)
+
+
+def analytic_toggle(name: str) -> tuple[bool, bool, str]:
+    """(enabled, checked, sampler after toggling) for the Analytic toggle of sampler ``name``."""
+    if name in ANALYTIC_PAIRS:
+        return True, False, ANALYTIC_PAIRS[name]
+    back = {v: k for k, v in ANALYTIC_PAIRS.items()}
+    if name in back:
+        return True, True, back[name]
+    return False, False, name
+
+
+def schedule_label(schedule: str) -> str:
+    return SCHEDULES.get(schedule, schedule)
+
+
+def format_age(when: datetime, now: datetime | None = None) -> str:
+    """``'just now'``, ``'2 min ago'``, ``'3 h ago'``, ``'4 days ago'``."""
+    now = now or datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    s = max(0.0, (now - when).total_seconds())
+    if s < 45:
+        return "just now"
+    if s < 3600:
+        return f"{max(1, round(s / 60))} min ago"
+    if s < 86400:
+        return f"{round(s / 3600)} h ago"
+    days = round(s / 86400)
+    return f"{days} day{'s' if days != 1 else ''} ago"
+
+
+@dataclass(frozen=True)
+class FitNeed:
+    """A fit the current recipe needs and the model lacks: what to say and what to run."""
+
+    kind: str  # "analytic" or "calibration"
+    message: str
+
+
+class FitsState(Observable):
+    """The cached fits of the loaded model (``GET /v1/fits``), newest first."""
+
+    model = Property("", doc="Model id the fits belong to; '' = unknown / no engine")
+    fits = Property[list[FitInfo]]([])
+    #: Set while the list is being fetched, or a sentence if fetching failed.
+    problem = Property("")
+
+    def latest(self, kind: str) -> FitInfo | None:
+        return next((f for f in self.fits if f.kind == kind), None)
+
+    def analytic_steps(self, spacing: str | None = None) -> set[int]:
+        """Step counts some analytic fit covers (for this timestep spacing)."""
+        out: set[int] = set()
+        for f in self.fits:
+            if f.kind == "analytic" and (f.timestep_spacing or None) == (spacing or None):
+                out.update(f.steps)
+        return out
+
+    def describe(self, kind: str, now: datetime | None = None) -> str:
+        """``'fitted on 500 images, 2 min ago'`` or ``'not fitted'``."""
+        fit = self.latest(kind)
+        if fit is None:
+            return "not fitted for this model" if self.model else "no model loaded"
+        text = f"fitted on {fit.images} images, {format_age(fit.created_at, now)}"
+        if kind == "analytic":
+            steps = sorted(self.analytic_steps(fit.timestep_spacing))
+            if steps:
+                text += " · " + "/".join(str(s) for s in steps) + " steps"
+        return text
+
+    def needs(self, sampler: SamplerInfo | None, steps: int, spacing: str | None,
+              calibrated: bool) -> list[FitNeed]:
+        """The fits the recipe would fail without, each with a sentence for the panel."""
+        out: list[FitNeed] = []
+        if sampler is not None and sampler.needs_fit == "analytic" and \
+                steps not in self.analytic_steps(spacing):
+            what = "no analytic fit" if self.latest("analytic") is None else \
+                f"no analytic fit for {steps} steps"
+            out.append(FitNeed("analytic", f"{sampler.name} needs Γ_t of the model: {what} yet."))
+        if calibrated and self.latest("calibration") is None:
+            out.append(FitNeed("calibration",
+                               "Calibrated sampling needs a calibration fit of the model."))
+        return out
