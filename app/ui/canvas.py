@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from app.state.canvas import CanvasImage, CanvasState
 
+from .grid_view import GridView
 from .theme import CANVAS_BG
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
@@ -191,13 +192,33 @@ class CanvasPanel(QWidget):
     image_shown = Signal(str)
     #: A preview is on screen: (step).
     preview_shown = Signal(int)
+    #: "Use these settings" on the image shown: (recipe, file name or "").
+    use_settings_requested = Signal(object, str)
+    #: A grid cell was clicked: (row, col).
+    cell_clicked = Signal(int, int)
 
     def __init__(self, state: CanvasState, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("canvas")
         self.state = state
         self.view = CanvasView(self)
+        self.grid_view = GridView(state, self)
+        self.grid_view.hide()
+        self.grid_view.cell_clicked.connect(self.cell_clicked.emit)
         self.toolbar = CanvasToolbar(self.view, self)
+        self.back_button = QToolButton(self)
+        self.back_button.setObjectName("GridBack")
+        self.back_button.setText("◂ Back to grid")
+        self.back_button.setToolTip("Show the whole sampler comparison again")
+        self.back_button.clicked.connect(state.show_grid)
+        self.back_button.hide()
+        self.use_button = QToolButton(self)
+        self.use_button.setObjectName("UseSettings")
+        self.use_button.setText("Use these settings")
+        self.use_button.setToolTip("Put this image's recipe (sampler, steps, options, seed…) "
+                                   "into the Prompt and Sampler panels")
+        self.use_button.clicked.connect(self._use_settings)
+        self.use_button.hide()
         self.caption = QLabel(self)
         self.caption.setObjectName("Hint")
         self.caption.setStyleSheet(
@@ -221,6 +242,7 @@ class CanvasPanel(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.view, 1)
+        lay.addWidget(self.grid_view, 1)
         lay.addWidget(self.strip)
         self.shown_final: CanvasImage | None = None
         self._decoded: dict[int, tuple[int, QPixmap]] = {}
@@ -229,6 +251,8 @@ class CanvasPanel(QWidget):
         state.reset.connect(self._rebuild)
         state.updated.connect(self._on_updated)
         state.current_changed.connect(lambda _i: self._show_current())
+        state.grid_changed.connect(self._on_grid_changed)
+        state.grid_updated.connect(lambda _r, _c: self._grid_caption())
 
     # ----------------------------------------------------------------- for tests and scripts
     async def wait_for_image(self, timeout: float = 60.0) -> str:
@@ -236,6 +260,39 @@ class CanvasPanel(QWidget):
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._image_waiters.append(fut)
         return await asyncio.wait_for(fut, timeout)
+
+    # ----------------------------------------------------------------- sampler grid
+    def _on_grid_changed(self) -> None:
+        showing = self.state.grid_visible and self.state.grid is not None
+        self.grid_view.setVisible(showing)
+        self.view.setVisible(not showing)
+        if showing:
+            self.strip.hide()
+            self._grid_caption()
+        self._place_overlays()
+
+    def _grid_caption(self) -> None:
+        grid = self.state.grid
+        if grid is None or not self.state.grid_visible:
+            return
+        if grid.complete:
+            text = f"{grid.cell_count} cells · click one to open it"
+            if grid.sheet_path is not None:
+                text += f" · grid saved as {grid.sheet_path.name}"
+        else:
+            text = f"Comparing samplers · {grid.progress_text()}"
+        self.caption.setText(text)
+        self.caption.show()
+        self.caption.adjustSize()
+        self._place_overlays()
+
+    def _use_settings(self) -> None:
+        image = self.state.current_image
+        if image is not None and image.params is not None:
+            params = image.params
+            if image.seed is not None and image.seed >= 0:
+                params = params.with_seed(image.seed)
+            self.use_settings_requested.emit(params, image.path.name if image.path else "")
 
     # ----------------------------------------------------------------- state → view
     def _rebuild(self) -> None:
@@ -348,11 +405,24 @@ class CanvasPanel(QWidget):
         self._place_overlays()
 
     def _place_overlays(self) -> None:
-        self.toolbar.setVisible(self.view.has_image)
+        grid_shown = self.grid_view.isVisibleTo(self)
+        image = self.state.current_image
+        self.back_button.setVisible(self.state.grid is not None and not grid_shown)
+        self.back_button.adjustSize()
+        self.back_button.move(12, 12)
+        self.back_button.raise_()
+        self.use_button.setVisible(not grid_shown and image is not None and image.ready
+                                   and image.params is not None)
+        self.use_button.adjustSize()
+        host = self.grid_view if grid_shown else self.view
+        self.use_button.move(host.width() - self.use_button.width() - 12,
+                             host.height() - self.use_button.height() - 12)
+        self.use_button.raise_()
+        self.toolbar.setVisible(self.view.has_image and not grid_shown)
         self.toolbar.adjustSize()
         self.toolbar.move(self.view.width() - self.toolbar.width() - 12, 12)
         self.toolbar.raise_()
-        self.caption.move(12, self.view.height() - self.caption.height() - 12)
+        self.caption.move(12, host.height() - self.caption.height() - 12)
         self.caption.raise_()
 
     def keyPressEvent(self, event) -> None:

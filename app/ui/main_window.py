@@ -19,10 +19,12 @@ from app.controller import AppController
 from app.recipe import IMAGE_SUFFIXES
 
 from .canvas import CanvasPanel
+from .compare_dialog import CompareDialog
 from .history_dock import HistoryDockWidget
 from .model_bar import ModelBar
 from .prompt_dock import GENERATE_SHORTCUTS, PromptDockWidget
 from .queue_dock import QueueDockWidget
+from .sampler_dock import SamplerDockWidget
 from .settings_dialog import SettingsDialog
 from .status_bar import StatusBar
 from .toast import Toast
@@ -57,7 +59,12 @@ class MainWindow(QMainWindow):
         self.prompt_panel = PromptDockWidget(c.generation, c.engine, c.jobs)
         self.queue_panel = QueueDockWidget(c.jobs)
         self.history_panel = HistoryDockWidget(c.history)
+        self.sampler_panel = SamplerDockWidget(c.generation, c.engine, c.fits, c.jobs)
         self.prompt_dock = self._dock("Prompt", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.sampler_dock = self._dock("Sampler", self.sampler_panel,
+                                       Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tabifyDockWidget(self.prompt_dock, self.sampler_dock)
+        self.prompt_dock.raise_()
         self.queue_dock = self._dock("Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.history_dock = self._dock("History", self.history_panel,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
@@ -144,7 +151,7 @@ class MainWindow(QMainWindow):
         view.addAction("Fit", QKeySequence("F"), self.canvas.view.fit)
         view.addAction("Actual pixels (1:1)", QKeySequence("1"), self.canvas.view.actual_size)
         view.addSeparator()
-        for dock in (self.prompt_dock, self.queue_dock, self.history_dock):
+        for dock in (self.prompt_dock, self.sampler_dock, self.queue_dock, self.history_dock):
             view.addAction(dock.toggleViewAction())
 
     def _wire(self) -> None:
@@ -163,6 +170,10 @@ class MainWindow(QMainWindow):
         self.history_panel.open_requested.connect(c.open_history)
         self.history_panel.use_settings_requested.connect(
             lambda e: c.use_settings(e.params, e.path.name))
+        self.sampler_panel.fit_requested.connect(c.fit_now)
+        self.sampler_panel.compare_requested.connect(self.open_compare)
+        self.canvas.cell_clicked.connect(c.open_grid_cell)
+        self.canvas.use_settings_requested.connect(c.use_settings)
         self.model_bar.load_requested.connect(c.load_model)
         self.model_bar.unload_requested.connect(c.unload_model)
         c.notice.connect(self.status.show_notice)
@@ -196,6 +207,33 @@ class MainWindow(QMainWindow):
         folder = self.controller.output_dir
         folder.mkdir(parents=True, exist_ok=True)
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def open_compare(self) -> CompareDialog | None:
+        """The Compare… dialog; Run queues one sampler_grid job for the current recipe."""
+        c = self.controller
+        try:
+            current = c.generation.to_params()
+        except ValueError:
+            c.generation.validated_params()
+            self.status.show_notice("error", "Fix the highlighted fields first.")
+            current = None
+        if current is None:
+            return None
+        missing = {s.name for s in c.engine.samplers
+                   if s.needs_fit == "analytic" and c.fits.latest("analytic") is None}
+        dialog = CompareDialog(c.engine.samplers, current, missing, self)
+        dialog.setModal(True)
+
+        def done(result: int) -> None:
+            if result:
+                choice, problem = dialog.choice()
+                if not problem:
+                    c.compare(choice)
+
+        dialog.finished.connect(done)
+        dialog.open()
+        self.compare_dialog = dialog
+        return dialog
 
     def open_settings(self) -> SettingsDialog:
         c = self.controller
