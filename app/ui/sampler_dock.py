@@ -90,11 +90,12 @@ class SamplerDelegate(QStyledItemDelegate):
             painter.drawText(tag_rect, Qt.AlignmentFlag.AlignCenter, tag)
             tag_w = tw + 6
         painter.setFont(bold)
-        painter.setPen(QColor("#f2e4cc") if selected else QColor("#e1e2e6"))
+        pal = option.palette
+        painter.setPen(QColor("#f2e4cc") if selected else pal.color(pal.ColorRole.Text))
         painter.drawText(QRect(r.left() + pad, r.top() + 5, r.width() - 2 * pad - tag_w,
                                fm.height()), Qt.AlignmentFlag.AlignVCenter, name)
         painter.setFont(option.font)
-        painter.setPen(QColor("#b9a98f") if selected else QColor("#80838b"))
+        painter.setPen(QColor("#b9a98f") if selected else pal.color(pal.ColorRole.PlaceholderText))
         text = fm.elidedText(desc, Qt.TextElideMode.ElideRight, r.width() - 2 * pad)
         painter.drawText(QRect(r.left() + pad, r.top() + 7 + fm.height(), r.width() - 2 * pad,
                                fm.height()), Qt.AlignmentFlag.AlignVCenter, text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,14 @@ async def test_compare_two_samplers_by_two_step_counts(studio, qtbot):
     await until(lambda: grid.complete and grid.sheet_path is not None, 240, "all cells + sheet")
     assert all(s.seconds is not None and s.seconds > 0 for s in grid.slots.values())
     assert "4 cells" in window.canvas.caption.text()
+    if shots := os.environ.get("SFUMATO_SHOTS"):  # docs: xvfb-run … SFUMATO_SHOTS=docs pytest
+        from PySide6.QtWidgets import QApplication
+
+        from app.ui.theme import apply_theme
+
+        apply_theme(QApplication.instance())
+        await asyncio.sleep(0.3)
+        window.grab().save(str(Path(shots) / "sampler-grid.png"))
 
     # click the DDIM × 3 steps cell
     rect = window.canvas.grid_view.cell_rects()[(1, 1)]
