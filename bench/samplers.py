@@ -70,14 +70,15 @@ def load_images(folder: Path, limit: int):
     return np.stack([np.asarray(Image.open(f).convert("RGB").resize((64, 64))) for f in files[:limit]])
 
 
-def fit(kind: str, loaded, fits, data: dict, steps: list[int]):
+def fit(kind: str, loaded, fits, data: dict, steps: list[int], calibration_timesteps: int = 100):
     from engine.fit_jobs import run_analytic_fit, run_calibration_fit
     from engine.protocol import AnalyticFitJob, CalibrationFitJob, Job, JobState, utcnow
 
     if kind == "analytic":
         spec, run = AnalyticFitJob(params={"steps": steps, "data": data}), run_analytic_fit
     else:
-        spec, run = CalibrationFitJob(params={"data": data}), run_calibration_fit
+        spec = CalibrationFitJob(params={"data": data, "timesteps": calibration_timesteps})
+        run = run_calibration_fit
     job = Job(id=f"bench-{kind}", kind=spec.kind, state=JobState.running, spec=spec,
               created_at=utcnow())
     t0 = time.monotonic()
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--count", type=int, default=500)
     ap.add_argument("--fit-count", type=int, default=320)
     ap.add_argument("--cfg", type=float, default=5.0)
+    ap.add_argument("--calibration-timesteps", type=int, default=100)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-calibration", action="store_true", help="Skip the calibrated rows")
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.fit_folder:
         data = {"source": "folder", "folder": args.fit_folder, "count": args.fit_count}
-        captions = [""]
+        captions = [f.read_text().strip() for f in sorted(Path(args.fit_folder).glob("*.txt"))]
+        captions = captions or [""]
     else:
         from engine.training.dataset import load_fit_set
 
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         fit("analytic", loaded, fits, data, steps)
     calibrations = [False] if args.no_calibration else [False, True]
     if True in calibrations:
-        fit("calibration", loaded, fits, data, steps)
+        fit("calibration", loaded, fits, data, steps, args.calibration_timesteps)
 
     rng = np.random.default_rng(2_000_000)
     prompts = [captions[i] for i in rng.integers(len(captions), size=args.count)]
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
                              "seconds_per_image": seconds / args.count})
                 print(f"{sampler:14s} cal={calibrated!s:5s} steps={n:4d} FD={fd:8.2f} "
                       f"{seconds / args.count:.3f} s/img", file=sys.stderr, flush=True)
-    result = {"model": info.id, "count": args.count, "reference_images": len(ref),
+    result = {"model": str(model_path), "count": args.count, "reference_images": len(ref),
               "fd_floor": floor, "cfg": args.cfg, "rows": rows,
               "threads": torch.get_num_threads(), "torch": torch.__version__}
     Path(args.out).write_text(json.dumps(result, indent=1))
