@@ -536,7 +536,11 @@ class JobPreview(_Event):
     type: Literal["preview"] = "preview"
     job_id: str
     step: int
-    index: int = Field(0, description="Image within the current batch (0..batch_size-1)")
+    index: int = Field(
+        0,
+        description="Image within the current batch (0..batch_size-1); in a sampler_grid job, "
+        "the cell, counted row by row",
+    )
     width: int
     height: int
     png_b64: str = Field(description="A small PNG of the current latent, base64")

@@ -88,6 +88,7 @@ class Engine:
             device=self.models.device,
             dtype=str(current.dtype).removeprefix("torch.") if current else "",
             model=current.info.id if current else None,
+            default_model=current.info.id if current else self._default_id(),
             memory_used=used,
             memory_total=total,
             memory_peak=peak,
@@ -95,6 +96,12 @@ class Engine:
             torch=torch.__version__,
             diffusers=diffusers.__version__,
         )
+
+    def _default_id(self) -> str | None:
+        try:
+            return self.queue.resolve_model(None).id
+        except EngineError:
+            return None
 
     def list_models(self) -> list[ModelInfo]:
         loaded = self.models.current.info.path if self.models.current else None
