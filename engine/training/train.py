@@ -189,7 +189,12 @@ def stage_unet(data: EmojiDataset, args, log: Log) -> None:
     torch.manual_seed(args.seed + 1)
     size = components.PRESETS[args.preset]
     all_captions = [data.caption(i) for i in range(len(data))]
-    tokenizer = build_clip_tokenizer(all_captions, args.work / "tokenizer")
+    if args.resume and (args.work / "tokenizer").exists():
+        from transformers import CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_pretrained(args.work / "tokenizer")
+    else:
+        tokenizer = build_clip_tokenizer(all_captions, args.work / "tokenizer")
     ids = _caption_ids(data, tokenizer)
     empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
                       return_tensors="pt").input_ids[0]
@@ -199,9 +204,18 @@ def stage_unet(data: EmojiDataset, args, log: Log) -> None:
     factor = vae.config.scaling_factor
     latent_size = mean.shape[-1]
 
-    text = components.text_encoder(size, len(tokenizer), tokenizer.bos_token_id,
-                                   tokenizer.eos_token_id).to(args.device).train()
-    unet = components.unet(size, latent_size).to(args.device).train()
+    if args.resume and (args.work / "unet").exists():
+        # Continue from the last saved (EMA) weights, e.g. a CPU run finished on a GPU.
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        text = CLIPTextModel.from_pretrained(args.work / "text_encoder").to(args.device).train()
+        unet = UNet2DConditionModel.from_pretrained(args.work / "unet").to(args.device).train()
+        log({"stage": "unet", "resumed_from": str(args.work / "unet")})
+    else:
+        text = components.text_encoder(size, len(tokenizer), tokenizer.bos_token_id,
+                                       tokenizer.eos_token_id).to(args.device).train()
+        unet = components.unet(size, latent_size).to(args.device).train()
     ema_text, ema_unet = copy.deepcopy(text).eval(), copy.deepcopy(unet).eval()
     params = list(text.parameters()) + list(unet.parameters())
     opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=0.01)
@@ -392,6 +406,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--controlnet-lr", type=float, default=3e-4)
     p.add_argument("--classifier-steps", type=int, default=1500)
     p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--resume", action="store_true",
+                   help="UNet stage: start from <work>/unet and <work>/text_encoder")
     p.add_argument("--save-every", type=int, default=1000, help="UNet checkpoint interval")
     return p.parse_args(argv)
 
