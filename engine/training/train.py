@@ -355,12 +355,16 @@ def stage_export(data: EmojiDataset, args, log: Log) -> None:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(out / "sfumato-tiny", safe_serialization=True)
+    # transformers 5 saves only tokenizer.json; SD folders also carry CLIP's two source files,
+    # which older transformers and other tools read.
+    import shutil
+
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copy(args.work / "tokenizer" / f, out / "sfumato-tiny" / "tokenizer" / f)
     if (args.work / "controlnet").exists():
         ControlNetModel.from_pretrained(args.work / "controlnet").save_pretrained(
             out / "sfumato-tiny-canny", safe_serialization=True)
     if (args.work / "classifier").exists():
-        import shutil
-
         dest = args.eval_out / "sfumato-tiny-classifier"
         dest.mkdir(parents=True, exist_ok=True)
         for f in ("model.safetensors", "config.json"):
