@@ -107,6 +107,7 @@ class AppController(QObject):
         self._stored: set[tuple[str, str]] = set()
         self._model_id: str | None = None
         self.engine.health_changed.connect(lambda _h: self._follow_model_size())
+        self.engine.models_changed.connect(lambda _m: self._follow_model_size())
         self.engine.health_changed.connect(lambda _h: self._follow_model_fits())
         self._restore_last_params()
 
@@ -484,7 +485,7 @@ class AppController(QObject):
         if self.jobs.active_fit(kind) is not None:
             self.notice.emit(INFO, f"A {FIT_NAMES[kind]} fit is already in the queue.")
             return
-        model = self.engine.loaded_model.id if self.engine.loaded_model else self.fits.model or None
+        model = self.engine.active_model.id if self.engine.active_model else self.fits.model or None
         if kind == "analytic":
             spacing = self.generation.option("timestep_spacing")
             steps = sorted({*ANALYTIC_FIT_STEPS, self.generation.steps})
@@ -509,7 +510,7 @@ class AppController(QObject):
         client = self.client
         if client is None:
             return
-        model = self.engine.loaded_model
+        model = self.engine.active_model
         try:
             fits = await client.fits(model.id if model is not None else None)
         except ApiError as exc:
@@ -522,7 +523,7 @@ class AppController(QObject):
         self.fits.fits = fits
 
     def _follow_model_fits(self) -> None:
-        model = self.engine.loaded_model
+        model = self.engine.active_model
         if model is not None and model.id != self.fits.model and self.client is not None:
             self.spawn(self.refresh_fits())
 
@@ -684,7 +685,7 @@ class AppController(QObject):
         "Untouched" means the size still equals the previous model's native square (or the
         default 512): a size the user chose is never overridden.
         """
-        model = self.engine.loaded_model
+        model = self.engine.active_model
         if model is None or model.id == self._model_id:
             return
         previous = next((m for m in self.engine.models if m.id == self._model_id), None)

@@ -73,6 +73,14 @@ class EngineInfo(Observable):
             return next((m for m in self.models if m.id == self.health.model), None)
         return next((m for m in self.models if m.loaded), None)
 
+    @property
+    def active_model(self) -> ModelInfo | None:
+        """The model a job naming none will use: the loaded one, else the engine's default."""
+        loaded = self.loaded_model
+        if loaded is not None or self.health is None or not self.health.default_model:
+            return loaded
+        return next((m for m in self.models if m.id == self.health.default_model), None)
+
     def status_text(self) -> str:
         """The status bar's engine label."""
         c = self.connection

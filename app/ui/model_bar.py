@@ -77,7 +77,6 @@ class ModelBar(QWidget):
     def refresh(self) -> None:
         keep = self.selected_id()
         models = self.engine.models
-        loaded = self.engine.loaded_model
         self.combo.blockSignals(True)
         self.combo.clear()
         for m in models:
@@ -96,7 +95,8 @@ class ModelBar(QWidget):
         if not models:
             self.combo.addItem("No models found" if self.engine.connection.usable
                                else "Waiting for the engine…", "")
-        target = keep or (loaded.id if loaded else "")
+        active = self.engine.active_model  # before the first job: the engine's default
+        target = keep or (active.id if active else "")
         i = self.combo.findData(target)
         self.combo.setCurrentIndex(max(0, i))
         self.combo.blockSignals(False)

@@ -49,3 +49,13 @@ def test_unload_clears_the_loaded_mark(qapp):
     e.models = [ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m", loaded=True)]
     e.update_health(health(model=None))
     assert e.loaded_model is None and not e.models[0].loaded
+
+
+def test_before_any_load_the_engine_default_is_the_active_model(qapp):
+    e = EngineInfo()
+    e.models = [ModelInfo(id="sfumato-tiny", name="Tiny", format="diffusers", path="/m/t",
+                          embedded=True, native_size=64)]
+    h = health(model=None).model_copy(update={"default_model": "sfumato-tiny"})
+    e.update_health(h)
+    assert e.loaded_model is None
+    assert e.active_model is not None and e.active_model.native_size == 64
