@@ -74,7 +74,7 @@ def plain_diffusers(model_dir: Path, device: str, args, batch: int) -> dict:
     run()  # warm-up
     times = [run() / batch for _ in range(args.repeats)]
     peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0
-    del pipe
+    pipe = None  # release the weights before the next variant loads (run() closes over it)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return {"s_per_image": statistics.median(times), "peak": peak}

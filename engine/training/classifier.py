@@ -61,7 +61,7 @@ class EmojiClassifier(nn.Module):
             {**self.config, "classes": classes, **(extra or {})}, ensure_ascii=False, indent=1))
 
     @classmethod
-    def load(cls, folder: Path) -> tuple["EmojiClassifier", list[str]]:
+    def load(cls, folder: Path) -> tuple[EmojiClassifier, list[str]]:
         from safetensors.torch import load_file
 
         folder = Path(folder)

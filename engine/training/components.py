@@ -96,12 +96,12 @@ def controlnet_from_unet(unet_model, size: ModelSize):
 
 def scheduler_config() -> dict:
     """SD 1.x's training noise schedule; DPM-Solver++ as the default sampler."""
-    return dict(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        prediction_type="epsilon",
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
+    return {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "prediction_type": "epsilon",
+        "steps_offset": 1,
+        "timestep_spacing": "leading",
+    }

@@ -28,7 +28,7 @@ def _params(folder: Path) -> float:
     n = 0
     for f in folder.rglob("*.safetensors"):
         with safe_open(f, "pt") as st:
-            for k in st.keys():
+            for k in st:
                 n += _prod(st.get_slice(k).get_shape())
     return n / 1e6
 
@@ -90,10 +90,10 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
         "## Prompts",
         "",
         "`<emoji name>[, <style> style][, on a <colour> background]`, e.g. `rocket, twemoji style, on a",
-        "black background`. Names are the Unicode CLDR short names of the "
+        ("black background`. Names are the Unicode CLDR short names of the "
         f"{data.get('emoji', '?')} emoji listed in `engine/training/dataset.py` (`EMOJI`); styles: "
         f"{', '.join(data.get('styles', []))}; colours: white, black, gray, red, orange, yellow, "
-        "green, blue, purple, pink. Other words tokenize (byte-level BPE) but mean nothing to it.",
+        "green, blue, purple, pink. Other words tokenize (byte-level BPE) but mean nothing to it."),
         "",
         "## Architecture",
         "",
@@ -109,13 +109,13 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
         "",
         "## Data",
         "",
-        f"{data.get('images', '?')} images = {data.get('emoji', '?')} emoji x "
+        (f"{data.get('images', '?')} images = {data.get('emoji', '?')} emoji x "
         f"{len(data.get('styles', []))} styles x 10 background colours x {s.get('variants', 1)} variant(s), "
         f"{s.get('size', 64)}x{s.get('size', 64)}: each glyph scaled to 66-88 % of the image, "
         "shifted up to 6 %, on a flat colour jittered by up to 12/255. Captions "
         "`<name>, <style> style, on a <colour> background`; training also drops the style, the "
         "background or both (so short prompts work) and 10 % of captions entirely (for "
-        "classifier-free guidance). Built by `python -m engine.training.dataset`.",
+        "classifier-free guidance). Built by `python -m engine.training.dataset`."),
         "",
         "Sources and licences: see [LICENSES.md](LICENSES.md). Noto Color Emoji (Apache-2.0 images,",
         "OFL-1.1 font) and Twemoji (CC-BY-4.0). OpenMoji (CC BY-SA 4.0) is supported by the builder",
@@ -123,8 +123,8 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
         "",
         "## Training",
         "",
-        f"Device: {summary.get('device_name', '?')}, torch {summary.get('torch', '?')}, seed "
-        f"{s.get('seed', 0)}, batch {s.get('batch', '?')}.",
+        (f"Device: {summary.get('device_name', '?')}, torch {summary.get('torch', '?')}, seed "
+        f"{s.get('seed', 0)}, batch {s.get('batch', '?')}."),
         "",
         "| stage | steps | wall time | result |",
         "|---|---|---|---|",
@@ -153,10 +153,11 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
                      f"held-out top-1 {100 * c['val_top1']:.1f} % |")
     lines += [
         "",
-        f"Sum of stage wall times: {_minutes(total_s)}, one thread per process on a 2-core CPU "
+        (f"Sum of stage wall times: {_minutes(total_s)}, one thread per process on a 2-core CPU "
         "shared with other work (the classifier ran beside the VAE, the UNet continuation beside "
-        "the ControlNet). Losses every 100 steps are in the training log (`<work>/log.jsonl`). "
-        "Commands:",
+        "the ControlNet). Losses every 100 steps, and the JSON this card was written from, are in "
+        "`training-logs/`. "
+        "Commands:"),
         "",
         "```",
         *(summary.get("commands") or ["python -m engine.training.train " + " ".join(
@@ -170,37 +171,38 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
     ]
     if pm:
         lines += [
-            f"- **Prompt match**: {pm['prompts']} prompts naming a known emoji (random style and "
+            (f"- **Prompt match**: {pm['prompts']} prompts naming a known emoji (random style and "
             f"background, seeds {pm['seeds']}), {pm['steps']} steps, CFG {pm['guidance_scale']}: "
             f"top-1 **{100 * pm['top1']:.1f} %**, top-5 **{100 * pm['top5']:.1f} %** (evaluation "
-            f"classifier; chance is {100 / max(1, data.get('emoji', 1)):.1f} %).",
+            f"classifier; chance is {100 / max(1, data.get('emoji', 1)):.1f} %)."),
         ]
     if fd:
         lines += [
-            f"- **Fréchet distance** in the classifier's 256-d features: {fd['generated']} "
-            f"generations vs {fd['reference_images']} dataset images: **{fd['fd_generated_vs_data']:.2f}**; "
-            f"floor (two disjoint halves of the dataset): **{fd['fd_data_vs_data_floor']:.2f}**.",
+            (f"- **Fréchet distance** in the classifier's 256-d features: {fd['generated']} "
+            f"generations ({fd['steps']} DPM-Solver++ steps, CFG {fd['guidance_scale']}) vs "
+            f"{fd['reference_images']} dataset images: **{fd['fd_generated_vs_data']:.2f}**; "
+            f"floor (two disjoint halves of the dataset): **{fd['fd_data_vs_data_floor']:.2f}**."),
         ]
     if cn:
         lines += [
-            f"- **ControlNet**: edge F1 (1 px tolerance) of output canny vs input canny over "
+            (f"- **ControlNet**: edge F1 (1 px tolerance) of output canny vs input canny over "
             f"{cn['images']} dataset edge maps: **{cn['edge_f1_with_controlnet']:.3f}** with the "
-            f"ControlNet vs {cn['edge_f1_without_controlnet']:.3f} without (same prompt and seed).",
+            f"ControlNet vs {cn['edge_f1_without_controlnet']:.3f} without (same prompt and seed)."),
             "",
             "![canny](canny.png)",
         ]
     if speed:
         lines += [
             "",
-            f"- **Speed**: one 64x64 image, {speed['steps']} steps, CFG: "
+            (f"- **Speed**: one 64x64 image, {speed['steps']} steps, CFG: "
             f"**{speed['seconds_per_image_median']:.2f} s** median ({speed['threads']} CPU threads, "
-            f"{speed['device']}; `python bench/tiny_model_speed.py`).",
+            f"{speed['device']}; `python bench/tiny_model_speed.py`)."),
         ]
     lines += [
         "",
         "Commands: `python -m engine.training.evaluate --work <work>` (metrics.json and figures),",
-        "`python bench/tiny_model_speed.py` (speed), then this card: "
-        "`python -m engine.training.model_card --work <work>`.",
+        ("`python bench/tiny_model_speed.py` (speed), then this card: "
+        "`python -m engine.training.model_card --work <work>`."),
         "",
         "## Limits",
         "",
@@ -214,6 +216,11 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
         "  (docs/embedded-model.md, 'Retraining on a GPU') is meant to replace them.",
         "",
     ]
+    logs = model / "training-logs"
+    logs.mkdir(exist_ok=True)
+    for f in ("summary.json", "metrics.json", "speed.json", "log.jsonl", "log-resume.jsonl"):
+        if (work / f).exists():
+            shutil.copy(work / f, logs / f)
     out = model / "README.md"
     out.write_text("\n".join(line for line in lines if line is not None) + "\n")
     return out

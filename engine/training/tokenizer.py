@@ -9,6 +9,7 @@ the result exactly as it reads SD's tokenizer.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -52,7 +53,7 @@ def learn_merges(words: Counter) -> list[tuple[str, str]]:
     while True:
         pairs: Counter = Counter()
         for w, seq in seqs.items():
-            for a, b in zip(seq, seq[1:]):
+            for a, b in itertools.pairwise(seq):
                 pairs[(a, b)] += words[w]
         if not pairs:
             return merges

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from engine.training import components
 from engine.training.dataset import EmojiDataset, build_dataset, caption, write_fit_set
