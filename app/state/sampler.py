@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.protocol import SCHEDULES, FitInfo, SamplerInfo, SamplerOption
+from engine.protocol import SCHEDULES, FitInfo, GridSampler, SamplerInfo, SamplerOption
 
 from .observable import Observable, Property
 
@@ -55,6 +55,15 @@ def analytic_toggle(name: str) -> tuple[bool, bool, str]:
     if name in back:
         return True, True, back[name]
     return False, False, name
+
+
+def sampler_summary(sampler: str, options: dict[str, object]) -> str:
+    """One line for a sampler and its options: ``'DPM++ 2M · Karras · calibrated'``."""
+    known = {k: v for k, v in options.items() if k in GridSampler.model_fields and k != "sampler"}
+    try:
+        return GridSampler(sampler=sampler, **known).label()
+    except ValueError:  # an option out of range (the engine will say which); show the name
+        return sampler
 
 
 def schedule_label(schedule: str) -> str:

@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
                                        Qt.DockWidgetArea.LeftDockWidgetArea)
         self.tabifyDockWidget(self.prompt_dock, self.sampler_dock)
         self.prompt_dock.raise_()
+        self.prompt_panel.open_sampler_panel.connect(self._show_sampler_panel)
         self.queue_dock = self._dock("Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.history_dock = self._dock("History", self.history_panel,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
@@ -103,6 +104,11 @@ class MainWindow(QMainWindow):
         return QSize(1440, 900)
 
     # ----------------------------------------------------------------- construction
+    def _show_sampler_panel(self) -> None:
+        self.sampler_dock.show()
+        self.sampler_dock.raise_()
+        self.sampler_panel.setFocus()
+
     def _dock(self, title: str, body: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"{title}Dock")

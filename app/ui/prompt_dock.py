@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from app.state.engine import EngineInfo
 from app.state.generation import SIZE_PRESETS, GenerationSettings, snap8
 from app.state.jobs import JobsState
+from app.state.sampler import sampler_summary
 from engine.protocol import MAX_SEED, MAX_SIDE
 
 from .binding import bind
@@ -69,6 +70,9 @@ class SeedBox(QDoubleSpinBox):
 class PromptDockWidget(QWidget):
     """The form. Public attributes name each control for tests (and objectName matches)."""
 
+    #: The sampler summary was clicked: show the Sampler panel.
+    open_sampler_panel = Signal()
+
     def __init__(self, settings: GenerationSettings, engine: EngineInfo, jobs: JobsState,
                  parent: QWidget | None = None):
         super().__init__(parent)
@@ -95,8 +99,12 @@ class PromptDockWidget(QWidget):
         self.cfg_spin.setSingleStep(0.5)
         self.cfg_spin.setDecimals(1)
         self.cfg_spin.setToolTip("Classifier-free guidance: how strictly to follow the prompt")
-        self.sampler_combo = QComboBox()
-        self.sampler_combo.setToolTip("Sampler (scheduler)")
+        # The sampler is chosen in the Sampler panel (with its options); here a summary that
+        # opens it, so the two docks never offer the same choice twice.
+        self.sampler_button = QPushButton()
+        self.sampler_button.setObjectName("SamplerSummary")
+        self.sampler_button.setToolTip("Sampler and its options: click to open the Sampler panel")
+        self.sampler_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.seed_spin = SeedBox()
         self.dice_button = self._icon_button("🎲", "Random seed for every job (−1)")
         self.reuse_button = self._icon_button("♻", "Reuse the seed of the image on the canvas")
@@ -114,16 +122,16 @@ class PromptDockWidget(QWidget):
         self.queue_hint.setObjectName("Hint")
         self.queue_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         for name in ("prompt_edit", "negative_edit", "size_preset", "width_spin", "height_spin",
-                     "steps_spin", "cfg_spin", "sampler_combo", "seed_spin", "dice_button",
+                     "steps_spin", "cfg_spin", "sampler_button", "seed_spin", "dice_button",
                      "reuse_button", "batch_size_spin", "batch_count_spin", "generate_button"):
             getattr(self, name).setObjectName(getattr(self, name).objectName() or name)
         self.generate_button.setObjectName("GenerateButton")
 
         # Long preset names and 10-digit seeds must not force the dock wider than it is.
-        for combo in (self.size_preset, self.sampler_combo):
-            combo.setSizeAdjustPolicy(
-                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(8)
+        self.size_preset.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.size_preset.setMinimumContentsLength(8)
+        self.sampler_button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         for widget, width in ((self.width_spin, 72), (self.height_spin, 72), (self.seed_spin, 96),
                               (self.steps_spin, 64), (self.cfg_spin, 64),
                               (self.batch_size_spin, 64), (self.batch_count_spin, 64)):
@@ -211,9 +219,9 @@ class PromptDockWidget(QWidget):
         sampler_label = QLabel("Sampler")
         sampler_label.setObjectName("FieldLabel")
         form.addWidget(sampler_label, row, 0)
-        form.addWidget(self.sampler_combo, row, 1, 1, 3)
+        form.addWidget(self.sampler_button, row, 1, 1, 3)
         row += 1
-        error_row("sampler", widgets=[self.sampler_combo])
+        error_row("sampler", widgets=[self.sampler_button])
         labelled("Steps", self.steps_spin, 0)
         labelled("CFG", self.cfg_spin, 2)
         row += 1
@@ -275,9 +283,10 @@ class PromptDockWidget(QWidget):
         bind(s, "seed", self.seed_spin)
         bind(s, "batch_size", self.batch_size_spin)
         bind(s, "batch_count", self.batch_count_spin)
-        self._fill_samplers()
-        bind(s, "sampler", self.sampler_combo)
-        self.engine.samplers_changed.connect(lambda _v: self._fill_samplers())
+        self._show_sampler()
+        s.sampler_changed.connect(lambda _v: self._show_sampler())
+        s.options_changed.connect(lambda _v: self._show_sampler())
+        self.sampler_button.clicked.connect(self.open_sampler_panel)
 
         self.swap_button.clicked.connect(s.swap_size)
         self.dice_button.clicked.connect(s.randomize_seed)
@@ -293,20 +302,9 @@ class PromptDockWidget(QWidget):
         self._update_hint()
 
     # ----------------------------------------------------------------- reactions
-    def _fill_samplers(self) -> None:
-        current = self.settings.sampler
-        self.sampler_combo.blockSignals(True)
-        self.sampler_combo.clear()
-        for info in self.engine.samplers:
-            if getattr(info, "alias_of", None):
-                continue  # legacy combined names ("DPM++ 2M Karras") select another entry
-            self.sampler_combo.addItem(info.name)
-            self.sampler_combo.setItemData(self.sampler_combo.count() - 1, info.description,
-                                           Qt.ItemDataRole.ToolTipRole)
-        if self.sampler_combo.findText(current) < 0:
-            self.sampler_combo.addItem(current)
-        self.sampler_combo.setCurrentIndex(self.sampler_combo.findText(current))
-        self.sampler_combo.blockSignals(False)
+    def _show_sampler(self) -> None:
+        self.sampler_button.setText(
+            f"{sampler_summary(self.settings.sampler, self.settings.options)}  ›")
 
     def _on_preset(self, index: int) -> None:
         data = self.size_preset.itemData(index)

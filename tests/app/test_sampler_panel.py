@@ -241,6 +241,23 @@ async def test_dropped_recipe_shows_its_sampler_and_options(window, tmp_path):  
     assert c.generation.to_params().sampler == "DPM++ 2M Karras"  # written back as it came
 
 
+def test_prompt_dock_summarises_the_sampler_and_opens_its_panel(window, qtbot):  # noqa: F811
+    c = window.controller
+    c.engine.samplers = SAMPLERS
+    summary = window.prompt_panel.sampler_button
+    c.generation.sampler = "DDIM"
+    window.sampler_panel.eta_spin.setValue(0.3)
+    assert summary.text().startswith("DDIM · η 0.3")
+    window.sampler_panel.calibrated_toggle.click()
+    assert "calibrated" in summary.text()
+    window.prompt_dock.raise_()
+    # Tabified docks stay isVisible(); the one behind has nothing on screen.
+    on_screen = lambda: not window.sampler_dock.visibleRegion().isEmpty()  # noqa: E731
+    qtbot.waitUntil(lambda: not on_screen(), timeout=2000)
+    summary.click()
+    qtbot.waitUntil(on_screen, timeout=2000)
+
+
 def test_compare_dialog_builds_the_choice(window):  # noqa: F811
     c = window.controller
     c.engine.samplers = SAMPLERS
