@@ -10,7 +10,8 @@ HTTP (every request carries ``Authorization: Bearer <token>``; ``/v1`` prefix):
 - ``POST /v1/models/load``   :class:`LoadModelRequest` → :class:`ModelInfo`
 - ``POST /v1/models/unload``               → :class:`Health`
 - ``GET  /v1/samplers``                    → ``list[SamplerInfo]`` (with each sampler's options)
-- ``GET  /v1/fits?model=…``                → ``list[FitInfo]`` (Analytic-DPM Γ_t and calibration fits)
+- ``GET  /v1/fits?model=…``                → ``list[FitInfo]`` (Analytic-DPM Γ_t, calibration and
+  uncertainty fits)
 - ``POST /v1/jobs``          :class:`JobSubmit` → :class:`Job`
 - ``GET  /v1/jobs``                        → ``list[Job]`` (queue order, then newest finished)
 - ``GET  /v1/jobs/{id}``                   → :class:`Job`
@@ -86,6 +87,21 @@ class GenerateParams(_Model):
     eta: float | None = Field(None, ge=0.0, le=1.0, description="η / stochasticity")
     solver_order: int | None = Field(None, ge=1, le=4)
     calibrated: bool = Field(False, description="Subtract the cached per-step mean of ε̂")
+    # BayesDiff uncertainty (docs/uncertainty.md). Needs an uncertainty_fit of the model and a
+    # sampler with SamplerInfo.uncertainty (DDIM, DPM2).
+    uncertainty: bool = Field(False, description="Per-pixel uncertainty map and score (BayesDiff)")
+    uncertainty_samples: int = Field(
+        5, ge=1, le=64, description="S: Monte-Carlo samples of x_t batched into one UNet call")
+    uncertainty_skip: int = Field(
+        5, ge=1, le=100, description="k: full variance propagation every k-th step")
+    uncertainty_decodes: int = Field(
+        8, ge=1, le=64, description="M: latent samples decoded in one VAE batch for the map")
+    variation_step: int | None = Field(
+        None, ge=0, description="Variations from here: re-run this recipe (same seed) with "
+        "uncertainty to this step t, draw each of batch_size images' x_t from "
+        "N(E[x_t], Var[x_t]) with variation_seed, then finish sampling")
+    variation_seed: int = Field(-1, ge=-1, le=MAX_SEED,
+                                description="Seed of the x_t draws; -1 picks a random one")
 
     @field_validator("schedule")
     @classmethod
@@ -149,6 +165,12 @@ class GenerateParams(_Model):
             pairs.append(("UniPC order" if self.sampler == "UniPC" else "Solver order", self.solver_order))
         if self.calibrated:
             pairs.append(("Calibrated", "True"))
+        if self.uncertainty:
+            uq = f"{self.uncertainty_samples}/{self.uncertainty_skip}/{self.uncertainty_decodes}"
+            pairs.append(("Uncertainty", uq))
+        if self.variation_step is not None:
+            pairs += [("Variation step", self.variation_step),
+                      ("Variation seed", self.variation_seed)]
         text = self.prompt
         if self.negative_prompt:
             text += f"\nNegative prompt: {self.negative_prompt}"
@@ -191,6 +213,15 @@ class GenerateParams(_Model):
                 data["solver_order"] = int(kv[key])
         if "Calibrated" in kv:
             data["calibrated"] = kv["Calibrated"].strip().lower() in ("true", "1", "yes")
+        if "Uncertainty" in kv:
+            # "S/k/M", e.g. "5/5/8"
+            s, k, m = (int(x) for x in kv["Uncertainty"].split("/"))
+            data.update(uncertainty=True, uncertainty_samples=s, uncertainty_skip=k,
+                        uncertainty_decodes=m)
+        if "Variation step" in kv:
+            data["variation_step"] = int(kv["Variation step"])
+        if "Variation seed" in kv:
+            data["variation_seed"] = int(kv["Variation seed"])
         if "CFG scale" in kv:
             data["cfg_scale"] = float(kv["CFG scale"])
         if "Seed" in kv:
@@ -277,6 +308,18 @@ class CalibrationFitParams(_Model):
     seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
+class UncertaintyFitParams(_Model):
+    """Fit BayesDiff's last-layer Laplace posterior (Kou et al. 2024, §3.1): a diagonal Gaussian
+    over the UNet's ``conv_out`` weights and bias, precision = prior_precision + GGN / noise,
+    the GGN summed over the fit set's images at random timesteps. Cached per model."""
+
+    model: str | None = None
+    data: FitData = Field(default_factory=FitData)
+    prior_precision: float = Field(1.0, gt=0.0, description="λ of the N(0, 1/λ) weight prior")
+    noise: float = Field(1.0, gt=0.0, description="σ², the observation noise of ε")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+
+
 class AnalyticFitJob(_Model):
     kind: Literal["analytic_fit"] = "analytic_fit"
     params: AnalyticFitParams = Field(default_factory=AnalyticFitParams)
@@ -354,8 +397,14 @@ class SamplerGridJob(_Model):
     params: SamplerGridParams
 
 
+class UncertaintyFitJob(_Model):
+    kind: Literal["uncertainty_fit"] = "uncertainty_fit"
+    params: UncertaintyFitParams = Field(default_factory=UncertaintyFitParams)
+
+
 JobSpec = Annotated[
-    GenerateJob | AnalyticFitJob | CalibrationFitJob | SamplerGridJob, Field(discriminator="kind")
+    GenerateJob | AnalyticFitJob | CalibrationFitJob | SamplerGridJob | UncertaintyFitJob,
+    Field(discriminator="kind"),
 ]
 
 
@@ -376,6 +425,20 @@ class GridCell(_Model):
     seconds: float = Field(description="Wall time of this cell's sampling and decode")
 
 
+class UncertaintyResult(_Model):
+    """BayesDiff's pixel map of one image (Kou et al. 2024, §3.3).
+
+    The map is the per-pixel variance of M decoded samples of x₀ ~ N(E[x₀], Var[x₀]), averaged
+    over R, G, B, in the image's pixel units ([0, 1]², so at most 0.25). The paper scores an
+    image by the sum of its pixel variances; Sfumato's ``score`` is their *mean* (the sum ÷
+    (H·W)), which ranks images of one size identically and compares across sizes."""
+
+    map_name: str = Field(description="File under the job: a float32 .npy of shape (H, W)")
+    score: float = Field(description="Mean per-pixel variance: higher = less certain")
+    map_min: float
+    map_max: float
+
+
 class ResultImage(_Model):
     name: str = Field(description="File name under the job: GET /v1/jobs/{id}/files/{name}")
     path: str = Field(description="Absolute path on the engine's machine")
@@ -385,6 +448,8 @@ class ResultImage(_Model):
     height: int
     role: Literal["image", "grid"] = Field("image", description="'grid': the assembled grid PNG")
     cell: GridCell | None = Field(None, description="Set on the cells of a sampler_grid job")
+    uncertainty: UncertaintyResult | None = Field(
+        None, description="Set when the recipe asked for uncertainty")
 
 
 class Job(_Model):
@@ -453,6 +518,10 @@ class SamplerInfo(_Model):
         None, description="'analytic': needs an analytic_fit of the model for the step grid")
     stochastic: bool = False
     family: str = Field("", description="ode, sde, ancestral, multistep, distilled, analytic")
+    uncertainty: bool = Field(
+        False, description="BayesDiff uncertainty propagates through it (DDIM, DPM2)")
+    uncertainty_note: str = Field(
+        "", description="Why uncertainty is unavailable with this sampler (a tooltip)")
 
 
 class FitInfo(_Model):
@@ -460,7 +529,7 @@ class FitInfo(_Model):
     'fitted on 500 images, 2 min ago'."""
 
     id: str
-    kind: Literal["analytic", "calibration"]
+    kind: Literal["analytic", "calibration", "uncertainty"]
     model: str = Field(description="Model id at fit time")
     model_hash: str
     created_at: datetime
@@ -471,6 +540,8 @@ class FitInfo(_Model):
     steps: list[int] = Field(default_factory=list, description="Analytic: step counts covered")
     timestep_spacing: str | None = None
     timesteps: int = Field(0, description="How many timesteps the fit holds")
+    prior_precision: float | None = Field(None, description="Uncertainty: the prior's λ")
+    noise: float | None = Field(None, description="Uncertainty: the observation noise σ²")
 
 
 class EngineState(str, Enum):
@@ -586,16 +657,18 @@ PNG_PARAMETERS_KEY = "parameters"  # A1111's text chunk
 PNG_RECIPE_KEY = "sfumato"  # our JSON chunk: {"version": 1, "kind": ..., "params": {...}, ...}
 
 
-def recipe_json(params: GenerateParams, *, seed: int, model_name: str | None, index: int) -> str:
-    return json.dumps(
-        {
-            "version": 1,
-            "kind": "generate",
-            "params": params.with_seed(seed).model_dump(mode="json"),
-            "model_name": model_name,
-            "index": index,
-        }
-    )
+def recipe_json(params: GenerateParams, *, seed: int, model_name: str | None, index: int,
+                uncertainty: UncertaintyResult | None = None) -> str:
+    data: dict[str, Any] = {
+        "version": 1,
+        "kind": "generate",
+        "params": params.with_seed(seed).model_dump(mode="json"),
+        "model_name": model_name,
+        "index": index,
+    }
+    if uncertainty is not None:
+        data["uncertainty"] = uncertainty.model_dump(mode="json")
+    return json.dumps(data)
 
 
 def recipe_from_png_text(text: dict[str, str]) -> GenerateParams | None:
