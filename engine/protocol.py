@@ -20,6 +20,9 @@ HTTP (every request carries ``Authorization: Bearer <token>``; ``/v1`` prefix):
 - ``POST /v1/jobs/{id}/move`` :class:`MoveJob` → ``list[Job]`` (reorder the queue)
 - ``GET  /v1/jobs/{id}/files/{name}``      → the file's bytes (PNG with its recipe)
 - ``WS   /v1/events?token=…``              → a stream of :data:`Event` JSON messages
+- ``POST /v1/uploads?name=…``  raw bytes   → :class:`UploadInfo`; ``GET /v1/uploads[/{id}]``
+- ``POST /v1/video/control_preview`` :class:`ControlPreviewRequest` → :class:`ControlPreview`
+  (video models live in :mod:`engine.video_protocol`, re-exported here; see docs/video.md)
 
 Errors answer 4xx with :class:`ErrorBody` so that a client can show the message next to the
 offending field.
@@ -34,6 +37,20 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from engine.video_protocol import (  # noqa: F401  (re-exported: the app imports them from here)
+    MAX_UPLOAD_BYTES,
+    ControlPreview,
+    ControlPreviewRequest,
+    ControlSpec,
+    FrameRange,
+    LoveconFusion,
+    UploadInfo,
+    VideoEditJob,
+    VideoEditParams,
+    VideoProbe,
+    VideoResult,
+)
 
 API_VERSION = "v1"
 MAX_SIDE = 4096
@@ -403,7 +420,7 @@ class UncertaintyFitJob(_Model):
 
 
 JobSpec = Annotated[
-    GenerateJob | AnalyticFitJob | CalibrationFitJob | SamplerGridJob | UncertaintyFitJob,
+    GenerateJob | AnalyticFitJob | CalibrationFitJob | SamplerGridJob | VideoEditJob | UncertaintyFitJob,
     Field(discriminator="kind"),
 ]
 
@@ -446,8 +463,10 @@ class ResultImage(_Model):
     seed: int
     width: int
     height: int
-    role: Literal["image", "grid"] = Field("image", description="'grid': the assembled grid PNG")
+    role: Literal["image", "grid", "video"] = Field(
+        "image", description="'grid': the assembled grid PNG; 'video': an MP4 (see ``video``)")
     cell: GridCell | None = Field(None, description="Set on the cells of a sampler_grid job")
+    video: VideoResult | None = Field(None, description="Set on a video_edit job's MP4")
     uncertainty: UncertaintyResult | None = Field(
         None, description="Set when the recipe asked for uncertainty")
 
