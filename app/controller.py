@@ -41,7 +41,7 @@ from .client import ApiError, AuthError, EngineClient, EngineError, StreamConnec
 from .engine_process import EngineLaunch, EngineStartError, LocalEngine
 from .history import HistoryEntry, HistoryIndex
 from .paths import AppPaths
-from .recipe import RecipeError, recipe_from_file
+from .recipe import RecipeError, grid_from_file, recipe_from_file
 from .state import (
     CanvasImage,
     CanvasState,
@@ -616,10 +616,33 @@ class AppController(QObject):
             self.notice.emit(WARNING, f"{entry.path.name} is gone from disk; removed from history.")
             self.history.remove(entry)
             return
+        if await self._show_grid_file(entry.path):
+            return
         data = await asyncio.get_running_loop().run_in_executor(None, entry.path.read_bytes)
         self.canvas.show_image(CanvasImage(data=data, path=entry.path, seed=entry.seed,
                                            width=entry.width, height=entry.height,
                                            params=entry.params))
+
+    async def _show_grid_file(self, path: Path) -> bool:
+        """A saved comparison grid opens as a grid again, its cells clickable; False if the
+        file is not one."""
+        loop = asyncio.get_running_loop()
+        saved = await loop.run_in_executor(None, grid_from_file, path)
+        if saved is None:
+            return False
+        key = f"file:{path}"
+        self.canvas.follow_grid(CanvasGrid(key, saved.params))
+        for cell, cell_path in saved.cells:
+            data = await loop.run_in_executor(None, cell_path.read_bytes)
+            entry = self.history.index.get(cell_path)
+            self.canvas.set_grid_result(key, cell, data, path=cell_path,
+                                        seed=entry.seed if entry is not None else None)
+        self.canvas.set_grid_sheet(key, path)
+        missing = self.canvas.grid.cell_count - len(saved.cells) if self.canvas.grid else 0
+        if missing:
+            self.notice.emit(INFO, f"{missing} cell image(s) of this grid are no longer beside "
+                             "it; those cells stay empty.")
+        return True
 
     def open_job(self, job_id: str) -> None:
         """Show a finished job's images on the canvas (Queue dock click)."""
@@ -660,6 +683,8 @@ class AppController(QObject):
         return True
 
     async def _show_file(self, path: Path, params: GenerateParams) -> None:
+        if await self._show_grid_file(path):
+            return
         data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
         self.canvas.show_image(CanvasImage(data=data, path=path, seed=params.seed,
                                            width=params.width, height=params.height,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from engine.protocol import GenerateParams, recipe_from_png_text
+from engine.protocol import GenerateParams, GridCell, SamplerGridParams, recipe_from_png_text
 
 #: Extensions we try to open; anything else is refused before reading it.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
@@ -59,3 +61,34 @@ def recipe_from_file(path: Path | str) -> GenerateParams:
             "recipe). Was it saved by another program?"
         )
     return params
+
+
+@dataclass
+class SavedGrid:
+    """A comparison-grid PNG's layout: its parameters and where each cell's own PNG is."""
+
+    params: SamplerGridParams
+    cells: list[tuple[GridCell, Path]]
+
+
+def grid_from_file(path: Path | str) -> SavedGrid | None:
+    """The grid stored in a ``sampler_grid`` sheet PNG, or None for any other image.
+
+    Cell PNGs are looked up beside the sheet, where Sfumato saves them; missing ones are
+    left out (the grid shows them empty)."""
+    path = Path(path)
+    try:
+        raw = read_png_text(path).get("sfumato")
+        data = json.loads(raw) if raw else None
+    except (RecipeError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("kind") != "sampler_grid":
+        return None
+    try:
+        params = SamplerGridParams.model_validate(data["grid"])
+        cells = [(GridCell.model_validate({k: v for k, v in c.items() if k != "name"}),
+                  path.parent / str(c.get("name", "")))
+                 for c in data.get("cells", [])]
+    except (ValidationError, KeyError, TypeError):
+        return None
+    return SavedGrid(params, [(cell, p) for cell, p in cells if p.name and p.is_file()])

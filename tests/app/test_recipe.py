@@ -57,3 +57,33 @@ def test_unusable_recipe_is_explained(tmp_path: Path):
     Image.new("RGB", (4, 4)).save(path, pnginfo=info)
     with pytest.raises(RecipeError, match="cannot use"):
         recipe_from_file(path)
+
+
+def test_grid_from_file_reads_only_grid_sheets(tmp_path):
+    import json
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from app.recipe import grid_from_file
+    from engine.protocol import GenerateParams, SamplerGridParams
+
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    assert grid_from_file(plain) is None
+    grid = SamplerGridParams(base=GenerateParams(prompt="p"), samplers=["Euler"], steps=[2, 3])
+    Image.new("RGB", (8, 8)).save(tmp_path / "c0.png")
+    cells = [{"row": 0, "col": k, "sampler": "Euler", "label": "Euler", "steps": s,
+              "cfg_scale": 7.0, "seconds": 0.5, "name": f"c{k}.png"} for k, s in enumerate((2, 3))]
+    info = PngInfo()
+    info.add_text("sfumato", json.dumps({"kind": "sampler_grid", "grid": grid.model_dump(mode="json"),
+                                         "cells": cells}))
+    sheet = tmp_path / "sheet.png"
+    Image.new("RGB", (8, 8)).save(sheet, pnginfo=info)
+    saved = grid_from_file(sheet)
+    assert saved is not None and saved.params == grid
+    assert [(c.col, p.name) for c, p in saved.cells] == [(0, "c0.png")]  # c1.png is gone
+    broken = PngInfo()
+    broken.add_text("sfumato", '{"kind": "sampler_grid", "grid": {"steps": "x"}}')
+    Image.new("RGB", (8, 8)).save(sheet, pnginfo=broken)
+    assert grid_from_file(sheet) is None

@@ -73,3 +73,19 @@ async def test_compare_two_samplers_by_two_step_counts(studio, qtbot):
                 10, "the grid PNG in the history")
     qtbot.mouseClick(window.canvas.back_button, Qt.MouseButton.LeftButton)
     assert window.canvas.grid_view.isVisible()
+
+    # Later, from the History: the grid PNG opens as a grid again, its cells clickable.
+    sheet = next(e for e in c.history.index.entries() if Path(e.path) == grid.sheet_path)
+    c.open_history(sheet)
+    await until(lambda: c.canvas.grid is not None and c.canvas.grid.job_id == f"file:{sheet.path}",
+                10, "the saved grid reopened")
+    reopened = c.canvas.grid
+    assert reopened.row_labels == ["Euler", "DDIM"] and reopened.complete
+    assert [reopened.slot(r, k).seconds for r in (0, 1) for k in (0, 1)] == \
+        [grid.slot(r, k).seconds for r in (0, 1) for k in (0, 1)]
+    await until(lambda: window.canvas.grid_view.isVisible(), 5, "the grid view")
+    rect = window.canvas.grid_view.cell_rects()[(0, 1)]
+    qtbot.mouseClick(window.canvas.grid_view, Qt.MouseButton.LeftButton, pos=rect.center())
+    await until(lambda: c.canvas.current_image is not None
+                and c.canvas.current_image.params.sampler == "Euler", 10, "the reopened cell")
+    assert c.canvas.current_image.params.steps == 3 and c.canvas.current_image.seed == 4242
