@@ -584,6 +584,8 @@ class Health(_Model):
     queued: int = 0
     torch: str = ""
     diffusers: str = ""
+    gpu: str = Field("", description="GPU name (e.g. 'NVIDIA H100 80GB HBM3'); '' on CPU")
+    python: str = Field("", description="The engine's Python version (for About and diagnostics)")
 
 
 class ErrorBody(_Model):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,21 @@ from engine.protocol import EngineState, EngineStatus, FitInfo, Health, ModelInf
 from engine.store import JobStore
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _gpu_name(device: str) -> str:
+    """The accelerator's name for Health (About box, diagnostics); '' on CPU."""
+    import torch
+
+    try:
+        if device.startswith("cuda") and torch.cuda.is_available():
+            return torch.cuda.get_device_name(torch.device(device))
+        if device == "mps":
+            return "Apple GPU (MPS)"
+    except Exception:  # noqa: BLE001 - a name is cosmetic; never fail health on it
+        return ""
+    return ""
 
 
 @dataclass
@@ -47,6 +64,9 @@ class Engine:
         self.bus = EventBus()
         self.store = JobStore(config.data_dir / "engine.sqlite")
         self.fits = FitStore(config.data_dir / "fits")
+        from engine.video.uploads import UploadStore
+
+        self.uploads = UploadStore(config.data_dir / "uploads")
         default = str(extra[0].resolve()) if extra else config.model
         self.queue = JobQueue(
             self.store, self.bus, self.models, self.registry, self.output_dir,
@@ -95,6 +115,8 @@ class Engine:
             queued=self.queue.queued_count(),
             torch=torch.__version__,
             diffusers=diffusers.__version__,
+            gpu=_gpu_name(self.models.device),
+            python=platform.python_version(),
         )
 
     def _default_id(self) -> str | None:
