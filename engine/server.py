@@ -27,12 +27,13 @@ from engine.protocol import (
     MoveJob,
     SamplerGridJob,
     SamplerInfo,
+    VideoEditJob,
 )
 from engine.samplers import check_options, sampler_infos
 
 log = logging.getLogger(__name__)
 PREFIX = f"/{API_VERSION}"
-_JOB_KIND_TAGS = {"generate", "analytic_fit", "calibration_fit", "sampler_grid"}
+_JOB_KIND_TAGS = {"generate", "analytic_fit", "calibration_fit", "sampler_grid", "video_edit"}
 
 
 class TokenGate:
@@ -165,6 +166,11 @@ def create_app(engine) -> FastAPI:
             job = _check_generate(engine, job)
         elif isinstance(job, SamplerGridJob):
             job = _check_grid(engine, job)
+        elif isinstance(job, VideoEditJob):
+            from engine.video.routes import check_video_edit
+
+            _check_model(engine, job.params.model, "job.params.model")
+            job = await asyncio.to_thread(check_video_edit, engine, job)
         else:  # fits
             _check_model(engine, job.params.model, "job.params.model")
         return engine.queue.submit(job, req.priority)
@@ -192,8 +198,13 @@ def create_app(engine) -> FastAPI:
                 path = Path(result.path)
                 if not path.is_file():
                     raise NotFound(f"{name} was deleted from {path.parent}")
-                return FileResponse(path, media_type="image/png")
+                media = "video/mp4" if path.suffix == ".mp4" else "image/png"
+                return FileResponse(path, media_type=media)
         raise NotFound(f"Job {job_id} has no file {name!r}")
+
+    from engine.video.routes import video_router
+
+    app.include_router(video_router(engine, PREFIX))
 
     @app.websocket(f"{PREFIX}/events")
     async def events(ws: WebSocket) -> None:

@@ -1,0 +1,92 @@
+"""HTTP routes of the video work: uploads and control previews (transport only)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+
+from fastapi import APIRouter, Request
+
+from engine.errors import EngineError
+from engine.video_protocol import (
+    MAX_EDIT_FRAMES,
+    ControlPreview,
+    ControlPreviewRequest,
+    UploadInfo,
+    VideoEditJob,
+)
+
+
+def video_router(engine, prefix: str) -> APIRouter:
+    router = APIRouter(prefix=prefix)
+
+    @router.post("/uploads", response_model=UploadInfo, status_code=201)
+    async def upload(request: Request, name: str = "") -> UploadInfo:
+        """Body: the file's raw bytes; ``?name=`` its file name (the suffix says its type)."""
+        if not name:
+            raise EngineError("Say the file's name: POST /v1/uploads?name=clip.mp4", "name")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > engine.uploads.max_bytes:
+            from engine.video.uploads import TooLarge
+
+            raise TooLarge(f"{name} is larger than {engine.uploads.max_bytes // 2**20} MiB, the "
+                           "upload limit", "body")
+        return await engine.uploads.save(name, request.stream())
+
+    @router.get("/uploads", response_model=list[UploadInfo])
+    async def uploads() -> list[UploadInfo]:
+        return await asyncio.to_thread(engine.uploads.list)
+
+    @router.get("/uploads/{upload_id}", response_model=UploadInfo)
+    async def upload_info(upload_id: str) -> UploadInfo:
+        return engine.uploads.get(upload_id)
+
+    @router.post("/video/control_preview", response_model=ControlPreview)
+    async def control_preview(req: ControlPreviewRequest) -> ControlPreview:
+        return await asyncio.to_thread(_control_preview, engine, req)
+
+    return router
+
+
+def _png_b64(array) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _control_preview(engine, req: ControlPreviewRequest) -> ControlPreview:
+    from engine.video.control import control_maps, preview_indices
+    from engine.video.io import decode, fit_frames
+
+    path = engine.uploads.resolve(req.source)
+    clip = decode(path, req.frames, max_frames=None)
+    pick = preview_indices(len(clip.frames), req.count)
+    frames = fit_frames(clip.frames[pick], req.width, req.height, req.fit)
+    maps = control_maps(frames, req.control)
+    return ControlPreview(
+        width=req.width, height=req.height, frame_indices=[clip.indices[i] for i in pick],
+        maps_png_b64=[_png_b64(m) for m in maps], frames_png_b64=[_png_b64(f) for f in frames])
+
+
+def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
+    """Refuse at submit what would fail later: unknown source, too many frames, a control type
+    without weights. Probing is cheap (packets only)."""
+    from engine.video.io import probe, selected_indices
+
+    p = job.params
+    path = engine.uploads.resolve(p.source, "job.params.source")
+    info = probe(path)
+    n = len(selected_indices(info.frames, p.frames))
+    if n > MAX_EDIT_FRAMES:
+        raise EngineError(f"{n} frames are selected; at most {MAX_EDIT_FRAMES} can be edited in "
+                          "one job. Select a shorter range or a larger stride.", "job.params.frames")
+    if p.control.type != "canny" and not p.control.annotator:
+        raise EngineError(f"{p.control.type} control needs its annotator's weights on disk; set "
+                          "control.annotator or use canny.", "job.params.control.annotator")
+    if p.interpolator == "rife" and not p.rife_weights:
+        raise EngineError("RIFE interpolation needs rife_weights (a folder with flownet.pkl); "
+                          "or use the built-in 'flow'.", "job.params.rife_weights")
+    return job

@@ -1,0 +1,60 @@
+"""POST /v1/uploads and /v1/video/control_preview through a real engine process."""
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+
+async def _upload(api, name: str, data: bytes, headers=None):
+    async with api.s.post(api.url("/uploads"), params={"name": name}, data=data,
+                          headers=api.engine.headers if headers is None else headers) as r:
+        return r.status, await r.json()
+
+
+async def test_upload_video_probe_and_control_preview(api, sample_clip):
+    status, info = await _upload(api, "sample.mp4", sample_clip.read_bytes())
+    assert status == 201, info
+    assert info["kind"] == "video" and info["probe"]["frames"] == 24
+    assert info["probe"]["fps"] == 8.0 and (info["width"], info["height"]) == (64, 64)
+    _, again = await api.call("GET", f"/uploads/{info['id']}", expect=200)
+    assert again == info
+    _, listed = await api.call("GET", "/uploads", expect=200)
+    assert [u["id"] for u in listed] == [info["id"]]
+
+    _, prev = await api.call("POST", "/video/control_preview", {
+        "source": info["id"], "width": 64, "height": 48, "fit": "crop", "count": 4,
+        "control": {"type": "canny", "low_threshold": 50, "high_threshold": 150}}, expect=200)
+    assert prev["frame_indices"] == [0, 8, 15, 23]
+    maps = [np.asarray(Image.open(io.BytesIO(base64.b64decode(b)))) for b in prev["maps_png_b64"]]
+    assert all(m.shape[:2] == (48, 64) for m in maps)
+    assert all(0 < (m > 0).mean() < 0.5 for m in maps)  # the sprite's edges, not all or nothing
+
+    status, err = await api.call("POST", "/video/control_preview", {
+        "source": info["id"], "control": {"type": "depth"}})
+    assert status == 422 and "annotator" in err["message"]
+
+
+async def test_bad_uploads_are_refused_and_engine_keeps_serving(api, sample_clip):
+    status, err = await _upload(api, "notes.txt", b"hello")
+    assert status == 400 and "not a video or image" in err["message"]
+    status, err = await _upload(api, "fake.mp4", b"not really a video" * 100)
+    assert status == 422 and "not a video FFmpeg can read" in err["message"]
+    status, err = await _upload(api, "empty.mp4", b"")
+    assert status == 400 and "empty" in err["message"]
+    data = sample_clip.read_bytes()
+    status, err = await _upload(api, "cut.mp4", data[: len(data) // 3])
+    assert status == 422 and ("truncated" in err["message"] or "no video frames" in err["message"])
+    status, err = await _upload(api, "broken.png", b"\x89PNG\r\n\x1a\nnope")
+    assert status == 400 and "not an image" in err["message"]
+    status, err = await _upload(api, "sample.mp4", data, headers={})
+    assert status == 401
+    status, err = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": {
+        "source": "nope", "target_prompt": "x"}}})
+    assert status == 422 and err["field"] == "job.params.source"
+    _, uploads = await api.call("GET", "/uploads", expect=200)
+    assert uploads == []  # nothing bad was kept
+    status, _ = await _upload(api, "ok.mp4", data)
+    assert status == 201
+    await api.call("GET", "/health", expect=200)
