@@ -11,3 +11,5 @@ WebSocket, using :mod:`engine.protocol` only. The map:
 - ``history.py``         — the SQLite index of saved images; ``recipe.py`` reads PNG recipes
 - ``ui/``                — widgets only; they bind to state and call controller actions
 """
+
+__version__ = "0.1.0"

@@ -38,6 +38,7 @@ from engine.protocol import (
 )
 
 from .client import ApiError, AuthError, EngineClient, EngineError, StreamConnected, StreamLost
+from .engine_locator import NO_ENGINE_MESSAGE, engine_command, engine_workdir
 from .engine_process import EngineLaunch, EngineStartError, LocalEngine
 from .history import HistoryEntry, HistoryIndex
 from .paths import AppPaths
@@ -73,6 +74,8 @@ class LaunchOptions:
     engine_command: list[str] | None = None
     engine_args: list[str] = field(default_factory=list)
     spawn_engine: bool = True
+    #: Python that runs the local engine (``--engine-python``); None = Settings' choice.
+    engine_python: str | None = None
 
 
 class AppController(QObject):
@@ -144,14 +147,22 @@ class AppController(QObject):
             dirs = list(opts.models_dirs) or [Path(d) for d in self.settings.models_dirs if d]
             if self.paths.models.is_dir() and self.paths.models not in dirs:
                 dirs.append(self.paths.models)
+            command = opts.engine_command or engine_command(
+                opts.engine_python or self.settings.engine_python)
+            if command is None:  # the packaged app and no engine Python chosen yet
+                self.engine.connection = Connection.disconnected
+                self.engine.detail = NO_ENGINE_MESSAGE
+                self.notice.emit(ERROR, NO_ENGINE_MESSAGE)
+                return
             launch = EngineLaunch(
                 data_dir=self.paths.engine_data,
                 output_dir=self.output_dir,
                 model=opts.model or self.settings.model or None,
                 models_dirs=dirs,
                 extra_args=list(opts.engine_args),
-                command=opts.engine_command or EngineLaunch.command_from_env(),
-                cwd=Path(__file__).resolve().parent.parent,
+                command=command,
+                cwd=engine_workdir(command),
+                log_dir=self.paths.logs,
             )
             self.local = LocalEngine(launch, self)
             self.local.starting.connect(self._on_engine_starting)
@@ -165,7 +176,7 @@ class AppController(QObject):
             self.engine.connection = Connection.disconnected
             first = str(exc).splitlines()[0]
             self.engine.detail = str(exc)
-            self.notice.emit(ERROR, f"{first} See Engine → Show engine logs.")
+            self.notice.emit(ERROR, f"{first} See Help → Open log folder.")
 
     def _on_engine_starting(self, attempt: int) -> None:
         if attempt > 1:

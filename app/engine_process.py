@@ -21,12 +21,14 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
+from .logs import ENGINE_LOG, engine_console_logger
+
 log = logging.getLogger(__name__)
 
 READY_PREFIX = "SFUMATO_ENGINE_READY "
 TOKEN_ENV = "SFUMATO_ENGINE_TOKEN"
-#: The engine's stdout/stderr, kept next to its own logs/ folder.
-CONSOLE_LOG = "engine-console.log"
+#: The engine's stdout/stderr, in the app's log folder (rotated; see app.logs).
+CONSOLE_LOG = ENGINE_LOG
 #: Seconds between a crash and the next start, growing with repeated crashes.
 RESTART_DELAYS_S = (0.5, 2.0, 5.0, 10.0)
 #: More crashes than this within CRASH_WINDOW_S and we stop trying.
@@ -50,6 +52,8 @@ class EngineLaunch:
     command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "engine.cli"])
     startup_timeout_s: float = 180.0
     cwd: Path | None = None
+    #: Folder of ``engine-console.log`` (rotated); None = ``data_dir``.
+    log_dir: Path | None = None
 
     def argv(self) -> list[str]:
         """The full command line (program first)."""
@@ -269,7 +273,7 @@ class LocalEngine(QObject):
         if len(recent) > MAX_CRASHES:
             self.gave_up.emit(
                 f"The engine crashed {len(recent)} times in {CRASH_WINDOW_S:.0f} s; not restarting. "
-                f"See {CONSOLE_LOG} in the engine's data folder (Engine → Show engine logs), "
+                f"See {CONSOLE_LOG} (Help → Open log folder), "
                 "then use Engine → Restart engine."
             )
             return
@@ -290,16 +294,8 @@ class LocalEngine(QObject):
     # ----------------------------------------------------------------- log file
     def _open_log(self) -> None:
         if self._log_file is None:
-            try:
-                self._log_file = open(  # noqa: SIM115 - kept open for the process's life
-                    self.launch.data_dir / CONSOLE_LOG, "a", encoding="utf-8", buffering=1
-                )
-            except OSError:
-                self._log_file = None
+            self._log_file = engine_console_logger(self.launch.log_dir or self.launch.data_dir)
 
     def _write_log(self, line: str) -> None:
         if self._log_file is not None:
-            try:
-                self._log_file.write(line + "\n")
-            except (OSError, ValueError):
-                pass
+            self._log_file.info(line)

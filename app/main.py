@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import __version__
+
 if TYPE_CHECKING:
     from .controller import AppController
     from .ui.main_window import MainWindow
 
 T0 = time.perf_counter()
 log = logging.getLogger("app")
+SMOKE_OK = "SFUMATO_SMOKE_OK"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -39,8 +42,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "[SFUMATO_MODELS_DIRS, os.pathsep-separated]")
     p.add_argument("--engine-args", default=os.environ.get("SFUMATO_ENGINE_ARGS", ""),
                    help="extra arguments for the local engine, shell-quoted [SFUMATO_ENGINE_ARGS]")
+    p.add_argument("--engine-python", default=os.environ.get("SFUMATO_ENGINE_PYTHON"),
+                   help="Python that runs the local engine (the packaged app needs one; "
+                        "default: Settings' choice, else this app's Python) "
+                        "[SFUMATO_ENGINE_PYTHON]")
     p.add_argument("--no-engine", action="store_true",
                    help="do not start or connect to an engine (UI only)")
+    p.add_argument("--smoke-test", type=float, nargs="?", const=180.0, default=None,
+                   metavar="SECONDS",
+                   help="open the window, wait until the engine answers, print "
+                        f"'{SMOKE_OK} <url> <device>' and exit 0 (1 after SECONDS, default 180); "
+                        "the first-run dialog is not shown")
     p.add_argument("--log-level", default=os.environ.get("SFUMATO_LOG", "WARNING"))
     args, _qt_args = p.parse_known_args(argv)
     if args.models_dir is None:
@@ -53,24 +65,34 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sfumato`` console script and ``python -m app``."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    from .logs import setup_app_logging
+    from .paths import AppPaths
+
+    log_file = setup_app_logging(AppPaths.default(args.data_dir).logs, args.log_level)
 
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
     app.setApplicationName("Sfumato")
     app.setOrganizationName("Sfumato")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("sfumato")
     app.setQuitOnLastWindowClosed(False)  # we quit after the engine is stopped
 
     import qasync
 
-    from .ui.theme import apply_theme
+    from .ui.icons import app_icon
+    from .ui.theme import apply_theme, follow_system
 
-    apply_theme(app)
+    app.setWindowIcon(app_icon())
     controller, window = create_window(args)
+    apply_theme(app, controller.settings.theme)
+    follow_system(app, lambda: controller.settings.theme)
     window.show()
-    log.info("window shown after %.2f s", time.perf_counter() - T0)
+    log.info("window shown after %.2f s (Sfumato %s; log %s)", time.perf_counter() - T0,
+             __version__, log_file)
+    if args.smoke_test is None and not controller.settings.first_run_done:
+        window.desktop.show_first_run()
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
@@ -78,9 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     window.closed.connect(closed.set)
     _quit_on_signals(app, window)
 
+    status = 0
+
     async def run() -> None:
+        nonlocal status
         await asyncio.sleep(0)  # let the window paint before the engine's start-up work
         controller.spawn(controller.start())
+        if args.smoke_test is not None:
+            status = await _smoke_test(controller, window, args.smoke_test)
         await closed.wait()
         await controller.shutdown()
 
@@ -90,7 +117,24 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if controller.local is not None:
             controller.local.kill()
-    return 0
+    return status
+
+
+async def _smoke_test(controller: AppController, window: MainWindow, timeout_s: float) -> int:
+    """``--smoke-test``: wait for a usable engine, report it, close the window; 0 or 1."""
+    from .model_check import CheckError, wait_until_usable
+
+    try:
+        await wait_until_usable(controller, timeout_s)
+        health = controller.engine.health
+        print(f"{SMOKE_OK} {controller.engine.url} "
+              f"{health.device if health is not None else '?'}", flush=True)
+        code = 0
+    except CheckError as exc:
+        print(f"SFUMATO_SMOKE_FAILED {exc}", flush=True)
+        code = 1
+    window.close()
+    return code
 
 
 def create_window(args: argparse.Namespace) -> tuple[AppController, MainWindow]:
@@ -117,6 +161,7 @@ def create_window(args: argparse.Namespace) -> tuple[AppController, MainWindow]:
         engine_command=EngineLaunch.command_from_env() if env_cmd else None,
         engine_args=shlex.split(args.engine_args),
         spawn_engine=not args.no_engine,
+        engine_python=args.engine_python,
     )
     controller = AppController(paths, settings, options)
     return controller, MainWindow(controller)

@@ -11,6 +11,8 @@ from PySide6.QtCore import QByteArray, QSettings
 from .observable import Observable, Property
 
 LOCAL, REMOTE = "local", "remote"
+SYSTEM, DARK, LIGHT = "system", "dark", "light"
+MAX_RECENT = 10
 
 
 class Settings(Observable):
@@ -23,6 +25,12 @@ class Settings(Observable):
     model = Property("", doc="Model id to load at start; '' = the engine's default")
     models_dirs = Property[list[str]]([], doc="Extra folders the local engine scans for models")
     last_params = Property("", doc="The Prompt dock's settings at exit, as GenerateParams JSON")
+    engine_python = Property("", doc="Python that runs the local engine; '' = this app's own "
+                                     "(the packaged app needs one: see packaging/README.md)")
+    theme = Property(SYSTEM, doc="'system' follows the desktop's light/dark scheme; or 'dark', "
+                                 "'light'")
+    first_run_done = Property(False, doc="The first-run dialog was shown and closed")
+    recent_files = Property[list[str]]([], doc="Images opened or dropped, newest first")
 
     def __init__(self, path: Path | str | None = None):
         super().__init__()
@@ -45,6 +53,8 @@ class Settings(Observable):
         )
         if isinstance(default.default, list):
             return list(json.loads(stored)) if isinstance(stored, str) else list(stored)
+        if isinstance(default.default, bool):  # INI files hold "true"/"false" strings
+            return stored if isinstance(stored, bool) else str(stored).lower() in ("true", "1")
         return type(default.default)(stored)
 
     def _save(self, name: str, value: Any) -> None:
@@ -55,6 +65,11 @@ class Settings(Observable):
     def sync(self) -> None:
         """Write pending changes to disk now (at exit)."""
         self._qs.sync()
+
+    def add_recent(self, path: Path | str) -> None:
+        """Put ``path`` first in the recent files (no duplicates, at most MAX_RECENT)."""
+        text = str(Path(path).expanduser().resolve())
+        self.recent_files = [text, *[p for p in self.recent_files if p != text]][:MAX_RECENT]
 
     # Window layout is opaque bytes; kept out of the observable properties.
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:

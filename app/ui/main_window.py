@@ -20,6 +20,7 @@ from app.recipe import IMAGE_SUFFIXES
 
 from .canvas import CanvasPanel
 from .compare_dialog import CompareDialog
+from .desktop import DesktopActions
 from .history_dock import HistoryDockWidget
 from .model_bar import ModelBar
 from .prompt_dock import GENERATE_SHORTCUTS, PromptDockWidget
@@ -92,6 +93,8 @@ class MainWindow(QMainWindow):
         self.generate_button.setProperty("class", "GenerateButton")
 
         self._wire()
+        # Help menu, recent files, Esc / Ctrl+S / F11, dropped videos (see desktop.py).
+        self.desktop = DesktopActions(self)
         geometry, state = c.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -141,7 +144,7 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         c = self.controller
-        file_menu = self.menuBar().addMenu("&File")
+        file_menu = self.file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(self.open_action)
         file_menu.addAction("Open outputs folder", self._open_outputs)
         file_menu.addSeparator()
@@ -149,11 +152,11 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         engine_menu = self.menuBar().addMenu("&Engine")
         engine_menu.addAction("Restart engine", c.restart_engine)
-        engine_menu.addAction("Show engine logs", self._open_engine_logs)
+        engine_menu.addAction("Show engine logs", lambda: self.desktop.open_log_folder())
         engine_menu.addAction("Unload model", c.unload_model)
         engine_menu.addSeparator()
         engine_menu.addAction(self.settings_action)
-        view = self.menuBar().addMenu("&View")
+        view = self.view_menu = self.menuBar().addMenu("&View")
         view.addAction("Fit", QKeySequence("F"), self.canvas.view.fit)
         view.addAction("Actual pixels (1:1)", QKeySequence("1"), self.canvas.view.actual_size)
         view.addSeparator()
@@ -202,12 +205,7 @@ class MainWindow(QMainWindow):
             self, "Open an image to reuse its settings", str(self.controller.output_dir),
             "Images (*.png *.jpg *.jpeg *.webp);;All files (*)")
         if path:
-            self.controller.restore_from_file(path)
-
-    def _open_engine_logs(self) -> None:
-        folder = self.controller.paths.engine_data
-        folder.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+            self.desktop.open_file(path)
 
     def _open_outputs(self) -> None:
         folder = self.controller.output_dir
@@ -247,8 +245,11 @@ class MainWindow(QMainWindow):
         dialog.setModal(True)
 
         def done(result: int) -> None:
+            theme = c.settings.theme
             if result and dialog.apply():
                 c.restart_engine()
+            if c.settings.theme != theme:
+                self.desktop.apply_theme()
 
         dialog.finished.connect(done)
         dialog.open()
@@ -273,7 +274,7 @@ class MainWindow(QMainWindow):
                 "A1111).")
             return
         images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-        self.controller.restore_from_file(images[0] if images else files[0])
+        self.desktop.open_file(images[0] if images else files[0])
 
     # ----------------------------------------------------------------- close
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -1,4 +1,5 @@
-"""Settings: local engine or a remote one (URL + token), output folder, model folders."""
+"""Settings: local engine (and its Python) or a remote one (URL + token), output folder, model
+folders, theme."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -22,7 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state.settings import LOCAL, REMOTE, Settings
+from app.engine_locator import is_frozen
+from app.state.settings import DARK, LIGHT, LOCAL, REMOTE, SYSTEM, Settings
+
+THEMES = ((SYSTEM, "Follow the system"), (DARK, "Dark"), (LIGHT, "Light"))
 
 #: (url, token) → a sentence about what answered; raises nothing.
 ConnectionTester = Callable[[str, str], Awaitable[str]]
@@ -69,6 +74,19 @@ class SettingsDialog(QDialog):
         test_row.addWidget(self.test_result, 1)
         remote_form.addRow("", test_row)
         eb.addLayout(remote_form)
+        self.python_edit = QLineEdit(settings.engine_python)
+        self.python_edit.setPlaceholderText(
+            "required in the packaged app: …/bin/python with torch and sfumato's engine"
+            if is_frozen() else "this app's Python (leave empty)")
+        python_browse = QPushButton("Browse…")
+        python_browse.clicked.connect(self._browse_python)
+        python_row = QHBoxLayout()
+        python_row.addWidget(self.python_edit, 1)
+        python_row.addWidget(python_browse)
+        local_form = QFormLayout()
+        local_form.setContentsMargins(24, 4, 0, 0)
+        local_form.addRow("Engine Python", python_row)
+        eb.insertLayout(1, local_form)
 
         self.output_edit = QLineEdit(settings.output_dir)
         self.output_edit.setPlaceholderText(str(default_outputs))
@@ -83,6 +101,13 @@ class SettingsDialog(QDialog):
         fb = QFormLayout(files_box)
         fb.addRow("Save images to", out_row)
         fb.addRow("Model folders", self.models_edit)
+        self.theme_combo = QComboBox()
+        for key, label in THEMES:
+            self.theme_combo.addItem(label, key)
+        self.theme_combo.setCurrentIndex(max(0, self.theme_combo.findData(settings.theme)))
+        look_box = QGroupBox("Appearance")
+        lb = QFormLayout(look_box)
+        lb.addRow("Theme", self.theme_combo)
         note = QLabel("Changing the engine, output or model folders restarts the local engine; "
                       "queued jobs are kept.")
         note.setObjectName("Hint")
@@ -95,6 +120,7 @@ class SettingsDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(engine_box)
         lay.addWidget(files_box)
+        lay.addWidget(look_box)
         lay.addWidget(note)
         lay.addWidget(buttons)
 
@@ -106,6 +132,13 @@ class SettingsDialog(QDialog):
         remote = self.remote_radio.isChecked()
         for w in (self.url_edit, self.token_edit, self.test_button):
             w.setEnabled(remote)
+        self.python_edit.setEnabled(not remote)
+
+    def _browse_python(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Python that runs the engine",
+                                              self.python_edit.text() or str(Path.home()))
+        if path:
+            self.python_edit.setText(path)
 
     def _browse_output(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save images to",
@@ -132,12 +165,14 @@ class SettingsDialog(QDialog):
             "remote_token": self.token_edit.text().strip(),
             "output_dir": self.output_edit.text().strip(),
             "models_dirs": dirs,
+            "engine_python": self.python_edit.text().strip(),
+            "theme": self.theme_combo.currentData() or SYSTEM,
         }
 
     def apply(self) -> bool:
         """Write the values; True if the engine must restart or reconnect."""
         values = self.values()
-        engine_keys = {"engine_mode", "output_dir", "models_dirs"}
+        engine_keys = {"engine_mode", "output_dir", "models_dirs", "engine_python"}
         if values["engine_mode"] == REMOTE:
             engine_keys |= {"remote_url", "remote_token"}
         changed = {k for k, v in values.items() if getattr(self.settings, k) != v}
