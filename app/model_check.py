@@ -51,7 +51,10 @@ async def check_embedded_model(controller: AppController, timeout_s: float = 300
     client = controller.client
     if client is None:
         raise CheckError("Not connected to an engine.")
-    ids = {m.id for m in controller.engine.models}
+    try:  # ask: the event stream can make the engine "ready" before the app's model list
+        ids = {m.id for m in await client.models()}
+    except EngineError as exc:
+        raise CheckError(f"The engine did not list its models: {exc}") from exc
     model = EMBEDDED_MODEL if EMBEDDED_MODEL in ids else None
     params = GenerateParams(model=model, prompt=CHECK_PROMPT, seed=CHECK_SEED, width=64,
                             height=64, steps=20, cfg_scale=5.0)

@@ -1,0 +1,42 @@
+"""First run from the window: the dialog's check generates an image with the embedded model
+through the real engine and shows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.main import create_window, parse_args
+from app.model_check import CHECK_PROMPT, EMBEDDED_MODEL
+from tests.e2e.conftest import until
+
+pytestmark = pytest.mark.slow
+
+
+async def test_first_run_check_shows_an_image_from_the_embedded_model(qtbot, tmp_path: Path):
+    controller, window = create_window(parse_args(["--data-dir", str(tmp_path / "data")]))
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        await controller.start()
+        dialog = window.desktop.show_first_run()
+        qtbot.mouseClick(dialog.check_button, Qt.MouseButton.LeftButton)
+        await until(lambda: dialog.check_button.isEnabled() and "Works" in
+                    dialog.check_result.text() or "Not working" in dialog.check_result.text(),
+                    240, "the check to finish")
+        assert "Works." in dialog.check_result.text(), dialog.check_result.text()
+        assert EMBEDDED_MODEL in dialog.check_result.text()
+        pixmap = dialog.check_image.pixmap()
+        assert not pixmap.isNull() and pixmap.width() == 128
+        image = pixmap.toImage()
+        colours = {image.pixel(x, y) for x in range(0, 128, 8) for y in range(0, 128, 8)}
+        assert len(colours) > 10  # a picture, not a flat fill
+        # the check went through the queue like any job: it is in the history with its recipe
+        await until(lambda: len(controller.history.index.entries()) >= 1, 30, "history")
+        assert controller.history.index.entries()[0].params.prompt == CHECK_PROMPT
+        dialog.accept()
+        assert controller.settings.first_run_done
+    finally:
+        await controller.shutdown()
