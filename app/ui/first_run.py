@@ -31,6 +31,7 @@ from app.engine_locator import is_frozen
 from app.model_check import CheckError, CheckResult
 from app.state.settings import LOCAL, REMOTE, Settings
 
+WIDTH = 660
 #: Runs the tiny generation (applying the dialog's engine choice first if it changed).
 Checker = Callable[[], Awaitable[CheckResult]]
 
@@ -41,9 +42,10 @@ INTRO_SOURCE = (
 INTRO_FROZEN = (
     "Sfumato runs models in a separate <b>engine</b> process, with torch. The installed app does "
     "not carry torch (a CUDA build alone is several gigabytes, and it must match your GPU "
-    "driver), so choose either a <b>Python environment</b> where Sfumato's engine is installed "
-    "(<tt>pip install sfumato</tt>; pick its <tt>python</tt> below), or an engine running on "
-    "another machine (<tt>sfumato-engine --host 0.0.0.0 --token …</tt>).")
+    "driver), so choose either a <b>Python environment</b> with Sfumato's engine (run "
+    "<tt>pip install .</tt> in Sfumato's source folder, then pick that environment's "
+    "<tt>python</tt> below), or an engine running on another machine "
+    "(<tt>sfumato-engine --host 0.0.0.0 --token …</tt>).")
 
 
 class FirstRunDialog(QDialog):
@@ -54,7 +56,6 @@ class FirstRunDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("FirstRunDialog")
         self.setWindowTitle("Welcome to Sfumato")
-        self.setMinimumWidth(620)
         self.settings = settings
         self.checker = checker
         self._task: asyncio.Future[None] | None = None
@@ -72,15 +73,18 @@ class FirstRunDialog(QDialog):
         out_row = QHBoxLayout()
         out_row.addWidget(self.output_edit, 1)
         out_row.addWidget(browse)
-        models_label = QLabel(
-            f"<tt>{models_dir}</tt> — drop <tt>.safetensors</tt> checkpoints or diffusers folders "
-            "here; more folders in Settings. The built-in model needs no download.")
-        models_label.setWordWrap(True)
-        models_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.models_edit = QLineEdit(str(models_dir))
+        self.models_edit.setReadOnly(True)
+        self.models_edit.setCursorPosition(0)
+        models_hint = QLabel("Put .safetensors checkpoints or diffusers folders there (more "
+                             "folders in Settings). The built-in model needs no download.")
+        models_hint.setObjectName("Hint")
+        models_hint.setWordWrap(True)
         files_box = QGroupBox("Files")
         fb = QFormLayout(files_box)
         fb.addRow("Images are saved to", out_row)
-        fb.addRow("Models", models_label)
+        fb.addRow("Your models folder", self.models_edit)
+        fb.addRow("", models_hint)
 
         # ---- engine
         self.local_radio = QRadioButton("Run the engine on this computer")
@@ -91,7 +95,7 @@ class FirstRunDialog(QDialog):
         (self.remote_radio if settings.engine_mode == REMOTE else self.local_radio).setChecked(True)
         self.python_edit = QLineEdit(settings.engine_python)
         self.python_edit.setPlaceholderText(
-            "…/bin/python of an environment with sfumato[engine]" if is_frozen()
+            "…/bin/python of an environment with Sfumato's engine installed" if is_frozen()
             else "this app's Python (leave empty)")
         py_browse = QPushButton("Browse…")
         py_browse.clicked.connect(self._browse_python)
@@ -159,6 +163,10 @@ class FirstRunDialog(QDialog):
         self.check_button.clicked.connect(self.run_check)
         self.check_button.setEnabled(checker is not None)
         self._update_enabled()
+        # Word-wrapped labels: a dialog's minimum size ignores height-for-width, so ask for it.
+        height = max(lay.totalHeightForWidth(WIDTH), lay.totalMinimumSize().height())
+        self.setMinimumSize(WIDTH, height)
+        self.resize(WIDTH, height)
 
     # ----------------------------------------------------------------- values
     def values(self) -> dict[str, object]:

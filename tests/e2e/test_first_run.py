@@ -3,13 +3,19 @@ through the real engine and shows it."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from app.main import create_window, parse_args
 from app.model_check import CHECK_PROMPT, EMBEDDED_MODEL
+from app.state.settings import DARK, LIGHT
+from app.ui.icons import app_icon
+from app.ui.theme import apply_theme
 from tests.e2e.conftest import until
 
 pytestmark = pytest.mark.slow
@@ -18,6 +24,11 @@ pytestmark = pytest.mark.slow
 async def test_first_run_check_shows_an_image_from_the_embedded_model(qtbot, tmp_path: Path):
     controller, window = create_window(parse_args(["--data-dir", str(tmp_path / "data")]))
     qtbot.addWidget(window)
+    shots = os.environ.get("SFUMATO_SHOTS")  # docs: xvfb-run … SFUMATO_SHOTS=docs pytest
+    if shots:
+        QApplication.instance().setWindowIcon(app_icon())
+        apply_theme(QApplication.instance(), DARK)
+        window.resize(1280, 800)
     window.show()
     try:
         await controller.start()
@@ -36,7 +47,23 @@ async def test_first_run_check_shows_an_image_from_the_embedded_model(qtbot, tmp
         # the check went through the queue like any job: it is in the history with its recipe
         await until(lambda: len(controller.history.index.entries()) >= 1, 30, "history")
         assert controller.history.index.entries()[0].params.prompt == CHECK_PROMPT
+        if shots:
+            await _screenshots(window, dialog, Path(shots))
         dialog.accept()
         assert controller.settings.first_run_done
     finally:
         await controller.shutdown()
+
+
+async def _screenshots(window, dialog, out: Path) -> None:
+    """The first-run dialog after its check, and the window in both themes (docs/)."""
+    app = QApplication.instance()
+    await asyncio.sleep(0.3)
+    dialog.grab().save(str(out / "first-run.png"))
+    dialog.hide()
+    await until(lambda: window.canvas.view.has_image, 30, "the check image on the canvas")
+    for scheme in (DARK, LIGHT):
+        apply_theme(app, scheme)
+        await asyncio.sleep(0.5)
+        window.grab().save(str(out / f"window-{scheme}.png"))
+    apply_theme(app, DARK)
