@@ -338,3 +338,16 @@ async def test_packaged_app_without_an_engine_python_says_what_to_do(qtbot, tmp_
         assert controller.engine.detail == NO_ENGINE_MESSAGE and controller.local is None
     finally:
         await controller.shutdown()
+
+
+def test_settings_dialog_engine_python_restarts_the_engine(window):
+    dialog = window.open_settings()
+    assert dialog.python_edit.isEnabled()  # local engine
+    dialog.python_edit.setText("/opt/sfumato-env/bin/python")
+    assert dialog.apply() is True
+    assert window.controller.settings.engine_python == "/opt/sfumato-env/bin/python"
+    dialog.close()
+    dialog = window.open_settings()
+    assert dialog.python_edit.text() == "/opt/sfumato-env/bin/python"
+    assert dialog.apply() is False
+    dialog.close()
