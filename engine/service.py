@@ -53,6 +53,7 @@ class Engine:
         from engine.fits import FitStore
         from engine.generate import run_generate
         from engine.sampler_grid import run_sampler_grid
+        from engine.video.edit_job import run_video_edit
 
         self.config = config
         self.version = __version__
@@ -73,6 +74,9 @@ class Engine:
             runners={
                 "generate": partial(run_generate, fits=self.fits),
                 "sampler_grid": partial(run_sampler_grid, fits=self.fits),
+                "video_edit": partial(run_video_edit, uploads=self.uploads,
+                                      cache_dir=config.data_dir / "cache",
+                                      models_dirs=config.models_dirs),
                 "analytic_fit": partial(run_analytic_fit, fits=self.fits),
                 "calibration_fit": partial(run_calibration_fit, fits=self.fits),
             },

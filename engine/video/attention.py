@@ -34,6 +34,8 @@ class FrameLayout:
     """How many frames each UNet call holds (set before every call)."""
 
     frames: int = 1
+    #: Attention slicing: at most this many (frame × group) query rows per SDPA call; 0 = all.
+    slice_batch: int = 0
 
 
 def key_frame(f: int, n: int) -> list[int]:
@@ -126,7 +128,9 @@ class CrossFrameAttnProcessor(nn.Module):
         else:
             key, value = self.gather(attn.to_k(normed)), self.gather(attn.to_v(normed))
         query = attn.to_q(normed)
-        out = _attend(attn, query, key, value)
+        step = self.layout.slice_batch or query.shape[0]
+        out = torch.cat([_attend(attn, query[a:a + step], key[a:a + step], value[a:a + step])
+                         for a in range(0, query.shape[0], step)])
         out = attn.to_out[1](attn.to_out[0](out))
         if self.temporal is not None and encoder_hidden_states is None:
             out = out + self.temporal(normed, self.layout.frames)

@@ -1,0 +1,131 @@
+"""LOVECon (Liao, Deng et al.): training-free long-video editing in windows.
+
+The video is edited ``window`` new frames at a time. Window k carries two context frames in
+front — the video's first frame and the previous window's last one (window 0 repeats frame 0) —
+whose outputs are dropped. Per window: DDIM inversion of the source (source prompt, conditional
+only, every latent kept, the edit phrase's cross-attention collected for the mask), then DDIM
+sampling with the target prompt, CFG and per-frame ControlNet, fusing the latent with the
+inverted one of the same timestep by edit type (:mod:`engine.video.fusion`). Cross-window
+attention in the UNet's deep blocks, sparse-causal attention in the ControlNet
+(:mod:`engine.video.attention`). Smoothing: inner frames of each window re-interpolated from
+their neighbours after the last step, then every frame averaged with the interpolation of its
+neighbours (:mod:`engine.video.interpolate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from engine.errors import EngineError
+from engine.video import attention as va
+from engine.video.denoise import (
+    VideoNets,
+    control_tensor,
+    ddim_grid,
+    ddim_invert,
+    ddim_sample,
+    decode_latents,
+    encode_frames,
+    text_embeddings,
+    token_indices,
+)
+from engine.video.fusion import CrossAttnMaps, fuse
+from engine.video.interpolate import reinterpolate, smooth
+from engine.video_protocol import VideoEditParams
+
+#: progress(stage, units_done_in_this_call)
+Progress = Callable[[str, int], None]
+
+
+def windows(n: int, size: int) -> list[tuple[list[int], int]]:
+    """[(frame indices of the window, number of context frames in front)], context = the
+    video's first frame and the previous window's last frame."""
+    out = []
+    for a in range(0, n, size):
+        ctx = [0, max(a - 1, 0)]
+        out.append((ctx + list(range(a, min(n, a + size))), len(ctx)))
+    return out
+
+
+def default_edit_phrase(source: str, target: str) -> str:
+    """The source words the target drops (what is being replaced)."""
+    tgt = set(target.lower().replace(",", " ").split())
+    return " ".join(w for w in source.lower().replace(",", " ").split() if w not in tgt)
+
+
+def mask_tokens(nets: VideoNets, p: VideoEditParams) -> list[int]:
+    if p.edit_type == "style":
+        return []
+    phrase = p.edit_phrase.strip() or default_edit_phrase(p.source_prompt, p.target_prompt)
+    tokens = token_indices(nets.tokenizer, p.source_prompt, phrase) if phrase else []
+    if not tokens:
+        raise EngineError(
+            f"LOVECon's {p.edit_type} edit needs an edit phrase found in the source prompt (the "
+            f"words whose region changes); {phrase!r} is not in {p.source_prompt!r}.",
+            "job.params.edit_phrase")
+    return tokens
+
+
+def units(n_frames: int, p: VideoEditParams) -> int:
+    return len(windows(n_frames, p.window)) * 2 * p.steps
+
+
+def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditParams,
+         progress: Progress) -> np.ndarray:
+    """Edit (N, H, W, 3) uint8 frames with control maps of the same shape; returns the
+    edited frames."""
+    grid = ddim_grid(nets, p.steps)
+    src = text_embeddings(nets, p.source_prompt)
+    tgt = text_embeddings(nets, p.target_prompt)
+    unc = text_embeddings(nets, p.negative_prompt)
+    tokens = mask_tokens(nets, p)
+    z_all = encode_frames(nets, frames)
+    ctrl_all = control_tensor(maps, nets) if nets.controlnet is not None else None
+    hw = tuple(z_all.shape[-2:])
+    out = np.empty_like(frames)
+    wins = windows(len(frames), p.window)
+    before = va.install_lovecon(nets.unet, nets.controlnet, nets.layout)
+    try:
+        for k, (idx, n_ctx) in enumerate(wins):
+            label = f"window {k + 1} of {len(wins)}"
+            z0 = z_all[idx]
+            ctrl = ctrl_all[idx] if ctrl_all is not None else None
+            store = CrossAttnMaps(nets.layout, tokens, hw)
+            attn2 = _install_store(nets.unet, store) if tokens else None
+            try:
+                zs = ddim_invert(nets, z0, grid, src, ctrl, p.control.scale,
+                                 on_step=lambda _i, label=label: progress(f"inversion ({label})", 1))
+            finally:
+                if attn2 is not None:
+                    va.restore(nets.unet, attn2)
+            mask = store.mask(p.fusion.mask_threshold)
+            s = grid.steps
+
+            def fusion(step: int, z: torch.Tensor, zs=zs, mask=mask, s=s) -> torch.Tensor:
+                return fuse(z, zs[s - step].to(z), mask, step, s, p.edit_type, p.fusion)
+
+            z = ddim_sample(nets, zs[-1], grid, tgt, ctrl, p.control.scale, p.cfg_scale, unc,
+                            fuse=fusion, on_step=lambda _i, label=label: progress(label, 1))
+            imgs = decode_latents(nets, z)[n_ctx:]
+            if p.smoothing and len(imgs) > 2:
+                imgs = reinterpolate(imgs, list(range(1, len(imgs) - 1, 2)))
+            out[idx[n_ctx]:idx[-1] + 1] = imgs
+    finally:
+        va.restore(nets.unet, before[0])
+        if nets.controlnet is not None and before[1] is not None:
+            va.restore(nets.controlnet, before[1])
+    if p.smoothing and len(out) > 2:
+        progress("smoothing", 0)
+        out = smooth(out)
+    return out
+
+
+def _install_store(unet, store: CrossAttnMaps) -> dict:
+    before = dict(unet.attn_processors)
+    procs = {n: (store.processor() if n.endswith("attn2.processor") else proc)
+             for n, proc in before.items()}
+    unet.set_attn_processor(procs)
+    return before
