@@ -86,7 +86,8 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     if p.control.type != "canny" and not p.control.annotator:
         raise EngineError(f"{p.control.type} control needs its annotator's weights on disk; set "
                           "control.annotator or use canny.", "job.params.control.annotator")
-    if p.interpolator == "rife" and not p.rife_weights:
-        raise EngineError("RIFE interpolation needs rife_weights (a folder with flownet.pkl); "
-                          "or use the built-in 'flow'.", "job.params.rife_weights")
+    if p.interpolator == "rife":
+        raise EngineError("RIFE interpolation is not built into this engine yet (its network is "
+                          "not bundled); use the built-in optical-flow interpolator 'flow'.",
+                          "job.params.interpolator")
     return job
