@@ -67,3 +67,29 @@ async def _screenshots(window, dialog, out: Path) -> None:
         await asyncio.sleep(0.5)
         window.grab().save(str(out / f"window-{scheme}.png"))
     apply_theme(app, DARK)
+
+
+async def test_packaged_first_run_choosing_an_engine_python_makes_it_work(qtbot, tmp_path: Path,
+                                                                         monkeypatch):
+    """As in the packaged app: no engine until the user picks a Python in the dialog; the
+    check then starts the engine with it and generates."""
+    import sys
+
+    monkeypatch.delenv("SFUMATO_ENGINE_CMD", raising=False)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    controller, window = create_window(parse_args(["--data-dir", str(tmp_path / "data")]))
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        await controller.start()
+        assert controller.local is None and "First-run setup" in controller.engine.detail
+        dialog = window.desktop.show_first_run()
+        dialog.python_edit.setText(sys.executable)
+        await dialog.run_check()
+        assert "Works." in dialog.check_result.text(), dialog.check_result.text()
+        assert controller.settings.engine_python == sys.executable
+        assert controller.local is not None and controller.local.launch.command[0] == \
+            sys.executable
+        dialog.accept()
+    finally:
+        await controller.shutdown()
