@@ -85,7 +85,12 @@ def tune(nets: VideoNets, z0: torch.Tensor, cond: torch.Tensor, control: torch.T
     master = [q for q in params.values()]
     opt = torch.optim.AdamW(master, lr=p.learning_rate, weight_decay=1e-2)
     losses = []
+    # fp16 on CUDA: fp32 master copies of the few tuned weights, fp16 autocast, loss scaling
     use_amp = nets.device.type == "cuda" and nets.dtype == torch.float16
+    if use_amp:
+        for q in master:
+            q.data = q.data.float()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     try:
         for _ in range(p.tuning_steps):
             t = int(torch.randint(0, n_train, (1,), generator=gen))
@@ -96,14 +101,18 @@ def tune(nets: VideoNets, z0: torch.Tensor, cond: torch.Tensor, control: torch.T
                 eps = predict_eps(nets, zt, t, cond, control, p.control.scale, alpha=a)
             loss = torch.nn.functional.mse_loss(eps.float(), noise.float())
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(master, 1.0)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             losses.append(float(loss.detach()))
             progress("tuning", 1)
     finally:
         for param in params.values():
             param.requires_grad_(False)
+            if use_amp:
+                param.data = param.data.to(nets.dtype)
     return losses
 
 
