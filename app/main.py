@@ -54,7 +54,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         f"'{SMOKE_OK} <url> <device>' and exit 0 (1 after SECONDS, default 180); "
                         "the first-run dialog is not shown")
     p.add_argument("--log-level", default=os.environ.get("SFUMATO_LOG", "WARNING"))
+    p.add_argument("files", nargs="*", type=Path,
+                   help="images to open (their settings are restored) or videos; what the "
+                        "desktop passes when a file is opened with Sfumato")
     args, _qt_args = p.parse_known_args(argv)
+    # Qt's own options (-style fusion) can land here too: keep only files that exist.
+    args.files = [f for f in args.files if f.is_file()]
     if args.models_dir is None:
         env = os.environ.get("SFUMATO_MODELS_DIRS", "")
         args.models_dir = [Path(d) for d in env.split(os.pathsep) if d]
@@ -106,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal status
         await asyncio.sleep(0)  # let the window paint before the engine's start-up work
         controller.spawn(controller.start())
+        for path in args.files:
+            window.desktop.open_file(path)
         if args.smoke_test is not None:
             status = await _smoke_test(controller, window, args.smoke_test)
         await closed.wait()

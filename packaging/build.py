@@ -10,6 +10,7 @@ the bundle's size. Needs the ``package`` extra: ``pip install -e .[package]``.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -81,6 +82,10 @@ def build(dist: Path, work: Path, clean: bool = False) -> Path:
     exe = executable(dist)
     if not exe.exists():
         raise RuntimeError(f"PyInstaller finished but {exe} is missing")
+    if sys.platform.startswith("linux"):  # the application-menu entry, next to the program
+        script = exe.parent / "install-desktop-entry.sh"
+        shutil.copyfile(ROOT / "packaging" / "linux" / "install-desktop-entry.sh", script)
+        script.chmod(0o755)
     return exe
 
 

@@ -351,3 +351,8 @@ def test_settings_dialog_engine_python_restarts_the_engine(window):
     assert dialog.python_edit.text() == "/opt/sfumato-env/bin/python"
     assert dialog.apply() is False
     dialog.close()
+
+
+def test_files_on_the_command_line(tmp_path: Path, sfumato_png: Path):
+    args = parse_args([str(sfumato_png), "-style", "fusion", str(tmp_path / "missing.png")])
+    assert args.files == [sfumato_png]  # Qt's options and missing files are not opened
