@@ -24,6 +24,7 @@ from engine.protocol import (
     CalibrationFitParams,
     EngineStatus,
     Event,
+    FitData,
     GenerateParams,
     JobFinished,
     JobPreview,
@@ -55,7 +56,14 @@ from .state import (
 )
 from .state.generation import field_of
 from .state.grid import CanvasGrid, GridChoice
-from .state.sampler import ANALYTIC_FIT_STEPS, FIT_NAMES, FitsState
+from .state.sampler import (
+    ANALYTIC_FIT_STEPS,
+    ANALYTIC_SAMPLES_PER_STEP,
+    CALIBRATION_IMAGES,
+    CALIBRATION_TIMESTEPS,
+    FIT_NAMES,
+    FitsState,
+)
 from .state.settings import REMOTE
 
 log = logging.getLogger(__name__)
@@ -501,11 +509,13 @@ class AppController(QObject):
             spacing = self.generation.option("timestep_spacing")
             steps = sorted({*ANALYTIC_FIT_STEPS, self.generation.steps})
             job = AnalyticFitJob(params=AnalyticFitParams(
-                model=model, steps=steps,
+                model=model, steps=steps, samples_per_step=ANALYTIC_SAMPLES_PER_STEP,
                 timestep_spacing=spacing if isinstance(spacing, str) else None))
             submit = JobSubmit(job=job)
         else:
-            submit = JobSubmit(job=CalibrationFitJob(params=CalibrationFitParams(model=model)))
+            submit = JobSubmit(job=CalibrationFitJob(params=CalibrationFitParams(
+                model=model, timesteps=CALIBRATION_TIMESTEPS,
+                data=FitData(count=CALIBRATION_IMAGES))))
         self.spawn(self._submit_job(submit, f"{FIT_NAMES[kind]} fit"))
 
     def _fit_finished(self, job) -> None:
