@@ -194,10 +194,11 @@ def main(argv: list[str] | None = None) -> None:
                              "seconds_per_image": seconds / args.count})
                 print(f"{sampler:14s} cal={calibrated!s:5s} steps={n:4d} FD={fd:8.2f} "
                       f"{seconds / args.count:.3f} s/img", file=sys.stderr, flush=True)
-    result = {"model": str(model_path), "count": args.count, "reference_images": len(ref),
-              "fd_floor": floor, "cfg": args.cfg, "rows": rows,
-              "threads": torch.get_num_threads(), "torch": torch.__version__}
-    Path(args.out).write_text(json.dumps(result, indent=1))
+                result = {"model": str(model_path), "count": args.count,
+                          "reference_images": len(ref), "fd_floor": floor, "cfg": args.cfg,
+                          "rows": rows, "threads": torch.get_num_threads(),
+                          "torch": torch.__version__}
+                Path(args.out).write_text(json.dumps(result, indent=1))  # after every row
     print(markdown(result))
 
 
