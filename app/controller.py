@@ -36,6 +36,8 @@ from engine.protocol import (
     ModelInfo,
     ResultImage,
     SamplerGridJob,
+    UncertaintyFitJob,
+    UncertaintyFitParams,
 )
 
 from .client import ApiError, AuthError, EngineClient, EngineError, StreamConnected, StreamLost
@@ -56,6 +58,7 @@ from .state import (
 )
 from .state.generation import field_of
 from .state.grid import CanvasGrid, GridChoice
+from .state.jobs import FIT_KINDS
 from .state.sampler import (
     ANALYTIC_FIT_STEPS,
     ANALYTIC_SAMPLES_PER_STEP,
@@ -65,6 +68,7 @@ from .state.sampler import (
     FitsState,
 )
 from .state.settings import REMOTE
+from .state.uncertainty import UncertaintyMap, UncertaintyView, find_map, load_map, map_path
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,8 @@ class AppController(QObject):
         self.canvas = CanvasState()
         self.history = HistoryState(HistoryIndex(paths.history_db))
         self.fits = FitsState()
+        #: How uncertainty maps are drawn (the Uncertainty panel edits it, the canvas reads it).
+        self.uncertainty_view = UncertaintyView()
         self.client: EngineClient | None = None
         self.local: LocalEngine | None = None
         self._events_task: asyncio.Task[None] | None = None
@@ -346,7 +352,7 @@ class AppController(QObject):
             self.spawn(self._store_result(event.job_id, event.image))
         elif isinstance(event, JobFinished):
             job = event.job
-            if job.kind in ("analytic_fit", "calibration_fit"):
+            if job.kind in FIT_KINDS:
                 self._fit_finished(job)
             if job.state is JobState.failed:
                 self.notice.emit(ERROR, f"Job failed: {job.message or 'no reason given'}")
@@ -396,6 +402,7 @@ class AppController(QObject):
             # Same layout as the local engine: outputs/<date>/<name>.
             folder = self.output_dir / time.strftime("%Y-%m-%d")
             path = await loop.run_in_executor(None, _save_unique, folder, image.name, data)
+        umap = await self._fetch_map(job_id, image, path) if image.uncertainty else None
         item = self.jobs.get(job_id)
         if show and item is not None and item.grid is not None:
             if not self._grid_shown(job_id) and (self.canvas.job_id in ("", job_id) or
@@ -410,7 +417,7 @@ class AppController(QObject):
                                                  self._is_latest(job_id)):
                 self._follow(job_id)
             self.canvas.set_result(job_id, image.index, data, path=path, seed=image.seed,
-                                   width=image.width, height=image.height)
+                                   width=image.width, height=image.height, uncertainty=umap)
         self.jobs.set_thumbnail(job_id, data)
         params = item.params if item is not None and item.params is not None else None
         if params is None:
@@ -421,6 +428,38 @@ class AppController(QObject):
         entry = self.history.index.add(path, params, seed=image.seed, width=image.width,
                                        height=image.height, job_id=job_id)
         self.history.add(entry)
+
+    async def _fetch_map(self, job_id: str, image: ResultImage,
+                         png: Path) -> UncertaintyMap | None:
+        """The image's uncertainty map, made local beside its PNG (downloaded from a remote
+        engine), read into memory; None with a notice if it cannot be had."""
+        info = image.uncertainty
+        assert info is not None
+        loop = asyncio.get_running_loop()
+        engine_copy = Path(image.path).with_name(info.map_name)
+        try:
+            if not self.engine.remote and engine_copy.is_file():
+                target = engine_copy
+            else:
+                if self.client is None:
+                    return None
+                data = await self.client.file(job_id, info.map_name)
+                target = map_path(png)
+                await loop.run_in_executor(None, target.write_bytes, data)
+            return await loop.run_in_executor(None, load_map, target, info.score)
+        except (ApiError, EngineError, OSError, ValueError) as exc:
+            self.notice.emit(WARNING, f"The uncertainty map of {png.name} could not be read: "
+                             f"{exc}")
+            return None
+
+    async def _attach_maps(self, images: list[CanvasImage]) -> None:
+        """Saved images shown again: their maps, where one was saved beside them."""
+        loop = asyncio.get_running_loop()
+        for image in images:
+            if image.path is not None and image.uncertainty is None:
+                umap = await loop.run_in_executor(None, find_map, image.path)
+                if umap is not None:
+                    self.canvas.set_uncertainty(image, umap)
 
     def _grid_shown(self, job_id: str) -> bool:
         """The canvas holds this job's grid (shown, or behind one of its opened cells)."""
@@ -496,6 +535,21 @@ class AppController(QObject):
             return
         self.jobs.upsert(job)
 
+    def make_variations(self, step: int, count: int) -> None:
+        """BayesDiff's "variations from here": the shown image's recipe re-run to ``step``,
+        each of ``count`` images resampling x_t from N(E[x_t], Var[x_t]), then finished."""
+        image = self.canvas.current_image
+        if image is None or image.params is None or image.seed is None or image.seed < 0:
+            self.notice.emit(WARNING, "Open an image (with its recipe) to make variations of it.")
+            return
+        if self.client is None or not self.engine.connection.usable:
+            self.notice.emit(WARNING, "The engine is not connected.")
+            return
+        params = image.params.with_seed(image.seed).model_copy(update={
+            "uncertainty": True, "variation_step": max(0, min(step, image.params.steps - 1)),
+            "variation_seed": -1, "batch_size": max(1, min(16, count)), "batch_count": 1})
+        self.spawn(self._submit(params))
+
     def fit_now(self, kind: str) -> None:
         """Queue an analytic or calibration fit of the loaded model (progress in the Queue)."""
         if self.client is None or not self.engine.connection.usable:
@@ -505,7 +559,9 @@ class AppController(QObject):
             self.notice.emit(INFO, f"A {FIT_NAMES[kind]} fit is already in the queue.")
             return
         model = self.engine.active_model.id if self.engine.active_model else self.fits.model or None
-        if kind == "analytic":
+        if kind == "uncertainty":
+            submit = JobSubmit(job=UncertaintyFitJob(params=UncertaintyFitParams(model=model)))
+        elif kind == "analytic":
             spacing = self.generation.option("timestep_spacing")
             steps = sorted({*ANALYTIC_FIT_STEPS, self.generation.steps})
             job = AnalyticFitJob(params=AnalyticFitParams(
@@ -519,11 +575,13 @@ class AppController(QObject):
         self.spawn(self._submit_job(submit, f"{FIT_NAMES[kind]} fit"))
 
     def _fit_finished(self, job) -> None:
-        name = FIT_NAMES.get("analytic" if job.kind == "analytic_fit" else "calibration", "")
+        name = FIT_NAMES.get(FIT_KINDS.get(job.kind, ""), "")
         if job.state is JobState.done:
             fit = job.fit
             detail = f" on {fit.images} images" if fit is not None else ""
             self.notice.emit(INFO, f"{name} fit done{detail}.")
+            if job.kind == "uncertainty_fit":
+                self.generation.clear_error("uncertainty")
         self.spawn(self.refresh_fits())
 
     async def refresh_fits(self) -> None:
@@ -640,9 +698,10 @@ class AppController(QObject):
         if await self._show_grid_file(entry.path):
             return
         data = await asyncio.get_running_loop().run_in_executor(None, entry.path.read_bytes)
-        self.canvas.show_image(CanvasImage(data=data, path=entry.path, seed=entry.seed,
-                                           width=entry.width, height=entry.height,
-                                           params=entry.params))
+        image = CanvasImage(data=data, path=entry.path, seed=entry.seed, width=entry.width,
+                            height=entry.height, params=entry.params)
+        self.canvas.show_image(image)
+        await self._attach_maps([image])
 
     async def _show_grid_file(self, path: Path) -> bool:
         """A saved comparison grid opens as a grid again, its cells clickable; False if the
@@ -681,6 +740,7 @@ class AppController(QObject):
             images.append(CanvasImage(data=data, path=e.path, seed=e.seed, width=e.width,
                                       height=e.height, params=e.params))
         self.canvas.show_images(images)
+        await self._attach_maps(images)
 
     def use_settings(self, params: GenerateParams | None, source: str = "") -> None:
         """Put a recipe into the Prompt dock."""
@@ -707,9 +767,10 @@ class AppController(QObject):
         if await self._show_grid_file(path):
             return
         data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
-        self.canvas.show_image(CanvasImage(data=data, path=path, seed=params.seed,
-                                           width=params.width, height=params.height,
-                                           params=params))
+        image = CanvasImage(data=data, path=path, seed=params.seed, width=params.width,
+                            height=params.height, params=params)
+        self.canvas.show_image(image)
+        await self._attach_maps([image])
 
     async def test_connection(self, url: str, token: str) -> str:
         """Try an engine URL + token (Settings dialog); a sentence saying what answered."""

@@ -12,6 +12,7 @@ from engine.protocol import GenerateParams, GridCell
 
 if TYPE_CHECKING:
     from .grid import CanvasGrid
+    from .uncertainty import UncertaintyMap
 
 
 @dataclass
@@ -26,6 +27,12 @@ class CanvasImage:
     width: int = 0
     height: int = 0
     params: GenerateParams | None = None
+    #: BayesDiff pixel map and score, when the recipe asked for uncertainty.
+    uncertainty: UncertaintyMap | None = None
+
+    @property
+    def score(self) -> float | None:
+        return self.uncertainty.score if self.uncertainty is not None else None
 
     @property
     def ready(self) -> bool:
@@ -46,6 +53,8 @@ class CanvasState(QObject):
     grid_changed = Signal()
     #: Grid cell (row, col) got new pixels or its seconds.
     grid_updated = Signal(int, int)
+    #: An uncertainty map arrived, or the strip was re-ordered or filtered by score.
+    maps_changed = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,6 +65,8 @@ class CanvasState(QObject):
         #: The latest sampler grid; kept while one of its cells is open, for "Back to grid".
         self.grid: CanvasGrid | None = None
         self.grid_visible = False
+        #: Images set aside by "keep the N most certain" (still on disk; "Show all" restores).
+        self.hidden: list[CanvasImage] = []
 
     @property
     def current_image(self) -> CanvasImage | None:
@@ -68,6 +79,7 @@ class CanvasState(QObject):
             return
         self.job_id = job_id
         self.images = [CanvasImage(params=params) for _ in range(max(1, count))]
+        self.hidden = []
         self._picked = False
         self.current = 0
         self._hide_grid()
@@ -164,6 +176,7 @@ class CanvasState(QObject):
         seed: int | None = None,
         width: int = 0,
         height: int = 0,
+        uncertainty: UncertaintyMap | None = None,
     ) -> bool:
         """The final image of slot ``index`` of the followed job."""
         slot = self._slot(job_id, index)
@@ -171,8 +184,11 @@ class CanvasState(QObject):
             return False
         slot.data, slot.preview, slot.path = data, False, path
         slot.seed, slot.width, slot.height = seed, width, height
+        slot.uncertainty = uncertainty
         self.updated.emit(index)
         self._maybe_jump(index)
+        if uncertainty is not None:
+            self.maps_changed.emit()
         return True
 
     def _slot(self, job_id: str, index: int) -> CanvasImage | None:
@@ -199,6 +215,7 @@ class CanvasState(QObject):
         """Show saved images (e.g. a finished job's batch) as a strip."""
         self.job_id = ""
         self.images = list(images)
+        self.hidden = []
         self.current = max(0, min(current, len(self.images) - 1)) if self.images else -1
         self._picked = False
         self._hide_grid()
@@ -213,7 +230,57 @@ class CanvasState(QObject):
                 self.current = index
                 self.current_changed.emit(index)
 
+    # ----------------------------------------------------------------- uncertainty
+    def set_uncertainty(self, image: CanvasImage, umap: UncertaintyMap) -> None:
+        """Attach a map to a slot (found by identity: the strip may have been re-ordered)."""
+        image.uncertainty = umap
+        for i, shown in enumerate(self.images):
+            if shown is image:
+                self.updated.emit(i)
+        self.maps_changed.emit()
+
+    def sort_most_certain(self) -> bool:
+        """Re-order the strip from the most certain image (lowest score) to the least."""
+        from .uncertainty import most_certain_first
+
+        if not self.images or not all(im.ready for im in self.images):
+            return False  # a running job's slots keep their order until every image is in
+        if not any(im.score is not None for im in self.images):
+            return False
+        self.job_id = ""  # finished: slots are no longer addressed by the job's indices
+        current = self.current_image
+        order = most_certain_first([im.score for im in self.images])
+        self.images = [self.images[i] for i in order]
+        self._reshow(current)
+        return True
+
+    def keep_most_certain(self, n: int) -> bool:
+        """Show only the ``n`` most certain images; the rest wait in :attr:`hidden`."""
+        if not self.sort_most_certain():
+            return False
+        n = max(1, n)
+        self.hidden = self.images[n:] + self.hidden
+        current = self.current_image
+        self.images = self.images[:n]
+        self._reshow(current)
+        return True
+
+    def show_all(self) -> None:
+        if self.hidden:
+            current = self.current_image
+            self.images += self.hidden
+            self.hidden = []
+            self._reshow(current)
+
+    def _reshow(self, current: CanvasImage | None) -> None:
+        self.current = next((i for i, im in enumerate(self.images) if im is current), 0)
+        self._picked = True
+        self.reset.emit()
+        self.current_changed.emit(self.current)
+        self.maps_changed.emit()
+
     def clear(self) -> None:
+        self.hidden = []
         self.job_id, self.images, self.current = "", [], -1
         self.grid = None
         self._hide_grid()

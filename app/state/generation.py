@@ -37,8 +37,10 @@ def field_of(path: str | None) -> str | None:
         return None
     parts = [p for p in path.replace("[", ".").replace("]", "").split(".") if p]
     for part in reversed(parts):
-        if part in FIELDS or part == "model":
+        if part in FIELDS or part in ("model", "uncertainty"):
             return part
+        if part.startswith(("uncertainty_", "variation_")):
+            return "uncertainty"  # shown in the Uncertainty panel
     return None
 
 

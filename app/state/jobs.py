@@ -28,8 +28,10 @@ from engine.protocol import (
 )
 
 #: Job kinds that fit a model's statistics, and what the Sampler panel calls the fit.
-FIT_KINDS = {"analytic_fit": "analytic", "calibration_fit": "calibration"}
-_FIT_TITLES = {"analytic_fit": "Analytic-DPM fit (Γ_t)", "calibration_fit": "Calibration fit (mean ε̂)"}
+FIT_KINDS = {"analytic_fit": "analytic", "calibration_fit": "calibration",
+             "uncertainty_fit": "uncertainty"}
+_FIT_TITLES = {"analytic_fit": "Analytic-DPM fit (Γ_t)", "calibration_fit": "Calibration fit (mean ε̂)",
+               "uncertainty_fit": "Uncertainty fit (last-layer posterior)"}
 
 #: How many finished jobs the Queue dock keeps listing.
 KEEP_FINISHED = 30

@@ -21,7 +21,8 @@ ANALYTIC_PAIRS: dict[str, str] = {"DDPM": "Analytic-DDPM", "DDIM": "Analytic-DDI
 PANEL_OPTIONS: tuple[str, ...] = ("schedule", "timestep_spacing", "eta", "solver_order")
 #: Step counts an analytic fit covers when the user presses "Fit now" (plus the current one).
 ANALYTIC_FIT_STEPS: tuple[int, ...] = (10, 20, 25, 50, 100)
-FIT_NAMES = {"analytic": "Analytic-DPM", "calibration": "Calibration"}
+FIT_NAMES = {"analytic": "Analytic-DPM", "calibration": "Calibration",
+             "uncertainty": "Uncertainty"}
 #: "Fit now" sizes, chosen so a fit of the built-in model takes about a minute on a laptop CPU:
 #: Γ_t from 64 noised images per timestep (METHODS.md: "a few dozen to a few hundred" suffice),
 #: the calibration mean from 128 images on 50 timesteps (a per-channel mean over 128 × H × W

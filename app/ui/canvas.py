@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
     QFrame,
@@ -21,12 +21,15 @@ from PySide6.QtWidgets import (
 )
 
 from app.state.canvas import CanvasImage, CanvasState
+from app.state.uncertainty import UncertaintyView, display_range, format_value
 
 from .grid_view import GridView
+from .heatmap import HeatLegend, heatmap_pixmap
 from .theme import CANVAS_BG
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
 THUMB = 84
+SIDE_GAP = 0.04  # gap between image and map in side-by-side, as a fraction of the width
 
 
 def pixmap_from_png(data: bytes | None) -> QPixmap | None:
@@ -40,6 +43,10 @@ class CanvasView(QGraphicsView):
     """Shows one image; wheel zooms under the cursor, drag pans, double-click toggles fit/1:1."""
 
     zoom_changed = Signal(float)
+    #: The mouse is over image pixel (x, y) (in either half when side by side).
+    hovered = Signal(float, float)
+    #: The mouse left the image.
+    hover_left = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -49,6 +56,16 @@ class CanvasView(QGraphicsView):
         self._item = QGraphicsPixmapItem()
         self._item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self._scene.addItem(self._item)
+        # The uncertainty map: over the image (with opacity) or beside it.
+        self._heat = QGraphicsPixmapItem()
+        self._heat.setTransformationMode(Qt.TransformationMode.FastTransformation)
+        self._heat.setZValue(1)
+        self._heat.hide()
+        self._scene.addItem(self._heat)
+        self.heat_layout = "overlay"
+        self._size = QSize(0, 0)
+        self.setMouseTracking(True)
+        self.viewport().setMouseTracking(True)
         self.setBackgroundBrush(CANVAS_BG)
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
@@ -75,16 +92,72 @@ class CanvasView(QGraphicsView):
             return
         w = width or pixmap.width()
         h = height or pixmap.height()
-        new_size = not self._has_image or self._scene.sceneRect().size().toSize() != QSize(w, h)
+        new_size = not self._has_image or self._size != QSize(w, h)
         self._item.setPixmap(pixmap)
         self._item.setScale(w / pixmap.width())
         self._has_image = True
+        self._size = QSize(w, h)
         if new_size:
-            self._scene.setSceneRect(QRectF(0, 0, w, h))
-            if self.fit_mode:
-                self.fit()
+            self._layout_scene()
         self._update_smoothing()
         self.viewport().update()
+
+    def set_heatmap(self, pixmap: QPixmap | None, opacity: float = 0.6,
+                    layout: str = "overlay") -> None:
+        """Show an uncertainty map over the image (``opacity``) or beside it; None hides it."""
+        if pixmap is None or pixmap.isNull() or not self._has_image:
+            changed = self._heat.isVisible()
+            self._heat.hide()
+            if changed:
+                self._layout_scene()
+            return
+        was = (self._heat.isVisible(), self.heat_layout)
+        self.heat_layout = layout
+        self._heat.setPixmap(pixmap)
+        self._heat.setScale(self._size.width() / pixmap.width())
+        side = layout == "side"
+        self._heat.setOpacity(1.0 if side else max(0.0, min(1.0, opacity)))
+        self._heat.setPos(self._size.width() * (1 + SIDE_GAP) if side else 0.0, 0.0)
+        self._heat.show()
+        if was != (True, layout):
+            self._layout_scene()
+        self.viewport().update()
+
+    @property
+    def heatmap_shown(self) -> bool:
+        return self._heat.isVisible()
+
+    def _layout_scene(self) -> None:
+        w, h = self._size.width(), self._size.height()
+        if self._heat.isVisible() and self.heat_layout == "side":
+            w = w * (2 + SIDE_GAP)
+        self._scene.setSceneRect(QRectF(0, 0, max(1, w), max(1, h)))
+        if self.fit_mode:
+            self.fit()
+
+    def image_pixel(self, scene: QPointF) -> tuple[float, float] | None:
+        """Image pixel under a scene point (either half when side by side), or None."""
+        w, h = self._size.width(), self._size.height()
+        x, y = scene.x(), scene.y()
+        if self._heat.isVisible() and self.heat_layout == "side" and x >= w * (1 + SIDE_GAP):
+            x -= w * (1 + SIDE_GAP)
+        if 0 <= x < w and 0 <= y < h:
+            return x, y
+        return None
+
+    def mouseMoveEvent(self, event) -> None:
+        super().mouseMoveEvent(event)
+        if not self._has_image:
+            return
+        pixel = self.image_pixel(self.mapToScene(event.position().toPoint()))
+        if pixel is None:
+            self.hover_left.emit()
+        else:
+            self.hovered.emit(*pixel)
+
+    def leaveEvent(self, event) -> None:
+        super().leaveEvent(event)
+        self.hover_left.emit()
 
     # ----------------------------------------------------------------- zoom
     @property
@@ -197,11 +270,17 @@ class CanvasPanel(QWidget):
     #: A grid cell was clicked: (row, col).
     cell_clicked = Signal(int, int)
 
-    def __init__(self, state: CanvasState, parent: QWidget | None = None):
+    def __init__(self, state: CanvasState, heat: UncertaintyView | None = None,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("canvas")
         self.state = state
+        self.heat = heat or UncertaintyView()
         self.view = CanvasView(self)
+        self.legend = HeatLegend(self)
+        self.legend.hide()
+        self.view.hovered.connect(self._on_hover)
+        self.view.hover_left.connect(lambda: self.legend.set_readout(""))
         self.grid_view = GridView(state, self)
         self.grid_view.hide()
         self.grid_view.cell_clicked.connect(self.cell_clicked.emit)
@@ -253,6 +332,9 @@ class CanvasPanel(QWidget):
         state.current_changed.connect(lambda _i: self._show_current())
         state.grid_changed.connect(self._on_grid_changed)
         state.grid_updated.connect(lambda _r, _c: self._grid_caption())
+        state.maps_changed.connect(self._show_heatmap)
+        for name in ("show_map", "opacity", "colormap", "range_mode", "layout"):
+            getattr(self.heat, f"{name}_changed").connect(lambda _v: self._show_heatmap())
 
     # ----------------------------------------------------------------- for tests and scripts
     async def wait_for_image(self, timeout: float = 60.0) -> str:
@@ -362,6 +444,7 @@ class CanvasPanel(QWidget):
         w = image.width or (image.params.width if image.params else 0)
         h = image.height or (image.params.height if image.params else 0)
         self.view.set_pixmap(pm, w, h)
+        self._show_heatmap()
         self._set_caption(image)
         self._place_overlays()
         if image.preview:
@@ -374,6 +457,32 @@ class CanvasPanel(QWidget):
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(path)
+
+    # ----------------------------------------------------------------- uncertainty map
+    def _show_heatmap(self) -> None:
+        image = self.state.current_image
+        umap = image.uncertainty if image is not None and image.ready else None
+        if umap is None or not self.heat.show_map:
+            self.view.set_heatmap(None)
+            self.legend.hide()
+            self._place_overlays()
+            return
+        maps = [im.uncertainty for im in self.state.images]
+        lo, hi = display_range(maps, umap, self.heat.range_mode)
+        self.view.set_heatmap(heatmap_pixmap(umap, lo, hi, self.heat.colormap),
+                              self.heat.opacity, self.heat.layout)
+        scope = "batch" if self.heat.range_mode == "batch" and len(maps) > 1 else "image"
+        self.legend.set_range(lo, hi, self.heat.colormap,
+                              f"Pixel variance · score {format_value(umap.score)} · {scope} range")
+        self.legend.show()
+        self._place_overlays()
+
+    def _on_hover(self, x: float, y: float) -> None:
+        image = self.state.current_image
+        umap = image.uncertainty if image is not None else None
+        value = umap.value_at(x, y) if umap is not None else None
+        self.legend.set_readout("" if value is None else
+                                f"σ² {format_value(value)} at ({int(x)}, {int(y)})")
 
     def _set_caption(self, image: CanvasImage | None) -> None:
         if image is None:
@@ -393,6 +502,8 @@ class CanvasPanel(QWidget):
                 parts.append(f"{image.width}×{image.height}")
             if image.path is not None:
                 parts.append(image.path.name)
+            if image.score is not None:
+                parts.append(f"uncertainty {format_value(image.score)}")
             text = " · ".join(parts)
         self.caption.setText(text)
         self.caption.setVisible(bool(text))
@@ -424,6 +535,10 @@ class CanvasPanel(QWidget):
         self.toolbar.raise_()
         self.caption.move(12, host.height() - self.caption.height() - 12)
         self.caption.raise_()
+        self.legend.setVisible(self.legend.isVisibleTo(self) and not grid_shown)
+        self.legend.move(self.view.width() - self.legend.width() - 12,
+                         self.toolbar.y() + self.toolbar.height() + 8)
+        self.legend.raise_()
 
     def keyPressEvent(self, event) -> None:
         key = event.key()

@@ -29,6 +29,7 @@ from .sampler_dock import SamplerDockWidget
 from .settings_dialog import SettingsDialog
 from .status_bar import StatusBar
 from .toast import Toast
+from .uncertainty_dock import UncertaintyDockWidget
 
 
 class MainWindow(QMainWindow):
@@ -53,7 +54,7 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         c = controller
 
-        self.canvas = CanvasPanel(c.canvas)
+        self.canvas = CanvasPanel(c.canvas, c.uncertainty_view)
         self.setCentralWidget(self.canvas)
         self.toast = Toast(self.canvas)
 
@@ -64,7 +65,12 @@ class MainWindow(QMainWindow):
         self.prompt_dock = self._dock("Prompt", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.sampler_dock = self._dock("Sampler", self.sampler_panel,
                                        Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.uncertainty_panel = UncertaintyDockWidget(c.generation, c.uncertainty_view, c.canvas,
+                                                       c.engine, c.fits, c.jobs)
+        self.uncertainty_dock = self._dock("Uncertainty", self.uncertainty_panel,
+                                           Qt.DockWidgetArea.LeftDockWidgetArea)
         self.tabifyDockWidget(self.prompt_dock, self.sampler_dock)
+        self.tabifyDockWidget(self.sampler_dock, self.uncertainty_dock)
         self.prompt_dock.raise_()
         self.prompt_panel.open_sampler_panel.connect(self._show_sampler_panel)
         self.queue_dock = self._dock("Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -160,7 +166,8 @@ class MainWindow(QMainWindow):
         view.addAction("Fit", QKeySequence("F"), self.canvas.view.fit)
         view.addAction("Actual pixels (1:1)", QKeySequence("1"), self.canvas.view.actual_size)
         view.addSeparator()
-        for dock in (self.prompt_dock, self.sampler_dock, self.queue_dock, self.history_dock):
+        for dock in (self.prompt_dock, self.sampler_dock, self.uncertainty_dock, self.queue_dock,
+                     self.history_dock):
             view.addAction(dock.toggleViewAction())
 
     def _wire(self) -> None:
@@ -181,6 +188,11 @@ class MainWindow(QMainWindow):
             lambda e: c.use_settings(e.params, e.path.name))
         self.sampler_panel.fit_requested.connect(c.fit_now)
         self.sampler_panel.compare_requested.connect(self.open_compare)
+        self.uncertainty_panel.fit_requested.connect(c.fit_now)
+        self.uncertainty_panel.variations_requested.connect(c.make_variations)
+        self.uncertainty_panel.sampler_requested.connect(
+            lambda name: setattr(c.generation, "sampler", name))
+        self.uncertainty_panel.export_requested.connect(self.export_map)
         self.canvas.cell_clicked.connect(c.open_grid_cell)
         self.canvas.use_settings_requested.connect(c.use_settings)
         self.model_bar.load_requested.connect(c.load_model)
@@ -206,6 +218,48 @@ class MainWindow(QMainWindow):
             "Images (*.png *.jpg *.jpeg *.webp);;All files (*)")
         if path:
             self.desktop.open_file(path)
+
+    def export_map(self, kind: str, target: str | None = None) -> Path | None:
+        """Save the shown image's uncertainty map: 'png' (coloured as on screen, at the image's
+        size) or 'npy' (the float values). ``target`` skips the file dialog (tests, scripts)."""
+        image = self.controller.canvas.current_image
+        umap = image.uncertainty if image is not None else None
+        if umap is None:
+            self.status.show_notice("info", "The image shown has no uncertainty map.")
+            return None
+        stem = image.path.stem if image.path is not None else "uncertainty"
+        if target is None:
+            pattern = "PNG image (*.png)" if kind == "png" else "NumPy array (*.npy)"
+            start = (image.path.parent if image.path else self.controller.output_dir)
+            target, _ = QFileDialog.getSaveFileName(
+                self, "Save the uncertainty map", str(start / f"{stem}-uncertainty.{kind}"),
+                pattern)
+            if not target:
+                return None
+        path = Path(target)
+        try:
+            if kind == "png":
+                from app.state.uncertainty import display_range
+
+                from .heatmap import heatmap_pixmap
+
+                view = self.controller.uncertainty_view
+                lo, hi = display_range([im.uncertainty for im in self.controller.canvas.images],
+                                       umap, view.range_mode)
+                if not heatmap_pixmap(umap, lo, hi, view.colormap).scaled(
+                        image.width or umap.values.shape[1], image.height or umap.values.shape[0],
+                        Qt.AspectRatioMode.IgnoreAspectRatio,
+                        Qt.TransformationMode.FastTransformation).save(str(path), "PNG"):
+                    raise OSError("Qt could not write the PNG")
+            else:
+                import numpy as np
+
+                np.save(path, umap.values)
+        except OSError as exc:
+            self.status.show_notice("error", f"Could not save {path.name}: {exc}")
+            return None
+        self.status.show_notice("info", f"Uncertainty map saved as {path.name}.")
+        return path
 
     def _open_outputs(self) -> None:
         folder = self.controller.output_dir

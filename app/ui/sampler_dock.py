@@ -46,6 +46,7 @@ from engine.protocol import SamplerInfo
 NAME_ROLE = Qt.ItemDataRole.UserRole
 DESC_ROLE = Qt.ItemDataRole.UserRole + 1
 TAG_ROLE = Qt.ItemDataRole.UserRole + 2
+DIM_ROLE = Qt.ItemDataRole.UserRole + 3  # greyed: cannot do what the settings ask (uncertainty)
 DEFAULT = "Model default"
 MAX_SLIDER_STEPS = 150
 
@@ -81,7 +82,7 @@ class SamplerDelegate(QStyledItemDelegate):
             painter.setFont(small)
             tw = painter.fontMetrics().horizontalAdvance(tag) + 12
             tag_rect = QRect(r.right() - tw - pad, r.top() + 6, tw, fm.height())
-            warn = tag.startswith("needs")
+            warn = tag.startswith(("needs", "no "))
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor("#4d3424") if warn else QColor("#24402e"))
             painter.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -91,7 +92,9 @@ class SamplerDelegate(QStyledItemDelegate):
             tag_w = tw + 6
         painter.setFont(bold)
         pal = option.palette
-        painter.setPen(QColor("#f2e4cc") if selected else pal.color(pal.ColorRole.Text))
+        dim = bool(index.data(DIM_ROLE))
+        painter.setPen(QColor("#f2e4cc") if selected else
+                       pal.color(pal.ColorRole.PlaceholderText if dim else pal.ColorRole.Text))
         painter.drawText(QRect(r.left() + pad, r.top() + 5, r.width() - 2 * pad - tag_w,
                                fm.height()), Qt.AlignmentFlag.AlignVCenter, name)
         painter.setFont(option.font)
@@ -448,8 +451,17 @@ class SamplerDockWidget(QWidget):
             tag = ""
             if sampler is not None and sampler.needs_fit == "analytic":
                 tag = "fitted" if self.fits.latest("analytic") is not None else "needs fit"
-            if item.data(TAG_ROLE) != tag:
+            # With uncertainty on, the samplers BayesDiff cannot propagate through are greyed.
+            dim = bool(s.option("uncertainty")) and sampler is not None and not sampler.uncertainty
+            if dim:
+                tag = "no uncertainty"
+            tip = sampler.description if sampler is not None else ""
+            if dim and sampler.uncertainty_note:
+                tip += f"\n\nNo uncertainty: {sampler.uncertainty_note}"
+            if item.data(TAG_ROLE) != tag or bool(item.data(DIM_ROLE)) != dim:
                 item.setData(TAG_ROLE, tag)
+                item.setData(DIM_ROLE, dim)
+                item.setToolTip(tip)
 
     # ----------------------------------------------------------------- widgets → state
     def _on_pick(self, item: QListWidgetItem | None, _prev: QListWidgetItem | None) -> None:

@@ -1,0 +1,372 @@
+"""The Uncertainty panel: BayesDiff on/off with its fit, S/k/M, how maps look, batch ranking,
+variations from an intermediate step, and exporting a map."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state.canvas import CanvasState
+from app.state.engine import EngineInfo
+from app.state.generation import GenerationSettings
+from app.state.jobs import JobsState
+from app.state.sampler import FitsState, resolve
+from app.state.uncertainty import (
+    COLORMAPS,
+    DEFAULTS,
+    LAYOUTS,
+    RANGE_MODES,
+    UncertaintyView,
+    cost_text,
+)
+
+from .sampler_dock import FitRow
+
+
+class UncertaintyDockWidget(QWidget):
+    """Public attributes name each control for tests."""
+
+    #: "Fit now" pressed (always 'uncertainty').
+    fit_requested = Signal(str)
+    #: "Make variations": (step, count).
+    variations_requested = Signal(int, int)
+    #: "Save map…": 'png' or 'npy'.
+    export_requested = Signal(str)
+    #: "Use DDIM" pressed on the sampler warning.
+    sampler_requested = Signal(str)
+
+    def __init__(self, settings: GenerationSettings, view: UncertaintyView, canvas: CanvasState,
+                 engine: EngineInfo, fits: FitsState, jobs: JobsState,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings, self.view, self.canvas = settings, view, canvas
+        self.engine, self.fits, self.jobs = engine, fits, jobs
+        self.setObjectName("DockBody")
+        self._updating = False
+
+        self.fit_row = FitRow("Compute uncertainty", "uncertainty")
+        self.enable_toggle = self.fit_row.toggle
+        self.enable_toggle.setToolTip(
+            "BayesDiff (Kou et al. 2024): a per-pixel map of where the model was unsure, and a "
+            "score per image. Needs a one-off fit of the model's last layer.")
+        self.sampler_warning = QLabel()
+        self.sampler_warning.setObjectName("FieldError")
+        self.sampler_warning.setWordWrap(True)
+        self.use_ddim_button = QPushButton("Use DDIM")
+        self.use_ddim_button.setObjectName("use_ddim_button")
+        self.error_label = QLabel()
+        self.error_label.setObjectName("FieldError")
+        self.error_label.setWordWrap(True)
+
+        self.samples_spin = self._spin(1, 64, "S: Monte-Carlo samples of x_t for the "
+                                       "covariance term, batched into one UNet call")
+        self.skip_spin = self._spin(1, 100, "k: propagate the full variance every k-th step "
+                                    "(the steps between reuse the last covariance)")
+        self.decodes_spin = self._spin(1, 64, "M: latent samples decoded (one VAE batch) for "
+                                       "the pixel map")
+        self.cost_label = QLabel()
+        self.cost_label.setObjectName("Hint")
+        self.cost_label.setWordWrap(True)
+
+        self.show_toggle = QCheckBox("Show the map")
+        self.show_toggle.setObjectName("show_map_toggle")
+        self.layout_combo = self._combo(LAYOUTS)
+        self.colormap_combo = self._combo(COLORMAPS)
+        self.range_combo = self._combo(RANGE_MODES)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setObjectName("opacity_slider")
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_label = QLabel()
+        self.opacity_label.setObjectName("Muted")
+        self.opacity_label.setMinimumWidth(36)
+
+        self.sort_button = QPushButton("Sort by certainty")
+        self.sort_button.setToolTip("Order the batch from the most certain image to the least")
+        self.keep_spin = self._spin(1, 1600, "How many images to keep")
+        self.keep_button = QPushButton("Keep most certain")
+        self.keep_button.setToolTip("Show only the N most certain images of the batch (the "
+                                    "others stay on disk and in the History)")
+        self.show_all_button = QPushButton("Show all")
+        self.batch_label = QLabel()
+        self.batch_label.setObjectName("Hint")
+        self.batch_label.setWordWrap(True)
+
+        self.variation_step_spin = self._spin(0, 999, "Resample x_t at this step from "
+                                              "N(E[x_t], Var[x_t]) and finish sampling")
+        self.variation_count_spin = self._spin(1, 16, "How many variations")
+        self.variation_button = QPushButton("Make variations")
+        self.variation_button.setObjectName("variation_button")
+        self.variation_hint = QLabel()
+        self.variation_hint.setObjectName("Hint")
+        self.variation_hint.setWordWrap(True)
+
+        self.export_png_button = QPushButton("Save map as PNG…")
+        self.export_npy_button = QPushButton("Save map as .npy…")
+        self._layout()
+        self._bind()
+
+    # ----------------------------------------------------------------- construction
+    @staticmethod
+    def _spin(lo: int, hi: int, tip: str) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(lo, hi)
+        spin.setToolTip(tip)
+        spin.setMinimumWidth(56)
+        return spin
+
+    @staticmethod
+    def _combo(items: dict[str, str]) -> QComboBox:
+        combo = QComboBox()
+        for key, text in items.items():
+            combo.addItem(text, key)
+        return combo
+
+    def _layout(self) -> None:
+        def section(title: str) -> QLabel:
+            label = QLabel(title.upper())
+            label.setObjectName("SectionTitle")
+            return label
+
+        def label(text: str) -> QLabel:
+            lab = QLabel(text)
+            lab.setObjectName("FieldLabel")
+            return lab
+
+        body = QVBoxLayout()
+        body.setSpacing(6)
+        body.addWidget(section("BayesDiff"))
+        body.addWidget(self.fit_row)
+        warn = QHBoxLayout()
+        warn.setContentsMargins(0, 0, 0, 0)
+        warn.addWidget(self.sampler_warning, 1)
+        warn.addWidget(self.use_ddim_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.warning_box = QWidget()
+        self.warning_box.setLayout(warn)
+        body.addWidget(self.warning_box)
+        body.addWidget(self.error_label)
+
+        body.addWidget(section("Cost"))
+        form = QGridLayout()
+        form.setHorizontalSpacing(8)
+        form.setVerticalSpacing(4)
+        for col, (text, spin) in enumerate((("S", self.samples_spin), ("k", self.skip_spin),
+                                            ("M", self.decodes_spin))):
+            form.addWidget(label(text), 0, 2 * col)
+            form.addWidget(spin, 0, 2 * col + 1)
+        body.addLayout(form)
+        body.addWidget(self.cost_label)
+
+        body.addWidget(section("Display"))
+        body.addWidget(self.show_toggle)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(4)
+        grid.setColumnStretch(1, 1)
+        opacity = QHBoxLayout()
+        opacity.setContentsMargins(0, 0, 0, 0)
+        opacity.addWidget(self.opacity_slider, 1)
+        opacity.addWidget(self.opacity_label)
+        for r, (text, widget) in enumerate((("Layout", self.layout_combo),
+                                            ("Colours", self.colormap_combo),
+                                            ("Range", self.range_combo))):
+            grid.addWidget(label(text), r, 0)
+            grid.addWidget(widget, r, 1)
+        grid.addWidget(label("Opacity"), 3, 0)
+        grid.addLayout(opacity, 3, 1)
+        body.addLayout(grid)
+
+        body.addWidget(section("Batch"))
+        body.addWidget(self.sort_button)
+        keep = QHBoxLayout()
+        keep.setSpacing(6)
+        keep.addWidget(self.keep_button, 1)
+        keep.addWidget(self.keep_spin)
+        keep.addWidget(self.show_all_button)
+        body.addLayout(keep)
+        body.addWidget(self.batch_label)
+
+        body.addWidget(section("Variations from here"))
+        var = QGridLayout()
+        var.setHorizontalSpacing(8)
+        var.addWidget(label("Step"), 0, 0)
+        var.addWidget(self.variation_step_spin, 0, 1)
+        var.addWidget(label("Count"), 0, 2)
+        var.addWidget(self.variation_count_spin, 0, 3)
+        body.addLayout(var)
+        body.addWidget(self.variation_button)
+        body.addWidget(self.variation_hint)
+
+        body.addWidget(section("Export"))
+        export = QHBoxLayout()
+        export.setSpacing(6)
+        export.addWidget(self.export_png_button)
+        export.addWidget(self.export_npy_button)
+        body.addLayout(export)
+        body.addStretch(1)
+
+        inner = QWidget()
+        inner.setObjectName("DockBody")
+        lay = QVBoxLayout(inner)
+        lay.setContentsMargins(12, 10, 12, 10)
+        lay.addLayout(body)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+    def _bind(self) -> None:
+        s, v = self.settings, self.view
+        s.options_changed.connect(lambda _v: self._refresh())
+        s.sampler_changed.connect(lambda _v: self._refresh())
+        s.steps_changed.connect(lambda _v: self._refresh())
+        s.errors_changed.connect(lambda _v: self._refresh())
+        self.engine.samplers_changed.connect(lambda _v: self._refresh())
+        self.fits.fits_changed.connect(lambda _v: self._refresh())
+        self.fits.model_changed.connect(lambda _v: self._refresh())
+        self.jobs.changed.connect(self._refresh)
+        self.jobs.job_updated.connect(lambda _id: self._refresh())
+        self.canvas.current_changed.connect(lambda _i: self._refresh())
+        self.canvas.maps_changed.connect(self._refresh)
+        self.canvas.reset.connect(self._refresh)
+        for name in ("show_map", "opacity", "colormap", "range_mode", "layout"):
+            getattr(v, f"{name}_changed").connect(lambda _v: self._refresh())
+
+        self.enable_toggle.clicked.connect(
+            lambda on: s.set_option("uncertainty", True if on else None))
+        for spin, name in ((self.samples_spin, "uncertainty_samples"),
+                           (self.skip_spin, "uncertainty_skip"),
+                           (self.decodes_spin, "uncertainty_decodes")):
+            spin.valueChanged.connect(lambda value, n=name: self._set_number(n, value))
+        self.fit_row.fit_button.clicked.connect(lambda: self.fit_requested.emit("uncertainty"))
+        self.use_ddim_button.clicked.connect(lambda: self.sampler_requested.emit("DDIM"))
+
+        self.show_toggle.toggled.connect(lambda on: self._set_view("show_map", on))
+        self.opacity_slider.valueChanged.connect(lambda x: self._set_view("opacity", x / 100))
+        self.layout_combo.activated.connect(
+            lambda _i: self._set_view("layout", self.layout_combo.currentData()))
+        self.colormap_combo.activated.connect(
+            lambda _i: self._set_view("colormap", self.colormap_combo.currentData()))
+        self.range_combo.activated.connect(
+            lambda _i: self._set_view("range_mode", self.range_combo.currentData()))
+
+        self.sort_button.clicked.connect(self.canvas.sort_most_certain)
+        self.keep_button.clicked.connect(
+            lambda: self.canvas.keep_most_certain(self.keep_spin.value()))
+        self.show_all_button.clicked.connect(self.canvas.show_all)
+        self.variation_step_spin.valueChanged.connect(lambda _v: self._refresh())
+        self.variation_button.clicked.connect(lambda: self.variations_requested.emit(
+            self.variation_step_spin.value(), self.variation_count_spin.value()))
+        self.export_png_button.clicked.connect(lambda: self.export_requested.emit("png"))
+        self.export_npy_button.clicked.connect(lambda: self.export_requested.emit("npy"))
+        self.keep_spin.setValue(4)
+        self.variation_count_spin.setValue(4)
+        self._refresh()
+
+    # ----------------------------------------------------------------- widgets → state
+    def _set_number(self, name: str, value: int) -> None:
+        if not self._updating:
+            self.settings.set_option(name, None if value == DEFAULTS[name] else value)
+
+    def _set_view(self, name: str, value: object) -> None:
+        if not self._updating:
+            setattr(self.view, name, value)
+
+    # ----------------------------------------------------------------- state → widgets
+    def _refresh(self) -> None:
+        self._updating = True
+        try:
+            self._refresh_generation()
+            self._refresh_display()
+            self._refresh_batch()
+        finally:
+            self._updating = False
+
+    def _refresh_generation(self) -> None:
+        s = self.settings
+        on = bool(s.option("uncertainty"))
+        self.enable_toggle.setChecked(on)
+        job = self.jobs.active_fit("uncertainty")
+        if job is not None:
+            pct = f" · {job.progress * 100:.0f}%" if job.total else ""
+            self.fit_row.status.setText(f"Fitting the posterior… ({job.state.value}{pct})")
+        else:
+            self.fit_row.status.setText(self.fits.describe("uncertainty").capitalize())
+        fitted = self.fits.latest("uncertainty") is not None
+        self.fit_row.fit_button.setText("Refit" if fitted else "Fit now")
+        self.fit_row.fit_button.setEnabled(job is None and bool(self.fits.model))
+        info, _ = resolve(s.sampler, self.engine.samplers)
+        bad_sampler = on and info is not None and not info.uncertainty
+        if bad_sampler:
+            why = info.uncertainty_note or "it has no variance propagation"
+            self.sampler_warning.setText(f"{info.name} cannot carry uncertainty: {why}")
+        self.warning_box.setVisible(bad_sampler)
+        need_fit = on and not fitted and job is None and bool(self.fits.model)
+        error = s.error("uncertainty")
+        if not error and need_fit:
+            error = "No posterior for this model yet: press Fit now (about a minute on the " \
+                    "built-in model)."
+        self.error_label.setText(error)
+        self.error_label.setVisible(bool(error))
+        values = [int(s.option(name) or DEFAULTS[name]) for name in
+                  ("uncertainty_samples", "uncertainty_skip", "uncertainty_decodes")]
+        for spin, value in zip((self.samples_spin, self.skip_spin, self.decodes_spin), values,
+                               strict=True):
+            spin.setValue(value)
+            spin.setEnabled(on)
+        self.cost_label.setText(cost_text(*values) if on else
+                                "Off: images are generated without uncertainty.")
+
+    def _refresh_display(self) -> None:
+        v = self.view
+        self.show_toggle.setChecked(bool(v.show_map))
+        self.opacity_slider.setValue(round(v.opacity * 100))
+        self.opacity_label.setText(f"{v.opacity * 100:.0f}%")
+        for combo, value in ((self.layout_combo, v.layout), (self.colormap_combo, v.colormap),
+                             (self.range_combo, v.range_mode)):
+            combo.setCurrentIndex(max(0, combo.findData(value)))
+        self.opacity_slider.setEnabled(v.layout == "overlay")
+
+    def _refresh_batch(self) -> None:
+        images = self.canvas.images
+        scored = [im for im in images if im.score is not None]
+        all_in = bool(images) and all(im.ready for im in images)
+        can_rank = all_in and len(scored) > 1
+        self.sort_button.setEnabled(can_rank)
+        self.keep_button.setEnabled(can_rank)
+        self.keep_spin.setMaximum(max(1, len(images)))
+        self.show_all_button.setVisible(bool(self.canvas.hidden))
+        if self.canvas.hidden:
+            self.batch_label.setText(f"Showing the {len(images)} most certain; "
+                                     f"{len(self.canvas.hidden)} set aside.")
+        elif scored:
+            self.batch_label.setText(f"{len(scored)} of {len(images)} images have a map.")
+        else:
+            self.batch_label.setText("Generate a batch with uncertainty on to rank it.")
+        current = self.canvas.current_image
+        has_map = current is not None and current.uncertainty is not None
+        self.export_png_button.setEnabled(has_map)
+        self.export_npy_button.setEnabled(has_map)
+        steps = current.params.steps if current is not None and current.params else 0
+        usable = has_map and current.params is not None and current.seed is not None
+        self.variation_step_spin.setMaximum(max(0, steps - 1))
+        self.variation_button.setEnabled(usable)
+        self.variation_hint.setText(
+            f"Re-runs this image's recipe (seed {current.seed}) to step "
+            f"{self.variation_step_spin.value()} of {steps}, then draws each variation's "
+            "x_t from the propagated mean and variance." if usable else
+            "Open an image made with uncertainty on to vary it from an intermediate step.")
