@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -25,36 +26,33 @@ sys.path.insert(0, str(REPO))
 
 
 class StageClock:
-    """A progress callback that times stages and their peak GPU memory."""
+    """A progress callback that times stages and their peak GPU memory: each call reports a
+    unit of work that just finished, so the time since the previous call is that stage's."""
 
     def __init__(self, device: str) -> None:
         import torch
 
         self.cuda = device.startswith("cuda")
         self.torch = torch
-        self.stage, self.t0, self.out = "", time.perf_counter(), {}
+        self.t0, self.out = time.perf_counter(), {}
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
 
     def __call__(self, stage: str, _n: int) -> None:
         stage = "editing" if stage.startswith(("window", "inversion", "sampling")) else stage
-        if stage != self.stage:
-            self.close()
-            self.stage = stage
-
-    def close(self) -> None:
         if self.cuda:
             self.torch.cuda.synchronize()
         now = time.perf_counter()
-        if self.stage:
-            rec = self.out.setdefault(self.stage, {"seconds": 0.0, "peak_gib": 0.0})
-            rec["seconds"] = round(rec["seconds"] + now - self.t0, 2)
-            if self.cuda:
-                peak = self.torch.cuda.max_memory_allocated() / 2**30
-                rec["peak_gib"] = round(max(rec["peak_gib"], peak), 2)
+        rec = self.out.setdefault(stage, {"seconds": 0.0, "peak_gib": 0.0})
+        rec["seconds"] = round(rec["seconds"] + now - self.t0, 2)
         if self.cuda:
+            peak = self.torch.cuda.max_memory_allocated() / 2**30
+            rec["peak_gib"] = round(max(rec["peak_gib"], peak), 2)
             self.torch.cuda.reset_peak_memory_stats()
         self.t0 = now
+
+    def close(self) -> None:
+        self("rest (last decode, smoothing)", 0)
 
 
 def main() -> None:
@@ -93,7 +91,11 @@ def main() -> None:
     pipe = StableDiffusionPipeline.from_pretrained(model_dir, torch_dtype=dtype,
                                                    safety_checker=None).to(a.device)
     torch.manual_seed(0)
-    controlnet = ControlNetModel.from_unet(pipe.unet).to(a.device, dtype).eval()
+    # the conditioning embedding downsamples images to the latent size: one stage per VAE ×2
+    levels = int(math.log2(pipe.vae_scale_factor)) + 1
+    controlnet = ControlNetModel.from_unet(
+        pipe.unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[:levels],
+    ).to(a.device, dtype).eval()
     nets = VideoNets(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, controlnet,
                      dict(pipe.scheduler.config), torch.device(a.device), dtype,
                      frame_chunk=a.frame_chunk)
