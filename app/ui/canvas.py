@@ -417,6 +417,8 @@ class CanvasPanel(QWidget):
             item.setIcon(QIcon(pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, mode)))
         tip = "preview" if image.preview else (f"seed {image.seed}" if image.seed is not None
                                                else "")
+        if image.score is not None:
+            tip += f" · uncertainty {format_value(image.score)}"
         item.setToolTip(tip)
 
     def _on_updated(self, index: int) -> None:
@@ -472,8 +474,7 @@ class CanvasPanel(QWidget):
         self.view.set_heatmap(heatmap_pixmap(umap, lo, hi, self.heat.colormap),
                               self.heat.opacity, self.heat.layout)
         scope = "batch" if self.heat.range_mode == "batch" and len(maps) > 1 else "image"
-        self.legend.set_range(lo, hi, self.heat.colormap,
-                              f"Pixel variance · score {format_value(umap.score)} · {scope} range")
+        self.legend.set_range(lo, hi, self.heat.colormap, f"Pixel variance σ² · {scope} range")
         self.legend.show()
         self._place_overlays()
 

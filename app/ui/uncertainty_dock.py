@@ -55,6 +55,8 @@ class UncertaintyDockWidget(QWidget):
         self.engine, self.fits, self.jobs = engine, fits, jobs
         self.setObjectName("DockBody")
         self._updating = False
+        self._batch_size = -1
+        self._varied: object = None  # the image the variation step was last set for
 
         self.fit_row = FitRow("Compute uncertainty", "uncertainty")
         self.enable_toggle = self.fit_row.toggle
@@ -273,7 +275,6 @@ class UncertaintyDockWidget(QWidget):
             self.variation_step_spin.value(), self.variation_count_spin.value()))
         self.export_png_button.clicked.connect(lambda: self.export_requested.emit("png"))
         self.export_npy_button.clicked.connect(lambda: self.export_requested.emit("npy"))
-        self.keep_spin.setValue(4)
         self.variation_count_spin.setValue(4)
         self._refresh()
 
@@ -348,7 +349,10 @@ class UncertaintyDockWidget(QWidget):
         can_rank = all_in and len(scored) > 1
         self.sort_button.setEnabled(can_rank)
         self.keep_button.setEnabled(can_rank)
-        self.keep_spin.setMaximum(max(1, len(images)))
+        if len(images) != self._batch_size:  # a new batch: offer to keep the better half
+            self._batch_size = len(images)
+            self.keep_spin.setMaximum(max(1, len(images)))
+            self.keep_spin.setValue(max(1, (len(images) + 1) // 2))
         self.show_all_button.setVisible(bool(self.canvas.hidden))
         if self.canvas.hidden:
             self.batch_label.setText(f"Showing the {len(images)} most certain; "
@@ -363,7 +367,10 @@ class UncertaintyDockWidget(QWidget):
         self.export_npy_button.setEnabled(has_map)
         steps = current.params.steps if current is not None and current.params else 0
         usable = has_map and current.params is not None and current.seed is not None
-        self.variation_step_spin.setMaximum(max(0, steps - 1))
+        if current is not self._varied:  # a new image: start halfway through its steps
+            self._varied = current
+            self.variation_step_spin.setMaximum(max(0, steps - 1))
+            self.variation_step_spin.setValue(steps // 2)
         self.variation_button.setEnabled(usable)
         self.variation_hint.setText(
             f"Re-runs this image's recipe (seed {current.seed}) to step "
