@@ -49,3 +49,16 @@ async def studio(qtbot, tmp_path: Path, tiny_models_dir: Path):
                 what="the engine to be ready")
     yield window
     await controller.shutdown()
+
+
+@pytest.fixture
+async def builtin_studio(qtbot, tmp_path: Path):
+    """The window on the embedded default model, as on a fresh machine."""
+    controller, window = create_window(parse_args(["--data-dir", str(tmp_path / "data")]))
+    qtbot.addWidget(window)
+    window.show()
+    await controller.start()
+    await until(lambda: controller.engine.connection in (Connection.ready, Connection.busy),
+                what="the engine to be ready")
+    yield window
+    await controller.shutdown()

@@ -3,29 +3,12 @@ says a fit is needed, "Fit now" fits Γ on the model's shipped fit set, then Gen
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from PySide6.QtCore import Qt
 
-from app.main import create_window, parse_args
-from app.state.engine import Connection
 from tests.e2e.conftest import until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def builtin_studio(qtbot, tmp_path: Path):
-    """The window on the embedded default model, as on a fresh machine."""
-    controller, window = create_window(parse_args(["--data-dir", str(tmp_path / "data")]))
-    qtbot.addWidget(window)
-    window.show()
-    await controller.start()
-    await until(lambda: controller.engine.connection in (Connection.ready, Connection.busy),
-                what="the engine to be ready")
-    yield window
-    await controller.shutdown()
 
 
 async def test_fit_now_then_generate_with_analytic_ddim(builtin_studio, qtbot):
