@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -32,6 +33,13 @@ from engine.protocol import (
     SamplerInfo,
     parse_event,
 )
+from engine.video_protocol import (
+    ControlPreview,
+    ControlPreviewRequest,
+    UploadInfo,
+    VideoEditJob,
+    VideoEditParams,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -44,6 +52,10 @@ REQUEST_TIMEOUT_S = 30.0
 #: Loading a big checkpoint from a slow disk can take minutes.
 LOAD_TIMEOUT_S = 600.0
 RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: Uploading a long clip to a remote engine, decoding frames for a preview, fetching an MP4.
+UPLOAD_TIMEOUT_S = 3600.0
+VIDEO_TIMEOUT_S = 300.0
+UPLOAD_CHUNK = 1 << 20
 
 
 class EngineError(Exception):
@@ -156,7 +168,8 @@ class EngineClient:
             raise EngineUnavailable(f"{method} {path}: the engine sent something not JSON") from exc
 
     async def _raw(
-        self, method: str, path: str, body: BaseModel | None = None, *, timeout: float | None = None
+        self, method: str, path: str, body: BaseModel | None = None, *, timeout: float | None = None,
+        data: Any = None, length: int | None = None,
     ) -> bytes:
         import aiohttp
 
@@ -165,6 +178,12 @@ class EngineClient:
         if body is not None:
             kwargs["data"] = body.model_dump_json()
             kwargs["headers"] = {"Content-Type": "application/json"}
+        elif data is not None:
+            kwargs["data"] = data
+            kwargs["headers"] = {"Content-Type": "application/octet-stream"}
+            if length is not None:
+                # Said up front, so the engine can refuse a huge file before reading it.
+                kwargs["headers"]["Content-Length"] = str(length)
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
         try:
@@ -237,6 +256,50 @@ class EngineClient:
         """The bytes of one result file (a PNG with its recipe)."""
         return await self._raw("GET", f"/jobs/{job_id}/files/{name}", timeout=120.0)
 
+    # ----------------------------------------------------------------- video (docs/video.md)
+    async def upload(self, path: Path | str,
+                     progress: Callable[[int, int], None] | None = None) -> UploadInfo:
+        """Send a local file to ``POST /v1/uploads`` (raw bytes, ``?name=``). The engine probes a
+        video at once: not a video, corrupt, empty, too long → :class:`ApiError` with its message.
+        ``progress(sent, total)`` is called as chunks leave."""
+        from urllib.parse import quote
+
+        path = Path(path)
+        try:
+            total = path.stat().st_size
+        except OSError as exc:
+            raise ApiError(400, f"Cannot read {path.name}: {exc.strerror or exc}", "path") from exc
+
+        async def chunks() -> AsyncIterator[bytes]:
+            sent = 0
+            loop = asyncio.get_running_loop()
+            with open(path, "rb") as f:  # noqa: ASYNC230 (read in a thread below)
+                while True:
+                    chunk = await loop.run_in_executor(None, f.read, UPLOAD_CHUNK)
+                    if not chunk:
+                        break
+                    sent += len(chunk)
+                    if progress is not None:
+                        progress(sent, total)
+                    yield chunk
+
+        data = await self._raw("POST", f"/uploads?name={quote(path.name, safe='')}",
+                               data=chunks(), length=total, timeout=UPLOAD_TIMEOUT_S)
+        return _validate(UploadInfo, data, "POST /uploads")
+
+    async def control_preview(self, request: ControlPreviewRequest) -> ControlPreview:
+        """Control maps (and the resized frames) for a few frames of an upload or a video path
+        on the engine's machine; runs at once, not through the queue."""
+        return await self._get_model(ControlPreview, "POST", "/video/control_preview",
+                                     body=request, timeout=VIDEO_TIMEOUT_S)
+
+    async def submit_video_edit(self, params: VideoEditParams, *, priority: int = 0) -> Job:
+        return await self.submit_job(JobSubmit(job=VideoEditJob(params=params), priority=priority))
+
+    async def download(self, job_id: str, name: str) -> bytes:
+        """A large result file (an edited MP4)."""
+        return await self._raw("GET", f"/jobs/{job_id}/files/{name}", timeout=VIDEO_TIMEOUT_S)
+
     # ----------------------------------------------------------------- events
     async def events(self, *, reconnect: bool = True) -> AsyncIterator[StreamItem]:
         """Engine events, forever: reconnects after drops and says so with Stream* markers.
@@ -283,6 +346,15 @@ class EngineClient:
                 return
             await asyncio.sleep(RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S) - 1)])
             attempt += 1
+
+
+def _validate(model: Any, data: bytes, what: str) -> Any:
+    try:
+        return TypeAdapter(model).validate_json(data)
+    except ValidationError as exc:
+        raise EngineUnavailable(
+            f"{what}: the engine answered in an unexpected shape (app and engine versions "
+            f"differ?): {exc.errors()[0]['msg']}") from exc
 
 
 def _api_error(status: int, data: bytes) -> ApiError:

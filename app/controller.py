@@ -69,6 +69,8 @@ from .state.sampler import (
 )
 from .state.settings import REMOTE
 from .state.uncertainty import UncertaintyMap, UncertaintyView, find_map, load_map, map_path
+from .state.video import VideoState
+from .video_controller import VideoController
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,10 @@ class AppController(QObject):
         self.fits = FitsState()
         #: How uncertainty maps are drawn (the Uncertainty panel edits it, the canvas reads it).
         self.uncertainty_view = UncertaintyView()
+        #: The Video panel's state and its engine work (app/video_controller.py).
+        self.video = VideoState()
+        self.video_jobs = VideoController(self.video, self.engine, self.jobs, lambda: self.client,
+                                          lambda: self.output_dir, self.spawn, self)
         self.client: EngineClient | None = None
         self.local: LocalEngine | None = None
         self._events_task: asyncio.Task[None] | None = None
@@ -317,7 +323,7 @@ class AppController(QObject):
                             image.path not in self.history.index:
                         self.spawn(self._store_result(job.id, image, show=False))
         running = self.jobs.running
-        if running is not None:
+        if running is not None and not self.video_jobs.is_video_job(running.id):
             self.canvas.follow_job(running.id, running.image_count, running.params)
         if samplers and self.generation.sampler not in {s.name for s in samplers}:
             self.generation.sampler = samplers[0].name
@@ -329,6 +335,8 @@ class AppController(QObject):
     def handle_event(self, event: Event) -> None:
         """Fold one engine event into the state (public so tests can feed events)."""
         self.jobs.apply(event)
+        if self.video_jobs.handle_event(event):
+            return  # a video edit: the Video panel shows it, not the canvas or history
         if isinstance(event, EngineStatus):
             self.engine.update_health(event.health)
         elif isinstance(event, JobStarted):
@@ -385,7 +393,7 @@ class AppController(QObject):
     async def _store_result(self, job_id: str, image: ResultImage, *, show: bool = True) -> None:
         """Make the result local (engine wrote it here, or download it), index it, show it."""
         key = (job_id, image.name)
-        if key in self._stored:
+        if key in self._stored or image.role == "video":
             return
         self._stored.add(key)
         loop = asyncio.get_running_loop()

@@ -62,6 +62,8 @@ class JobItem:
     grid: SamplerGridParams | None = None
     #: For fit jobs: the model they fit (None = the loaded one).
     model: str | None = None
+    #: For video_edit jobs: what the Queue card says ("Video edit (LOVECon): <target prompt>").
+    label: str = ""
 
     @classmethod
     def from_job(cls, job: Job) -> JobItem:
@@ -81,6 +83,7 @@ class JobItem:
             kind=job.kind,
             grid=grid,
             model=model,
+            label=_video_label(job),
         )
 
     @property
@@ -119,6 +122,8 @@ class JobItem:
             else:
                 parts.append(f"{self.cell_count} cells")
             return " · ".join(parts)
+        if self.label:
+            return self.stage or self.state.value
         if self.fit_kind is not None:
             return f"{self.model or 'loaded model'} · {self.stage or self.state.value}"
         return self.state.value
@@ -148,9 +153,19 @@ class JobItem:
         """A short, single-line description: the prompt, or what kind of job it is."""
         if self.kind in _FIT_TITLES:
             return _FIT_TITLES[self.kind]
+        if self.label:
+            return self.label
         params = self.grid.base if self.grid is not None else self.params
         text = (params.prompt if params else "").strip().replace("\n", " ") or "(empty prompt)"
         return f"Compare: {text}" if self.grid is not None else text
+
+
+def _video_label(job: Job) -> str:
+    if job.kind != "video_edit":
+        return ""
+    p = job.spec.params
+    method = {"lovecon": "LOVECon", "controlvideo": "ControlVideo"}.get(p.method, p.method)
+    return f"Video edit ({method}): {p.target_prompt.strip()}"
 
 
 class JobsState(QObject):

@@ -30,6 +30,7 @@ from .settings_dialog import SettingsDialog
 from .status_bar import StatusBar
 from .toast import Toast
 from .uncertainty_dock import UncertaintyDockWidget
+from .video_dock import VideoDockWidget
 
 
 class MainWindow(QMainWindow):
@@ -69,8 +70,11 @@ class MainWindow(QMainWindow):
                                                        c.engine, c.fits, c.jobs)
         self.uncertainty_dock = self._dock("Uncertainty", self.uncertainty_panel,
                                            Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.video_panel = VideoDockWidget(c.video)
+        self.video_dock = self._dock("Video", self.video_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.tabifyDockWidget(self.prompt_dock, self.sampler_dock)
-        self.tabifyDockWidget(self.sampler_dock, self.uncertainty_dock)
+        self.tabifyDockWidget(self.sampler_dock, self.video_dock)
+        self.tabifyDockWidget(self.video_dock, self.uncertainty_dock)
         self.prompt_dock.raise_()
         self.prompt_panel.open_sampler_panel.connect(self._show_sampler_panel)
         self.queue_dock = self._dock("Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -166,8 +170,8 @@ class MainWindow(QMainWindow):
         view.addAction("Fit", QKeySequence("F"), self.canvas.view.fit)
         view.addAction("Actual pixels (1:1)", QKeySequence("1"), self.canvas.view.actual_size)
         view.addSeparator()
-        for dock in (self.prompt_dock, self.sampler_dock, self.uncertainty_dock, self.queue_dock,
-                     self.history_dock):
+        for dock in (self.prompt_dock, self.sampler_dock, self.video_dock, self.uncertainty_dock,
+                     self.queue_dock, self.history_dock):
             view.addAction(dock.toggleViewAction())
 
     def _wire(self) -> None:
@@ -193,6 +197,11 @@ class MainWindow(QMainWindow):
         self.uncertainty_panel.sampler_requested.connect(
             lambda name: setattr(c.generation, "sampler", name))
         self.uncertainty_panel.export_requested.connect(self.export_map)
+        self.video_panel.open_requested.connect(self.open_video)
+        self.video_panel.preview_requested.connect(c.video_jobs.refresh_preview)
+        self.video_panel.edit_requested.connect(c.video_jobs.edit)
+        self.video_panel.cancel_requested.connect(c.video_jobs.cancel)
+        self.video_panel.export_requested.connect(c.video_jobs.export)
         self.canvas.cell_clicked.connect(c.open_grid_cell)
         self.canvas.use_settings_requested.connect(c.use_settings)
         self.model_bar.load_requested.connect(c.load_model)
@@ -260,6 +269,13 @@ class MainWindow(QMainWindow):
             return None
         self.status.show_notice("info", f"Uncertainty map saved as {path.name}.")
         return path
+
+    def open_video(self, path: Path | str) -> None:
+        """A dropped or opened video: show the Video panel and send the clip to the engine
+        (called by desktop.py for drops, recent files and the command line)."""
+        self.video_dock.show()
+        self.video_dock.raise_()
+        self.controller.video_jobs.open_video(path)
 
     def _open_outputs(self) -> None:
         folder = self.controller.output_dir
