@@ -257,8 +257,7 @@ class VideoController(QObject):
                 "stages_s": dict(v.stages_s) if v else {}}
         s.result_ready(local, info)
         s.finished("done")
-        s.message = ("info", (f"Edited video: {local.name} ({info['frames']} frames, "
-                             f"{res.width}×{res.height}, {info['fps']:g} fps)."))
+        s.message = ("", "")
         request = s.result_request()
         if client is None or request is None:
             return
@@ -270,6 +269,8 @@ class VideoController(QObject):
                                     f"{getattr(exc, 'message', exc)}"))
             return
         s.result_frames = _frames(answer)
+        if s.result_frames.frames:
+            self.jobs.set_thumbnail(job_id, s.result_frames.frames[0])
 
     # ----------------------------------------------------------------- export
     def export(self, target: Path | str) -> Path | None:

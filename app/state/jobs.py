@@ -123,7 +123,12 @@ class JobItem:
                 parts.append(f"{self.cell_count} cells")
             return " · ".join(parts)
         if self.label:
-            return self.stage or self.state.value
+            video = next((r.video for r in self.results if r.video is not None), None)
+            if self.state is JobState.running and self.stage:
+                return self.stage
+            if video is not None:
+                return f"{video.frames} frames · {video.fps:g} fps"
+            return self.state.value
         if self.fit_kind is not None:
             return f"{self.model or 'loaded model'} · {self.stage or self.state.value}"
         return self.state.value

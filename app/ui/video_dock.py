@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSlider,
     QSpinBox,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -58,18 +59,10 @@ class FrameView(QLabel):
         self.empty_text = empty_text
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setMinimumSize(96, 96)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setStyleSheet("background: #121315; border: 1px solid #2e3035; border-radius: 4px;"
                            "color: #6b6e76; font-size: 9pt;")
         self.setText(empty_text)
-
-    def heightForWidth(self, width: int) -> int:
-        if self._pixmap is not None and self._pixmap.width():
-            return round(width * self._pixmap.height() / self._pixmap.width())
-        return width
-
-    def hasHeightForWidth(self) -> bool:
-        return True
 
     def sizeHint(self) -> QSize:
         return QSize(160, 160)
@@ -313,29 +306,32 @@ class VideoDockWidget(QWidget):
                 lab.setBuddy(buddy)
             return lab
 
-        body = QVBoxLayout()
-        body.setSpacing(6)
-        body.addWidget(self.drop_zone)
-        body.addWidget(self.upload_bar)
-
+        # Top, always in view: the clip and the player (source | result, one slider).
+        top = QVBoxLayout()
+        top.setSpacing(6)
+        top.addWidget(self.drop_zone)
+        top.addWidget(self.upload_bar)
         views = QGridLayout()
         views.setHorizontalSpacing(6)
         views.setVerticalSpacing(2)
-        cap_s, cap_r = label("Source"), label("Result")
-        views.addWidget(cap_s, 0, 0)
-        views.addWidget(cap_r, 0, 1)
+        views.addWidget(label("Source"), 0, 0)
+        views.addWidget(label("Result"), 0, 1)
         views.addWidget(self.source_view, 1, 0)
         views.addWidget(self.result_view, 1, 1)
         views.setColumnStretch(0, 1)
         views.setColumnStretch(1, 1)
-        body.addLayout(views)
+        views.setRowStretch(1, 1)
+        top.addLayout(views, 1)
         transport = QHBoxLayout()
         transport.setSpacing(6)
         transport.addWidget(self.play_button)
         transport.addWidget(self.frame_slider, 1)
         transport.addWidget(self.frame_label)
-        body.addLayout(transport)
+        top.addLayout(transport)
 
+        # Middle, scrolling: what to edit and how.
+        body = QVBoxLayout()
+        body.setSpacing(6)
         body.addWidget(section("Frames"))
         frames = QHBoxLayout()
         frames.setSpacing(4)
@@ -419,20 +415,7 @@ class VideoDockWidget(QWidget):
         out.addWidget(self.controlvideo_box, len(pairs) + 1, 0, 1, 4)
         body.addLayout(out)
 
-        run = QHBoxLayout()
-        run.addWidget(self.edit_button, 1)
-        run.addWidget(self.cancel_button)
-        body.addSpacing(4)
-        body.addLayout(run)
-        body.addWidget(self.progress_bar)
-        body.addWidget(self.stage_label)
-        body.addWidget(self.message_label)
-        result = QHBoxLayout()
-        result.addWidget(self.result_label, 1)
-        result.addWidget(self.export_button, 0, Qt.AlignmentFlag.AlignTop)
-        body.addLayout(result)
         body.addStretch(1)
-
         inner = QWidget()
         inner.setObjectName("DockBody")
         inner.setLayout(body)
@@ -441,9 +424,39 @@ class VideoDockWidget(QWidget):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(inner)
+        self.scroll = scroll
+
+        # Bottom, always in view: Edit, progress, what happened, the result and Export.
+        bottom = QVBoxLayout()
+        bottom.setSpacing(4)
+        run = QHBoxLayout()
+        run.addWidget(self.edit_button, 1)
+        run.addWidget(self.cancel_button)
+        bottom.addLayout(run)
+        bottom.addWidget(self.progress_bar)
+        bottom.addWidget(self.stage_label)
+        bottom.addWidget(self.message_label)
+        result = QHBoxLayout()
+        result.addWidget(self.result_label, 1)
+        result.addWidget(self.export_button, 0, Qt.AlignmentFlag.AlignTop)
+        bottom.addLayout(result)
+
+        # The player and the settings share the height; drag the handle between them.
+        player = QWidget()
+        top.setContentsMargins(0, 0, 0, 4)
+        player.setLayout(top)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(player)
+        self.splitter.addWidget(scroll)
+        self.splitter.setStretchFactor(0, 5)
+        self.splitter.setStretchFactor(1, 6)
+        self.splitter.setSizes([520, 440])  # proportions: the player gets about half
         outer = QVBoxLayout(self)
         outer.setContentsMargins(8, 8, 8, 8)
-        outer.addWidget(scroll)
+        outer.setSpacing(8)
+        outer.addWidget(self.splitter, 1)
+        outer.addLayout(bottom)
 
     def _bind(self) -> None:
         s = self.state
@@ -626,12 +639,13 @@ class VideoDockWidget(QWidget):
                 repolish(w)
         info = s.result_info
         if info and s.result_path is not None:
+            method = METHODS.get(info.get("method", ""), (info.get("method", ""),))[0]
+            facts = [method, f"{info['frames']} frames", f"{info['width']}×{info['height']}",
+                     f"{info['fps']:g} fps"] + (["audio"] if info.get("has_audio") else [])
             stages = ", ".join(f"{k} {v:.1f} s" for k, v in info.get("stages_s", {}).items())
-            self.result_label.setText(
-                f"{METHODS.get(info.get('method', ''), (info.get('method', ''),))[0]}: "
-                f"{info['frames']} frames, {info['width']}×{info['height']}, "
-                f"{info['fps']:g} fps{', audio' if info.get('has_audio') else ''}"
-                f"{' — ' + stages if stages else ''}")
+            self.result_label.setText(f"{Path(s.result_path).name}\n{' · '.join(facts)}"
+                                      + (f"\n{stages}" if stages else ""))
+            self.result_label.setToolTip(str(s.result_path))
         else:
             self.result_label.setText("")
         self.result_label.setVisible(bool(self.result_label.text()))
@@ -645,6 +659,7 @@ class VideoDockWidget(QWidget):
         while len(self.strip_views) < len(picks):
             view = FrameView("")
             view.setMinimumSize(24, 24)
+            view.setMaximumHeight(72)
             self.strip_views.append(view)
             self.strip.addWidget(view)
         for k, view in enumerate(self.strip_views):

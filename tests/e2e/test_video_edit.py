@@ -60,8 +60,8 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     assert panel.message_label.isVisibleTo(panel) and "notes.mp4" in panel.message_label.text()
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    _drop(window, text)  # not a video suffix: said at once, nothing sent
-    assert "not a video" in v.message[1]
+    _drop(panel.drop_zone, text)  # on the panel's drop zone: not a video suffix, nothing sent
+    assert "notes.txt is not a video" in v.message[1]
 
     clip = write_sample_clip(tmp_path / "sample.mp4", audio=True)  # 24 frames, 64×64, 8 fps
     _drop(window, clip)
@@ -92,12 +92,27 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     await until(lambda: v.preview is not None and len(v.preview.frames) == 4, 30,
                 "the preview of the selection")
 
+    shots = os.environ.get("SFUMATO_SHOTS")
+    if shots:  # the docs' screenshot: more steps so the edit reads as one
+        panel.steps_spin.setValue(20)
     path, stages = await _edit(window, qtbot, "lovecon")
     p = probe(path)
     assert (p.frames, p.fps, p.width, p.height, p.has_audio) == (4, 4.0, 64, 64, True)
     assert {"inversion (window 1 of 2)", "window 2 of 2"} <= stages
     assert len(v.result_frames.frames) == 4 and panel.result_view.has_frame()
     assert "4 frames" in panel.result_label.text()
+    if shots:  # docs: xvfb-run … SFUMATO_SHOTS=docs pytest tests/e2e/test_video_edit.py
+        from PySide6.QtWidgets import QApplication
+
+        from app.ui.theme import apply_theme
+
+        apply_theme(QApplication.instance())
+        window.resizeDocks([window.video_dock], [720], Qt.Orientation.Horizontal)
+        await asyncio.sleep(0.5)
+        panel.frame_slider.setValue(1)
+        await asyncio.sleep(0.2)
+        window.grab().save(str(Path(shots) / "video-panel.png"))
+
     # the shared slider moves both views
     panel.frame_slider.setValue(3)
     assert v.position == 3 and panel.result_position() == 3
@@ -121,16 +136,6 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     assert "ControlVideo" in panel.result_label.text()
     assert len(v.result_frames.frames) == 4
     panel.frame_slider.setValue(1)
-    if shots := os.environ.get("SFUMATO_SHOTS"):  # docs: xvfb-run … SFUMATO_SHOTS=docs pytest
-        from PySide6.QtWidgets import QApplication
-
-        from app.ui.theme import apply_theme
-
-        apply_theme(QApplication.instance())
-        window.resizeDocks([window.video_dock], [560], Qt.Orientation.Horizontal)
-        await asyncio.sleep(0.5)
-        window.grab().save(str(Path(shots) / "video-panel.png"))
-
     # No ControlNet for the asked name: the job fails with the engine's message, in the panel.
     panel.controlnet_edit.setText("no-such-controlnet")
     before = v.job_id
