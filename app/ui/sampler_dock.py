@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QScrollArea,
     QSlider,
     QSpinBox,
     QStyle,
@@ -42,6 +41,8 @@ from app.state.sampler import (
     schedule_label,
 )
 from engine.protocol import SamplerInfo
+
+from .form import field_label, scrolling_body, section_title
 
 NAME_ROLE = Qt.ItemDataRole.UserRole
 DESC_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -216,16 +217,7 @@ class SamplerDockWidget(QWidget):
 
     # ----------------------------------------------------------------- construction
     def _layout(self) -> None:
-        def section(title: str) -> QLabel:
-            label = QLabel(title.upper())
-            label.setObjectName("SectionTitle")
-            return label
-
-        def label(text: str) -> QLabel:
-            lab = QLabel(text)
-            lab.setObjectName("FieldLabel")
-            return lab
-
+        section, label = section_title, field_label
         body = QVBoxLayout()
         body.setSpacing(6)
         body.addWidget(section("Sampler"))
@@ -282,15 +274,7 @@ class SamplerDockWidget(QWidget):
         need.setContentsMargins(0, 0, 0, 0)
         body.addWidget(self.need_box)
 
-        inner = QWidget()
-        inner.setObjectName("DockBody")
-        lay = QVBoxLayout(inner)
-        lay.setContentsMargins(12, 10, 12, 10)
-        lay.addLayout(body)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(inner)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = scrolling_body(body)
         footer = QVBoxLayout()
         footer.setContentsMargins(12, 6, 12, 12)
         footer.addWidget(self.compare_button)

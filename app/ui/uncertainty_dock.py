@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -32,6 +31,7 @@ from app.state.uncertainty import (
     cost_text,
 )
 
+from .form import field_label, scrolling_body, section_title
 from .sampler_dock import FitRow
 
 
@@ -136,16 +136,7 @@ class UncertaintyDockWidget(QWidget):
         return combo
 
     def _layout(self) -> None:
-        def section(title: str) -> QLabel:
-            label = QLabel(title.upper())
-            label.setObjectName("SectionTitle")
-            return label
-
-        def label(text: str) -> QLabel:
-            lab = QLabel(text)
-            lab.setObjectName("FieldLabel")
-            return lab
-
+        section, label = section_title, field_label
         body = QVBoxLayout()
         body.setSpacing(6)
         body.addWidget(section("BayesDiff"))
@@ -218,15 +209,7 @@ class UncertaintyDockWidget(QWidget):
         body.addLayout(export)
         body.addStretch(1)
 
-        inner = QWidget()
-        inner.setObjectName("DockBody")
-        lay = QVBoxLayout(inner)
-        lay.setContentsMargins(12, 10, 12, 10)
-        lay.addLayout(body)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(inner)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = scrolling_body(body)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
