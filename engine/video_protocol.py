@@ -126,8 +126,8 @@ class VideoEditParams(_Model):
     source_prompt: str = ""
     target_prompt: str
     negative_prompt: str = ""
-    edit_phrase: str = Field("", description="Words of target_prompt whose region changes "
-                             "(LOVECon's mask); empty = the words not in source_prompt")
+    edit_phrase: str = Field("", description="Words of source_prompt whose region changes "
+                             "(LOVECon's mask); empty = the source words target_prompt drops")
     edit_type: Literal["attribute", "background", "style"] = "attribute"
     method: Literal["lovecon", "controlvideo"] = "lovecon"
     control: ControlSpec = Field(default_factory=ControlSpec)
@@ -139,8 +139,8 @@ class VideoEditParams(_Model):
     fusion: LoveconFusion = Field(default_factory=LoveconFusion)
     smoothing: bool = Field(True, description="Last-step and final frame-interpolation smoothing")
     interpolator: Literal["flow", "rife"] = Field(
-        "flow", description="flow: OpenCV Farneback, built in; rife: needs rife_weights")
-    rife_weights: str | None = None
+        "flow", description="flow: OpenCV Farneback, built in; rife: not bundled yet, refused")
+    rife_weights: str | None = Field(None, description="Reserved for RIFE weights")
     # ControlVideo
     tuning_steps: int = Field(80, ge=0, le=5000, description="One-shot tuning steps "
                               "(paper: 80 canny, 300 hed, 500 depth, 1500 pose)")

@@ -21,7 +21,7 @@ from engine.video_protocol import MAX_EDIT_FRAMES
 log = logging.getLogger(__name__)
 
 
-def find_controlnet(loaded, spec, models_dirs: list[Path]) -> Path:
+def find_controlnet(info, spec, models_dirs: list[Path]) -> Path:
     """The ControlNet folder: the one named (a path or a folder name in a models folder), else
     ``<model folder>-<type>`` beside the model (the embedded model's ``sfumato-tiny-canny``)."""
     if spec.controlnet:
@@ -34,12 +34,12 @@ def find_controlnet(loaded, spec, models_dirs: list[Path]) -> Path:
         raise EngineError(f"No ControlNet {spec.controlnet!r}: give a diffusers ControlNet folder "
                           "(with config.json) or its name in a models folder",
                           "job.params.control.controlnet")
-    model_path = Path(loaded.info.path)
+    model_path = Path(info.path)
     for cand in (model_path.parent / f"{model_path.name}-{spec.type}", model_path / "controlnet"):
         if (cand / "config.json").is_file():
             return cand
     raise EngineError(
-        f"No {spec.type} ControlNet is available for {loaded.info.name}. Put an SD 1.x ControlNet "
+        f"No {spec.type} ControlNet is available for {info.name}. Put an SD 1.x ControlNet "
         f"(diffusers folder) on disk and name it in control.controlnet (e.g. "
         f"lllyasviel/sd-controlnet-{spec.type}).", "job.params.control.controlnet")
 
@@ -107,7 +107,7 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     ctx.job.total = method.units(n, p) + 2
     prog("control maps", 0)
     maps = control_maps(frames, p.control)
-    cn_path = find_controlnet(loaded, p.control, list(models_dirs))
+    cn_path = find_controlnet(loaded.info, p.control, list(models_dirs))
     device = torch.device(loaded.device)
     dtype = loaded.dtype
     controlnet = load_controlnet(cn_path, device, dtype)

@@ -86,6 +86,9 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     if p.control.type != "canny" and not p.control.annotator:
         raise EngineError(f"{p.control.type} control needs its annotator's weights on disk; set "
                           "control.annotator or use canny.", "job.params.control.annotator")
+    from engine.video.edit_job import find_controlnet
+
+    find_controlnet(engine.queue.resolve_model(p.model), p.control, engine.config.models_dirs)
     if p.interpolator == "rife":
         raise EngineError("RIFE interpolation is not built into this engine yet (its network is "
                           "not bundled); use the built-in optical-flow interpolator 'flow'.",

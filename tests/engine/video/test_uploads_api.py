@@ -55,6 +55,11 @@ async def test_bad_uploads_are_refused_and_engine_keeps_serving(api, sample_clip
     assert status == 422 and err["field"] == "job.params.source"
     _, uploads = await api.call("GET", "/uploads", expect=200)
     assert uploads == []  # nothing bad was kept
-    status, _ = await _upload(api, "ok.mp4", data)
+    status, ok = await _upload(api, "ok.mp4", data)
     assert status == 201
+    # the engine's default model here (tiny-sd) has no ControlNet beside it
+    status, err = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": {
+        "source": ok["id"], "target_prompt": "x"}}})
+    assert status == 422 and err["field"] == "job.params.control.controlnet"
+    assert "No canny ControlNet" in err["message"]
     await api.call("GET", "/health", expect=200)
