@@ -131,3 +131,16 @@ def test_four_hour_video_is_refused(tmp_path):
 def test_range_past_the_end(sample_clip):
     with pytest.raises(VideoError, match="only 24 frames"):
         decode(sample_clip, FrameRange(start=30))
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_zero_frame_video(tmp_path, ext):
+    import av
+
+    path = tmp_path / f"zero.{ext}"
+    with av.open(str(path), "w") as out:  # a video stream that never gets a frame
+        s = out.add_stream("mpeg4", rate=8)
+        s.width = s.height = 16
+        s.pix_fmt = "yuv420p"
+    with pytest.raises(VideoError, match="no video|not a video"):
+        probe(path)
