@@ -142,5 +142,6 @@ def test_zero_frame_video(tmp_path, ext):
         s = out.add_stream("mpeg4", rate=8)
         s.width = s.height = 16
         s.pix_fmt = "yuv420p"
+        out.start_encoding()  # write the header although no frame follows
     with pytest.raises(VideoError, match="no video|not a video"):
         probe(path)
