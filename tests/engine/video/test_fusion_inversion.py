@@ -114,3 +114,29 @@ def test_inversion_then_sampling_reconstructs_source(tiny_nets):
     assert errors[0] < 0.12 and errors[1] < errors[0], errors
     # and the inverted end point is noise-like, not the source
     assert float(np.corrcoef(zs[-1].flatten(), z0.flatten())[0, 1]) < 0.9
+
+
+def test_memory_options_do_not_change_the_edit(tiny_nets):
+    """Attention slicing and VAE frame chunks are exact rearrangements of the same work."""
+    from engine.video import lovecon
+    from engine.video.control import canny_maps
+    from engine.video.sample_clip import sample_caption, sample_frames
+    from engine.video_protocol import VideoEditParams
+
+    nets = tiny_nets
+    frames = sample_frames(3)
+    src = sample_caption()
+    p = VideoEditParams(source="x", source_prompt=src, target_prompt=src.replace("white", "red"),
+                        edit_type="attribute", edit_phrase="background", steps=2, window=2,
+                        width=64, height=64, cfg_scale=5.0)
+    plain = lovecon.edit(nets, frames, canny_maps(frames), p, lambda _s, _n: None)
+    nets.layout.slice_batch, nets.frame_chunk = 1, 1
+    try:
+        sliced = lovecon.edit(nets, frames, canny_maps(frames), p, lambda _s, _n: None)
+    finally:
+        nets.layout.slice_batch, nets.frame_chunk = 0, 0
+    assert plain.shape == sliced.shape == (3, 64, 64, 3)
+    assert np.abs(plain.astype(int) - sliced.astype(int)).max() <= 2
+    # and the processors were put back: the UNet is plain again
+    assert not any(type(p).__name__ == "CrossFrameAttnProcessor"
+                   for p in nets.unet.attn_processors.values())
