@@ -140,3 +140,30 @@ def test_memory_options_do_not_change_the_edit(tiny_nets):
     # and the processors were put back: the UNet is plain again
     assert not any(type(p).__name__ == "CrossFrameAttnProcessor"
                    for p in nets.unet.attn_processors.values())
+
+
+def test_controlvideo_tunes_caches_and_restores_the_shared_model(tiny_nets, tmp_path):
+    from engine.video import controlvideo
+    from engine.video.control import canny_maps
+    from engine.video.sample_clip import sample_caption, sample_frames
+    from engine.video_protocol import VideoEditParams
+
+    nets = tiny_nets
+    before = {k: v.clone() for k, v in nets.unet.state_dict().items()}
+    frames = sample_frames(2)
+    src = sample_caption()
+    p = VideoEditParams(source="x", source_prompt=src, target_prompt=src, method="controlvideo",
+                        steps=2, tuning_steps=3, learning_rate=1e-3, width=64, height=64)
+    cache = tmp_path / "cv.safetensors"
+    out, info = controlvideo.edit(nets, frames, canny_maps(frames), p, lambda _s, _n: None, cache)
+    assert out.shape == (2, 64, 64, 3) and len(info["losses"]) == 3 and not info["cached"]
+    from safetensors.torch import load_file
+
+    tuned = load_file(str(cache))
+    assert any(k.startswith("temporal.") for k in tuned)
+    assert any(k.startswith("controlnet.") and k.endswith("to_out.0.weight") for k in tuned)
+    after = nets.unet.state_dict()
+    assert after.keys() == before.keys()  # no temporal layers left behind
+    assert all(torch.equal(before[k], after[k]) for k in before)  # tuned weights put back
+    again, info = controlvideo.edit(nets, frames, canny_maps(frames), p, lambda _s, _n: None, cache)
+    assert info["cached"] and np.abs(out.astype(int) - again.astype(int)).max() <= 2
