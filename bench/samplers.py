@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-calibration", action="store_true", help="Skip the calibrated rows")
     ap.add_argument("--fits", default="/tmp/sfumato-bench-fits")
     ap.add_argument("--out", default="/tmp/sfumato-bench-samplers.json")
+    ap.add_argument("--resume", action="store_true",
+                    help="Keep the rows already in --out and the fits already in --fits")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -171,19 +173,27 @@ def main(argv: list[str] | None = None) -> None:
 
     steps = [int(s) for s in args.steps.split(",")]
     samplers = args.samplers.split(",")
-    if any(s.startswith("Analytic") for s in samplers):
+    model_hash = fits.model_hash(info)
+    if any(s.startswith("Analytic") for s in samplers) and not (
+            args.resume and fits.list(model_hash, "analytic")):
         fit("analytic", loaded, fits, data, steps)
     calibrations = [False] if args.no_calibration else [False, True]
-    if True in calibrations:
+    if True in calibrations and not (args.resume and fits.list(model_hash, "calibration")):
         fit("calibration", loaded, fits, data, steps, args.calibration_timesteps)
+    done = []
+    if args.resume and Path(args.out).is_file():  # rows an interrupted run already measured
+        done = json.loads(Path(args.out).read_text())["rows"]
+    measured = {(r["sampler"], r["calibrated"], r["steps"]) for r in done}
 
     rng = np.random.default_rng(2_000_000)
     prompts = [captions[i] for i in rng.integers(len(captions), size=args.count)]
     seeds = [2_000_000 + i for i in range(args.count)]
-    rows = []
+    rows = list(done)
     for sampler in samplers:
         for calibrated in calibrations:
             for n in steps:
+                if (sampler, calibrated, n) in measured:
+                    continue
                 t0 = time.monotonic()
                 images = generate(loaded, fits, sampler, n, calibrated, prompts, seeds, args.cfg,
                                   args.batch)
