@@ -23,6 +23,10 @@ def run_generate(job: Job, ctx, fits=None) -> None:
 
     spec: GenerateJob = job.spec
     p = spec.params
+    if p.uncertainty or p.variation_step is not None:
+        from engine.uncertainty.generate import run_uncertain_generate
+
+        return run_uncertain_generate(job, ctx, fits)
     loaded = ctx.load_model(p.model)
     pipe = loaded.pipe
     setup = prepare(loaded, p, fits)

@@ -6,7 +6,13 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from engine.protocol import PNG_PARAMETERS_KEY, PNG_RECIPE_KEY, GenerateParams, recipe_json
+from engine.protocol import (
+    PNG_PARAMETERS_KEY,
+    PNG_RECIPE_KEY,
+    GenerateParams,
+    UncertaintyResult,
+    recipe_json,
+)
 
 
 def output_path(output_dir: Path, job_id: str, index: int, when: datetime) -> Path:
@@ -14,12 +20,18 @@ def output_path(output_dir: Path, job_id: str, index: int, when: datetime) -> Pa
 
 
 def save_png(
-    image, path: Path, params: GenerateParams, *, seed: int, model_name: str | None, index: int
+    image, path: Path, params: GenerateParams, *, seed: int, model_name: str | None, index: int,
+    uncertainty: UncertaintyResult | None = None,
 ) -> Path:
-    """Save ``image`` (PIL) with A1111 ``parameters`` and Sfumato JSON text chunks."""
+    """Save ``image`` (PIL) with A1111 ``parameters`` and Sfumato JSON text chunks (with the
+    image's uncertainty score, if it has one)."""
+    a1111 = params.to_a1111(model_name=model_name, seed=seed)
+    if uncertainty is not None:
+        a1111 += f", Uncertainty score: {uncertainty.score:.6g}"
     return write_png(image, path, {
-        PNG_PARAMETERS_KEY: params.to_a1111(model_name=model_name, seed=seed),
-        PNG_RECIPE_KEY: recipe_json(params, seed=seed, model_name=model_name, index=index),
+        PNG_PARAMETERS_KEY: a1111,
+        PNG_RECIPE_KEY: recipe_json(params, seed=seed, model_name=model_name, index=index,
+                                    uncertainty=uncertainty),
     })
 
 

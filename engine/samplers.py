@@ -92,10 +92,16 @@ class SamplerSpec:
         return out
 
     def info(self) -> SamplerInfo:
+        # BayesDiff (docs/uncertainty.md) propagates variance through DDIM and DPM-Solver-2,
+        # which is the k-diffusion/diffusers "DPM2" (KDPM2DiscreteScheduler) in ε form.
+        uq = self.scheduler in ("DDIMScheduler", "KDPM2DiscreteScheduler")
         return SamplerInfo(
             name=self.name, description=self.description, options=self.option_infos(),
             aliases=list(self.aliases), needs_fit=self.needs_fit,  # type: ignore[arg-type]
-            stochastic=self.stochastic, family=self.family,
+            stochastic=self.stochastic, family=self.family, uncertainty=uq,
+            uncertainty_note="" if uq else (
+                "Uncertainty (BayesDiff) is defined for DDIM and DPM-Solver-2 (DPM2) only: "
+                "their steps are linear in ε̂, so its variance propagates in closed form."),
         )
 
     def config_overrides(self, base_config: dict[str, Any], p: GenerateParams) -> dict[str, Any]:

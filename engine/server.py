@@ -33,7 +33,8 @@ from engine.samplers import check_options, sampler_infos
 
 log = logging.getLogger(__name__)
 PREFIX = f"/{API_VERSION}"
-_JOB_KIND_TAGS = {"generate", "analytic_fit", "calibration_fit", "sampler_grid", "video_edit"}
+_JOB_KIND_TAGS = {"generate", "analytic_fit", "calibration_fit", "sampler_grid", "video_edit",
+                  "uncertainty_fit"}
 
 
 class TokenGate:
@@ -164,6 +165,8 @@ def create_app(engine) -> FastAPI:
         job = req.job
         if isinstance(job, GenerateJob):
             job = _check_generate(engine, job)
+            if job.params.uncertainty or job.params.variation_step is not None:
+                job = await asyncio.to_thread(_check_uncertainty, engine, job)
         elif isinstance(job, SamplerGridJob):
             job = _check_grid(engine, job)
         elif isinstance(job, VideoEditJob):
@@ -200,6 +203,11 @@ def create_app(engine) -> FastAPI:
                     raise NotFound(f"{name} was deleted from {path.parent}")
                 media = "video/mp4" if path.suffix == ".mp4" else "image/png"
                 return FileResponse(path, media_type=media)
+            if result.uncertainty is not None and result.uncertainty.map_name == name:
+                path = Path(result.path).with_name(name)  # the .npy beside the PNG
+                if not path.is_file():
+                    raise NotFound(f"{name} was deleted from {path.parent}")
+                return FileResponse(path, media_type="application/octet-stream")
         raise NotFound(f"Job {job_id} has no file {name!r}")
 
     from engine.video.routes import video_router
@@ -247,6 +255,22 @@ def _check_generate(engine, job: GenerateJob) -> GenerateJob:
     _check_sampler(params, "job.params")
     _check_model(engine, params.model, "job.params.model")
     return job.model_copy(update={"params": _random_seed(params)})
+
+
+def _check_uncertainty(engine, job: GenerateJob) -> GenerateJob:
+    """422 unless the sampler carries BayesDiff uncertainty and the model has a fit."""
+    from engine.uncertainty.generate import uncertainty_problem
+
+    info = engine.queue.resolve_model(job.params.model)
+    problem = uncertainty_problem(job.params, engine.fits, info)
+    if problem:
+        raise EngineError(problem[1], f"job.params.{problem[0]}")
+    if job.params.variation_seed < 0:
+        import secrets
+
+        params = job.params.model_copy(update={"variation_seed": secrets.randbelow(2**32)})
+        job = job.model_copy(update={"params": params})
+    return job
 
 
 def _check_grid(engine, job: SamplerGridJob) -> SamplerGridJob:

@@ -53,6 +53,7 @@ class Engine:
         from engine.fits import FitStore
         from engine.generate import run_generate
         from engine.sampler_grid import run_sampler_grid
+        from engine.uncertainty.fit_job import run_uncertainty_fit
         from engine.video.edit_job import run_video_edit
 
         self.config = config
@@ -79,6 +80,7 @@ class Engine:
                                       models_dirs=config.models_dirs),
                 "analytic_fit": partial(run_analytic_fit, fits=self.fits),
                 "calibration_fit": partial(run_calibration_fit, fits=self.fits),
+                "uncertainty_fit": partial(run_uncertainty_fit, fits=self.fits),
             },
             default_model=default,
         )

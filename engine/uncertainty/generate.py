@@ -1,0 +1,146 @@
+"""Generation with BayesDiff uncertainty: maps, scores and variations from an intermediate step.
+
+The ordinary ``generate`` job hands a recipe here when it asks for ``uncertainty`` or a
+``variation_step``; without them this module is never imported, so plain sampling pays nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.errors import EngineError
+from engine.protocol import GenerateParams, Job, ResultImage, UncertaintyResult
+
+#: Why other samplers cannot carry uncertainty (the Sampler panel's tooltip).
+UNSUPPORTED_NOTE = ("BayesDiff propagates uncertainty through DDIM and DPM-Solver-2 (DPM2) only; "
+                    "choose one of those to see uncertainty.")
+
+
+def uncertainty_problem(params: GenerateParams, fits, model_info) -> tuple[str, str] | None:
+    """(field, message) if this recipe cannot run with uncertainty, else None."""
+    from engine.samplers import resolve
+    from engine.uncertainty.fit_job import cached_posterior
+    from engine.uncertainty.propagate import SUPPORTED
+
+    if not (params.uncertainty or params.variation_step is not None):
+        return None
+    try:
+        spec, _ = resolve(params.sampler, params.schedule)
+    except (KeyError, ValueError) as exc:
+        return "sampler", exc.args[0]
+    if spec.scheduler not in SUPPORTED:
+        return "sampler", (f"Uncertainty is not available with {spec.name}: BayesDiff defines it "
+                           "for DDIM and DPM-Solver-2 only; choose DDIM or DPM2.")
+    if params.variation_step is not None and not 1 <= params.variation_step < params.steps:
+        return "variation_step", f"Variations start after a step between 1 and {params.steps - 1}"
+    if (fits is not None and model_info is not None
+            and cached_posterior(fits, fits.model_hash(model_info)) is None):
+        return "uncertainty", (f"{model_info.name} has no uncertainty fit yet: run Fit in the "
+                                   "Uncertainty panel (job kind 'uncertainty_fit') first.")
+    return None
+
+
+def _save_npy(array, path: Path) -> Path:
+    import numpy as np
+
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        np.save(f, array.astype(np.float32))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def run_uncertain_generate(job: Job, ctx, fits) -> None:
+    import torch
+
+    from engine.outputs import output_path, save_png
+    from engine.sampling import prepare
+    from engine.uncertainty.eps_model import EpsModel
+    from engine.uncertainty.fit_job import cached_posterior
+    from engine.uncertainty.pixel_map import decode, latent_samples, pixel_variance, score
+    from engine.uncertainty.propagate import propagate
+
+    p = job.spec.params
+    loaded = ctx.load_model(p.model)
+    pipe = loaded.pipe
+    problem = uncertainty_problem(p, fits, loaded.info)
+    if problem:
+        raise EngineError(problem[1], f"params.{problem[0]}")
+    post = cached_posterior(fits, fits.model_hash(loaded.info))
+    setup = prepare(loaded, p, fits)
+    sched = pipe.scheduler = setup.scheduler
+    recipe = p.model_copy(update={"model": loaded.info.id})
+    device, dtype = loaded.device, loaded.dtype
+    do_cfg = p.cfg_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+    cond, uncond = pipe.encode_prompt(p.prompt, device, 1, do_cfg, p.negative_prompt or None)
+    model = EpsModel(pipe.unet, post, cond, uncond if do_cfg else None, p.cfg_scale,
+                     sched.config.get("prediction_type", "epsilon"))
+    varying = p.variation_step is not None
+    total = p.steps * p.batch_count
+    first_batch = len(job.results) // p.batch_size
+    ctx.begin(total, done=first_batch * p.steps)
+    for b in range(first_batch, p.batch_count):
+        seeds = [(p.seed + b * p.batch_size + i) % 2**32 for i in range(p.batch_size)]
+        if varying:
+            seeds = [seeds[0]] * p.batch_size  # one trajectory, then batch_size draws
+        n_traj = 1 if varying else p.batch_size
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[:n_traj]]
+        sched.set_timesteps(p.steps, device=device)
+        x_T = pipe.prepare_latents(n_traj, pipe.unet.config.in_channels, p.height, p.width,
+                                   cond.dtype, device, generators)
+        step_kwargs = pipe.prepare_extra_step_kwargs(generators, setup.call_kwargs.get("eta", 0.0))
+        variation = None
+        if varying:
+            vgen = torch.Generator().manual_seed((p.variation_seed + b) % 2**32)
+            variation = (p.variation_step, torch.randn((p.batch_size, *x_T.shape[1:]),
+                                                      generator=vgen))
+            if "generator" in step_kwargs:  # η-noise after the draw: one generator per image
+                step_kwargs["generator"] = [torch.Generator("cpu").manual_seed(s + k)
+                                            for k, s in enumerate(seeds)]
+
+        def on_iter(_i, done, latents, b=b):
+            ctx.check_cancel()
+            step = b * p.steps + done
+            if ctx.progress(step) and done < p.steps:
+                for k in range(latents.shape[0]):
+                    ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
+
+        try:
+            with setup.context(pipe, p.cfg_scale):
+                prop = propagate(model, sched, x_T, samples=p.uncertainty_samples,
+                                 skip=p.uncertainty_skip,
+                                 generator=torch.Generator().manual_seed(seeds[0]),
+                                 step_kwargs=step_kwargs, on_iter=on_iter, variation=variation)
+            with torch.no_grad():
+                latents = prop.mean.to(dtype)
+                images = decode(pipe.vae, latents, dtype, unit=False)
+                maps = None
+                if p.uncertainty:
+                    m = p.uncertainty_decodes
+                    z = latent_samples(prop.mean, prop.var, m,
+                                       torch.Generator().manual_seed(seeds[0] + 1))
+                    maps = pixel_variance(decode(pipe.vae, z, dtype), m).cpu()
+        except torch.OutOfMemoryError as exc:
+            del exc
+            ctx.free_memory()
+            raise EngineError(
+                f"Out of memory on {loaded.device} at {p.width}×{p.height} with batch size "
+                f"{p.batch_size} and {p.uncertainty_samples} uncertainty samples. Try fewer "
+                "samples (S) or decodes (M), or a smaller size or batch.") from None
+        pils = pipe.image_processor.postprocess(images, output_type="pil")
+        for i, image in enumerate(pils):
+            index = b * p.batch_size + i
+            path = output_path(ctx.output_dir, job.id, index, job.created_at)
+            unc = None
+            if maps is not None:
+                arr = maps[i].numpy()
+                npy = _save_npy(arr, path.with_suffix(".uncertainty.npy"))
+                unc = UncertaintyResult(map_name=npy.name, score=score(maps[i]),
+                                        map_min=float(arr.min()), map_max=float(arr.max()))
+            save_png(image, path, recipe, seed=seeds[i], model_name=loaded.info.id, index=index,
+                     uncertainty=unc)
+            ctx.add_result(ResultImage(name=path.name, path=str(path), index=index, seed=seeds[i],
+                                       width=image.width, height=image.height, uncertainty=unc))
