@@ -44,6 +44,7 @@ def uncertainty_problem(params: GenerateParams, fits, model_info) -> tuple[str, 
 def _save_npy(array, path: Path) -> Path:
     import numpy as np
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as f:
         np.save(f, array.astype(np.float32))
