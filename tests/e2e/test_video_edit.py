@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,14 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     assert "notes.txt is not a video" in v.message[1]
 
     clip = write_sample_clip(tmp_path / "sample.mp4", audio=True)  # 24 frames, 64×64, 8 fps
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
+    _drop(window, cut)
+    await until(lambda: v.message[0] == "error" and "cut.mp4" in v.message[1], 30,
+                "the truncated file refused")
+    assert v.message[0] == "error" and re.search("corrupt|truncated|no video frames", v.message[1])
+    assert v.source is None
+
     _drop(window, clip)
     assert window.video_dock.isVisible()
     await until(lambda: v.source is not None, 60, "the upload")
@@ -136,13 +145,25 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     assert "ControlVideo" in panel.result_label.text()
     assert len(v.result_frames.frames) == 4
     panel.frame_slider.setValue(1)
-    # No ControlNet for the asked name: the job fails with the engine's message, in the panel.
-    panel.controlnet_edit.setText("no-such-controlnet")
+    # Cancel during ControlVideo's tuning (a new tuning recipe: nothing cached).
+    panel.tuning_spin.setValue(5000)
+    panel.steps_spin.setValue(3)
     before = v.job_id
     qtbot.mouseClick(panel.edit_button, Qt.MouseButton.LeftButton)
-    await until(lambda: v.job_id != before and v.job_state == "failed", 300, "the failure")
-    assert "controlnet" in v.message[1].lower()
-    assert "controlnet" in panel.message_label.text().lower()
+    await until(lambda: v.job_id != before and v.stage == "tuning", 120, "tuning to start")
+    assert panel.cancel_button.isVisibleTo(panel) and "Tuning" in panel.stage_label.text()
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    await until(lambda: v.job_state == "cancelled", 60, "the cancel")
+    assert not panel.cancel_button.isVisibleTo(panel) and panel.edit_button.isEnabled()
+    panel.tuning_spin.setValue(2)
+
+    # No ControlNet of that name: refused (at submit, or the job fails) with the engine's
+    # message, in the panel.
+    panel.controlnet_edit.setText("no-such-controlnet")
+    qtbot.mouseClick(panel.edit_button, Qt.MouseButton.LeftButton)
+    await until(lambda: v.message[0] == "error" and "no-such-controlnet" in v.message[1], 300,
+                "the refusal")
+    assert "controlnet" in panel.message_label.text().lower() and not v.busy
     # …and the engine keeps serving.
     assert (await c.client.health()).version
     assert c.history.entries == [] or all(
