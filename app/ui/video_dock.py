@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QSlider,
     QSpinBox,
@@ -46,6 +45,7 @@ from app.state.video import (
 from engine.video_protocol import VIDEO_SUFFIXES
 
 from .binding import bind
+from .form import field_label, scrolling_body, section_title
 from .theme import repolish
 
 
@@ -294,17 +294,7 @@ class VideoDockWidget(QWidget):
 
     # ----------------------------------------------------------------- construction
     def _layout(self) -> None:
-        def section(title: str) -> QLabel:
-            label = QLabel(title.upper())
-            label.setObjectName("SectionTitle")
-            return label
-
-        def label(text: str, buddy: QWidget | None = None) -> QLabel:
-            lab = QLabel(text)
-            lab.setObjectName("FieldLabel")
-            if buddy is not None:
-                lab.setBuddy(buddy)
-            return lab
+        section, label = section_title, field_label
 
         # Top, always in view: the clip and the player (source | result, one slider).
         top = QVBoxLayout()
@@ -416,14 +406,8 @@ class VideoDockWidget(QWidget):
         body.addLayout(out)
 
         body.addStretch(1)
-        inner = QWidget()
-        inner.setObjectName("DockBody")
-        inner.setLayout(body)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
+        scroll = scrolling_body(body)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(inner)
         self.scroll = scroll
 
         # Bottom, always in view: Edit, progress, what happened, the result and Export.
