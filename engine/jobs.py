@@ -50,6 +50,7 @@ class JobContext:
         self._t0 = time.monotonic()
         self._done0 = 0
         self._last_progress = 0.0
+        self._last_stage: str | None = None
         self._last_preview = 0.0
 
     def load_model(self, model_id: str | None) -> LoadedModel:
@@ -73,8 +74,12 @@ class JobContext:
         now = time.monotonic()
         rate_steps = step - self._done0
         eta = (now - self._t0) / rate_steps * (self.job.total - step) if rate_steps > 0 else None
-        if now - self._last_progress >= self.PROGRESS_INTERVAL_S or step >= self.job.total:
-            self._last_progress = now
+        # Throttled, except that a new stage is always announced (a short stage such as
+        # "smoothing" must still show in the panel) and so is the last step.
+        new_stage = stage != self._last_stage
+        if (now - self._last_progress >= self.PROGRESS_INTERVAL_S or step >= self.job.total
+                or new_stage):
+            self._last_progress, self._last_stage = now, stage
             self._queue.publish(
                 JobProgress(job_id=self.job.id, step=step, total=self.job.total, eta_s=eta, stage=stage)
             )
