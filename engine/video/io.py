@@ -152,38 +152,63 @@ class Clip:
 
 def decode(path: Path, frames: FrameRange | None = None, max_frames: int | None = None) -> Clip:
     """Decode the selected frames as RGB. A variable-frame-rate video is first resampled to a
-    constant rate (its average): frame i is the one shown at time i / fps."""
+    constant rate (its average): frame i is the one shown at time i / fps.
+
+    Frames stream through the decoder and only the selected ones are kept (as RGB), so a long
+    or large clip never sits in memory whole; decoding stops after the last selected frame."""
     import av
 
     frames = frames or FrameRange()
     info = probe(path)
+    wanted = selected_indices(info.frames, frames)
+    if max_frames is not None and len(wanted) > max_frames:
+        raise VideoError(f"{len(wanted)} frames are selected; at most {max_frames} can be edited "
+                         "at once. Select a shorter range or a larger stride.", "frames")
+
+    def rgb(frame) -> np.ndarray:
+        arr = frame.to_ndarray(format="rgb24")
+        rot = _rotation(frame)
+        return np.ascontiguousarray(np.rot90(arr, k=rot // 90)) if rot else arr
+
+    picked: dict[int, np.ndarray] = {}
     container = _open(path)
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    pics, times = [], []
     try:
-        for frame in container.decode(stream):
-            rgb = frame.to_ndarray(format="rgb24")
-            rot = _rotation(frame)
-            if rot:
-                rgb = np.ascontiguousarray(np.rot90(rgb, k=rot // 90))
-            pics.append(rgb)
-            times.append(float(frame.time) if frame.time is not None else len(times) / info.fps)
+        if info.variable_frame_rate:
+            # Grid point g shows the last frame whose time is <= g.
+            grid: list[float] | None = None
+            prev, k = None, 0
+            for n, frame in enumerate(container.decode(stream)):
+                t = float(frame.time) if frame.time is not None else n / info.fps
+                if grid is None:
+                    grid = [t + i / info.fps for i in wanted]
+                while k < len(wanted) and t > grid[k] + 1e-9:
+                    picked[wanted[k]] = rgb(prev if prev is not None else frame)
+                    k += 1
+                if k == len(wanted):
+                    break
+                prev = frame
+            while prev is not None and k < len(wanted):  # the last frame shows to the end
+                picked[wanted[k]] = rgb(prev)
+                k += 1
+        else:
+            want, last = set(wanted), wanted[-1]
+            for n, frame in enumerate(container.decode(stream)):
+                if n in want:
+                    picked[n] = rgb(frame)
+                if n >= last:
+                    break
     except (av.error.FFmpegError, OSError):
-        if not pics:
+        if not picked:
             raise VideoError(f"{Path(path).name}: no frame could be decoded", "source") from None
     finally:
         container.close()
-    if info.variable_frame_rate:
-        t0 = times[0]
-        grid = t0 + np.arange(info.frames) / info.fps
-        order = np.searchsorted(np.asarray(times), grid, side="right") - 1
-        pics = [pics[max(0, i)] for i in order]
-    idx = [i for i in selected_indices(len(pics), frames)]
-    if max_frames is not None and len(idx) > max_frames:
-        raise VideoError(f"{len(idx)} frames are selected; at most {max_frames} can be edited at "
-                         "once. Select a shorter range or a larger stride.", "frames")
-    arr = np.stack([pics[i] for i in idx])
+    idx = [i for i in wanted if i in picked]  # a truncated file ends early
+    if not idx:
+        raise VideoError(f"{Path(path).name}: none of the selected frames could be decoded",
+                         "frames")
+    arr = np.stack([picked[i] for i in idx])
     fps = info.fps / frames.stride
     return Clip(arr, idx, fps, idx[0] / info.fps, (idx[-1] + frames.stride) / info.fps, info)
 

@@ -76,6 +76,21 @@ def test_variable_frame_rate_is_flagged_and_resampled(tmp_path):
     assert p.variable_frame_rate
     clip = decode(path)
     assert len(clip.frames) == p.frames
+    # A selection is the same frames as those of the whole clip (decoding streams and keeps
+    # only the selected frames, so this is what checks the resampling grid is kept).
+    sub = decode(path, FrameRange(start=3, end=10, stride=2))
+    assert sub.indices == [3, 5, 7, 9]
+    assert np.array_equal(sub.frames, clip.frames[[3, 5, 7, 9]])
+    # Frame i is the one shown at i / fps: brightness never runs ahead of time.
+    shown = clip.frames.reshape(len(clip.frames), -1).mean(1)
+    assert np.all(np.diff(shown) >= -3)
+
+
+def test_a_selection_equals_the_same_frames_of_the_whole_clip(sample_clip):
+    whole = decode(sample_clip)
+    part = decode(sample_clip, FrameRange(start=5, end=17, stride=4))
+    assert part.indices == [5, 9, 13]
+    assert np.array_equal(part.frames, whole.frames[[5, 9, 13]])
 
 
 @pytest.mark.parametrize("content,needle", [
