@@ -252,7 +252,7 @@ def test_prompt_dock_summarises_the_sampler_and_opens_its_panel(window, qtbot): 
     assert "calibrated" in summary.text()
     window.prompt_dock.raise_()
     # Tabified docks stay isVisible(); the one behind has nothing on screen.
-    on_screen = lambda: not window.sampler_dock.visibleRegion().isEmpty()  # noqa: E731
+    on_screen = lambda: not window.sampler_dock.visibleRegion().isEmpty()
     qtbot.waitUntil(lambda: not on_screen(), timeout=2000)
     summary.click()
     qtbot.waitUntil(on_screen, timeout=2000)
