@@ -159,8 +159,11 @@ class JobCard(QFrame):
             if item.finished_at is not None:
                 took = time.strftime("%H:%M", time.localtime(item.finished_at.timestamp()))
             n = len(item.results)
+            videos = sum(1 for r in item.results if r.role == "video")
             what = (f"{item.cells_done} cells + grid" if item.grid is not None
-                    else "fit saved" if item.fit_kind else f"{n} image{'s' if n != 1 else ''}")
+                    else "fit saved" if item.fit_kind
+                    else f"{videos} video{'s' if videos != 1 else ''}" if videos
+                    else f"{n} image{'s' if n != 1 else ''}")
             self.eta.setText(what + (f" · {took}" if took else ""))
         else:
             self.eta.setText("")

@@ -226,3 +226,15 @@ def test_open_refuses_what_is_not_a_video(tmp_path):
     clip.write_bytes(b"x")
     assert ctl.open_video(clip) is None and "not connected" in s.message[1]  # no engine
     assert spawned == []
+
+
+def test_queue_card_of_a_finished_edit_counts_videos(qapp, tmp_path):
+    from app.ui.queue_dock import QueueDockWidget
+
+    jobs = JobsState()
+    dock = QueueDockWidget(jobs)
+    res = ResultImage(name="v3-video.mp4", path=str(tmp_path / "v3-video.mp4"), index=0, seed=0,
+                      width=64, height=64, role="video",
+                      video=VideoResult(frames=4, fps=4.0, duration_s=1.0, method="lovecon"))
+    jobs.upsert(_job("v3", "video_edit", JobState.done, [res]))
+    assert dock.card("v3").eta.text().startswith("1 video")
