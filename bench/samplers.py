@@ -174,8 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     steps = [int(s) for s in args.steps.split(",")]
     samplers = args.samplers.split(",")
     model_hash = fits.model_hash(info)
+    covered = {n for f in fits.list(model_hash, "analytic") for n in f.steps}
     if any(s.startswith("Analytic") for s in samplers) and not (
-            args.resume and fits.list(model_hash, "analytic")):
+            args.resume and set(steps) <= covered):
         fit("analytic", loaded, fits, data, steps)
     calibrations = [False] if args.no_calibration else [False, True]
     if True in calibrations and not (args.resume and fits.list(model_hash, "calibration")):
