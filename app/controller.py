@@ -455,7 +455,7 @@ class AppController(QObject):
                 target = map_path(png)
                 await loop.run_in_executor(None, target.write_bytes, data)
             return await loop.run_in_executor(None, load_map, target, info.score)
-        except (ApiError, EngineError, OSError, ValueError) as exc:
+        except (EngineError, OSError, ValueError) as exc:
             self.notice.emit(WARNING, f"The uncertainty map of {png.name} could not be read: "
                              f"{exc}")
             return None

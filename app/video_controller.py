@@ -30,7 +30,7 @@ from engine.protocol import (
 )
 from engine.video_protocol import VIDEO_SUFFIXES
 
-from .client import ApiError, EngineClient, EngineError
+from .client import EngineClient, EngineError
 from .state.engine import EngineInfo
 from .state.jobs import JobsState
 from .state.video import VideoFrames, VideoState
@@ -90,10 +90,7 @@ class VideoController(QObject):
 
         try:
             info = await client.upload(path, progress)
-        except ApiError as exc:
-            s.message = ("error", exc.message)
-            return
-        except EngineError as exc:
+        except EngineError as exc:  # ApiError too: its str() is the engine's message
             s.message = ("error", str(exc))
             return
         finally:
@@ -140,10 +137,7 @@ class VideoController(QObject):
         s.preview_busy = True
         try:
             answer = await client.control_preview(s.preview_request())
-        except ApiError as exc:
-            s.message = ("error", exc.message)
-            return
-        except EngineError as exc:
+        except EngineError as exc:  # ApiError too: its str() is the engine's message
             s.message = ("error", str(exc))
             return
         finally:
@@ -172,10 +166,7 @@ class VideoController(QObject):
     async def _submit(self, client: EngineClient, params) -> None:
         try:
             job = await client.submit_video_edit(params)
-        except ApiError as exc:
-            self.state.message = ("error", exc.message)
-            return
-        except EngineError as exc:
+        except EngineError as exc:  # ApiError too: its str() is the engine's message
             self.state.message = ("error", str(exc))
             return
         self.jobs.upsert(job)

@@ -9,6 +9,7 @@ before either is needed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,13 +98,16 @@ def display_range(maps: list[UncertaintyMap | None], current: UncertaintyMap | N
     return lo, hi if hi > lo else lo + 1e-12
 
 
+@lru_cache(maxsize=8)
 def lut(name: str) -> np.ndarray:
-    """(256, 3) uint8 colour table of a colormap."""
+    """(256, 3) uint8 colour table of a colormap (built once per name; treat as read-only)."""
     import numpy as np
     from cmap import Colormap
 
     rgba = Colormap(name if name in COLORMAPS else DEFAULT_COLORMAP).lut(256)
-    return (np.asarray(rgba)[:, :3] * 255 + 0.5).astype(np.uint8)
+    table = (np.asarray(rgba)[:, :3] * 255 + 0.5).astype(np.uint8)
+    table.flags.writeable = False  # shared by every caller through the cache
+    return table
 
 
 def colorize(values: np.ndarray, lo: float, hi: float, colormap: str) -> np.ndarray:
