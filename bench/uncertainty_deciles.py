@@ -25,27 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-class Context:
-    """The JobContext surface the generate and fit runners use, in process."""
+from bench.samplers import BenchContext  # importable once REPO is on sys.path (above)
 
-    def __init__(self, loaded, job, output_dir: Path) -> None:
-        self.loaded, self.job, self.output_dir = loaded, job, output_dir
 
-    def load_model(self, _model):
-        return self.loaded
-
-    def check_cancel(self) -> None:
-        pass
-
-    def begin(self, total, done=0, stage="sampling"):
-        self.job.total, self.job.step = total, done
-
-    def progress(self, step, stage="sampling"):
-        self.job.step = step
-        return False
-
-    def preview(self, *args, **kwargs):
-        pass
+class Context(BenchContext):
+    """BenchContext plus what a generate job also asks of its context."""
 
     def free_memory(self) -> None:
         pass

@@ -34,31 +34,30 @@ async def until(predicate, timeout: float = 120, what: str = "condition"):
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def studio(qtbot, tmp_path: Path, tiny_models_dir: Path):
-    """The app window with its own local engine, as a user starts it."""
-    controller, window = create_window(parse_args([
-        "--data-dir", str(tmp_path / "data"),
-        "--models-dir", str(tiny_models_dir),
-        "--model", "tiny-sd",
-    ]))
+async def _open_studio(qtbot, args: list[str]):
+    """Open the window with ``args`` and its own local engine; returns it once ready."""
+    controller, window = create_window(parse_args(args))
     qtbot.addWidget(window)
     window.show()
     await controller.start()
     await until(lambda: controller.engine.connection in (Connection.ready, Connection.busy),
                 what="the engine to be ready")
+    return window
+
+
+@pytest.fixture
+async def studio(qtbot, tmp_path: Path, tiny_models_dir: Path):
+    """The app window with its own local engine, as a user starts it."""
+    window = await _open_studio(qtbot, ["--data-dir", str(tmp_path / "data"),
+                                        "--models-dir", str(tiny_models_dir),
+                                        "--model", "tiny-sd"])
     yield window
-    await controller.shutdown()
+    await window.controller.shutdown()
 
 
 @pytest.fixture
 async def builtin_studio(qtbot, tmp_path: Path):
     """The window on the embedded default model, as on a fresh machine."""
-    controller, window = create_window(parse_args(["--data-dir", str(tmp_path / "data")]))
-    qtbot.addWidget(window)
-    window.show()
-    await controller.start()
-    await until(lambda: controller.engine.connection in (Connection.ready, Connection.busy),
-                what="the engine to be ready")
+    window = await _open_studio(qtbot, ["--data-dir", str(tmp_path / "data")])
     yield window
-    await controller.shutdown()
+    await window.controller.shutdown()
