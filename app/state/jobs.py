@@ -229,6 +229,15 @@ class JobsState(QObject):
         return next((j for j in self.ordered()
                      if j.fit_kind == fit_kind and not j.state.finished), None)
 
+    def fit_progress(self, fit_kind: str) -> tuple[str, JobState, int | None] | None:
+        """What a panel shows of the active fit of this kind: (job id, state, whole percent or
+        None before the engine counts steps), or None when no such fit is queued or running.
+        Panels compare it to what they last drew, so other jobs' progress costs them nothing."""
+        job = self.active_fit(fit_kind)
+        if job is None:
+            return None
+        return job.id, job.state, round(job.progress * 100) if job.total else None
+
     @property
     def active_count(self) -> int:
         """Jobs not finished yet (running or queued)."""

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state.canvas import CanvasImage, CanvasState
-from app.state.uncertainty import UncertaintyView, display_range, format_value
+from app.state.uncertainty import UncertaintyMap, UncertaintyView, display_range, format_value
 
 from .grid_view import GridView
 from .heatmap import HeatLegend, heatmap_pixmap
@@ -325,6 +325,11 @@ class CanvasPanel(QWidget):
         lay.addWidget(self.strip)
         self.shown_final: CanvasImage | None = None
         self._decoded: dict[int, tuple[int, QPixmap]] = {}
+        # The coloured map last drawn and what it was coloured from (map, low, high, colormap):
+        # a map's arrival reaches the canvas by several signals (slot updated, maps changed,
+        # slot shown), and opacity or layout changes need no recolouring.
+        self._heat_source: tuple[object, float, float, str] | None = None
+        self._heat_pixmap: QPixmap | None = None
         self._image_waiters: list[asyncio.Future[str]] = []
 
         state.reset.connect(self._rebuild)
@@ -471,12 +476,20 @@ class CanvasPanel(QWidget):
             return
         maps = [im.uncertainty for im in self.state.images]
         lo, hi = display_range(maps, umap, self.heat.range_mode)
-        self.view.set_heatmap(heatmap_pixmap(umap, lo, hi, self.heat.colormap),
-                              self.heat.opacity, self.heat.layout)
+        self.view.set_heatmap(self._coloured(umap, lo, hi), self.heat.opacity, self.heat.layout)
         scope = "batch" if self.heat.range_mode == "batch" and len(maps) > 1 else "image"
         self.legend.set_range(lo, hi, self.heat.colormap, f"Pixel variance σ² · {scope} range")
         self.legend.show()
         self._place_overlays()
+
+    def _coloured(self, umap: UncertaintyMap, lo: float, hi: float) -> QPixmap:
+        """The map through the colormap over [lo, hi]; coloured again only when one changed."""
+        source = self._heat_source
+        if (self._heat_pixmap is None or source is None or source[0] is not umap
+                or source[1:] != (lo, hi, self.heat.colormap)):
+            self._heat_pixmap = heatmap_pixmap(umap, lo, hi, self.heat.colormap)
+            self._heat_source = (umap, lo, hi, self.heat.colormap)
+        return self._heat_pixmap
 
     def _on_hover(self, x: float, y: float) -> None:
         image = self.state.current_image

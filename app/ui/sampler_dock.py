@@ -49,6 +49,8 @@ DESC_ROLE = Qt.ItemDataRole.UserRole + 1
 TAG_ROLE = Qt.ItemDataRole.UserRole + 2
 DIM_ROLE = Qt.ItemDataRole.UserRole + 3  # greyed: cannot do what the settings ask (uncertainty)
 DEFAULT = "Model default"
+#: The fits this panel shows a row for (uncertainty has its own panel).
+PANEL_FITS = ("analytic", "calibration")
 MAX_SLIDER_STEPS = 150
 
 
@@ -147,6 +149,7 @@ class SamplerDockWidget(QWidget):
         self.settings, self.engine, self.fits, self.jobs = settings, engine, fits, jobs
         self.setObjectName("DockBody")
         self._updating = False
+        self._fits_shown: tuple[object, ...] = ()  # JobsState.fit_progress of PANEL_FITS
 
         self.sampler_list = QListWidget()
         self.sampler_list.setObjectName("SamplerList")
@@ -293,8 +296,9 @@ class SamplerDockWidget(QWidget):
         s.steps_changed.connect(lambda _v: self._refresh_steps())
         self.fits.fits_changed.connect(lambda _v: self._refresh_fits())
         self.fits.model_changed.connect(lambda _v: self._refresh_fits())
-        self.jobs.changed.connect(self._refresh_fits)
-        self.jobs.job_updated.connect(lambda _id: self._refresh_fits())
+        # Only the fits' own progress: other jobs' progress events leave the panel alone.
+        self.jobs.changed.connect(self._on_jobs)
+        self.jobs.job_updated.connect(self._on_job_updated)
 
         self.sampler_list.currentItemChanged.connect(self._on_pick)
         self.schedule_combo.activated.connect(lambda _i: self._on_schedule())
@@ -403,17 +407,31 @@ class SamplerDockWidget(QWidget):
         self._updating = False
         self._refresh_fits()
 
+    def _fits_progress(self) -> tuple[object, ...]:
+        return tuple(self.jobs.fit_progress(kind) for kind in PANEL_FITS)
+
+    def _on_job_updated(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None and job.fit_kind in PANEL_FITS:
+            self._on_jobs()
+
+    def _on_jobs(self) -> None:
+        if self._fits_progress() != self._fits_shown:
+            self._refresh_fits()
+
     def _refresh_fits(self) -> None:
         s = self.settings
         info, _ = self.current_info()
-        for row in (self.analytic_row, self.calibration_row):
-            job = self.jobs.active_fit(row.kind)
-            if job is not None:
-                pct = f" · {job.progress * 100:.0f}%" if job.total else ""
-                row.status.setText(f"Fitting… ({job.state.value}{pct}, see Queue)")
+        self._fits_shown = self._fits_progress()
+        for row, fitting in zip((self.analytic_row, self.calibration_row), self._fits_shown,
+                                strict=True):
+            if fitting is not None:
+                _id, state, pct = fitting
+                more = f" · {pct}%" if pct is not None else ""
+                row.status.setText(f"Fitting… ({state.value}{more}, see Queue)")
             else:
                 row.status.setText(self.fits.describe(row.kind).capitalize())
-            row.fit_button.setEnabled(job is None and bool(self.fits.model))
+            row.fit_button.setEnabled(fitting is None and bool(self.fits.model))
             fitted = self.fits.latest(row.kind) is not None
             row.fit_button.setText("Refit" if fitted else "Fit now")
         enabled, _, _ = analytic_toggle(info.name if info else s.sampler)

@@ -3,6 +3,9 @@ variations from an intermediate step, and exporting a map."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -30,6 +33,7 @@ from app.state.uncertainty import (
     UncertaintyView,
     cost_text,
 )
+from engine.protocol import JobState
 
 from .form import field_label, scrolling_body, section_title
 from .sampler_dock import FitRow
@@ -57,6 +61,8 @@ class UncertaintyDockWidget(QWidget):
         self._updating = False
         self._batch_size = -1
         self._varied: object = None  # the image the variation step was last set for
+        #: The uncertainty fit's progress as the status line shows it (JobsState.fit_progress).
+        self._fit_shown: tuple[str, JobState, int | None] | None = None
 
         self.fit_row = FitRow("Compute uncertainty", "uncertainty")
         self.enable_toggle = self.fit_row.toggle
@@ -215,21 +221,21 @@ class UncertaintyDockWidget(QWidget):
         outer.addWidget(scroll)
 
     def _bind(self) -> None:
+        # Each section refreshes on what it shows: the settings, fits and the uncertainty fit's
+        # own progress; the view state; the canvas batch. Other jobs' progress (a generation
+        # sends several events a second) leaves the panel alone.
         s, v = self.settings, self.view
-        s.options_changed.connect(lambda _v: self._refresh())
-        s.sampler_changed.connect(lambda _v: self._refresh())
-        s.steps_changed.connect(lambda _v: self._refresh())
-        s.errors_changed.connect(lambda _v: self._refresh())
-        self.engine.samplers_changed.connect(lambda _v: self._refresh())
-        self.fits.fits_changed.connect(lambda _v: self._refresh())
-        self.fits.model_changed.connect(lambda _v: self._refresh())
-        self.jobs.changed.connect(self._refresh)
-        self.jobs.job_updated.connect(lambda _id: self._refresh())
-        self.canvas.current_changed.connect(lambda _i: self._refresh())
-        self.canvas.maps_changed.connect(self._refresh)
-        self.canvas.reset.connect(self._refresh)
+        for signal in (s.options_changed, s.sampler_changed, s.errors_changed,
+                       self.engine.samplers_changed, self.fits.fits_changed,
+                       self.fits.model_changed):
+            signal.connect(lambda _v: self._refresh_generation())
+        self.jobs.changed.connect(self._on_jobs)
+        self.jobs.job_updated.connect(self._on_job_updated)
+        self.canvas.current_changed.connect(lambda _i: self._refresh_batch())
+        self.canvas.maps_changed.connect(lambda: self._refresh_batch())
+        self.canvas.reset.connect(lambda: self._refresh_batch())
         for name in ("show_map", "opacity", "colormap", "range_mode", "layout"):
-            getattr(v, f"{name}_changed").connect(lambda _v: self._refresh())
+            getattr(v, f"{name}_changed").connect(lambda _v: self._refresh_display())
 
         self.enable_toggle.clicked.connect(
             lambda on: s.set_option("uncertainty", True if on else None))
@@ -253,7 +259,7 @@ class UncertaintyDockWidget(QWidget):
         self.keep_button.clicked.connect(
             lambda: self.canvas.keep_most_certain(self.keep_spin.value()))
         self.show_all_button.clicked.connect(self.canvas.show_all)
-        self.variation_step_spin.valueChanged.connect(lambda _v: self._refresh())
+        self.variation_step_spin.valueChanged.connect(lambda _v: self._refresh_batch())
         self.variation_button.clicked.connect(lambda: self.variations_requested.emit(
             self.variation_step_spin.value(), self.variation_count_spin.value()))
         self.export_png_button.clicked.connect(lambda: self.export_requested.emit("png"))
@@ -272,34 +278,61 @@ class UncertaintyDockWidget(QWidget):
 
     # ----------------------------------------------------------------- state → widgets
     def _refresh(self) -> None:
-        self._updating = True
-        try:
+        self._refresh_generation()
+        self._refresh_display()
+        self._refresh_batch()
+
+    def _on_job_updated(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None and job.fit_kind == "uncertainty":
+            self._on_jobs()
+
+    def _on_jobs(self) -> None:
+        if self.jobs.fit_progress("uncertainty") != self._fit_shown:
             self._refresh_generation()
-            self._refresh_display()
-            self._refresh_batch()
-        finally:
-            self._updating = False
 
     def _refresh_generation(self) -> None:
+        with self._quiet():
+            self._show_generation()
+
+    def _refresh_display(self) -> None:
+        with self._quiet():
+            self._show_display()
+
+    def _refresh_batch(self) -> None:
+        with self._quiet():
+            self._show_batch()
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """Widgets set from the state do not write back to it."""
+        was, self._updating = self._updating, True
+        try:
+            yield
+        finally:
+            self._updating = was
+
+    def _show_generation(self) -> None:
         s = self.settings
         on = bool(s.option("uncertainty"))
         self.enable_toggle.setChecked(on)
-        job = self.jobs.active_fit("uncertainty")
-        if job is not None:
-            pct = f" · {job.progress * 100:.0f}%" if job.total else ""
-            self.fit_row.status.setText(f"Fitting the posterior… ({job.state.value}{pct})")
+        self._fit_shown = fitting = self.jobs.fit_progress("uncertainty")
+        if fitting is not None:
+            _id, state, pct = fitting
+            more = f" · {pct}%" if pct is not None else ""
+            self.fit_row.status.setText(f"Fitting the posterior… ({state.value}{more})")
         else:
             self.fit_row.status.setText(self.fits.describe("uncertainty").capitalize())
         fitted = self.fits.latest("uncertainty") is not None
         self.fit_row.fit_button.setText("Refit" if fitted else "Fit now")
-        self.fit_row.fit_button.setEnabled(job is None and bool(self.fits.model))
+        self.fit_row.fit_button.setEnabled(fitting is None and bool(self.fits.model))
         info, _ = resolve(s.sampler, self.engine.samplers)
         bad_sampler = on and info is not None and not info.uncertainty
         if bad_sampler:
             why = info.uncertainty_note or "it has no variance propagation"
             self.sampler_warning.setText(f"{info.name} cannot carry uncertainty: {why}")
         self.warning_box.setVisible(bad_sampler)
-        need_fit = on and not fitted and job is None and bool(self.fits.model)
+        need_fit = on and not fitted and fitting is None and bool(self.fits.model)
         error = s.error("uncertainty")
         if not error and need_fit:
             error = "No posterior for this model yet: press Fit now (about a minute on the " \
@@ -315,7 +348,7 @@ class UncertaintyDockWidget(QWidget):
         self.cost_label.setText(cost_text(*values) if on else
                                 "Off: images are generated without uncertainty.")
 
-    def _refresh_display(self) -> None:
+    def _show_display(self) -> None:
         v = self.view
         self.show_toggle.setChecked(bool(v.show_map))
         self.opacity_slider.setValue(round(v.opacity * 100))
@@ -325,7 +358,7 @@ class UncertaintyDockWidget(QWidget):
             combo.setCurrentIndex(max(0, combo.findData(value)))
         self.opacity_slider.setEnabled(v.layout == "overlay")
 
-    def _refresh_batch(self) -> None:
+    def _show_batch(self) -> None:
         images = self.canvas.images
         scored = [im for im in images if im.score is not None]
         all_in = bool(images) and all(im.ready for im in images)

@@ -275,3 +275,40 @@ def test_compare_dialog_builds_the_choice(window):  # noqa: F811
     items = [dialog.sampler_list.item(i) for i in range(dialog.sampler_list.count())]
     assert [i.checkState() == Qt.CheckState.Checked for i in items] == [True, False, True, False]
     dialog.reject()
+
+
+async def test_panel_follows_its_fits_not_other_jobs(window, monkeypatch):  # noqa: F811
+    from engine.protocol import AnalyticFitJob, GenerateJob, JobProgress, JobStarted
+
+    c = window.controller
+    panel = window.sampler_panel
+    c.fits.model = "tiny"
+    calls = [0]
+    refresh = panel._refresh_fits
+
+    def counted() -> None:
+        calls[0] += 1
+        refresh()
+
+    monkeypatch.setattr(panel, "_refresh_fits", counted)
+    gen = Job(id="gen", kind="generate", state=JobState.queued, created_at=utcnow(),
+              spec=GenerateJob(params=GenerateParams(prompt="harbour", steps=30)))
+    c.handle_event(JobQueued(job=gen))
+    c.handle_event(JobStarted(job_id="gen"))
+    for step in range(1, 31):
+        c.handle_event(JobProgress(job_id="gen", step=step, total=30))
+    assert calls[0] == 0
+
+    fit = Job(id="fit", kind="analytic_fit", state=JobState.queued, created_at=utcnow(),
+              spec=AnalyticFitJob())
+    c.handle_event(JobQueued(job=fit))
+    assert calls[0] == 1 and "queued" in panel.analytic_row.status.text()
+    assert not panel.analytic_row.fit_button.isEnabled()
+    c.handle_event(JobStarted(job_id="fit"))
+    for step in (1, 1, 2, 2, 2):  # the status line prints whole percents of 200 steps
+        c.handle_event(JobProgress(job_id="fit", step=step, total=200))
+    assert calls[0] == 4
+    assert panel.analytic_row.status.text().startswith("Fitting… (running · 1%, see Queue)")
+    c.handle_event(JobFinished(job=fit.model_copy(update={"state": JobState.done})))
+    assert "Fitting" not in panel.analytic_row.status.text()
+    assert panel.analytic_row.fit_button.isEnabled()

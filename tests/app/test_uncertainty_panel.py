@@ -174,3 +174,94 @@ def test_panel_edits_the_recipe_and_exports(window, qtbot, tmp_path):  # noqa: F
     out_npy = window.export_map("npy", str(tmp_path / "m.npy"))
     assert Image.open(out_png).size == (8, 8)
     assert np.array_equal(np.load(out_npy), values)
+
+
+def counting(monkeypatch, owner, name: str) -> list[int]:
+    """Replace ``owner.name`` by a wrapper that counts its calls; returns the counter."""
+    calls = [0]
+    original = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
+
+
+def test_a_map_is_coloured_once_per_change(window, monkeypatch):  # noqa: F811
+    import app.ui.canvas
+
+    c = window.controller
+    coloured = counting(monkeypatch, app.ui.canvas, "heatmap_pixmap")
+    params = GenerateParams(steps=4, uncertainty=True)
+    c.canvas.follow_job("j1", 2, params)
+    c.canvas.set_result("j1", 0, png(), seed=1, width=8, height=8,
+                        uncertainty=umap(np.eye(8, dtype=np.float32) * 0.01))
+    assert window.canvas.view.heatmap_shown and coloured[0] == 1
+    # a map fetched after its image (the controller's path for maps beside history images)
+    c.canvas.follow_job("j2", 1, params)
+    c.canvas.set_result("j2", 0, png(), seed=2, width=8, height=8)
+    assert coloured[0] == 1 and not window.canvas.view.heatmap_shown
+    c.canvas.set_uncertainty(c.canvas.images[0], umap(np.full((8, 8), 0.02, np.float32)))
+    assert window.canvas.view.heatmap_shown and coloured[0] == 2
+    # opacity and layout move or fade the same colours; the colormap recolours once
+    c.uncertainty_view.opacity = 0.3
+    c.uncertainty_view.layout = "side"
+    assert coloured[0] == 2
+    c.uncertainty_view.colormap = "magma"
+    assert coloured[0] == 3
+
+
+def test_panels_ignore_other_jobs_progress(window, monkeypatch):  # noqa: F811
+    import base64
+
+    from engine.protocol import (
+        GenerateJob,
+        Job,
+        JobPreview,
+        JobProgress,
+        JobQueued,
+        JobStarted,
+        JobState,
+        UncertaintyFitJob,
+    )
+
+    c = window.controller
+    panel, sampler = window.uncertainty_panel, window.sampler_panel
+    refreshes = {name: counting(monkeypatch, panel, name) for name in
+                 ("_refresh_generation", "_refresh_display", "_refresh_batch")}
+    fits_refreshes = counting(monkeypatch, sampler, "_refresh_fits")
+
+    def total() -> int:
+        return sum(n[0] for n in refreshes.values())
+
+    gen = Job(id="gen", kind="generate", state=JobState.queued, created_at=utcnow(),
+              spec=GenerateJob(params=GenerateParams(prompt="harbour", steps=40, batch_size=2)))
+    c.handle_event(JobQueued(job=gen))
+    c.handle_event(JobStarted(job_id="gen"))
+    before, fits_before = total(), fits_refreshes[0]
+    generation_before = refreshes["_refresh_generation"][0]
+    preview = base64.b64encode(png()).decode()
+    for step in range(1, 41):
+        c.handle_event(JobProgress(job_id="gen", step=step, total=80, eta_s=2.0))
+        c.handle_event(JobPreview(job_id="gen", step=step, width=8, height=8, png_b64=preview))
+    assert c.jobs.get("gen").step == 40  # the events were applied...
+    assert total() == before and fits_refreshes[0] == fits_before  # ...and left both alone
+
+    # the uncertainty fit's own progress shows, once per percent the status line prints
+    fit = Job(id="fit", kind="uncertainty_fit", state=JobState.queued, created_at=utcnow(),
+              spec=UncertaintyFitJob())
+    c.handle_event(JobQueued(job=fit))
+    c.handle_event(JobStarted(job_id="fit"))
+    assert "running" in panel.fit_row.status.text()
+    assert not panel.fit_row.fit_button.isEnabled()
+    shown = refreshes["_refresh_generation"][0]
+    steps = range(1, 13)
+    for step in steps:
+        c.handle_event(JobProgress(job_id="fit", step=step, total=400, stage="fitting"))
+    percents = {round(step / 400 * 100) for step in steps}
+    assert refreshes["_refresh_generation"][0] - shown == len(percents)
+    assert panel.fit_row.status.text().endswith("· 3%)")
+    assert total() - before == refreshes["_refresh_generation"][0] - generation_before
+    assert fits_refreshes[0] == fits_before  # not a fit the Sampler panel shows
