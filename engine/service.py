@@ -63,6 +63,9 @@ class Engine:
         extra = [Path(config.model)] if config.model and Path(config.model).exists() else []
         self.registry = ModelRegistry([config.data_dir / "models", *config.models_dirs], extra)
         self.models = ModelManager(config.device)
+        from engine.video import annotators
+
+        self.models.on_unload.append(annotators.release)  # they live as long as the model
         self.bus = EventBus()
         self.store = JobStore(config.data_dir / "engine.sqlite")
         self.fits = FitStore(config.data_dir / "fits")

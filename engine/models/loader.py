@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,9 @@ class ModelManager:
         self.requested_device = device
         self.lock = threading.RLock()
         self.current: LoadedModel | None = None
+        #: Called when the model goes (unload or switch): caches that live as long as it does,
+        #: e.g. the video annotators, drop their weights here.
+        self.on_unload: list[Callable[[], None]] = []
 
     @property
     def device(self) -> str:
@@ -100,6 +104,8 @@ class ModelManager:
             if self.current is None:
                 return
             self.current = None
+            for hook in self.on_unload:
+                hook()
             self._free()
 
     def memory(self) -> tuple[int, int, int]:

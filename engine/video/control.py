@@ -1,9 +1,7 @@
-"""Control maps for the ControlNet, one per frame: canny via OpenCV; HED, depth and pose only
-with annotator weights on disk (nothing is downloaded)."""
+"""Control maps for the ControlNet, one per frame: canny via OpenCV; HED, depth and pose with
+annotator weights on disk (:mod:`engine.video.annotators`; nothing is downloaded)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -26,33 +24,28 @@ def canny_maps(frames: np.ndarray, low: int = 100, high: int = 200) -> np.ndarra
     return out
 
 
-def control_maps(frames: np.ndarray, spec: ControlSpec) -> np.ndarray:
+def control_maps(frames: np.ndarray, spec: ControlSpec, device: str = "cpu") -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB → (N, H, W, 3) uint8 maps of ``spec.type``. HED, depth and pose
+    run their annotator (:mod:`engine.video.annotators`) on ``device``."""
     if spec.type == "canny":
         return canny_maps(frames, spec.low_threshold, spec.high_threshold)
-    folder = Path(spec.annotator).expanduser() if spec.annotator else None
-    if folder is None or not folder.exists():
+    if not spec.annotator:
         raise EngineError(
             f"{spec.type} control needs its annotator's weights on disk (e.g. lllyasviel/"
-            "Annotators), and none were given or found. Use canny, which needs none, or set "
+            "Annotators), and no folder was given. Use canny, which needs none, or set "
             "control.annotator to the weights' folder.", "control.annotator")
-    try:
-        import controlnet_aux  # noqa: F401
-    except ImportError:
-        raise EngineError(
-            f"{spec.type} maps need the controlnet_aux package to read the weights in {folder}; "
-            "it is not installed in this engine. Use canny.", "control.type") from None
-    return _aux_maps(frames, spec.type, folder)
+    import cv2
 
+    from engine.video.annotators import annotator
 
-def _aux_maps(frames: np.ndarray, kind: str, folder: Path) -> np.ndarray:
-    from controlnet_aux import HEDdetector, MidasDetector, OpenposeDetector
-    from PIL import Image
-
-    cls = {"hed": HEDdetector, "depth": MidasDetector, "pose": OpenposeDetector}[kind]
-    detector = cls.from_pretrained(str(folder))
+    run = annotator(spec.type, spec.annotator, device)
     h, w = frames.shape[1:3]
-    maps = [np.asarray(detector(Image.fromarray(f)).convert("RGB").resize((w, h))) for f in frames]
-    return np.stack(maps)
+    out = np.empty_like(frames)
+    for i, frame in enumerate(frames):
+        m = run(np.ascontiguousarray(frame))
+        out[i] = m if m.shape[:2] == (h, w) else cv2.resize(m, (w, h),
+                                                            interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 def preview_indices(n: int, count: int) -> list[int]:

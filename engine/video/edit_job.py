@@ -106,8 +106,8 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     method = lovecon if p.method == "lovecon" else controlvideo
     ctx.job.total = method.units(n, p) + 2
     prog("control maps", 0)
-    maps = control_maps(frames, p.control)
     cn_path = find_controlnet(loaded.info, p.control, list(models_dirs))
+    maps = control_maps(frames, p.control, loaded.device)
     device = torch.device(loaded.device)
     dtype = loaded.dtype
     controlnet = load_controlnet(cn_path, device, dtype)

@@ -65,10 +65,17 @@ def _control_preview(engine, req: ControlPreviewRequest) -> ControlPreview:
     clip = decode(path, req.frames, max_frames=None)
     pick = preview_indices(len(clip.frames), req.count)
     frames = fit_frames(clip.frames[pick], req.width, req.height, req.fit)
-    maps = control_maps(frames, req.control)
+    maps = control_maps(frames, req.control, _annotator_device(engine))
     return ControlPreview(
         width=req.width, height=req.height, frame_indices=[clip.indices[i] for i in pick],
         maps_png_b64=[_png_b64(m) for m in maps], frames_png_b64=[_png_b64(f) for f in frames])
+
+
+def _annotator_device(engine) -> str:
+    """The loaded model's device (where the edit will draw its maps too), else the CPU: a
+    preview must not pick a GPU the engine is not using."""
+    current = engine.models.current
+    return current.device if current is not None else "cpu"
 
 
 def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
@@ -83,9 +90,13 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     if n > MAX_EDIT_FRAMES:
         raise EngineError(f"{n} frames are selected; at most {MAX_EDIT_FRAMES} can be edited in "
                           "one job. Select a shorter range or a larger stride.", "job.params.frames")
-    if p.control.type != "canny" and not p.control.annotator:
-        raise EngineError(f"{p.control.type} control needs its annotator's weights on disk; set "
-                          "control.annotator or use canny.", "job.params.control.annotator")
+    if p.control.type != "canny":
+        if not p.control.annotator:
+            raise EngineError(f"{p.control.type} control needs its annotator's weights on disk; "
+                              "set control.annotator or use canny.", "job.params.control.annotator")
+        from engine.video.annotators import weights_file
+
+        weights_file(p.control.type, p.control.annotator, "job.params.control.annotator")
     from engine.video.edit_job import find_controlnet
 
     find_controlnet(engine.queue.resolve_model(p.model), p.control, engine.config.models_dirs)

@@ -17,3 +17,12 @@ def sample_clip_audio(tmp_path_factory) -> Path:
     from engine.video.sample_clip import write_sample_clip
 
     return write_sample_clip(tmp_path_factory.mktemp("clips") / "sample-audio.mp4", audio=True)
+
+
+@pytest.fixture(scope="session")
+def annotator_dir(tmp_path_factory) -> Path:
+    """lllyasviel/Annotators layout, random weights of the real networks (HED, OpenPose body;
+    MiDaS DPT-hybrid where it can be built)."""
+    from tests.support.annotators import write_annotator_folder
+
+    return write_annotator_folder(tmp_path_factory.mktemp("annotators"))

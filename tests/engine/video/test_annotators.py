@@ -1,0 +1,123 @@
+"""HED / depth / pose control maps from an annotator folder on disk (random weights of the real
+networks in the lllyasviel/Annotators layout): shapes, determinism, caching, and clear errors
+for a wrong folder, a missing file and a corrupt one."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from engine.errors import EngineError
+from engine.models.loader import ModelManager
+from engine.video import annotators
+from engine.video.control import control_maps
+from engine.video.io import decode, fit_frames
+from engine.video_protocol import ControlSpec, FrameRange
+from tests.support.annotators import depth_available, write_annotator_folder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_and_fresh_cache():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    annotators.release()
+    yield
+    annotators.release()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def frames(sample_clip):
+    """3 frames of the sample clip, 48 high × 64 wide (not square, not a multiple of 64)."""
+    clip = decode(sample_clip, FrameRange(start=0, end=24, stride=10))
+    return fit_frames(clip.frames, 64, 48, "crop")
+
+
+def _spec(kind, folder):
+    return ControlSpec(type=kind, annotator=str(folder))
+
+
+def test_hed_maps_come_from_the_file_and_are_cached(frames, annotator_dir):
+    maps = control_maps(frames, _spec("hed", annotator_dir))
+    assert maps.shape == (3, 48, 64, 3) and maps.dtype == np.uint8
+    assert (maps[..., 0] == maps[..., 1]).all() and (maps[..., 0] == maps[..., 2]).all()
+    assert maps.std() > 1  # the frame shows through, even with random weights
+    assert not (maps[0] == maps[2]).all()  # the sprite moved between frames 0 and 20
+    assert annotators.cached() == [("hed", str((annotator_dir / "ControlNetHED.pth").resolve()),
+                                    "cpu")]
+    run = annotators.annotator("hed", annotator_dir)
+    assert (control_maps(frames, _spec("hed", annotator_dir)) == maps).all()
+    assert annotators.annotator("hed", annotator_dir) is run  # loaded once
+    # the weights are read from the file: rebuilt after a release, the maps are the same ...
+    annotators.release()
+    assert (control_maps(frames, _spec("hed", annotator_dir)) == maps).all()
+
+
+def test_other_weights_give_other_maps(frames, annotator_dir, tmp_path):
+    other = write_annotator_folder(tmp_path / "other", seed=1, kinds=("hed",))
+    a = control_maps(frames, _spec("hed", annotator_dir))
+    b = control_maps(frames, _spec("hed", other))
+    assert not (a == b).all()
+    assert len(annotators.cached()) == 2
+
+
+def test_pose_maps(frames, annotator_dir):
+    maps = control_maps(frames[:2], _spec("pose", annotator_dir))
+    assert maps.shape == (2, 48, 64, 3) and maps.dtype == np.uint8
+    assert (control_maps(frames[:2], _spec("pose", annotator_dir)) == maps).all()
+
+
+def test_depth_maps_or_a_clear_refusal(frames, annotator_dir, tmp_path):
+    if depth_available():
+        maps = control_maps(frames[:2], _spec("depth", annotator_dir))
+        assert maps.shape == (2, 48, 64, 3) and maps.dtype == np.uint8
+        assert (control_maps(frames[:2], _spec("depth", annotator_dir)) == maps).all()
+        return
+    # without timm and a torchvision matching torch, MiDaS cannot be built: say so
+    folder = tmp_path / "depth"
+    folder.mkdir()
+    (folder / "dpt_hybrid-midas-501f0c75.pt").write_bytes(b"weights")
+    with pytest.raises(EngineError) as err:
+        control_maps(frames[:1], _spec("depth", folder))
+    assert "controlnet_aux" in err.value.message and "torchvision" in err.value.message
+    assert err.value.field == "control.type"
+
+
+def test_wrong_folder_missing_file_and_corrupt_file(frames, annotator_dir, tmp_path):
+    def error(kind, folder) -> str:
+        with pytest.raises(EngineError) as err:
+            control_maps(frames[:1], _spec(kind, folder))
+        assert err.value.field in ("control.annotator", "control.type")
+        return err.value.message
+
+    assert "does not exist" in error("hed", tmp_path / "nowhere")
+    assert "is a file, not a folder" in error("hed", annotator_dir / "ControlNetHED.pth")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    msg = error("pose", empty)
+    assert "body_pose_model.pth is not in" in msg and str(empty) in msg
+    assert "dpt_hybrid-midas-501f0c75.pt is not in" in error("depth", empty)
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "ControlNetHED.pth").write_bytes(b"\x00not a torch file" * 64)
+    assert "ControlNetHED.pth" in (msg := error("hed", broken)) and "could not be read" in msg
+    # another network's weights under the HED name
+    shutil.copyfile(annotator_dir / "body_pose_model.pth", broken / "ControlNetHED.pth")
+    assert "could not be read" in error("hed", broken)
+    # a truncated file
+    data = (annotator_dir / "ControlNetHED.pth").read_bytes()
+    (broken / "ControlNetHED.pth").write_bytes(data[: len(data) // 2])
+    assert "could not be read" in error("hed", broken)
+    assert annotators.cached() == []  # nothing half-built is kept
+
+
+def test_annotators_go_with_the_model(frames, annotator_dir):
+    control_maps(frames[:1], _spec("hed", annotator_dir))
+    models = ModelManager("cpu")
+    models.on_unload.append(annotators.release)
+    models.current = object()  # a loaded model, as far as unload() is concerned
+    models.unload()
+    assert annotators.cached() == []
