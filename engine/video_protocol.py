@@ -139,8 +139,12 @@ class VideoEditParams(_Model):
     fusion: LoveconFusion = Field(default_factory=LoveconFusion)
     smoothing: bool = Field(True, description="Last-step and final frame-interpolation smoothing")
     interpolator: Literal["flow", "rife"] = Field(
-        "flow", description="flow: OpenCV Farneback, built in; rife: not bundled yet, refused")
-    rife_weights: str | None = Field(None, description="Reserved for RIFE weights")
+        "flow", description="Smoothing's frame interpolator. flow: optical flow (OpenCV "
+        "Farneback), built in; rife: RIFE 4.6 from `rife_weights` (not bundled)")
+    rife_weights: str | None = Field(
+        None, description="For interpolator rife: path on the engine's machine to Practical-RIFE "
+        "4.6's flownet.pkl (or .safetensors of it), or the folder holding flownet.pkl; a missing "
+        "path is refused at submit (422), an unreadable or mismatched file fails the job")
     # ControlVideo
     tuning_steps: int = Field(80, ge=0, le=5000, description="One-shot tuning steps "
                               "(paper: 80 canny, 300 hed, 500 depth, 1500 pose)")

@@ -1,9 +1,18 @@
 """Frame interpolation for LOVECon's smoothing. Built in: optical flow (OpenCV Farneback); the
-midpoint of two frames is both frames warped half-way along the flow between them, averaged."""
+midpoint of two frames is both frames warped half-way along the flow between them, averaged.
+With weights the user supplies: RIFE (:mod:`engine.video.rife`). Both are an
+:data:`Interpolator`, chosen by name with :func:`make_interpolator`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from engine.errors import EngineError
+
+#: ``(a, b) → mid``: the frame half-way between two (H, W, 3) uint8 RGB frames.
+Interpolator = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -33,7 +42,25 @@ def flow_midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(mid.round(), 0, 255).astype(np.uint8)
 
 
-def reinterpolate(frames: np.ndarray, positions: list[int], interp=flow_midpoint) -> np.ndarray:
+def make_interpolator(name: str, rife_weights: str | None = None, device="cpu",
+                      dtype=None) -> Interpolator:
+    """The interpolator called ``name``: ``flow`` (built in) or ``rife`` (the weights file or
+    folder at ``rife_weights``, run on ``device``/``dtype``; a missing, unreadable or
+    mismatched file raises :class:`EngineError`)."""
+    if name == "flow":
+        return flow_midpoint
+    if name == "rife":
+        import torch
+
+        from engine.video.rife import load_rife
+
+        return load_rife(rife_weights, device, dtype or torch.float32)
+    raise EngineError(f"Unknown interpolator {name!r}: use 'flow' or 'rife'.",
+                      "job.params.interpolator")
+
+
+def reinterpolate(frames: np.ndarray, positions: list[int],
+                  interp: Interpolator = flow_midpoint) -> np.ndarray:
     """Replace each frame at ``positions`` (not the ends) by the midpoint of its neighbours
     (LOVECon's last-step smoothing inside a window)."""
     out = frames.copy()
@@ -43,7 +70,7 @@ def reinterpolate(frames: np.ndarray, positions: list[int], interp=flow_midpoint
     return out
 
 
-def smooth(frames: np.ndarray, interp=flow_midpoint) -> np.ndarray:
+def smooth(frames: np.ndarray, interp: Interpolator = flow_midpoint) -> np.ndarray:
     """Average every inner frame with the interpolation of its neighbours (LOVECon's final
     smoothing)."""
     out = frames.copy()

@@ -9,7 +9,8 @@ inverted one of the same timestep by edit type (:mod:`engine.video.fusion`). Cro
 attention in the UNet's deep blocks, sparse-causal attention in the ControlNet
 (:mod:`engine.video.attention`). Smoothing: inner frames of each window re-interpolated from
 their neighbours after the last step, then every frame averaged with the interpolation of its
-neighbours (:mod:`engine.video.interpolate`).
+neighbours, by the interpolator the job names (optical flow built in, or RIFE from weights the
+user supplies; :mod:`engine.video.interpolate`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from engine.video.denoise import (
     token_indices,
 )
 from engine.video.fusion import CrossAttnMaps, fuse
-from engine.video.interpolate import reinterpolate, smooth
+from engine.video.interpolate import make_interpolator, reinterpolate, smooth
 from engine.video_protocol import VideoEditParams
 
 #: progress(stage, units_done_in_this_call)
@@ -77,6 +78,9 @@ def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditPara
          progress: Progress) -> np.ndarray:
     """Edit (N, H, W, 3) uint8 frames with control maps of the same shape; returns the
     edited frames."""
+    # first, so that bad RIFE weights fail the job before any denoising
+    interp = make_interpolator(p.interpolator, p.rife_weights, nets.device, nets.dtype) \
+        if p.smoothing else None
     grid = ddim_grid(nets, p.steps)
     src = text_embeddings(nets, p.source_prompt)
     tgt = text_embeddings(nets, p.target_prompt)
@@ -110,16 +114,16 @@ def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditPara
             z = ddim_sample(nets, zs[-1], grid, tgt, ctrl, p.control.scale, p.cfg_scale, unc,
                             fuse=fusion, on_step=lambda _i, label=label: progress(label, 1))
             imgs = decode_latents(nets, z)[n_ctx:]
-            if p.smoothing and len(imgs) > 2:
-                imgs = reinterpolate(imgs, list(range(1, len(imgs) - 1, 2)))
+            if interp is not None and len(imgs) > 2:
+                imgs = reinterpolate(imgs, list(range(1, len(imgs) - 1, 2)), interp)
             out[idx[n_ctx]:idx[-1] + 1] = imgs
     finally:
         va.restore(nets.unet, before[0])
         if nets.controlnet is not None and before[1] is not None:
             va.restore(nets.controlnet, before[1])
-    if p.smoothing and len(out) > 2:
+    if interp is not None and len(out) > 2:
         progress("smoothing", 0)
-        out = smooth(out)
+        out = smooth(out, interp)
     return out
 
 
