@@ -80,7 +80,7 @@ def _annotator_device(engine) -> str:
 
 def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     """Refuse at submit what would fail later: unknown source, too many frames, a control type
-    without weights. Probing is cheap (packets only)."""
+    without weights, RIFE weights that are not there. Probing is cheap (packets only)."""
     from engine.video.io import probe, selected_indices
 
     p = job.params
@@ -101,7 +101,7 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
 
     find_controlnet(engine.queue.resolve_model(p.model), p.control, engine.config.models_dirs)
     if p.interpolator == "rife":
-        raise EngineError("RIFE interpolation is not built into this engine yet (its network is "
-                          "not bundled); use the built-in optical-flow interpolator 'flow'.",
-                          "job.params.interpolator")
+        from engine.video.rife import weights_file
+
+        weights_file(p.rife_weights)  # there (file or folder); its contents are read by the job
     return job
