@@ -47,6 +47,11 @@ CONTROL_TYPES: dict[str, str] = {
     "pose": "Pose (needs its weights)",
 }
 FITS = {"crop": "Crop to fill", "pad": "Letterbox"}
+#: LOVECon's smoothing interpolator → label. RIFE runs weights the user has on disk.
+INTERPOLATORS: dict[str, str] = {
+    "flow": "Optical flow (built in)",
+    "rife": "RIFE 4.6 (weights on disk)",
+}
 #: The player shows at most this many frames of the selection (the engine sends them as PNGs).
 PLAYER_FRAMES = 32
 #: Control maps in the strip.
@@ -103,6 +108,8 @@ class VideoState(Observable):
     seed = Property(_default("seed"))
     window = Property(_default("window"))
     smoothing = Property(_default("smoothing"))
+    interpolator = Property(_default("interpolator"))
+    rife_weights = Property("", doc="RIFE 4.6's flownet.pkl (or its folder) for interpolator rife")
     tuning_steps = Property(_default("tuning_steps"))
     learning_rate = Property(float(_default("learning_rate")))
     # ----------------------------------------------------------------- what the engine said
@@ -218,10 +225,18 @@ class VideoState(Observable):
                 out[name] = f"{v} px: use a multiple of 8 between 8 and 2048."
         if self.low_threshold > self.high_threshold:
             out["low_threshold"] = "The low threshold must not exceed the high one."
+        if self.uses_rife and not self.rife_weights.strip():
+            out["rife_weights"] = ("RIFE smoothing: choose its weights file (flownet.pkl of "
+                                   "Practical-RIFE 4.6), or use the built-in optical flow.")
         if self.control_type != "canny" and not self.annotator.strip():
             out["annotator"] = (f"{CONTROL_TYPES[self.control_type]}: choose the folder with "
                                 "its annotator weights, or use canny.")
         return out
+
+    @property
+    def uses_rife(self) -> bool:
+        """RIFE smooths this edit (only LOVECon smooths, and only when smoothing is on)."""
+        return self.method == "lovecon" and self.smoothing and self.interpolator == "rife"
 
     # ----------------------------------------------------------------- requests
     def frame_range(self) -> FrameRange:
@@ -265,6 +280,8 @@ class VideoState(Observable):
             edit_phrase=self.edit_phrase.strip(), edit_type=self.edit_type, method=self.method,
             control=self.control_spec(), steps=self.steps, cfg_scale=self.cfg_scale,
             seed=self.seed, window=self.window, smoothing=self.smoothing,
+            interpolator="rife" if self.uses_rife else "flow",
+            rife_weights=self.rife_weights.strip() if self.uses_rife else None,
             tuning_steps=self.tuning_steps, learning_rate=self.learning_rate)
 
     # ----------------------------------------------------------------- the job

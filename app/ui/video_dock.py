@@ -38,6 +38,7 @@ from app.state.video import (
     CONTROL_TYPES,
     EDIT_TYPES,
     FITS,
+    INTERPOLATORS,
     METHODS,
     VideoState,
     strip_positions,
@@ -252,6 +253,18 @@ class VideoDockWidget(QWidget):
         self.seed_spin = _spin(0, 2**31 - 1, "Seed (ControlVideo's tuning noise)")
         self.window_spin = _spin(1, 64, "LOVECon: new frames per window")
         self.smoothing_check = QCheckBox("Smooth (frame interpolation)")
+        self.interp_combo = _combo(INTERPOLATORS)
+        self.interp_combo.setObjectName("interpolator_combo")
+        self.interp_combo.setToolTip("How smoothing makes in-between frames: optical flow (built "
+                                     "in), or RIFE, a learned interpolation network whose weights "
+                                     "you have on disk")
+        self.rife_edit = QLineEdit()
+        self.rife_edit.setObjectName("rife_weights_edit")
+        self.rife_edit.setPlaceholderText("flownet.pkl of RIFE 4.6, or its folder")
+        self.rife_edit.setToolTip("Practical-RIFE 4.6's flownet.pkl (its train_log folder), a path "
+                                  "on the engine's machine; not bundled")
+        self.rife_browse = QPushButton("Browse…")
+        self.rife_browse.setToolTip("Choose RIFE's weights file")
         self.tuning_spin = _spin(0, 5000, "ControlVideo one-shot tuning steps (paper: 80 for "
                                  "canny)")
         self.lr_spin = QDoubleSpinBox()
@@ -287,6 +300,7 @@ class VideoDockWidget(QWidget):
             "target_prompt": self.target_prompt_edit, "edit_phrase": self.edit_phrase_edit,
             "width": self.width_spin, "height": self.height_spin,
             "low_threshold": self.low_spin, "annotator": self.annotator_edit,
+            "rife_weights": self.rife_edit,
         }
         self._layout()
         self._bind()
@@ -388,21 +402,34 @@ class VideoDockWidget(QWidget):
             for c, (text, w) in enumerate(pair):
                 out.addWidget(label(text, w), r, 2 * c)
                 out.addWidget(w, r, 2 * c + 1)
-        self.lovecon_box = QWidget()
-        lv = QHBoxLayout(self.lovecon_box)
-        lv.setContentsMargins(0, 0, 0, 0)
-        lv.addWidget(label("Window", self.window_spin))
-        lv.addWidget(self.window_spin)
-        lv.addWidget(self.smoothing_check, 1)
-        self.controlvideo_box = QWidget()
-        cv = QHBoxLayout(self.controlvideo_box)
-        cv.setContentsMargins(0, 0, 0, 0)
-        cv.addWidget(label("Tuning steps", self.tuning_spin))
-        cv.addWidget(self.tuning_spin, 1)
-        cv.addWidget(label("LR", self.lr_spin))
-        cv.addWidget(self.lr_spin, 1)
-        out.addWidget(self.lovecon_box, len(pairs), 0, 1, 4)
-        out.addWidget(self.controlvideo_box, len(pairs) + 1, 0, 1, 4)
+        # The method's own rows share the grid's columns, so every field lines up; a method's rows
+        # are hidden together (hidden rows take no space).
+        r = len(pairs)
+        window_label, interp_label = label("Window", self.window_spin), label("Smoothing",
+                                                                               self.interp_combo)
+        self.rife_label = label("RIFE weights", self.rife_edit)
+        out.addWidget(window_label, r, 0)
+        out.addWidget(self.window_spin, r, 1)
+        out.addWidget(self.smoothing_check, r, 2, 1, 2)
+        out.addWidget(interp_label, r + 1, 0)
+        out.addWidget(self.interp_combo, r + 1, 1, 1, 3)
+        out.addWidget(self.rife_label, r + 2, 0)
+        rife_row = QHBoxLayout()
+        rife_row.setSpacing(4)
+        rife_row.addWidget(self.rife_edit, 1)
+        rife_row.addWidget(self.rife_browse)
+        out.addLayout(rife_row, r + 2, 1, 1, 3)
+        tuning_label, lr_label = label("Tuning steps", self.tuning_spin), label("LR", self.lr_spin)
+        out.addWidget(tuning_label, r + 3, 0)
+        out.addWidget(self.tuning_spin, r + 3, 1)
+        out.addWidget(lr_label, r + 3, 2)
+        out.addWidget(self.lr_spin, r + 3, 3)
+        self.lovecon_widgets: list[QWidget] = [window_label, self.window_spin,
+                                               self.smoothing_check, interp_label,
+                                               self.interp_combo]
+        self.rife_widgets: list[QWidget] = [self.rife_label, self.rife_edit, self.rife_browse]
+        self.controlvideo_widgets: list[QWidget] = [tuning_label, self.tuning_spin, lr_label,
+                                                    self.lr_spin]
         body.addLayout(out)
 
         body.addStretch(1)
@@ -454,10 +481,12 @@ class VideoDockWidget(QWidget):
                         ("height", self.height_spin), ("steps", self.steps_spin),
                         ("cfg_scale", self.cfg_spin), ("seed", self.seed_spin),
                         ("window", self.window_spin), ("smoothing", self.smoothing_check),
-                        ("tuning_steps", self.tuning_spin), ("learning_rate", self.lr_spin)):
+                        ("tuning_steps", self.tuning_spin), ("learning_rate", self.lr_spin),
+                        ("rife_weights", self.rife_edit)):
             bind(s, name, w)
         for name, combo in (("edit_type", self.edit_type_combo), ("method", self.method_combo),
-                            ("control_type", self.control_combo), ("fit", self.fit_combo)):
+                            ("control_type", self.control_combo), ("fit", self.fit_combo),
+                            ("interpolator", self.interp_combo)):
             _bind_choice(s, name, combo)
 
         self.drop_zone.file_dropped.connect(self.open_requested)
@@ -465,6 +494,7 @@ class VideoDockWidget(QWidget):
         self.edit_button.clicked.connect(self._edit)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.export_button.clicked.connect(self._export_dialog)
+        self.rife_browse.clicked.connect(self._rife_dialog)
         self.start_here.clicked.connect(self._start_here)
         self.end_here.clicked.connect(self._end_here)
         self.play_button.toggled.connect(lambda on: setattr(s, "playing", on))
@@ -484,7 +514,8 @@ class VideoDockWidget(QWidget):
                      "result_info", "position", "playing", "job_state", "stage", "step",
                      "message", "method", "start", "end", "stride", "target_prompt",
                      "edit_phrase", "source_prompt", "width", "height", "low_threshold",
-                     "annotator", "control_type", "eta_s"):
+                     "annotator", "control_type", "eta_s", "smoothing", "interpolator",
+                     "rife_weights"):
             getattr(s, f"{name}_changed").connect(lambda _v: self._refresh_all())
 
     # ----------------------------------------------------------------- intents
@@ -504,6 +535,14 @@ class VideoDockWidget(QWidget):
         self._refresh_all()
         if not self.state.problems():
             self.edit_requested.emit()
+
+    def _rife_dialog(self) -> None:
+        current = self.state.rife_weights.strip()
+        path, _ = QFileDialog.getOpenFileName(
+            self, "RIFE 4.6 weights (flownet.pkl)", str(Path(current).parent) if current else "",
+            "RIFE weights (*.pkl *.pth *.safetensors);;All files (*)")
+        if path:
+            self.state.rife_weights = path
 
     def _export_dialog(self) -> None:
         s = self.state
@@ -589,8 +628,13 @@ class VideoDockWidget(QWidget):
         self.end_here.setEnabled(pv is not None)
         # method
         self.method_hint.setText(METHODS[s.method][1])
-        self.lovecon_box.setVisible(s.method == "lovecon")
-        self.controlvideo_box.setVisible(s.method == "controlvideo")
+        for w in self.lovecon_widgets:
+            w.setVisible(s.method == "lovecon")
+        for w in self.controlvideo_widgets:
+            w.setVisible(s.method == "controlvideo")
+        for w in self.rife_widgets:
+            w.setVisible(s.uses_rife)
+        self.interp_combo.setEnabled(s.smoothing)
         self.edit_phrase_edit.setEnabled(s.method == "lovecon")
         is_canny = s.control_type == "canny"
         self.low_spin.setEnabled(is_canny)

@@ -48,12 +48,14 @@ def test_method_choice_explains_itself_and_shows_its_options(window):
     panel.method_combo.setCurrentIndex(panel.method_combo.findData("controlvideo"))
     assert s.method == "controlvideo"
     assert panel.method_hint.text() == METHODS["controlvideo"][1]
-    assert panel.controlvideo_box.isVisibleTo(panel)
-    assert not panel.lovecon_box.isVisibleTo(panel)
+    assert panel.tuning_spin.isVisibleTo(panel)
+    assert not panel.window_spin.isVisibleTo(panel)
+    assert not panel.interp_combo.isVisibleTo(panel)
     assert not panel.edit_phrase_edit.isEnabled()
     s.method = "lovecon"
     assert panel.method_combo.currentData() == "lovecon"
-    assert panel.lovecon_box.isVisibleTo(panel) and panel.edit_phrase_edit.isEnabled()
+    assert panel.window_spin.isVisibleTo(panel) and panel.edit_phrase_edit.isEnabled()
+    assert not panel.tuning_spin.isVisibleTo(panel)
     panel.control_combo.setCurrentIndex(panel.control_combo.findData("depth"))
     assert s.control_type == "depth" and not panel.low_spin.isEnabled()
     assert panel.annotator_edit.isVisibleTo(panel)
@@ -109,6 +111,36 @@ def test_edit_with_problems_shows_them_and_sends_nothing(window):
     assert panel.target_prompt_edit.property("error") == "false"
     panel.edit_button.click()
     assert asked == [1]
+
+
+def test_rife_choice_asks_for_its_weights_file(window, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    panel, s = window.video_panel, window.controller.video
+    asked = []
+    panel.edit_requested.connect(lambda: asked.append(1))
+    s.set_source(upload(), "/here/clip.mp4")
+    s.source_prompt, s.target_prompt = "a t-rex", "a t-rex in a hat"
+    assert panel.interp_combo.isVisibleTo(panel) and panel.interp_combo.currentData() == "flow"
+    assert not any(w.isVisibleTo(panel) for w in panel.rife_widgets)
+    panel.interp_combo.setCurrentIndex(panel.interp_combo.findData("rife"))
+    assert s.interpolator == "rife"
+    assert panel.rife_edit.isVisibleTo(panel) and panel.rife_browse.isVisibleTo(panel)
+    panel.edit_button.click()
+    assert asked == []
+    assert "choose its weights file" in panel.message_label.text()
+    assert panel.rife_edit.property("error") == "true"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: ("/w/rife46/flownet.pkl", "")))
+    panel.rife_browse.click()  # the file chooser fills the field
+    assert s.rife_weights == "/w/rife46/flownet.pkl"
+    assert panel.rife_edit.text() == "/w/rife46/flownet.pkl"
+    assert panel.rife_edit.property("error") == "false" and panel.message_label.text() == ""
+    panel.edit_button.click()
+    assert asked == [1]
+    # smoothing off: the choice greys out and the weights row goes away
+    panel.smoothing_check.setChecked(False)
+    assert not panel.interp_combo.isEnabled() and not panel.rife_edit.isVisibleTo(panel)
 
 
 def test_progress_cancel_and_result(window, tmp_path):

@@ -117,6 +117,32 @@ def test_to_params_carries_everything():
     assert req.count == 4 and req.source == "abc123" and req.frames.stride == 2
 
 
+def test_rife_needs_its_weights_only_where_it_smooths():
+    s = ready_state()
+    assert (s.interpolator, s.rife_weights) == ("flow", "")
+    assert s.to_params().interpolator == "flow" and s.to_params().rife_weights is None
+    s.interpolator = "rife"
+    assert "choose its weights file" in s.problems()["rife_weights"]
+    with pytest.raises(ValueError, match="RIFE smoothing"):
+        s.to_params()
+    s.rife_weights = "   "
+    assert "rife_weights" in s.problems()
+    s.rife_weights = " /models/rife46/flownet.pkl "
+    assert s.problems() == {}
+    p = s.to_params()
+    assert (p.interpolator, p.rife_weights) == ("rife", "/models/rife46/flownet.pkl")
+    VideoEditJob.model_validate_json(VideoEditJob(params=p).model_dump_json())
+    # no smoothing, or ControlVideo (which does not smooth): RIFE is neither asked for nor sent
+    s.rife_weights = ""
+    for change in ({"smoothing": False}, {"method": "controlvideo"}):
+        t = ready_state()
+        t.interpolator = "rife"
+        for k, v in change.items():
+            setattr(t, k, v)
+        assert "rife_weights" not in t.problems()
+        assert (t.to_params().interpolator, t.to_params().rife_weights) == ("flow", None)
+
+
 def test_fit_size_keeps_the_aspect_ratio():
     s = VideoState()
     s.set_source(upload(width=1920, height=1080))
