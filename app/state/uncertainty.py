@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,6 +135,22 @@ def cost_text(samples: int, skip: int, decodes: int) -> str:
 
 def format_value(value: float) -> str:
     return f"{value:.2e}" if value and (abs(value) < 1e-3 or abs(value) >= 1e3) else f"{value:.4f}"
+
+
+def short_value(value: float) -> str:
+    """Two significant digits, short enough to print under a thumbnail: 3.7e-4, 0.012."""
+    if not value:
+        return "0"
+    if 1e-2 <= abs(value) < 1e2:
+        return f"{value:.2g}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def is_most_certain_first(scores: list[float | None]) -> bool:
+    """Every image has a score and they rise from first to last (what "Sort" leaves)."""
+    return len(scores) > 1 and all(s is not None for s in scores) and all(
+        a <= b for a, b in pairwise(scores))  # type: ignore[operator]
 
 
 class UncertaintyView(Observable):

@@ -21,7 +21,13 @@ from PySide6.QtWidgets import (
 )
 
 from app.state.canvas import CanvasImage, CanvasState
-from app.state.uncertainty import UncertaintyMap, UncertaintyView, display_range, format_value
+from app.state.uncertainty import (
+    UncertaintyMap,
+    UncertaintyView,
+    display_range,
+    format_value,
+    short_value,
+)
 
 from .grid_view import GridView
 from .heatmap import HeatLegend, heatmap_pixmap
@@ -74,6 +80,10 @@ class CanvasView(QGraphicsView):
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         self.setAcceptDrops(False)  # the main window takes drops
         self.fit_mode = True
+        #: Viewport pixels along the top and the bottom that fitting keeps the image out of
+        #: (the bands the panel's overlays float in: legend, caption, "Use these settings").
+        self.insets = (0, 0)
+        self._content = QRectF(0, 0, 1, 1)  # the image (and its map beside it), scene units
         self.placeholder = "Write a prompt and press Ctrl+Enter"
         self._has_image = False
 
@@ -87,7 +97,8 @@ class CanvasView(QGraphicsView):
         if pixmap is None or pixmap.isNull():
             self._item.setPixmap(QPixmap())
             self._has_image = False
-            self._scene.setSceneRect(QRectF(0, 0, 1, 1))
+            self._content = QRectF(0, 0, 1, 1)
+            self._scene.setSceneRect(self._content)
             self.viewport().update()
             return
         w = width or pixmap.width()
@@ -131,9 +142,17 @@ class CanvasView(QGraphicsView):
         w, h = self._size.width(), self._size.height()
         if self._heat.isVisible() and self.heat_layout == "side":
             w = w * (2 + SIDE_GAP)
-        self._scene.setSceneRect(QRectF(0, 0, max(1, w), max(1, h)))
+        self._content = QRectF(0, 0, max(1, w), max(1, h))
+        self._scene.setSceneRect(self._content)
         if self.fit_mode:
             self.fit()
+
+    def set_insets(self, top: int, bottom: int) -> None:
+        """Keep a fitted image between the top and bottom bands (refits if fitted)."""
+        if (top, bottom) != self.insets:
+            self.insets = (top, bottom)
+            if self.fit_mode:
+                self.fit()
 
     def image_pixel(self, scene: QPointF) -> tuple[float, float] | None:
         """Image pixel under a scene point (either half when side by side), or None."""
@@ -165,17 +184,23 @@ class CanvasView(QGraphicsView):
         return self.transform().m11()
 
     def fit(self) -> None:
-        """Scale the image to fill the view (never beyond 8×, so tiny images stay sane)."""
+        """Scale the image to fill the view between :attr:`insets` (never beyond 8×, so tiny
+        images stay sane)."""
         self.fit_mode = True
         if not self._has_image:
             return
-        rect = self._scene.sceneRect()
-        view = self.viewport().rect().adjusted(16, 16, -16, -16)
+        rect = self._content
+        top, bottom = self.insets
+        view = self.viewport().rect().adjusted(16, 16 + top, -16, -16 - bottom)
         if rect.isEmpty() or view.width() <= 0 or view.height() <= 0:
             return
         scale = min(view.width() / rect.width(), view.height() / rect.height(), 8.0)
+        # The scene grows by the insets: the view centres the grown rect, which centres the
+        # image in the room between them.
+        padded = rect.adjusted(0, -top / scale, 0, bottom / scale)
+        self._scene.setSceneRect(padded)
         self._set_zoom(scale)
-        self.centerOn(rect.center())
+        self.centerOn(padded.center())
 
     def actual_size(self) -> None:
         """1:1 — one image pixel per screen pixel."""
@@ -299,6 +324,7 @@ class CanvasPanel(QWidget):
         self.use_button.clicked.connect(self._use_settings)
         self.use_button.hide()
         self.caption = QLabel(self)
+        self._caption_text = ""  # in full; the label shortens it to stay clear of the button
         self.caption.setObjectName("Hint")
         self.caption.setStyleSheet(
             "background: rgba(20,21,23,190); border-radius: 6px; padding: 3px 8px; color: #b8bbc2;"
@@ -368,9 +394,8 @@ class CanvasPanel(QWidget):
                 text += f" · grid saved as {grid.sheet_path.name}"
         else:
             text = f"Comparing samplers · {grid.progress_text()}"
-        self.caption.setText(text)
+        self._caption_text = text
         self.caption.show()
-        self.caption.adjustSize()
         self._place_overlays()
 
     def _use_settings(self) -> None:
@@ -387,9 +412,9 @@ class CanvasPanel(QWidget):
         self.strip.blockSignals(True)
         self.strip.clear()
         for i, image in enumerate(self.state.images):
-            item = QListWidgetItem(f"{i + 1}")
+            item = QListWidgetItem()
             item.setSizeHint(QSize(THUMB + 8, THUMB + 16))
-            self._set_thumb(item, image)
+            self._set_thumb(item, image, i)
             self.strip.addItem(item)
         self.strip.setCurrentRow(self.state.current)
         self.strip.blockSignals(False)
@@ -414,7 +439,10 @@ class CanvasPanel(QWidget):
             self._decoded[id(image)] = (key, pm)
         return pm
 
-    def _set_thumb(self, item: QListWidgetItem, image: CanvasImage) -> None:
+    def _set_thumb(self, item: QListWidgetItem, image: CanvasImage, index: int) -> None:
+        # The score under each thumbnail, so a sort by certainty reads at a glance.
+        score = image.score
+        item.setText(f"{index + 1}" if score is None else f"{index + 1} · {short_value(score)}")
         pm = self._pixmap(image)
         if pm is not None:
             mode = (Qt.TransformationMode.FastTransformation if image.preview
@@ -428,7 +456,7 @@ class CanvasPanel(QWidget):
 
     def _on_updated(self, index: int) -> None:
         if 0 <= index < self.strip.count():
-            self._set_thumb(self.strip.item(index), self.state.images[index])
+            self._set_thumb(self.strip.item(index), self.state.images[index], index)
         if index == self.state.current:
             self._show_current()
 
@@ -509,19 +537,18 @@ class CanvasPanel(QWidget):
             total = p.steps * p.batch_count if p else 0
             text = f"Preview · step {image.step}/{total}" if total else "Preview"
         else:
-            parts = []
+            parts = []  # most telling first: a narrow canvas shortens the caption's end
             if image.seed is not None and image.seed >= 0:
                 parts.append(f"seed {image.seed}")
+            if image.score is not None:
+                parts.append(f"uncertainty {format_value(image.score)}")
             if image.width:
                 parts.append(f"{image.width}×{image.height}")
             if image.path is not None:
                 parts.append(image.path.name)
-            if image.score is not None:
-                parts.append(f"uncertainty {format_value(image.score)}")
             text = " · ".join(parts)
-        self.caption.setText(text)
+        self._caption_text = text
         self.caption.setVisible(bool(text))
-        self.caption.adjustSize()
         self._place_overlays()
 
     # ----------------------------------------------------------------- layout of overlays
@@ -547,12 +574,35 @@ class CanvasPanel(QWidget):
         self.toolbar.adjustSize()
         self.toolbar.move(self.view.width() - self.toolbar.width() - 12, 12)
         self.toolbar.raise_()
+        button = self.use_button.width() + 12 if self.use_button.isVisibleTo(self) else 0
+        self._fit_caption(host.width() - 24 - button)
         self.caption.move(12, host.height() - self.caption.height() - 12)
         self.caption.raise_()
         self.legend.setVisible(self.legend.isVisibleTo(self) and not grid_shown)
-        self.legend.move(self.view.width() - self.legend.width() - 12,
-                         self.toolbar.y() + self.toolbar.height() + 8)
+        beside = self.toolbar.x() - 8 - self.legend.width()
+        if beside >= 12:  # left of the zoom controls, sharing their band
+            self.legend.move(beside, self.toolbar.y())
+        else:
+            self.legend.move(self.view.width() - self.legend.width() - 12,
+                             self.toolbar.y() + self.toolbar.height() + 8)
         self.legend.raise_()
+        # A fitted image stays clear of the legend and the caption rather than under them.
+        top = self.legend.geometry().bottom() + 8 if self.legend.isVisibleTo(self) else 0
+        bottom = 0
+        if self.caption.isVisibleTo(self) or self.use_button.isVisibleTo(self):
+            bottom = max(self.caption.height(), self.use_button.height()) + 12 + 4
+        self.view.set_insets(top, bottom)
+
+    def _fit_caption(self, room: int) -> None:
+        """The caption in ``room`` pixels, shortened at its end (seed and score stay)."""
+        full = self._caption_text
+        pad = self.caption.width() - self.caption.contentsRect().width() + 4
+        text = self.caption.fontMetrics().elidedText(full, Qt.TextElideMode.ElideRight,
+                                                     max(40, room - pad))
+        if text != self.caption.text():
+            self.caption.setText(text)
+            self.caption.setToolTip(full if text != full else "")
+        self.caption.adjustSize()
 
     def keyPressEvent(self, event) -> None:
         key = event.key()

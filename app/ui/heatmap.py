@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRect, Qt
+from PySide6.QtCore import QRect, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter, QPixmap
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -54,9 +54,9 @@ class HeatLegend(QWidget):
     def paintEvent(self, _event) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QColor(20, 21, 23, 200))
-        p.drawRoundedRect(self.rect(), 6, 6)
+        p.setPen(QColor("#34363c"))  # the zoom toolbar's box (#CanvasToolbar in style.qss)
+        p.setBrush(QColor(34, 35, 39, 215))
+        p.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
         font = p.font()
         font.setPointSizeF(8.5)
         p.setFont(font)

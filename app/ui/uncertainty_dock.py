@@ -32,6 +32,8 @@ from app.state.uncertainty import (
     RANGE_MODES,
     UncertaintyView,
     cost_text,
+    is_most_certain_first,
+    short_value,
 )
 from engine.protocol import JobState
 
@@ -373,8 +375,13 @@ class UncertaintyDockWidget(QWidget):
         if self.canvas.hidden:
             self.batch_label.setText(f"Showing the {len(images)} most certain; "
                                      f"{len(self.canvas.hidden)} set aside.")
+        elif is_most_certain_first([im.score for im in images]):
+            self.batch_label.setText(
+                f"Most certain first: σ² {short_value(images[0].score)} (left) to "
+                f"{short_value(images[-1].score)} (right), printed under each thumbnail.")
         elif scored:
-            self.batch_label.setText(f"{len(scored)} of {len(images)} images have a map.")
+            self.batch_label.setText(f"{len(scored)} of {len(images)} images have a map (σ² "
+                                     "under each thumbnail). Sort to put the most certain first.")
         else:
             self.batch_label.setText("Generate a batch with uncertainty on to rank it.")
         current = self.canvas.current_image

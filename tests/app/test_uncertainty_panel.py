@@ -265,3 +265,38 @@ def test_panels_ignore_other_jobs_progress(window, monkeypatch):  # noqa: F811
     assert panel.fit_row.status.text().endswith("· 3%)")
     assert total() - before == refreshes["_refresh_generation"][0] - generation_before
     assert fits_refreshes[0] == fits_before  # not a fit the Sampler panel shows
+
+
+def test_overlays_leave_the_fitted_image_and_scores_readable(window, qtbot):  # noqa: F811
+    from PySide6.QtCore import QRectF
+
+    c = window.controller
+    canvas, panel = window.canvas, window.uncertainty_panel
+    # 64×64, as the built-in model makes: shown 8× enlarged where there is room
+    images = [CanvasImage(data=png(size=(64, 64)), seed=i, width=64, height=64,
+                          path=Path(f"long-name-{i}.png"), params=GenerateParams(steps=10),
+                          uncertainty=umap(np.full((64, 64), s, np.float32)))
+              for i, s in enumerate((0.3, 0.1, 0.2))]
+    c.canvas.show_images(images)
+
+    def clear_of_overlays() -> None:
+        image = canvas.view.mapFromScene(QRectF(0, 0, 64, 64)).boundingRect()
+        assert image.top() > canvas.legend.geometry().bottom()
+        assert image.bottom() < min(canvas.caption.y(), canvas.use_button.y())
+        assert canvas.caption.geometry().right() < canvas.use_button.x()
+
+    clear_of_overlays()
+    assert canvas.legend.y() == canvas.toolbar.y()  # wide: beside the zoom controls
+    window.resize(1000, 620)  # narrow: the legend drops below the zoom controls
+    qtbot.waitUntil(lambda: canvas.width() < 600)
+    clear_of_overlays()
+    assert canvas.legend.y() > canvas.toolbar.geometry().bottom()
+    full = canvas.caption.toolTip()  # shortened at its end: seed and score come first
+    assert full.startswith("seed 0 · uncertainty 0.3000 · 64×64 · long-name-0.png")
+    assert canvas.caption.text().endswith("…") and full.startswith(canvas.caption.text()[:-1])
+    # the score under each thumbnail, and the panel says when they run most certain first
+    assert [canvas.strip.item(i).text() for i in range(3)] == ["1 · 0.3", "2 · 0.1", "3 · 0.2"]
+    assert "Sort to put the most certain first" in panel.batch_label.text()
+    panel.sort_button.click()
+    assert [canvas.strip.item(i).text() for i in range(3)] == ["1 · 0.1", "2 · 0.2", "3 · 0.3"]
+    assert panel.batch_label.text().startswith("Most certain first: σ² 0.1 (left) to 0.3")
