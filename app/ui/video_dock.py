@@ -235,6 +235,9 @@ class VideoDockWidget(QWidget):
                                         "the model")
         self.annotator_edit = QLineEdit()
         self.annotator_edit.setPlaceholderText("annotator weights folder (hed/depth/pose)")
+        self.annotator_edit.setToolTip(
+            "A folder laid out like lllyasviel/Annotators: ControlNetHED.pth (HED), "
+            "dpt_hybrid-midas-501f0c75.pt (depth), body_pose_model.pth (pose)")
         self.strip = QHBoxLayout()
         self.strip.setSpacing(3)
         self.strip_views: list[FrameView] = []
@@ -507,7 +510,7 @@ class VideoDockWidget(QWidget):
         self._preview_timer.setInterval(400)
         self._preview_timer.timeout.connect(self.preview_requested)
         for name in ("start", "end", "stride", "width", "height", "fit", "control_type",
-                     "low_threshold", "high_threshold"):
+                     "low_threshold", "high_threshold", "annotator"):
             getattr(s, f"{name}_changed").connect(lambda _v: self._schedule_preview())
 
         for name in ("source", "uploading", "preview", "preview_busy", "result_frames",
