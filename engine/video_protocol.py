@@ -196,11 +196,16 @@ class ControlPreviewRequest(_Model):
     fit: Literal["crop", "pad"] = "crop"
     control: ControlSpec = Field(default_factory=ControlSpec)
     count: int = Field(8, ge=1, le=32, description="Maps spread evenly over the selected frames")
+    map_count: int | None = Field(
+        None, ge=1, le=32, description="Draw maps for only this many of the `count` frames, "
+        "spread evenly (ends included), e.g. the panel's strip of 8 beside 32 player frames; "
+        "None = every frame. HED / depth / pose take seconds per frame on a CPU")
 
 
 class ControlPreview(_Model):
     width: int
     height: int
     frame_indices: list[int] = Field(description="Source frame index of each map")
-    maps_png_b64: list[str] = Field(description="One PNG per map, base64")
+    maps_png_b64: list[str] = Field(description="One PNG per frame, base64; empty where "
+                                    "`map_count` left the frame without a map")
     frames_png_b64: list[str] = Field(description="The resized source frames, same order")

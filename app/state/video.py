@@ -255,7 +255,7 @@ class VideoState(Observable):
         return ControlPreviewRequest(
             source=self.source.id, frames=self.frame_range(), width=self.width,
             height=self.height, fit=self.fit, control=self.control_spec(),
-            count=count or min(n, PLAYER_FRAMES))
+            count=count or min(n, PLAYER_FRAMES), map_count=STRIP_MAPS)
 
     def result_request(self) -> ControlPreviewRequest | None:
         """The result's frames, at the same positions as the source's in the player."""

@@ -65,10 +65,14 @@ def _control_preview(engine, req: ControlPreviewRequest) -> ControlPreview:
     clip = decode(path, req.frames, max_frames=None)
     pick = preview_indices(len(clip.frames), req.count)
     frames = fit_frames(clip.frames[pick], req.width, req.height, req.fit)
-    maps = control_maps(frames, req.control, _annotator_device(engine))
+    drawn = preview_indices(len(frames), req.map_count or len(frames))
+    maps = control_maps(frames[drawn], req.control, _annotator_device(engine))
+    maps_b64 = [""] * len(frames)
+    for i, m in zip(drawn, maps, strict=True):
+        maps_b64[i] = _png_b64(m)
     return ControlPreview(
         width=req.width, height=req.height, frame_indices=[clip.indices[i] for i in pick],
-        maps_png_b64=[_png_b64(m) for m in maps], frames_png_b64=[_png_b64(f) for f in frames])
+        maps_png_b64=maps_b64, frames_png_b64=[_png_b64(f) for f in frames])
 
 
 def _annotator_device(engine) -> str:

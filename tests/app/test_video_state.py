@@ -115,6 +115,7 @@ def test_to_params_carries_everything():
     VideoEditJob.model_validate_json(VideoEditJob(params=p).model_dump_json())
     req = s.preview_request()
     assert req.count == 4 and req.source == "abc123" and req.frames.stride == 2
+    assert req.map_count == 8  # maps only for the strip: HED/depth/pose cost seconds a frame
 
 
 def test_rife_needs_its_weights_only_where_it_smooths():

@@ -38,6 +38,13 @@ async def test_control_preview_with_annotator_weights(api, sample_clip, annotato
                              request("pose", annotator_dir, count=2), expect=200)
     assert [m.shape[:2] for m in _maps(prev)] == [(48, 64), (48, 64)]
 
+    # maps for only some of the frames (the panel's strip beside its player frames)
+    _, some = await api.call("POST", "/video/control_preview",
+                             {**request("hed", annotator_dir, count=8), "map_count": 3},
+                             expect=200)
+    assert len(some["frames_png_b64"]) == 8 and all(some["frames_png_b64"])
+    assert [bool(b) for b in some["maps_png_b64"]] == [1, 0, 0, 0, 1, 0, 0, 1]
+
     status, body = await api.call("POST", "/video/control_preview", request("depth", annotator_dir))
     if depth_available():
         assert status == 200 and len(_maps(body)) == 4
