@@ -13,7 +13,11 @@ from engine.video import annotators
 from engine.video.control import control_maps
 from engine.video.io import decode, fit_frames
 from engine.video_protocol import ControlSpec, FrameRange
-from tests.support.annotators import depth_available, write_annotator_folder
+from tests.support.annotators import (
+    depth_available,
+    write_annotator_folder,
+    write_blob_person_pose_weights,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +71,22 @@ def test_pose_maps(frames, annotator_dir):
     maps = control_maps(frames[:2], _spec("pose", annotator_dir))
     assert maps.shape == (2, 48, 64, 3) and maps.dtype == np.uint8
     assert (control_maps(frames[:2], _spec("pose", annotator_dir)) == maps).all()
+
+
+def test_pose_draws_the_person_its_weights_see(tmp_path):
+    """Hand-made OpenPose weights see every bright blob as every body part, with limbs pointing
+    right: two blobs side by side are a person, drawn between them; one blob is nobody."""
+    folder = write_blob_person_pose_weights(tmp_path / "pose")
+    frames = np.zeros((3, 48, 64, 3), np.uint8)
+    frames[0, 20:28, 12:20] = frames[0, 20:28, 44:52] = 255  # two blobs, centres x 16 and 48
+    frames[1, 20:28, 12:20] = 255  # one blob
+    maps = control_maps(frames, _spec("pose", folder))
+    drawn = maps[0].max(axis=-1) > 0
+    assert drawn[24, 16] and drawn[24, 32] and drawn[24, 48]  # both keypoints and the limbs
+    ys, xs = np.nonzero(drawn)
+    assert 14 <= ys.min() and ys.max() <= 34 and 8 <= xs.min() and xs.max() <= 56
+    assert len(np.unique(maps[0][drawn], axis=0)) > 1  # OpenPose's limb colours
+    assert not maps[1].any() and not maps[2].any()
 
 
 def test_depth_maps_or_a_clear_refusal(frames, annotator_dir, tmp_path):
