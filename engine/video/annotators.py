@@ -2,9 +2,11 @@
 
 The folder is laid out like ``lllyasviel/Annotators`` (what ``controlnet_aux`` detectors read):
 ``ControlNetHED.pth`` (HED), ``dpt_hybrid-midas-501f0c75.pt`` (MiDaS DPT-hybrid depth),
-``body_pose_model.pth`` (OpenPose body). The networks and their pre- and post-processing are
-controlnet_aux's own classes; we give them the file path ourselves, so nothing reaches for the
-Hugging Face hub or timm's pretrained downloads. Loaded annotators are cached per (kind, folder,
+``body_pose_model.pth`` (OpenPose body). HED and pose are controlnet_aux's own networks and
+pre- and post-processing; depth is transformers' DPT-hybrid with the MiDaS file's tensors
+renamed (controlnet_aux's MiDaS needs timm and torchvision), processed as controlnet_aux does.
+We load the files ourselves, so nothing reaches for the Hugging Face hub or pretrained
+downloads. Loaded annotators are cached per (kind, folder,
 device) so the Video panel's previews and the edit share one, and dropped with the model.
 """
 
@@ -87,9 +89,9 @@ def _build(kind: str, path: Path, device: str) -> Annotator:
         modules = _modules(kind)
     except (ImportError, RuntimeError) as exc:  # RuntimeError: a torchvision built for another torch
         raise EngineError(
-            f"{NAMES[kind]} maps need controlnet_aux (pip install 'sfumato[annotators]'"
-            f"{', with a torchvision matching this torch' if kind == 'depth' else ''}); this "
-            f"engine cannot import it: {exc}. Use canny, which needs nothing.",
+            f"{NAMES[kind]} maps need controlnet_aux (pip install --no-deps "
+            f"controlnet_aux==0.0.10, or 'sfumato[annotators]'); this engine cannot import "
+            f"it: {exc}. Use canny, which needs nothing.",
             "control.type") from None
     try:
         return build(modules, path, device)
@@ -104,7 +106,7 @@ def _modules(kind: str) -> list[types.ModuleType]:
     if kind == "hed":
         return [_aux("hed")]
     if kind == "depth":
-        return [_aux("midas")]
+        return [_aux("util")]
     return [_aux("open_pose.util"), _aux("open_pose.body"), _aux("util")]
 
 
@@ -156,14 +158,35 @@ def _hed(modules, path: Path, device: str) -> Annotator:
 
 
 def _depth(modules, path: Path, device: str) -> Annotator:
-    (midas,) = modules
-    # MiDaSInference builds DPT-hybrid with timm's backbone unpretrained, then loads our file.
-    detector = midas.MidasDetector(
-        midas.MiDaSInference(model_type="dpt_hybrid", model_path=str(path))).to(device)
+    """MiDaS DPT-hybrid as transformers' ``DPTForDepthEstimation`` (its BiT backbone is timm's
+    ResNetV2 and needs no timm or torchvision) with the MiDaS file's tensors renamed
+    (:mod:`engine.video.midas_keys`); pre- and post-processing as controlnet_aux's
+    ``MidasDetector``: RGB / 127.5 − 1 in, relative inverse depth min–max scaled to 0..255."""
+    import torch
+
+    from engine.video.midas_keys import dpt_hybrid_config, midas_to_dpt
+
+    (util,) = modules
+    from transformers import DPTForDepthEstimation
+
+    model = DPTForDepthEstimation(dpt_hybrid_config())
+    model.load_state_dict(midas_to_dpt(_load_state(path)), strict=True)
+    model.eval().to(device)
+    embeddings = model.dpt.embeddings
+    lock = threading.Lock()
 
     def run(frame: np.ndarray) -> np.ndarray:
-        res = _resolution(frame)
-        return detector(frame, detect_resolution=res, image_resolution=res, output_type="np")
+        image = util.resize_image(util.HWC3(frame), _resolution(frame))
+        x = torch.from_numpy(image).float().to(device).permute(2, 0, 1)[None] / 127.5 - 1.0
+        with lock, torch.no_grad():
+            # The hybrid embeddings resize their position embeddings to any size (as MiDaS
+            # does) but refuse sizes other than the configured one; say the size is this one.
+            embeddings.image_size = tuple(x.shape[-2:])
+            depth = model(pixel_values=x).predicted_depth[0]
+        depth = depth - depth.min()
+        depth = depth / depth.max().clamp_min(1e-12)
+        out = (depth * 255.0).clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return util.HWC3(out)
 
     return run
 

@@ -3,24 +3,12 @@ the real networks (controlnet_aux's own classes), for HED / depth / pose control
 
 Same file names and state-dict keys as the published files, so the engine's real loading code
 runs on them; no download. Sizes: ControlNetHED.pth 59 MB, body_pose_model.pth 209 MB,
-dpt_hybrid-midas-501f0c75.pt ~490 MB (only written where MiDaS can be built: it needs timm and
-a torchvision that matches torch).
+dpt_hybrid-midas-501f0c75.pt 493 MB.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-
-def depth_available() -> bool:
-    """Whether controlnet_aux's MiDaS (timm + torchvision) imports in this environment."""
-    from engine.video.annotators import _aux
-
-    try:
-        _aux("midas")
-    except (ImportError, RuntimeError):  # RuntimeError: a torchvision built for another torch
-        return False
-    return True
 
 
 def write_annotator_folder(folder: Path, seed: int = 0, kinds=("hed", "pose", "depth")) -> Path:
@@ -38,11 +26,76 @@ def write_annotator_folder(folder: Path, seed: int = 0, kinds=("hed", "pose", "d
         # saved as "conv1_1.weight"); controlnet_aux's util.transfer maps them back
         state = {k.split(".", 1)[1]: v for k, v in model.state_dict().items()}
         torch.save(state, folder / WEIGHTS["pose"])
-    if "depth" in kinds and depth_available():
-        dpt = _aux("midas.midas.dpt_depth")
-        model = dpt.DPTDepthModel(path=None, backbone="vitb_rn50_384", non_negative=True)
-        torch.save(model.state_dict(), folder / WEIGHTS["depth"])
+    if "depth" in kinds:
+        torch.save(midas_state_dict(), folder / WEIGHTS["depth"])
     return folder
+
+
+#: transformers name pattern → MiDaS (timm) name, the inverse of engine/video/midas_keys.py,
+#: written from the timm / MiDaS module names (ViT ``blocks``, ResNetV2 ``stem`` / ``stages`` /
+#: ``blocks``, ``act_postprocess``, ``scratch``).
+_TO_MIDAS = [
+    (r"dpt\.embeddings\.cls_token", "pretrained.model.cls_token"),
+    (r"dpt\.embeddings\.position_embeddings", "pretrained.model.pos_embed"),
+    (r"dpt\.embeddings\.projection\.(.+)", r"pretrained.model.patch_embed.proj.\1"),
+    (r"dpt\.embeddings\.backbone\.bit\.embedder\.convolution\.weight",
+     "pretrained.model.patch_embed.backbone.stem.conv.weight"),
+    (r"dpt\.embeddings\.backbone\.bit\.embedder\.norm\.(.+)",
+     r"pretrained.model.patch_embed.backbone.stem.norm.\1"),
+    (r"dpt\.embeddings\.backbone\.bit\.encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)",
+     r"pretrained.model.patch_embed.backbone.stages.\1.blocks.\2.\3"),
+    (r"dpt\.encoder\.layer\.(\d+)\.layernorm_before\.(.+)", r"pretrained.model.blocks.\1.norm1.\2"),
+    (r"dpt\.encoder\.layer\.(\d+)\.layernorm_after\.(.+)", r"pretrained.model.blocks.\1.norm2.\2"),
+    (r"dpt\.encoder\.layer\.(\d+)\.attention\.output\.dense\.(.+)",
+     r"pretrained.model.blocks.\1.attn.proj.\2"),
+    (r"dpt\.encoder\.layer\.(\d+)\.intermediate\.dense\.(.+)", r"pretrained.model.blocks.\1.mlp.fc1.\2"),
+    (r"dpt\.encoder\.layer\.(\d+)\.output\.dense\.(.+)", r"pretrained.model.blocks.\1.mlp.fc2.\2"),
+    (r"dpt\.layernorm\.(.+)", r"pretrained.model.norm.\1"),
+    (r"neck\.reassemble_stage\.readout_projects\.(\d)\.0\.(.+)",
+     r"pretrained.act_postprocess{\1+1}.0.project.0.\2"),
+    (r"neck\.reassemble_stage\.layers\.(\d)\.projection\.(.+)",
+     r"pretrained.act_postprocess{\1+1}.3.\2"),
+    (r"neck\.reassemble_stage\.layers\.3\.resize\.(.+)", r"pretrained.act_postprocess4.4.\1"),
+    (r"neck\.convs\.(\d)\.weight", r"scratch.layer{\1+1}_rn.weight"),
+    (r"neck\.fusion_stage\.layers\.(\d)\.projection\.(.+)", r"scratch.refinenet{4-\1}.out_conv.\2"),
+    (r"neck\.fusion_stage\.layers\.(\d)\.residual_layer(\d)\.convolution(\d)\.(.+)",
+     r"scratch.refinenet{4-\1}.resConfUnit\2.conv\3.\4"),
+    (r"head\.head\.(\d)\.(.+)", r"scratch.output_conv.\1.\2"),
+]
+
+
+def midas_state_dict(seed: int = 0) -> dict:
+    """A random DPT-hybrid under the names of ``dpt_hybrid-midas-501f0c75.pt``: timm's fused
+    ``qkv`` per ViT block and its (unused) ImageNet classifier included."""
+    import re
+
+    import torch
+    from transformers import DPTForDepthEstimation
+
+    from engine.video.midas_keys import dpt_hybrid_config
+
+    torch.manual_seed(seed)
+    hf = DPTForDepthEstimation(dpt_hybrid_config()).state_dict()
+    out: dict = {}
+    for i in range(12):
+        parts = [hf.pop(f"dpt.encoder.layer.{i}.attention.attention.{p}.{{}}".format(kind))
+                 for kind in ("weight", "bias") for p in ("query", "key", "value")]
+        out[f"pretrained.model.blocks.{i}.attn.qkv.weight"] = torch.cat(parts[:3])
+        out[f"pretrained.model.blocks.{i}.attn.qkv.bias"] = torch.cat(parts[3:])
+    for name, tensor in hf.items():
+        for pattern, target in _TO_MIDAS:
+            m = re.fullmatch(pattern, name)
+            if m:
+                midas = re.sub(r"\{(\d)([+-])(\d)\}", lambda a: str(
+                    int(a[1]) + int(a[3]) if a[2] == "+" else int(a[1]) - int(a[3])),
+                    m.expand(target))
+                out[midas] = tensor
+                break
+        else:
+            raise KeyError(f"no MiDaS name for {name}")
+    out["pretrained.model.head.weight"] = torch.randn(1000, 768) * 0.02
+    out["pretrained.model.head.bias"] = torch.zeros(1000)
+    return out
 
 
 

@@ -14,7 +14,7 @@ from engine.video.control import control_maps
 from engine.video.io import decode, fit_frames
 from engine.video_protocol import ControlSpec, FrameRange
 from tests.support.annotators import (
-    depth_available,
+    midas_state_dict,
     write_annotator_folder,
     write_blob_person_pose_weights,
 )
@@ -89,20 +89,39 @@ def test_pose_draws_the_person_its_weights_see(tmp_path):
     assert not maps[1].any() and not maps[2].any()
 
 
-def test_depth_maps_or_a_clear_refusal(frames, annotator_dir, tmp_path):
-    if depth_available():
-        maps = control_maps(frames[:2], _spec("depth", annotator_dir))
-        assert maps.shape == (2, 48, 64, 3) and maps.dtype == np.uint8
-        assert (control_maps(frames[:2], _spec("depth", annotator_dir)) == maps).all()
-        return
-    # without timm and a torchvision matching torch, MiDaS cannot be built: say so
-    folder = tmp_path / "depth"
-    folder.mkdir()
-    (folder / "dpt_hybrid-midas-501f0c75.pt").write_bytes(b"weights")
-    with pytest.raises(EngineError) as err:
-        control_maps(frames[:1], _spec("depth", folder))
-    assert "controlnet_aux" in err.value.message and "torchvision" in err.value.message
-    assert err.value.field == "control.type"
+def test_depth_maps(frames, annotator_dir):
+    maps = control_maps(frames[:2], _spec("depth", annotator_dir))
+    assert maps.shape == (2, 48, 64, 3) and maps.dtype == np.uint8
+    assert maps.std() > 1 and (maps[..., 0] == maps[..., 2]).all()
+    assert maps.min() == 0 and maps.max() == 255  # min-max scaled, as controlnet_aux does
+    annotators.release()
+    assert (control_maps(frames[:2], _spec("depth", annotator_dir)) == maps).all()
+
+
+def test_midas_names_map_onto_dpt_hybrid():
+    """Every tensor of the MiDaS file lands on one of transformers' DPT-hybrid, unchanged;
+    timm's fused qkv is split in query, key, value order; the classifier is dropped."""
+    import torch
+    from transformers import DPTForDepthEstimation
+
+    from engine.video.midas_keys import dpt_hybrid_config, midas_key, midas_to_dpt
+
+    midas = midas_state_dict(seed=3)
+    torch.manual_seed(3)
+    reference = DPTForDepthEstimation(dpt_hybrid_config()).state_dict()
+    mapped = midas_to_dpt(midas)
+    assert mapped.keys() == reference.keys()
+    assert all(torch.equal(mapped[k], reference[k]) for k in reference)
+    qkv = midas["pretrained.model.blocks.5.attn.qkv.weight"]
+    assert torch.equal(mapped["dpt.encoder.layer.5.attention.attention.key.weight"],
+                       qkv[768:1536])
+    assert midas_key("scratch.refinenet4.resConfUnit2.conv1.bias") == \
+        "neck.fusion_stage.layers.0.residual_layer2.convolution1.bias"
+    assert midas_key("pretrained.act_postprocess4.0.project.0.weight") == \
+        "neck.reassemble_stage.readout_projects.3.0.weight"
+    assert midas_key("pretrained.model.head.weight") is None
+    with pytest.raises(KeyError, match="not a MiDaS DPT-hybrid tensor"):
+        midas_key("pretrained.model.blocks.0.attn.qkv_extra.weight")
 
 
 def test_wrong_folder_missing_file_and_corrupt_file(frames, annotator_dir, tmp_path):
@@ -119,6 +138,10 @@ def test_wrong_folder_missing_file_and_corrupt_file(frames, annotator_dir, tmp_p
     msg = error("pose", empty)
     assert "body_pose_model.pth is not in" in msg and str(empty) in msg
     assert "dpt_hybrid-midas-501f0c75.pt is not in" in error("depth", empty)
+    # HED's weights under the depth name: not DPT-hybrid's tensors
+    shutil.copyfile(annotator_dir / "ControlNetHED.pth", empty / "dpt_hybrid-midas-501f0c75.pt")
+    msg = error("depth", empty)
+    assert "dpt_hybrid-midas-501f0c75.pt" in msg and "could not be read" in msg
 
     broken = tmp_path / "broken"
     broken.mkdir()
