@@ -238,6 +238,8 @@ class VideoDockWidget(QWidget):
         self.annotator_edit.setToolTip(
             "A folder laid out like lllyasviel/Annotators: ControlNetHED.pth (HED), "
             "dpt_hybrid-midas-501f0c75.pt (depth), body_pose_model.pth (pose)")
+        self.annotator_browse = QPushButton("Browse…")
+        self.annotator_browse.setToolTip("Choose the folder with the annotator weights")
         self.strip = QHBoxLayout()
         self.strip.setSpacing(3)
         self.strip_views: list[FrameView] = []
@@ -387,7 +389,15 @@ class VideoDockWidget(QWidget):
         ctl.addWidget(self.scale_spin, 2, 1)
         ctl.addWidget(label("ControlNet", self.controlnet_edit), 3, 0)
         ctl.addWidget(self.controlnet_edit, 3, 1, 1, 3)
-        ctl.addWidget(self.annotator_edit, 4, 1, 1, 3)
+        annotator_label = label("Annotator", self.annotator_edit)
+        ctl.addWidget(annotator_label, 4, 0)
+        annotator_row = QHBoxLayout()
+        annotator_row.setSpacing(4)
+        annotator_row.addWidget(self.annotator_edit, 1)
+        annotator_row.addWidget(self.annotator_browse)
+        ctl.addLayout(annotator_row, 4, 1, 1, 3)
+        self.annotator_widgets: list[QWidget] = [annotator_label, self.annotator_edit,
+                                                 self.annotator_browse]
         body.addLayout(ctl)
         body.addLayout(self.strip)
         body.addWidget(self.strip_label)
@@ -498,6 +508,7 @@ class VideoDockWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.export_button.clicked.connect(self._export_dialog)
         self.rife_browse.clicked.connect(self._rife_dialog)
+        self.annotator_browse.clicked.connect(self._annotator_dialog)
         self.start_here.clicked.connect(self._start_here)
         self.end_here.clicked.connect(self._end_here)
         self.play_button.toggled.connect(lambda on: setattr(s, "playing", on))
@@ -546,6 +557,13 @@ class VideoDockWidget(QWidget):
             "RIFE weights (*.pkl *.pth *.safetensors);;All files (*)")
         if path:
             self.state.rife_weights = path
+
+    def _annotator_dialog(self) -> None:
+        current = self.state.annotator.strip()
+        path = QFileDialog.getExistingDirectory(
+            self, "Annotator weights (the lllyasviel/Annotators folder)", current)
+        if path:
+            self.state.annotator = path
 
     def _export_dialog(self) -> None:
         s = self.state
@@ -642,7 +660,8 @@ class VideoDockWidget(QWidget):
         is_canny = s.control_type == "canny"
         self.low_spin.setEnabled(is_canny)
         self.high_spin.setEnabled(is_canny)
-        self.annotator_edit.setVisible(not is_canny)
+        for w in self.annotator_widgets:
+            w.setVisible(not is_canny)
         # control strip
         self._fill_strip()
         # run

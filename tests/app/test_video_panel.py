@@ -188,3 +188,25 @@ def test_dropping_a_video_without_an_engine_says_so_in_the_panel(window, tmp_pat
     assert window.controller.video.source is None
     assert panel.open_button.isEnabled()
 
+
+
+def test_non_canny_control_asks_for_the_annotator_folder(window, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    panel, s = window.video_panel, window.controller.video
+    s.set_source(upload(), "/here/clip.mp4")
+    s.source_prompt, s.target_prompt = "a t-rex", "a t-rex in a hat"
+    assert not any(w.isVisibleTo(panel) for w in panel.annotator_widgets)
+    panel.control_combo.setCurrentIndex(panel.control_combo.findData("depth"))
+    assert s.control_type == "depth"
+    assert all(w.isVisibleTo(panel) for w in panel.annotator_widgets)
+    assert "dpt_hybrid-midas-501f0c75.pt" in panel.annotator_edit.toolTip()
+    panel.edit_button.click()
+    assert "annotator weights" in panel.message_label.text()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        staticmethod(lambda *a, **k: "/w/Annotators"))
+    panel.annotator_browse.click()  # the folder chooser fills the field
+    assert s.annotator == "/w/Annotators" and panel.annotator_edit.text() == "/w/Annotators"
+    assert s.to_params().control.annotator == "/w/Annotators"
+    panel.control_combo.setCurrentIndex(panel.control_combo.findData("canny"))
+    assert not any(w.isVisibleTo(panel) for w in panel.annotator_widgets)
