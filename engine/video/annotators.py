@@ -6,8 +6,8 @@ The folder is laid out like ``lllyasviel/Annotators`` (what ``controlnet_aux`` d
 pre- and post-processing; depth is transformers' DPT-hybrid with the MiDaS file's tensors
 renamed (controlnet_aux's MiDaS needs timm and torchvision), processed as controlnet_aux does.
 We load the files ourselves, so nothing reaches for the Hugging Face hub or pretrained
-downloads. Loaded annotators are cached per (kind, folder,
-device) so the Video panel's previews and the edit share one, and dropped with the model.
+downloads. Loaded annotators are cached per (kind, weights file, device) so the Video panel's
+previews and the edit share one, and dropped with the model.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def release() -> None:
 
 
 def cached() -> list[tuple[str, str, str]]:
+    """The (kind, weights file, device) of each loaded annotator."""
     with _lock:
         return list(_cache)
 
@@ -113,8 +114,8 @@ def _modules(kind: str) -> list[types.ModuleType]:
 def _aux(name: str) -> types.ModuleType:
     """controlnet_aux's submodule ``name``, imported without running ``controlnet_aux/
     __init__.py`` (nor ``open_pose/__init__.py``): those import every one of its 18 detectors
-    and with them torchvision, timm, scikit-image and mediapipe, which HED and the body pose do
-    not need, and which fail to import where torchvision does not match torch. The package is
+    and with them torchvision, timm, scikit-image and mediapipe, which nothing here needs and
+    which fail to import where torchvision does not match torch. The package is
     mounted under a private name so a real ``import controlnet_aux`` elsewhere is unaffected."""
     if _ALIAS not in sys.modules:
         spec = importlib.util.find_spec("controlnet_aux")  # finds it without importing it
