@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication
 
 from app import __version__
 from app.diagnostics import about_html, diagnostic_text, safe_url
@@ -51,9 +50,9 @@ def notices(window):
 
 
 @pytest.fixture
-def restore_look():
+def restore_look(qapp):
     """Themes change the whole QApplication; put the look back for the next test."""
-    app = QApplication.instance()
+    app = qapp
     palette, sheet = QPalette(app.palette()), app.styleSheet()
     yield app
     app.setPalette(palette)
@@ -262,6 +261,30 @@ def test_light_and_dark_themes(restore_look):
     sheet = "QWidget { background: #1b1c1f; color: #d9dade; border: rgba(40, 42, 47, 235); }"
     light = light_sheet(sheet)
     assert "#1b1c1f" not in light and "rgba(" in light and ", 235)" in light
+
+
+def test_section_headings_have_room_above_and_line_up_with_the_fields(restore_look, qtbot):
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    from app.ui.form import field_label, section_title
+
+    def first_ink_column(label) -> int:
+        image = label.grab().toImage()
+        return min(x for x in range(image.width()) for y in range(image.height())
+                   if image.pixelColor(x, y).lightness() > 100)
+
+    apply_theme(restore_look, DARK)
+    host = QWidget()
+    qtbot.addWidget(host)
+    lay = QVBoxLayout(host)
+    field = field_label("Sampler")
+    heading = section_title("Sampling")
+    lay.addWidget(field)
+    lay.addWidget(heading)
+    host.show()
+    qtbot.waitExposed(host)
+    assert heading.contentsRect().top() >= 6  # apart from the section above
+    assert first_ink_column(heading) == first_ink_column(field)  # not indented
 
 
 def test_theme_choice_in_settings_applies_at_once(window, restore_look):
