@@ -10,14 +10,7 @@ import torch
 from engine.errors import EngineError
 from engine.video import rife
 from engine.video.interpolate import flow_midpoint, make_interpolator, reinterpolate, smooth
-
-
-def save_release(net: rife.IFNet, path, edit=None) -> None:
-    """A flownet.pkl as Practical-RIFE ships it: the state dict with ``module.`` keys."""
-    sd = {f"module.{k}": v for k, v in net.state_dict().items()}
-    if edit:
-        edit(sd)
-    torch.save(sd, path)
+from tests.support.rife import write_rife_release
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +128,7 @@ def test_interpolator_pads_odd_sizes_and_crops_back(net):
 def test_release_format_loads_strictly(net, tmp_path):
     release = tmp_path / "train_log"
     release.mkdir()
-    save_release(net, release / "flownet.pkl")
+    write_rife_release(release / "flownet.pkl", net)
     sd = torch.load(release / "flownet.pkl", weights_only=True)
     assert all(k.startswith("module.block") for k in sd) and len(sd) == 120
     rng = np.random.default_rng(3)
@@ -166,7 +159,7 @@ def test_release_format_loads_strictly(net, tmp_path):
 ])
 def test_mismatched_state_dicts_are_refused_with_what_differs(net, tmp_path, edit, words):
     path = tmp_path / "flownet.pkl"
-    save_release(net, path, edit)
+    write_rife_release(path, net, edit)
     with pytest.raises(EngineError) as err:
         rife.load_rife(path)
     assert "not a RIFE 4.6 flownet" in err.value.message
@@ -186,7 +179,7 @@ def test_missing_empty_corrupt_files_are_refused(net, tmp_path):
     bad.write_bytes(b"this is not a pickle")
     with pytest.raises(EngineError, match="Could not read flownet.pkl as RIFE weights"):
         rife.load_rife(bad)
-    save_release(net, bad)
+    write_rife_release(bad, net)
     bad.write_bytes(bad.read_bytes()[:5000])  # truncated download
     with pytest.raises(EngineError, match="not corrupted"):
         rife.load_rife(bad)

@@ -4,23 +4,15 @@ frames; a missing file is refused at submit, a mismatched one fails the job with
 
 from __future__ import annotations
 
-import torch
-
-from engine.video import rife
 from engine.video.io import probe
+from tests.support.rife import write_rife_release
 
 from .test_video_edit_api import _params, _run, _upload
 
 
 def _release(tmp_path, edit=None):
-    torch.manual_seed(0)
-    sd = {f"module.{k}": v for k, v in rife.IFNet().state_dict().items()}
-    if edit:
-        edit(sd)
-    folder = tmp_path / "rife46"
-    folder.mkdir(exist_ok=True)
-    torch.save(sd, folder / "flownet.pkl")
-    return folder
+    """A release folder holding flownet.pkl."""
+    return write_rife_release(tmp_path / "rife46" / "flownet.pkl", edit=edit).parent
 
 
 async def test_lovecon_with_rife_weights(api, sample_clip, tmp_path):
