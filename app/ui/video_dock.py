@@ -705,7 +705,10 @@ class VideoDockWidget(QWidget):
         s = self.state
         pv = s.preview
         maps = pv.maps if pv is not None else []
-        picks = strip_positions(len(maps))
+        # the maps the engine drew: a preview draws maps for only some of its frames
+        # (map_count), so the strip picks among those rather than recomputing their positions
+        drawn = [i for i, m in enumerate(maps) if m]
+        picks = [drawn[k] for k in strip_positions(len(drawn))]
         while len(self.strip_views) < len(picks):
             view = FrameView("")
             view.setMinimumSize(24, 24)

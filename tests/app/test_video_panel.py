@@ -92,6 +92,19 @@ def test_source_player_strip_and_shared_slider(window, qtbot):
     assert not s.playing and not panel.timer.isActive()
 
 
+def test_strip_shows_the_maps_the_engine_drew(window):
+    panel, s = window.video_panel, window.controller.video
+    s.set_source(upload(), "/here/clip.mp4")
+    full = frames(32)
+    drawn = [0, 5, 9, 31]  # maps for only some frames (map_count): the others are empty
+    s.preview = VideoFrames(indices=full.indices, frames=full.frames,
+                            maps=[m if i in drawn else b"" for i, m in enumerate(full.maps)])
+    shown = [w for w in panel.strip_views if w.isVisibleTo(panel)]
+    assert len(shown) == 4 and all(w.has_frame() for w in shown)
+    assert [w.toolTip() for w in shown] == [f"Control map of source frame #{i}" for i in drawn]
+    assert "of 4 frames" in panel.strip_label.text()
+
+
 def test_edit_with_problems_shows_them_and_sends_nothing(window):
     panel, s = window.video_panel, window.controller.video
     asked = []
