@@ -551,17 +551,16 @@ class VideoDockWidget(QWidget):
             self.edit_requested.emit()
 
     def _rife_dialog(self) -> None:
-        current = self.state.rife_weights.strip()
         path, _ = QFileDialog.getOpenFileName(
-            self, "RIFE 4.6 weights (flownet.pkl)", str(Path(current).parent) if current else "",
+            self, "RIFE 4.6 weights (flownet.pkl)", _start_folder(self.state.rife_weights),
             "RIFE weights (*.pkl *.pth *.safetensors);;All files (*)")
         if path:
             self.state.rife_weights = path
 
     def _annotator_dialog(self) -> None:
-        current = self.state.annotator.strip()
         path = QFileDialog.getExistingDirectory(
-            self, "Annotator weights (the lllyasviel/Annotators folder)", current)
+            self, "Annotator weights (the lllyasviel/Annotators folder)",
+            _start_folder(self.state.annotator))
         if path:
             self.state.annotator = path
 
@@ -765,3 +764,13 @@ def _bind_choice(state: VideoState, name: str, combo: QComboBox) -> None:
     to_widget(getattr(state, name))
     getattr(state, f"{name}_changed").connect(to_widget)
     combo.currentIndexChanged.connect(to_model)
+
+
+def _start_folder(field_text: str) -> str:
+    """Where a chooser opens for the path typed in a field: that folder, or the folder of the
+    file it names (``~`` expanded: Qt does not); "" (Qt's default) when the field is empty."""
+    text = field_text.strip()
+    if not text:
+        return ""
+    path = Path(text).expanduser()
+    return str(path if path.is_dir() else path.parent)

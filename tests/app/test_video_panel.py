@@ -156,6 +156,41 @@ def test_rife_choice_asks_for_its_weights_file(window, monkeypatch):
     assert not panel.interp_combo.isEnabled() and not panel.rife_edit.isVisibleTo(panel)
 
 
+def test_choosers_open_where_the_field_points(window, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from PySide6.QtWidgets import QFileDialog
+
+    panel, s = window.video_panel, window.controller.video
+    opened: list[str] = []  # the folder each chooser opened in; the user then cancels
+
+    def open_file(_parent, _title, folder, _filter):
+        opened.append(folder)
+        return "", ""
+
+    def open_folder(_parent, _title, folder):
+        opened.append(folder)
+        return ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(open_file))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(open_folder))
+    s.interpolator = "rife"
+    for typed, folder in (("~/models/rife-4.6/flownet.pkl", Path.home() / "models/rife-4.6"),
+                          (str(tmp_path), tmp_path),  # the release folder itself
+                          ("", "")):
+        s.rife_weights = typed
+        panel.rife_browse.click()
+        assert opened[-1] == str(folder)
+    assert s.rife_weights == ""  # cancelled: the field is left as it was
+    s.control_type = "hed"
+    s.annotator = "~/Annotators"
+    panel.annotator_browse.click()
+    assert opened[-1] == str(Path.home())  # not there: its parent
+    s.annotator = str(tmp_path)
+    panel.annotator_browse.click()
+    assert opened[-1] == str(tmp_path) and s.annotator == str(tmp_path)
+
+
 def test_progress_cancel_and_result(window, tmp_path):
     panel, s = window.video_panel, window.controller.video
     cancels = []
@@ -200,7 +235,6 @@ def test_dropping_a_video_without_an_engine_says_so_in_the_panel(window, tmp_pat
     assert panel.message_label.objectName() == "FieldError"
     assert window.controller.video.source is None
     assert panel.open_button.isEnabled()
-
 
 
 def test_non_canny_control_asks_for_the_annotator_folder(window, monkeypatch):
