@@ -34,6 +34,25 @@ async def until(predicate, timeout: float = 120, what: str = "condition"):
         await asyncio.sleep(0.05)
 
 
+def fill_sample_clip_edit(panel, window: int) -> None:
+    """The Video panel set for a small LOVECon edit of the sample clip (white background →
+    blue): frames 0–8 every 2nd (4 frames at 4 fps), 3 steps, CFG 7.5, ``window`` new frames
+    per window; small enough for CI's two cores."""
+    from engine.video.sample_clip import sample_caption
+
+    src = sample_caption()  # "t-rex, twemoji style, on a white background"
+    panel.start_spin.setValue(0)
+    panel.end_spin.setValue(8)
+    panel.stride_spin.setValue(2)
+    panel.source_prompt_edit.setText(src)
+    panel.target_prompt_edit.setPlainText(src.replace("white", "blue"))
+    panel.edit_phrase_edit.setText("t-rex")
+    panel.edit_type_combo.setCurrentIndex(panel.edit_type_combo.findData("background"))
+    panel.steps_spin.setValue(3)
+    panel.cfg_spin.setValue(7.5)
+    panel.window_spin.setValue(window)
+
+
 async def _open_studio(qtbot, args: list[str]):
     """Open the window with ``args`` and its own local engine; returns it once ready."""
     controller, window = create_window(parse_args(args))

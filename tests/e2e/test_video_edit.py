@@ -15,8 +15,8 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from engine.video.io import probe
-from engine.video.sample_clip import sample_caption, write_sample_clip
-from tests.e2e.conftest import until
+from engine.video.sample_clip import write_sample_clip
+from tests.e2e.conftest import fill_sample_clip_edit, until
 
 pytestmark = pytest.mark.slow
 
@@ -84,18 +84,7 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     shown = [w for w in panel.strip_views if w.isVisibleTo(panel)]
     assert len(shown) == 8 and all(w.has_frame() for w in shown)
 
-    # 4 frames (0, 2, 4, 6) at 4 fps, 3 steps: small enough for CI's two cores.
-    src = sample_caption()  # "t-rex, twemoji style, on a white background"
-    panel.start_spin.setValue(0)
-    panel.end_spin.setValue(8)
-    panel.stride_spin.setValue(2)
-    panel.source_prompt_edit.setText(src)
-    panel.target_prompt_edit.setPlainText(src.replace("white", "blue"))
-    panel.edit_phrase_edit.setText("t-rex")
-    panel.edit_type_combo.setCurrentIndex(panel.edit_type_combo.findData("background"))
-    panel.steps_spin.setValue(3)
-    panel.cfg_spin.setValue(7.5)
-    panel.window_spin.setValue(2)
+    fill_sample_clip_edit(panel, window=2)  # 4 frames (0, 2, 4, 6) at 4 fps, 3 steps
     panel.tuning_spin.setValue(2)
     assert "4 frames" in panel.selection_label.text()
     await until(lambda: v.preview is not None and len(v.preview.frames) == 4, 30,

@@ -10,27 +10,15 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
-from engine.video import rife
 from engine.video.io import probe
-from engine.video.sample_clip import sample_caption, write_sample_clip
-from tests.e2e.conftest import until
+from engine.video.sample_clip import write_sample_clip
+from tests.e2e.conftest import fill_sample_clip_edit, until
+from tests.support.rife import write_rife_release
 
 pytestmark = pytest.mark.slow
-
-
-def _release(folder: Path, drop: str | None = None) -> Path:
-    """flownet.pkl as Practical-RIFE ships it: the state dict with ``module.`` keys."""
-    torch.manual_seed(0)
-    sd = {f"module.{k}": v for k, v in rife.IFNet().state_dict().items()}
-    if drop:
-        sd.pop(drop)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(sd, folder / "flownet.pkl")
-    return folder / "flownet.pkl"
 
 
 async def _submit(window, qtbot) -> None:
@@ -51,17 +39,7 @@ async def test_lovecon_with_rife_from_the_panel(builtin_studio, qtbot, tmp_path,
     await until(lambda: c.engine.active_model is not None, 120, "the built-in model")
     window.open_video(write_sample_clip(tmp_path / "sample.mp4"))
     await until(lambda: v.source is not None and v.preview is not None, 60, "the clip")
-    src = sample_caption()
-    panel.start_spin.setValue(0)
-    panel.end_spin.setValue(8)
-    panel.stride_spin.setValue(2)  # 4 frames at 4 fps
-    panel.source_prompt_edit.setText(src)
-    panel.target_prompt_edit.setPlainText(src.replace("white", "blue"))
-    panel.edit_phrase_edit.setText("t-rex")
-    panel.edit_type_combo.setCurrentIndex(panel.edit_type_combo.findData("background"))
-    panel.steps_spin.setValue(3)
-    panel.cfg_spin.setValue(7.5)
-    panel.window_spin.setValue(4)
+    fill_sample_clip_edit(panel, window=4)
     panel.interp_combo.setCurrentIndex(panel.interp_combo.findData("rife"))
     assert panel.rife_edit.isVisibleTo(panel)
 
@@ -72,13 +50,15 @@ async def test_lovecon_with_rife_from_the_panel(builtin_studio, qtbot, tmp_path,
     assert "does not exist" in panel.message_label.text()
 
     # another layout: the job fails before denoising and says what differs
-    panel.rife_edit.setText(str(_release(tmp_path / "bad", drop="module.block1.convblock.0.beta")))
+    bad = write_rife_release(tmp_path / "bad" / "flownet.pkl",
+                             edit=lambda sd: sd.pop("module.block1.convblock.0.beta"))
+    panel.rife_edit.setText(str(bad))
     await _submit(window, qtbot)
     assert v.job_state == "failed" and "not a RIFE 4.6 flownet" in v.message[1]
     assert "block1.convblock.0.beta" in panel.message_label.text()
 
     # the release's file, picked with the file chooser
-    good = _release(tmp_path / "rife46")
+    good = write_rife_release(tmp_path / "rife46" / "flownet.pkl")
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(good),
                                                                                       "")))
     panel.rife_browse.click()
