@@ -134,7 +134,6 @@ def test_rife_needs_its_weights_only_where_it_smooths():
     assert (p.interpolator, p.rife_weights) == ("rife", "/models/rife46/flownet.pkl")
     VideoEditJob.model_validate_json(VideoEditJob(params=p).model_dump_json())
     # no smoothing, or ControlVideo (which does not smooth): RIFE is neither asked for nor sent
-    s.rife_weights = ""
     for change in ({"smoothing": False}, {"method": "controlvideo"}):
         t = ready_state()
         t.interpolator = "rife"

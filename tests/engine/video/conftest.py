@@ -21,8 +21,8 @@ def sample_clip_audio(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def annotator_dir(tmp_path_factory) -> Path:
-    """lllyasviel/Annotators layout, random weights of the real networks (HED, OpenPose body;
-    MiDaS DPT-hybrid where it can be built)."""
+    """lllyasviel/Annotators layout, random weights of the real networks: HED, OpenPose body
+    and MiDaS DPT-hybrid (under the MiDaS file's tensor names)."""
     from tests.support.annotators import write_annotator_folder
 
     return write_annotator_folder(tmp_path_factory.mktemp("annotators"))
