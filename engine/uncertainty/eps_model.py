@@ -36,6 +36,10 @@ class EpsModel:
         self.prediction_type = prediction_type
         self.calls = 0
 
+    def bias_scale(self, abar: float) -> float:
+        """How a change of conv_out's bias shows in ε (√ᾱ for v-models, like ``phi``)."""
+        return abar**0.5 if self.prediction_type == "v_prediction" else 1.0
+
     def __call__(self, x_in: torch.Tensor, t, abar: float) -> EpsOut:
         """``x_in``: the scaled model input (N, C, h, w), N a multiple of the image count."""
         unet = self.unet

@@ -5,21 +5,32 @@ Every sampler step BayesDiff defines is a *stage* of the form
     x_out = A·x_s + d·ε̂(x_in),      x_in = x_s (DDIM, DPM-Solver-2's first stage)
                                     x_in = x_mid (DPM-Solver-2's second stage)
 
-so, with x_s ~ N(E, V) (diagonal) and the weights W ~ the Laplace posterior,
+and, with the weights W ~ the Laplace posterior (one draw serves the whole trajectory),
 
-    Var[x_out] = A²·V + 2·A·d·Cov(x_s, ε̂) + d²·Var[ε̂]                       (Eq. 9–10)
-    Var[ε̂]     = E_s[Var_W[ε̂ | x_in^(s)]] + Var_s[ε̂*(x_in^(s))]           (total variance)
-    Cov(x_s, ε̂) ≈ the sample covariance over S draws x_s^(s) ~ N(E, V)
+    Var[x_out] = A²·V + 2·A·d·Cov(x_s, ε̂) + d²·Var[ε̂]                        (Eq. 9–10)
+    Var[ε̂]     = Var_W[ε̂ | mean φ] + Var_s[ε̂*] + 2·Cov_s(ε̂*, conv(φ, δW))
 
-with Var_W in closed form (:func:`engine.uncertainty.laplace.predictive_variance`) and the S
-draws batched with the mean into ONE UNet call. The mean path E is the plain sampler's
-trajectory under the trained weights (so the image equals the one rendered without
-uncertainty); the scheduler itself steps it.
+with Var_W in closed form (:func:`engine.uncertainty.laplace.predictive_variance`, one extra
+convolution) and the covariances estimated from S Monte-Carlo samples of x_t batched with the
+mean into ONE UNet call. The mean path E is the plain sampler's trajectory under the trained
+weights (so the image equals the one rendered without uncertainty); the scheduler steps it.
 
-Skip trick (§3.3): only every k-th step is *full* (the S draws). In between, a step costs one
-ordinary UNet call plus one convolution: Var_W comes from the mean's φ and the sample terms are
-carried by the per-element regression coefficients of the last full step, ρ = Cov(x_s, ε̂)/V and
-r = Var_s[ε̂*]/V (a diagonal linearisation of ε̂ around E). Variances are clamped at 0.
+Where the S samples come from is the one change from the paper, and it is measured
+(docs/uncertainty.md, ``bench/uncertainty_agreement.py``): the paper redraws them at each step
+from N(E, diag V). Those draws are spatially white and independent of W, while the deviations a
+weight error really causes are smooth and made by the same W at every step; with them the
+propagated Var[x₀] came out 0.07–0.67 of the Monte-Carlo ground truth, uncorrelated with it
+element by element (≤ 0.15). Here the samples are *carried*: S particles D_s = x_t^(s) − E[x_t],
+each with its own weight draw δW_s held for the whole trajectory, stepped like the sampler
+(D_out = A·D_s + d·(ε̂*(E + D_s) − ε̂*(E) + conv(φ, δW_s) + δb_s)). Their sample moments
+(3×3-smoothed) give the Cov and Var_s terms; V itself is carried by Eq. 9–10 with the closed
+form, which keeps it less noisy than the particles' own spread. Against Monte-Carlo this lands
+within 2× in total and correlates > 0.5 (S = 32; tests/engine/test_uncertainty_propagation.py).
+
+Skip trick (§3.3): only every k-th step is *full* (the S particles through the UNet). In between,
+a step costs one ordinary UNet call plus one grouped convolution (the S weight draws on the
+mean's φ): each particle's response ε̂* is the last full step's plus a smoothed per-element
+regression ρ = Cov(D, R)/Var(D) times its change since. Variances are clamped at 0.
 
 DDIM (η ≥ 0): A = √(ᾱ_prev/ᾱ_t), d = √(1−ᾱ_prev−σ_t²) − √ᾱ_prev·√(1−ᾱ_t)/√ᾱ_t; the η-noise is
 fixed by the seed, so it adds no variance. DPM-Solver-2 (Lu et al. 2022, Alg. 1 with r = ½, ε
@@ -33,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from engine.uncertainty.eps_model import EpsModel
 
@@ -99,6 +111,56 @@ def _combine(st: _Stage, V, cov, var_eps):
     return out.clamp_min(0), neg
 
 
+def _smooth(x: torch.Tensor) -> torch.Tensor:
+    """3×3 box mean over (h, w) of (N, C, h, w) sample moments: S draws give a noisy moment per
+    element; its neighbours see almost the same Jacobian and weights, so pooling them cuts the
+    noise ~3× at the cost of a little spatial blur (measured in docs/uncertainty.md)."""
+    return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+
+
+def _cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Unbiased sample covariance over dim 0 (the S particles)."""
+    return ((a - a.mean(0)) * (b - b.mean(0))).sum(0) / (a.shape[0] - 1)
+
+
+@dataclass
+class _Particles:
+    """S deviations D_s = x_t^(s) − E[x_t] from the mean path, each under its own conv_out
+    weight draw (δW_s, δb_s) held for the whole trajectory, as one posterior sample of the
+    model would be. Their sample moments give Cov(x_t, ε̂) and Var_s[ε̂*] in Eq. 9–10."""
+
+    dW: torch.Tensor  # (S, O, I, kh, kw)
+    dB: torch.Tensor  # (S, O)
+    D: torch.Tensor  # (S, B, C, h, w) deviation of the scheduler's state
+    D_origin: torch.Tensor  # DPM-Solver-2: the deviation of the step's origin x_s
+    last: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @classmethod
+    def draw(cls, model: EpsModel, S: int, like: torch.Tensor, gen: torch.Generator):
+        wv, bv = model.post.weight_var, model.post.bias_var
+        dW = wv.sqrt() * torch.randn((S, *wv.shape), generator=gen).to(wv.device)
+        dB = bv.sqrt() * torch.randn((S, *bv.shape), generator=gen).to(bv.device)
+        D = torch.zeros((S, *like.shape), device=like.device, dtype=torch.float32)
+        return cls(dW, dB, D, D)
+
+    @property
+    def S(self) -> int:
+        return self.D.shape[0]
+
+    def weight_noise(self, model: EpsModel, phi: torch.Tensor, abar: float) -> torch.Tensor:
+        """conv(φ, δW_s) + δb_s for each particle: (S, B, O, h, w). ``phi``: (B, I, h, w), one
+        shared φ (a skip step), or (S·B, I, h, w), each particle's own."""
+        S, B = self.S, self.D.shape[1]
+        phi = phi.view(-1, B, *phi.shape[1:]).expand(S, -1, -1, -1, -1)
+        # One grouped convolution: the S draws as S groups.
+        x = phi.permute(1, 0, 2, 3, 4).reshape(B, -1, *phi.shape[3:])
+        w = self.dW.flatten(0, 1)
+        b = self.dB.flatten() * model.bias_scale(abar)
+        pad = model.post.padding
+        out = F.conv2d(x, w.to(x.dtype), b.to(x.dtype), padding=pad, groups=S)
+        return out.view(B, S, -1, *out.shape[2:]).permute(1, 0, 2, 3, 4)
+
+
 def propagate(
     model: EpsModel,
     sched,
@@ -113,8 +175,8 @@ def propagate(
     keep_var_at: tuple[int, ...] = (),
 ) -> Propagation:
     """Sample from ``x_T`` (already scaled by ``init_noise_sigma``) with ``sched`` (timesteps
-    set), propagating Var[x_t]. Full steps are recipe steps 1, 1+k, 1+2k, … (step 0 starts at
-    V = 0, where the draws would all be equal, so it is exact at the cost of a plain step).
+    set), propagating Var[x_t]. Full steps are recipe steps 1, 1+k, 1+2k, … (at step 0 every
+    particle still sits on the mean, so the step is exact at the cost of a plain one).
 
     ``variation = (t, z)``: after recipe step t, replace the batch by E + √V·z (z: (n, …) standard
     normal draws) and continue from V = 0 for each of the n variations.
@@ -123,72 +185,70 @@ def propagate(
     kwargs = step_kwargs or {}
     eta = float(kwargs.get("eta", 0.0) or 0.0)
     E = x_T
-    V = torch.zeros_like(x_T, dtype=torch.float32)
-    coef: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    V = V_origin = torch.zeros_like(x_T, dtype=torch.float32)
     res = Propagation(E, V)
+    P = _Particles.draw(model, samples, E, gen) if samples > 1 else None
+
     def first_order() -> bool:
         return getattr(sched, "state_in_first_order", True)
 
     step = 0
-    xs = xs_mid = None  # the draws of x_s (and their midpoints) at a full step
-    V_saved = V  # Var[x_s] of the step in progress (DPM-Solver-2's second stage needs it)
     timesteps = sched.timesteps
     for i, t in enumerate(timesteps):
         x_in_mean = sched.scale_model_input(E, t)
         st = _stage(sched, t, eta)
-        full = step >= 1 and (step - 1) % skip == 0 and samples > 1
-        if full and st.key == 0:
-            noise = torch.randn((samples, *E.shape), generator=gen).to(E.device, torch.float32)
-            xs = E.float().unsqueeze(0) + V.sqrt().unsqueeze(0) * noise
-            x_in_s = xs
-        elif full and st.key == 1 and xs_mid is not None:
-            x_in_s = xs_mid
-        if full and xs is not None:
+        if st.key == 0:
+            V_origin = V
+            if P is not None:
+                P.D_origin = P.D
+        full = P is not None and step >= 1 and (step - 1) % skip == 0
+        if full:
             B = E.shape[0]
-            batch = torch.cat([x_in_mean, (x_in_s * st.in_scale).flatten(0, 1).to(E.dtype)])
+            D_in = P.D * st.in_scale
+            batch = torch.cat([x_in_mean, (x_in_mean.float() + D_in).flatten(0, 1).to(E.dtype)])
             out = model(batch, t, st.abar)
             raw_mean = out.raw[:B]
-            eps_s = out.eps[B:].view(samples, *E.shape)
-            varw_s = out.var[B:].view(samples, *E.shape)
-            dx = xs - xs.mean(0)
-            de = eps_s - eps_s.mean(0)
-            cov = (dx * de).sum(0) / (samples - 1)
-            var_s = de.square().sum(0) / (samples - 1)
-            var_eps = varw_s.mean(0) + var_s
-            Vs = V if st.key == 0 else V_saved
-            safe = Vs > Vs.amax() * 1e-6 if Vs.amax() > 0 else torch.zeros_like(Vs, dtype=torch.bool)
-            rho = torch.where(safe, cov / Vs.clamp_min(1e-30), torch.zeros_like(cov))
-            r = torch.where(safe, var_s / Vs.clamp_min(1e-30), torch.zeros_like(cov))
-            coef[st.key] = (rho, r)
+            R = out.eps[B:].view(P.S, *E.shape) - out.eps[:B]
+            noise = P.weight_noise(model, out.phi[B:], st.abar)
+            var_w = out.var[B:].view(P.S, *E.shape).mean(0)
+            # The diagonal response of ε̂* to the deviation (smoothed regression), for the
+            # skip steps until the next full one.
+            rho = _smooth((D_in * R).sum(0)) / _smooth(D_in.square().sum(0)).clamp_min(1e-30)
+            P.last[st.key] = (R, D_in, rho)
             res.full_steps += st.key == 0
-            if st.key == 0:
-                # The draws' midpoints for DPM-Solver-2's second stage: each carries its own
-                # weight-noise draw of ε̂ (the law of total variance, sampled).
-                wz = torch.randn(eps_s.shape, generator=gen).to(E.device)
-                xs_mid = xs + st.d * (eps_s + varw_s.sqrt() * wz)
         else:
             out = model(x_in_mean, t, st.abar)
             raw_mean = out.raw
-            Vs = V if st.key == 0 else V_saved
-            rho, r = coef.get(st.key, (torch.zeros(()), torch.zeros(())))
-            rho, r = rho.to(E.device), r.to(E.device)
-            cov = rho * Vs
-            var_eps = out.var + r * Vs
-        if st.key == 0:
-            V_saved = V
-        Vs = V if st.key == 0 else V_saved
-        V, neg = _combine(st, Vs, cov, var_eps)
+            var_w = out.var
+            if P is not None:
+                D_in = P.D * st.in_scale
+                if st.key in P.last:  # ε̂*'s response: the last full step's, plus ρ·(change)
+                    R0, D0, rho = P.last[st.key]
+                    R = R0 + rho * (D_in - D0)
+                else:
+                    R = torch.zeros_like(D_in)
+                noise = P.weight_noise(model, out.phi, st.abar)
+        if P is None:
+            cov, var_eps = torch.zeros_like(V), var_w
+        else:
+            delta = R + noise  # each particle's ε̂ minus the mean path's ε̂*
+            cov = _smooth(_cov(P.D_origin, delta))
+            var_eps = var_w + _smooth(_cov(R, R) + 2 * _cov(R, noise))
+            P.D = st.A * P.D_origin + st.d * delta
+        V, neg = _combine(st, V_origin, cov, var_eps)
         res.clamped += neg
         E = sched.step(raw_mean, t, E, **kwargs).prev_sample
         if first_order() or i == len(timesteps) - 1:
             step += 1
-            xs = None if first_order() else xs
             if step in keep_var_at:
                 res.var_at[step] = V.clone()
             if variation is not None and step == variation[0] and first_order():
                 z = variation[1].to(E.device, torch.float32)
                 E = (E.float() + V.sqrt() * z).to(E.dtype)
-                V = torch.zeros_like(E, dtype=torch.float32)  # ρ, r broadcast over the draws
+                V = torch.zeros_like(E, dtype=torch.float32)
+                if P is not None:  # each variation restarts its own particles on its mean
+                    P.D = P.D_origin = torch.zeros((P.S, *E.shape), device=E.device)
+                    P.last.clear()
         if on_iter is not None:
             on_iter(i, step, E)
     res.mean, res.var, res.unet_calls = E, V, model.calls
