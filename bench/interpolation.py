@@ -1,7 +1,8 @@
 """LOVECon's smoothing interpolators: seconds per midpoint frame for the built-in optical flow
 (OpenCV Farneback) and RIFE 4.6 (random weights in the release's layout — they time exactly
-like the real ones), at the sizes LOVECon runs, and the cost of smoothing a clip (one
-midpoint per inner frame in the final pass, half as many per window after the last step).
+like the real ones), at the sizes LOVECon runs. A clip's smoothing costs about 1.5 midpoints
+per frame (one per inner frame in the final pass, half as many per window after its last
+step); docs/video.md multiplies it out.
 
     python bench/interpolation.py                            # CPU, 64 / 256 / 512 px
     python bench/interpolation.py --device cuda --dtype float16 --sizes 512 768
