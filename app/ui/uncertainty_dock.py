@@ -80,10 +80,13 @@ class UncertaintyDockWidget(QWidget):
         self.error_label.setObjectName("FieldError")
         self.error_label.setWordWrap(True)
 
-        self.samples_spin = self._spin(1, 64, "S: Monte-Carlo samples of x_t for the "
-                                       "covariance term, batched into one UNet call")
-        self.skip_spin = self._spin(1, 100, "k: propagate the full variance every k-th step "
-                                    "(the steps between reuse the last covariance)")
+        self.samples_spin = self._spin(1, 64, "S: posterior samples of the model carried "
+                                       "through sampling, batched into one UNet call. More "
+                                       "samples give a steadier map (5: its detail varies "
+                                       "between draws; 32: as close as a Monte-Carlo run)")
+        self.skip_spin = self._spin(1, 100, "k: run the samples through the UNet every k-th "
+                                    "step; the steps between extrapolate their response "
+                                    "(faster; k = 5 reads somewhat low)")
         self.decodes_spin = self._spin(1, 64, "M: latent samples decoded (one VAE batch) for "
                                        "the pixel map")
         self.cost_label = QLabel()
