@@ -143,8 +143,9 @@ class VideoEditParams(_Model):
         "Farneback), built in; rife: RIFE 4.6 from `rife_weights` (not bundled)")
     rife_weights: str | None = Field(
         None, description="For interpolator rife: path on the engine's machine to Practical-RIFE "
-        "4.6's flownet.pkl (or .safetensors of it), or the folder holding flownet.pkl; a missing "
-        "path is refused at submit (422), an unreadable or mismatched file fails the job")
+        "4.6's flownet.pkl (or .safetensors of it), or the folder holding flownet.pkl. Needed only "
+        "where RIFE runs (LOVECon with smoothing on): there a missing path is refused at "
+        "submit (422), an unreadable or mismatched file fails the job")
     # ControlVideo
     tuning_steps: int = Field(80, ge=0, le=5000, description="One-shot tuning steps "
                               "(paper: 80 canny, 300 hed, 500 depth, 1500 pose)")
@@ -197,9 +198,10 @@ class ControlPreviewRequest(_Model):
     control: ControlSpec = Field(default_factory=ControlSpec)
     count: int = Field(8, ge=1, le=32, description="Maps spread evenly over the selected frames")
     map_count: int | None = Field(
-        None, ge=1, le=32, description="Draw maps for only this many of the `count` frames, "
+        None, ge=0, le=32, description="Draw maps for only this many of the `count` frames, "
         "spread evenly (ends included), e.g. the panel's strip of 8 beside 32 player frames; "
-        "None = every frame. HED / depth / pose take seconds per frame on a CPU")
+        "0 = frames only (no map drawn, `control` unused); None = every frame. HED / depth / "
+        "pose take seconds per frame on a CPU")
 
 
 class ControlPreview(_Model):

@@ -258,14 +258,16 @@ class VideoState(Observable):
             count=count or min(n, PLAYER_FRAMES), map_count=STRIP_MAPS)
 
     def result_request(self) -> ControlPreviewRequest | None:
-        """The result's frames, at the same positions as the source's in the player."""
+        """The result's frames, at the same positions as the source's in the player; no maps
+        (the player shows none, and HED / depth / pose would cost seconds a frame)."""
         info = self.result_info or {}
         if not info.get("engine_path"):
             return None
         n = int(info.get("frames") or 1)
         return ControlPreviewRequest(
             source=info["engine_path"], width=int(info.get("width") or self.width),
-            height=int(info.get("height") or self.height), count=min(n, PLAYER_FRAMES))
+            height=int(info.get("height") or self.height), count=min(n, PLAYER_FRAMES),
+            map_count=0)
 
     def to_params(self, model: str | None = None) -> VideoEditParams:
         """The edit as the engine takes it; raises ValueError naming the first problem."""

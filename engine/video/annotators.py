@@ -7,7 +7,10 @@ pre- and post-processing; depth is transformers' DPT-hybrid with the MiDaS file'
 renamed (controlnet_aux's MiDaS needs timm and torchvision), processed as controlnet_aux does.
 We load the files ourselves, so nothing reaches for the Hugging Face hub or pretrained
 downloads. Loaded annotators are cached per (kind, weights file, device) so the Video panel's
-previews and the edit share one, and dropped with the model.
+previews and the edit share one, and dropped with the model. Each key loads under its own lock
+(a slow depth load does not hold up a HED preview); a generation counter, bumped by
+:func:`release`, keeps a load that began before the model went (on its old device) out of the
+cache.
 """
 
 from __future__ import annotations
@@ -37,8 +40,13 @@ NAMES = {"hed": "HED", "depth": "Depth (MiDaS)", "pose": "Pose (OpenPose)"}
 DETECT_RESOLUTION = 512
 
 Annotator = Callable[[np.ndarray], np.ndarray]
-_cache: dict[tuple[str, str, str], Annotator] = {}
+Key = tuple[str, str, str]
+_cache: dict[Key, Annotator] = {}
+#: Guards _cache, _loading and _generation; held only for dict work, never for a load.
 _lock = threading.Lock()
+#: One lock per key: two previews of one annotator load it once, other keys load meanwhile.
+_loading: dict[Key, threading.Lock] = {}
+_generation = 0
 _ALIAS = "_sfumato_controlnet_aux"
 #: What torch.load and load_state_dict raise on a file that is not the network's weights.
 _UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, TypeError, KeyError, AttributeError,
@@ -61,21 +69,44 @@ def weights_file(kind: str, folder: str | Path, field: str = "control.annotator"
     return path
 
 
-def annotator(kind: str, folder: str | Path, device: str = "cpu") -> Annotator:
+def generation() -> int:
+    """The cache's generation: read it *before* choosing the device, pass it to
+    :func:`annotator`; a :func:`release` in between means that device may be stale."""
+    with _lock:
+        return _generation
+
+
+def annotator(kind: str, folder: str | Path, device: str = "cpu",
+              generation: int | None = None) -> Annotator:
     """A function (H, W, 3) uint8 RGB → (H, W, 3) uint8 map, loaded once per (kind, folder,
-    device)."""
+    device). ``generation`` (default: now) is when the caller chose ``device``: if the cache
+    has been released since, or is released while this loads, the annotator is returned for
+    this one use but not cached."""
     path = weights_file(kind, folder)
     key = (kind, str(path.resolve()), device)
     with _lock:
-        if key not in _cache:
-            _cache[key] = _build(kind, path, device)
-        return _cache[key]
+        gen = _generation if generation is None else generation
+        if gen == _generation and key in _cache:
+            return _cache[key]
+        key_lock = _loading.setdefault(key, threading.Lock())
+    with key_lock:
+        with _lock:  # loaded by another caller while this one waited
+            if gen == _generation and key in _cache:
+                return _cache[key]
+        run = _build(kind, path, device)
+        with _lock:
+            if gen == _generation:
+                _cache[key] = run
+        return run
 
 
 def release() -> None:
-    """Forget every loaded annotator (with the model: their memory goes back with it)."""
+    """Forget every loaded annotator (with the model: their memory goes back with it); loads
+    under way finish for their caller but are not cached."""
+    global _generation
     with _lock:
         _cache.clear()
+        _generation += 1
 
 
 def cached() -> list[tuple[str, str, str]]:

@@ -24,9 +24,11 @@ def canny_maps(frames: np.ndarray, low: int = 100, high: int = 200) -> np.ndarra
     return out
 
 
-def control_maps(frames: np.ndarray, spec: ControlSpec, device: str = "cpu") -> np.ndarray:
+def control_maps(frames: np.ndarray, spec: ControlSpec, device: str = "cpu",
+                 generation: int | None = None) -> np.ndarray:
     """(N, H, W, 3) uint8 RGB → (N, H, W, 3) uint8 maps of ``spec.type``. HED, depth and pose
-    run their annotator (:mod:`engine.video.annotators`) on ``device``."""
+    run their annotator (:mod:`engine.video.annotators`) on ``device``; ``generation`` is the
+    annotator cache's when ``device`` was chosen (see :func:`annotators.annotator`)."""
     if spec.type == "canny":
         return canny_maps(frames, spec.low_threshold, spec.high_threshold)
     if not spec.annotator:
@@ -38,7 +40,7 @@ def control_maps(frames: np.ndarray, spec: ControlSpec, device: str = "cpu") -> 
 
     from engine.video.annotators import annotator
 
-    run = annotator(spec.type, spec.annotator, device)
+    run = annotator(spec.type, spec.annotator, device, generation)
     h, w = frames.shape[1:3]
     out = np.empty_like(frames)
     for i, frame in enumerate(frames):
@@ -49,7 +51,10 @@ def control_maps(frames: np.ndarray, spec: ControlSpec, device: str = "cpu") -> 
 
 
 def preview_indices(n: int, count: int) -> list[int]:
-    """``count`` positions spread evenly over ``n`` frames (first and last included)."""
+    """``count`` positions spread evenly over ``n`` frames (first and last included); none
+    for ``count`` 0."""
+    if count <= 0:
+        return []
     if n <= count:
         return list(range(n))
     return [round(i * (n - 1) / (count - 1)) for i in range(count)] if count > 1 else [0]

@@ -84,7 +84,7 @@ class _Progress:
 def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Path] = ()) -> None:
     import torch
 
-    from engine.video import controlvideo, lovecon
+    from engine.video import annotators, controlvideo, lovecon
     from engine.video.control import control_maps
     from engine.video.denoise import VideoNets, load_controlnet
     from engine.video.io import decode, encode_like, fit_frames
@@ -93,6 +93,7 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     p = spec.params
     source = uploads.resolve(p.source, "params.source")
     loaded = ctx.load_model(p.model)
+    generation = annotators.generation()  # the annotator cache that goes with this model
     pipe = loaded.pipe
     if not all(hasattr(pipe, a) for a in ("unet", "vae", "text_encoder", "tokenizer")) or \
             hasattr(pipe, "text_encoder_2"):
@@ -107,7 +108,7 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     ctx.job.total = method.units(n, p) + 2
     prog("control maps", 0)
     cn_path = find_controlnet(loaded.info, p.control, list(models_dirs))
-    maps = control_maps(frames, p.control, loaded.device)
+    maps = control_maps(frames, p.control, loaded.device, generation)
     device = torch.device(loaded.device)
     dtype = loaded.dtype
     controlnet = load_controlnet(cn_path, device, dtype)

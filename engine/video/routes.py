@@ -15,6 +15,7 @@ from engine.video_protocol import (
     ControlPreviewRequest,
     UploadInfo,
     VideoEditJob,
+    VideoEditParams,
 )
 
 
@@ -58,18 +59,24 @@ def _png_b64(array) -> str:
 
 
 def _control_preview(engine, req: ControlPreviewRequest) -> ControlPreview:
+    from engine.video import annotators
     from engine.video.control import control_maps, preview_indices
     from engine.video.io import decode, fit_frames
 
+    # Before the device is read: a model unloaded from here on bumps the generation, and the
+    # annotator this preview loads on the old device is used once, not cached.
+    generation = annotators.generation()
+    device = _annotator_device(engine)
     path = engine.uploads.resolve(req.source)
     clip = decode(path, req.frames, max_frames=None)
     pick = preview_indices(len(clip.frames), req.count)
     frames = fit_frames(clip.frames[pick], req.width, req.height, req.fit)
-    drawn = preview_indices(len(frames), req.map_count or len(frames))
-    maps = control_maps(frames[drawn], req.control, _annotator_device(engine))
+    drawn = preview_indices(len(frames), len(frames) if req.map_count is None else req.map_count)
     maps_b64 = [""] * len(frames)
-    for i, m in zip(drawn, maps, strict=True):
-        maps_b64[i] = _png_b64(m)
+    if drawn:  # map_count 0: frames only, the control (and its annotator) is not touched
+        maps = control_maps(frames[drawn], req.control, device, generation)
+        for i, m in zip(drawn, maps, strict=True):
+            maps_b64[i] = _png_b64(m)
     return ControlPreview(
         width=req.width, height=req.height, frame_indices=[clip.indices[i] for i in pick],
         maps_png_b64=maps_b64, frames_png_b64=[_png_b64(f) for f in frames])
@@ -84,7 +91,7 @@ def _annotator_device(engine) -> str:
 
 def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     """Refuse at submit what would fail later: unknown source, too many frames, a control type
-    without weights, RIFE weights that are not there. Probing is cheap (packets only)."""
+    without weights, RIFE weights that are not there (where RIFE will run). Probing is cheap (packets only)."""
     from engine.video.io import probe, selected_indices
 
     p = job.params
@@ -104,8 +111,14 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     from engine.video.edit_job import find_controlnet
 
     find_controlnet(engine.queue.resolve_model(p.model), p.control, engine.config.models_dirs)
-    if p.interpolator == "rife":
+    if uses_rife(p):
         from engine.video.rife import weights_file
 
         weights_file(p.rife_weights)  # there (file or folder); its contents are read by the job
     return job
+
+
+def uses_rife(p: VideoEditParams) -> bool:
+    """RIFE runs in this edit: only LOVECon smooths, and only with smoothing on. Elsewhere
+    ``interpolator: rife`` is inert, so its weights are not asked for."""
+    return p.interpolator == "rife" and p.method == "lovecon" and p.smoothing

@@ -118,6 +118,17 @@ def test_to_params_carries_everything():
     assert req.map_count == 8  # maps only for the strip: HED/depth/pose cost seconds a frame
 
 
+def test_result_request_asks_for_frames_not_maps():
+    s = ready_state()
+    s.control_type, s.annotator = "depth", "/weights/depth"
+    assert s.result_request() is None  # no result yet
+    s.result_ready(Path("/tmp/edit.mp4"), {"engine_path": "/engine/out/edit.mp4", "frames": 40,
+                                          "width": 96, "height": 64})
+    req = s.result_request()
+    assert (req.source, req.width, req.height, req.count) == ("/engine/out/edit.mp4", 96, 64, 32)
+    assert req.map_count == 0  # the player shows frames only; no map is drawn for them
+
+
 def test_rife_needs_its_weights_only_where_it_smooths():
     s = ready_state()
     assert (s.interpolator, s.rife_weights) == ("flow", "")

@@ -98,6 +98,7 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     assert (p.frames, p.fps, p.width, p.height, p.has_audio) == (4, 4.0, 64, 64, True)
     assert {"inversion (window 1 of 2)", "window 2 of 2"} <= stages
     assert len(v.result_frames.frames) == 4 and panel.result_view.has_frame()
+    assert v.result_frames.maps == [b""] * 4  # the player's frames came without control maps
     assert "4 frames" in panel.result_label.text()
     if shots:  # docs: xvfb-run … SFUMATO_SHOTS=docs pytest tests/e2e/test_video_edit.py
         from PySide6.QtWidgets import QApplication

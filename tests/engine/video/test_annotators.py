@@ -3,6 +3,7 @@ networks in the lllyasviel/Annotators layout): shapes, determinism, caching, and
 for a wrong folder, a missing file and a corrupt one."""
 
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -164,3 +165,73 @@ def test_annotators_go_with_the_model(frames, annotator_dir):
     models.current = object()  # a loaded model, as far as unload() is concerned
     models.unload()
     assert annotators.cached() == []
+
+
+def test_a_release_after_the_device_was_chosen_keeps_the_load_out_of_the_cache(frames,
+                                                                               annotator_dir):
+    """A preview reads the generation, then the device; the model is unloaded before its
+    annotator loads: the maps are drawn, but nothing on the old device stays cached."""
+    spec = _spec("hed", annotator_dir)
+    before = annotators.generation()
+    annotators.release()  # the model goes
+    assert annotators.generation() != before
+    maps = control_maps(frames[:1], spec, "cpu", before)
+    assert maps.shape == frames[:1].shape and maps.std() > 1
+    assert annotators.cached() == []
+    control_maps(frames[:1], spec, "cpu", annotators.generation())  # a current one is kept
+    assert [k[0] for k in annotators.cached()] == ["hed"]
+
+
+def _gated_build(monkeypatch, slow_kind):
+    """``_build`` that, for ``slow_kind``, signals it started and waits for the gate."""
+    started, gate = threading.Event(), threading.Event()
+    real = annotators._build
+
+    def build(kind, path, device):
+        if kind == slow_kind:
+            started.set()
+            assert gate.wait(60), "the test never opened the gate"
+        return real(kind, path, device)
+
+    monkeypatch.setattr(annotators, "_build", build)
+    return started, gate
+
+
+def _in_thread(fn):
+    out = {}
+    t = threading.Thread(target=lambda: out.update(value=fn()), daemon=True)
+    t.start()
+    return t, out
+
+
+def test_a_slow_load_holds_up_neither_other_kinds_nor_a_release(frames, annotator_dir,
+                                                                monkeypatch):
+    started, gate = _gated_build(monkeypatch, "hed")
+    slow, slow_out = _in_thread(lambda: annotators.annotator("hed", annotator_dir))
+    assert started.wait(30)
+    try:
+        # another kind loads while the HED load is under way ...
+        other, other_out = _in_thread(lambda: annotators.annotator("pose", annotator_dir))
+        other.join(30)
+        assert not other.is_alive() and callable(other_out["value"])
+        # ... and the model can go meanwhile
+        rel, _ = _in_thread(annotators.release)
+        rel.join(10)
+        assert not rel.is_alive()
+    finally:
+        gate.set()
+    slow.join(30)
+    assert slow_out["value"](frames[0]).std() > 1  # a working HED for the caller
+    # the HED load began before the release: used by its caller, not cached
+    assert annotators.cached() == []
+
+
+def test_one_key_loads_once_for_callers_that_wait_on_it(annotator_dir, monkeypatch):
+    started, gate = _gated_build(monkeypatch, "hed")
+    first, a = _in_thread(lambda: annotators.annotator("hed", annotator_dir))
+    assert started.wait(30)
+    second, b = _in_thread(lambda: annotators.annotator("hed", annotator_dir))
+    gate.set()
+    first.join(30)
+    second.join(30)
+    assert a["value"] is b["value"] and len(annotators.cached()) == 1

@@ -1,6 +1,7 @@
 """LOVECon with RIFE smoothing through a real engine process on the embedded model: weights in
 Practical-RIFE's release format (random, saved like flownet.pkl) give an MP4 of the selected
-frames; a missing file is refused at submit, a mismatched one fails the job with the reason."""
+frames; a missing file is refused at submit (only where RIFE runs: LOVECon with smoothing), a
+mismatched one fails the job with the reason."""
 
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ async def test_lovecon_with_rife_weights(api, sample_clip, tmp_path):
                                              rife_weights=missing)}})
         assert status == 422 and words in err["message"], err
         assert err["field"] == "job.params.rife_weights"
+
+    # where RIFE never runs (no smoothing; ControlVideo) its weights are not asked for
+    quiet = _params(up["id"], interpolator="rife", rife_weights=None, smoothing=False)
+    res, p, _ = await _run(api, quiet, tmp_path)
+    assert p.frames == 4 and "smoothing" not in res["video"]["stages_s"]
+    _, cv = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": _params(
+        up["id"], method="controlvideo", interpolator="rife", tuning_steps=5000)}}, expect=201)
+    await api.call("DELETE", f"/jobs/{cv['id']}", expect=200)
+    assert (await api.wait(cv["id"], timeout=120))["state"] == "cancelled"
 
     # a state dict of another layout: the job fails (before denoising) and says what differs
     bad = _release(tmp_path, lambda sd: sd.pop("module.block3.lastconv.0.bias"))

@@ -34,6 +34,13 @@ async def test_upload_video_probe_and_control_preview(api, sample_clip):
     status, err = await api.call("POST", "/video/control_preview", {
         "source": info["id"], "control": {"type": "depth"}})
     assert status == 422 and "annotator" in err["message"]
+    # map_count 0: the frames only (the result player's request); the control is not touched
+    _, frames = await api.call("POST", "/video/control_preview", {
+        "source": info["id"], "width": 64, "height": 48, "count": 3, "map_count": 0,
+        "control": {"type": "depth"}}, expect=200)
+    assert frames["maps_png_b64"] == ["", "", ""] and frames["frame_indices"] == [0, 12, 23]
+    assert [Image.open(io.BytesIO(base64.b64decode(b))).size for b in frames["frames_png_b64"]] \
+        == [(64, 48)] * 3
 
 
 async def test_bad_uploads_are_refused_and_engine_keeps_serving(api, sample_clip):
