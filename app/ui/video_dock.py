@@ -297,6 +297,10 @@ class VideoDockWidget(QWidget):
         self.result_label = QLabel()
         self.result_label.setObjectName("Hint")
         self.result_label.setWordWrap(True)
+        #: Seconds per stage, under the result and Export, the panel's whole width.
+        self.result_times_label = QLabel()
+        self.result_times_label.setObjectName("Hint")
+        self.result_times_label.setWordWrap(True)
         self.export_button = QPushButton("Export MP4…")
         self.export_button.setObjectName("video_export_button")
 
@@ -366,9 +370,16 @@ class VideoDockWidget(QWidget):
                 ("Changes", self.edit_phrase_edit), ("Edit type", self.edit_type_combo),
                 ("Method", self.method_combo))
         for r, (text, w) in enumerate(rows):
-            form.addWidget(label(text, w), r, 0,
-                           Qt.AlignmentFlag.AlignTop if w is self.target_prompt_edit
-                           else Qt.AlignmentFlag.AlignVCenter)
+            if w is self.target_prompt_edit:
+                # on the field's first line of text, not its top edge: below its frame, padding
+                # and document margin (the stylesheet's, hence polished first)
+                lbl = label(text, w)
+                w.ensurePolished()
+                lbl.setContentsMargins(
+                    0, w.contentsMargins().top() + round(w.document().documentMargin()), 0, 0)
+                form.addWidget(lbl, r, 0, Qt.AlignmentFlag.AlignTop)
+            else:
+                form.addWidget(label(text, w), r, 0, Qt.AlignmentFlag.AlignVCenter)
             form.addWidget(w, r, 1)
         form.addWidget(self.method_hint, len(rows), 1)
         body.addLayout(form)
@@ -460,9 +471,13 @@ class VideoDockWidget(QWidget):
         bottom.addWidget(self.progress_bar)
         bottom.addWidget(self.stage_label)
         bottom.addWidget(self.message_label)
-        result = QHBoxLayout()
-        result.addWidget(self.result_label, 1)
-        result.addWidget(self.export_button, 0, Qt.AlignmentFlag.AlignTop)
+        result = QGridLayout()
+        result.setContentsMargins(0, 0, 0, 0)
+        result.setVerticalSpacing(0)
+        result.setColumnStretch(0, 1)
+        result.addWidget(self.result_label, 0, 0)
+        result.addWidget(self.export_button, 0, 1, Qt.AlignmentFlag.AlignTop)
+        result.addWidget(self.result_times_label, 1, 0, 1, 2)
         bottom.addLayout(result)
 
         # The player and the settings share the height; drag the handle between them.
@@ -691,13 +706,17 @@ class VideoDockWidget(QWidget):
             method = METHODS.get(info.get("method", ""), (info.get("method", ""),))[0]
             facts = [method, f"{info['frames']} frames", f"{info['width']}×{info['height']}",
                      f"{info['fps']:g} fps"] + (["audio"] if info.get("has_audio") else [])
-            stages = ", ".join(f"{k} {v:.1f} s" for k, v in info.get("stages_s", {}).items())
-            self.result_label.setText(f"{Path(s.result_path).name}\n{' · '.join(facts)}"
-                                      + (f"\n{stages}" if stages else ""))
+            # no-break spaces inside a stage: a line breaks between stages, never in "0.1 s"
+            stages = ", ".join(f"{k} {v:.1f} s".replace(" ", "\N{NO-BREAK SPACE}")
+                               for k, v in info.get("stages_s", {}).items())
+            self.result_label.setText(f"{Path(s.result_path).name}\n{' · '.join(facts)}")
             self.result_label.setToolTip(str(s.result_path))
+            self.result_times_label.setText(stages)
         else:
             self.result_label.setText("")
+            self.result_times_label.setText("")
         self.result_label.setVisible(bool(self.result_label.text()))
+        self.result_times_label.setVisible(bool(self.result_times_label.text()))
         self.export_button.setVisible(s.result_path is not None)
 
     def _fill_strip(self) -> None:

@@ -61,6 +61,21 @@ def test_method_choice_explains_itself_and_shows_its_options(window):
     assert panel.annotator_edit.isVisibleTo(panel)
 
 
+def test_target_label_sits_on_the_fields_first_line(window, qtbot):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QLabel
+
+    window.video_dock.raise_()
+    panel = window.video_panel
+    edit = panel.target_prompt_edit
+    (lbl,) = [w for w in panel.findChildren(QLabel) if w.buddy() is edit]
+    qtbot.waitUntil(lambda: lbl.isVisible() and edit.isVisible())
+    text_top = lbl.mapTo(panel, lbl.contentsRect().topLeft()).y()
+    first_line = edit.viewport().mapTo(panel, QPoint(0, edit.cursorRect().top())).y()
+    assert abs(text_top - first_line) <= 1, (text_top, first_line)
+    assert lbl.contentsRect().height() == edit.cursorRect().height()  # one line, same font
+
+
 def test_source_player_strip_and_shared_slider(window, qtbot):
     panel, s = window.video_panel, window.controller.video
     assert not panel.edit_button.isEnabled()  # nothing to edit yet
@@ -211,7 +226,11 @@ def test_progress_cancel_and_result(window, tmp_path):
     s.finished("done")
     assert not panel.cancel_button.isVisibleTo(panel) and panel.edit_button.isEnabled()
     assert "LOVECon · 4 frames · 64×64 · 4 fps · audio" in panel.result_label.text()
-    assert "inversion 1.2 s" in panel.result_label.text()
+    times = panel.result_times_label
+    assert times.text() == "inversion\N{NO-BREAK SPACE}1.2\N{NO-BREAK SPACE}s"
+    # the seconds per stage get the panel's width, under Export, not the column beside it
+    assert times.geometry().right() > panel.export_button.geometry().left()
+    assert times.geometry().top() >= panel.export_button.geometry().bottom()
     assert panel.export_button.isVisibleTo(panel)
     saved = []
     panel.export_requested.connect(saved.append)

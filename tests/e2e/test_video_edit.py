@@ -108,6 +108,13 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
         apply_theme(QApplication.instance())
         window.resizeDocks([window.video_dock], [720], Qt.Orientation.Horizontal)
         await asyncio.sleep(0.5)
+        # the settings end on a whole row: the method and its explanation, not half of it
+        hint = panel.method_hint
+        end = hint.mapTo(panel.scroll.widget(), hint.rect().bottomLeft()).y() + 8
+        grow = end - panel.scroll.viewport().height()
+        player, settings = panel.splitter.sizes()
+        panel.splitter.setSizes([player - grow, settings + grow])
+        await asyncio.sleep(0.3)
         panel.frame_slider.setValue(1)
         await asyncio.sleep(0.2)
         window.grab().save(str(Path(shots) / "video-panel.png"))

@@ -68,7 +68,7 @@ async def test_lovecon_with_rife_from_the_panel(builtin_studio, qtbot, tmp_path,
     await until(lambda: v.result_frames is not None, 60, "the result's frames")
     p = probe(v.result_path)
     assert (p.frames, p.fps, p.width, p.height) == (4, 4.0, 64, 64)
-    assert panel.result_view.has_frame() and "smoothing" in panel.result_label.text()
+    assert panel.result_view.has_frame() and "smoothing" in panel.result_times_label.text()
 
     if shots := os.environ.get("SFUMATO_SHOTS"):  # docs: xvfb-run … SFUMATO_SHOTS=docs pytest
         from PySide6.QtWidgets import QApplication
@@ -78,9 +78,15 @@ async def test_lovecon_with_rife_from_the_panel(builtin_studio, qtbot, tmp_path,
         apply_theme(QApplication.instance())
         panel.rife_edit.setText("~/models/rife-4.6/train_log/flownet.pkl")  # as a user has it
         window.resizeDocks([window.video_dock], [720], Qt.Orientation.Horizontal)
-        panel.splitter.setSizes([330, 600])
         await asyncio.sleep(0.5)
-        sb = panel.scroll.verticalScrollBar()
-        sb.setValue(sb.maximum())
+        # the settings from the control strip down to the RIFE weights, no row cut in half
+        inner = panel.scroll.widget()
+        start = panel.strip.geometry().top() - 3  # below the ControlNet field's border
+        end = panel.rife_edit.mapTo(inner, panel.rife_edit.rect().bottomLeft()).y() + 12
+        grow = (end - start) - panel.scroll.viewport().height()
+        player, settings = panel.splitter.sizes()
+        panel.splitter.setSizes([player - grow, settings + grow])
+        await asyncio.sleep(0.3)
+        panel.scroll.verticalScrollBar().setValue(start)
         await asyncio.sleep(0.2)
         window.grab().save(str(Path(shots) / "video-panel-rife.png"))
