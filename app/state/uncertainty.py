@@ -129,8 +129,8 @@ def most_certain_first(scores: list[float | None]) -> list[int]:
 def cost_text(samples: int, skip: int, decodes: int) -> str:
     """What S, k and M cost, in words: extra UNet work per step and VAE decodes per image."""
     unet = 1.0 + samples / max(1, skip)
-    return (f"≈ {unet:.1f}× the UNet work of a plain run (S/k = {samples}/{skip} extra "
-            f"evaluations per step), plus {decodes} extra VAE decodes per image")
+    return (f"≈ {unet:.1f}× a plain run's UNet work ({samples}/{skip} extra evaluations "
+            f"per step) + {decodes} extra VAE decodes per image")
 
 
 def format_value(value: float) -> str:
