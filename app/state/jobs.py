@@ -32,6 +32,8 @@ FIT_KINDS = {"analytic_fit": "analytic", "calibration_fit": "calibration",
              "uncertainty_fit": "uncertainty"}
 _FIT_TITLES = {"analytic_fit": "Analytic-DPM fit (Γ_t)", "calibration_fit": "Calibration fit (mean ε̂)",
                "uncertainty_fit": "Uncertainty fit (last-layer posterior)"}
+#: What a fit job's card shows where an image job shows its picture: the statistic it fits.
+_FIT_GLYPHS = {"analytic_fit": "Γ", "calibration_fit": "ε̄", "uncertainty_fit": "σ²"}
 
 #: How many finished jobs the Queue dock keeps listing.
 KEEP_FINISHED = 30
@@ -95,8 +97,13 @@ class JobItem:
 
     @property
     def fit_kind(self) -> str | None:
-        """'analytic' or 'calibration' for fit jobs."""
+        """'analytic', 'calibration' or 'uncertainty' for fit jobs."""
         return FIT_KINDS.get(self.kind)
+
+    @property
+    def glyph(self) -> str:
+        """The symbol a card shows in place of a thumbnail (fit jobs make no image)."""
+        return _FIT_GLYPHS.get(self.kind, "")
 
     @property
     def cell_count(self) -> int:

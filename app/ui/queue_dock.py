@@ -89,6 +89,7 @@ class JobCard(QFrame):
         self.thumb.setObjectName("JobThumb")
         self.thumb.setFixedSize(THUMB, THUMB)
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.thumb.setText(item.glyph)  # until (or instead of) a picture
         self._thumb_src: bytes | None = None
         top = QHBoxLayout()
         top.setSpacing(6)
@@ -131,6 +132,7 @@ class JobCard(QFrame):
                                                mode))
             else:
                 self.thumb.clear()
+                self.thumb.setText(item.glyph)
         if self.property("state") != state.value:
             self.setProperty("state", state.value)
             self.badge.setProperty("state", state.value)

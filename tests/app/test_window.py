@@ -120,6 +120,18 @@ async def test_queue_dock_cards_cancel_and_move(window, qtbot):
     assert sig.args == ["c", 0]
 
 
+def test_fit_job_cards_show_what_they_fit_where_image_jobs_show_a_picture(window):
+    from engine.protocol import Job, JobState, UncertaintyFitJob, utcnow
+
+    c = window.controller
+    c.handle_event(JobQueued(job=Job(id="fit", kind="uncertainty_fit", state=JobState.queued,
+                                     created_at=utcnow(), spec=UncertaintyFitJob())))
+    c.handle_event(JobQueued(job=make_job("gen")))
+    panel = window.queue_panel
+    assert panel.card("fit").thumb.text() == "σ²"
+    assert panel.card("gen").thumb.text() == ""  # an image job waits for its preview
+
+
 def test_single_key_shortcuts_do_not_steal_typing(window, qtbot):
     spin = window.prompt_panel.steps_spin
     spin.setFocus()
