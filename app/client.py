@@ -49,6 +49,9 @@ M = TypeVar("M")
 
 #: Long enough for a slow CPU answer, short enough that a dead engine is noticed.
 REQUEST_TIMEOUT_S = 30.0
+#: Seconds the pool keeps an idle connection: below the engine's keep-alive (60 s,
+#: engine/cli.py) so a connection the engine is about to close is never reused.
+KEEPALIVE_S = 10.0
 #: Loading a big checkpoint from a slow disk can take minutes.
 LOAD_TIMEOUT_S = 600.0
 RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -141,6 +144,7 @@ class EngineClient:
             self._session = aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {self.token}"},
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+                connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S),
             )
         return self._session
 
@@ -186,14 +190,18 @@ class EngineClient:
                 kwargs["headers"]["Content-Length"] = str(length)
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
-        try:
-            async with session.request(method, self.api + path, **kwargs) as resp:
-                data = await resp.read()
-                if resp.status >= 400:
-                    raise _api_error(resp.status, data)
-                return data
-        except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
-            raise EngineUnavailable(_describe(exc, self.url)) from exc
+        for attempt in (1, 2):
+            try:
+                async with session.request(method, self.api + path, **kwargs) as resp:
+                    data = await resp.read()
+                    if resp.status >= 400:
+                        raise _api_error(resp.status, data)
+                    return data
+            except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+                if attempt == 1 and _unsent(exc) and not _is_stream(kwargs.get("data")):
+                    continue  # the engine never saw it (a pooled connection it had closed)
+                raise EngineUnavailable(_describe(exc, self.url)) from exc
+        raise AssertionError("unreachable")
 
     async def _get_model(self, model: type[M] | Any, method: str, path: str, **kw: Any) -> M:
         data = await self._request(method, path, **kw)
@@ -381,6 +389,20 @@ def _api_error(status: int, data: bytes) -> ApiError:
     if status in (401, 403) and not message:
         message = "The engine refused the token."
     return cls(status, message)
+
+
+def _unsent(exc: BaseException) -> bool:
+    """The request failed while its bytes were being written to a connection that was already
+    closing: nothing reached the engine, so sending it again cannot do anything twice."""
+    import aiohttp
+
+    return isinstance(exc.__cause__, aiohttp.ClientConnectionResetError) and isinstance(
+        exc, aiohttp.ClientOSError)
+
+
+def _is_stream(data: Any) -> bool:
+    """An upload body that can be read only once (a file being streamed)."""
+    return data is not None and not isinstance(data, (str, bytes, bytearray))
 
 
 def _describe(exc: BaseException, url: str) -> str:

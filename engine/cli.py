@@ -20,6 +20,8 @@ from pathlib import Path
 
 READY_PREFIX = "SFUMATO_ENGINE_READY"
 TOKEN_ENV = "SFUMATO_ENGINE_TOKEN"
+#: Seconds an idle HTTP keep-alive connection stays open; above the app's pool (10 s).
+ENGINE_KEEPALIVE_S = 60
 
 
 def default_data_dir() -> Path:
@@ -131,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     port = sock.getsockname()[1]
     # Open event streams would otherwise hold a graceful shutdown (SIGTERM) open forever.
+    # Idle keep-alive connections live longer here than in the app's pool (app/client.py,
+    # KEEPALIVE_S), so the app always drops an idle connection first: with uvicorn's 5 s the
+    # app could reuse one the engine was closing and a request failed with "Server
+    # disconnected" / "Can not write request body" now and then.
     config = uvicorn.Config(app, log_level="warning", ws_ping_interval=20, lifespan="on",
-                            timeout_graceful_shutdown=3)
+                            timeout_graceful_shutdown=3, timeout_keep_alive=ENGINE_KEEPALIVE_S)
     server = uvicorn.Server(config)
     _exit_with_parent(server)
 

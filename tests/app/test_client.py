@@ -215,3 +215,38 @@ async def test_events_with_a_wrong_token_raise(server):
         with pytest.raises(AuthError):
             async for _ in c.events():
                 pass
+
+
+def test_the_app_drops_idle_connections_before_the_engine_does():
+    """An idle keep-alive connection must be retired by the app's pool before the engine closes
+    it: otherwise a request now and then goes out on a connection the engine is closing and
+    fails with "Server disconnected" (seen in the video e2e test with uvicorn's 5 s default)."""
+    import engine.cli
+    from app.client import KEEPALIVE_S
+
+    assert KEEPALIVE_S < engine.cli.ENGINE_KEEPALIVE_S
+
+
+async def test_the_pool_uses_the_keepalive():
+    client = EngineClient("http://127.0.0.1:9", TOKEN)
+    try:
+        from app.client import KEEPALIVE_S
+
+        assert client._get_session().connector._keepalive_timeout == KEEPALIVE_S
+    finally:
+        await client.close()
+
+
+def test_only_requests_that_never_left_are_sent_again():
+    import aiohttp
+
+    from app.client import _is_stream, _unsent
+
+    unsent = aiohttp.ClientOSError(None, "Can not write request body")
+    unsent.__cause__ = aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+    assert _unsent(unsent)
+    # the engine may have acted on these: not repeated
+    assert not _unsent(aiohttp.ServerDisconnectedError())
+    assert not _unsent(aiohttp.ClientOSError(None, "Connection reset by peer"))
+    assert not _unsent(TimeoutError())
+    assert _is_stream(iter([b"x"])) and not _is_stream(b"{}") and not _is_stream("{}")
