@@ -172,6 +172,16 @@ class VideoEditParams(_Model):
             raise ValueError("say what the video should become")
         return v
 
+    @property
+    def uses_rife(self) -> bool:
+        return rife_runs(self.method, self.smoothing, self.interpolator)
+
+
+def rife_runs(method: str, smoothing: bool, interpolator: str) -> bool:
+    """RIFE runs in an edit: only LOVECon smooths, and only with smoothing on. Elsewhere
+    ``interpolator: rife`` is inert, so its weights are not asked for (engine and panel)."""
+    return interpolator == "rife" and method == "lovecon" and smoothing
+
 
 class VideoEditJob(_Model):
     kind: Literal["video_edit"] = "video_edit"

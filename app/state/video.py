@@ -22,7 +22,7 @@ from engine.protocol import (
     UploadInfo,
     VideoEditParams,
 )
-from engine.video_protocol import MAX_EDIT_FRAMES
+from engine.video_protocol import MAX_EDIT_FRAMES, rife_runs
 
 from .observable import Observable, Property
 
@@ -236,7 +236,7 @@ class VideoState(Observable):
     @property
     def uses_rife(self) -> bool:
         """RIFE smooths this edit (only LOVECon smooths, and only when smoothing is on)."""
-        return self.method == "lovecon" and self.smoothing and self.interpolator == "rife"
+        return rife_runs(self.method, self.smoothing, self.interpolator)
 
     # ----------------------------------------------------------------- requests
     def frame_range(self) -> FrameRange:

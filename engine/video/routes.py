@@ -15,7 +15,6 @@ from engine.video_protocol import (
     ControlPreviewRequest,
     UploadInfo,
     VideoEditJob,
-    VideoEditParams,
 )
 
 
@@ -111,14 +110,9 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     from engine.video.edit_job import find_controlnet
 
     find_controlnet(engine.queue.resolve_model(p.model), p.control, engine.config.models_dirs)
-    if uses_rife(p):
+    if p.uses_rife:
         from engine.video.rife import weights_file
 
         weights_file(p.rife_weights)  # there (file or folder); its contents are read by the job
     return job
 
-
-def uses_rife(p: VideoEditParams) -> bool:
-    """RIFE runs in this edit: only LOVECon smooths, and only with smoothing on. Elsewhere
-    ``interpolator: rife`` is inert, so its weights are not asked for."""
-    return p.interpolator == "rife" and p.method == "lovecon" and p.smoothing
