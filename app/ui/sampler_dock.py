@@ -40,7 +40,7 @@ from app.state.sampler import (
     resolve,
     schedule_label,
 )
-from engine.protocol import SamplerInfo
+from engine.protocol import JobState, SamplerInfo
 
 from .form import field_label, scrolling_body, section_title
 
@@ -133,6 +133,19 @@ class FitRow(QWidget):
         lay.addLayout(top)
         lay.addWidget(self.status)
         self.status.setIndent(24)
+
+    def show_fit(self, fitting: tuple[str, JobState, int | None] | None, fits: FitsState,
+                 doing: str, where: str = "") -> None:
+        """Status line and button from the fit's progress (``JobsState.fit_progress``):
+        "<doing>… (running · 3%<where>)" while one is queued or running, else what is fitted."""
+        if fitting is not None:
+            _id, state, pct = fitting
+            more = f" · {pct}%" if pct is not None else ""
+            self.status.setText(f"{doing}… ({state.value}{more}{where})")
+        else:
+            self.status.setText(fits.describe(self.kind).capitalize())
+        self.fit_button.setEnabled(fitting is None and bool(fits.model))
+        self.fit_button.setText("Refit" if fits.latest(self.kind) is not None else "Fit now")
 
 
 class SamplerDockWidget(QWidget):
@@ -425,15 +438,7 @@ class SamplerDockWidget(QWidget):
         self._fits_shown = self._fits_progress()
         for row, fitting in zip((self.analytic_row, self.calibration_row), self._fits_shown,
                                 strict=True):
-            if fitting is not None:
-                _id, state, pct = fitting
-                more = f" · {pct}%" if pct is not None else ""
-                row.status.setText(f"Fitting… ({state.value}{more}, see Queue)")
-            else:
-                row.status.setText(self.fits.describe(row.kind).capitalize())
-            row.fit_button.setEnabled(fitting is None and bool(self.fits.model))
-            fitted = self.fits.latest(row.kind) is not None
-            row.fit_button.setText("Refit" if fitted else "Fit now")
+            row.show_fit(fitting, self.fits, "Fitting", ", see Queue")
         enabled, _, _ = analytic_toggle(info.name if info else s.sampler)
         if not enabled and self.fits.latest("analytic") is None:
             self.analytic_row.status.setText(

@@ -322,15 +322,8 @@ class UncertaintyDockWidget(QWidget):
         on = bool(s.option("uncertainty"))
         self.enable_toggle.setChecked(on)
         self._fit_shown = fitting = self.jobs.fit_progress("uncertainty")
-        if fitting is not None:
-            _id, state, pct = fitting
-            more = f" · {pct}%" if pct is not None else ""
-            self.fit_row.status.setText(f"Fitting the posterior… ({state.value}{more})")
-        else:
-            self.fit_row.status.setText(self.fits.describe("uncertainty").capitalize())
+        self.fit_row.show_fit(fitting, self.fits, "Fitting the posterior")
         fitted = self.fits.latest("uncertainty") is not None
-        self.fit_row.fit_button.setText("Refit" if fitted else "Fit now")
-        self.fit_row.fit_button.setEnabled(fitting is None and bool(self.fits.model))
         info, _ = resolve(s.sampler, self.engine.samplers)
         bad_sampler = on and info is not None and not info.uncertainty
         if bad_sampler:
