@@ -70,14 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sfumato`` console script and ``python -m app``."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    from .logs import setup_app_logging
+    from .logs import install_crash_hooks, setup_app_logging
     from .paths import AppPaths
 
     log_file = setup_app_logging(AppPaths.default(args.data_dir).logs, args.log_level)
+    install_crash_hooks(log_file)
 
     from PySide6.QtWidgets import QApplication
 
+    from .qt_check import check_binding
+
+    refusal = check_binding()
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
+    if refusal:
+        return _refuse_to_start(refusal, show_dialog=args.smoke_test is None)
     app.setApplicationName("Sfumato")
     app.setOrganizationName("Sfumato")
     app.setApplicationVersion(__version__)
@@ -125,6 +131,17 @@ def main(argv: list[str] | None = None) -> int:
         if controller.local is not None:
             controller.local.kill()
     return status
+
+
+def _refuse_to_start(message: str, *, show_dialog: bool) -> int:
+    """A Python + PySide6 that would abort mid-session (app.qt_check): say so and exit 2."""
+    log.critical("refusing to start: %s", message)
+    print(f"Sfumato: {message}", file=sys.stderr, flush=True)
+    if show_dialog:
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, "Sfumato cannot start", message)
+    return 2
 
 
 async def _smoke_test(controller: AppController, window: MainWindow, timeout_s: float) -> int:
