@@ -355,7 +355,9 @@ class AppController(QObject):
             if self.canvas.job_id != event.job_id:
                 self._follow(event.job_id)
             slot = item.preview_slot(event.index) if item is not None else event.index
-            self.canvas.set_preview(event.job_id, slot, self._preview_bytes(event), event.step)
+            total = item.total if item is not None else 0
+            self.canvas.set_preview(event.job_id, slot, self._preview_bytes(event), event.step,
+                                    total)
         elif isinstance(event, JobResult):
             self.spawn(self._store_result(event.job_id, event.image))
         elif isinstance(event, JobFinished):

@@ -77,13 +77,16 @@ class JobContext:
         # Throttled, except that a new stage is always announced (a short stage such as
         # "smoothing" must still show in the panel) and so is the last step.
         new_stage = stage != self._last_stage
+        # A preview due now goes out with its step's progress, so a client never shows a
+        # preview of step 13 beside a progress bar at 12 (issue 14).
+        preview_due = now - self._last_preview >= self.PREVIEW_INTERVAL_S
         if (now - self._last_progress >= self.PROGRESS_INTERVAL_S or step >= self.job.total
-                or new_stage):
+                or new_stage or preview_due):
             self._last_progress, self._last_stage = now, stage
             self._queue.publish(
                 JobProgress(job_id=self.job.id, step=step, total=self.job.total, eta_s=eta, stage=stage)
             )
-        if now - self._last_preview >= self.PREVIEW_INTERVAL_S:
+        if preview_due:
             self._last_preview = now
             return True
         return False

@@ -23,6 +23,8 @@ class CanvasImage:
     path: Path | None = None
     preview: bool = False
     step: int = 0
+    #: The steps ``step`` counts up to (a preview's job total, or its grid cell's steps).
+    total: int = 0
     seed: int | None = None
     width: int = 0
     height: int = 0
@@ -106,7 +108,8 @@ class CanvasState(QObject):
         slot = grid.slot(*grid.position(index)) if grid is not None else None
         if slot is None or slot.image.ready:
             return False
-        slot.image.data, slot.image.preview, slot.image.step = data, True, step
+        slot.image.data, slot.image.preview = data, True
+        slot.image.step, slot.image.total = grid.cell_step(index, step)
         self.grid_updated.emit(slot.row, slot.col)
         return True
 
@@ -156,12 +159,14 @@ class CanvasState(QObject):
             self.grid_visible = False
             self.grid_changed.emit()
 
-    def set_preview(self, job_id: str, index: int, data: bytes, step: int = 0) -> bool:
-        """A preview for the followed job; ignored once that slot has its final image."""
+    def set_preview(self, job_id: str, index: int, data: bytes, step: int = 0,
+                    total: int = 0) -> bool:
+        """A preview for the followed job at ``step`` of the job's ``total`` (the numbers the
+        progress bar shows); ignored once that slot has its final image."""
         slot = self._slot(job_id, index)
         if slot is None or slot.ready:
             return False
-        slot.data, slot.preview, slot.step = data, True, step
+        slot.data, slot.preview, slot.step, slot.total = data, True, step, total
         self.updated.emit(index)
         self._maybe_jump(index)
         return True

@@ -123,6 +123,16 @@ class CanvasGrid:
         """Grid position of the job's ``index``-th cell (row-major, as the engine renders)."""
         return divmod(index, max(1, self.n_cols))
 
+    def cell_step(self, index: int, job_step: int) -> tuple[int, int]:
+        """(step, steps) within cell ``index`` for the job-wide step the engine reports (it
+        counts steps across all cells, row-major): "step 2/3" under a 3-step cell, never the
+        job's "step 38"."""
+        r, c = self.position(index)
+        steps = self.params.steps
+        base = r * sum(steps) + sum(steps[:c])
+        n = steps[c] if 0 <= c < len(steps) else 0
+        return max(0, min(job_step - base, n)), n
+
     def slot(self, row: int, col: int) -> GridSlot | None:
         return self.slots.get((row, col))
 

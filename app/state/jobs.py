@@ -27,6 +27,8 @@ from engine.protocol import (
     SamplerGridParams,
 )
 
+from .video import fps_text
+
 #: Job kinds that fit a model's statistics, and what the Sampler panel calls the fit.
 FIT_KINDS = {"analytic_fit": "analytic", "calibration_fit": "calibration",
              "uncertainty_fit": "uncertainty"}
@@ -37,6 +39,12 @@ _FIT_GLYPHS = {"analytic_fit": "Γ", "calibration_fit": "ε̄", "uncertainty_fit
 
 #: How many finished jobs the Queue dock keeps listing.
 KEEP_FINISHED = 30
+
+
+def step_text(step: int, total: int) -> str:
+    """"Step 13/25" — the one wording of a job's step, for the status bar, the Queue card and
+    the canvas's preview caption alike (they read the same step and total)."""
+    return f"Step {step}/{total}" if total else "Starting…"
 
 
 @dataclass
@@ -95,6 +103,28 @@ class JobItem:
             return len(self.grid.rows()) * len(self.grid.steps) + 1
         return self.params.batch_size * self.params.batch_count if self.params else 1
 
+    def images_text(self) -> str:
+        """Which images the running job is making, as the status bar says it; "" for one.
+
+        A batch renders together ("4 images"), batches one after another ("Images 5–8 of 8"),
+        single images one at a time ("Image 2 of 3"); a grid counts its cells, not the
+        assembled sheet ("Cell 2 of 4").
+        """
+        if self.grid is not None:
+            return f"Cell {min(self.cells_done + 1, self.cell_count)} of {self.cell_count}"
+        if self.params is None:
+            return ""
+        size, count = self.params.batch_size, self.params.batch_count
+        n = size * count
+        if n <= 1:
+            return ""
+        if size == 1:
+            return f"Image {min(len(self.results) + 1, n)} of {n}"
+        if count == 1:
+            return f"{n} images"
+        first = min(len(self.results) // size, count - 1) * size
+        return f"Images {first + 1}–{first + size} of {n}"
+
     @property
     def fit_kind(self) -> str | None:
         """'analytic', 'calibration' or 'uncertainty' for fit jobs."""
@@ -134,7 +164,7 @@ class JobItem:
             if self.state is JobState.running and self.stage:
                 return self.stage
             if video is not None:
-                return f"{video.frames} frames · {video.fps:g} fps"
+                return f"{video.frames} frames · {fps_text(video.fps)} fps"
             return self.state.value
         if self.fit_kind is not None:
             return f"{self.model or 'loaded model'} · {self.stage or self.state.value}"

@@ -180,7 +180,7 @@ class VideoState(Observable):
         if s.probe is None:
             return f"{s.name} · {s.width}×{s.height} image"
         p = s.probe
-        parts = [s.name, f"{p.frames} frames", f"{_num(p.fps)} fps", f"{p.width}×{p.height}",
+        parts = [s.name, f"{p.frames} frames", f"{fps_text(p.fps)} fps", f"{p.width}×{p.height}",
                  _duration(p.duration_s)]
         if p.has_audio:
             parts.append("audio")
@@ -193,7 +193,7 @@ class VideoState(Observable):
         if not self.source:
             return ""
         return (f"{n} frame{'s' if n != 1 else ''} → {_duration(n / self.output_fps)} at "
-                f"{_num(self.output_fps)} fps" if self.output_fps else f"{n} frames")
+                f"{fps_text(self.output_fps)} fps" if self.output_fps else f"{n} frames")
 
     # ----------------------------------------------------------------- validation
     def problems(self) -> dict[str, str]:
@@ -344,6 +344,21 @@ class VideoState(Observable):
         """Frames the player steps through (the source's preview frames)."""
         return len(self.preview.frames) if self.preview is not None else 0
 
+    def frame_text(self, position: int) -> str:
+        """The player's "13 / 36 · #24": which of the *selected* frames is shown (the count the
+        selection line says) and its index in the source. The player steps through at most
+        PLAYER_FRAMES of them, so the slider's positions are not the frame numbers."""
+        pv = self.preview
+        if pv is None or not pv.indices:
+            return "—"
+        index = pv.indices[max(0, min(position, len(pv.indices) - 1))]
+        selected = self.selected()
+        try:
+            ordinal = selected.index(index) + 1
+        except ValueError:  # a preview of an older selection, until the new one arrives
+            return f"#{index}"
+        return f"{ordinal} / {len(selected)} · #{index}"
+
     def player_fps(self) -> float:
         """Playback rate of the shown frames so a loop lasts as long as the edited clip."""
         n_sel, shown = len(self.selected()), self.shown_count
@@ -365,8 +380,13 @@ def _contains_words(text: str, phrase: str) -> bool:
     return bool(want) and all(w in words for w in want)
 
 
-def _num(x: float) -> str:
-    return f"{x:.3g}" if x != int(x) else str(int(x))
+def fps_text(fps: float) -> str:
+    """A frame rate as every label shows it: two decimals at most ("30.02", "29.97", "8").
+
+    One formatter for the source, the selection, the result and the Queue card, so a 30.02 fps
+    clip is never "30 fps" in one place and "30.02 fps" in another (issue 14).
+    """
+    return f"{round(float(fps), 2):g}"
 
 
 def _duration(seconds: float) -> str:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state.canvas import CanvasImage, CanvasState
+from app.state.jobs import step_text
 from app.state.uncertainty import (
     UncertaintyMap,
     UncertaintyView,
@@ -533,9 +534,8 @@ class CanvasPanel(QWidget):
         if image.data is None:
             text = "Waiting for the engine…"
         elif image.preview:
-            p = image.params
-            total = p.steps * p.batch_count if p else 0
-            text = f"Preview · step {image.step}/{total}" if total else "Preview"
+            text = f"Preview · {step_text(image.step, image.total).lower()}" if image.total \
+                else "Preview"
         else:
             parts = []  # most telling first: a narrow canvas shortens the caption's end
             if image.seed is not None and image.seed >= 0:

@@ -138,7 +138,7 @@ class GridView(QWidget):
                 text = f"{slot.seconds:.2f} s"
             elif image.preview:
                 p.setPen(QColor("#f2cf9a"))
-                text = f"step {image.step}…"
+                text = f"step {image.step}/{image.total}…" if image.total else "sampling…"
             else:
                 p.setPen(QColor("#6b6e76"))
                 text = "waiting"

@@ -6,7 +6,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from app.state.engine import Connection, EngineInfo
-from app.state.jobs import JobsState
+from app.state.jobs import JobsState, step_text
 
 from .elided_label import ElidedLabel
 from .queue_dock import format_eta
@@ -86,10 +86,9 @@ class StatusBar(QStatusBar):
             return
         self.progress.show()
         self.progress.setValue(int(item.progress * 1000))
-        text = f"Step {item.step}/{item.total}" if item.total else "Starting…"
-        if item.image_count > 1:
-            text = f"Image {min(len(item.results) + 1, item.image_count)}/{item.image_count} · " \
-                   + text
+        text = step_text(item.step, item.total)
+        if images := item.images_text():
+            text = f"{images} · {text}"
         eta = format_eta(item.eta_s)
         if eta:
             text += f" · {eta}"

@@ -41,6 +41,7 @@ from app.state.video import (
     INTERPOLATORS,
     METHODS,
     VideoState,
+    fps_text,
     strip_positions,
 )
 from engine.video_protocol import VIDEO_SUFFIXES
@@ -642,7 +643,7 @@ class VideoDockWidget(QWidget):
         if pv is not None and n:
             i = min(s.position, n - 1)
             self.source_view.set_png(pv.frames[i])
-            self.frame_label.setText(f"{i + 1} / {n} · #{pv.indices[i]}")
+            self.frame_label.setText(s.frame_text(i))
         else:
             self.source_view.set_png(None)
             self.frame_label.setText("—")
@@ -705,7 +706,7 @@ class VideoDockWidget(QWidget):
         if info and s.result_path is not None:
             method = METHODS.get(info.get("method", ""), (info.get("method", ""),))[0]
             facts = [method, f"{info['frames']} frames", f"{info['width']}×{info['height']}",
-                     f"{info['fps']:g} fps"] + (["audio"] if info.get("has_audio") else [])
+                     f"{fps_text(info['fps'])} fps"] + (["audio"] if info.get("has_audio") else [])
             # no-break spaces inside a stage: a line breaks between stages, never in "0.1 s"
             stages = ", ".join(f"{k} {v:.1f} s".replace(" ", "\N{NO-BREAK SPACE}")
                                for k, v in info.get("stages_s", {}).items())
