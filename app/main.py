@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     log.info("window shown after %.2f s (Sfumato %s; log %s)", time.perf_counter() - T0,
              __version__, log_file)
+    session = _session(controller, window, ask=args.smoke_test is None)
     if args.smoke_test is None and not controller.settings.first_run_done:
         window.desktop.show_first_run()
 
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.smoke_test is not None:
             status = await _smoke_test(controller, window, args.smoke_test)
         await closed.wait()
+        session.end_cleanly()
         await controller.shutdown()
 
     try:
@@ -131,6 +133,34 @@ def main(argv: list[str] | None = None) -> int:
         if controller.local is not None:
             controller.local.kill()
     return status
+
+
+def _session(controller: AppController, window: MainWindow, *, ask: bool):
+    """Offer back a session that ended uncleanly, then keep this one saved as it changes."""
+    from .session_store import SessionStore, restore, session_path
+
+    store = SessionStore(session_path(controller.paths.data_dir), controller, window)
+    if not ask:  # --smoke-test: leave a crashed session for the next real start
+        return store
+    previous = store.unclean()
+    if previous is not None:
+        log.warning("the last session did not end cleanly (saved by pid %s)", previous.get("pid"))
+        choice = os.environ.get("SFUMATO_RESTORE", "ask")  # scripts: yes / no
+        if choice == "yes" or (choice == "ask" and _ask_restore(window, previous)):
+            lost = restore(controller, previous, window)
+            if lost:
+                controller.notice.emit("warning", "Session restored, except " + ", ".join(lost)
+                                       + ".")
+            else:
+                controller.notice.emit("info", "Session restored.")
+    store.begin()
+    return store
+
+
+def _ask_restore(window: MainWindow, previous: dict) -> bool:
+    from .ui.restore_prompt import ask_restore
+
+    return ask_restore(window, previous)
 
 
 def _refuse_to_start(message: str, *, show_dialog: bool) -> int:
