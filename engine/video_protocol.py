@@ -110,7 +110,8 @@ class LoveconFusion(_Model):
     background_steps: int = Field(20, ge=0, description="z ← (1−M)·z + M·z_src")
     style_blend: float = Field(0.05, ge=0, le=1)
     style_steps: int = Field(20, ge=0)
-    mask_threshold: float = Field(0.39, ge=0, le=1, description="On the max-normalised map")
+    mask_threshold: float = Field(100 / 255, ge=0, le=1, description="On each phrase token's "
+                                  "max-normalised map (the official 100 of 255)")
 
 
 class VideoEditParams(_Model):
@@ -126,8 +127,11 @@ class VideoEditParams(_Model):
     source_prompt: str = ""
     target_prompt: str
     negative_prompt: str = ""
-    edit_phrase: str = Field("", description="Words of source_prompt whose region changes "
-                             "(LOVECon's mask); empty = the source words target_prompt drops")
+    edit_phrase: str = Field(
+        "", description="Words of source_prompt that LOVECon masks. Attribute edit: the object "
+        "whose attribute changes (the edit stays inside it); background edit: the object to keep "
+        "(the source is kept inside it, the rest changes). Empty = for attribute, the source words "
+        "target_prompt drops; for background, the content words both prompts share")
     edit_type: Literal["attribute", "background", "style"] = "attribute"
     method: Literal["lovecon", "controlvideo"] = "lovecon"
     control: ControlSpec = Field(default_factory=ControlSpec)

@@ -40,6 +40,22 @@ EDIT_TYPES: dict[str, str] = {
     "background": "Background (keep the subject)",
     "style": "Style (the whole look)",
 }
+#: What LOVECon's edit phrase names, per edit type (the panel's placeholder), with an example.
+EDIT_PHRASE_HINTS: dict[str, str] = {
+    "attribute": "The thing that changes, e.g. hat (a white hat → a pink hat)",
+    "background": "The subject to keep, e.g. cows (cows on grass → cows on snow)",
+    "style": "Not used: a style edit changes everything",
+}
+#: The phrase field's tooltip: both cases in plain words.
+EDIT_PHRASE_HELP = (
+    "Words of the source prompt that LOVECon finds in the picture (its mask).\n"
+    "Attribute edit: name the thing that changes; the edit stays inside it. "
+    "Example: source “a woman with a white hat”, target “… a pink hat”, phrase “hat”.\n"
+    "Background edit: name the subject to keep; it stays as in the source and everything "
+    "around it changes. Example: source “cows on grass”, target “cows on snow”, phrase “cows” "
+    "(not “grass”: that would keep the grass).\n"
+    "Empty: attribute — the source words the target drops; background — the words both "
+    "prompts share.")
 CONTROL_TYPES: dict[str, str] = {
     "canny": "Canny edges",
     "hed": "Soft edges (HED, needs its weights)",
@@ -217,8 +233,8 @@ class VideoState(Observable):
             out["target_prompt"] = "Say what the video should become."
         phrase = self.edit_phrase.strip()
         if phrase and self.method == "lovecon" and not _contains_words(self.source_prompt, phrase):
-            out["edit_phrase"] = (f"“{phrase}” is not in the source prompt: LOVECon masks the "
-                                  "source words that change.")
+            out["edit_phrase"] = (f"“{phrase}” is not in the source prompt: LOVECon finds these "
+                                  "source words in the picture.")
         for name in ("width", "height"):
             v = getattr(self, name)
             if v % 8 or not 8 <= v <= 2048:

@@ -36,6 +36,8 @@ from PySide6.QtWidgets import (
 
 from app.state.video import (
     CONTROL_TYPES,
+    EDIT_PHRASE_HELP,
+    EDIT_PHRASE_HINTS,
     EDIT_TYPES,
     FITS,
     INTERPOLATORS,
@@ -211,10 +213,7 @@ class VideoDockWidget(QWidget):
         self.target_prompt_edit.setPlaceholderText("What it should become")
         self.target_prompt_edit.setFixedHeight(52)
         self.edit_phrase_edit = QLineEdit()
-        self.edit_phrase_edit.setPlaceholderText("Words of the source prompt that change")
-        self.edit_phrase_edit.setToolTip(
-            "LOVECon masks where these source words are (cross-attention); empty = the words "
-            "the target drops")
+        self.edit_phrase_edit.setToolTip(EDIT_PHRASE_HELP)
         self.edit_type_combo = _combo(EDIT_TYPES)
         self.method_combo = _combo({k: v[0] for k, v in METHODS.items()})
         self.method_combo.setObjectName("method_combo")
@@ -368,7 +367,7 @@ class VideoDockWidget(QWidget):
         form.setVerticalSpacing(4)
         form.setColumnStretch(1, 1)
         rows = (("Source", self.source_prompt_edit), ("Target", self.target_prompt_edit),
-                ("Changes", self.edit_phrase_edit), ("Edit type", self.edit_type_combo),
+                ("Phrase", self.edit_phrase_edit), ("Edit type", self.edit_type_combo),
                 ("Method", self.method_combo))
         for r, (text, w) in enumerate(rows):
             if w is self.target_prompt_edit:
@@ -545,7 +544,7 @@ class VideoDockWidget(QWidget):
                      "message", "method", "start", "end", "stride", "target_prompt",
                      "edit_phrase", "source_prompt", "width", "height", "low_threshold",
                      "annotator", "control_type", "eta_s", "smoothing", "interpolator",
-                     "rife_weights"):
+                     "rife_weights", "edit_type"):
             getattr(s, f"{name}_changed").connect(lambda _v: self._refresh_all())
 
     # ----------------------------------------------------------------- intents
@@ -672,6 +671,7 @@ class VideoDockWidget(QWidget):
             w.setVisible(s.uses_rife)
         self.interp_combo.setEnabled(s.smoothing)
         self.edit_phrase_edit.setEnabled(s.method == "lovecon")
+        self.edit_phrase_edit.setPlaceholderText(EDIT_PHRASE_HINTS[s.edit_type])
         is_canny = s.control_type == "canny"
         self.low_spin.setEnabled(is_canny)
         self.high_spin.setEnabled(is_canny)

@@ -70,15 +70,15 @@ def text_embeddings(nets: VideoNets, prompt: str) -> torch.Tensor:
 
 
 def token_indices(tokenizer, prompt: str, phrase: str) -> list[int]:
-    """Positions (in the padded sequence, after BOS) of the phrase's tokens in the prompt."""
+    """Positions (in the padded sequence, after BOS) of the phrase's tokens in the prompt, every
+    occurrence of each word (the official mask takes every prompt token the phrase holds)."""
     ids = tokenizer(prompt, truncation=True).input_ids
     found: list[int] = []
     for word in phrase.split():
         wids = tokenizer(word, add_special_tokens=False).input_ids
         for s in range(len(ids) - len(wids) + 1):
-            if ids[s:s + len(wids)] == wids:
+            if wids and ids[s:s + len(wids)] == wids:
                 found += range(s, s + len(wids))
-                break
     return sorted(set(found))
 
 

@@ -1,9 +1,17 @@
 """LOVECon's edit mask from cross-attention and its latent-fusion schedule.
 
-The mask: during DDIM inversion the cross-attention probabilities of the edit phrase's tokens
-are collected, averaged over heads, layers and steps at one resolution (16×16 for a 64×64
-latent: a quarter of the latent side), normalised by their maximum, thresholded (0.39), dilated
-with a 3×3 window and upsampled to the latent size.
+The mask (the official ``get_attention_mask``): during DDIM inversion the cross-attention
+probabilities of each of the edit phrase's tokens are collected from the down and up blocks at
+one resolution only (16×16 for a 64×64 latent: a quarter of the latent side) and averaged over
+heads, layers and steps; each token's map is normalised by its maximum, thresholded (100/255),
+dilated with a 3×3 window and upsampled to the latent size, and the mask is the union of the
+tokens' masks.
+
+What the phrase names (the official configs): for an attribute edit the object whose
+attribute changes ("hat" in "a woman with a white hat" → "… a pink hat"): the edit is kept
+inside the mask; for a background edit the object to *keep* ("cows" in "cows walking on the
+grass" → "… on the snowfield"): the source is kept inside the mask and the background outside
+it changes.
 
 The fusion (applied after ε is predicted, before the DDIM step, with the inverted latent z_src
 of the same timestep; step counts are the paper's for 50 steps, scaled to the job's):
@@ -47,8 +55,21 @@ def fuse(z: torch.Tensor, z_src: torch.Tensor, mask: torch.Tensor | None, k: int
     return z
 
 
+def mask_layers(names) -> list[str]:
+    """The UNet attention processors whose cross-attention feeds the mask: the ``attn2`` of the
+    down and up blocks (the official ``from_where = ["up", "down"]``; the mid block is left
+    out)."""
+    return [n for n in names if n.endswith("attn2.processor")
+            and n.startswith(("down_blocks.", "up_blocks."))]
+
+
 class CrossAttnMaps:
-    """Collects edit-phrase cross-attention maps (an attn2 processor for every layer)."""
+    """Collects the edit phrase's cross-attention maps during inversion (an attn2 processor
+    per layer of :func:`mask_layers`).
+
+    Only layers at a quarter of the latent side contribute (16×16 for a 64×64 latent, the
+    official ``res = 16``); finer and coarser levels are ignored. Each of the phrase's tokens
+    keeps its own map, averaged over heads, layers and steps."""
 
     def __init__(self, frames_layout, tokens: list[int], latent_hw: tuple[int, int]) -> None:
         self.layout = frames_layout
@@ -56,34 +77,35 @@ class CrossAttnMaps:
         h, w = latent_hw
         self.size = (max(1, h // 4), max(1, w // 4))
         self.latent_hw = latent_hw
-        self.total: torch.Tensor | None = None
+        self.total: torch.Tensor | None = None  # (F, T, h/4, w/4), summed
         self.count = 0
 
     def processor(self):
         return _StoreProcessor(self)
 
     def add(self, probs: torch.Tensor, batch: int) -> None:
-        """probs (batch·heads, Nq, L): mean over heads and the phrase's tokens → a map."""
-        h, w = self.latent_hw
-        nq = probs.shape[1]
-        s = round((h * w / nq) ** 0.5)
-        hq, wq = max(1, h // s), max(1, w // s)
-        if hq * wq != nq or hq < self.size[0]:
-            return  # a level coarser than the mask resolution (paper: 16×16 only)
-        maps = probs[..., self.tokens].mean(-1).view(batch, -1, hq, wq).mean(1, keepdim=True)
-        maps = F.adaptive_avg_pool2d(maps.float(), self.size)
+        """probs (batch·heads, Nq, L) of one layer and step: the phrase's tokens' maps, mean
+        over heads, added if the layer is at the mask resolution."""
+        hq, wq = self.size
+        if probs.shape[1] != hq * wq:
+            return
+        maps = probs[..., self.tokens].float().view(batch, -1, hq, wq, len(self.tokens))
+        maps = maps.mean(1).permute(0, 3, 1, 2)  # (F, T, hq, wq)
         self.total = maps if self.total is None else self.total + maps
         self.count += 1
 
-    def mask(self, threshold: float = 0.39) -> torch.Tensor | None:
-        """(F, 1, h, w) binary mask at the latent size, or None if nothing was collected."""
+    def mask(self, threshold: float = 100 / 255) -> torch.Tensor | None:
+        """(F, 1, h, w) binary mask at the latent size, or None if nothing was collected: per
+        token, the map normalised by its maximum, kept where ≥ ``threshold``, dilated 3×3 and
+        upsampled (nearest); then the union over the phrase's tokens."""
         if self.total is None or not self.tokens:
             return None
         avg = self.total / self.count
-        avg = avg / avg.flatten(1).amax(1).clamp_min(1e-8)[:, None, None, None]
+        avg = avg / avg.flatten(2).amax(2).clamp_min(1e-8)[..., None, None]
         m = (avg >= threshold).float()
-        m = F.max_pool2d(m, 3, stride=1, padding=1)  # 3×3 dilation
-        return F.interpolate(m, size=self.latent_hw, mode="nearest")
+        m = F.max_pool2d(m, 3, stride=1, padding=1)  # 3×3 dilation, per token
+        m = F.interpolate(m, size=self.latent_hw, mode="nearest")
+        return m.amax(1, keepdim=True)
 
 
 class _StoreProcessor:

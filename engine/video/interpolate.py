@@ -59,24 +59,28 @@ def make_interpolator(name: str, rife_weights: str | None = None, device="cpu",
                       "job.params.interpolator")
 
 
-def reinterpolate(frames: np.ndarray, positions: list[int],
-                  interp: Interpolator = flow_midpoint) -> np.ndarray:
-    """Replace each frame at ``positions`` (not the ends) by the midpoint of its neighbours
-    (LOVECon's last-step smoothing inside a window)."""
+def reinterpolate(frames: np.ndarray, first: int, interp: Interpolator = flow_midpoint
+                  ) -> np.ndarray:
+    """LOVECon's last-step re-interpolation of one window (the official
+    ``DDIMInterpolationScheduler.step``): the frames from position ``first`` (the first new
+    frame, after the context frames) to the second last are replaced *in order*, each by the
+    midpoint of its left neighbour — already replaced, and for the first new frame the context
+    frame in front of it, the seam with the previous window — and its right neighbour. The
+    window's last frame is kept."""
     out = frames.copy()
-    for j in positions:
-        if 0 < j < len(frames) - 1:
-            out[j] = interp(frames[j - 1], frames[j + 1])
+    for j in range(max(first, 1), len(frames) - 1):
+        out[j] = interp(out[j - 1], out[j + 1])
     return out
 
 
 def smooth(frames: np.ndarray, interp: Interpolator = flow_midpoint) -> np.ndarray:
-    """Average every inner frame with the interpolation of its neighbours (LOVECon's final
-    smoothing)."""
+    """LOVECon's final smoothing of the whole video (the official validation loop): every inner
+    frame, in order, becomes the mean of itself and the midpoint of its neighbours — the left
+    one already smoothed."""
     out = frames.copy()
     for j in range(1, len(frames) - 1):
-        mid = interp(frames[j - 1], frames[j + 1]).astype(np.float32)
-        out[j] = np.clip((0.5 * frames[j] + 0.5 * mid).round(), 0, 255).astype(np.uint8)
+        mid = interp(out[j - 1], out[j + 1]).astype(np.float32)
+        out[j] = np.clip((0.5 * out[j] + 0.5 * mid).round(), 0, 255).astype(np.uint8)
     return out
 
 

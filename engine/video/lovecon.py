@@ -7,9 +7,11 @@ only, every latent kept, the edit phrase's cross-attention collected for the mas
 sampling with the target prompt, CFG and per-frame ControlNet, fusing the latent with the
 inverted one of the same timestep by edit type (:mod:`engine.video.fusion`). Cross-window
 attention in the UNet's deep blocks, sparse-causal attention in the ControlNet
-(:mod:`engine.video.attention`). Smoothing: inner frames of each window re-interpolated from
-their neighbours after the last step, then every frame averaged with the interpolation of its
-neighbours, by the interpolator the job names (optical flow built in, or RIFE from weights the
+(:mod:`engine.video.attention`). Smoothing: after the last step every frame of the window from
+the first new one to the second last is replaced, in order, by the interpolation of its left
+neighbour (already replaced; for the first new frame, the previous window's last frame — the
+seam) and its right one; then every inner frame of the video is averaged, in order, with the
+interpolation of its neighbours — by the interpolator the job names (optical flow built in, or RIFE from weights the
 user supplies; :mod:`engine.video.interpolate`).
 """
 
@@ -33,7 +35,7 @@ from engine.video.denoise import (
     text_embeddings,
     token_indices,
 )
-from engine.video.fusion import CrossAttnMaps, fuse
+from engine.video.fusion import CrossAttnMaps, fuse, mask_layers
 from engine.video.interpolate import make_interpolator, reinterpolate, smooth
 from engine.video_protocol import VideoEditParams
 
@@ -51,22 +53,42 @@ def windows(n: int, size: int) -> list[tuple[list[int], int]]:
     return out
 
 
-def default_edit_phrase(source: str, target: str) -> str:
-    """The source words the target drops (what is being replaced)."""
-    tgt = set(target.lower().replace(",", " ").split())
-    return " ".join(w for w in source.lower().replace(",", " ").split() if w not in tgt)
+#: Words that never name the object a background edit keeps.
+_FUNCTION_WORDS = frozenset((
+    "a", "an", "the", "on", "in", "at", "of", "with", "and", "or", "to", "from", "by", "for",
+    "into", "onto", "over", "under", "near", "its", "his", "her", "their", "is", "are", "was",
+    "were", "be"))
+
+
+def _words(prompt: str) -> list[str]:
+    return prompt.lower().replace(",", " ").split()
+
+
+def default_edit_phrase(source: str, target: str, edit_type: str = "attribute") -> str:
+    """The mask words when the user names none. Attribute edit: the source words the target
+    drops (they sit on the object that changes: "white" in "a white hat" → "a pink hat").
+    Background edit: the content words both prompts share — the object kept ("cows walking" in
+    "cows walking on the grass" → "cows walking on the snowfield"), as the official configs
+    name it; the background words that change must not be masked, or the fusion restores them."""
+    tgt, src = set(_words(target)), _words(source)
+    if edit_type == "background":
+        return " ".join(w for w in src if w in tgt and w not in _FUNCTION_WORDS)
+    return " ".join(w for w in src if w not in tgt)
 
 
 def mask_tokens(nets: VideoNets, p: VideoEditParams) -> list[int]:
     if p.edit_type == "style":
         return []
-    phrase = p.edit_phrase.strip() or default_edit_phrase(p.source_prompt, p.target_prompt)
+    phrase = p.edit_phrase.strip() or default_edit_phrase(p.source_prompt, p.target_prompt,
+                                                          p.edit_type)
     tokens = token_indices(nets.tokenizer, p.source_prompt, phrase) if phrase else []
     if not tokens:
+        what = ("the object to keep, e.g. 'cows' in 'cows on grass' → 'cows on snow'"
+                if p.edit_type == "background" else
+                "the object that changes, e.g. 'hat' in 'a white hat' → 'a pink hat'")
         raise EngineError(
-            f"LOVECon's {p.edit_type} edit needs an edit phrase found in the source prompt (the "
-            f"words whose region changes); {phrase!r} is not in {p.source_prompt!r}.",
-            "job.params.edit_phrase")
+            f"LOVECon's {p.edit_type} edit needs an edit phrase found in the source prompt "
+            f"({what}); {phrase!r} is not in {p.source_prompt!r}.", "job.params.edit_phrase")
     return tokens
 
 
@@ -113,10 +135,10 @@ def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditPara
 
             z = ddim_sample(nets, zs[-1], grid, tgt, ctrl, p.control.scale, p.cfg_scale, unc,
                             fuse=fusion, on_step=lambda _i, label=label: progress(label, 1))
-            imgs = decode_latents(nets, z)[n_ctx:]
-            if interp is not None and len(imgs) > 2:
-                imgs = reinterpolate(imgs, list(range(1, len(imgs) - 1, 2)), interp)
-            out[idx[n_ctx]:idx[-1] + 1] = imgs
+            imgs = decode_latents(nets, z)
+            if interp is not None:
+                imgs = reinterpolate(imgs, n_ctx, interp)
+            out[idx[n_ctx]:idx[-1] + 1] = imgs[n_ctx:]
     finally:
         va.restore(nets.unet, before[0])
         if nets.controlnet is not None and before[1] is not None:
@@ -129,7 +151,7 @@ def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditPara
 
 def _install_store(unet, store: CrossAttnMaps) -> dict:
     before = dict(unet.attn_processors)
-    procs = {n: (store.processor() if n.endswith("attn2.processor") else proc)
-             for n, proc in before.items()}
+    hooked = set(mask_layers(before))
+    procs = {n: (store.processor() if n in hooked else proc) for n, proc in before.items()}
     unet.set_attn_processor(procs)
     return before

@@ -276,3 +276,18 @@ def test_non_canny_control_asks_for_the_annotator_folder(window, monkeypatch):
     assert s.to_params().control.annotator == "/w/Annotators"
     panel.control_combo.setCurrentIndex(panel.control_combo.findData("canny"))
     assert not any(w.isVisibleTo(panel) for w in panel.annotator_widgets)
+
+
+def test_edit_phrase_says_what_it_names_per_edit_type(window):
+    """Object edits name the thing that changes, background edits the subject kept."""
+    from app.state.video import EDIT_PHRASE_HINTS
+
+    panel, s = window.video_panel, window.controller.video
+    s.edit_type = "attribute"
+    assert panel.edit_phrase_edit.placeholderText() == EDIT_PHRASE_HINTS["attribute"]
+    assert "hat" in panel.edit_phrase_edit.placeholderText()
+    s.edit_type = "background"
+    assert "keep" in panel.edit_phrase_edit.placeholderText()
+    assert "cows" in panel.edit_phrase_edit.placeholderText()
+    tip = panel.edit_phrase_edit.toolTip()
+    assert "Attribute edit" in tip and "Background edit" in tip

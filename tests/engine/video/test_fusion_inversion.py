@@ -59,7 +59,7 @@ def test_mask_from_attention_maps():
     probs = torch.zeros(1 * 2, 16, 5)  # batch 1, 2 heads, 4×4 queries, 5 tokens
     probs[:, 5, 2] = 1.0  # the phrase's token attends at query (1, 1)
     maps.add(probs, 1)
-    mask = maps.mask(0.39)
+    mask = maps.mask()
     assert mask.shape == (1, 1, 16, 16)
     # (1,1) dilated by 3×3 → rows/cols 0..2 of the 4×4 map → latent 0..11
     assert mask[0, 0, :12, :12].min() == 1 and mask[0, 0, 12:, :].max() == 0
@@ -68,6 +68,9 @@ def test_mask_from_attention_maps():
 def test_windows_carry_first_and_previous_frames():
     assert windows(5, 2) == [([0, 0, 0, 1], 2), ([0, 1, 2, 3], 2), ([0, 3, 4], 2)]
     assert default_edit_phrase("a woman with a white hat", "a woman with a pink hat") == "white"
+    # a background edit masks the object kept, not the background words that change
+    assert default_edit_phrase("cows walking on the grass", "cows walking on the snowfield",
+                               "background") == "cows walking"
 
 
 @pytest.fixture(scope="module")

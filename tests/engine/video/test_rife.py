@@ -122,7 +122,7 @@ def test_interpolator_pads_odd_sizes_and_crops_back(net):
     # it plugs into LOVECon's smoothing like the built-in one
     frames = np.stack([a, b, a, b])
     assert smooth(frames, interp).shape == frames.shape
-    assert reinterpolate(frames, [1, 2], interp).shape == frames.shape
+    assert reinterpolate(frames, 1, interp).shape == frames.shape
 
 
 def test_release_format_loads_strictly(net, tmp_path):
