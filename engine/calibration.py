@@ -2,9 +2,13 @@
 
 The true score has zero mean under q_t for every t (the paper's Theorem: α_t∇log q_t(x_t) is a
 reverse-time martingale, so E_{q_t}∇log q_t = 0), while a trained ε̂ need not. The calibrated
-model ε̂(x_t, t) − E_{q_t}[ε̂(x_t, t)] has lower score-matching loss. The mean is estimated per
-channel (latents are resolution-free) on a grid of timesteps and interpolated linearly in t, so
-one fit serves every sampler and step count. It is applied by wrapping the UNet's forward for
+model ε̂(x_t, t) − E_{q_t}[ε̂(x_t, t)] has lower score-matching loss. The mean is estimated on
+a grid of timesteps and interpolated linearly in t, so one fit serves every sampler and step
+count. Two forms of the mean: ``spatial`` — per element, C×H×W, as the official code
+(thu-ml/Calibrated-DPMs) keeps it, the default — and ``channel`` — per channel, averaged over
+positions, which also serves other resolutions. The spatial mean applies only to latents of
+the size it was fitted at; at any other size the per-channel mean is used (it is the spatial
+mean's average over positions). It is applied by wrapping the UNet's forward for
 the duration of a pipeline call, which is what makes it work with every scheduler.
 """
 
@@ -22,10 +26,23 @@ class CalibrationTable:
     timesteps: torch.Tensor  # (T,) increasing
     mean_cond: torch.Tensor  # (T, C) E[ε̂(x_t, t, c)] over captioned data
     mean_uncond: torch.Tensor  # (T, C) E[ε̂(x_t, t, ∅)]
+    spatial_cond: torch.Tensor | None = None  # (T, C, H, W), the same per element
+    spatial_uncond: torch.Tensor | None = None
+    mode: str = "spatial"  # "spatial" (official) or "channel"
 
-    def mean_at(self, t: float, which: str = "cond") -> torch.Tensor:
-        """The per-channel mean at (possibly fractional) timestep ``t``, linear in between."""
-        table = self.mean_cond if which == "cond" else self.mean_uncond
+    def spatial_fits(self, hw: tuple[int, int] | None) -> bool:
+        """Whether the spatial mean is used for latents of height × width ``hw``."""
+        return (self.mode == "spatial" and self.spatial_cond is not None and hw is not None
+                and tuple(self.spatial_cond.shape[-2:]) == tuple(hw))
+
+    def mean_at(self, t: float, which: str = "cond",
+                hw: tuple[int, int] | None = None) -> torch.Tensor:
+        """The mean at (possibly fractional) timestep ``t``, linear in between: (C, H, W) where
+        :meth:`spatial_fits` ``hw``, else (C,)."""
+        if self.spatial_fits(hw):
+            table = self.spatial_cond if which == "cond" else self.spatial_uncond
+        else:
+            table = self.mean_cond if which == "cond" else self.mean_uncond
         ts = self.timesteps.double()
         t = min(max(float(t), float(ts[0])), float(ts[-1]))
         j = int(torch.searchsorted(ts, torch.tensor(t, dtype=torch.float64)).clamp(1, len(ts) - 1))
@@ -45,11 +62,14 @@ def calibrate_output(out: torch.Tensor, t: float, table: CalibrationTable, *, cf
                      alphas_cumprod: torch.Tensor | None = None) -> torch.Tensor:
     """Subtract the mean of ε̂ from a batch of model outputs. With CFG the batch is
     [unconditional; conditional] halves (diffusers' order) and each half gets its own mean.
-    A v-prediction model's v̂ shifts by m/√ᾱ_t, since ε̂ = √ᾱ v̂ + √(1−ᾱ) x_t."""
-    shape = (1, -1) + (1,) * (out.dim() - 2)
-    m_c = table.mean_at(t, "cond").to(out.device, out.dtype).view(shape)
+    A v-prediction model's v̂ shifts by m/√ᾱ_t, since ε̂ = √ᾱ v̂ + √(1−ᾱ) x_t. The mean is the
+    table's spatial one where it fits the output's size, else the per-channel one."""
+    hw = tuple(out.shape[-2:]) if out.dim() == 4 else None
+    spatial = table.spatial_fits(hw)
+    shape = (1, *out.shape[1:]) if spatial else (1, -1) + (1,) * (out.dim() - 2)
+    m_c = table.mean_at(t, "cond", hw).to(out.device, out.dtype).view(shape)
     if cfg and len(out) % 2 == 0:
-        m_u = table.mean_at(t, "uncond").to(out.device, out.dtype).view(shape)
+        m_u = table.mean_at(t, "uncond", hw).to(out.device, out.dtype).view(shape)
         half = len(out) // 2
         m = torch.cat([m_u.expand(half, *m_u.shape[1:]), m_c.expand(half, *m_c.shape[1:])])
     else:

@@ -207,7 +207,8 @@ def run_analytic_fit(job: Job, ctx, fits) -> None:
 
 
 def run_calibration_fit(job: Job, ctx, fits) -> None:
-    """E[ε̂(x_t, t)] per channel on a dense grid, with and without the captions (Pang et al.)."""
+    """E[ε̂(x_t, t)] per channel and per element (C×H×W, the official form) on a dense grid,
+    with and without the captions (Pang et al.)."""
     import torch
 
     from engine.eps_stats import estimate_eps_stats
@@ -226,18 +227,20 @@ def run_calibration_fit(job: Job, ctx, fits) -> None:
     batch = 64
     per_pass = -(-len(x0) // batch) * len(timesteps)
     ctx.begin(2 * per_pass, stage="fitting calibration")
-    means = []
+    means, spatial = [], []
     for k, embeds in enumerate((cond, uncond)):
         eps = make_eps(loaded, embeds, sched.alphas_cumprod, cfg.prediction_type)
         stats = estimate_eps_stats(eps, x0, timesteps, sched.alphas_cumprod, batch=batch,
                                    generator=torch.Generator().manual_seed(p.seed),
                                    on_batch=_progress(ctx, "fitting calibration", k * per_pass))
         means.append(stats.mean)
+        spatial.append(stats.spatial_mean)
     model_hash = fits.model_hash(loaded.info)
     info = FitInfo(id="", kind="calibration", model=loaded.info.id, model_hash=model_hash,
                    created_at=utcnow(), images=len(x0), source=source, samples_per_step=len(x0),
                    seconds=time.monotonic() - t0, timesteps=len(timesteps))
     job.fit = fits.save(info, {"timesteps": torch.tensor(timesteps, dtype=torch.int64),
-                               "mean_cond": means[0], "mean_uncond": means[1]})
+                               "mean_cond": means[0], "mean_uncond": means[1],
+                               "spatial_cond": spatial[0], "spatial_uncond": spatial[1]})
     log.info("calibration fit of %s: |mean ε̂| up to %.4f", loaded.info.id,
              float(means[0].abs().max()))

@@ -111,12 +111,14 @@ class FitStore:
                 data_range = float(t["data_range"])
         return out, data_range
 
-    def calibration(self, model_hash: str):
-        """The newest calibration table of the model, or None."""
+    def calibration(self, model_hash: str, mode: str = "spatial"):
+        """The newest calibration table of the model, or None; ``mode`` picks its spatial or
+        per-channel mean (a fit made before the spatial mean was kept has only the latter)."""
         from engine.calibration import CalibrationTable
 
         fits = self.list(model_hash, "calibration")
         if not fits:
             return None
         t = self.tensors(fits[0])
-        return CalibrationTable(t["timesteps"], t["mean_cond"], t["mean_uncond"])
+        return CalibrationTable(t["timesteps"], t["mean_cond"], t["mean_uncond"],
+                                t.get("spatial_cond"), t.get("spatial_uncond"), mode)

@@ -104,6 +104,9 @@ class GenerateParams(_Model):
     eta: float | None = Field(None, ge=0.0, le=1.0, description="η / stochasticity")
     solver_order: int | None = Field(None, ge=1, le=4)
     calibrated: bool = Field(False, description="Subtract the cached per-step mean of ε̂")
+    calibration_mean: Literal["spatial", "channel"] = Field(
+        "spatial", description="Calibration's mean: per element C×H×W (the official; at the fit's "
+        "latent size, else per channel) or per channel")
     # BayesDiff uncertainty (docs/uncertainty.md). Needs an uncertainty_fit of the model and a
     # sampler with SamplerInfo.uncertainty (DDIM, DPM2).
     uncertainty: bool = Field(False, description="Per-pixel uncertainty map and score (BayesDiff)")

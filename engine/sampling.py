@@ -61,7 +61,7 @@ def prepare(loaded, p: GenerateParams, fits) -> SamplerSetup:
                 f"which is not fitted yet. Run an analytic fit first (job kind 'analytic_fit' "
                 f"with steps [{p.steps}]), then sample again.", "params.sampler")
     if p.calibrated:
-        table = fits.calibration(model_hash) if model_hash else None
+        table = fits.calibration(model_hash, p.calibration_mean) if model_hash else None
         if table is None:
             raise EngineError(
                 f"Calibration of {loaded.info.name} is not fitted yet. Run a calibration fit "
