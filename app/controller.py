@@ -45,7 +45,7 @@ from .engine_locator import NO_ENGINE_MESSAGE, engine_command, engine_workdir
 from .engine_process import EngineLaunch, EngineStartError, LocalEngine
 from .history import HistoryEntry, HistoryIndex
 from .paths import AppPaths
-from .recipe import RecipeError, grid_from_file, recipe_from_file
+from .recipe import RecipeError, describe, grid_from_file, read_recipe, recipe_from_file
 from .state import (
     CanvasImage,
     CanvasState,
@@ -764,14 +764,26 @@ class AppController(QObject):
         """A file was dropped: restore its recipe (the current settings stay if that fails)."""
         path = Path(path)
         try:
-            params = recipe_from_file(path)
+            recipe = read_recipe(path)
         except RecipeError as exc:
             self.notice.emit(ERROR, str(exc))
             return False
-        self.generation.apply(params)
-        self.notice.emit(INFO, f"Settings restored from {path.name}.")
+        params = recipe.params
+        self.generation.apply(params, fields=recipe.fields)
+        warn, message = describe(recipe, path.name, self._known_sampler())
+        self.notice.emit(WARNING if warn else INFO, message)
         self.spawn(self._show_file(path, params))
         return True
+
+    def _known_sampler(self):
+        """``name -> bool`` for the engine's samplers (aliases included), or None before the
+        engine has listed them."""
+        from .state.sampler import resolve
+
+        samplers = self.engine.samplers
+        if not samplers:
+            return None
+        return lambda name: resolve(name, samplers)[0] is not None
 
     async def _show_file(self, path: Path, params: GenerateParams) -> None:
         if await self._show_grid_file(path):

@@ -31,7 +31,6 @@ offending field.
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
@@ -79,7 +78,7 @@ SCHEDULE_IDS: dict[str, str] = {
     "uniform": "default", "normal": "default", "simple": "default", "ddim": "default",
     "sgm uniform": "default",
 }
-_A1111_SPACING_SCHEDULES = {"sgm uniform": "trailing"}
+A1111_SPACING_SCHEDULES = {"sgm uniform": "trailing"}
 TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
 
 
@@ -162,115 +161,20 @@ class GenerateParams(_Model):
     def with_seed(self, seed: int) -> GenerateParams:
         return self.model_copy(update={"seed": seed})
 
-    # A1111's "parameters" text: what other tools write into a PNG and read back.
+    # A1111's "parameters" text: what other tools write into a PNG and read back. The keys
+    # live in one table, engine/a1111.py (ROWS): a new key is a new row there.
     def to_a1111(self, *, model_name: str | None = None, seed: int | None = None) -> str:
-        pairs: list[tuple[str, object]] = [("Steps", self.steps), ("Sampler", self.sampler)]
-        if self.schedule != "default":
-            pairs.append(("Schedule type", SCHEDULES[self.schedule]))
-        pairs += [
-            ("CFG scale", _num(self.cfg_scale)),
-            ("Seed", self.seed if seed is None else seed),
-            ("Size", f"{self.width}x{self.height}"),
-        ]
-        if model_name or self.model:
-            pairs.append(("Model", model_name or self.model))
-        if self.batch_size > 1:
-            pairs.append(("Batch size", self.batch_size))
-        if self.eta is not None:
-            # A1111 writes DDIM's η as "Eta DDIM" and the k-diffusion samplers' as "Eta".
-            pairs.append(("Eta DDIM" if self.sampler == "DDIM" else "Eta", _num(self.eta)))
-        if self.timestep_spacing:
-            pairs.append(("Timestep spacing", self.timestep_spacing))
-        if self.solver_order is not None:
-            pairs.append(("UniPC order" if self.sampler == "UniPC" else "Solver order", self.solver_order))
-        if self.calibrated:
-            pairs.append(("Calibrated", "True"))
-        if self.uncertainty:
-            uq = f"{self.uncertainty_samples}/{self.uncertainty_skip}/{self.uncertainty_decodes}"
-            pairs.append(("Uncertainty", uq))
-        if self.variation_step is not None:
-            pairs += [("Variation step", self.variation_step),
-                      ("Variation seed", self.variation_seed)]
-        text = self.prompt
-        if self.negative_prompt:
-            text += f"\nNegative prompt: {self.negative_prompt}"
-        return text + "\n" + ", ".join(f"{k}: {_quote(v)}" for k, v in pairs)
+        from engine import a1111
+
+        return a1111.write(self, model_name=model_name, seed=seed)
 
     @classmethod
     def from_a1111(cls, text: str) -> GenerateParams:
-        """Parse A1111's ``parameters`` text; unknown keys are ignored, bad values raise."""
-        lines = text.strip().split("\n")
-        settings_line = lines[-1] if lines and _A1111_KV.search(lines[-1]) else ""
-        body = lines[:-1] if settings_line else lines
-        prompt, negative, in_negative = [], [], False
-        for line in body:
-            if line.startswith("Negative prompt:"):
-                in_negative = True
-                line = line[len("Negative prompt:") :].strip()
-            (negative if in_negative else prompt).append(line)
-        kv = {k: _unquote(v) for k, v in _A1111_KV.findall(settings_line)}
-        data: dict[str, Any] = {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative)}
-        if "Steps" in kv:
-            data["steps"] = int(kv["Steps"])
-        if "Sampler" in kv:
-            # Kept as written: A1111 < 1.9 wrote "DPM++ 2M Karras", which the engine reads as
-            # an alias, so the recipe writes back exactly as it came.
-            data["sampler"] = kv["Sampler"]
-        if "Schedule type" in kv:
-            # A1111 >= 1.9: "Sampler: DPM++ 2M, Schedule type: Karras".
-            label = kv["Schedule type"].strip().lower()
-            if label in _A1111_SPACING_SCHEDULES:
-                data["timestep_spacing"] = _A1111_SPACING_SCHEDULES[label]
-            data["schedule"] = SCHEDULE_IDS.get(label, "default")
-        for key in ("Eta DDIM", "Eta", "ETA"):
-            if key in kv:
-                data["eta"] = float(kv[key])
-                break
-        if "Timestep spacing" in kv:
-            data["timestep_spacing"] = kv["Timestep spacing"]
-        for key in ("Solver order", "UniPC order"):
-            if key in kv:
-                data["solver_order"] = int(kv[key])
-        if "Calibrated" in kv:
-            data["calibrated"] = kv["Calibrated"].strip().lower() in ("true", "1", "yes")
-        if "Uncertainty" in kv:
-            # "S/k/M", e.g. "5/5/8"
-            s, k, m = (int(x) for x in kv["Uncertainty"].split("/"))
-            data.update(uncertainty=True, uncertainty_samples=s, uncertainty_skip=k,
-                        uncertainty_decodes=m)
-        if "Variation step" in kv:
-            data["variation_step"] = int(kv["Variation step"])
-        if "Variation seed" in kv:
-            data["variation_seed"] = int(kv["Variation seed"])
-        if "CFG scale" in kv:
-            data["cfg_scale"] = float(kv["CFG scale"])
-        if "Seed" in kv:
-            data["seed"] = int(kv["Seed"])
-        if "Size" in kv:
-            w, h = kv["Size"].lower().split("x")
-            data["width"], data["height"] = int(w), int(h)
-        if "Model" in kv:
-            data["model"] = kv["Model"]
-        if "Batch size" in kv:
-            data["batch_size"] = int(kv["Batch size"])
-        return cls(**data)
+        """Parse A1111's ``parameters`` text (engine/a1111.py): unknown keys are ignored and
+        out-of-range values adjusted; :func:`engine.a1111.parse` also says what was."""
+        from engine import a1111
 
-
-_A1111_KV = re.compile(r'\s*([\w ()/+-]+):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-
-
-def _num(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else x
-
-
-def _quote(v: object) -> str:
-    s = str(v)
-    return json.dumps(s) if ("," in s or ":" in s or '"' in s) else s
-
-
-def _unquote(v: str) -> str:
-    v = v.strip()
-    return json.loads(v) if v.startswith('"') else v
+        return a1111.parse(text).params
 
 
 # --------------------------------------------------------------------------- jobs
@@ -695,11 +599,19 @@ def recipe_json(params: GenerateParams, *, seed: int, model_name: str | None, in
     return json.dumps(data)
 
 
+def recipe_from_json(text: str) -> GenerateParams:
+    """The recipe in our JSON chunk, of any version (older ones migrated); raises ValueError,
+    KeyError or pydantic's ValidationError when it is damaged."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
+        raise TypeError("no 'params' in it")
+    return GenerateParams.model_validate(data["params"])
+
+
 def recipe_from_png_text(text: dict[str, str]) -> GenerateParams | None:
     """The recipe in a PNG's text chunks: ours if present, else A1111's; None if neither."""
     if PNG_RECIPE_KEY in text:
-        data = json.loads(text[PNG_RECIPE_KEY])
-        return GenerateParams.model_validate(data["params"])
+        return recipe_from_json(text[PNG_RECIPE_KEY])
     if PNG_PARAMETERS_KEY in text:
         return GenerateParams.from_a1111(text[PNG_PARAMETERS_KEY])
     return None

@@ -112,17 +112,30 @@ class GenerationSettings(Observable):
             self.set_errors(errors)
             return None
 
-    def apply(self, params: GenerateParams, *, keep_model: bool = True) -> None:
-        """Restore a recipe (from history or a dropped PNG) into the editable fields."""
+    def apply(self, params: GenerateParams, *, keep_model: bool = True,
+              fields: set[str] | None = None) -> None:
+        """Restore a recipe (from history or a dropped PNG) into the editable fields.
+
+        ``fields``: the ones the recipe really set (an A1111 or ComfyUI file names only some);
+        the others keep their current values, as in A1111. None = all. Sampler options follow
+        the sampler: a recipe naming one brings its options (or none)."""
+        def given(name: str) -> bool:
+            return fields is None or name in fields
+
         for name in FIELDS:
-            setattr(self, name, getattr(params, name))
-        if not keep_model:
+            if given(name):
+                setattr(self, name, getattr(params, name))
+        if not keep_model and given("model"):
             self.model = params.model
         defaults = GenerateParams()
-        self._options = {
+        recipe_options = {
             k: v for k, v in params.model_dump().items()
             if k not in FIELDS and k != "model" and v != getattr(defaults, k)
         }
+        if given("sampler"):
+            self._options = recipe_options
+        else:
+            self._options.update({k: v for k, v in recipe_options.items() if given(k)})
         self.options_changed.emit(self.options)
         self.clear_errors()
 

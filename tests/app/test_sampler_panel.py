@@ -235,7 +235,7 @@ async def test_dropped_recipe_shows_its_sampler_and_options(window, tmp_path):  
     assert panel.calibrated_toggle.isChecked() and panel.steps_spin.value() == 30
     assert c.generation.to_params().schedule == "exponential"
     # A1111 < 1.9 legacy name: the list shows the base sampler, the combo its schedule
-    c.generation.apply(GenerateParams.from_a1111("x\nSteps: 20, Sampler: DPM++ 2M Karras"))
+    c.generation.apply(GenerateParams.from_a1111("x\nSteps: 20, Sampler: DPM++ 2M Karras, Seed: 1"))
     assert panel.sampler_list.currentItem().text() == "DPM++ 2M"
     assert panel.schedule_combo.currentData() == "karras"
     assert c.generation.to_params().sampler == "DPM++ 2M Karras"  # written back as it came

@@ -90,6 +90,37 @@ async def test_drop_png_restores_and_wrong_type_explains(window, a1111_png, tmp_
     await window.canvas.wait_for_image(5)
 
 
+async def test_drop_other_tools_files_says_what_it_restored(window, tmp_path):
+    """Files from A1111 and ComfyUI restore what they name, say what they adjusted and left
+    out; a file that restores nothing leaves the prompt alone."""
+    import json
+
+    from engine.protocol import SamplerInfo
+
+    from .test_recipe import _png, comfy_graph
+
+    c = window.controller
+    c.engine.samplers = [SamplerInfo(name="DPM++ 2M", description="."),
+                         SamplerInfo(name="Euler", description=".")]
+    c.generation.steps, c.generation.prompt = 17, "unchanged"
+    drop(window, _png(tmp_path / "empty.png", parameters=" "))
+    assert c.generation.prompt == "unchanged" and "no generation settings" in \
+        window.status.message.text()
+    drop(window, _png(tmp_path / "p.png", parameters="only a prompt\nNegative prompt: dull"))
+    assert (c.generation.prompt, c.generation.negative_prompt) == ("only a prompt", "dull")
+    assert c.generation.steps == 17  # not in the file: kept, as A1111 does
+    drop(window, _png(tmp_path / "w.png", parameters=(
+        "wide\nSteps: 30, Sampler: Restart, Size: 1366x768, Clip skip: 2, Hires steps: 9")))
+    text = window.toast.label.text()
+    assert (c.generation.width, c.generation.height) == (1368, 768)
+    assert "1366×768" in text and "Clip skip, Hires steps" in text and "'Restart'" in text
+    drop(window, _png(tmp_path / "comfy.png", prompt=json.dumps(comfy_graph())))
+    assert (c.generation.prompt, c.generation.sampler, c.generation.width) == (
+        "a fox in snow", "DPM++ 2M", 768)
+    assert c.generation.option("schedule") == "karras"
+    assert "(ComfyUI)" in window.toast.label.text()
+
+
 async def test_queue_dock_cards_cancel_and_move(window, qtbot):
     c = window.controller
     for jid in ("a", "b", "c"):
