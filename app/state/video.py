@@ -36,9 +36,15 @@ METHODS: dict[str, tuple[str, str]] = {
                       "together: highest fidelity on short clips; the tuning is cached.")),
 }
 EDIT_TYPES: dict[str, str] = {
-    "attribute": "Attribute (change a thing, keep the rest)",
-    "background": "Background (keep the subject)",
-    "style": "Style (the whole look)",
+    "attribute": "Change a thing",
+    "background": "Change the background",
+    "style": "Change the style",
+}
+#: What each edit type keeps (the combo's item tooltips).
+EDIT_TYPE_TIPS: dict[str, str] = {
+    "attribute": "Attribute edit: change one thing (its colour, its kind) and keep the rest",
+    "background": "Background edit: keep the subject, change what is behind it",
+    "style": "Style edit: change the whole look (painting, sketch…), keep the motion",
 }
 #: What LOVECon's edit phrase names, per edit type (the panel's placeholder), with an example.
 EDIT_PHRASE_HINTS: dict[str, str] = {
@@ -58,9 +64,9 @@ EDIT_PHRASE_HELP = (
     "prompts share.")
 CONTROL_TYPES: dict[str, str] = {
     "canny": "Canny edges",
-    "hed": "Soft edges (HED, needs its weights)",
-    "depth": "Depth (needs its weights)",
-    "pose": "Pose (needs its weights)",
+    "hed": "Soft edges (HED)",
+    "depth": "Depth",
+    "pose": "Pose",
 }
 FITS = {"crop": "Crop to fill", "pad": "Letterbox"}
 #: LOVECon's smoothing interpolator → label. RIFE runs weights the user has on disk.

@@ -250,7 +250,7 @@ class CanvasView(QGraphicsView):
             return
         painter.save()
         painter.resetTransform()
-        painter.setPen(QColor("#5d6068"))
+        painter.setPen(QColor("#8e919a"))  # 5.6:1 on the canvas (WCAG AA)
         font = painter.font()
         font.setPointSizeF(13)
         painter.setFont(font)

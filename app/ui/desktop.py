@@ -20,6 +20,7 @@ from app.model_check import CheckResult, check_embedded_model
 from app.recipe import IMAGE_SUFFIXES
 
 from .first_run import FirstRunDialog
+from .shortcuts import application_action
 from .theme import apply_theme
 
 if TYPE_CHECKING:
@@ -39,8 +40,10 @@ class DesktopActions(QObject):
         c = window.controller
         self.controller = c
 
-        # ---- shortcuts (window-wide; dialogs are their own windows and keep their keys)
-        self.cancel_action = self._action("Cancel running job", "Escape", self.cancel_running)
+        # ---- shortcuts: Esc from any window of the app (a modal dialog, a menu or an open
+        # combo list keeps its own Esc: see shortcuts.py); the others window-wide
+        self.cancel_action = application_action(window, "Cancel running job", "Escape",
+                                                self.cancel_running)
         self.save_action = self._action("Save image as…", QKeySequence.StandardKey.Save,
                                         self.save_image_as)
         self.fullscreen_action = self._action("Full screen", "F11", self.toggle_full_screen)
@@ -59,7 +62,6 @@ class DesktopActions(QObject):
         # ---- View: full screen, theme follows Settings
         window.view_menu.addSeparator()
         window.view_menu.addAction(self.fullscreen_action)
-        window.addAction(self.cancel_action)
 
         # ---- Help
         help_menu = window.menuBar().addMenu("&Help")

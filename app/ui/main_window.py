@@ -7,6 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QMainWindow,
@@ -17,10 +18,13 @@ from PySide6.QtWidgets import (
 
 from app.controller import AppController
 from app.recipe import IMAGE_SUFFIXES
+from app.sample_clip import sample_clip
 
 from .canvas import CanvasPanel
+from .central_views import CentralViews
 from .compare_dialog import CompareDialog
 from .desktop import DesktopActions
+from .generate_bar import GenerateBar
 from .history_dock import HistoryDockWidget
 from .model_bar import ModelBar
 from .prompt_dock import GENERATE_SHORTCUTS, PromptDockWidget
@@ -31,6 +35,11 @@ from .status_bar import StatusBar
 from .toast import Toast
 from .uncertainty_dock import UncertaintyDockWidget
 from .video_dock import VideoDockWidget
+from .wheel_guard import install_wheel_guard
+
+#: Default widths of the left (Prompt, Sampler, Video, Uncertainty) and right (Queue, History)
+#: dock columns: wide enough that no panel clips a label at 1280×800 (tests/app/test_layout.py).
+DOCK_WIDTH, QUEUE_WIDTH = 380, 300
 
 
 class MainWindow(QMainWindow):
@@ -46,6 +55,8 @@ class MainWindow(QMainWindow):
 
     def __init__(self, controller: AppController, parent: QWidget | None = None):
         super().__init__(parent)
+        # Combo and spin boxes take the wheel only when focused (wheel_guard.py).
+        install_wheel_guard(QApplication.instance())
         self.controller = controller
         self.setObjectName("MainWindow")
         self.setWindowTitle("Sfumato")
@@ -56,7 +67,6 @@ class MainWindow(QMainWindow):
         c = controller
 
         self.canvas = CanvasPanel(c.canvas, c.uncertainty_view)
-        self.setCentralWidget(self.canvas)
         self.toast = Toast(self.canvas)
 
         self.prompt_panel = PromptDockWidget(c.generation, c.engine, c.jobs)
@@ -72,6 +82,10 @@ class MainWindow(QMainWindow):
                                            Qt.DockWidgetArea.LeftDockWidgetArea)
         self.video_panel = VideoDockWidget(c.video)
         self.video_dock = self._dock("Video", self.video_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        # The central area: the image canvas, or the video stage (clip, source | result
+        # players) whose settings are in the Video dock (central_views.py).
+        self.central = CentralViews(self.canvas, self.video_panel.player)
+        self.setCentralWidget(self.central)
         self.tabifyDockWidget(self.prompt_dock, self.sampler_dock)
         self.tabifyDockWidget(self.sampler_dock, self.video_dock)
         self.tabifyDockWidget(self.video_dock, self.uncertainty_dock)
@@ -81,7 +95,7 @@ class MainWindow(QMainWindow):
         self.history_dock = self._dock("History", self.history_panel,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
         self.splitDockWidget(self.queue_dock, self.history_dock, Qt.Orientation.Vertical)
-        self.resizeDocks([self.prompt_dock, self.queue_dock], [350, 330],
+        self.resizeDocks([self.prompt_dock, self.queue_dock], [DOCK_WIDTH, QUEUE_WIDTH],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.queue_dock, self.history_dock], [400, 420],
                          Qt.Orientation.Vertical)
@@ -141,6 +155,11 @@ class MainWindow(QMainWindow):
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         bar.addWidget(spacer)
+        # Generate, its hint and Cancel: in view whichever panel is open.
+        self.generate_bar = GenerateBar(self.prompt_panel.generate_button,
+                                        self.prompt_panel.queue_hint, self.controller.jobs)
+        bar.addWidget(self.generate_bar)
+        bar.addSeparator()
         self.open_action = QAction("Open image…", self)
         self.open_action.setToolTip("Read the settings stored in a PNG (Sfumato or A1111)")
         self.open_action.setShortcut(QKeySequence.StandardKey.Open)
@@ -177,10 +196,11 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         c = self.controller
         self.generate_button.clicked.connect(c.generate)
+        self.generate_bar.cancel_button.clicked.connect(self.desktop_cancel)
         self._shortcuts = []
         for seq in GENERATE_SHORTCUTS:
             sc = QShortcut(seq, self)
-            sc.setContext(Qt.ShortcutContext.WindowShortcut)
+            sc.setContext(Qt.ShortcutContext.ApplicationShortcut)  # floating docks too
             sc.activated.connect(c.generate)
             self._shortcuts.append(sc)
         self.prompt_panel.reuse_button.clicked.connect(self._reuse_seed)
@@ -198,6 +218,16 @@ class MainWindow(QMainWindow):
             lambda name: setattr(c.generation, "sampler", name))
         self.uncertainty_panel.export_requested.connect(self.export_map)
         self.video_panel.open_requested.connect(self.open_video)
+        self.video_panel.sample_requested.connect(self.open_sample_clip)
+        self.video_dock.visibilityChanged.connect(
+            lambda shown: shown and not self.video_dock.isFloating() and self.central.show_video())
+        for dock in (self.prompt_dock, self.sampler_dock, self.uncertainty_dock):
+            # a panel tabbed with the Video panel raised instead of it: back to the image
+            dock.visibilityChanged.connect(
+                lambda shown, d=dock: shown and self.video_dock in self.tabifiedDockWidgets(d)
+                and self.central.show_image())
+        c.canvas.reset.connect(self.central.show_image)
+        c.video.result_frames_changed.connect(lambda f: f is not None and self.central.show_video())
         self.video_panel.preview_requested.connect(c.video_jobs.refresh_preview)
         self.video_panel.edit_requested.connect(c.video_jobs.edit)
         self.video_panel.cancel_requested.connect(c.video_jobs.cancel)
@@ -210,6 +240,9 @@ class MainWindow(QMainWindow):
         c.notice.connect(self._toast_if_needed)
 
     # ----------------------------------------------------------------- actions
+    def desktop_cancel(self) -> None:
+        self.desktop.cancel_running()
+
     def _toast_if_needed(self, level: str, text: str) -> None:
         if level in ("error", "warning") or text.startswith("Settings restored"):
             self.toast.show_message(level, text)
@@ -275,7 +308,25 @@ class MainWindow(QMainWindow):
         (called by desktop.py for drops, recent files and the command line)."""
         self.video_dock.show()
         self.video_dock.raise_()
+        self.central.show_video()
         self.controller.video_jobs.open_video(path)
+
+    def open_sample_clip(self) -> None:
+        """"Try the sample clip": the README's clip, with prompts for a first edit (kept where
+        the artist already wrote some)."""
+        clip = sample_clip()
+        if clip is None:
+            self.status.show_notice("error", "The sample clip is missing from this "
+                                    "installation (resources/video/sample-clip.mp4).")
+            return
+        v = self.controller.video
+        if not v.source_prompt.strip():
+            v.source_prompt = clip.source_prompt
+        if not v.target_prompt.strip():
+            v.target_prompt = clip.target_prompt
+        if not v.edit_phrase.strip():
+            v.edit_phrase = clip.edit_phrase
+        self.open_video(clip.path)
 
     def _open_outputs(self) -> None:
         folder = self.controller.output_dir

@@ -256,17 +256,12 @@ class PromptDockWidget(QWidget):
         scroll.setWidget(inner)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
-        footer = QVBoxLayout()
-        footer.setContentsMargins(12, 6, 12, 12)
-        footer.setSpacing(4)
-        footer.addWidget(self.generate_button)
-        footer.addWidget(self.queue_hint)
-
+        # Generate and its hint live in the window's toolbar (GenerateBar), in view whichever
+        # panel is open; the panel still owns and updates them.
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(0)
         outer.addWidget(scroll, 1)
-        outer.addLayout(footer)
 
         self.size_preset.addItem(CUSTOM_SIZE)
         for label, w, h in SIZE_PRESETS:

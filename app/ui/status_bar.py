@@ -10,6 +10,7 @@ from app.state.jobs import JobsState, step_text
 
 from .elided_label import ElidedLabel
 from .queue_dock import format_eta
+from .theme import repolish
 
 DOT_COLOURS = {
     Connection.starting: "#d9a35b", Connection.connecting: "#d9a35b",
@@ -17,7 +18,8 @@ DOT_COLOURS = {
     Connection.restarting: "#e0686b", Connection.disconnected: "#e0686b",
     Connection.stopped: "#7a7d85",
 }
-MESSAGE_COLOURS = {"info": "#b8bbc2", "warning": "#e6c07a", "error": "#f0898b"}
+#: Message levels; their colours are in style.qss (QLabel#status_message[level=…]).
+MESSAGE_COLOURS = ("info", "warning", "error")
 
 
 class StatusBar(QStatusBar):
@@ -55,8 +57,12 @@ class StatusBar(QStatusBar):
         self._update_jobs()
 
     def show_notice(self, level: str, text: str) -> None:
-        colour = MESSAGE_COLOURS.get(level, MESSAGE_COLOURS["info"])
-        self.message.setStyleSheet(f"color: {colour};")
+        # The colour per level comes from style.qss (#status_message[level=…]), so the light
+        # theme converts it: a colour set here stayed the dark theme's (faint on light grey).
+        level = level if level in MESSAGE_COLOURS else "info"
+        if self.message.property("level") != level:
+            self.message.setProperty("level", level)
+            repolish(self.message)
         self.message.setText(text.splitlines()[0] if text else "")
         self.message.setToolTip(text)
         self._clear_timer.start(15000 if level == "error" else 6000)

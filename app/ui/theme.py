@@ -111,7 +111,12 @@ def light_colour(hex_rgb: str) -> str:
     c = QColor(hex_rgb)
     h, s, lightness, _a = c.getHslF()
     if s < 0.18 or lightness < 0.4:
-        lightness = min(0.98, max(0.1, 1.0 - lightness * 0.95))
+        if lightness >= 0.4:
+            # a text grey: darker than a plain flip, so that it keeps WCAG AA (4.5:1) on the
+            # light panels (a flipped #777a82 read 2.6:1: the "faint status text")
+            lightness = max(0.1, (1.0 - lightness) * 0.75)
+        else:  # a background or border: flip
+            lightness = min(0.98, max(0.1, 1.0 - lightness * 0.95))
         s = min(s, 0.5)
     else:
         lightness = min(lightness, 0.38)

@@ -61,7 +61,7 @@ class UncertaintyDockWidget(QWidget):
         self.engine, self.fits, self.jobs = engine, fits, jobs
         self.setObjectName("DockBody")
         self._updating = False
-        self._batch_size = -1
+        self._batch: frozenset[int] | None = None  # the batch keep_spin was set for
         self._varied: object = None  # the image the variation step was last set for
         #: The uncertainty fit's progress as the status line shows it (JobsState.fit_progress).
         self._fit_shown: tuple[str, JobState, int | None] | None = None
@@ -187,7 +187,10 @@ class UncertaintyDockWidget(QWidget):
                                             ("Range", self.range_combo))):
             grid.addWidget(label(text), r, 0)
             grid.addWidget(widget, r, 1)
-        grid.addWidget(label("Opacity"), 3, 0)
+        opacity_label = label("Opacity", self.opacity_slider)
+        grid.addWidget(opacity_label, 3, 0)
+        self.opacity_widgets: list[QWidget] = [opacity_label, self.opacity_slider,
+                                               self.opacity_label]
         grid.addLayout(opacity, 3, 1)
         body.addLayout(grid)
 
@@ -354,7 +357,13 @@ class UncertaintyDockWidget(QWidget):
         for combo, value in ((self.layout_combo, v.layout), (self.colormap_combo, v.colormap),
                              (self.range_combo, v.range_mode)):
             combo.setCurrentIndex(max(0, combo.findData(value)))
-        self.opacity_slider.setEnabled(v.layout == "overlay")
+        # Side by side draws the map opaque beside the image: opacity does not apply there.
+        overlay = v.layout == "overlay"
+        for w in self.opacity_widgets:
+            w.setEnabled(overlay)
+        self.opacity_slider.setToolTip("How strongly the map covers the image" if overlay else
+                                       "Opacity applies to the overlay only: side by side shows "
+                                       "the map opaque, beside the image")
 
     def _show_batch(self) -> None:
         images = self.canvas.images
@@ -363,10 +372,15 @@ class UncertaintyDockWidget(QWidget):
         can_rank = all_in and len(scored) > 1
         self.sort_button.setEnabled(can_rank)
         self.keep_button.setEnabled(can_rank)
-        if len(images) != self._batch_size:  # a new batch: offer to keep the better half
-            self._batch_size = len(images)
-            self.keep_spin.setMaximum(max(1, len(images)))
-            self.keep_spin.setValue(max(1, (len(images) + 1) // 2))
+        # A new batch: offer to keep the better half. The batch is known by its images (the
+        # shown and the set-aside ones), not by how many are shown: "Keep most certain" and
+        # "Show all" change that count, and used to reset the number the artist had chosen.
+        batch = frozenset(id(im) for im in [*images, *self.canvas.hidden])
+        if batch != self._batch:
+            self._batch = batch
+            total = len(batch)
+            self.keep_spin.setMaximum(max(1, total))
+            self.keep_spin.setValue(max(1, (total + 1) // 2))
         self.show_all_button.setVisible(bool(self.canvas.hidden))
         if self.canvas.hidden:
             self.batch_label.setText(f"Showing the {len(images)} most certain; "

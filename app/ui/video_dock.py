@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSlider,
     QSpinBox,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +37,7 @@ from app.state.video import (
     CONTROL_TYPES,
     EDIT_PHRASE_HELP,
     EDIT_PHRASE_HINTS,
+    EDIT_TYPE_TIPS,
     EDIT_TYPES,
     FITS,
     INTERPOLATORS,
@@ -64,8 +64,7 @@ class FrameView(QLabel):
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setMinimumSize(96, 96)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setStyleSheet("background: #121315; border: 1px solid #2e3035; border-radius: 4px;"
-                           "color: #6b6e76; font-size: 9pt;")
+        self.setObjectName("FrameView")  # styled in style.qss (both themes)
         self.setText(empty_text)
 
     def sizeHint(self) -> QSize:
@@ -110,12 +109,9 @@ class DropZone(QFrame):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("VideoDropZone")
-        self.setAcceptDrops(True)
-        self.setStyleSheet("#VideoDropZone { border: 1px dashed #4a4d55; border-radius: 6px; "
-                           "background: #1d1e22; } #VideoDropZone[hover=\"true\"] { "
-                           "border-color: #d9a35b; }")
+        self.setAcceptDrops(True)  # styled in style.qss, so the light theme converts it too
         self.title = QLabel("Drop a video here")
-        self.title.setStyleSheet("font-weight: 600;")
+        self.title.setObjectName("DropTitle")
         self.title.setWordWrap(True)
         self.detail = QLabel(f"{', '.join(s.lstrip('.') for s in VIDEO_SUFFIXES)} — any length; "
                              "you pick the frames below")
@@ -123,13 +119,18 @@ class DropZone(QFrame):
         self.detail.setWordWrap(True)
         self.open_button = QPushButton("Open video…")
         self.open_button.setObjectName("open_video_button")
+        self.sample_button = QPushButton("Try the sample clip")
+        self.sample_button.setObjectName("sample_clip_button")
+        self.sample_button.setToolTip("Open the README's sample: a t-rex gliding over 24 frames "
+                                      "(64×64, 8 fps), with prompts for a first edit filled in")
         row = QHBoxLayout(self)
-        row.setContentsMargins(10, 8, 10, 8)
+        row.setContentsMargins(12, 10, 12, 10)
         text = QVBoxLayout()
         text.setSpacing(2)
         text.addWidget(self.title)
         text.addWidget(self.detail)
         row.addLayout(text, 1)
+        row.addWidget(self.sample_button, 0, Qt.AlignmentFlag.AlignVCenter)
         row.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignVCenter)
 
     def _hover(self, on: bool) -> None:
@@ -156,6 +157,8 @@ class VideoDockWidget(QWidget):
     """Public attributes name each control for tests."""
 
     open_requested = Signal(str)
+    #: "Try the sample clip": the window opens it like a dropped video.
+    sample_requested = Signal()
     preview_requested = Signal()
     edit_requested = Signal()
     cancel_requested = Signal()
@@ -170,6 +173,10 @@ class VideoDockWidget(QWidget):
 
         self.drop_zone = DropZone()
         self.open_button = self.drop_zone.open_button
+        #: The clip in one line, at the top of the dock (the clip itself shows in the centre).
+        self.clip_label = QLabel()
+        self.clip_label.setObjectName("Muted")
+        self.clip_label.setWordWrap(True)
         self.upload_bar = QProgressBar()
         self.upload_bar.setRange(0, 1000)
         self.upload_bar.setTextVisible(False)
@@ -215,6 +222,11 @@ class VideoDockWidget(QWidget):
         self.edit_phrase_edit = QLineEdit()
         self.edit_phrase_edit.setToolTip(EDIT_PHRASE_HELP)
         self.edit_type_combo = _combo(EDIT_TYPES)
+        for i, key in enumerate(EDIT_TYPES):
+            self.edit_type_combo.setItemData(i, EDIT_TYPE_TIPS[key], Qt.ItemDataRole.ToolTipRole)
+        self.edit_type_combo.setToolTip("What the edit changes and what it keeps: LOVECon "
+                                        "blends the source's latents back in where the edit "
+                                        "should not reach")
         self.method_combo = _combo({k: v[0] for k, v in METHODS.items()})
         self.method_combo.setObjectName("method_combo")
         self.method_hint = QLabel()
@@ -223,6 +235,9 @@ class VideoDockWidget(QWidget):
 
         # control
         self.control_combo = _combo(CONTROL_TYPES)
+        self.control_combo.setToolTip("What the ControlNet follows in each frame: canny edges are "
+                                      "built in; soft edges, depth and pose need their annotator "
+                                      "weights on disk")
         self.low_spin = _spin(0, 1000, "Canny: weaker edges than this are dropped")
         self.high_spin = _spin(0, 1000, "Canny: edges stronger than this always count")
         self.scale_spin = QDoubleSpinBox()
@@ -230,7 +245,7 @@ class VideoDockWidget(QWidget):
         self.scale_spin.setSingleStep(0.1)
         self.scale_spin.setToolTip("How strongly the ControlNet holds the edit to the maps")
         self.controlnet_edit = QLineEdit()
-        self.controlnet_edit.setPlaceholderText("the model's own (e.g. sfumato-tiny-canny)")
+        self.controlnet_edit.setPlaceholderText("the model's own")
         self.controlnet_edit.setToolTip("A ControlNet folder or id; empty = <model>-<type> beside "
                                         "the model")
         self.annotator_edit = QLineEdit()
@@ -277,6 +292,8 @@ class VideoDockWidget(QWidget):
         self.lr_spin.setRange(0.000001, 1.0)
         self.lr_spin.setSingleStep(0.00001)
         self.lr_spin.setToolTip("ControlVideo tuning learning rate")
+        for spin in (self.scale_spin, self.cfg_spin, self.lr_spin):
+            spin.setMinimumWidth(64)  # not the width of the largest value: the dock is narrow
 
         # run
         self.edit_button = QPushButton("Edit video")
@@ -319,9 +336,14 @@ class VideoDockWidget(QWidget):
     def _layout(self) -> None:
         section, label = section_title, field_label
 
-        # Top, always in view: the clip and the player (source | result, one slider).
-        top = QVBoxLayout()
-        top.setSpacing(6)
+        # The stage: the clip and the player (source | result, one slider). The window shows
+        # it in its central area (the "Video" view), where a clip has room; the dock keeps
+        # what to edit and how.
+        self.player = QWidget()
+        self.player.setObjectName("VideoStage")
+        top = QVBoxLayout(self.player)
+        top.setContentsMargins(16, 12, 16, 12)
+        top.setSpacing(8)
         top.addWidget(self.drop_zone)
         top.addWidget(self.upload_bar)
         views = QGridLayout()
@@ -420,34 +442,39 @@ class VideoDockWidget(QWidget):
         out.setColumnStretch(1, 1)
         out.setColumnStretch(3, 1)
         pairs = ((("Width", self.width_spin), ("Height", self.height_spin)),
-                 (("Fit", self.fit_combo), ("Seed", self.seed_spin)),
                  (("Steps", self.steps_spin), ("CFG", self.cfg_spin)))
         for r, pair in enumerate(pairs):
             for c, (text, w) in enumerate(pair):
                 out.addWidget(label(text, w), r, 2 * c)
                 out.addWidget(w, r, 2 * c + 1)
+        r = len(pairs)
+        out.addWidget(label("Fit", self.fit_combo), r, 0)
+        out.addWidget(self.fit_combo, r, 1, 1, 3)  # the whole row: "Crop to fill" in full
+        out.addWidget(label("Seed", self.seed_spin), r + 1, 0)
+        out.addWidget(self.seed_spin, r + 1, 1)
         # The method's own rows share the grid's columns, so every field lines up; a method's rows
         # are hidden together (hidden rows take no space).
-        r = len(pairs)
+        r += 2
         window_label, interp_label = label("Window", self.window_spin), label("Smoothing",
                                                                                self.interp_combo)
         self.rife_label = label("RIFE weights", self.rife_edit)
         out.addWidget(window_label, r, 0)
         out.addWidget(self.window_spin, r, 1)
-        out.addWidget(self.smoothing_check, r, 2, 1, 2)
-        out.addWidget(interp_label, r + 1, 0)
-        out.addWidget(self.interp_combo, r + 1, 1, 1, 3)
-        out.addWidget(self.rife_label, r + 2, 0)
+        # its own row: beside Window it made the panel wider than its dock
+        out.addWidget(self.smoothing_check, r + 1, 0, 1, 4)
+        out.addWidget(interp_label, r + 2, 0)
+        out.addWidget(self.interp_combo, r + 2, 1, 1, 3)
+        out.addWidget(self.rife_label, r + 3, 0)
         rife_row = QHBoxLayout()
         rife_row.setSpacing(4)
         rife_row.addWidget(self.rife_edit, 1)
         rife_row.addWidget(self.rife_browse)
-        out.addLayout(rife_row, r + 2, 1, 1, 3)
+        out.addLayout(rife_row, r + 3, 1, 1, 3)
         tuning_label, lr_label = label("Tuning steps", self.tuning_spin), label("LR", self.lr_spin)
-        out.addWidget(tuning_label, r + 3, 0)
-        out.addWidget(self.tuning_spin, r + 3, 1)
-        out.addWidget(lr_label, r + 3, 2)
-        out.addWidget(self.lr_spin, r + 3, 3)
+        out.addWidget(tuning_label, r + 4, 0)
+        out.addWidget(self.tuning_spin, r + 4, 1)
+        out.addWidget(lr_label, r + 4, 2)
+        out.addWidget(self.lr_spin, r + 4, 3)
         self.lovecon_widgets: list[QWidget] = [window_label, self.window_spin,
                                                self.smoothing_check, interp_label,
                                                self.interp_combo]
@@ -480,21 +507,15 @@ class VideoDockWidget(QWidget):
         result.addWidget(self.result_times_label, 1, 0, 1, 2)
         bottom.addLayout(result)
 
-        # The player and the settings share the height; drag the handle between them.
-        player = QWidget()
-        top.setContentsMargins(0, 0, 0, 4)
-        player.setLayout(top)
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.setChildrenCollapsible(False)
-        self.splitter.addWidget(player)
-        self.splitter.addWidget(scroll)
-        self.splitter.setStretchFactor(0, 5)
-        self.splitter.setStretchFactor(1, 6)
-        self.splitter.setSizes([520, 440])  # proportions: the player gets about half
         outer = QVBoxLayout(self)
-        outer.setContentsMargins(8, 8, 8, 8)
-        outer.setSpacing(8)
-        outer.addWidget(self.splitter, 1)
+        outer.setContentsMargins(0, 0, 0, 8)
+        outer.setSpacing(6)
+        clip = QHBoxLayout()
+        clip.setContentsMargins(12, 8, 12, 0)
+        clip.addWidget(self.clip_label, 1)
+        outer.addLayout(clip)
+        outer.addWidget(scroll, 1)
+        bottom.setContentsMargins(12, 0, 12, 0)
         outer.addLayout(bottom)
 
     def _bind(self) -> None:
@@ -519,6 +540,7 @@ class VideoDockWidget(QWidget):
 
         self.drop_zone.file_dropped.connect(self.open_requested)
         self.open_button.clicked.connect(self._open_dialog)
+        self.drop_zone.sample_button.clicked.connect(self.sample_requested)
         self.edit_button.clicked.connect(self._edit)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.export_button.clicked.connect(self._export_dialog)
@@ -629,7 +651,16 @@ class VideoDockWidget(QWidget):
             self.drop_zone.title.setText(s.source.name)
             self.drop_zone.detail.setText(s.source_summary().split(" · ", 1)[-1])
         self.upload_bar.setVisible(s.uploading >= 0)
+        if s.uploading >= 0:
+            self.clip_label.setText("Sending the clip to the engine…")
+        elif has_source:
+            self.clip_label.setText(f"Clip: {s.source_summary()}")
+        else:
+            self.clip_label.setText("No clip yet: drop a video on the window, or open one in "
+                                    "the Video view.")
         self.open_button.setEnabled(s.uploading < 0)
+        self.drop_zone.sample_button.setEnabled(s.uploading < 0)
+        self.drop_zone.sample_button.setVisible(not has_source or s.uploading >= 0)
         # player
         pv = s.preview
         n = s.shown_count
@@ -763,6 +794,10 @@ def _spin(lo: int, hi: int, tip: str, step: int = 1) -> QSpinBox:
 
 def _combo(items: dict[str, str]) -> QComboBox:
     combo = QComboBox()
+    # Long item texts ("Optical flow (built in)") must not force the panel
+    # wider than its dock: the combo takes the row's width and its list shows them in full.
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(4)
     for key, text in items.items():
         combo.addItem(text, key)
     return combo
