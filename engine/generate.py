@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def run_generate(job: Job, ctx, fits=None) -> None:
-    """Render every image of the job, resuming after the ones already saved (engine restart).
+    """Render every image of the job, skipping the indices already saved (engine restart).
 
     Image ``k`` (counting across the batch and the batch count) uses seed ``seed + k``, as
     A1111 does, each from its own CPU generator so results do not depend on the device.
@@ -34,16 +34,18 @@ def run_generate(job: Job, ctx, fits=None) -> None:
     recipe = p.model_copy(update={"model": loaded.info.id})  # the saved recipe names its model
 
     total = p.steps * p.batch_count
-    first_batch = len(job.results) // p.batch_size
-    ctx.begin(total, done=first_batch * p.steps)
-    for b in range(first_batch, p.batch_count):
+    saved = ctx.saved_indices()
+    batches = ctx.batches_to_run(p.batch_count, p.batch_size)
+    skipped = p.batch_count - len(batches)  # done before a restart: counted as done steps
+    ctx.begin(total, done=skipped * p.steps)
+    for n_run, b in enumerate(batches):
         seeds = [(p.seed + b * p.batch_size + i) % 2**32 for i in range(p.batch_size)]
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
-        def on_step(_pipe, i, _t, kwargs, b=b):
+        def on_step(_pipe, i, _t, kwargs, base=(skipped + n_run) * p.steps):
             ctx.check_cancel()
             done = steps_done(_pipe, i, p.steps)  # two-stage samplers call back twice a step
-            step = b * p.steps + done
+            step = base + done
             if ctx.progress(step) and done < p.steps:
                 latents = kwargs["latents"]
                 for k in range(latents.shape[0]):
@@ -75,6 +77,8 @@ def run_generate(job: Job, ctx, fits=None) -> None:
 
         for i, image in enumerate(out.images):
             index = b * p.batch_size + i
+            if index in saved:
+                continue  # saved before a restart; the batch ran again for its other images
             path = output_path(ctx.output_dir, job.id, index, job.created_at)
             save_png(image, path, recipe, seed=seeds[i], model_name=loaded.info.id, index=index)
             ctx.add_result(

@@ -18,6 +18,7 @@ from engine.errors import EngineError, JobCancelled, NotFound
 from engine.events import EventBus
 from engine.models.loader import LoadedModel, ModelManager
 from engine.models.registry import ModelRegistry
+from engine.outputs import remove_stranded_parts
 from engine.protocol import (
     Job,
     JobFinished,
@@ -35,6 +36,10 @@ from engine.store import JobStore
 
 log = logging.getLogger(__name__)
 Runner = Callable[[Job, "JobContext"], None]
+#: A job running in this many engine crashes is failed instead of resumed again.
+MAX_CRASHES = 3
+#: The message of a running job whose cancel was asked for (it stops at its next step).
+CANCELLING = "Cancelling: stops at the next step"
 
 
 class JobContext:
@@ -97,8 +102,22 @@ class JobContext:
             JobPreview(job_id=self.job.id, step=step, index=index, width=width, height=height, png_b64=data)
         )
 
+    def saved_indices(self) -> set[int]:
+        """Indices of the images this job has already saved (a resumed job skips them)."""
+        return {r.index for r in self.job.results if r.role == "image"}
+
+    def batches_to_run(self, batch_count: int, batch_size: int) -> list[int]:
+        """The batches that still miss an image, by index, not by count: a crash between two
+        images of one batch leaves that batch to run again (only its missing images are
+        saved), and a batch whose images are all saved is never run twice."""
+        saved = self.saved_indices()
+        return [b for b in range(batch_count)
+                if any(b * batch_size + i not in saved for i in range(batch_size))]
+
     def add_result(self, image: ResultImage) -> None:
-        """Record a result that is already on disk, then announce it."""
+        """Record a result that is already on disk, then announce it. A result of the same
+        name replaces the old record (a resumed job saving again), so none is listed twice."""
+        self.job.results = [r for r in self.job.results if r.name != image.name]
         self.job.results.append(image)
         self._queue.store.put(self.job)
         self._queue.publish(JobResult(job_id=self.job.id, image=image))
@@ -162,13 +181,17 @@ class JobQueue:
         return jobs
 
     def cancel(self, job_id: str) -> Job:
-        """A queued job is cancelled at once; the running one stops at its next step."""
+        """A queued job is cancelled at once; the running one stops at its next step. The
+        request is stored first, so an engine that dies before that step does not run the job
+        again when it restarts."""
         with self._cond:
             job = self.get(job_id)
             if job.state == JobState.queued:
                 job = self._finish(job, JobState.cancelled, "Cancelled before it started")
             elif job.state == JobState.running:
+                self.store.request_cancel(job_id)
                 self._cancel.add(job_id)
+                job.message = CANCELLING
         self._publish_order()
         return job
 
@@ -184,7 +207,8 @@ class JobQueue:
         return self.store.queued()
 
     def cancel_requested(self, job_id: str) -> bool:
-        return job_id in self._cancel
+        """The running job must stop: the user cancelled it or the engine is shutting down."""
+        return job_id in self._cancel or self._stop
 
     def publish(self, event) -> None:
         self.bus.publish(event)
@@ -206,8 +230,6 @@ class JobQueue:
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
             self._stop = True
-            if self._running:
-                self._cancel.add(self._running)
             self._cond.notify_all()
         if self._thread:
             self._thread.join(timeout)
@@ -229,7 +251,7 @@ class JobQueue:
             self._publish_order()
             state, message = self._run(job)
             with self._cond:
-                if self._stop and state == JobState.cancelled:
+                if self._stop and state == JobState.cancelled and job.id not in self._cancel:
                     # Shutting down: leave it queued so the next engine resumes it.
                     job.state = JobState.queued
                     self.store.put(job)
@@ -301,10 +323,27 @@ class JobQueue:
     # ------------------------------------------------------------------ helpers
 
     def _requeue_interrupted(self) -> None:
-        interrupted = self.store.by_state(JobState.running)
-        for job in interrupted:
-            job.state = JobState.queued
-            self.store.put(job)
+        """Jobs the last engine process was running when it died: each goes back to the front
+        of the queue, unless the user had cancelled it or it has now crashed the engine
+        :data:`MAX_CRASHES` times. Half-written images (``*.part``) are removed either way."""
+        interrupted = []
+        for job in self.store.by_state(JobState.running):
+            for part in remove_stranded_parts(self.output_dir, job):
+                log.info("removed the half-written %s of interrupted job %s", part.name, job.id)
+            crashes = self.store.count_crash(job.id)
+            if self.store.cancel_requested(job.id):
+                self._finish(job, JobState.cancelled,
+                             "Cancelled (the engine stopped before the job could)")
+            elif crashes >= MAX_CRASHES:
+                log.error("job %s was running in %d engine crashes: failed", job.id, crashes)
+                self._finish(job, JobState.failed, (
+                    f"The engine stopped {crashes} times while running this job, so it was not "
+                    "started again. Its saved images are kept. The engine log says what "
+                    "happened; try smaller settings or another model."))
+            else:
+                job.state = JobState.queued
+                self.store.put(job)
+                interrupted.append(job)
         if interrupted:
             ids = [j.id for j in interrupted]
             self.store.reorder(ids + [j.id for j in self.store.queued() if j.id not in ids])

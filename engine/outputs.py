@@ -16,7 +16,23 @@ from engine.protocol import (
 
 
 def output_path(output_dir: Path, job_id: str, index: int, when: datetime) -> Path:
-    return output_dir / when.strftime("%Y-%m-%d") / f"{job_id[:8]}-{index:03d}.png"
+    return job_output_dir(output_dir, when) / f"{job_id[:8]}-{index:03d}.png"
+
+
+def job_output_dir(output_dir: Path, when: datetime) -> Path:
+    """The day folder a job's outputs go to (from its creation time, so a resumed job writes
+    where it started)."""
+    return output_dir / when.strftime("%Y-%m-%d")
+
+
+def remove_stranded_parts(output_dir: Path, job) -> list[Path]:
+    """Delete the half-written ``*.part`` files of ``job`` (an engine killed inside
+    :func:`write_png`); a resumed job renders those images again. Returns what was removed."""
+    removed = []
+    for part in job_output_dir(output_dir, job.created_at).glob(f"{job.id[:8]}-*.part"):
+        part.unlink(missing_ok=True)
+        removed.append(part)
+    return removed
 
 
 def save_png(

@@ -20,6 +20,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, order_key);
+-- What the queue must remember about a job beyond its record: a cancel asked for while it ran
+-- (so a crash before the next step does not run it again) and how many engine processes died
+-- while it ran (so a job that kills the engine is failed, not resumed forever).
+CREATE TABLE IF NOT EXISTS job_flags (
+    id TEXT PRIMARY KEY,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    crashes INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -97,6 +105,35 @@ class JobStore:
                     )
                     return key
             return self._next_key()
+
+    def request_cancel(self, job_id: str) -> None:
+        """Remember that the user cancelled the running job ``job_id`` (survives a crash)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO job_flags(id, cancel_requested) VALUES (?, 1) "
+                "ON CONFLICT(id) DO UPDATE SET cancel_requested=1", (job_id,))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self._flag(job_id, "cancel_requested"))
+
+    def count_crash(self, job_id: str) -> int:
+        """One more engine process died while ``job_id`` ran; returns how many have."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO job_flags(id, crashes) VALUES (?, 1) "
+                "ON CONFLICT(id) DO UPDATE SET crashes=crashes+1", (job_id,))
+            return self._flag(job_id, "crashes")
+
+    def _flag(self, job_id: str, column: str) -> int:
+        with self._lock:
+            row = self._db.execute(f"SELECT {column} FROM job_flags WHERE id=?",
+                                   (job_id,)).fetchone()
+        return row[0] if row else 0
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the database file: ``"ok"`` or the problems it found."""
+        with self._lock:
+            return "; ".join(r[0] for r in self._db.execute("PRAGMA integrity_check"))
 
     def _next_key(self) -> int:
         return self._db.execute("SELECT COALESCE(MAX(order_key),0)+1 FROM jobs").fetchone()[0]

@@ -81,9 +81,11 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
                      sched.config.get("prediction_type", "epsilon"))
     varying = p.variation_step is not None
     total = p.steps * p.batch_count
-    first_batch = len(job.results) // p.batch_size
-    ctx.begin(total, done=first_batch * p.steps)
-    for b in range(first_batch, p.batch_count):
+    saved = ctx.saved_indices()
+    batches = ctx.batches_to_run(p.batch_count, p.batch_size)
+    skipped = p.batch_count - len(batches)  # done before a restart: counted as done steps
+    ctx.begin(total, done=skipped * p.steps)
+    for n_run, b in enumerate(batches):
         seeds = [(p.seed + b * p.batch_size + i) % 2**32 for i in range(p.batch_size)]
         if varying:
             seeds = [seeds[0]] * p.batch_size  # one trajectory, then batch_size draws
@@ -102,9 +104,9 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
                 step_kwargs["generator"] = [torch.Generator("cpu").manual_seed(s + k)
                                             for k, s in enumerate(seeds)]
 
-        def on_iter(_i, done, latents, b=b):
+        def on_iter(_i, done, latents, base=(skipped + n_run) * p.steps):
             ctx.check_cancel()
-            step = b * p.steps + done
+            step = base + done
             if ctx.progress(step) and done < p.steps:
                 for k in range(latents.shape[0]):
                     ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
@@ -134,6 +136,8 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
         pils = pipe.image_processor.postprocess(images, output_type="pil")
         for i, image in enumerate(pils):
             index = b * p.batch_size + i
+            if index in saved:
+                continue  # saved before a restart; the batch ran again for its other images
             path = output_path(ctx.output_dir, job.id, index, job.created_at)
             unc = None
             if maps is not None:

@@ -91,3 +91,76 @@ def test_cancel_running_job_between_steps(make_queue):
     final = wait(q, job.id)
     assert final.state == JobState.cancelled
     assert len(steps) <= seen + 1
+
+
+def test_a_cancel_asked_for_while_running_survives_a_crash(tmp_path):
+    """DELETE on a running job, then the engine dies before the job's next step: the next
+    engine finds the job cancelled, and does not run it again."""
+    release = threading.Event()
+    running = threading.Event()
+
+    def runner(job, ctx):
+        running.set()
+        release.wait(10)  # stuck inside one long step: the cancel is not seen yet
+
+    db = tmp_path / "q.sqlite"
+    crashed = JobQueue(JobStore(db), EventBus(), ModelManager("cpu"), ModelRegistry([]),
+                       tmp_path / "out", runners={"generate": runner})
+    crashed.start()
+    job = crashed.submit(GenerateJob())
+    assert running.wait(5)
+    answer = crashed.cancel(job.id)
+    assert answer.state == JobState.running and "Cancelling" in answer.message
+    # The "crash": a new engine opens the database while the old one never finished the job.
+    ran = []
+    restarted = JobQueue(JobStore(db), EventBus(), ModelManager("cpu"), ModelRegistry([]),
+                         tmp_path / "out", runners={"generate": lambda j, c: ran.append(j.id)})
+    restarted.start()
+    try:
+        again = restarted.get(job.id)
+        assert again.state == JobState.cancelled and "Cancelled" in again.message
+        time.sleep(0.3)
+        assert ran == []
+    finally:
+        release.set()
+        crashed.stop()
+        restarted.stop()
+
+
+def test_a_job_that_crashed_the_engine_three_times_is_failed(tmp_path):
+    db = tmp_path / "q.sqlite"
+    store = JobStore(db)
+    q = JobQueue(store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out",
+                 runners={})
+    job = q.submit(GenerateJob())
+    for crash in range(1, 4):
+        record = store.get(job.id)
+        assert record.state == JobState.queued, (crash, record.message)
+        record.state = JobState.running  # what the worker stores when it starts the job
+        store.put(record)
+        # the engine dies; a new one opens the same database
+        JobQueue(store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out",
+                 runners={})
+    final = store.get(job.id)
+    assert final.state == JobState.failed
+    assert "3 times" in final.message and "engine log" in final.message
+
+
+def test_half_written_images_of_an_interrupted_job_are_removed(tmp_path):
+    from engine.outputs import output_path
+
+    store = JobStore(tmp_path / "q.sqlite")
+    q = JobQueue(store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out",
+                 runners={})
+    job = q.submit(GenerateJob())
+    job.state = JobState.running
+    store.put(job)
+    part = output_path(tmp_path / "out", job.id, 1, job.created_at).with_suffix(".png.part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"\x89PNG half")
+    other = part.with_name("0123abcd-001.png.part")  # another job's: not touched
+    other.write_bytes(b"x")
+    JobQueue(store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out",
+             runners={})
+    assert not part.exists() and other.exists()
+    assert store.get(job.id).state == JobState.queued
