@@ -1,9 +1,11 @@
 """Starting, watching and restarting the local engine process.
 
-The engine is ``python -m engine.cli --host 127.0.0.1 --port 0 …`` with a per-launch token in
-``SFUMATO_ENGINE_TOKEN``. It prints ``SFUMATO_ENGINE_READY http://127.0.0.1:<port>`` once it
-listens; we read that from its stdout without blocking (QProcess signals on the Qt loop). If it
-dies on its own, it is restarted with the same data directory, so the engine's queue resumes.
+The engine is ``python -m engine.cli --host 127.0.0.1 --port 0 --exit-with-stdin …`` with a
+per-launch token in ``SFUMATO_ENGINE_TOKEN`` (never on its command line, which every local user
+can read); its stdin is a pipe only we hold, so it exits when we die, even by SIGKILL. It
+prints ``SFUMATO_ENGINE_READY http://127.0.0.1:<port>`` once it listens; we read that from its
+stdout without blocking (QProcess signals on the Qt loop). If it dies on its own, it is
+restarted with the same data directory, so the engine's queue resumes.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ class EngineLaunch:
 
     def argv(self) -> list[str]:
         """The full command line (program first)."""
-        args = [*self.command, "--host", "127.0.0.1", "--port", "0"]
+        # --exit-with-stdin: the engine exits when the pipe to its stdin, which only this
+        # process holds, closes, so it never outlives the app, however the app dies.
+        args = [*self.command, "--host", "127.0.0.1", "--port", "0", "--exit-with-stdin"]
         args += ["--data-dir", str(self.data_dir), "--output-dir", str(self.output_dir)]
         if self.model:
             args += ["--model", self.model]

@@ -234,6 +234,17 @@ class JobQueue:
         if self._thread:
             self._thread.join(timeout)
 
+    def abandon(self) -> None:
+        """The process is about to exit without waiting for the running job (the app that
+        started the engine is gone): put the job back in the queue, so that the next engine
+        resumes it without counting a crash."""
+        job = self._running_job
+        if job is not None:
+            record = self.store.get(job.id)
+            if record is not None and record.state == JobState.running:
+                record.state = JobState.queued
+                self.store.put(record)
+
     def _work(self) -> None:
         while True:
             with self._cond:

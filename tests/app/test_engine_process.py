@@ -33,7 +33,8 @@ def test_argv_passes_everything_through(tmp_path: Path):
                       models_dirs=[Path("/m1"), Path("/m2")], extra_args=["--device", "cpu"],
                       command=["engine"])
     assert la.argv() == [
-        "engine", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / "d"),
+        "engine", "--host", "127.0.0.1", "--port", "0", "--exit-with-stdin",
+        "--data-dir", str(tmp_path / "d"),
         "--output-dir", str(tmp_path / "o"), "--model", "tinysd", "--models-dir", "/m1",
         "--models-dir", "/m2", "--device", "cpu",
     ]
