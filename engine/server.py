@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +11,8 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
+from engine.api_docs import add_docs
+from engine.auth import TokenGate  # noqa: F401 - where engine.cli and scripts import it
 from engine.errors import EngineError, NotFound
 from engine.protocol import (
     API_VERSION,
@@ -37,69 +38,6 @@ _JOB_KIND_TAGS = {"generate", "analytic_fit", "calibration_fit", "sampler_grid",
                   "uncertainty_fit"}
 
 
-class TokenGate:
-    """ASGI middleware: every request needs the token; requests from browser pages are refused.
-
-    The token is accepted as ``Authorization: Bearer …``, as ``?token=…`` (WebSockets, the docs
-    page) or from the ``sfumato_token`` cookie that opening ``/docs?token=…`` sets.
-    A request carrying an ``Origin`` header comes from a web page, which could be any site the
-    user visits: it is refused even with a valid token.
-    """
-
-    def __init__(self, app, token: str) -> None:
-        self.app, self.token = app, token
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        origin = headers.get("origin")
-        ok_origin = origin is None
-        authed = self._authorised(headers, scope.get("query_string", b"").decode("latin-1"))
-        if ok_origin and authed:
-            if scope["type"] == "http" and scope["path"] == "/docs" and "token=" in scope.get(
-                "query_string", b""
-            ).decode("latin-1"):
-                return await self.app(scope, receive, self._set_cookie(send))
-            return await self.app(scope, receive, send)
-        code, message = (
-            (403, "Requests from web pages are refused") if not ok_origin
-            else (401, "Missing or wrong token: send 'Authorization: Bearer <token>'")
-        )
-        if scope["type"] == "websocket":
-            await receive()  # websocket.connect
-            return await send({"type": "websocket.close", "code": 4000 + code, "reason": message})
-        body = ErrorBody(message=message).model_dump_json().encode()
-        await send({"type": "http.response.start", "status": code,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
-
-    def _authorised(self, headers: dict[str, str], query: str) -> bool:
-        candidates = []
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            candidates.append(auth[7:].strip())
-        for part in query.split("&"):
-            if part.startswith("token="):
-                from urllib.parse import unquote
-
-                candidates.append(unquote(part[6:]))
-        for cookie in headers.get("cookie", "").split(";"):
-            name, _, value = cookie.strip().partition("=")
-            if name == "sfumato_token":
-                candidates.append(value)
-        return any(hmac.compare_digest(c.encode(), self.token.encode()) for c in candidates)
-
-    def _set_cookie(self, send):
-        async def wrapped(message):
-            if message["type"] == "http.response.start":
-                cookie = f"sfumato_token={self.token}; HttpOnly; SameSite=Strict; Path=/"
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie.encode())]
-            await send(message)
-
-        return wrapped
-
-
 def create_app(engine) -> FastAPI:
     """``engine`` is an :class:`engine.service.Engine`: queue, models, registry, bus."""
 
@@ -115,7 +53,10 @@ def create_app(engine) -> FastAPI:
         version=engine.version,
         lifespan=lifespan,
         description="Every request needs the engine's token (Authorization: Bearer …).",
+        docs_url=None,  # engine.api_docs serves /docs without a CDN
+        redoc_url=None,
     )
+    add_docs(app)
 
     @app.exception_handler(EngineError)
     async def _engine_error(_request: Request, exc: EngineError):
@@ -218,15 +159,36 @@ def create_app(engine) -> FastAPI:
     async def events(ws: WebSocket) -> None:
         await ws.accept()
         async with engine.bus.subscribe() as queue:
-            try:
-                await ws.send_text(EngineStatus(health=engine.health()).model_dump_json())
-                while True:
-                    event = await queue.get()
-                    await ws.send_text(event.model_dump_json())
-            except (WebSocketDisconnect, RuntimeError):
-                pass
+            await _stream_events(ws, queue, EngineStatus(health=engine.health()))
 
     return app
+
+
+async def _stream_events(ws: WebSocket, queue: asyncio.Queue, first) -> None:
+    """Send ``first`` then every event of ``queue`` until the client goes away or the server
+    closes the connection (shutdown): whichever comes first ends the handler at once, so a
+    shutdown does not wait out its grace time on idle event streams."""
+
+    async def send() -> None:
+        await ws.send_text(first.model_dump_json())
+        while True:
+            event = await queue.get()
+            await ws.send_text(event.model_dump_json())
+
+    async def until_closed() -> None:
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass  # clients send nothing we use; pings are answered by the server
+
+    tasks = [asyncio.create_task(send()), asyncio.create_task(until_closed())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception) and not isinstance(
+                    result, (WebSocketDisconnect, RuntimeError, OSError)):
+                log.error("event stream failed", exc_info=result)
 
 
 def _check_model(engine, model: str | None, field: str) -> None:

@@ -45,7 +45,7 @@ INTRO_FROZEN = (
     "driver), so choose either a <b>Python environment</b> with Sfumato's engine (run "
     "<tt>pip install .</tt> in Sfumato's source folder, then pick that environment's "
     "<tt>python</tt> below), or an engine running on another machine "
-    "(<tt>sfumato-engine --host 0.0.0.0 --token …</tt>).")
+    "(<tt>sfumato-engine --host 0.0.0.0 --token-file …</tt>).")
 
 
 class FirstRunDialog(QDialog):
