@@ -33,7 +33,7 @@ from engine.video_protocol import VIDEO_SUFFIXES
 from .client import EngineClient, EngineError
 from .state.engine import EngineInfo
 from .state.jobs import JobsState
-from .state.video import VideoFrames, VideoState
+from .state.video import VideoFrames, VideoState, damaged_message
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,9 @@ class VideoController(QObject):
             s.preview_busy = False
         s.preview = _frames(answer)
         s.position = min(s.position, max(0, len(answer.frame_indices) - 1))
-        if s.message[0] in ("warning", "error") and s.job_state != "failed":
+        if answer.damaged_frames:
+            s.message = ("warning", damaged_message(answer.damaged_frames))
+        elif s.message[0] in ("warning", "error") and s.job_state != "failed":
             s.message = ("", "")
 
     # ----------------------------------------------------------------- edit
@@ -248,7 +250,7 @@ class VideoController(QObject):
                 "stages_s": dict(v.stages_s) if v else {}}
         s.result_ready(local, info)
         s.finished("done")
-        s.message = ("", "")
+        s.message = ("warning", " ".join(v.notes)) if v is not None and v.notes else ("", "")
         request = s.result_request()
         if client is None or request is None:
             return

@@ -24,9 +24,16 @@ HTTP (token-checked like every route):
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 MAX_UPLOAD_BYTES = 2 * 1024**3  # 2 GiB
 MAX_VIDEO_SECONDS = 30 * 60  # longer clips are refused at upload: edit a part of it first
@@ -37,6 +44,30 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+MIN_VIDEO_SIDE, MAX_VIDEO_SIDE = 8, 2048
+
+
+def side_problem(v: int) -> str | None:
+    """What is wrong with an output side of an edit or its preview (one rule for both, and
+    for the panel), or None."""
+    if v < MIN_VIDEO_SIDE or v > MAX_VIDEO_SIDE:
+        return f"must be {MIN_VIDEO_SIDE}..{MAX_VIDEO_SIDE} pixels"
+    if v % 8:
+        return f"must be a multiple of 8 (try {v - v % 8 or 8} or {v - v % 8 + 8})"
+    return None
+
+
+def _check_side(v: int) -> int:
+    problem = side_problem(v)
+    if problem:
+        raise ValueError(problem)
+    return v
+
+
+#: The width or height of an edited video and of its control preview.
+OutputSide = Annotated[int, AfterValidator(_check_side)]
 
 
 class VideoProbe(_Model):
@@ -120,8 +151,8 @@ class VideoEditParams(_Model):
     model: str | None = Field(None, description="SD 1.x model id; None = loaded/default")
     source: str = Field(description="Upload id (POST /v1/uploads) or a video path on the engine")
     frames: FrameRange = Field(default_factory=FrameRange)
-    width: int = Field(512, description="Output size, multiple of 8")
-    height: int = Field(512)
+    width: OutputSide = Field(512, description="Output size, multiple of 8")
+    height: OutputSide = Field(512)
     fit: Literal["crop", "pad"] = Field("crop", description="Keep the aspect ratio: centre-crop "
                                         "or letterbox; never squash")
     source_prompt: str = ""
@@ -160,15 +191,6 @@ class VideoEditParams(_Model):
     vae_tiling: bool = False
     attention_slicing: bool = False
 
-    @field_validator("width", "height")
-    @classmethod
-    def _side(cls, v: int) -> int:
-        if v < 8 or v > 2048:
-            raise ValueError("must be 8..2048 pixels")
-        if v % 8:
-            raise ValueError(f"must be a multiple of 8 (try {v - v % 8 or 8} or {v - v % 8 + 8})")
-        return v
-
     @field_validator("target_prompt")
     @classmethod
     def _target(cls, v: str) -> str:
@@ -179,6 +201,17 @@ class VideoEditParams(_Model):
     @property
     def uses_rife(self) -> bool:
         return rife_runs(self.method, self.smoothing, self.interpolator)
+
+
+def frame_ranges(indices: list[int]) -> str:
+    """``[3, 4, 5, 9]`` → ``"3–5, 9"`` (damaged frames in messages, engine and panel)."""
+    runs: list[list[int]] = []
+    for i in sorted(indices):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a}–{b}" if b > a else str(a) for a, b in runs)
 
 
 def rife_runs(method: str, smoothing: bool, interpolator: str) -> bool:
@@ -201,13 +234,18 @@ class VideoResult(_Model):
     has_audio: bool = False
     method: str = ""
     stages_s: dict[str, float] = Field(default_factory=dict, description="Seconds per stage")
+    damaged_frames: list[int] = Field(
+        default_factory=list, description="Source frames of the selection that decoded with "
+        "errors (a corrupt file): edited as decoded, or as the last good frame")
+    notes: list[str] = Field(default_factory=list, description="What the user should know "
+                             "about the result: damaged frames, audio left out or silenced")
 
 
 class ControlPreviewRequest(_Model):
     source: str = Field(description="Upload id or path")
     frames: FrameRange = Field(default_factory=FrameRange)
-    width: int = 512
-    height: int = 512
+    width: OutputSide = Field(512, description="As the edit's: what it previews it can edit")
+    height: OutputSide = 512
     fit: Literal["crop", "pad"] = "crop"
     control: ControlSpec = Field(default_factory=ControlSpec)
     count: int = Field(8, ge=1, le=32, description="Maps spread evenly over the selected frames")
@@ -225,3 +263,7 @@ class ControlPreview(_Model):
     maps_png_b64: list[str] = Field(description="One PNG per frame, base64; empty where "
                                     "`map_count` left the frame without a map")
     frames_png_b64: list[str] = Field(description="The resized source frames, same order")
+    damaged_frames: list[int] = Field(
+        default_factory=list, description="Source frames of the whole selection (not only "
+        "these) that decoded with errors: torn or lost. An edit of it goes on; the panel "
+        "names them so the user can pick another range")

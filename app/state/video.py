@@ -22,7 +22,7 @@ from engine.protocol import (
     UploadInfo,
     VideoEditParams,
 )
-from engine.video_protocol import MAX_EDIT_FRAMES, rife_runs
+from engine.video_protocol import MAX_EDIT_FRAMES, frame_ranges, rife_runs, side_problem
 
 from .observable import Observable, Property
 
@@ -243,8 +243,9 @@ class VideoState(Observable):
                                   "source words in the picture.")
         for name in ("width", "height"):
             v = getattr(self, name)
-            if v % 8 or not 8 <= v <= 2048:
-                out[name] = f"{v} px: use a multiple of 8 between 8 and 2048."
+            problem = side_problem(v)  # the engine's own rule, for the edit and its preview
+            if problem:
+                out[name] = f"{name.capitalize()} {v} px {problem}."
         if self.low_threshold > self.high_threshold:
             out["low_threshold"] = "The low threshold must not exceed the high one."
         if self.uses_rife and not self.rife_weights.strip():
@@ -387,6 +388,15 @@ class VideoState(Observable):
         if not shown or not self.output_fps:
             return 8.0
         return max(1.0, min(30.0, self.output_fps * shown / max(1, n_sel)))
+
+
+def damaged_message(indices: list[int]) -> str:
+    """The panel's warning when the preview found damaged frames in the selection."""
+    n = len(indices)
+    return (f"{'Frame' if n == 1 else 'Frames'} {frame_ranges(indices)} of this clip "
+            f"{'is' if n == 1 else 'are'} damaged (the file has decode errors there: torn or "
+            "green blocks). Edit anyway (they are edited as decoded, or as the last good "
+            "frame), or choose a range without them.")
 
 
 def strip_positions(n: int, count: int = STRIP_MAPS) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.errors import EngineError
 from engine.models.registry import RESOURCES
 from engine.protocol import Job, ResultImage, VideoEditJob, VideoResult
-from engine.video_protocol import MAX_EDIT_FRAMES
+from engine.video_protocol import MAX_EDIT_FRAMES, frame_ranges
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     from engine.video import annotators, controlvideo, lovecon
     from engine.video.control import control_maps
     from engine.video.denoise import VideoNets, load_controlnet
-    from engine.video.io import decode, encode_like, fit_frames
+    from engine.video.io import decode, encode_like, read_audio
 
     spec: VideoEditJob = job.spec
     p = spec.params
@@ -101,9 +101,18 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
                           f"is {loaded.info.architecture}.", "params.model")
     prog = _Progress(ctx, 1)
     prog("decoding", 0)
-    clip = decode(source, p.frames, max_frames=MAX_EDIT_FRAMES)
-    frames = fit_frames(clip.frames, p.width, p.height, p.fit)
+    clip = decode(source, p.frames, max_frames=MAX_EDIT_FRAMES, size=(p.width, p.height, p.fit))
+    frames = clip.frames
     n = len(frames)
+    # The sound is read now, not after minutes of diffusion: a track that cannot be read is
+    # known (and left out, with a note) before any work it could waste.
+    audio = read_audio(source, clip.start_s, clip.end_s) if clip.probe.has_audio else None
+    notes = []
+    if clip.damaged:
+        notes.append(f"Source frames {frame_ranges(clip.damaged)} were damaged (decode "
+                     "errors); they were edited as decoded, or as the last good frame.")
+    if clip.probe.has_audio and audio is None:
+        notes.append("The source's audio could not be decoded; the video has none.")
     method = lovecon if p.method == "lovecon" else controlvideo
     ctx.job.total = method.units(n, p) + 2
     prog("control maps", 0)
@@ -129,7 +138,7 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     prog("encoding", 0)
     name = f"{job.id[:8]}-video.mp4"
     path = ctx.output_dir / job.created_at.strftime("%Y-%m-%d") / name
-    encode_like(out, path, clip, source)
+    notes += encode_like(out, path, clip, audio)
     prog("encoding", 1)
     stages = prog.finish()
     if info.get("cached"):
@@ -137,8 +146,9 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     ctx.add_result(ResultImage(
         name=name, path=str(path), index=0, seed=p.seed, width=p.width, height=p.height,
         role="video", video=VideoResult(frames=n, fps=round(clip.fps, 4), duration_s=round(n / clip.fps, 4),
-                                        has_audio=clip.probe.has_audio, method=p.method,
-                                        stages_s=stages)))
+                                        has_audio=audio is not None, method=p.method,
+                                        stages_s=stages, damaged_frames=clip.damaged,
+                                        notes=notes)))
 
 
 @contextlib.contextmanager

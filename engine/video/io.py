@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -46,7 +46,21 @@ def _open(path: Path):
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path.name} has no video track", "source")
+    kind = _picture_format(container.format.name)
+    if kind:
+        container.close()
+        raise VideoError(f"{path.name} is a picture ({kind}), not a video, whatever its name "
+                         "says. Drop a video clip (MP4, MOV, MKV, WebM, AVI or GIF); a picture's "
+                         "recipe is read by dropping it on the window.", "source")
     return container
+
+
+def _picture_format(name: str) -> str:
+    """The image format FFmpeg recognised (PNG, JPEG, …) when a file is a still picture, by
+    its content: FFmpeg's image demuxers are ``image2`` and ``<codec>_pipe``."""
+    if name.endswith("_pipe"):
+        return name.removesuffix("_pipe").upper()
+    return "image sequence" if name in ("image2", "image2pipe") else ""
 
 
 def _rotation(frame) -> int:
@@ -140,77 +154,128 @@ def selected_indices(total: int, frames: FrameRange) -> list[int]:
 
 @dataclass
 class Clip:
-    """Decoded frames (N, H, W, 3) uint8 and where they came from."""
+    """Decoded frames (N, H, W, 3) uint8 (at the asked size) and where they came from."""
 
     frames: np.ndarray
-    indices: list[int]
+    indices: list[int]  # source index of each frame kept
     fps: float  # of the selection: source fps ÷ stride
     start_s: float
     end_s: float
     probe: VideoProbe
+    #: Selected source frames that decoded with errors (torn, green blocks) or were lost (a
+    #: packet the decoder refused; shown as the last good frame before it). Over the whole
+    #: selection, kept or not.
+    damaged: list[int] = field(default_factory=list)
 
 
-def decode(path: Path, frames: FrameRange | None = None, max_frames: int | None = None) -> Clip:
+#: Give up when this many packets in a row fail to decode: the rest of the file is not video.
+MAX_BAD_PACKETS_IN_A_ROW = 250
+
+
+def decode(path: Path, frames: FrameRange | None = None, max_frames: int | None = None, *,
+           size: tuple[int, int, str] | None = None, keep: list[int] | None = None,
+           info: VideoProbe | None = None) -> Clip:
     """Decode the selected frames as RGB. A variable-frame-rate video is first resampled to a
     constant rate (its average): frame i is the one shown at time i / fps.
 
-    Frames stream through the decoder and only the selected ones are kept (as RGB), so a long
-    or large clip never sits in memory whole; decoding stops after the last selected frame."""
+    Memory holds the frames *kept*, at the asked size, and nothing that grows with the clip:
+    packets stream through the decoder one at a time, a frame is converted to RGB only if it is
+    kept, and scaled (``size`` = (width, height, "crop"|"pad"), see :func:`fit_frames`) before
+    the next is decoded; decoding stops after the last selected frame. ``keep`` = positions
+    within the selection to keep (the preview's few frames); None keeps all.
+
+    A packet the decoder refuses, or a frame it flags corrupt, marks that frame damaged
+    (:attr:`Clip.damaged`) instead of ending the clip there: a lost frame repeats the last good
+    one, so the selection keeps its length and timing. ``info``: the probe, if already made."""
     import av
 
     frames = frames or FrameRange()
-    info = probe(path)
+    info = info or probe(path)
     wanted = selected_indices(info.frames, frames)
     if max_frames is not None and len(wanted) > max_frames:
         raise VideoError(f"{len(wanted)} frames are selected; at most {max_frames} can be edited "
                          "at once. Select a shorter range or a larger stride.", "frames")
+    kept = wanted if keep is None else [wanted[k] for k in keep if 0 <= k < len(wanted)]
+    if not kept:
+        raise VideoError("No frames are selected", "frames")
 
     def rgb(frame) -> np.ndarray:
         arr = frame.to_ndarray(format="rgb24")
         rot = _rotation(frame)
-        return np.ascontiguousarray(np.rot90(arr, k=rot // 90)) if rot else arr
+        arr = np.ascontiguousarray(np.rot90(arr, k=rot // 90)) if rot else arr
+        return fit_frames(arr[None], size[0], size[1], size[2])[0] if size else arr
 
     picked: dict[int, np.ndarray] = {}
+    damaged: set[int] = set()
     container = _open(path)
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    tb = float(stream.time_base) if stream.time_base else 1 / info.fps
+    t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None and \
+        stream.time_base else 0.0
+    keep_set, want_set, last = set(kept), set(wanted), wanted[-1]
+    # VFR: grid point i shows the last frame whose time is <= t_first + wanted_i / fps.
+    vfr = info.variable_frame_rate
+
+    def index_at(t: float) -> int:
+        if vfr:  # the first grid point at or after t
+            return max(0, math.ceil((t - t0) * info.fps - 1e-6))
+        return round((t - t0) * info.fps)
+
+    shown = None  # the last good frame, (index, av frame)
+    decoded = -1  # the highest source index handled
+    bad_run = 0
     try:
-        if info.variable_frame_rate:
-            # Grid point g shows the last frame whose time is <= g.
-            grid: list[float] | None = None
-            prev, k = None, 0
-            for n, frame in enumerate(container.decode(stream)):
-                t = float(frame.time) if frame.time is not None else n / info.fps
-                if grid is None:
-                    grid = [t + i / info.fps for i in wanted]
-                while k < len(wanted) and t > grid[k] + 1e-9:
-                    picked[wanted[k]] = rgb(prev if prev is not None else frame)
-                    k += 1
-                if k == len(wanted):
+        for packet in container.demux(stream):
+            try:
+                out = packet.decode()
+            except av.error.EOFError:
+                break
+            except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
+                bad_run += 1
+                if packet.pts is not None:
+                    damaged.add(index_at(packet.pts * tb))
+                if bad_run > MAX_BAD_PACKETS_IN_A_ROW:
                     break
-                prev = frame
-            while prev is not None and k < len(wanted):  # the last frame shows to the end
-                picked[wanted[k]] = rgb(prev)
-                k += 1
-        else:
-            want, last = set(wanted), wanted[-1]
-            for n, frame in enumerate(container.decode(stream)):
-                if n in want:
+                continue
+            bad_run = 0
+            for frame in out:
+                n = index_at(frame.time) if frame.time is not None else decoded + 1
+                if n <= decoded and not (vfr and n == decoded):
+                    n = decoded + 1  # a repeated timestamp: the next slot
+                # Selected frames between the last one handled and this one were lost, or
+                # (VFR) show the previous frame; both repeat the last good frame.
+                for k in range(decoded + 1, n):
+                    if k in keep_set:
+                        picked[k] = rgb(shown if shown is not None else frame)
+                    if not vfr and k in want_set:
+                        damaged.add(k)
+                if frame.is_corrupt:
+                    damaged.add(n)
+                if n in keep_set:
                     picked[n] = rgb(frame)
-                if n >= last:
+                shown, decoded = frame, n
+                if decoded >= last:
                     break
+            if decoded >= last:
+                break
     except (av.error.FFmpegError, OSError):
-        if not picked:
-            raise VideoError(f"{Path(path).name}: no frame could be decoded", "source") from None
+        pass  # a truncated file ends early
     finally:
         container.close()
-    idx = [i for i in wanted if i in picked]  # a truncated file ends early
-    if not idx:
-        raise VideoError(f"{Path(path).name}: none of the selected frames could be decoded",
+    if vfr and shown is not None:  # the last frame shows to the end
+        for k in kept:
+            if k > decoded:
+                picked[k] = rgb(shown)
+    if not picked:
+        raise VideoError(f"{Path(path).name}: none of the selected frames could be decoded; the "
+                         "file is corrupt there. Pick another range, or re-export the clip.",
                          "frames")
-    arr = np.stack([picked[i] for i in idx])
+    idx = [i for i in kept if i in picked]  # a truncated file ends early
+    arr = np.stack([picked.pop(i) for i in idx])
     fps = info.fps / frames.stride
-    return Clip(arr, idx, fps, idx[0] / info.fps, (idx[-1] + frames.stride) / info.fps, info)
+    return Clip(arr, idx, fps, idx[0] / info.fps, (idx[-1] + frames.stride) / info.fps, info,
+                sorted(damaged & want_set))
 
 
 def fit_frames(frames: np.ndarray, width: int, height: int, mode: str = "crop") -> np.ndarray:
@@ -235,29 +300,77 @@ def fit_frames(frames: np.ndarray, width: int, height: int, mode: str = "crop") 
     return out
 
 
-def read_audio(path: Path, start_s: float = 0.0, end_s: float | None = None):
-    """(float32 samples (channels, n), rate) of the first audio track between the times, or
-    None if the file has none."""
+@dataclass
+class Audio:
+    """The first audio track between two times: float32 ``samples`` (channels, n) at ``rate``,
+    and how many packets the decoder refused (each left as silence of its length, so the
+    sound stays in sync with the frames)."""
+
+    samples: np.ndarray
+    rate: int
+    damaged_packets: int = 0
+    damaged_s: float = 0.0
+
+
+AUDIO_RATE = 44100
+
+
+def read_audio(path: Path, start_s: float = 0.0, end_s: float | None = None) -> Audio | None:
+    """The source's audio between the times (stereo, 44.1 kHz), or None if it has none or none
+    of it decodes. Damaged packets (a real AVI's AC3 whose first packet is broken) are skipped
+    and counted instead of failing the whole read."""
     import av
 
-    container = av.open(str(path))
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError):
+        return None
+    chunks: list[np.ndarray] = []
+    bad, bad_s, have, last_duration = 0, 0.0, 0, 0
     try:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=44100)
-        chunks = []
-        for frame in container.decode(stream):
-            for f in resampler.resample(frame):
+        tb = float(stream.time_base) if stream.time_base else 0.0
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+        stop = None if end_s is None else int(end_s * AUDIO_RATE)
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.EOFError:
+                break
+            except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
+                bad += 1
+                seconds = (packet.duration or last_duration) * tb
+                bad_s += seconds
+                if seconds:  # silence of the packet's length keeps the sync
+                    gap = np.zeros((2, round(seconds * AUDIO_RATE)), np.float32)
+                    chunks.append(gap)
+                    have += gap.shape[1]
+                continue
+            last_duration = packet.duration or last_duration
+            for frame in frames:
+                for f in resampler.resample(frame):
+                    arr = f.to_ndarray()
+                    chunks.append(arr)
+                    have += arr.shape[1]
+            if stop is not None and have >= stop:
+                break
+        else:
+            for f in resampler.resample(None):
                 chunks.append(f.to_ndarray())
-        if not chunks:
-            return None
-        samples = np.concatenate(chunks, axis=1)
+    except (av.error.FFmpegError, OSError):
+        pass  # a truncated track: keep what came before
     finally:
         container.close()
-    a = int(start_s * 44100)
-    b = samples.shape[1] if end_s is None else int(end_s * 44100)
-    return samples[:, a:b], 44100
+    if not chunks:
+        return None
+    samples = np.concatenate(chunks, axis=1)
+    a = int(start_s * AUDIO_RATE)
+    b = samples.shape[1] if end_s is None else int(end_s * AUDIO_RATE)
+    if a >= samples.shape[1]:
+        return None
+    return Audio(samples[:, a:b], AUDIO_RATE, bad, round(bad_s, 3))
 
 
 def encode_video(frames: np.ndarray, path: Path, fps: float, audio=None, crf: int = 18) -> Path:
@@ -308,11 +421,28 @@ def encode_video(frames: np.ndarray, path: Path, fps: float, audio=None, crf: in
     return path
 
 
-def encode_like(frames: np.ndarray, path: Path, clip: Clip, source: Path) -> Path:
+def encode_like(frames: np.ndarray, path: Path, clip: Clip, audio: Audio | None) -> list[str]:
     """Encode edited frames at the selection's frame rate, with the source's audio of the same
-    time span when it has any."""
-    audio = read_audio(source, clip.start_s, clip.end_s) if clip.probe.has_audio else None
-    return encode_video(frames, path, clip.fps, audio=audio)
+    span (read *before* the edit, :func:`read_audio`). If muxing the audio fails, the video is
+    written without it: an edit is never lost to its sound. Returns notes for the user."""
+    import av
+
+    notes: list[str] = []
+    if audio is not None and audio.damaged_packets:
+        notes.append(f"The source's audio had {audio.damaged_packets} damaged packet"
+                     f"{'s' if audio.damaged_packets != 1 else ''} "
+                     f"({audio.damaged_s:g} s): silent there.")
+    pair = (audio.samples, audio.rate) if audio is not None else None
+    try:
+        encode_video(frames, path, clip.fps, audio=pair)
+    except (av.error.FFmpegError, ValueError) as exc:
+        if pair is None:
+            raise
+        log.warning("audio could not be encoded (%s); writing the video without it", exc)
+        encode_video(frames, path, clip.fps, audio=None)
+        notes.append(f"The audio could not be encoded ({type(exc).__name__}); the video has "
+                     "none.")
+    return notes
 
 
 def is_close_rate(a: float, b: float) -> bool:

@@ -60,16 +60,20 @@ def _png_b64(array) -> str:
 def _control_preview(engine, req: ControlPreviewRequest) -> ControlPreview:
     from engine.video import annotators
     from engine.video.control import control_maps, preview_indices
-    from engine.video.io import decode, fit_frames
+    from engine.video.io import decode, probe, selected_indices
 
     # Before the device is read: a model unloaded from here on bumps the generation, and the
     # annotator this preview loads on the old device is used once, not cached.
     generation = annotators.generation()
     device = _annotator_device(engine)
     path = engine.uploads.resolve(req.source)
-    clip = decode(path, req.frames, max_frames=None)
-    pick = preview_indices(len(clip.frames), req.count)
-    frames = fit_frames(clip.frames[pick], req.width, req.height, req.fit)
+    # Only the `count` frames shown are kept, scaled as they are decoded: the preview's memory
+    # does not grow with the clip (bench/video_memory.py).
+    info = probe(path)
+    pick = preview_indices(len(selected_indices(info.frames, req.frames)), req.count)
+    clip = decode(path, req.frames, max_frames=None, size=(req.width, req.height, req.fit),
+                  keep=pick, info=info)
+    frames = clip.frames
     drawn = preview_indices(len(frames), len(frames) if req.map_count is None else req.map_count)
     maps_b64 = [""] * len(frames)
     if drawn:  # map_count 0: frames only, the control (and its annotator) is not touched
@@ -77,8 +81,9 @@ def _control_preview(engine, req: ControlPreviewRequest) -> ControlPreview:
         for i, m in zip(drawn, maps, strict=True):
             maps_b64[i] = _png_b64(m)
     return ControlPreview(
-        width=req.width, height=req.height, frame_indices=[clip.indices[i] for i in pick],
-        maps_png_b64=maps_b64, frames_png_b64=[_png_b64(f) for f in frames])
+        width=req.width, height=req.height, frame_indices=clip.indices,
+        maps_png_b64=maps_b64, frames_png_b64=[_png_b64(f) for f in frames],
+        damaged_frames=clip.damaged)
 
 
 def _annotator_device(engine) -> str:

@@ -36,11 +36,12 @@ def test_crop_and_pad_keep_aspect():
 
 
 def test_encode_keeps_audio_and_rate(tmp_path, sample_clip_audio):
-    from engine.video.io import encode_like
+    from engine.video.io import encode_like, read_audio
 
     clip = decode(sample_clip_audio, FrameRange(stride=2))
-    out = encode_like(clip.frames, tmp_path / "o.mp4", clip, sample_clip_audio)
-    p = probe(out)
+    audio = read_audio(sample_clip_audio, clip.start_s, clip.end_s)
+    assert encode_like(clip.frames, tmp_path / "o.mp4", clip, audio) == []
+    p = probe(tmp_path / "o.mp4")
     assert p.frames == 12 and p.fps == pytest.approx(4.0) and p.has_audio
 
 

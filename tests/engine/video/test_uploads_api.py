@@ -70,3 +70,27 @@ async def test_bad_uploads_are_refused_and_engine_keeps_serving(api, sample_clip
     assert status == 422 and err["field"] == "job.params.control.controlnet"
     assert "No canny ControlNet" in err["message"]
     await api.call("GET", "/health", expect=200)
+
+
+async def test_damaged_and_disguised_files(api, tmp_path):
+    """A picture named .avi is refused by content; a torn clip previews with its damaged
+    frames named; a preview size the edit would refuse is refused the same way."""
+    from tests.support.damaged_video import picture_as_video, tear, write_clip
+
+    status, err = await _upload(api, "holiday.avi",
+                                picture_as_video(tmp_path / "p.avi").read_bytes())
+    assert status == 422 and "is a picture (PNG), not a video" in err["message"]
+    torn = tear(write_clip(tmp_path / "clean.mp4"), tmp_path / "torn.mp4")
+    status, info = await _upload(api, "torn.mp4", torn.read_bytes())
+    assert status == 201, info
+    _, prev = await api.call("POST", "/video/control_preview", {
+        "source": info["id"], "width": 64, "height": 64, "count": 4, "map_count": 0},
+        expect=200)
+    assert prev["damaged_frames"] and min(prev["damaged_frames"]) > 5
+    _, clean = await api.call("POST", "/video/control_preview", {
+        "source": info["id"], "width": 64, "height": 64, "count": 2, "map_count": 0,
+        "frames": {"end": 6}}, expect=200)
+    assert clean["damaged_frames"] == []
+    status, err = await api.call("POST", "/video/control_preview", {
+        "source": info["id"], "width": 60, "height": 64})
+    assert status == 422 and err["field"].endswith("width") and "multiple of 8" in err["message"]

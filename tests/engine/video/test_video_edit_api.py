@@ -89,3 +89,16 @@ async def test_cancel_during_tuning_and_bad_params(api, sample_clip):
         up["id"], frames={"start": 100})}})
     assert status == 422 and "only 24 frames" in err["message"]
     await api.call("GET", "/health", expect=200)
+
+
+async def test_an_avi_whose_audio_is_damaged_is_edited_with_its_sound(api, tmp_path):
+    """Issue 16: an Xvid + AC3 AVI whose first audio packet is broken failed at encoding,
+    after every stage had run; now the packet is skipped (silence) and the result says so."""
+    from tests.support.damaged_video import damage_first_audio_packet, write_clip
+
+    avi = damage_first_audio_packet(write_clip(tmp_path / "xvid.avi", codec="mpeg4",
+                                               audio="ac3", frames=16, fps=8))
+    up = await _upload(api, avi)
+    res, p, _ = await _run(api, _params(up["id"], method="lovecon", smoothing=False), tmp_path)
+    assert p.frames == 4 and p.has_audio and res["video"]["has_audio"]
+    assert any("damaged packet" in n for n in res["video"]["notes"])
