@@ -33,7 +33,6 @@ from engine.protocol import (
     JobStarted,
     JobState,
     JobSubmit,
-    ModelInfo,
     ResultImage,
     SamplerGridJob,
     UncertaintyFitJob,
@@ -59,6 +58,7 @@ from .state import (
 from .state.generation import field_of
 from .state.grid import CanvasGrid, GridChoice
 from .state.jobs import FIT_KINDS
+from .state.model_size import ARCH_SIZES, native_size, size_warning  # noqa: F401 (re-exported)
 from .state.sampler import (
     ANALYTIC_FIT_STEPS,
     ANALYTIC_SAMPLES_PER_STEP,
@@ -127,6 +127,7 @@ class AppController(QObject):
         self._events_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending: list[GenerateParams] = []
+        self._size_warned: tuple[int, int, str] | None = None  # see generate()
         self._stored: set[tuple[str, str]] = set()
         self._model_id: str | None = None
         self.engine.health_changed.connect(lambda _h: self._follow_model_size())
@@ -501,6 +502,12 @@ class AppController(QObject):
             name, msg = next(iter(errors.items()))
             self.notice.emit(ERROR, f"{_label(name)}: {msg}")
             return
+        size = self.size_warning()
+        key = (params.width, params.height, self.engine.active_model.id
+               if self.engine.active_model is not None else "")
+        if size and key != self._size_warned:  # once per size and model: a warning, not a nag
+            self._size_warned = key
+            self.notice.emit(WARNING, f"Queued anyway. {size}")
         if self.client is None or not self.engine.connection.usable:
             self._pending.append(params)
             self.notice.emit(INFO, "The engine is not ready yet; the job will be sent when it is.")
@@ -758,7 +765,9 @@ class AppController(QObject):
             self.notice.emit(WARNING, "No settings stored with this image.")
             return
         self.generation.apply(params)
-        self.notice.emit(INFO, f"Settings restored{' from ' + source if source else ''}.")
+        message = f"Settings restored{' from ' + source if source else ''}."
+        size = self.size_warning()
+        self.notice.emit(WARNING if size else INFO, f"{message} {size}".strip())
 
     def restore_from_file(self, path: Path | str) -> bool:
         """A file was dropped: restore its recipe (the current settings stay if that fails)."""
@@ -771,9 +780,18 @@ class AppController(QObject):
         params = recipe.params
         self.generation.apply(params, fields=recipe.fields)
         warn, message = describe(recipe, path.name, self._known_sampler())
+        size = self.size_warning()
+        if size and ("width" in recipe.fields or "height" in recipe.fields):
+            warn, message = True, f"{message} {size}"
         self.notice.emit(WARNING if warn else INFO, message)
         self.spawn(self._show_file(path, params))
         return True
+
+    def size_warning(self) -> str:
+        """A sentence when the Prompt panel's size is far from the loaded model's native size
+        (state/model_size.py), else ''."""
+        g = self.generation
+        return size_warning(g.width, g.height, self.engine.active_model)
 
     def _known_sampler(self):
         """``name -> bool`` for the engine's samplers (aliases included), or None before the
@@ -846,15 +864,6 @@ _LABELS = {
     "height": "Height", "steps": "Steps", "cfg_scale": "CFG scale", "sampler": "Sampler",
     "seed": "Seed", "batch_size": "Batch size", "batch_count": "Batch count", "model": "Model",
 }
-
-
-#: Square training resolution per architecture, when the model does not say.
-ARCH_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}
-
-
-def native_size(model: ModelInfo) -> int:
-    """The side the model was trained at: its own ``native_size`` if the engine reports one."""
-    return int(getattr(model, "native_size", 0) or ARCH_SIZES.get(model.architecture, 0))
 
 
 def _label(name: str) -> str:

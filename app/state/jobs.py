@@ -32,8 +32,18 @@ from .video import fps_text
 #: Job kinds that fit a model's statistics, and what the Sampler panel calls the fit.
 FIT_KINDS = {"analytic_fit": "analytic", "calibration_fit": "calibration",
              "uncertainty_fit": "uncertainty"}
-_FIT_TITLES = {"analytic_fit": "Analytic-DPM fit (Γ_t)", "calibration_fit": "Calibration fit (mean ε̂)",
-               "uncertainty_fit": "Uncertainty fit (last-layer posterior)"}
+_FIT_TITLES = {"analytic_fit": "Analytic-DPM fit (the model's noise per step)",
+               "calibration_fit": "Calibration fit (the model's noise bias)",
+               "uncertainty_fit": "Uncertainty fit (how unsure the model is)"}
+#: The maths behind each fit, for the card's tooltip (titles stay in plain words).
+FIT_MATHS = {
+    "analytic_fit": "Γ_t = E‖ε̂(x_t, t)‖² / d per timestep (Analytic-DPM, Bao et al. 2022, "
+                    "eq. 7): sets the optimal reverse variance",
+    "calibration_fit": "the per-step mean of the predicted noise ε̂, subtracted while sampling "
+                       "(Pang et al. 2023)",
+    "uncertainty_fit": "a last-layer Laplace posterior over the UNet's final conv (BayesDiff, "
+                       "Kou et al. 2024)",
+}
 #: What a fit job's card shows where an image job shows its picture: the statistic it fits.
 _FIT_GLYPHS = {"analytic_fit": "Γ", "calibration_fit": "ε̄", "uncertainty_fit": "σ²"}
 

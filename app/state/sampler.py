@@ -141,7 +141,8 @@ class FitsState(Observable):
                 steps not in self.analytic_steps(spacing):
             what = "no analytic fit" if self.latest("analytic") is None else \
                 f"no analytic fit for {steps} steps"
-            out.append(FitNeed("analytic", f"{sampler.name} needs Γ_t of the model: {what} yet."))
+            out.append(FitNeed("analytic", f"{sampler.name} first measures this model's noise "
+                                           f"at each step (a one-off fit): {what} yet."))
         if calibrated and self.latest("calibration") is None:
             out.append(FitNeed("calibration",
                                "Calibrated sampling needs a calibration fit of the model."))

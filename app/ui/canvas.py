@@ -452,7 +452,8 @@ class CanvasPanel(QWidget):
         tip = "preview" if image.preview else (f"seed {image.seed}" if image.seed is not None
                                                else "")
         if image.score is not None:
-            tip += f" · uncertainty {format_value(image.score)}"
+            tip += (f" · uncertainty {format_value(image.score)} (lower = more certain: the "
+                    "mean pixel variance σ² of its map)")
         item.setToolTip(tip)
 
     def _on_updated(self, index: int) -> None:
@@ -507,7 +508,7 @@ class CanvasPanel(QWidget):
         lo, hi = display_range(maps, umap, self.heat.range_mode)
         self.view.set_heatmap(self._coloured(umap, lo, hi), self.heat.opacity, self.heat.layout)
         scope = "batch" if self.heat.range_mode == "batch" and len(maps) > 1 else "image"
-        self.legend.set_range(lo, hi, self.heat.colormap, f"Pixel variance σ² · {scope} range")
+        self.legend.set_range(lo, hi, self.heat.colormap, f"Uncertainty · {scope} range")
         self.legend.show()
         self._place_overlays()
 
@@ -525,7 +526,7 @@ class CanvasPanel(QWidget):
         umap = image.uncertainty if image is not None else None
         value = umap.value_at(x, y) if umap is not None else None
         self.legend.set_readout("" if value is None else
-                                f"σ² {format_value(value)} at ({int(x)}, {int(y)})")
+                                f"uncertainty {format_value(value)} at ({int(x)}, {int(y)})")
 
     def _set_caption(self, image: CanvasImage | None) -> None:
         if image is None:
@@ -541,7 +542,7 @@ class CanvasPanel(QWidget):
             if image.seed is not None and image.seed >= 0:
                 parts.append(f"seed {image.seed}")
             if image.score is not None:
-                parts.append(f"uncertainty {format_value(image.score)}")
+                parts.append(f"uncertainty {format_value(image.score)} (lower = more certain)")
             if image.width:
                 parts.append(f"{image.width}×{image.height}")
             if image.path is not None:

@@ -51,6 +51,12 @@ class HeatLegend(QWidget):
         """(low label, high label, colormap name): what the legend prints, for tests."""
         return format_value(self.lo), format_value(self.hi), COLORMAPS.get(self.colormap, "")
 
+    def end_labels(self) -> tuple[str, str]:
+        """The bar's ends in words and numbers: which way is certain (every colormap offered
+        runs dark → bright as the variance rises)."""
+        lo, hi, _name = self.texts()
+        return f"{lo} sure", f"unsure {hi}"
+
     def paintEvent(self, _event) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -68,10 +74,10 @@ class HeatLegend(QWidget):
         for i, c in enumerate(self._colours):
             grad.setColorAt(i / n, c)
         p.fillRect(bar, grad)
-        lo, hi, _name = self.texts()
+        low_text, high_text = self.end_labels()
         p.setPen(QColor("#9da1aa"))
-        p.drawText(QRect(12, 36, self.BAR_W, 14), Qt.AlignmentFlag.AlignLeft, lo)
-        p.drawText(QRect(12, 36, self.BAR_W, 14), Qt.AlignmentFlag.AlignRight, hi)
+        p.drawText(QRect(12, 36, self.BAR_W, 14), Qt.AlignmentFlag.AlignLeft, low_text)
+        p.drawText(QRect(12, 36, self.BAR_W, 14), Qt.AlignmentFlag.AlignRight, high_text)
         p.setPen(QColor("#e6e8ec"))
         p.drawText(QRect(12, 51, self.BAR_W, 16), Qt.AlignmentFlag.AlignLeft,
                    self.readout or "Hover the image for a value")

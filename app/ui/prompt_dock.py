@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from app.state.engine import EngineInfo
 from app.state.generation import SIZE_PRESETS, GenerationSettings, snap8
 from app.state.jobs import JobsState
+from app.state.model_size import size_warning
 from app.state.sampler import sampler_summary
 from engine.protocol import MAX_SEED, MAX_SIDE
 
@@ -214,6 +215,13 @@ class PromptDockWidget(QWidget):
         form.addLayout(size_row, row, 0, 1, 4)
         row += 1
         error_row("width", "height", widgets=[self.width_spin, self.height_spin])
+        # far from the model's native size: a warning, not an error (model_size.py)
+        self.size_warning_label = QLabel()
+        self.size_warning_label.setObjectName("SizeWarning")
+        self.size_warning_label.setWordWrap(True)
+        self.size_warning_label.hide()
+        form.addWidget(self.size_warning_label, row, 0, 1, 4)
+        row += 1
 
         section("Sampling")
         sampler_label = QLabel("Sampler")
@@ -293,6 +301,10 @@ class PromptDockWidget(QWidget):
         for spin in (self.width_spin, self.height_spin):
             spin.editingFinished.connect(lambda sp=spin: sp.setValue(snap8(sp.value())))
         s.errors_changed.connect(self._show_errors)
+        for signal in (s.width_changed, s.height_changed, self.engine.models_changed,
+                       self.engine.health_changed):
+            signal.connect(lambda _v: self._show_size_warning())
+        self._show_size_warning()
         self.jobs.changed.connect(self._update_hint)
         self._update_hint()
 
@@ -313,6 +325,11 @@ class PromptDockWidget(QWidget):
                 self.size_preset.setCurrentIndex(i)
                 return
         self.size_preset.setCurrentIndex(0)
+
+    def _show_size_warning(self) -> None:
+        text = size_warning(self.settings.width, self.settings.height, self.engine.active_model)
+        self.size_warning_label.setText(text)
+        self.size_warning_label.setVisible(bool(text))
 
     def _show_errors(self, errors: dict[str, str]) -> None:
         by_label: dict[QLabel, list[str]] = {}

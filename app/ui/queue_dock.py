@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state.jobs import JobItem, JobsState
+from app.state.jobs import FIT_MATHS, JobItem, JobsState
 from engine.protocol import JobState
 
 from .elided_label import ElidedLabel
@@ -142,7 +142,8 @@ class JobCard(QFrame):
             state, state.value)
         self.badge.setText(label)
         self.title.setText(item.title)
-        self.title.setToolTip(item.title)
+        maths = FIT_MATHS.get(item.kind, "")
+        self.title.setToolTip(f"{item.title}\n{maths}" if maths else item.title)
         self.meta.setText(describe(item))
         running = state is JobState.running
         self.progress.setVisible(running)

@@ -221,6 +221,10 @@ class SamplerDockWidget(QWidget):
         self.need_label = QLabel()
         self.need_label.setObjectName("FieldError")
         self.need_label.setWordWrap(True)
+        self.need_label.setToolTip(
+            "Analytic-DPM needs Γ_t = E‖ε̂(x_t, t)‖² / d for each timestep (Bao et al. 2022, "
+            "eq. 7), estimated once per model from noised images; calibration needs the "
+            "per-step mean of ε̂.")
         self.need_button = QPushButton("Fit now")
         self.need_button.setObjectName("need_fit_button")
         self.compare_button = QPushButton("Compare samplers…")

@@ -1,5 +1,6 @@
-"""The Uncertainty panel: BayesDiff on/off with its fit, S/k/M, how maps look, batch ranking,
-variations from an intermediate step, and exporting a map."""
+"""The Uncertainty panel: BayesDiff on/off with its fit, its quality/cost numbers (samples S,
+every k-th step, decodes M — plain labels, the symbols in tooltips), how maps look, batch
+ranking (lower score = more certain), variations from an intermediate step, exporting a map."""
 
 from __future__ import annotations
 
@@ -161,14 +162,17 @@ class UncertaintyDockWidget(QWidget):
         body.addWidget(self.warning_box)
         body.addWidget(self.error_label)
 
-        body.addWidget(section("Cost"))
+        body.addWidget(section("Quality and cost"))
         form = QGridLayout()
         form.setHorizontalSpacing(8)
         form.setVerticalSpacing(4)
-        for col, (text, spin) in enumerate((("S", self.samples_spin), ("k", self.skip_spin),
-                                            ("M", self.decodes_spin))):
-            form.addWidget(label(text), 0, 2 * col)
-            form.addWidget(spin, 0, 2 * col + 1)
+        form.setColumnStretch(1, 1)
+        # plain words; the paper's symbols (S, k, M) are in each field's tooltip
+        for r, (text, spin) in enumerate((("Samples", self.samples_spin),
+                                          ("Every k-th step", self.skip_spin),
+                                          ("Decodes", self.decodes_spin))):
+            form.addWidget(label(text, spin), r, 0)
+            form.addWidget(spin, r, 1)
         body.addLayout(form)
         body.addWidget(self.cost_label)
 
@@ -387,11 +391,13 @@ class UncertaintyDockWidget(QWidget):
                                      f"{len(self.canvas.hidden)} set aside.")
         elif is_most_certain_first([im.score for im in images]):
             self.batch_label.setText(
-                f"Most certain first: σ² {short_value(images[0].score)} (left) to "
-                f"{short_value(images[-1].score)} (right), printed under each thumbnail.")
+                f"Most certain first: uncertainty {short_value(images[0].score)} (left) to "
+                f"{short_value(images[-1].score)} (right), under each thumbnail; lower = more "
+                "certain.")
         elif scored:
-            self.batch_label.setText(f"{len(scored)} of {len(images)} images have a map (σ² "
-                                     "under each thumbnail). Sort to put the most certain first.")
+            self.batch_label.setText(f"{len(scored)} of {len(images)} images have a map (their "
+                                     "uncertainty under each thumbnail: lower = more certain). "
+                                     "Sort to put the most certain first.")
         else:
             self.batch_label.setText("Generate a batch with uncertainty on to rank it.")
         current = self.canvas.current_image

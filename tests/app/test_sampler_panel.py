@@ -201,7 +201,8 @@ def test_panel_shows_only_the_options_of_the_sampler(window):  # noqa: F811
     assert g.option("eta") == 0.3
     panel.analytic_toggle.click()
     assert g.sampler == "Analytic-DDIM" and g.option("eta") is None
-    assert panel.need_box.isVisibleTo(panel) and "Γ_t" in panel.need_label.text()
+    assert panel.need_box.isVisibleTo(panel) and "noise at each step" in panel.need_label.text()
+    assert "Γ_t" in panel.need_label.toolTip()  # the maths in the tooltip, words in the panel
     requested: list[str] = []
     panel.fit_requested.connect(requested.append)
     panel.need_button.click()

@@ -106,7 +106,7 @@ def test_overlay_legend_hover_and_layouts(window, qtbot):  # noqa: F811
     c.uncertainty_view.range_mode = "batch"
     assert canvas.legend.texts()[1] == "0.0400"
     canvas._on_hover(5.5, 2.5)
-    assert "σ² 0.0100 at (5, 2)" == canvas.legend.readout
+    assert "uncertainty 0.0100 at (5, 2)" == canvas.legend.readout
     scene_w = canvas.view.sceneRect().width()
     c.uncertainty_view.layout = "side"
     assert canvas.view.sceneRect().width() > 2 * scene_w
@@ -292,11 +292,13 @@ def test_overlays_leave_the_fitted_image_and_scores_readable(window, qtbot):  # 
     clear_of_overlays()
     assert canvas.legend.y() > canvas.toolbar.geometry().bottom()
     full = canvas.caption.toolTip()  # shortened at its end: seed and score come first
-    assert full.startswith("seed 0 · uncertainty 0.3000 · 64×64 · long-name-0.png")
+    assert full.startswith("seed 0 · uncertainty 0.3000 (lower = more certain) · 64×64 · "
+                           "long-name-0.png")
     assert canvas.caption.text().endswith("…") and full.startswith(canvas.caption.text()[:-1])
     # the score under each thumbnail, and the panel says when they run most certain first
     assert [canvas.strip.item(i).text() for i in range(3)] == ["1 · 0.3", "2 · 0.1", "3 · 0.2"]
     assert "Sort to put the most certain first" in panel.batch_label.text()
     panel.sort_button.click()
     assert [canvas.strip.item(i).text() for i in range(3)] == ["1 · 0.1", "2 · 0.2", "3 · 0.3"]
-    assert panel.batch_label.text().startswith("Most certain first: σ² 0.1 (left) to 0.3")
+    assert panel.batch_label.text().startswith("Most certain first: uncertainty 0.1 (left) to 0.3")
+    assert "lower = more certain" in panel.batch_label.text()

@@ -24,7 +24,7 @@ async def test_fit_now_then_generate_with_analytic_ddim(builtin_studio, qtbot):
     panel.analytic_toggle.click()
     assert g.sampler == "Analytic-DDIM"
     await until(lambda: panel.need_box.isVisibleTo(panel), 5, "the 'needs a fit' notice")
-    assert "Γ" in panel.need_label.text()
+    assert "noise at each step" in panel.need_label.text() and "Γ_t" in panel.need_label.toolTip()
 
     qtbot.mouseClick(panel.need_button, Qt.MouseButton.LeftButton)
     await until(lambda: c.jobs.active_fit("analytic") is not None, 10, "the fit job queued")
