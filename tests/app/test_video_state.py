@@ -275,3 +275,35 @@ def test_queue_card_of_a_finished_edit_counts_videos(qapp, tmp_path):
                       video=VideoResult(frames=4, fps=4.0, duration_s=1.0, method="lovecon"))
     jobs.upsert(_job("v3", "video_edit", JobState.done, [res]))
     assert dock.card("v3").eta.text().startswith("1 video")
+
+
+async def test_damaged_frames_and_result_notes_reach_the_panel(tmp_path):
+    """The engine names a torn clip's damaged frames in the preview and notes on the result
+    (audio silenced, frames damaged): the panel warns, and the edit stays possible."""
+    from engine.protocol import ControlPreview
+
+    class Client:
+        async def control_preview(self, request):
+            return ControlPreview(width=64, height=64, frame_indices=[0, 23], maps_png_b64=[],
+                                  frames_png_b64=[], damaged_frames=[17, 18, 19, 30])
+
+    s = ready_state()
+    s.target_prompt = "a blue t-rex"
+    ctl, _ = _controller(s, JobsState(), tmp_path)
+    ctl._client = lambda: Client()
+    await ctl._preview(Client())
+    level, text = s.message
+    assert level == "warning" and "Frames 17–19, 30 of this clip are damaged" in text
+    assert "Edit anyway" in text and not s.problems()  # going on is allowed
+
+    mp4 = tmp_path / "v3-video.mp4"
+    mp4.write_bytes(b"x")
+    s.job_submitted("v3")
+    res = ResultImage(name=mp4.name, path=str(mp4), index=0, seed=0, width=64, height=64,
+                      role="video", video=VideoResult(
+                          frames=4, fps=4.0, duration_s=1.0, method="lovecon", has_audio=True,
+                          notes=[("The source's audio had 1 damaged packet (0.035 s): silent "
+                                 "there.")]))
+    await ctl._fetch_result("v3", res)
+    assert s.job_state == "done" and s.message == (
+        "warning", "The source's audio had 1 damaged packet (0.035 s): silent there.")
