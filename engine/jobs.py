@@ -114,6 +114,10 @@ class JobContext:
         return [b for b in range(batch_count)
                 if any(b * batch_size + i not in saved for i in range(batch_size))]
 
+    def save(self) -> None:
+        """Persist the job as it is now (e.g. a report that grew), without an event."""
+        self._queue.store.put(self.job)
+
     def add_result(self, image: ResultImage) -> None:
         """Record a result that is already on disk, then announce it. A result of the same
         name replaces the old record (a resumed job saving again), so none is listed twice."""

@@ -50,6 +50,17 @@ from engine.video_protocol import (  # noqa: F401  (re-exported: the app imports
     VideoProbe,
     VideoResult,
 )
+from engine.robustness_protocol import (  # noqa: F401  (re-exported: the app imports them from here)
+    RULES,
+    Perturbation,
+    PromptWord,
+    RobustnessGroup,
+    RobustnessReport,
+    WordImportance,
+    planned_groups,
+    replace_word,
+    split_words,
+)
 
 API_VERSION = "v1"
 MAX_SIDE = 4096
@@ -326,8 +337,37 @@ class UncertaintyFitJob(_Model):
     params: UncertaintyFitParams = Field(default_factory=UncertaintyFitParams)
 
 
+class RobustnessParams(_Model):
+    """A ``prompt_robustness`` probe of ``base.prompt`` (docs/robustness.md, issue 22)."""
+
+    base: GenerateParams = Field(description="The recipe probed; batch settings are ignored")
+    samples: int = Field(8, ge=2, le=64, description="Images per prompt variant (shared seeds)")
+    rules: list[Literal["typo", "glyph", "phonetic"]] = Field(
+        default_factory=lambda: list(RULES), min_length=1, description="Perturbation rules")
+    top_k: int | None = Field(3, ge=1, le=64, description="Perturb the k most important words; "
+                                                          "None = every word")
+    permutations: int = Field(1000, ge=50, le=20000, description="Permutation-test draws")
+    perturb_seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the perturbations")
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
+
+    def image_count(self) -> int:
+        """Images the probe renders (at most: a rule with no variant for a word is skipped)."""
+        return self.samples * planned_groups(len(split_words(self.base.prompt)), self.rules,
+                                             self.top_k)
+
+
+class RobustnessJob(_Model):
+    kind: Literal["prompt_robustness"] = "prompt_robustness"
+    params: RobustnessParams
+
+
 JobSpec = Annotated[
-    GenerateJob | AnalyticFitJob | CalibrationFitJob | SamplerGridJob | VideoEditJob | UncertaintyFitJob,
+    GenerateJob | AnalyticFitJob | CalibrationFitJob | SamplerGridJob | VideoEditJob | UncertaintyFitJob
+    | RobustnessJob,
     Field(discriminator="kind"),
 ]
 
@@ -392,6 +432,8 @@ class Job(_Model):
     message: str = ""
     results: list[ResultImage] = []
     fit: FitInfo | None = Field(None, description="What a finished *_fit job fitted")
+    robustness: RobustnessReport | None = Field(
+        None, description="A prompt_robustness job's report; it grows as groups finish")
 
 
 class MoveJob(_Model):

@@ -26,6 +26,7 @@ from engine.protocol import (
     LoadModelRequest,
     ModelInfo,
     MoveJob,
+    RobustnessJob,
     SamplerGridJob,
     SamplerInfo,
     VideoEditJob,
@@ -35,7 +36,7 @@ from engine.samplers import check_options, sampler_infos
 log = logging.getLogger(__name__)
 PREFIX = f"/{API_VERSION}"
 _JOB_KIND_TAGS = {"generate", "analytic_fit", "calibration_fit", "sampler_grid", "video_edit",
-                  "uncertainty_fit"}
+                  "uncertainty_fit", "prompt_robustness"}
 
 
 def create_app(engine) -> FastAPI:
@@ -110,6 +111,8 @@ def create_app(engine) -> FastAPI:
                 job = await asyncio.to_thread(_check_uncertainty, engine, job)
         elif isinstance(job, SamplerGridJob):
             job = _check_grid(engine, job)
+        elif isinstance(job, RobustnessJob):
+            job = _check_robustness(engine, job)
         elif isinstance(job, VideoEditJob):
             from engine.video.routes import check_video_edit
 
@@ -217,6 +220,20 @@ def _check_generate(engine, job: GenerateJob) -> GenerateJob:
     _check_sampler(params, "job.params")
     _check_model(engine, params.model, "job.params.model")
     return job.model_copy(update={"params": _random_seed(params)})
+
+
+def _check_robustness(engine, job: RobustnessJob) -> RobustnessJob:
+    """422 for a prompt with no words or a sampler that cannot run; a random seed resolved."""
+    from engine.robustness_protocol import split_words
+
+    params = job.params
+    if not split_words(params.base.prompt):
+        raise EngineError("The prompt has no words to probe: write a prompt first.",
+                          "job.params.base.prompt")
+    _check_sampler(params.base, "job.params.base")
+    _check_model(engine, params.base.model, "job.params.base.model")
+    return job.model_copy(update={"params": params.model_copy(
+        update={"base": _random_seed(params.base)})})
 
 
 def _check_uncertainty(engine, job: GenerateJob) -> GenerateJob:

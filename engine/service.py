@@ -52,6 +52,7 @@ class Engine:
         from engine.fit_jobs import run_analytic_fit, run_calibration_fit
         from engine.fits import FitStore
         from engine.generate import run_generate
+        from engine.robustness.job import run_prompt_robustness
         from engine.sampler_grid import run_sampler_grid
         from engine.uncertainty.fit_job import run_uncertainty_fit
         from engine.video.edit_job import run_video_edit
@@ -84,6 +85,7 @@ class Engine:
                 "analytic_fit": partial(run_analytic_fit, fits=self.fits),
                 "calibration_fit": partial(run_calibration_fit, fits=self.fits),
                 "uncertainty_fit": partial(run_uncertainty_fit, fits=self.fits),
+                "prompt_robustness": partial(run_prompt_robustness, fits=self.fits),
             },
             default_model=default,
         )
