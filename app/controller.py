@@ -70,6 +70,8 @@ from .state.sampler import (
 from .state.settings import REMOTE
 from .state.uncertainty import UncertaintyMap, UncertaintyView, find_map, load_map, map_path
 from .state.video import VideoState
+from .robustness_controller import RobustnessController
+from .state.robustness import RobustnessState
 from .video_controller import VideoController
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,11 @@ class AppController(QObject):
         self.video = VideoState()
         self.video_jobs = VideoController(self.video, self.engine, self.jobs, lambda: self.client,
                                           lambda: self.output_dir, self.spawn, self)
+        #: The Robustness panel's state and its probe jobs (app/robustness_controller.py).
+        self.robustness = RobustnessState()
+        self.robustness_jobs = RobustnessController(self.robustness, self.generation, self.engine,
+                                                    self.jobs, lambda: self.client, self.spawn,
+                                                    self)
         self.client: EngineClient | None = None
         self.local: LocalEngine | None = None
         self._events_task: asyncio.Task[None] | None = None
@@ -324,7 +331,8 @@ class AppController(QObject):
                             image.path not in self.history.index:
                         self.spawn(self._store_result(job.id, image, show=False))
         running = self.jobs.running
-        if running is not None and not self.video_jobs.is_video_job(running.id):
+        if running is not None and not self.video_jobs.is_video_job(running.id) \
+                and not self.robustness_jobs.is_probe(running.id):
             self.canvas.follow_job(running.id, running.image_count, running.params)
         if samplers and self.generation.sampler not in {s.name for s in samplers}:
             self.generation.sampler = samplers[0].name
@@ -338,6 +346,8 @@ class AppController(QObject):
         self.jobs.apply(event)
         if self.video_jobs.handle_event(event):
             return  # a video edit: the Video panel shows it, not the canvas or history
+        if self.robustness_jobs.handle_event(event):
+            return  # a prompt probe: the Robustness panel shows its images and report
         if isinstance(event, EngineStatus):
             self.engine.update_health(event.health)
         elif isinstance(event, JobStarted):

@@ -37,6 +37,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from engine.robustness_protocol import (  # noqa: F401  (re-exported: the app imports them from here)
+    RULES,
+    Perturbation,
+    PromptWord,
+    RobustnessGroup,
+    RobustnessReport,
+    WordImportance,
+    planned_groups,
+    replace_word,
+    split_words,
+)
 from engine.video_protocol import (  # noqa: F401  (re-exported: the app imports them from here)
     MAX_UPLOAD_BYTES,
     ControlPreview,
@@ -49,17 +60,6 @@ from engine.video_protocol import (  # noqa: F401  (re-exported: the app imports
     VideoEditParams,
     VideoProbe,
     VideoResult,
-)
-from engine.robustness_protocol import (  # noqa: F401  (re-exported: the app imports them from here)
-    RULES,
-    Perturbation,
-    PromptWord,
-    RobustnessGroup,
-    RobustnessReport,
-    WordImportance,
-    planned_groups,
-    replace_word,
-    split_words,
 )
 
 API_VERSION = "v1"

@@ -103,7 +103,7 @@ class JobItem:
             kind=job.kind,
             grid=grid,
             model=model,
-            label=_video_label(job),
+            label=_label(job),
         )
 
     @property
@@ -212,7 +212,10 @@ class JobItem:
         return f"Compare: {text}" if self.grid is not None else text
 
 
-def _video_label(job: Job) -> str:
+def _label(job: Job) -> str:
+    """The Queue card's title for jobs that are not plain generations ("" for those)."""
+    if job.kind == "prompt_robustness":
+        return f"Robustness probe: {job.spec.params.base.prompt.strip()}"
     if job.kind != "video_edit":
         return ""
     p = job.spec.params

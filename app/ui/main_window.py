@@ -34,6 +34,7 @@ from .settings_dialog import SettingsDialog
 from .status_bar import StatusBar
 from .toast import Toast
 from .uncertainty_dock import UncertaintyDockWidget
+from .robustness_dock import RobustnessDockWidget
 from .video_dock import VideoDockWidget
 from .wheel_guard import install_wheel_guard
 
@@ -80,6 +81,9 @@ class MainWindow(QMainWindow):
                                                        c.engine, c.fits, c.jobs)
         self.uncertainty_dock = self._dock("Uncertainty", self.uncertainty_panel,
                                            Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.robustness_panel = RobustnessDockWidget(c.robustness, c.generation)
+        self.robustness_dock = self._dock("Robustness", self.robustness_panel,
+                                          Qt.DockWidgetArea.LeftDockWidgetArea)
         self.video_panel = VideoDockWidget(c.video)
         self.video_dock = self._dock("Video", self.video_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         # The central area: the image canvas, or the video stage (clip, source | result
@@ -89,6 +93,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.prompt_dock, self.sampler_dock)
         self.tabifyDockWidget(self.sampler_dock, self.video_dock)
         self.tabifyDockWidget(self.video_dock, self.uncertainty_dock)
+        self.tabifyDockWidget(self.uncertainty_dock, self.robustness_dock)
         self.prompt_dock.raise_()
         self.prompt_panel.open_sampler_panel.connect(self._show_sampler_panel)
         self.queue_dock = self._dock("Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -190,7 +195,7 @@ class MainWindow(QMainWindow):
         view.addAction("Actual pixels (1:1)", QKeySequence("1"), self.canvas.view.actual_size)
         view.addSeparator()
         for dock in (self.prompt_dock, self.sampler_dock, self.video_dock, self.uncertainty_dock,
-                     self.queue_dock, self.history_dock):
+                     self.robustness_dock, self.queue_dock, self.history_dock):
             view.addAction(dock.toggleViewAction())
 
     def _wire(self) -> None:
@@ -221,13 +226,17 @@ class MainWindow(QMainWindow):
         self.video_panel.sample_requested.connect(self.open_sample_clip)
         self.video_dock.visibilityChanged.connect(
             lambda shown: shown and not self.video_dock.isFloating() and self.central.show_video())
-        for dock in (self.prompt_dock, self.sampler_dock, self.uncertainty_dock):
+        for dock in (self.prompt_dock, self.sampler_dock, self.uncertainty_dock,
+                     self.robustness_dock):
             # a panel tabbed with the Video panel raised instead of it: back to the image
             dock.visibilityChanged.connect(
                 lambda shown, d=dock: shown and self.video_dock in self.tabifiedDockWidgets(d)
                 and self.central.show_image())
         c.canvas.reset.connect(self.central.show_image)
         c.video.result_frames_changed.connect(lambda f: f is not None and self.central.show_video())
+        self.robustness_panel.run_requested.connect(c.robustness_jobs.run)
+        self.robustness_panel.cancel_requested.connect(c.robustness_jobs.cancel)
+        self.robustness_panel.wording_requested.connect(c.robustness_jobs.use_wording)
         self.video_panel.preview_requested.connect(c.video_jobs.refresh_preview)
         self.video_panel.edit_requested.connect(c.video_jobs.edit)
         self.video_panel.cancel_requested.connect(c.video_jobs.cancel)

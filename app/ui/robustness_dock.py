@@ -32,7 +32,7 @@ from .flow_layout import FlowLayout
 from .form import field_label, scrolling_body, section_title
 from .theme import DARK, current_scheme, repolish
 
-THUMB = 44
+THUMB = 40
 #: Chip colours: no importance → strong importance (warm), mixed over the panel's own colours.
 _HOT = (232, 120, 48)
 
@@ -63,9 +63,7 @@ class _Thumbs(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.row = QHBoxLayout(self)
-        self.row.setContentsMargins(0, 0, 0, 0)
-        self.row.setSpacing(2)
+        self.row = FlowLayout(self, spacing=2)  # wraps in a narrow dock; columns stay aligned
         self.labels: list[QLabel] = []
 
     def show_images(self, images: list[bytes | None]) -> None:
@@ -85,7 +83,6 @@ class _Thumbs(QWidget):
             pix.loadFromData(data)
             label.setPixmap(pix.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                                        Qt.TransformationMode.SmoothTransformation))
-        self.row.addStretch(0)
 
 
 class PerturbationRow(QFrame):

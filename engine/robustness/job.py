@@ -150,9 +150,9 @@ class _Renderer:
         for start in range(0, len(todo), self.chunk):
             part = todo[start:start + self.chunk]
             seeds = [(p.seed + i) % 2**32 for i in part]
-            step0 = len(self._done()) * p.steps
+            step0, count = len(self._done()) * p.steps, len(part)
 
-            def on_step(_pipe, i, _t, kwargs, step0=step0, k=len(part)):
+            def on_step(_pipe, i, _t, kwargs, step0=step0, k=count):
                 self.ctx.check_cancel()
                 self.ctx.progress(step0 + steps_done(_pipe, i, p.steps) * k, stage="sampling")
                 return {}
