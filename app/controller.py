@@ -42,7 +42,7 @@ from engine.protocol import (
 from .client import ApiError, AuthError, EngineClient, EngineError, StreamConnected, StreamLost
 from .engine_locator import NO_ENGINE_MESSAGE, engine_command, engine_workdir
 from .engine_process import EngineLaunch, EngineStartError, LocalEngine
-from .history import HistoryEntry, HistoryIndex
+from .history import HistoryEntry, HistoryIndex, is_video, poster_path, thumbnail_source
 from .paths import AppPaths
 from .recipe import RecipeError, describe, grid_from_file, read_recipe, recipe_from_file
 from .state import (
@@ -99,6 +99,9 @@ class AppController(QObject):
 
     #: (level, message): for the status bar and the canvas toast. level: info/warning/error.
     notice = Signal(str, str)
+    #: A video result was opened from the History: (its path) — the window plays it in the
+    #: Video panel.
+    video_opened = Signal(str)
 
     def __init__(
         self,
@@ -129,6 +132,8 @@ class AppController(QObject):
         self.robustness_jobs = RobustnessController(self.robustness, self.generation, self.engine,
                                                     self.jobs, lambda: self.client, self.spawn,
                                                     self)
+        self.video_jobs.video_saved.connect(
+            lambda job_id, path, poster: self.spawn(self._store_video(job_id, path, poster)))
         self.client: EngineClient | None = None
         self.local: LocalEngine | None = None
         self._events_task: asyncio.Task[None] | None = None
@@ -330,6 +335,7 @@ class AppController(QObject):
                     if (job.id, image.name) not in self._stored and \
                             image.path not in self.history.index:
                         self.spawn(self._store_result(job.id, image, show=False))
+        self.spawn(self._restore_thumbnails())
         running = self.jobs.running
         if running is not None and not self.video_jobs.is_video_job(running.id) \
                 and not self.robustness_jobs.is_probe(running.id):
@@ -450,6 +456,41 @@ class AppController(QObject):
                                        height=image.height, job_id=job_id)
         self.history.add(entry)
 
+    async def _store_video(self, job_id: str, path: Path, poster: bytes) -> None:
+        """An edited video enters the History (found by its target prompt, shown by its first
+        frame, saved beside it as ``<name>.poster.png``)."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, poster_path(path).write_bytes, poster)
+        except OSError as exc:
+            log.warning("video poster %s: %s", poster_path(path), exc)
+        v = self.video
+        info = v.result_info or {}
+        width, height = int(info.get("width") or 0), int(info.get("height") or 0)
+        params = GenerateParams(prompt=v.target_prompt, width=max(8, width or 512),
+                                height=max(8, height or 512))
+        entry = self.history.index.add(path, params, seed=v.seed, width=width, height=height,
+                                       job_id=job_id)
+        self.history.add(entry)
+
+    async def _restore_thumbnails(self) -> None:
+        """Queue cards of jobs finished in an earlier session get their picture back: the
+        first image the History holds for each (a video's poster), read off the UI thread."""
+        loop = asyncio.get_running_loop()
+        for item in self.jobs.ordered():
+            if item.thumbnail_final or item.state is not JobState.done:
+                continue
+            entries = [e for e in self.history.index.by_job(item.id)
+                       if thumbnail_source(e.path).is_file()]
+            if not entries:
+                continue
+            try:
+                data = await loop.run_in_executor(
+                    None, thumbnail_source(entries[0].path).read_bytes)
+            except OSError:
+                continue
+            self.jobs.set_thumbnail(item.id, data)
+
     async def _fetch_map(self, job_id: str, image: ResultImage,
                          png: Path) -> UncertaintyMap | None:
         """The image's uncertainty map, made local beside its PNG (downloaded from a remote
@@ -518,6 +559,14 @@ class AppController(QObject):
         if size and key != self._size_warned:  # once per size and model: a warning, not a nag
             self._size_warned = key
             self.notice.emit(WARNING, f"Queued anyway. {size}")
+        if self.client is None or not self.engine.connection.usable:
+            self._pending.append(params)
+            self.notice.emit(INFO, "The engine is not ready yet; the job will be sent when it is.")
+            return
+        self.spawn(self._submit(params))
+
+    def retry(self, params: GenerateParams) -> None:
+        """Queue ``params`` again as they were asked (the canvas's right-click → Retry)."""
         if self.client is None or not self.engine.connection.usable:
             self._pending.append(params)
             self.notice.emit(INFO, "The engine is not ready yet; the job will be sent when it is.")
@@ -721,6 +770,9 @@ class AppController(QObject):
         if not entry.exists:
             self.notice.emit(WARNING, f"{entry.path.name} is gone from disk; removed from history.")
             self.history.remove(entry)
+            return
+        if is_video(entry.path):
+            self.video_opened.emit(str(entry.path))  # the window shows it in the Video panel
             return
         if await self._show_grid_file(entry.path):
             return

@@ -104,13 +104,18 @@ class HistoryIndex:
         return HistoryEntry(cur.lastrowid or 0, Path(row[0]), *row[1:])  # type: ignore[arg-type]
 
     def entries(self, limit: int = 500, offset: int = 0, search: str = "") -> list[HistoryEntry]:
-        """Newest first; ``search`` filters by a case-insensitive substring of the prompt."""
-        sql = "SELECT id, path, created, prompt, seed, params, width, height, job_id FROM images"
+        """Newest job first, a job's images in the order it made them (their file names carry
+        the batch index: job-000, job-001…), so a batch reads 1, 2, 3, 4 as it was generated;
+        ``search`` filters by a case-insensitive substring of the prompt."""
+        sql = ("SELECT id, path, created, prompt, seed, params, width, height, job_id,"
+               " MAX(created) OVER (PARTITION BY COALESCE(NULLIF(job_id, ''), path)) AS newest"
+               " FROM images")
         args: list[object] = []
         if search:
             sql += " WHERE prompt LIKE ?"
             args.append(f"%{search}%")
-        sql += " ORDER BY created DESC, id DESC LIMIT ? OFFSET ?"
+        sql += (" ORDER BY newest DESC, COALESCE(NULLIF(job_id, ''), path), path, id"
+                " LIMIT ? OFFSET ?")
         args += [limit, offset]
         return [_entry(r) for r in self._db.execute(sql, args)]
 
@@ -145,6 +150,25 @@ class HistoryIndex:
         self._db.commit()
 
 
+#: Results the History lists that are not images: shown by their poster (first frame) PNG.
+VIDEO_SUFFIXES = (".mp4",)
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def thumbnail_source(path: Path) -> Path:
+    """The image that stands for ``path`` in lists: itself, or a video's poster beside it."""
+    return poster_path(path) if is_video(path) else path
+
+
+def poster_path(video: Path) -> Path:
+    """Where a video result's first frame is saved: ``<name>.poster.png`` beside it."""
+    return video.with_name(video.stem + ".poster.png")
+
+
 def _entry(row: tuple) -> HistoryEntry:
+    row = row[:9]  # entries() adds its sort key
     return HistoryEntry(row[0], Path(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8])
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 
 from engine.protocol import (
     ControlPreview,
@@ -42,6 +42,10 @@ VIDEO_KIND = "video_edit"
 
 class VideoController(QObject):
     """Owned by :class:`app.controller.AppController` (``controller.video``)."""
+
+    #: An edited video is on disk with its first frame: (job id, mp4 path, poster PNG bytes).
+    #: The app controller puts it into the History.
+    video_saved = Signal(str, object, bytes)
 
     def __init__(self, state: VideoState, engine: EngineInfo, jobs: JobsState,
                  client: Callable[[], EngineClient | None], output_dir: Callable[[], Path],
@@ -264,6 +268,7 @@ class VideoController(QObject):
         s.result_frames = _frames(answer)
         if s.result_frames.frames:
             self.jobs.set_thumbnail(job_id, s.result_frames.frames[0])
+            self.video_saved.emit(job_id, local, s.result_frames.frames[0])
 
     # ----------------------------------------------------------------- export
     def export(self, target: Path | str) -> Path | None:

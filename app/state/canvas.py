@@ -84,7 +84,9 @@ class CanvasState(QObject):
         self.hidden = []
         self._picked = False
         self.current = 0
-        self._hide_grid()
+        # a new image job replaces the grid: "Back to grid" would lead to an older job's
+        # comparison (the grid's sheet reopens from the History)
+        self._drop_grid()
         self.reset.emit()
         self.current_changed.emit(0)
 
@@ -154,6 +156,11 @@ class CanvasState(QObject):
         self.grid_changed.emit()
         return True
 
+    def _drop_grid(self) -> None:
+        if self.grid is not None or self.grid_visible:
+            self.grid, self.grid_visible = None, False
+            self.grid_changed.emit()
+
     def _hide_grid(self) -> None:
         if self.grid_visible:
             self.grid_visible = False
@@ -217,13 +224,14 @@ class CanvasState(QObject):
         self.show_images([image])
 
     def show_images(self, images: list[CanvasImage], current: int = 0) -> None:
-        """Show saved images (e.g. a finished job's batch) as a strip."""
+        """Show saved images (e.g. a finished job's batch) as a strip (not part of a grid:
+        :meth:`open_cell` puts its grid back for "Back to grid")."""
         self.job_id = ""
         self.images = list(images)
         self.hidden = []
         self.current = max(0, min(current, len(self.images) - 1)) if self.images else -1
         self._picked = False
-        self._hide_grid()
+        self._drop_grid()
         self.reset.emit()
         self.current_changed.emit(self.current)
 

@@ -31,11 +31,22 @@ class HistoryState(QObject):
         self.reset.emit()
 
     def add(self, entry: HistoryEntry) -> None:
+        """A new image at the top; among its own job's images (a batch arriving one by one,
+        in any order) at its place by file name, so the batch reads in generation order."""
         self.entries = [e for e in self.entries if e.path != entry.path]
         if self.search and self.search.lower() not in entry.prompt.lower():
             return
-        self.entries.insert(0, entry)
+        self.entries.insert(self.position_for(entry), entry)
         self.added.emit(entry)
+
+    def position_for(self, entry: HistoryEntry) -> int:
+        """Where ``entry`` goes: after the top entries of the same job that come before it."""
+        i = 0
+        if entry.job_id:
+            while (i < len(self.entries) and self.entries[i].job_id == entry.job_id
+                   and str(self.entries[i].path) < str(entry.path)):
+                i += 1
+        return i
 
     def remove(self, entry: HistoryEntry) -> None:
         self.index.remove(entry.path)

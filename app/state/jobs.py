@@ -402,3 +402,26 @@ class JobsState(QObject):
         finished = [j for j in self.ordered() if j.state.finished]
         for item in finished[KEEP_FINISHED:]:
             del self._jobs[item.id]
+
+
+def canvas_status(item: JobItem | None, ahead: int = 0) -> str:
+    """What the canvas says over an empty slot of the job it follows, from the job's state
+    (not a stale "Waiting for the engine…" while the engine works on it)."""
+    if item is None:
+        return "Waiting for the engine…"  # sent, not yet acknowledged
+    if item.state is JobState.queued:
+        return f"Queued · {ahead} job{'s' if ahead != 1 else ''} ahead" if ahead else "Queued"
+    if item.state is JobState.running:
+        return step_text(item.step, item.total) if item.step else "Starting…"
+    if item.state is JobState.cancelled:
+        return "Cancelled: nothing was saved for this image"
+    if item.state is JobState.failed:
+        return f"Failed: {item.message or 'no reason given'}"
+    return ""
+
+
+def cancelled_note(item: JobItem | None) -> str:
+    """The mark a preview of a cancelled job carries (its image was never finished)."""
+    if item is None or item.state is not JobState.cancelled:
+        return ""
+    return "Cancelled · this preview was not saved"

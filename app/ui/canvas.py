@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap, QWheelEvent
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsPixmapItem,
@@ -15,13 +15,14 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.state.canvas import CanvasImage, CanvasState
-from app.state.jobs import step_text
+from app.state.jobs import JobItem, JobsState, cancelled_note, canvas_status, step_text
 from app.state.uncertainty import (
     UncertaintyMap,
     UncertaintyView,
@@ -29,12 +30,19 @@ from app.state.uncertainty import (
     format_value,
     short_value,
 )
+from engine.protocol import JobState
 
 from .grid_view import GridView
 from .heatmap import HeatLegend, heatmap_pixmap
 from .theme import CANVAS_BG
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
+#: The caption floats over the (always dark) canvas, so it keeps its own colours in both themes.
+CAPTION_STYLE = ("background: rgba(20,21,23,190); border-radius: 6px; padding: 3px 8px; "
+                 "color: #b8bbc2;")
+#: A cancelled job's leftover preview: amber text and border, so it does not pass for a result.
+CANCELLED_CAPTION_STYLE = ("background: rgba(42,34,24,220); border: 1px solid #a3803f; "
+                           "border-radius: 6px; padding: 3px 8px; color: #f2cf9a;")
 THUMB = 84
 SIDE_GAP = 0.04  # gap between image and map in side-by-side, as a fraction of the width
 
@@ -295,17 +303,28 @@ class CanvasPanel(QWidget):
     use_settings_requested = Signal(object, str)
     #: A grid cell was clicked: (row, col).
     cell_clicked = Signal(int, int)
+    #: Right-click → "Save as…" on the image shown.
+    save_requested = Signal()
+    #: Right-click → "Retry": queue the recipe that made the image shown again (as asked:
+    #: a random seed stays random).
+    retry_requested = Signal(object)
 
     def __init__(self, state: CanvasState, heat: UncertaintyView | None = None,
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, jobs: JobsState | None = None):
         super().__init__(parent)
         self.setObjectName("canvas")
         self.state = state
+        #: The jobs, so that the caption says where the followed job stands (queued, running,
+        #: cancelled) instead of a stale line.
+        self.jobs = jobs
         self.heat = heat or UncertaintyView()
         self.view = CanvasView(self)
         self.legend = HeatLegend(self)
         self.legend.hide()
         self.view.hovered.connect(self._on_hover)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(
+            lambda pos: self.context_menu().popup(self.view.mapToGlobal(pos)))
         self.view.hover_left.connect(lambda: self.legend.set_readout(""))
         self.grid_view = GridView(state, self)
         self.grid_view.hide()
@@ -327,9 +346,7 @@ class CanvasPanel(QWidget):
         self.caption = QLabel(self)
         self._caption_text = ""  # in full; the label shortens it to stay clear of the button
         self.caption.setObjectName("Hint")
-        self.caption.setStyleSheet(
-            "background: rgba(20,21,23,190); border-radius: 6px; padding: 3px 8px; color: #b8bbc2;"
-        )
+        self.caption.setStyleSheet(CAPTION_STYLE)
         self.caption.hide()
         self.strip = QListWidget(self)
         self.strip.setObjectName("ThumbStrip")
@@ -367,6 +384,9 @@ class CanvasPanel(QWidget):
         state.maps_changed.connect(self._show_heatmap)
         for name in ("show_map", "opacity", "colormap", "range_mode", "layout"):
             getattr(self.heat, f"{name}_changed").connect(lambda _v: self._show_heatmap())
+        if jobs is not None:
+            jobs.job_updated.connect(self._on_job_updated)
+            jobs.changed.connect(lambda: self._on_job_updated(self.state.job_id))
 
     # ----------------------------------------------------------------- for tests and scripts
     async def wait_for_image(self, timeout: float = 60.0) -> str:
@@ -398,6 +418,42 @@ class CanvasPanel(QWidget):
         self._caption_text = text
         self.caption.show()
         self._place_overlays()
+
+    def context_menu(self) -> QMenu:
+        """Right-click on the image: Copy image, Save as…, Use settings, Retry (each enabled
+        only when it can act on what is shown)."""
+        image = self.state.current_image
+        ready = image is not None and image.ready
+        menu = QMenu(self)
+        menu.setObjectName("canvas_menu")
+        copy = menu.addAction("Copy image", self.copy_image)
+        copy.setEnabled(ready)
+        save = menu.addAction("Save as…", self.save_requested.emit)
+        save.setEnabled(ready)
+        menu.addSeparator()
+        use = menu.addAction("Use settings", self._use_settings)
+        use.setEnabled(image is not None and image.params is not None)
+        retry = menu.addAction("Retry", self._retry)
+        retry.setEnabled(image is not None and image.params is not None)
+        retry.setToolTip("Queue this image's recipe again")
+        menu.setToolTipsVisible(True)
+        return menu
+
+    def copy_image(self) -> bool:
+        """The image shown, full size, onto the clipboard (as an image other apps paste)."""
+        image = self.state.current_image
+        if image is None or not image.ready:
+            return False
+        pm = self._pixmap(image)
+        if pm is None:
+            return False
+        QGuiApplication.clipboard().setImage(pm.toImage())
+        return True
+
+    def _retry(self) -> None:
+        image = self.state.current_image
+        if image is not None and image.params is not None:
+            self.retry_requested.emit(image.params)
 
     def _use_settings(self) -> None:
         image = self.state.current_image
@@ -528,15 +584,40 @@ class CanvasPanel(QWidget):
         self.legend.set_readout("" if value is None else
                                 f"uncertainty {format_value(value)} at ({int(x)}, {int(y)})")
 
+    def _on_job_updated(self, job_id: str) -> None:
+        """The followed job moved on (queued → running → cancelled…): refresh the caption."""
+        if job_id and job_id == self.state.job_id and not self.grid_view.isVisibleTo(self):
+            self._set_caption(self.state.current_image)
+
+    def _followed_job(self) -> tuple[JobItem | None, int]:
+        """The job the canvas follows and how many jobs run or wait before it."""
+        if self.jobs is None or not self.state.job_id:
+            return None, 0
+        item = self.jobs.get(self.state.job_id)
+        if item is None or item.state is not JobState.queued:
+            return item, 0
+        queued = self.jobs.queued_ids()
+        ahead = queued.index(item.id) if item.id in queued else 0
+        return item, ahead + (1 if self.jobs.running is not None else 0)
+
     def _set_caption(self, image: CanvasImage | None) -> None:
         if image is None:
             self.caption.hide()
             return
+        job, ahead = self._followed_job()
+        cancelled = cancelled_note(job)
+        if self.caption.property("state") != ("cancelled" if cancelled else ""):
+            self.caption.setProperty("state", "cancelled" if cancelled else "")
+            self.caption.setStyleSheet(CANCELLED_CAPTION_STYLE if cancelled else CAPTION_STYLE)
         if image.data is None:
-            text = "Waiting for the engine…"
+            text = canvas_status(job, ahead) if self.jobs is not None else \
+                "Waiting for the engine…"
         elif image.preview:
             text = f"Preview · {step_text(image.step, image.total).lower()}" if image.total \
                 else "Preview"
+            if cancelled:
+                text = f"{cancelled} ({step_text(image.step, image.total).lower()})" \
+                    if image.total else cancelled
         else:
             parts = []  # most telling first: a narrow canvas shortens the caption's end
             if image.seed is not None and image.seed >= 0:

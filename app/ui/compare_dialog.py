@@ -21,6 +21,8 @@ from app.state.sampler import listed
 from engine.protocol import GenerateParams, SamplerInfo
 
 DEFAULT_STEPS = "10, 20, 30"
+#: Item data with the sampler's other names (A1111's, k-diffusion's) for the search field.
+SEARCH_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class CompareDialog(QDialog):
@@ -50,9 +52,16 @@ class CompareDialog(QDialog):
                 item.setText(f"{info.name}  (needs a fit)")
                 tip += "\nNeeds an analytic fit of this model first: its cells would fail."
             item.setData(Qt.ItemDataRole.UserRole, info.name)
+            item.setData(SEARCH_ROLE, " ".join(info.aliases))
             item.setToolTip(tip)
             self.sampler_list.addItem(item)
         self.sampler_list.setMinimumHeight(220)
+        #: Narrows the list (21 samplers and more) by name or description; ticks are kept.
+        self.search_edit = QLineEdit()
+        self.search_edit.setObjectName("compare_search")
+        self.search_edit.setPlaceholderText("Search samplers (e.g. dpm, karras, ancestral)")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.textChanged.connect(self.filter_samplers)
         self.steps_edit = QLineEdit(DEFAULT_STEPS if current.steps in (10, 20, 30)
                                     else f"10, {current.steps}, 30")
         self.steps_edit.setObjectName("compare_steps")
@@ -85,6 +94,7 @@ class CompareDialog(QDialog):
         title = QLabel("SAMPLERS")
         title.setObjectName("SectionTitle")
         lay.addWidget(title)
+        lay.addWidget(self.search_edit)
         lay.addWidget(self.sampler_list, 1)
         lay.addLayout(form)
         lay.addWidget(self.summary)
@@ -102,6 +112,19 @@ class CompareDialog(QDialog):
             item = self.sampler_list.item(i)
             on = item.data(Qt.ItemDataRole.UserRole) in names
             item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+
+    def filter_samplers(self, text: str) -> int:
+        """Show the samplers whose name, aliases or description hold every word of ``text``
+        (ticked ones stay ticked while hidden); returns how many are shown."""
+        words = text.lower().split()
+        shown = 0
+        for i in range(self.sampler_list.count()):
+            item = self.sampler_list.item(i)
+            hay = f"{item.text()} {item.toolTip()} {item.data(SEARCH_ROLE) or ''}".lower()
+            hide = any(w not in hay for w in words)
+            item.setHidden(hide)
+            shown += not hide
+        return shown
 
     def _check_all(self, on: bool) -> None:
         self.set_samplers([] if not on else [self.sampler_list.item(i).data(

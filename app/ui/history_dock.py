@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.history import HistoryEntry
+from app.history import HistoryEntry, is_video
 from app.state.history import HistoryState
 
 from .thumbnails import ThumbnailLoader
@@ -102,7 +102,8 @@ class HistoryDockWidget(QWidget):
         old = self._items.get(str(entry.path))
         if old is not None:
             self.view.takeItem(self.view.row(old))
-        self.view.insertItem(0, self._make_item(entry))
+        row = next((i for i, e in enumerate(self.history.entries) if e.path == entry.path), 0)
+        self.view.insertItem(row, self._make_item(entry))
         self._update_empty()
 
     def _make_item(self, entry: HistoryEntry) -> QListWidgetItem:
@@ -114,6 +115,9 @@ class HistoryDockWidget(QWidget):
                         f"{entry.width}×{entry.height} · {when}")
         key = str(entry.path)
         self._items[key] = item
+        if is_video(entry.path):
+            item.setToolTip(f"Video · {entry.prompt or '(no prompt)'}\n{entry.width}×"
+                            f"{entry.height} · {when}\nOpen: play it in the Video panel")
         cached = self.thumbs.cached(key)
         if cached is not None:
             item.setIcon(QIcon(QPixmap.fromImage(cached)))

@@ -67,7 +67,7 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         c = controller
 
-        self.canvas = CanvasPanel(c.canvas, c.uncertainty_view)
+        self.canvas = CanvasPanel(c.canvas, c.uncertainty_view, jobs=c.jobs)
         self.toast = Toast(self.canvas)
 
         self.prompt_panel = PromptDockWidget(c.generation, c.engine, c.jobs)
@@ -243,8 +243,11 @@ class MainWindow(QMainWindow):
         self.video_panel.export_requested.connect(c.video_jobs.export)
         self.canvas.cell_clicked.connect(c.open_grid_cell)
         self.canvas.use_settings_requested.connect(c.use_settings)
+        self.canvas.save_requested.connect(lambda: self.desktop.save_image_as())
+        self.canvas.retry_requested.connect(c.retry)
         self.model_bar.load_requested.connect(c.load_model)
         self.model_bar.unload_requested.connect(c.unload_model)
+        c.video_opened.connect(self.open_video)
         c.notice.connect(self.status.show_notice)
         c.notice.connect(self._toast_if_needed)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QImageReader
+
+from app.history import thumbnail_source
 
 
 class _Relay(QObject):
@@ -16,7 +20,8 @@ class _Job(QRunnable):
         self.path, self.size, self.relay = path, size, relay
 
     def run(self) -> None:
-        reader = QImageReader(self.path)
+        # a video stands in the lists as its poster (first frame) saved beside it
+        reader = QImageReader(str(thumbnail_source(Path(self.path))))
         full = reader.size()
         if full.isValid() and (full.width() > self.size or full.height() > self.size):
             reader.setScaledSize(full.scaled(QSize(self.size, self.size),
