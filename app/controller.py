@@ -45,6 +45,7 @@ from .engine_process import EngineLaunch, EngineStartError, LocalEngine
 from .history import HistoryEntry, HistoryIndex, is_video, poster_path, thumbnail_source
 from .paths import AppPaths
 from .recipe import RecipeError, describe, grid_from_file, read_recipe, recipe_from_file
+from .robustness_controller import RobustnessController
 from .state import (
     CanvasImage,
     CanvasState,
@@ -59,6 +60,7 @@ from .state.generation import field_of
 from .state.grid import CanvasGrid, GridChoice
 from .state.jobs import FIT_KINDS
 from .state.model_size import ARCH_SIZES, native_size, size_warning  # noqa: F401 (re-exported)
+from .state.robustness import RobustnessState
 from .state.sampler import (
     ANALYTIC_FIT_STEPS,
     ANALYTIC_SAMPLES_PER_STEP,
@@ -70,8 +72,6 @@ from .state.sampler import (
 from .state.settings import REMOTE
 from .state.uncertainty import UncertaintyMap, UncertaintyView, find_map, load_map, map_path
 from .state.video import VideoState
-from .robustness_controller import RobustnessController
-from .state.robustness import RobustnessState
 from .video_controller import VideoController
 
 log = logging.getLogger(__name__)

@@ -29,12 +29,12 @@ from .history_dock import HistoryDockWidget
 from .model_bar import ModelBar
 from .prompt_dock import GENERATE_SHORTCUTS, PromptDockWidget
 from .queue_dock import QueueDockWidget
+from .robustness_dock import RobustnessDockWidget
 from .sampler_dock import SamplerDockWidget
 from .settings_dialog import SettingsDialog
 from .status_bar import StatusBar
 from .toast import Toast
 from .uncertainty_dock import UncertaintyDockWidget
-from .robustness_dock import RobustnessDockWidget
 from .video_dock import VideoDockWidget
 from .wheel_guard import install_wheel_guard
 

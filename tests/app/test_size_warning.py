@@ -47,7 +47,7 @@ def test_the_prompt_panel_warns_under_size(window):  # noqa: F811
     assert label.isHidden()
 
 
-def test_a_restored_recipe_and_generate_warn(window, a1111_png):  # noqa: F811
+async def test_a_restored_recipe_and_generate_warn(window, a1111_png):  # noqa: F811
     notices: list[tuple[str, str]] = []
     c = window.controller
     c.notice.connect(lambda level, text: notices.append((level, text)))
