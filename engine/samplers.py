@@ -121,6 +121,14 @@ class SamplerSpec:
             kwargs["timestep_spacing"] = p.timestep_spacing
         if p.solver_order is not None and self.order_param:
             kwargs[self.order_param] = p.solver_order
+        if self.scheduler == "SASolverScheduler":
+            # A model's DPM-Solver config carries algorithm_type "dpmsolver++", which SA-Solver
+            # refuses (NotImplementedError): it names the same choice "data_prediction" (x̂₀,
+            # as dpmsolver++) or "noise_prediction" (ε̂, as dpmsolver).
+            algo = base_config.get("algorithm_type")
+            if algo not in (None, "data_prediction", "noise_prediction"):
+                kwargs["algorithm_type"] = ("noise_prediction" if algo in ("dpmsolver", "sde-dpmsolver")
+                                            else "data_prediction")
         if self.scheduler == "SASolverScheduler" and p.eta is not None:
             eta = float(p.eta)
             kwargs["tau_func"] = lambda _t: eta  # constant stochasticity τ over all t

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from engine.errors import NotFound
+from engine.local_paths import path_problem
 from engine.protocol import ModelInfo
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
@@ -44,6 +45,9 @@ class ModelRegistry:
         for info in self.scan():
             if info.id == model_id or info.path == model_id:
                 return info
+        problem = path_problem(model_id)
+        if problem:
+            raise NotFound(f"No model {_short(model_id)!r}: as a path, {problem}.", field="model")
         path = Path(model_id).expanduser()
         if path.exists():
             info = describe(path, embedded=False)
@@ -56,7 +60,7 @@ class ModelRegistry:
             )
         known = ", ".join(i.id for i in self.scan()) or "none yet"
         raise NotFound(
-            f"No model {model_id!r} on disk (known: {known}). Put a diffusers folder or a "
+            f"No model {_short(model_id)!r} on disk (known: {known}). Put a diffusers folder or a "
             ".safetensors checkpoint into a models folder, or give its full path.",
             field="model",
         )
@@ -67,6 +71,11 @@ class ModelRegistry:
             if info.id == DEFAULT_MODEL_ID:
                 return info
         return next((i for i in models if i.embedded), models[0] if models else None)
+
+
+def _short(text: str, keep: int = 80) -> str:
+    """``text`` cut for a message (a 10 000-character id would bury the message itself)."""
+    return text if len(text) <= keep else f"{text[:keep]}…"
 
 
 def describe(path: Path, *, embedded: bool) -> ModelInfo | None:

@@ -42,6 +42,11 @@ def video_router(engine, prefix: str) -> APIRouter:
     async def upload_info(upload_id: str) -> UploadInfo:
         return engine.uploads.get(upload_id)
 
+    @router.delete("/uploads/{upload_id}", response_model=UploadInfo)
+    async def delete_upload(upload_id: str) -> UploadInfo:
+        """Delete an uploaded file (answers what it was). Edits already made keep their results."""
+        return await asyncio.to_thread(engine.uploads.delete, upload_id)
+
     @router.post("/video/control_preview", response_model=ControlPreview)
     async def control_preview(req: ControlPreviewRequest) -> ControlPreview:
         return await asyncio.to_thread(_control_preview, engine, req)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from engine.errors import EngineError, NotFound
+from engine.local_paths import local_path
 from engine.protocol import utcnow
 from engine.video_protocol import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES, VIDEO_SUFFIXES, UploadInfo
 
@@ -21,6 +22,25 @@ class UploadError(EngineError):
 
 class TooLarge(UploadError):
     status = 413
+
+
+#: Longest upload file name, in bytes (file systems allow 255; the folder adds none).
+MAX_NAME_BYTES = 200
+
+
+def check_upload_name(name: str) -> None:
+    """A file name the upload can be stored under, or a 400 that says why not."""
+    if any(ord(c) < 32 for c in name):
+        raise UploadError("The file name contains a control character (such as a NUL byte); "
+                          "rename the file", "name")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise UploadError(f"The file name is longer than {MAX_NAME_BYTES} bytes; rename the "
+                          "file", "name")
+
+
+def _could_be_id(text: str) -> bool:
+    """Upload ids are short letters and digits (16 hex digits today)."""
+    return bool(text) and len(text) <= 64 and text.isalnum()
 
 
 class UploadStore:
@@ -44,6 +64,7 @@ class UploadStore:
         import asyncio
 
         name = Path(name or "").name
+        check_upload_name(name)
         kind = self.kind_of(name)
         upload_id = secrets.token_hex(8)
         folder = self.root / upload_id
@@ -82,6 +103,10 @@ class UploadStore:
                 with Image.open(path) as im:
                     im.verify()
                     width, height = im.size
+            except Image.DecompressionBombError:
+                raise UploadError(f"{name} declares more pixels than Sfumato opens "
+                                  f"({Image.MAX_IMAGE_PIXELS:,} at most): a damaged file or a "
+                                  "decompression bomb", "body") from None
             except (UnidentifiedImageError, OSError, SyntaxError):
                 raise UploadError(f"{name} is not an image Sfumato can read (corrupt or not "
                                   "PNG/JPEG/WebP)", "body") from None
@@ -89,12 +114,18 @@ class UploadStore:
                           created_at=utcnow(), width=width, height=height, probe=probe)
 
     def get(self, upload_id: str) -> UploadInfo:
-        if not upload_id.isalnum():
+        if not _could_be_id(upload_id):
             raise NotFound(f"No upload {upload_id!r}", "id")
         meta = self.root / upload_id / "info.json"
         if not meta.is_file():
             raise NotFound(f"No upload {upload_id!r}", "id")
         return UploadInfo.model_validate(json.loads(meta.read_text()))
+
+    def delete(self, upload_id: str) -> UploadInfo:
+        """Remove an upload and its folder; a job already running on it keeps its open file."""
+        info = self.get(upload_id)
+        shutil.rmtree(self.root / upload_id, ignore_errors=True)
+        return info
 
     def list(self) -> list[UploadInfo]:
         if not self.root.is_dir():
@@ -104,10 +135,12 @@ class UploadStore:
 
     def resolve(self, source: str, field: str = "source") -> Path:
         """An upload id or a path on the engine's machine → the file."""
-        if source and source.isalnum() and (self.root / source / "info.json").is_file():
+        if _could_be_id(source) and (self.root / source / "info.json").is_file():
             return Path(self.get(source).path)
-        path = Path(source).expanduser()
-        if source and path.is_file():
+        path = local_path(source)
+        if source and path is not None and path.is_file():
             return path
+        if len(source) > 200:
+            source = source[:200] + "…"
         raise EngineError(f"{source!r} is neither an upload id nor a video file on the engine's "
                           "machine. Upload the clip first (POST /v1/uploads).", field)

@@ -256,3 +256,20 @@ def test_sampler_grid_renders_cells_and_a_labelled_grid(loaded, fits, tmp_path):
     job.results = job.results[:-1]  # the grid image is rebuilt
     run_sampler_grid(job, ctx, fits=fits)
     assert len(job.results) == before
+
+
+def test_sa_solver_builds_from_the_built_in_models_dpm_solver_config():
+    """The embedded model ships a DPMSolverMultistep config (algorithm_type "dpmsolver++"),
+    which SA-Solver refused with NotImplementedError in every job."""
+    import json
+
+    from engine.models.registry import EMBEDDED_MODELS
+    from engine.samplers import CATALOGUE
+
+    config = json.loads((EMBEDDED_MODELS / "sfumato-tiny" / "scheduler" /
+                         "scheduler_config.json").read_text())
+    assert config["algorithm_type"] == "dpmsolver++"
+    scheduler = CATALOGUE["SA-Solver"].build(config, GenerateParams(sampler="SA-Solver", eta=0.5))
+    assert scheduler.config.algorithm_type == "data_prediction"  # x̂₀, as dpmsolver++ is
+    scheduler.set_timesteps(4)
+    assert len(scheduler.timesteps) == 4
