@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="model id or path used when a job names none (default: the embedded one)")
     ap.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
     ap.add_argument("--preload", action="store_true", help="load the default model at start")
+    ap.add_argument("--max-upload-mb", type=int, default=None,
+                    help="largest upload (video or image) in MiB (default 2048)")
     ap.add_argument("--log-level", default="info")
     return ap.parse_args(argv)
 
@@ -227,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model,
             device=args.device,
             preload=args.preload,
+            max_upload_mb=args.max_upload_mb,
         )
     )
     app = TokenGate(create_app(engine), token)

@@ -201,7 +201,7 @@ class JobQueue:
 
     def move(self, job_id: str, position: int) -> list[Job]:
         with self._cond:
-            order = [j.id for j in self.store.queued()]
+            order = self.store.queued_ids()
             if job_id not in order:
                 raise EngineError(f"Job {job_id} is not queued, so it cannot be moved", "id")
             order.remove(job_id)
@@ -222,7 +222,7 @@ class JobQueue:
         return self._running
 
     def queued_count(self) -> int:
-        return len(self.store.queued())
+        return self.store.count_queued()
 
     # ------------------------------------------------------------------ worker
 
@@ -252,11 +252,12 @@ class JobQueue:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._stop and not self.store.queued():
+                job = self.store.next_queued()
+                while not self._stop and job is None:
                     self._cond.wait(0.5)
+                    job = self.store.next_queued()
                 if self._stop:
                     return
-                job = self.store.queued()[0]
                 job.state, job.started_at = JobState.running, job.started_at or utcnow()
                 self.store.put(job)
                 self._running, self._running_job = job.id, job
@@ -365,4 +366,4 @@ class JobQueue:
             log.info("resuming %d interrupted job(s)", len(interrupted))
 
     def _publish_order(self) -> None:
-        self.publish(QueueChanged(order=[j.id for j in self.store.queued()]))
+        self.publish(QueueChanged(order=self.store.queued_ids()))

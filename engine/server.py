@@ -11,9 +11,11 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
+from engine import request_errors
 from engine.api_docs import add_docs
 from engine.auth import TokenGate  # noqa: F401 - where engine.cli and scripts import it
 from engine.errors import EngineError, NotFound
+from engine.limits import BodyLimit, prompt_problems
 from engine.protocol import (
     API_VERSION,
     EngineStatus,
@@ -67,14 +69,23 @@ def create_app(engine) -> FastAPI:
     async def _validation_error(_request: Request, exc: RequestValidationError):
         errors = []
         for err in exc.errors():
-            loc = [str(x) for x in err["loc"] if x != "body" and x not in _JOB_KIND_TAGS]
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            errors.append({"field": ".".join(loc), "message": msg})
+            field, message = request_errors.describe(err, _JOB_KIND_TAGS)
+            errors.append({"field": field, "message": message})
         first = errors[0] if errors else {"field": "", "message": "Invalid request"}
-        label = first["field"].rsplit(".", 1)[-1].replace("_", " ").capitalize()
-        body = ErrorBody(message=f"{label}: {first['message']}" if label else first["message"],
+        body = ErrorBody(message=request_errors.summary(first["field"], first["message"]),
                          field=first["field"] or None, errors=errors)
         return JSONResponse(body.model_dump(), 422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        """A bug: the traceback goes to the engine log (logs/engine.log), the client gets a
+        message that says where to look."""
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(ErrorBody(message=(
+            f"Unexpected error in the engine: {type(exc).__name__}: {exc}. The engine log "
+            "(logs/engine.log in its data folder) has the details.")).model_dump(), 500)
+
+    app.add_middleware(BodyLimit)
 
     @app.get(f"{PREFIX}/health", response_model=Health)
     async def health() -> Health:
@@ -102,45 +113,31 @@ def create_app(engine) -> FastAPI:
         """Analytic-DPM and calibration fits cached for ``model`` (default: loaded/default)."""
         return await asyncio.to_thread(engine.list_fits, model)
 
+    # Everything below that reads the disk or the queue database runs in a worker thread: on
+    # the event loop, a burst of submissions held /v1/health up for seconds.
     @app.post(f"{PREFIX}/jobs", response_model=Job, status_code=201)
     async def submit(req: JobSubmit) -> Job:
-        job = req.job
-        if isinstance(job, GenerateJob):
-            job = _check_generate(engine, job)
-            if job.params.uncertainty or job.params.variation_step is not None:
-                job = await asyncio.to_thread(_check_uncertainty, engine, job)
-        elif isinstance(job, SamplerGridJob):
-            job = _check_grid(engine, job)
-        elif isinstance(job, RobustnessJob):
-            job = _check_robustness(engine, job)
-        elif isinstance(job, VideoEditJob):
-            from engine.video.routes import check_video_edit
-
-            _check_model(engine, job.params.model, "job.params.model")
-            job = await asyncio.to_thread(check_video_edit, engine, job)
-        else:  # fits
-            _check_model(engine, job.params.model, "job.params.model")
-        return engine.queue.submit(job, req.priority)
+        return await asyncio.to_thread(_submit, engine, req)
 
     @app.get(f"{PREFIX}/jobs", response_model=list[Job])
     async def jobs() -> list[Job]:
-        return engine.queue.list()
+        return await asyncio.to_thread(engine.queue.list)
 
     @app.get(f"{PREFIX}/jobs/{{job_id}}", response_model=Job)
     async def job(job_id: str) -> Job:
-        return engine.queue.get(job_id)
+        return await asyncio.to_thread(engine.queue.get, job_id)
 
     @app.delete(f"{PREFIX}/jobs/{{job_id}}", response_model=Job)
     async def cancel(job_id: str) -> Job:
-        return engine.queue.cancel(job_id)
+        return await asyncio.to_thread(engine.queue.cancel, job_id)
 
     @app.post(f"{PREFIX}/jobs/{{job_id}}/move", response_model=list[Job])
     async def move(job_id: str, req: MoveJob) -> list[Job]:
-        return engine.queue.move(job_id, req.position)
+        return await asyncio.to_thread(engine.queue.move, job_id, req.position)
 
     @app.get(f"{PREFIX}/jobs/{{job_id}}/files/{{name}}")
     async def job_file(job_id: str, name: str):
-        for result in engine.queue.get(job_id).results:
+        for result in (await asyncio.to_thread(engine.queue.get, job_id)).results:
             if result.name == name:
                 path = Path(result.path)
                 if not path.is_file():
@@ -194,12 +191,56 @@ async def _stream_events(ws: WebSocket, queue: asyncio.Queue, first) -> None:
                 log.error("event stream failed", exc_info=result)
 
 
-def _check_model(engine, model: str | None, field: str) -> None:
-    if model:
-        try:
-            engine.registry.get(model)
-        except NotFound as exc:
-            raise EngineError(exc.message, field) from None
+def _submit(engine, req: JobSubmit) -> Job:
+    """Check a job the way it would fail when run, then queue it (in a worker thread)."""
+    job = req.job
+    if isinstance(job, GenerateJob):
+        job = _check_generate(engine, job)
+        if job.params.uncertainty or job.params.variation_step is not None:
+            job = _check_uncertainty(engine, job)
+    elif isinstance(job, SamplerGridJob):
+        job = _check_grid(engine, job)
+    elif isinstance(job, RobustnessJob):
+        _check_prompts(job.params.base, "job.params.base")
+        job = _check_robustness(engine, job)
+    elif isinstance(job, VideoEditJob):
+        from engine.video.routes import check_video_edit
+
+        _check_prompts(job.params, "job.params")
+        _check_model(engine, job.params.model, "job.params.model")
+        job = check_video_edit(engine, job)
+    else:  # fits
+        _check_model(engine, job.params.model, "job.params.model")
+    return engine.queue.submit(job, req.priority)
+
+
+def _check_model(engine, model: str | None, field: str):
+    """The model a job will use (named, loaded or default): refused now if it is missing or if
+    /v1/models already says why it cannot load, not when the job runs."""
+    try:
+        info = engine.queue.resolve_model(model)
+    except EngineError as exc:
+        raise EngineError(exc.message, field) from None
+    if info.problem:
+        raise EngineError(f"{info.name} cannot be used: {info.problem}", field)
+    return info
+
+
+def _check_prompts(params, field: str) -> None:
+    for name, message in prompt_problems(params, field):
+        label = name.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+        raise EngineError(f"{label} {message}", name)
+
+
+def _check_calibration(engine, params, field: str) -> None:
+    """A calibrated recipe needs the model's calibration fit (engine.sampling.prepare)."""
+    if not params.calibrated:
+        return
+    info = _check_model(engine, params.model, f"{field}.model")
+    if engine.fits.calibration(engine.fits.model_hash(info), params.calibration_mean) is None:
+        raise EngineError(
+            f"Calibration of {info.name} is not fitted yet. Run a calibration fit first (job "
+            "kind 'calibration_fit'), or turn calibration off.", f"{field}.calibrated")
 
 
 def _check_sampler(params, field: str) -> None:
@@ -217,8 +258,10 @@ def _random_seed(params):
 
 def _check_generate(engine, job: GenerateJob) -> GenerateJob:
     params = job.params
+    _check_prompts(params, "job.params")
     _check_sampler(params, "job.params")
     _check_model(engine, params.model, "job.params.model")
+    _check_calibration(engine, params, "job.params")
     return job.model_copy(update={"params": _random_seed(params)})
 
 
@@ -258,7 +301,9 @@ def _check_grid(engine, job: SamplerGridJob) -> SamplerGridJob:
         for name, message in check_options(grid.cell_params(sampler, grid.steps[0], cfg)):
             field = "sampler" if name == "sampler" else name
             raise EngineError(message, f"job.params.samplers.{i // max(1, len(grid.cfg_scales))}.{field}")
+    _check_prompts(grid.base, "job.params.base")
     _check_model(engine, grid.base.model, "job.params.base.model")
+    _check_calibration(engine, grid.base, "job.params.base")
     grid = grid.model_copy(update={"base": _random_seed(grid.base)})
     return job.model_copy(update={"params": grid})
 

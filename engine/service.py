@@ -42,6 +42,7 @@ class EngineConfig:
     model: str | None = None  # id or path of the model to use when a job names none
     device: str = "auto"
     preload: bool = False
+    max_upload_mb: int | None = None  # None: engine.video_protocol.MAX_UPLOAD_BYTES
 
 
 class Engine:
@@ -72,7 +73,8 @@ class Engine:
         self.fits = FitStore(config.data_dir / "fits")
         from engine.video.uploads import UploadStore
 
-        self.uploads = UploadStore(config.data_dir / "uploads")
+        limit = {"max_bytes": config.max_upload_mb * 2**20} if config.max_upload_mb else {}
+        self.uploads = UploadStore(config.data_dir / "uploads", **limit)
         default = str(extra[0].resolve()) if extra else config.model
         self.queue = JobQueue(
             self.store, self.bus, self.models, self.registry, self.output_dir,
