@@ -11,7 +11,7 @@ from engine.protocol import JobProgress, JobQueued, JobStarted
 from .test_controller import make_job
 from .test_window import window  # noqa: F401
 
-DOCKS = ("prompt_dock", "sampler_dock", "video_dock", "uncertainty_dock")
+DOCKS = ("prompt_dock", "sampler_dock", "video_dock", "uncertainty_dock", "robustness_dock")
 
 
 def _inside_window(win, widget) -> bool:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QStyle,
     QStyleOptionComboBox,
+    QTabBar,
     QToolBar,
     QWidget,
 )
@@ -33,7 +34,7 @@ from app.ui.theme import apply_theme
 from .test_window import window  # noqa: F401
 
 SIZES = ((1280, 800), (1920, 1080))
-PANELS = ("prompt_dock", "sampler_dock", "video_dock", "uncertainty_dock")
+PANELS = ("prompt_dock", "sampler_dock", "video_dock", "uncertainty_dock", "robustness_dock")
 
 
 def _global_rect(w: QWidget) -> QRect:
@@ -95,6 +96,20 @@ def layout_problems(root: QWidget) -> list[str]:
                 if need > field.width() + 1:
                     out.append(f"combo {w.currentText()!r}: text needs {need} px, its field "
                                f"has {field.width()}")
+    return out
+
+
+def tab_problems(win: QMainWindow) -> list[str]:
+    """Dock tab bars (children of the window) whose tabs would be elided: every tab's text
+    must fit in the bar."""
+    out = []
+    for bar in win.findChildren(QTabBar):
+        if not bar.isVisible() or bar.count() < 2:
+            continue
+        need = sum(bar.tabSizeHint(i).width() for i in range(bar.count()))
+        if need > bar.width() + 1:
+            tabs = ", ".join(bar.tabText(i) for i in range(bar.count()))
+            out.append(f"tab bar ({tabs}): needs {need} px, has {bar.width()}")
     return out
 
 
@@ -169,6 +184,7 @@ def test_every_panel_fits_and_reads_at_both_sizes(window, qtbot, theme):  # noqa
                          window.findChild(QToolBar, "MainToolbar"), window.statusBar()]
                 found = [line for root in roots for line in
                          layout_problems(root) + contrast_problems(window, root)]
+                found += tab_problems(window)
                 for line in found:
                     problems.append(f"{theme} {size[0]}x{size[1]} {name}: {line}")
                 if shots is not None:
