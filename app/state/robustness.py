@@ -49,7 +49,7 @@ class RobustnessState(Observable):
         text = f"Up to {images} images of {base.steps} steps"
         if self.seconds_per_step:
             seconds = images * base.steps * self.seconds_per_step
-            text += f", about {_duration(seconds)} here"
+            text += f", about {duration_text(seconds)} here"
         return text + "."
 
     def group_images(self, group: int) -> list[bytes | None]:
@@ -65,7 +65,8 @@ class RobustnessState(Observable):
         self.message = ("", "")
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """'40 s', '12 min', '2.7 h'."""
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
     if seconds < 5400:

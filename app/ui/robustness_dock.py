@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state.generation import GenerationSettings
-from app.state.robustness import RobustnessState, significance
+from app.state.robustness import RobustnessState, duration_text, significance
 from engine.protocol import RULES, Perturbation, RobustnessReport, split_words
 from engine.robustness_protocol import RULE_HELP, RULE_LABELS
 
@@ -295,7 +295,7 @@ class RobustnessDockWidget(QWidget):
         self.progress_bar.setVisible(busy)
         self.progress_bar.setRange(0, max(1, total))
         self.progress_bar.setValue(min(step, total))
-        left = f" · {round(eta)} s left" if eta else ""
+        left = f" · {duration_text(eta)} left" if eta else ""
         self.progress_bar.setFormat(f"{'Queued' if s.status == 'queued' else 'Rendering'}"
                                     f" %p %{left}")
         level, text = s.message
