@@ -324,6 +324,7 @@ class AppController(QObject):
         if client is not self.client:
             return
         self.engine.models = models
+        self.engine.models_listed = True
         self.engine.samplers = samplers
         self.engine.update_health(health)
         self.engine.detail = ""
@@ -760,6 +761,7 @@ class AppController(QObject):
             return
         health, models = await asyncio.gather(self.client.health(), self.client.models())
         self.engine.models = models
+        self.engine.models_listed = True
         self.engine.update_health(health)
 
     def open_history(self, entry: HistoryEntry) -> None:

@@ -443,6 +443,18 @@ class MoveJob(_Model):
 # --------------------------------------------------------------------------- models & engine
 
 
+class PromptVocabulary(_Model):
+    """What a model was trained to draw, from ``vocabulary.json`` in its folder (the embedded
+    model ships one): the app builds its placeholder, prompt ideas and completion from it."""
+
+    subjects: list[str] = Field(description="Names it knows, e.g. 'cat face'")
+    symbols: list[str] = Field(default_factory=list, description="A glyph per subject, if any")
+    styles: list[str] = Field(default_factory=list, description="Used as '<style> style'")
+    backgrounds: list[str] = Field(default_factory=list,
+                                   description="Colours, used as 'on a <colour> background'")
+    examples: list[str] = Field(default_factory=list, description="Prompts it draws well")
+
+
 class ModelInfo(_Model):
     id: str
     name: str
@@ -454,6 +466,8 @@ class ModelInfo(_Model):
     size_bytes: int = 0
     problem: str = Field("", description="Why this file cannot be loaded, if it cannot")
     native_size: int = Field(0, description="Square size (px) it was trained at; 0 if unknown")
+    vocabulary: PromptVocabulary | None = Field(
+        None, description="The prompts it knows, where its folder says (vocabulary.json)")
 
 
 class LoadModelRequest(_Model):

@@ -47,6 +47,9 @@ class EngineInfo(Observable):
     remote = Property(False)
     health = Property[Health | None](None)
     models = Property[list[ModelInfo]]([])
+    #: Whether the engine has answered a model list yet: until then an empty ``models`` means
+    #: "not known yet" (the picker says "Loading models…"), not "none on disk".
+    models_listed = Property(False)
     samplers = Property[list[SamplerInfo]]([])
     #: Model id being loaded right now, or "".
     loading_model = Property("")

@@ -184,7 +184,7 @@ class DesktopActions(QObject):
         async def check() -> CheckResult:
             if dialog.apply():
                 await c.reconnect()
-            return await check_embedded_model(c)
+            return await check_embedded_model(c, progress=dialog.show_progress)
 
         dialog.checker = check
         dialog.check_button.setEnabled(True)

@@ -210,14 +210,17 @@ class FirstRunDialog(QDialog):
                 self.check_image.setPixmap(pm.scaled(
                     128, 128, Qt.AspectRatioMode.KeepAspectRatio,
                     Qt.TransformationMode.FastTransformation))
-                self.check_result.setText(
-                    f"<b>Works.</b> {result.model} on {result.device}: one image in "
-                    f"{result.seconds:.1f} s.")
+                self.check_result.setText(f"<b>Works.</b> {result.summary()}")
             finally:
                 self.check_button.setEnabled(True)
 
         self._task = asyncio.ensure_future(run())
         return self._task
+
+    def show_progress(self, text: str) -> None:
+        """What the running check is waiting for (engine, model, steps)."""
+        if self._task is not None and not self._task.done():
+            self.check_result.setText(text)
 
     # ----------------------------------------------------------------- helpers
     def _update_enabled(self) -> None:

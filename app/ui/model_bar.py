@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
-from app.state.engine import EngineInfo, format_bytes
+from app.state.engine import Connection, EngineInfo, format_bytes
 from engine.protocol import ModelInfo
 
 BUILTIN_BADGE = "★ built-in"
@@ -21,6 +21,16 @@ def model_label(m: ModelInfo) -> str:
     if m.loaded:
         text = "● " + text
     return text
+
+
+def placeholder_text(engine: EngineInfo) -> str:
+    """What the empty picker says: the list is on its way, the engine is down, or there is
+    truly no model (only once the engine has answered a list)."""
+    if engine.connection in (Connection.disconnected, Connection.stopped):
+        return "Waiting for the engine…"
+    if engine.models_listed and engine.connection.usable:
+        return "No models found"
+    return "Loading models…"
 
 
 class ModelBar(QWidget):
@@ -62,6 +72,7 @@ class ModelBar(QWidget):
         # Rebuilding the list is the expensive part: only when the list (or its ● mark) changes.
         engine.models_changed.connect(lambda _v: self.refresh())
         engine.connection_changed.connect(lambda _v: self._on_connection())
+        engine.models_listed_changed.connect(lambda _v: self._on_connection())
         for sig in (engine.health_changed, engine.loading_model_changed):
             sig.connect(lambda _v: self._update_buttons())
         self.refresh()
@@ -93,8 +104,7 @@ class ModelBar(QWidget):
                     item.setEnabled(False)
             self.combo.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
         if not models:
-            self.combo.addItem("No models found" if self.engine.connection.usable
-                               else "Waiting for the engine…", "")
+            self.combo.addItem(placeholder_text(self.engine), "")
         active = self.engine.active_model  # before the first job: the engine's default
         target = keep or (active.id if active else "")
         i = self.combo.findData(target)

@@ -24,10 +24,13 @@ from app.state.engine import EngineInfo
 from app.state.generation import SIZE_PRESETS, GenerationSettings, snap8
 from app.state.jobs import JobsState
 from app.state.model_size import size_warning
+from app.state.prompt_vocabulary import GENERAL_PLACEHOLDER
 from app.state.sampler import sampler_summary
 from engine.protocol import MAX_SEED, MAX_SIDE
 
 from .binding import bind
+from .drawn_icons import dice_icon
+from .prompt_assist import PromptAssist
 from .theme import repolish
 
 CUSTOM_SIZE = "Custom size"
@@ -36,6 +39,12 @@ CUSTOM_SIZE = "Custom size"
 class PromptEdit(QPlainTextEdit):
     """A prompt box that leaves Ctrl+Enter to the Generate shortcut instead of a newline."""
 
+    #: A key that may change the text was handled (a completer follows typing with it; it
+    #: also hears keys its popup forwards, which event filters do not see).
+    typed = Signal()
+    _POPUP_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Tab, Qt.Key.Key_Backtab,
+                   Qt.Key.Key_Escape)
+
     def __init__(self, placeholder: str, lines: int, parent: QWidget | None = None):
         super().__init__(parent)
         self.setPlaceholderText(placeholder)
@@ -43,13 +52,21 @@ class PromptEdit(QPlainTextEdit):
         line = self.fontMetrics().lineSpacing()
         self.setMinimumHeight(line * lines + 14)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        #: A completion popup (app/ui/prompt_assist.py); while it shows, Enter/Tab/Esc are its.
+        self.completion_popup: QWidget | None = None
 
     def keyPressEvent(self, event) -> None:
         if (event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
                 and event.modifiers() & Qt.KeyboardModifier.ControlModifier):
             event.ignore()  # let the window's shortcut have it
             return
+        popup = self.completion_popup
+        if popup is not None and popup.isVisible() and event.key() in self._POPUP_KEYS:
+            event.ignore()  # the completer inserts the chosen phrase
+            return
         super().keyPressEvent(event)
+        if event.text() or event.key() in (Qt.Key.Key_Backspace, Qt.Key.Key_Delete):
+            self.typed.emit()
 
 
 class SeedBox(QDoubleSpinBox):
@@ -68,6 +85,23 @@ class SeedBox(QDoubleSpinBox):
         return str(int(value))
 
 
+class SideSpin(QSpinBox):
+    """Width or height: can show no number while the size is not known yet (the engine has
+    not said which model, hence which native size, comes first)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._pending = False
+
+    def set_pending(self, pending: bool) -> None:
+        self._pending = pending
+        self.setEnabled(not pending)
+        self.setSuffix("" if pending else " px")  # also redraws the number
+
+    def textFromValue(self, value: int) -> str:
+        return "" if self._pending else super().textFromValue(value)
+
+
 class PromptDockWidget(QWidget):
     """The form. Public attributes name each control for tests (and objectName matches)."""
 
@@ -84,7 +118,7 @@ class PromptDockWidget(QWidget):
         self._error_labels: dict[str, QLabel] = {}
         self._error_widgets: dict[str, list[QWidget]] = {}
 
-        self.prompt_edit = PromptEdit("A lighthouse at dusk, oil painting, soft sfumato light…", 4)
+        self.prompt_edit = PromptEdit(GENERAL_PLACEHOLDER, 4)
         self.negative_edit = PromptEdit("What to avoid: blurry, text, watermark…", 2)
         self.negative_edit.setMaximumHeight(self.negative_edit.fontMetrics().lineSpacing() * 5 + 14)
         self.prompt_edit.setMaximumHeight(self.prompt_edit.fontMetrics().lineSpacing() * 12 + 14)
@@ -107,7 +141,8 @@ class PromptDockWidget(QWidget):
         self.sampler_button.setToolTip("Sampler and its options: click to open the Sampler panel")
         self.sampler_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.seed_spin = SeedBox()
-        self.dice_button = self._icon_button("🎲", "Random seed for every job (−1)")
+        self.dice_button = self._icon_button("", "Random seed for every job (−1)")
+        self.dice_button.setIcon(dice_icon())
         self.reuse_button = self._icon_button("♻", "Reuse the seed of the image on the canvas")
         self.batch_size_spin = QSpinBox()
         self.batch_size_spin.setRange(1, 16)
@@ -137,15 +172,16 @@ class PromptDockWidget(QWidget):
                               (self.steps_spin, 64), (self.cfg_spin, 64),
                               (self.batch_size_spin, 64), (self.batch_count_spin, 64)):
             widget.setMinimumWidth(width)
+        # Placeholder, "Prompt ideas", completion and hint from the active model's vocabulary.
+        self.prompt_assist = PromptAssist(self.prompt_edit, engine, settings)
         self._layout()
         self._bind()
 
     # ----------------------------------------------------------------- construction
-    def _side_spin(self, tip: str) -> QSpinBox:
-        spin = QSpinBox()
+    def _side_spin(self, tip: str) -> SideSpin:
+        spin = SideSpin()
         spin.setRange(8, MAX_SIDE)
         spin.setSingleStep(8)
-        spin.setSuffix(" px")
         spin.setToolTip(tip)
         return spin
 
@@ -193,7 +229,11 @@ class PromptDockWidget(QWidget):
             form.addWidget(widget, row, col + 1)
 
         section("Prompt")
+        form.addWidget(self.prompt_assist.ideas_button, row - 1, 2, 1, 2,
+                       Qt.AlignmentFlag.AlignRight)
         form.addWidget(self.prompt_edit, row, 0, 1, 4)
+        row += 1
+        form.addWidget(self.prompt_assist.hint_label, row, 0, 1, 4)
         row += 1
         error_row("prompt", widgets=[self.prompt_edit])
         section("Negative prompt")
@@ -306,6 +346,8 @@ class PromptDockWidget(QWidget):
             signal.connect(lambda _v: self._show_size_warning())
         self._show_size_warning()
         self.jobs.changed.connect(self._update_hint)
+        self.engine.models_listed_changed.connect(lambda _v: self._show_size_pending())
+        self._show_size_pending()
         self._update_hint()
 
     # ----------------------------------------------------------------- reactions
@@ -319,6 +361,8 @@ class PromptDockWidget(QWidget):
             self.settings.set_size(*data)
 
     def _sync_preset(self) -> None:
+        if not self.engine.models_listed:
+            return  # _show_size_pending shows it once the models are known
         size = (self.settings.width, self.settings.height)
         for i in range(1, self.size_preset.count()):
             if tuple(self.size_preset.itemData(i)) == size:
@@ -330,6 +374,20 @@ class PromptDockWidget(QWidget):
         text = size_warning(self.settings.width, self.settings.height, self.engine.active_model)
         self.size_warning_label.setText(text)
         self.size_warning_label.setVisible(bool(text))
+
+    def _show_size_pending(self) -> None:
+        """Until the engine lists its models the size follows the model about to be chosen
+        (64 px for the built-in one, 512 for SD 1.5): show no number rather than a default
+        that is about to change."""
+        pending = not self.engine.models_listed
+        for w in (self.size_preset, self.swap_button):
+            w.setEnabled(not pending)
+        for spin in (self.width_spin, self.height_spin):
+            spin.set_pending(pending)
+        if pending:
+            self.size_preset.setCurrentIndex(-1)
+        else:
+            self._sync_preset()
 
     def _show_errors(self, errors: dict[str, str]) -> None:
         by_label: dict[QLabel, list[str]] = {}

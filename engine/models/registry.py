@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.errors import NotFound
 from engine.local_paths import path_problem
-from engine.protocol import ModelInfo
+from engine.protocol import ModelInfo, PromptVocabulary
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 EMBEDDED_MODELS = RESOURCES / "models"
@@ -96,6 +96,7 @@ def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
             embedded=embedded,
             size_bytes=size,
             native_size=_native_size(path),
+            vocabulary=_vocabulary(path),
         )
     if path.is_file() and path.suffix.lower() in _CHECKPOINT_SUFFIXES:
         architecture, problem = _checkpoint_architecture(path)
@@ -137,6 +138,15 @@ def _native_size(path: Path) -> int:
         return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+def _vocabulary(path: Path) -> PromptVocabulary | None:
+    """``vocabulary.json`` in a model folder (engine/training/vocabulary.py writes it); None
+    when there is none or it cannot be read (a listing never fails over it)."""
+    try:
+        return PromptVocabulary.model_validate_json((path / "vocabulary.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _checkpoint_architecture(path: Path) -> tuple[str, str]:

@@ -30,15 +30,32 @@ async def test_first_run_check_shows_an_image_from_the_embedded_model(qtbot, tmp
         apply_theme(QApplication.instance(), DARK)
         window.resize(1280, 800)
     window.show()
+    # Before the engine answers: no "No models found", no default size about to change.
+    assert window.model_combo.currentText() == "Loading models…"
+    assert window.prompt_panel.width_spin.text() == ""
     try:
         await controller.start()
+        await until(lambda: controller.engine.models_listed, 60, "the model list")
+        # The built-in model is active: the prompt box offers what it knows (from the
+        # vocabulary.json the engine lists with it).
+        tiny = next(m for m in controller.engine.models if m.id == EMBEDDED_MODEL)
+        assert tiny.vocabulary is not None and len(tiny.vocabulary.subjects) == 243
+        assist = window.prompt_panel.prompt_assist
+        assert window.prompt_edit.placeholderText() == tiny.vocabulary.examples[0]
+        assert not assist.ideas_button.isHidden()
+        assert window.prompt_panel.width_spin.text() == "64 px"
         dialog = window.desktop.show_first_run()
+        seen: list[str] = []
+        show = dialog.show_progress
+        dialog.show_progress = lambda text: (seen.append(text), show(text))[-1]
         qtbot.mouseClick(dialog.check_button, Qt.MouseButton.LeftButton)
         await until(lambda: dialog.check_button.isEnabled() and "Works" in
                     dialog.check_result.text() or "Not working" in dialog.check_result.text(),
                     240, "the check to finish")
         assert "Works." in dialog.check_result.text(), dialog.check_result.text()
         assert EMBEDDED_MODEL in dialog.check_result.text()
+        assert "one image in" in dialog.check_result.text()
+        assert any(t.startswith("Generating the test image: step") for t in seen), seen
         pixmap = dialog.check_image.pixmap()
         assert not pixmap.isNull() and pixmap.width() == 128
         image = pixmap.toImage()
