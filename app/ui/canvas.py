@@ -670,6 +670,8 @@ class CanvasPanel(QWidget):
         self.legend.raise_()
         # A fitted image stays clear of the legend and the caption rather than under them.
         top = self.legend.geometry().bottom() + 8 if self.legend.isVisibleTo(self) else 0
+        if self.toolbar.isVisibleTo(self):  # nor under the zoom controls
+            top = max(top, self.toolbar.geometry().bottom() + 8)
         bottom = 0
         if self.caption.isVisibleTo(self) or self.use_button.isVisibleTo(self):
             bottom = max(self.caption.height(), self.use_button.height()) + 12 + 4

@@ -282,6 +282,7 @@ def test_overlays_leave_the_fitted_image_and_scores_readable(window, qtbot):  # 
     def clear_of_overlays() -> None:
         image = canvas.view.mapFromScene(QRectF(0, 0, 64, 64)).boundingRect()
         assert image.top() > canvas.legend.geometry().bottom()
+        assert image.top() > canvas.toolbar.geometry().bottom()  # not under the zoom controls
         assert image.bottom() < min(canvas.caption.y(), canvas.use_button.y())
         assert canvas.caption.geometry().right() < canvas.use_button.x()
 

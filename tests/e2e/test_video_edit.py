@@ -14,6 +14,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from app.history import poster_path
 from engine.video.io import probe
 from engine.video.sample_clip import write_sample_clip
 from tests.e2e.conftest import fill_sample_clip_edit, until
@@ -106,15 +107,9 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
         from app.ui.theme import apply_theme
 
         apply_theme(QApplication.instance())
-        window.resizeDocks([window.video_dock], [720], Qt.Orientation.Horizontal)
+        window.resize(1280, 800)  # the player in the centre, the settings in the dock
+        window.central.show_video()
         await asyncio.sleep(0.5)
-        # the settings end on a whole row: the method and its explanation, not half of it
-        hint = panel.method_hint
-        end = hint.mapTo(panel.scroll.widget(), hint.rect().bottomLeft()).y() + 8
-        grow = end - panel.scroll.viewport().height()
-        player, settings = panel.splitter.sizes()
-        panel.splitter.setSizes([player - grow, settings + grow])
-        await asyncio.sleep(0.3)
         panel.frame_slider.setValue(1)
         await asyncio.sleep(0.2)
         window.grab().save(str(Path(shots) / "video-panel.png"))
@@ -163,5 +158,8 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     assert "controlnet" in panel.message_label.text().lower() and not v.busy
     # …and the engine keeps serving.
     assert (await c.client.health()).version
-    assert c.history.entries == [] or all(
-        not str(e.path).endswith(".mp4") for e in c.history.entries)
+    # the two finished edits are in the History (issue 14: results are findable), each shown
+    # by its first frame; the cancelled one is not
+    videos = [e for e in c.history.entries if str(e.path).endswith(".mp4")]
+    assert len(videos) == 2 and all(poster_path(e.path).is_file() for e in videos)
+    assert all("blue background" in e.prompt for e in videos)
