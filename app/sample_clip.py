@@ -28,6 +28,8 @@ class SampleClip:
     source_prompt: str
     target_prompt: str
     edit_phrase: str
+    #: What the first edit changes (its phrase names the subject to keep for "background").
+    edit_type: str = "background"
 
 
 def sample_clip() -> SampleClip | None:
@@ -41,4 +43,5 @@ def sample_clip() -> SampleClip | None:
     if not path.is_file():
         return None
     return SampleClip(path, str(meta.get("source_prompt", "")),
-                      str(meta.get("target_prompt", "")), str(meta.get("edit_phrase", "")))
+                      str(meta.get("target_prompt", "")), str(meta.get("edit_phrase", "")),
+                      str(meta.get("edit_type", "background")))

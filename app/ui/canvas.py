@@ -37,6 +37,7 @@ from .heatmap import HeatLegend, heatmap_pixmap
 from .theme import CANVAS_BG
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
+EMPTY_CANVAS = "Write a prompt and press Ctrl+Enter"
 #: The caption floats over the (always dark) canvas, so it keeps its own colours in both themes.
 CAPTION_STYLE = ("background: rgba(20,21,23,190); border-radius: 6px; padding: 3px 8px; "
                  "color: #b8bbc2;")
@@ -93,7 +94,7 @@ class CanvasView(QGraphicsView):
         #: (the bands the panel's overlays float in: legend, caption, "Use these settings").
         self.insets = (0, 0)
         self._content = QRectF(0, 0, 1, 1)  # the image (and its map beside it), scene units
-        self.placeholder = "Write a prompt and press Ctrl+Enter"
+        self.placeholder = EMPTY_CANVAS
         self._has_image = False
 
     # ----------------------------------------------------------------- content
@@ -524,6 +525,8 @@ class CanvasPanel(QWidget):
 
     def _show_current(self) -> None:
         image = self.state.current_image
+        # the invitation only on an empty canvas: a job's slots have their own caption
+        self.view.placeholder = "" if self.state.images else EMPTY_CANVAS
         if self.strip.currentRow() != self.state.current:
             self.strip.blockSignals(True)
             self.strip.setCurrentRow(self.state.current)

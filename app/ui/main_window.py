@@ -336,7 +336,8 @@ class MainWindow(QMainWindow):
             v.source_prompt = clip.source_prompt
         if not v.target_prompt.strip():
             v.target_prompt = clip.target_prompt
-        if not v.edit_phrase.strip():
+        if not v.edit_phrase.strip():  # the phrase means something per edit type: both
+            v.edit_type = clip.edit_type
             v.edit_phrase = clip.edit_phrase
         self.open_video(clip.path)
 

@@ -654,7 +654,9 @@ class VideoDockWidget(QWidget):
         if s.uploading >= 0:
             self.clip_label.setText("Sending the clip to the engine…")
         elif has_source:
-            self.clip_label.setText(f"Clip: {s.source_summary()}")
+            # a line breaks between facts, never inside one ("3.0 s")
+            facts = [f.replace(" ", "\N{NO-BREAK SPACE}") for f in s.source_summary().split(" · ")]
+            self.clip_label.setText("Clip: " + " · ".join(facts))
         else:
             self.clip_label.setText("No clip yet: drop a video on the window, or open one in "
                                     "the Video view.")

@@ -127,6 +127,7 @@ def test_the_canvas_says_where_its_job_stands(window):  # noqa: F811
     c.handle_event(JobQueued(job=make_job("next")))
     c.canvas.follow_job("next", 1, None)
     assert canvas._caption_text == "Queued · 1 job ahead"  # not "Waiting for the engine…"
+    assert canvas.view.placeholder == ""  # nor "Write a prompt" behind it
     c.handle_event(JobFinished(job=make_job("run", state=JobState.done)))
     c.handle_event(JobStarted(job_id="next"))
     assert canvas._caption_text == "Starting…"
@@ -251,7 +252,7 @@ def test_try_the_sample_clip(window, monkeypatch):  # noqa: F811
     assert opened == [str(clip.path)]
     assert c.video.source_prompt == clip.source_prompt
     assert c.video.target_prompt == "kept as written"  # the artist's words stay
-    assert c.video.edit_phrase == "t-rex"
+    assert c.video.edit_phrase == "t-rex" and c.video.edit_type == "background"
 
 
 def test_the_sample_caption_is_the_fit_sets():
