@@ -37,6 +37,7 @@ from engine.protocol import (
     SamplerGridJob,
     UncertaintyFitJob,
     UncertaintyFitParams,
+    UncertaintyOptions,
 )
 
 from .client import ApiError, AuthError, EngineClient, EngineError, StreamConnected, StreamLost
@@ -341,8 +342,13 @@ class AppController(QObject):
         if running is not None and not self.video_jobs.is_video_job(running.id) \
                 and not self.robustness_jobs.is_probe(running.id):
             self.canvas.follow_job(running.id, running.image_count, running.params)
-        if samplers and self.generation.sampler not in {s.name for s in samplers}:
-            self.generation.sampler = samplers[0].name
+        known = self._known_sampler()
+        if known is not None and not known(self.generation.sampler):
+            lacking, self.generation.sampler = self.generation.sampler, samplers[0].name
+            # e.g. a dropped A1111 recipe's "Restart", restored before the engine listed its
+            # samplers: say so instead of switching in silence.
+            self.notice.emit(WARNING, f"Sampler {lacking!r} is not one this engine has; using "
+                                      f"{samplers[0].name}.")
         pending, self._pending = self._pending, []
         for params in pending:
             await self._submit(params)
@@ -622,9 +628,12 @@ class AppController(QObject):
         if self.client is None or not self.engine.connection.usable:
             self.notice.emit(WARNING, "The engine is not connected.")
             return
-        params = image.params.with_seed(image.seed).model_copy(update={
-            "uncertainty": True, "variation_step": max(0, min(step, image.params.steps - 1)),
-            "variation_seed": -1, "batch_size": max(1, min(16, count)), "batch_count": 1})
+        base = image.params.with_seed(image.seed)
+        group = (base.uncertainty or UncertaintyOptions()).model_copy(update={
+            "map": True, "variation_step": max(0, min(step, base.steps - 1)),
+            "variation_seed": -1})
+        params = base.model_copy(update={"uncertainty": group,
+                                         "batch_size": max(1, min(16, count)), "batch_count": 1})
         self.spawn(self._submit(params))
 
     def fit_now(self, kind: str) -> None:

@@ -16,7 +16,8 @@ A1111's reading rules, followed here (learned from its ``infotext_utils``, not c
 - CRLF line ends read like LF.
 
 Every key Sfumato knows is one :class:`Row` of :data:`ROWS`: its A1111 ``label``, the
-:class:`~engine.protocol.GenerateParams` ``fields`` it sets, ``read`` (text → field updates)
+``fields`` it sets (the form's flat names, :func:`engine.protocol.form_values`: the uncertainty
+group's are ``uncertainty_samples`` …; ``GenerateParams`` folds them into their group), ``read`` (text → field updates)
 and ``write`` (recipe → text, or None to leave it out). The writer walks the rows in order;
 the reader looks each label up. **Adding a key is adding a row**, e.g. A1111's clip skip::
 
@@ -102,8 +103,15 @@ def _sampler_named(*names: str) -> Callable[[GenerateParams], bool]:
 
 
 def _uq_text(p: GenerateParams) -> str | None:
-    return (f"{p.uncertainty_samples}/{p.uncertainty_skip}/{p.uncertainty_decodes}"
-            if p.uncertainty else None)
+    u = p.uncertainty
+    return f"{u.samples}/{u.skip}/{u.decodes}" if u is not None and u.map else None
+
+
+def _variation_text(p: GenerateParams) -> str | None:
+    u = p.uncertainty
+    if u is None or u.variation_step is None:
+        return None
+    return f"{u.variation_step}/{u.variation_seed}"
 
 
 def _eta_write(ddim: bool) -> Callable[[GenerateParams], object]:
@@ -146,8 +154,7 @@ ROWS: list[Row] = [
     Row("Uncertainty", ("uncertainty",), _uncertainty, _uq_text),  # "S/k/M"
     # BayesDiff variations: "step/seed" (not A1111's "Variation seed", its subseed).
     Row("Uncertainty variation", ("variation_step", "variation_seed"), _variation,
-        lambda p: (f"{p.variation_step}/{p.variation_seed}"
-                   if p.variation_step is not None else None)),
+        _variation_text),
     Row("Variation step", ("variation_step", "variation_seed"), _old_variation_step),
 ]
 _BY_LABEL = {row.label: row for row in ROWS}

@@ -23,7 +23,7 @@ def run_generate(job: Job, ctx, fits=None) -> None:
 
     spec: GenerateJob = job.spec
     p = spec.params
-    if p.uncertainty or p.variation_step is not None:
+    if p.uncertainty is not None:
         from engine.uncertainty.generate import run_uncertain_generate
 
         return run_uncertain_generate(job, ctx, fits)

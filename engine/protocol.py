@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from engine.robustness_protocol import (  # noqa: F401  (re-exported: the app imports them from here)
     RULES,
@@ -94,8 +94,79 @@ TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
 
 
 
+class UncertaintyOptions(_Model):
+    """BayesDiff (docs/uncertainty.md): needs an uncertainty_fit of the model and a sampler
+    with SamplerInfo.uncertainty (DDIM, DPM2)."""
+
+    map: bool = Field(True, description="Per-pixel uncertainty map and score of each image")
+    samples: int = Field(
+        5, ge=1, le=64, description="S: Monte-Carlo samples of x_t batched into one UNet call")
+    skip: int = Field(5, ge=1, le=100, description="k: full variance propagation every k-th step")
+    decodes: int = Field(
+        8, ge=1, le=64, description="M: latent samples decoded in one VAE batch for the map")
+    variation_step: int | None = Field(
+        None, ge=0, description="Variations from here: re-run this recipe (same seed) with "
+        "uncertainty to this step t, draw each of batch_size images' x_t from "
+        "N(E[x_t], Var[x_t]) with variation_seed, then finish sampling")
+    variation_seed: int = Field(-1, ge=-1, le=MAX_SEED,
+                                description="Seed of the x_t draws; -1 picks a random one")
+
+
+#: Recipe v1's flat names of the uncertainty options → the group's (the app's form and old
+#: API clients still use the flat ones; ``uncertainty`` itself was the map's on/off).
+FLAT_UNCERTAINTY: dict[str, str] = {
+    "uncertainty_samples": "samples", "uncertainty_skip": "skip",
+    "uncertainty_decodes": "decodes", "variation_step": "variation_step",
+    "variation_seed": "variation_seed",
+}
+
+
+def fold_flat_uncertainty(data: dict[str, Any]) -> dict[str, Any]:
+    """v1's flat uncertainty fields → the ``uncertainty`` group (None when neither the map nor
+    variations are asked for); anything else is left as it is."""
+    flat = {k: data[k] for k in FLAT_UNCERTAINTY if k in data}
+    on = data.get("uncertainty")
+    if not flat and not isinstance(on, bool):
+        return data
+    data = {k: v for k, v in data.items() if k not in FLAT_UNCERTAINTY}
+    group = dict(on) if isinstance(on, dict) else {}
+    group.update({FLAT_UNCERTAINTY[k]: v for k, v in flat.items()})
+    if isinstance(on, bool) or on is None:
+        group["map"] = bool(on)
+    wanted = group.get("map") or group.get("variation_step") is not None
+    data["uncertainty"] = group if wanted else None
+    return data
+
+
+def flat_uncertainty(params: GenerateParams) -> dict[str, Any]:
+    """The group as v1's flat fields (what the app's form edits); {} when it is off."""
+    u = params.uncertainty
+    if u is None:
+        return {}
+    return {"uncertainty": u.map, **{k: getattr(u, g) for k, g in FLAT_UNCERTAINTY.items()}}
+
+
+def form_values(params: GenerateParams) -> dict[str, Any]:
+    """The recipe as one flat dict, groups as their v1 flat fields: what a form edits (the
+    app's generation settings). ``GenerateParams(**form_values(p)) == p``."""
+    data = params.model_dump()
+    data.pop("uncertainty")
+    defaults = {k: getattr(UncertaintyOptions(), g) for k, g in FLAT_UNCERTAINTY.items()}
+    return {**data, "uncertainty": False, **defaults, **flat_uncertainty(params)}
+
+
+def form_fields() -> set[str]:
+    """The names :func:`form_values` uses (and ``GenerateParams`` accepts)."""
+    return set(GenerateParams.model_fields) | set(FLAT_UNCERTAINTY)
+
+
 class GenerateParams(_Model):
-    """Everything a text-to-image generation needs: the recipe saved with every image."""
+    """Everything a text-to-image generation needs: the recipe saved with every image.
+
+    A1111's flat core (prompt, size, steps, CFG, sampler and its options), then optional
+    groups, one per feature, None when off: ``uncertainty`` (later ``init`` for img2img,
+    ``flow`` for flow models). A new group is one model and one field here, a migration in
+    :data:`RECIPE_MIGRATIONS` if it moves old fields, and rows in engine/a1111.py."""
 
     model: str | None = Field(None, description="Model id from /v1/models; None = the loaded one")
     prompt: str = ""
@@ -117,21 +188,17 @@ class GenerateParams(_Model):
     calibration_mean: Literal["spatial", "channel"] = Field(
         "spatial", description="Calibration's mean: per element C×H×W (the official; at the fit's "
         "latent size, else per channel) or per channel")
-    # BayesDiff uncertainty (docs/uncertainty.md). Needs an uncertainty_fit of the model and a
-    # sampler with SamplerInfo.uncertainty (DDIM, DPM2).
-    uncertainty: bool = Field(False, description="Per-pixel uncertainty map and score (BayesDiff)")
-    uncertainty_samples: int = Field(
-        5, ge=1, le=64, description="S: Monte-Carlo samples of x_t batched into one UNet call")
-    uncertainty_skip: int = Field(
-        5, ge=1, le=100, description="k: full variance propagation every k-th step")
-    uncertainty_decodes: int = Field(
-        8, ge=1, le=64, description="M: latent samples decoded in one VAE batch for the map")
-    variation_step: int | None = Field(
-        None, ge=0, description="Variations from here: re-run this recipe (same seed) with "
-        "uncertainty to this step t, draw each of batch_size images' x_t from "
-        "N(E[x_t], Var[x_t]) with variation_seed, then finish sampling")
-    variation_seed: int = Field(-1, ge=-1, le=MAX_SEED,
-                                description="Seed of the x_t draws; -1 picks a random one")
+    # Optional groups: a feature's options travel together, None when it is off (recipe v2).
+    uncertainty: UncertaintyOptions | None = Field(
+        None, description="BayesDiff uncertainty map and/or variations; None = off")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_v1_fields(cls, data: Any) -> Any:
+        """Recipe v1 and older API clients wrote the uncertainty options flat
+        (``uncertainty: true, uncertainty_samples: 5, variation_step: …``): fold them into the
+        group, so every old PNG and script still works."""
+        return fold_flat_uncertainty(data) if isinstance(data, dict) else data
 
     @field_validator("schedule")
     @classmethod
@@ -638,13 +705,35 @@ def parse_event(data: str | bytes) -> Event:
 # --------------------------------------------------------------------------- recipes in PNGs
 
 PNG_PARAMETERS_KEY = "parameters"  # A1111's text chunk
-PNG_RECIPE_KEY = "sfumato"  # our JSON chunk: {"version": 1, "kind": ..., "params": {...}, ...}
+PNG_RECIPE_KEY = "sfumato"  # our JSON chunk: {"version": 2, "kind": ..., "params": {...}, ...}
+#: The JSON chunk's version. 2: the uncertainty options grouped (``params.uncertainty``).
+RECIPE_VERSION = 2
+
+
+def _recipe_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "version": 2, "params": fold_flat_uncertainty(dict(data["params"]))}
+
+
+#: version → the step to the next one; :func:`recipe_from_json` runs them in order.
+RECIPE_MIGRATIONS = {1: _recipe_v1_to_v2}
+
+
+def migrate_recipe(data: dict[str, Any]) -> dict[str, Any]:
+    """Our JSON chunk of any version (no version = 1) brought to :data:`RECIPE_VERSION`."""
+    version = int(data.get("version", 1))
+    if version > RECIPE_VERSION:
+        raise ValueError(f"it was written by a newer Sfumato (recipe version {version}; this "
+                         f"one reads up to {RECIPE_VERSION})")
+    while version < RECIPE_VERSION:
+        data = RECIPE_MIGRATIONS[version](data)
+        version = int(data["version"])
+    return data
 
 
 def recipe_json(params: GenerateParams, *, seed: int, model_name: str | None, index: int,
                 uncertainty: UncertaintyResult | None = None) -> str:
     data: dict[str, Any] = {
-        "version": 1,
+        "version": RECIPE_VERSION,
         "kind": "generate",
         "params": params.with_seed(seed).model_dump(mode="json"),
         "model_name": model_name,
@@ -657,11 +746,11 @@ def recipe_json(params: GenerateParams, *, seed: int, model_name: str | None, in
 
 def recipe_from_json(text: str) -> GenerateParams:
     """The recipe in our JSON chunk, of any version (older ones migrated); raises ValueError,
-    KeyError or pydantic's ValidationError when it is damaged."""
+    TypeError, KeyError or pydantic's ValidationError when it is damaged."""
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
         raise TypeError("no 'params' in it")
-    return GenerateParams.model_validate(data["params"])
+    return GenerateParams.model_validate(migrate_recipe(data)["params"])
 
 
 def recipe_from_png_text(text: dict[str, str]) -> GenerateParams | None:
@@ -671,3 +760,7 @@ def recipe_from_png_text(text: dict[str, str]) -> GenerateParams | None:
     if PNG_PARAMETERS_KEY in text:
         return GenerateParams.from_a1111(text[PNG_PARAMETERS_KEY])
     return None
+
+
+#: The form's defaults (:func:`form_values` of a default recipe).
+FORM_DEFAULTS: dict[str, Any] = form_values(GenerateParams())

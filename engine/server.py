@@ -196,7 +196,7 @@ def _submit(engine, req: JobSubmit) -> Job:
     job = req.job
     if isinstance(job, GenerateJob):
         job = _check_generate(engine, job)
-        if job.params.uncertainty or job.params.variation_step is not None:
+        if job.params.uncertainty is not None:
             job = _check_uncertainty(engine, job)
     elif isinstance(job, SamplerGridJob):
         job = _check_grid(engine, job)
@@ -287,10 +287,12 @@ def _check_uncertainty(engine, job: GenerateJob) -> GenerateJob:
     problem = uncertainty_problem(job.params, engine.fits, info)
     if problem:
         raise EngineError(problem[1], f"job.params.{problem[0]}")
-    if job.params.variation_seed < 0:
+    u = job.params.uncertainty
+    if u is not None and u.variation_seed < 0:
         import secrets
 
-        params = job.params.model_copy(update={"variation_seed": secrets.randbelow(2**32)})
+        group = u.model_copy(update={"variation_seed": secrets.randbelow(2**32)})
+        params = job.params.model_copy(update={"uncertainty": group})
         job = job.model_copy(update={"params": params})
     return job
 

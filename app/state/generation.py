@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 from PySide6.QtCore import Signal
 
-from engine.protocol import MAX_SEED, MAX_SIDE, GenerateParams
+from engine.protocol import MAX_SEED, MAX_SIDE, GenerateParams, form_fields, form_values
 
 from .observable import Observable, Property
 
@@ -82,7 +82,7 @@ class GenerationSettings(Observable):
     # ----------------------------------------------------------------- params in and out
     def to_params(self) -> GenerateParams:
         """The current settings as a request; raises pydantic's ValidationError if invalid."""
-        known = GenerateParams.model_fields
+        known = form_fields()
         return GenerateParams(
             **{k: v for k, v in self._options.items()
                if k in known and k not in FIELDS and k != "model"},
@@ -127,10 +127,10 @@ class GenerationSettings(Observable):
                 setattr(self, name, getattr(params, name))
         if not keep_model and given("model"):
             self.model = params.model
-        defaults = GenerateParams()
+        defaults = form_values(GenerateParams())
         recipe_options = {
-            k: v for k, v in params.model_dump().items()
-            if k not in FIELDS and k != "model" and v != getattr(defaults, k)
+            k: v for k, v in form_values(params).items()
+            if k not in FIELDS and k != "model" and v != defaults.get(k)
         }
         if given("sampler"):
             self._options = recipe_options

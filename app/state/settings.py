@@ -13,6 +13,26 @@ from .observable import Observable, Property
 LOCAL, REMOTE = "local", "remote"
 SYSTEM, DARK, LIGHT = "system", "dark", "light"
 MAX_RECENT = 10
+#: The layout of the settings file. 2: ``last_params`` holds a recipe v2 (grouped options).
+#: A file without ``schema_version`` is 1. To change a key: bump this, add a step below.
+SETTINGS_VERSION = 2
+
+
+def _v1_to_v2(values: dict[str, Any]) -> dict[str, Any]:
+    """``last_params`` written flat (recipe v1) → grouped (v2); a damaged one is dropped."""
+    from engine.protocol import fold_flat_uncertainty
+
+    raw = values.get("last_params")
+    if isinstance(raw, str) and raw:
+        try:
+            values["last_params"] = json.dumps(fold_flat_uncertainty(json.loads(raw)))
+        except (ValueError, TypeError, AttributeError):
+            values["last_params"] = ""
+    return values
+
+
+#: version → the step to the next one, on ``{key: stored value}`` (what the file holds).
+SETTINGS_MIGRATIONS = {1: _v1_to_v2}
 
 
 class Settings(Observable):
@@ -38,6 +58,7 @@ class Settings(Observable):
             self._qs = QSettings("Sfumato", "Sfumato")
         else:
             self._qs = QSettings(str(path), QSettings.Format.IniFormat)
+        self._migrate()
         for name in self.properties():
             stored = self._qs.value(name)
             if stored is not None:
@@ -46,6 +67,24 @@ class Settings(Observable):
                 except (TypeError, ValueError):
                     pass  # a damaged entry falls back to the default
             getattr(self, f"{name}_changed").connect(lambda v, n=name: self._save(n, v))
+
+    def _migrate(self) -> None:
+        """Bring an older settings file to :data:`SETTINGS_VERSION`, step by step, in place.
+        A file from a newer Sfumato is read as it is (unknown keys are ignored)."""
+        keys = self._qs.allKeys()
+        try:
+            version = int(self._qs.value("schema_version", 1 if keys else SETTINGS_VERSION))
+        except (TypeError, ValueError):
+            version = 1
+        if version < SETTINGS_VERSION:
+            values = {k: self._qs.value(k) for k in keys if k != "schema_version"}
+            while version < SETTINGS_VERSION:
+                values = SETTINGS_MIGRATIONS[version](values)
+                version += 1
+            for key, value in values.items():
+                self._qs.setValue(key, value)
+        if version <= SETTINGS_VERSION:
+            self._qs.setValue("schema_version", SETTINGS_VERSION)
 
     def _decode(self, name: str, stored: Any) -> Any:
         default = type(self).__dict__.get(name) or next(

@@ -14,7 +14,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.protocol import GenerateParams
+from engine.protocol import FORM_DEFAULTS
 
 from .observable import Observable, Property
 
@@ -36,7 +36,7 @@ LAYOUTS = {"overlay": "Overlay", "side": "Side by side"}
 #: GenerateParams fields the panel edits (kept in the generation settings' options, so they
 #: go out with the next job and round-trip through recipes).
 PARAM_FIELDS = ("uncertainty", "uncertainty_samples", "uncertainty_skip", "uncertainty_decodes")
-DEFAULTS = {name: GenerateParams.model_fields[name].default for name in PARAM_FIELDS}
+DEFAULTS = {name: FORM_DEFAULTS[name] for name in PARAM_FIELDS}
 
 
 @dataclass

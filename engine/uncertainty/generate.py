@@ -1,7 +1,7 @@
 """Generation with BayesDiff uncertainty: maps, scores and variations from an intermediate step.
 
 The ordinary ``generate`` job hands a recipe here when it asks for ``uncertainty`` or a
-``variation_step``; without them this module is never imported, so plain sampling pays nothing.
+``variation_step`` (its ``uncertainty`` group); without it this module is never imported, so plain sampling pays nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def uncertainty_problem(params: GenerateParams, fits, model_info) -> tuple[str, 
     from engine.uncertainty.fit_job import cached_posterior
     from engine.uncertainty.propagate import SUPPORTED
 
-    if not (params.uncertainty or params.variation_step is not None):
+    u = params.uncertainty
+    if u is None:
         return None
     try:
         spec, _ = resolve(params.sampler, params.schedule)
@@ -32,8 +33,8 @@ def uncertainty_problem(params: GenerateParams, fits, model_info) -> tuple[str, 
     if spec.scheduler not in SUPPORTED:
         return "sampler", (f"Uncertainty is not available with {spec.name}: BayesDiff defines it "
                            "for DDIM and DPM-Solver-2 only; choose DDIM or DPM2.")
-    if params.variation_step is not None and not 1 <= params.variation_step < params.steps:
-        return "variation_step", f"Variations start after a step between 1 and {params.steps - 1}"
+    if u.variation_step is not None and not 1 <= u.variation_step < params.steps:
+        return "uncertainty.variation_step", f"Variations start after a step between 1 and {params.steps - 1}"
     if (fits is not None and model_info is not None
             and cached_posterior(fits, fits.model_hash(model_info)) is None):
         return "uncertainty", (f"{model_info.name} has no uncertainty fit yet: run Fit in the "
@@ -79,7 +80,9 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
     cond, uncond = pipe.encode_prompt(p.prompt, device, 1, do_cfg, p.negative_prompt or None)
     model = EpsModel(pipe.unet, post, cond, uncond if do_cfg else None, p.cfg_scale,
                      sched.config.get("prediction_type", "epsilon"))
-    varying = p.variation_step is not None
+    u = p.uncertainty
+    assert u is not None
+    varying = u.variation_step is not None
     total = p.steps * p.batch_count
     saved = ctx.saved_indices()
     batches = ctx.batches_to_run(p.batch_count, p.batch_size)
@@ -97,8 +100,8 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
         step_kwargs = pipe.prepare_extra_step_kwargs(generators, setup.call_kwargs.get("eta", 0.0))
         variation = None
         if varying:
-            vgen = torch.Generator().manual_seed((p.variation_seed + b) % 2**32)
-            variation = (p.variation_step, torch.randn((p.batch_size, *x_T.shape[1:]),
+            vgen = torch.Generator().manual_seed((u.variation_seed + b) % 2**32)
+            variation = (u.variation_step, torch.randn((p.batch_size, *x_T.shape[1:]),
                                                       generator=vgen))
             if "generator" in step_kwargs:  # η-noise after the draw: one generator per image
                 step_kwargs["generator"] = [torch.Generator("cpu").manual_seed(s + k)
@@ -113,16 +116,16 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
 
         try:
             with setup.context(pipe, p.cfg_scale):
-                prop = propagate(model, sched, x_T, samples=p.uncertainty_samples,
-                                 skip=p.uncertainty_skip,
+                prop = propagate(model, sched, x_T, samples=u.samples,
+                                 skip=u.skip,
                                  generator=torch.Generator().manual_seed(seeds[0]),
                                  step_kwargs=step_kwargs, on_iter=on_iter, variation=variation)
             with torch.no_grad():
                 latents = prop.mean.to(dtype)
                 images = decode(pipe.vae, latents, dtype, unit=False)
                 maps = None
-                if p.uncertainty:
-                    m = p.uncertainty_decodes
+                if u.map:
+                    m = u.decodes
                     z = latent_samples(prop.mean, prop.var, m,
                                        torch.Generator().manual_seed(seeds[0] + 1))
                     maps = pixel_variance(decode(pipe.vae, z, dtype), m).cpu()
@@ -131,7 +134,7 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
             ctx.free_memory()
             raise EngineError(
                 f"Out of memory on {loaded.device} at {p.width}×{p.height} with batch size "
-                f"{p.batch_size} and {p.uncertainty_samples} uncertainty samples. Try fewer "
+                f"{p.batch_size} and {u.samples} uncertainty samples. Try fewer "
                 "samples (S) or decodes (M), or a smaller size or batch.") from None
         pils = pipe.image_processor.postprocess(images, output_type="pil")
         for i, image in enumerate(pils):

@@ -159,7 +159,7 @@ def test_out_of_range_values_are_adjusted_not_refused(tmp_path: Path):
     assert any("1366×768" in n and "1368×768" in n for n in r.notes)
     assert any("18446744073709551557" in n for n in r.notes)
     # A1111's "Variation seed" is its subseed, not a BayesDiff variation; listed as not restored.
-    assert p.variation_step is None
+    assert p.uncertainty is None
     assert r.not_restored == ["Hires upscale", "Clip skip", "Denoising strength", "Variation seed"]
     warn, message = describe(r, "wide.png", known_sampler=lambda name: True)
     assert warn and "Not restored" in message and "Clip skip" in message
@@ -257,3 +257,40 @@ def test_comfyui_ksampler_advanced_and_64bit_seed():
     del ks["inputs"]["seed"]
     r = parse_graph(g)
     assert r.params.seed == 3 and any("32-bit" in n for n in r.notes)
+
+
+def test_old_sfumato_pngs_open_after_the_recipe_v2_migration(tmp_path: Path):
+    """Recipe v1 wrote the uncertainty options flat, and 'Variation step/seed' in the A1111
+    text; v2 groups them. Both kinds of old file open with the same values."""
+    import json
+
+    from engine.protocol import RECIPE_VERSION, recipe_json
+
+    v1 = {"version": 1, "kind": "generate", "model_name": "tiny", "index": 0, "params": {
+        "prompt": "an old harbour", "seed": 9, "steps": 12, "sampler": "DDIM", "width": 64,
+        "height": 64, "uncertainty": True, "uncertainty_samples": 7, "uncertainty_skip": 3,
+        "uncertainty_decodes": 9, "variation_step": 4, "variation_seed": 11}}
+    old_text = ("an old harbour\nSteps: 12, Sampler: DDIM, CFG scale: 7, Seed: 9, Size: 64x64, "
+                "Uncertainty: 7/3/9, Variation step: 4, Variation seed: 11")
+    for texts in ({"sfumato": json.dumps(v1), "parameters": old_text}, {"parameters": old_text}):
+        r = read_recipe(_png(tmp_path / "old.png", **texts))
+        u = r.params.uncertainty
+        assert (r.params.prompt, r.params.seed, r.params.steps) == ("an old harbour", 9, 12)
+        assert (u.map, u.samples, u.skip, u.decodes, u.variation_step, u.variation_seed) == (
+            True, 7, 3, 9, 4, 11)
+        assert "Variation seed" not in r.not_restored
+    # What is written now is v2 and reads back the same.
+    new = json.loads(recipe_json(r.params, seed=9, model_name="tiny", index=0))
+    assert new["version"] == RECIPE_VERSION == 2 and new["params"]["uncertainty"]["samples"] == 7
+    assert read_recipe(_png(tmp_path / "new.png", sfumato=json.dumps(new))).params == r.params
+    newer = {**new, "version": 99}
+    with pytest.raises(RecipeError, match="newer Sfumato"):
+        read_recipe(_png(tmp_path / "newer.png", sfumato=json.dumps(newer)))
+
+
+def test_form_values_round_trip():
+    from engine.protocol import GenerateParams, form_values
+
+    for p in (GenerateParams(), GenerateParams(uncertainty=True, uncertainty_skip=2),
+              GenerateParams(variation_step=3, variation_seed=5, sampler="DDIM")):
+        assert GenerateParams(**form_values(p)) == p

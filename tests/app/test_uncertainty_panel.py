@@ -133,7 +133,7 @@ def test_panel_edits_the_recipe_and_exports(window, qtbot, tmp_path):  # noqa: F
     g.sampler = "Euler"
     assert not panel.samples_spin.isEnabled()
     panel.enable_toggle.click()
-    assert g.to_params().uncertainty is True
+    assert g.to_params().uncertainty.map is True
     assert panel.warning_box.isVisibleTo(panel) and "DPM2" in panel.sampler_warning.text()
     sampler_item = window.sampler_panel.sampler_list.item(1)
     from app.ui.sampler_dock import DIM_ROLE, TAG_ROLE
@@ -149,7 +149,7 @@ def test_panel_edits_the_recipe_and_exports(window, qtbot, tmp_path):  # noqa: F
     panel.samples_spin.setValue(10)
     panel.skip_spin.setValue(2)
     p = g.to_params()
-    assert (p.uncertainty_samples, p.uncertainty_skip, p.uncertainty_decodes) == (10, 2, 8)
+    assert (p.uncertainty.samples, p.uncertainty.skip, p.uncertainty.decodes) == (10, 2, 8)
     assert "6.0×" in panel.cost_label.text()
     requested: list[str] = []
     panel.fit_requested.connect(requested.append)

@@ -43,7 +43,7 @@ async def test_uncertainty_without_fit_or_with_wrong_sampler_answers_422(api):
     assert body["field"] == "job.params.sampler" and "DDIM or DPM2" in body["message"]
     _, body = await api.call("POST", "/jobs", {"job": {"kind": "generate", "params": {
         "sampler": "DDIM", "steps": 4, "variation_step": 4}}}, 422)
-    assert body["field"] == "job.params.variation_step"
+    assert body["field"] == "job.params.uncertainty.variation_step"
 
 
 async def test_fit_with_progress_then_generate_with_maps(api, tmp_path):
@@ -100,7 +100,9 @@ async def test_fit_with_progress_then_generate_with_maps(api, tmp_path):
     assert all(r["uncertainty"] is None for r in var["results"])
     assert np.abs(imgs[0] - imgs[1]).max() > 0 and np.abs(imgs[1] - imgs[2]).max() > 0
     recipe = recipe_from_png_text(Image.open(var["results"][1]["path"]).text)
-    assert recipe.variation_step == 2 and recipe.variation_seed == 11
+    u = recipe.uncertainty
+    assert u is not None and not u.map
+    assert (u.variation_step, u.variation_seed) == (2, 11)
     await ws.close()
 
 
@@ -109,8 +111,10 @@ def test_recipe_round_trips_through_a1111_text():
                        uncertainty_skip=3, uncertainty_decodes=9, variation_step=12,
                        variation_seed=7)
     text = p.to_a1111(seed=3) + ", Uncertainty score: 0.00123"
-    assert "Uncertainty: 7/3/9" in text and "Variation step: 12, Variation seed: 7" in text
+    assert "Uncertainty: 7/3/9" in text and "Uncertainty variation: 12/7" in text
+    assert "Variation seed" not in text  # A1111's key means its subseed
     q = GenerateParams.from_a1111(text)
-    assert (q.uncertainty, q.uncertainty_samples, q.uncertainty_skip, q.uncertainty_decodes,
-            q.variation_step, q.variation_seed) == (True, 7, 3, 9, 12, 7)
+    u = q.uncertainty
+    assert (u.map, u.samples, u.skip, u.decodes, u.variation_step, u.variation_seed) == (
+        True, 7, 3, 9, 12, 7)
     assert not GenerateParams.from_a1111(GenerateParams().to_a1111()).uncertainty
