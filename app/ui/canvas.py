@@ -306,8 +306,8 @@ class CanvasPanel(QWidget):
     cell_clicked = Signal(int, int)
     #: Right-click → "Save as…" on the image shown.
     save_requested = Signal()
-    #: Right-click → "Retry": queue the recipe that made the image shown again (as asked:
-    #: a random seed stays random).
+    #: Right-click → "Retry": queue the recipe of the image shown again (a finished image
+    #: with a new seed; an unfinished slot as it was asked).
     retry_requested = Signal(object)
 
     def __init__(self, state: CanvasState, heat: UncertaintyView | None = None,
@@ -434,9 +434,11 @@ class CanvasPanel(QWidget):
         menu.addSeparator()
         use = menu.addAction("Use settings", self._use_settings)
         use.setEnabled(image is not None and image.params is not None)
-        retry = menu.addAction("Retry", self._retry)
+        retry = menu.addAction("Retry with a new seed" if ready else "Retry", self._retry)
         retry.setEnabled(image is not None and image.params is not None)
-        retry.setToolTip("Queue this image's recipe again")
+        retry.setToolTip("Queue this image's recipe again with a new random seed (the same "
+                         "seed would draw the same image)" if ready else
+                         "Queue this job's recipe again")
         menu.setToolTipsVisible(True)
         return menu
 
@@ -454,7 +456,10 @@ class CanvasPanel(QWidget):
     def _retry(self) -> None:
         image = self.state.current_image
         if image is not None and image.params is not None:
-            self.retry_requested.emit(image.params)
+            # a finished image again with its seed would be the same image: a new seed; an
+            # unfinished one (cancelled, failed) as it was asked
+            self.retry_requested.emit(image.params.with_seed(-1) if image.ready
+                                      else image.params)
 
     def _use_settings(self) -> None:
         image = self.state.current_image

@@ -163,7 +163,7 @@ def test_right_click_copy_save_use_retry(window, tmp_path, monkeypatch):  # noqa
     assert [a.text() for a in canvas.context_menu().actions() if a.text()] == \
         ["Copy image", "Save as…", "Use settings", "Retry"]
     assert not any(a.isEnabled() for a in canvas.context_menu().actions() if a.text())
-    params = p("a lighthouse").model_copy(update={"seed": -1})
+    params = p("a lighthouse").model_copy(update={"seed": 7})  # as the engine resolved it
     path = tmp_path / "x.png"
     path.write_bytes(png((1, 2, 3), (24, 16)))
     c.canvas.show_image(CanvasImage(data=path.read_bytes(), path=path, seed=42, width=24,
@@ -180,8 +180,9 @@ def test_right_click_copy_save_use_retry(window, tmp_path, monkeypatch):  # noqa
     actions["Save as…"].trigger()
     assert target.read_bytes() == path.read_bytes()
     before = len(c._pending)
-    actions["Retry"].trigger()
-    assert len(c._pending) == before + 1 and c._pending[-1].seed == -1  # as asked
+    actions["Retry with a new seed"].trigger()
+    assert len(c._pending) == before + 1 and c._pending[-1].seed == -1  # not the same image
+    assert c._pending[-1].prompt == "a lighthouse"
     c.generation.prompt = "something else"
     actions["Use settings"].trigger()
     assert c.generation.prompt == "a lighthouse" and c.generation.seed == 42
