@@ -318,59 +318,62 @@ AUDIO_RATE = 44100
 def read_audio(path: Path, start_s: float = 0.0, end_s: float | None = None) -> Audio | None:
     """The source's audio between the times (stereo, 44.1 kHz), or None if it has none or none
     of it decodes. Damaged packets (a real AVI's AC3 whose first packet is broken) are skipped
-    and counted instead of failing the whole read."""
+    and counted instead of failing the whole read. Only the span asked for is kept: memory
+    does not grow with where in a long clip the span lies."""
     import av
 
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError):
         return None
+    first = int(start_s * AUDIO_RATE)
+    stop = None if end_s is None else int(end_s * AUDIO_RATE)
     chunks: list[np.ndarray] = []
-    bad, bad_s, have, last_duration = 0, 0.0, 0, 0
+    bad, bad_s, last_duration = 0, 0.0, 0
+    pos = 0  # samples of the track so far (resampled), kept or not
+
+    def add(arr: np.ndarray) -> None:
+        nonlocal pos
+        lo, hi = max(first - pos, 0), arr.shape[1] if stop is None else min(arr.shape[1],
+                                                                                  stop - pos)
+        if hi > lo:
+            chunks.append(arr[:, lo:hi])
+        pos += arr.shape[1]
+
     try:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
         tb = float(stream.time_base) if stream.time_base else 0.0
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
-        stop = None if end_s is None else int(end_s * AUDIO_RATE)
         for packet in container.demux(stream):
+            if stop is not None and pos >= stop:
+                break
             try:
                 frames = packet.decode()
             except av.error.EOFError:
                 break
             except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
-                bad += 1
-                seconds = (packet.duration or last_duration) * tb
-                bad_s += seconds
-                if seconds:  # silence of the packet's length keeps the sync
-                    gap = np.zeros((2, round(seconds * AUDIO_RATE)), np.float32)
-                    chunks.append(gap)
-                    have += gap.shape[1]
+                n = round((packet.duration or last_duration) * tb * AUDIO_RATE)
+                if n and pos + n > first and (stop is None or pos < stop):
+                    bad += 1
+                    bad_s += n / AUDIO_RATE
+                add(np.zeros((2, n), np.float32))  # silence of its length keeps the sync
                 continue
             last_duration = packet.duration or last_duration
             for frame in frames:
                 for f in resampler.resample(frame):
-                    arr = f.to_ndarray()
-                    chunks.append(arr)
-                    have += arr.shape[1]
-            if stop is not None and have >= stop:
-                break
+                    add(f.to_ndarray())
         else:
             for f in resampler.resample(None):
-                chunks.append(f.to_ndarray())
+                add(f.to_ndarray())
     except (av.error.FFmpegError, OSError):
         pass  # a truncated track: keep what came before
     finally:
         container.close()
     if not chunks:
         return None
-    samples = np.concatenate(chunks, axis=1)
-    a = int(start_s * AUDIO_RATE)
-    b = samples.shape[1] if end_s is None else int(end_s * AUDIO_RATE)
-    if a >= samples.shape[1]:
-        return None
-    return Audio(samples[:, a:b], AUDIO_RATE, bad, round(bad_s, 3))
+    return Audio(np.concatenate(chunks, axis=1), AUDIO_RATE, bad, round(bad_s, 3))
 
 
 def encode_video(frames: np.ndarray, path: Path, fps: float, audio=None, crf: int = 18) -> Path:

@@ -39,6 +39,10 @@ def test_damaged_audio_packet_is_skipped_and_the_edit_keeps_its_sound(tmp_path):
     assert audio.samples.shape == whole.samples.shape  # the gap is silence: still in sync
     assert np.abs(audio.samples[:, :1000]).max() == 0 and np.abs(audio.samples[:, -1000:]).max() > 0.1
 
+    # A span after the damage is the whole track's slice and reports no damage.
+    later = read_audio(avi, 1.0, 2.5)
+    assert later.damaged_packets == 0
+    assert np.array_equal(later.samples, audio.samples[:, 44100:int(2.5 * 44100)])
     clip = decode(avi, FrameRange(end=24))
     part = read_audio(avi, clip.start_s, clip.end_s)
     notes = encode_like(clip.frames, tmp_path / "out.mp4", clip, part)
