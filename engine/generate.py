@@ -6,6 +6,7 @@ import logging
 
 from engine.errors import EngineError
 from engine.outputs import output_path, save_png
+from engine.previews import DenoisedTap
 from engine.protocol import GenerateJob, Job, ResultImage
 from engine.sampling import prepare, steps_done
 
@@ -47,13 +48,13 @@ def run_generate(job: Job, ctx, fits=None) -> None:
             done = steps_done(_pipe, i, p.steps)  # two-stage samplers call back twice a step
             step = base + done
             if ctx.progress(step) and done < p.steps:
-                latents = kwargs["latents"]
+                latents = tap.latest(kwargs["latents"])  # x̂₀: the picture being made
                 for k in range(latents.shape[0]):
                     ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
             return {}
 
         try:
-            with setup.context(pipe, p.cfg_scale):
+            with setup.context(pipe, p.cfg_scale), DenoisedTap(pipe.scheduler) as tap:
                 out = pipe(
                     prompt=p.prompt,
                     negative_prompt=p.negative_prompt or None,

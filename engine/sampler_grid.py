@@ -12,6 +12,7 @@ import json
 import time
 
 from engine.outputs import output_path, save_png, write_png
+from engine.previews import DenoisedTap
 from engine.protocol import (
     PNG_PARAMETERS_KEY,
     PNG_RECIPE_KEY,
@@ -45,14 +46,16 @@ def run_sampler_grid(job: Job, ctx, fits=None) -> None:
         setup = prepare(loaded, p, fits)
         pipe.scheduler = setup.scheduler
 
-        def on_step(_pipe, i, _t, kwargs, base=offset, steps=steps, k=k):
+        tap = DenoisedTap(pipe.scheduler)
+
+        def on_step(_pipe, i, _t, kwargs, base=offset, steps=steps, k=k, tap=tap):
             ctx.check_cancel()
             n = steps_done(_pipe, i, steps)
             if ctx.progress(base + n) and n < steps:
-                ctx.preview(base + n, k, loaded.preview.png_b64(kwargs["latents"][0]))
+                ctx.preview(base + n, k, loaded.preview.png_b64(tap.latest(kwargs["latents"])[0]))
             return {}
 
-        with setup.context(pipe, cfg):
+        with setup.context(pipe, cfg), tap:
             image = pipe(
                 prompt=p.prompt, negative_prompt=p.negative_prompt or None, width=p.width,
                 height=p.height, num_inference_steps=steps, guidance_scale=cfg,
