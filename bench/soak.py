@@ -1,0 +1,210 @@
+"""Soak: minutes of scripted use of the real window on the real engine, without a crash.
+
+Issue 14: PySide6 6.12.0 on Python 3.11 aborted the window after minutes of use ("Fatal Python
+error: none_dealloc") while every short test passed. This runs the app the way an artist does,
+for as long as asked — generate (batches, with previews), flip through the results, a sampler
+grid now and then, the Video panel's clip scrubbed and played, every dock raised in turn — and
+reports, each ``--every`` seconds: the app's and the engine's resident memory, the drift of
+``sys.getrefcount(None)`` and the actions done. The session runs in a child process, so a
+crash is observed and timed, not suffered: the result says how many minutes ran crash-free.
+
+    Xvfb :11 -screen 0 1920x1080x24 &
+    DISPLAY=:11 python bench/soak.py --minutes 10 --out /tmp/soak.json
+
+Without DISPLAY it runs offscreen. Numbers go into docs/performance.md ("Soak").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPTS = [
+    "rocket, twemoji style, on a blue background",
+    "red apple, twemoji style, on a white background",
+    "t-rex, twemoji style, on a yellow background",
+    "snowman, twemoji style, on a green background",
+]
+
+
+def rss_mib(pid: int | None) -> float:
+    """Resident memory of ``pid`` in MiB (Linux /proc); 0 if unknown."""
+    if not pid:
+        return 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# ------------------------------------------------------------------ the child: the app in use
+def child(minutes: float, every: float, data_dir: str) -> int:
+    import asyncio
+    import gc
+
+    import qasync
+    from PySide6.QtWidgets import QApplication, QDockWidget
+
+    from app.main import create_window, parse_args
+    from app.state.engine import Connection
+    from engine.video.sample_clip import write_sample_clip
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    controller, window = create_window(parse_args(["--data-dir", data_dir]))
+    window.resize(1600, 1000)
+    window.show()
+
+    async def until(predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def session() -> None:
+        c = controller
+        await c.start()
+        await until(lambda: c.engine.connection in (Connection.ready, Connection.busy)
+                    and c.engine.active_model is not None and c.engine.samplers, 300)
+        gc.collect()
+        none0 = sys.getrefcount(None)
+        t0 = time.monotonic()
+        next_report = t0
+        counts = {"images": 0, "grids": 0, "video_plays": 0, "dock_switches": 0}
+        clip = write_sample_clip(Path(data_dir) / "sample.mp4")
+        docks = window.findChildren(QDockWidget)
+        n = 0
+
+        def report() -> None:
+            gc.collect()
+            print("SOAK " + json.dumps({
+                "t_s": round(time.monotonic() - t0, 1),
+                "app_rss_mib": round(rss_mib(os.getpid()), 1),
+                "engine_rss_mib": round(rss_mib(c.local.pid if c.local else None), 1),
+                "none_drift": sys.getrefcount(None) - none0, **counts}), flush=True)
+
+        while time.monotonic() - t0 < minutes * 60:
+            if time.monotonic() >= next_report:
+                report()
+                next_report += every
+            g = c.generation
+            g.prompt, g.seed = PROMPTS[n % len(PROMPTS)], n
+            g.steps, g.sampler, g.batch_size = 12, ["Euler a", "DDIM", "DPM++ 2M"][n % 3], 2
+            window.generate_button.click()
+            await until(lambda: len(c.canvas.images) == 2
+                        and all(im.ready for im in c.canvas.images), 300)
+            counts["images"] += 2
+            for i in (1, 0):
+                c.canvas.select(i)
+                await asyncio.sleep(0.2)
+            dock = docks[n % len(docks)]
+            dock.show()
+            dock.raise_()
+            counts["dock_switches"] += 1
+            if n % 4 == 1:  # a small sampler grid
+                dialog = window.open_compare()
+                if dialog is not None:
+                    dialog.set_samplers(["Euler", "DDIM"])
+                    dialog.steps_edit.setText("3, 5")
+                    dialog.run_button.click()
+                    await until(lambda: c.canvas.grid is not None and c.canvas.grid.complete,
+                                300)
+                    counts["grids"] += 1
+            if n % 4 == 3:  # the Video panel: open (once), scrub, play for two seconds
+                v, panel = c.video, window.video_panel
+                if v.source is None:
+                    window.open_video(clip)
+                    await until(lambda v=v: v.preview is not None, 120)
+                if v.preview is not None:
+                    for pos in range(len(v.preview.frames)):
+                        panel.frame_slider.setValue(pos)
+                        await asyncio.sleep(0.02)
+                    panel.play_button.click()
+                    await asyncio.sleep(2.0)
+                    panel.play_button.click()
+                    counts["video_plays"] += 1
+            n += 1
+        report()
+        print("SOAK_DONE", flush=True)
+        window.close()
+
+    with loop:
+        loop.run_until_complete(session())
+        loop.run_until_complete(controller.shutdown())
+    return 0
+
+
+# ------------------------------------------------------------------ the parent: watch and time
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--every", type=float, default=30.0, help="seconds between reports")
+    p.add_argument("--out", type=Path, help="write the result as JSON here")
+    p.add_argument("--python", default=sys.executable,
+                   help="the Python to soak (e.g. a venv with another PySide6)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args.minutes, args.every, args.data_dir)
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
+    with tempfile.TemporaryDirectory(prefix="sfumato-soak-") as data_dir:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [args.python, __file__, "--child", "--minutes", str(args.minutes), "--every",
+             str(args.every), "--data-dir", data_dir],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        samples, done = [], False
+        for line in proc.stdout:
+            if line.startswith("SOAK "):
+                samples.append(json.loads(line[5:]))
+                print(line.strip(), flush=True)
+            elif line.startswith("SOAK_DONE"):
+                done = True
+        code = proc.wait()
+        wall = time.monotonic() - t0
+        err = proc.stderr.read()
+    import PySide6
+
+    result = {
+        "python": sys.version.split()[0],
+        "pyside6": subprocess.run([args.python, "-c", "import PySide6; print(PySide6.__version__)"],
+                                  capture_output=True, text=True, check=False).stdout.strip()
+        or PySide6.__version__,
+        "platform": env["QT_QPA_PLATFORM"],
+        "minutes_asked": args.minutes,
+        "crash_free_minutes": round((samples[-1]["t_s"] if samples else 0) / 60, 2),
+        "completed": done and code == 0,
+        "exit_code": code,
+        "wall_s": round(wall, 1),
+        "samples": samples,
+        "fatal": next((ln for ln in err.splitlines() if "Fatal Python error" in ln), ""),
+    }
+    summary = {k: v for k, v in result.items() if k != "samples"}
+    if samples:
+        summary["app_rss_mib"] = [samples[0]["app_rss_mib"], samples[-1]["app_rss_mib"]]
+        summary["engine_rss_mib"] = [samples[0]["engine_rss_mib"], samples[-1]["engine_rss_mib"]]
+        summary["none_drift_min"] = min(s["none_drift"] for s in samples)
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0 if result["completed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
