@@ -347,6 +347,7 @@ class PromptDockWidget(QWidget):
         self._show_size_warning()
         self.jobs.changed.connect(self._update_hint)
         self.engine.models_listed_changed.connect(lambda _v: self._show_size_pending())
+        self.engine.models_listed_changed.connect(lambda _v: self._show_size_warning())
         self._show_size_pending()
         self._update_hint()
 
@@ -371,7 +372,9 @@ class PromptDockWidget(QWidget):
         self.size_preset.setCurrentIndex(0)
 
     def _show_size_warning(self) -> None:
-        text = size_warning(self.settings.width, self.settings.height, self.engine.active_model)
+        # no warning about a size still pending (the engine has not listed its models)
+        text = size_warning(self.settings.width, self.settings.height,
+                            self.engine.active_model) if self.engine.models_listed else ""
         self.size_warning_label.setText(text)
         self.size_warning_label.setVisible(bool(text))
 

@@ -110,16 +110,22 @@ def light_colour(hex_rgb: str) -> str:
     lightness; bright accents (amber, red, green text) darken enough to read on light grey."""
     c = QColor(hex_rgb)
     h, s, lightness, _a = c.getHslF()
-    if s < 0.18 or lightness < 0.4:
+    if s < 0.18:
         if lightness >= 0.4:
             # a text grey: darker than a plain flip, so that it keeps WCAG AA (4.5:1) on the
             # light panels (a flipped #777a82 read 2.6:1: the "faint status text")
             lightness = max(0.1, (1.0 - lightness) * 0.75)
         else:  # a background or border: flip
             lightness = min(0.98, max(0.1, 1.0 - lightness * 0.95))
+    elif lightness < 0.4:
+        # a dark tint behind coloured text (badges, error fields): a pale tint, so the
+        # darkened text on it keeps 4.5:1
+        lightness = min(0.94, 1.0 - lightness * 0.5)
         s = min(s, 0.5)
     else:
-        lightness = min(lightness, 0.38)
+        # accents and coloured text: dark enough to read on light grey, and the accent
+        # (Generate) dark enough for its light text (5:1)
+        lightness = min(lightness, 0.28)
     out = QColor.fromHslF(max(h, 0.0), s, lightness)
     return out.name()
 

@@ -30,7 +30,17 @@ from app.state.settings import DARK, LIGHT
 from app.ui.contrast import AA_BODY, AA_LARGE, contrast_ratio
 from app.ui.elided_label import ElidedLabel
 from app.ui.theme import apply_theme
+from engine.protocol import (
+    EngineState,
+    Health,
+    JobFinished,
+    JobQueued,
+    JobStarted,
+    JobState,
+    ModelInfo,
+)
 
+from .test_controller import make_job
 from .test_window import window  # noqa: F401
 
 SIZES = ((1280, 800), (1920, 1080))
@@ -168,6 +178,20 @@ def test_every_panel_fits_and_reads_at_both_sizes(window, qtbot, theme):  # noqa
     app = QApplication.instance()
     apply_theme(app, theme)
     shots = _shots()
+    # Queue cards with their state badges (coloured text on tinted backgrounds), and a size
+    # warning under Size: coloured text gets checked too.
+    c = window.controller
+    c.handle_event(JobQueued(job=make_job("done")))
+    c.handle_event(JobFinished(job=make_job("done", state=JobState.done)))
+    c.handle_event(JobQueued(job=make_job("running")))
+    c.handle_event(JobStarted(job_id="running"))
+    c.handle_event(JobQueued(job=make_job("waiting")))
+    c.engine.models = [ModelInfo(id="tiny", name="Sfumato tiny", format="diffusers", path="/m",
+                                 native_size=64, loaded=True)]
+    c.engine.update_health(Health(version="t", state=EngineState.busy, device="cpu",
+                                  dtype="float32", model="tiny"))
+    c.engine.models_listed = True
+    c.generation.set_size(512, 512)
     problems: list[str] = []
     try:
         for size in SIZES:

@@ -30,11 +30,14 @@ def _load(window, model: ModelInfo) -> None:  # noqa: F811
     engine.models = [model.model_copy(update={"loaded": True})]
     engine.update_health(Health(version="t", state=EngineState.ready, device="cpu",
                                 dtype="float32", model=model.id))
+    engine.models_listed = True
 
 
 def test_the_prompt_panel_warns_under_size(window):  # noqa: F811
     g = window.controller.generation
     label = window.prompt_panel.size_warning_label
+    g.set_size(512, 768)
+    assert label.isHidden()  # the engine has not listed its models: the size is still pending
     _load(window, TINY)
     g.set_size(64, 64)
     assert label.isHidden()
