@@ -151,7 +151,8 @@ ROWS: list[Row] = [
     Row("Calibrated", ("calibrated",),
         lambda v, kv: {"calibrated": v.strip().lower() in ("true", "1", "yes")},
         lambda p: "True" if p.calibrated else None),
-    Row("Uncertainty", ("uncertainty",), _uncertainty, _uq_text),  # "S/k/M"
+    Row("Uncertainty", ("uncertainty", "uncertainty_samples", "uncertainty_skip",
+                        "uncertainty_decodes"), _uncertainty, _uq_text),  # "S/k/M"
     # BayesDiff variations: "step/seed" (not A1111's "Variation seed", its subseed).
     Row("Uncertainty variation", ("variation_step", "variation_seed"), _variation,
         _variation_text),

@@ -294,3 +294,18 @@ def test_form_values_round_trip():
     for p in (GenerateParams(), GenerateParams(uncertainty=True, uncertainty_skip=2),
               GenerateParams(variation_step=3, variation_seed=5, sampler="DDIM")):
         assert GenerateParams(**form_values(p)) == p
+
+
+def test_a_partial_recipe_restores_only_what_it_names(tmp_path: Path):
+    from app.state.generation import GenerationSettings
+
+    g = GenerationSettings()
+    g.sampler, g.steps = "DDIM", 9
+    g.set_option("eta", 0.5)
+    r = read_recipe(_png(tmp_path / "u.png", parameters="x\nSteps: 20, Seed: 1, Uncertainty: 7/3/9"))
+    g.apply(r.params, fields=r.fields)
+    assert (g.prompt, g.steps, g.seed, g.sampler) == ("x", 20, 1, "DDIM")
+    assert g.option("eta") == 0.5  # no sampler in the file: its options stay
+    assert (g.option("uncertainty"), g.option("uncertainty_samples")) == (True, 7)
+    p = g.to_params()
+    assert (p.uncertainty.samples, p.uncertainty.skip, p.uncertainty.decodes) == (7, 3, 9)
