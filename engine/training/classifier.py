@@ -8,7 +8,9 @@ layer is for FID.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -76,55 +78,81 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def _augment(x: torch.Tensor, g: torch.Generator, gd: torch.Generator | None = None) -> torch.Tensor:
+    """Shift, blur half, add noise. ``g`` (CPU) draws the shift; ``gd`` (on ``x``'s device,
+    default ``g``) the per-image draws, so a GPU step never waits for host random numbers."""
+    gd = g if gd is None else gd
     n = x.shape[0]
     # Shift by up to 4 px (the dataset's own jitter is already in the images).
     dx, dy = (torch.randint(-4, 5, (2,), generator=g)).tolist()
     x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
     # Blur half of the batch: generations are softer than rendered glyphs.
-    blur = torch.rand(n, generator=g) < 0.5
-    if blur.any():
-        k = torch.tensor([1.0, 2.0, 1.0])
-        k = (k[:, None] * k[None, :]) / 16
-        k = k.expand(3, 1, 3, 3).to(x)
-        x = torch.where(blur[:, None, None, None].to(x.device),
-                        F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=3), x)
-    x = x + 0.05 * torch.rand(n, 1, 1, 1, generator=g).to(x) * torch.randn(x.shape, generator=g).to(x)
+    blur = torch.rand(n, generator=gd, device=gd.device) < 0.5
+    k = torch.tensor([1.0, 2.0, 1.0])
+    k = (k[:, None] * k[None, :]) / 16
+    k = k.expand(3, 1, 3, 3).to(x)
+    x = torch.where(blur[:, None, None, None].to(x.device),
+                    F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=3), x)
+    amount = 0.05 * torch.rand(n, 1, 1, 1, generator=gd, device=gd.device).to(x)
+    x = x + amount * torch.randn(x.shape, generator=gd, device=gd.device).to(x)
     return x.clamp(-1, 1)
 
 
-def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int,
-                     batch: int = 64, lr: float = 2e-3, seed: int = 0, device: str = "cpu",
-                     log=print) -> tuple[EmojiClassifier, dict]:
-    """Train on 90 % of the images; report top-1 on the held-out 10 %."""
+def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int,
+                     steps: int | None = None, batch: int = 64, lr: float = 2e-3, seed: int = 0,
+                     device: str = "cpu", log=print, seconds: float | None = None,
+                     bf16: bool = False, log_every: int = 100) -> tuple[EmojiClassifier, dict]:
+    """Train on 90 % of the images for ``steps`` steps or ``seconds`` of wall time (the
+    one-cycle learning rate follows the fraction spent); report top-1 on the held-out 10 %."""
+    if (steps is None) == (seconds is None):
+        raise ValueError("give steps or seconds")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     perm = torch.randperm(len(images), generator=g)
     n_val = max(1, len(images) // 10)
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    x_all = to_tensor(images).to(device)
+    val_idx, train_idx = perm[:n_val].to(device), perm[n_val:].to(device)
+    gd = torch.Generator(device=device).manual_seed(seed)
+    x_all = torch.empty((len(images), 3, *images.shape[1:3]), device=device)
+    for i in range(0, len(images), 4096):
+        x_all[i:i + 4096] = to_tensor(images[i:i + 4096]).to(device)
     y_all = torch.from_numpy(labels.astype(np.int64)).to(device)
     model = EmojiClassifier(num_classes).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    t0 = time.time()
-    for step in range(steps):
-        idx = train_idx[torch.randint(len(train_idx), (batch,), generator=g)].to(device)
-        x = _augment(x_all[idx], g)
-        loss = F.cross_entropy(model(x), y_all[idx], label_smoothing=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05,
+                            fused=device.startswith("cuda"))
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and device.startswith("cuda")
+           else contextlib.nullcontext())
+    t0 = time.monotonic()
+    step = 0
+    while True:
+        done = time.monotonic() - t0
+        frac = step / steps if steps is not None else done / seconds
+        if frac >= 1 and step:
+            break
+        # One-cycle (Smith & Topin 2019): warm up over 10 %, then cosine down to lr / 1e4.
+        f = min(frac, 1.0)
+        cur = (lr * (0.04 + 0.96 * f / 0.1) if f < 0.1
+               else lr * (1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * (f - 0.1) / 0.9))))
+        for group in opt.param_groups:
+            group["lr"] = cur
+        idx = train_idx[torch.randint(len(train_idx), (batch,), generator=gd, device=device)]
+        x = _augment(x_all[idx], g, gd)
+        with amp:
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y_all[idx], label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
+        if step % log_every == 0:
             log({"stage": "classifier", "step": step, "loss": round(loss.item(), 4),
-                 "elapsed_s": round(time.time() - t0, 1)})
+                 "elapsed_s": round(time.monotonic() - t0, 1)})
+        step += 1
+    train_s = time.monotonic() - t0
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model(x_all[val_idx[i:i + 256].to(device)]).argmax(1)
+        pred = torch.cat([model(x_all[val_idx[i:i + 256]]).argmax(1)
                           for i in range(0, len(val_idx), 256)])
-    acc = (pred == y_all[val_idx.to(device)]).float().mean().item()
-    return model.cpu(), {"val_top1": acc, "train_seconds": time.time() - t0, "steps": steps}
+    acc = (pred == y_all[val_idx]).float().mean().item()
+    return model.cpu(), {"val_top1": acc, "train_seconds": train_s, "steps": step}
 
 
 @torch.no_grad()

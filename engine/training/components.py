@@ -25,8 +25,19 @@ class ModelSize:
 
 PRESETS = {
     "cpu": ModelSize(),
+    # Candidates for the GPU recipe, timed with random weights by bench/tiny_model_speed.py
+    # --preset (one 64x64 image, 25 steps, CFG, 2 CPU threads; the budget is 2 s): see
+    # docs/embedded-model.md for the numbers and the pick.
+    "wide": ModelSize(text_width=192, text_layers=3, unet_channels=(96, 192, 192),
+                      attention_heads=6),
+    "deep": ModelSize(text_width=192, text_layers=4, unet_channels=(64, 128, 192), unet_layers=2,
+                      attention_heads=6),
     "gpu": ModelSize(text_width=256, text_layers=4, vae_channels=(32, 64, 128),
                      unet_channels=(96, 192, 288), unet_layers=2, attention_heads=8),
+    # The dry run's toy: every code path, seconds on a CPU.
+    "toy": ModelSize(text_width=32, text_layers=1, vae_channels=(16, 16, 16),
+                     unet_channels=(32, 32, 64), attention_heads=2,
+                     controlnet_embed=(8, 16, 16)),
 }
 
 LATENT_CHANNELS = 4

@@ -12,6 +12,7 @@ background"``. Sources (see ``resources/models/sfumato-tiny/LICENSES.md``):
 The build is deterministic: the same arguments give the same bytes.
 
     python -m engine.training.dataset --out /tmp/sfumato-data
+    python -m engine.training.dataset --sprite-archive --out /tmp/sprites.npz   # for a GPU box
 """
 
 from __future__ import annotations
@@ -267,6 +268,93 @@ class EmojiDataset:
         )
 
 
+@dataclass
+class SpriteSet:
+    """Every kept emoji drawn once per style: RGBA squares (E, S, side, side, 4) uint8.
+
+    Rendering needs the Noto font, the Twemoji package and Qt's SVG module; composing images
+    from sprites needs only Pillow and numpy. So a machine without those (a GPU box) can build
+    the dataset from a sprite archive made elsewhere (:meth:`save`, about 5 MB at 128 px).
+    """
+
+    sprites: np.ndarray
+    emoji: list[EmojiInfo]
+    styles: list[str]
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = json.dumps({"emoji": [asdict(e) for e in self.emoji], "styles": self.styles},
+                          ensure_ascii=False)
+        np.savez_compressed(path, sprites=self.sprites, meta=np.array(meta))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> SpriteSet:
+        with np.load(Path(path)) as f:
+            meta = json.loads(str(f["meta"]))
+            return cls(f["sprites"], [EmojiInfo(**e) for e in meta["emoji"]], meta["styles"])
+
+
+def render_sprites(size: int = 64, styles: tuple[str, ...] = DEFAULT_STYLES,
+                   limit: int | None = None) -> SpriteSet:
+    """Draw every emoji of ``EMOJI`` (the first ``limit``) in every style at ``2 * size`` px.
+
+    An emoji is kept only if every requested style has it, so that the classes are the same
+    across styles."""
+    table = emoji_table(EMOJI[:limit] if limit else EMOJI)
+    rows: list[list[np.ndarray]] = []
+    kept: list[EmojiInfo] = []
+    for info in table:
+        try:
+            rows.append([np.asarray(render_sprite(info, s, 2 * size)) for s in styles])
+        except (FileNotFoundError, ValueError) as err:
+            print(f"skipping {info.char} {info.name}: {err}")
+            continue
+        kept.append(info)
+    return SpriteSet(np.stack([np.stack(r) for r in rows]), kept, list(styles))
+
+
+def _compose_emoji(job: tuple) -> np.ndarray:
+    """All images of one emoji: (styles x backgrounds x variants, size, size, 3), from a
+    generator seeded by (seed, emoji index) so the result never depends on how many processes
+    share the work."""
+    sprites, e, bgs, variants, size, seed = job
+    rng = np.random.default_rng([seed, e])
+    sheets = [Image.fromarray(s, "RGBA") for s in sprites]
+    return np.stack([np.asarray(compose(sheet, BACKGROUNDS[b], size, rng))
+                     for sheet in sheets for b in bgs for _ in range(variants)])
+
+
+def compose_dataset(sprites: SpriteSet, size: int = 64, variants: int = 1,
+                    backgrounds: tuple[str, ...] | None = None, seed: int = 0,
+                    workers: int = 1) -> EmojiDataset:
+    """Every (emoji, style, background) ``variants`` times, each with its own jitter; in
+    ``workers`` processes (the same bytes for any number of workers)."""
+    bgs = list(backgrounds or BACKGROUNDS)
+    n_e, n_s = sprites.sprites.shape[:2]
+    jobs = [(sprites.sprites[e], e, bgs, variants, size, seed) for e in range(n_e)]
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # "spawn": a forked child of a process holding torch or Qt threads can deadlock.
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            parts = list(pool.map(_compose_emoji, jobs, chunksize=max(1, n_e // (4 * workers))))
+    else:
+        parts = [_compose_emoji(j) for j in jobs]
+    grid = np.indices((n_e, n_s, len(bgs), variants)).reshape(4, -1)
+    return EmojiDataset(
+        images=np.concatenate(parts),
+        labels=grid[0].astype(np.int16),
+        styles_idx=grid[1].astype(np.int8),
+        backgrounds_idx=grid[2].astype(np.int8),
+        emoji=list(sprites.emoji),
+        styles=list(sprites.styles),
+        backgrounds=bgs,
+    )
+
+
 def build_dataset(
     size: int = 64,
     styles: tuple[str, ...] = DEFAULT_STYLES,
@@ -274,45 +362,12 @@ def build_dataset(
     limit: int | None = None,
     backgrounds: tuple[str, ...] | None = None,
     seed: int = 0,
+    workers: int = 1,
 ) -> EmojiDataset:
-    """Render every (emoji, style, background, variant) once.
-
-    An emoji is kept only if every requested style has it, so that the classes are the same
-    across styles. ``limit`` keeps the first ``limit`` emoji (for tests and quick runs).
-    """
-    table = emoji_table(EMOJI[:limit] if limit else EMOJI)
-    bgs = list(backgrounds or BACKGROUNDS)
-    sprites: dict[tuple[int, str], Image.Image] = {}
-    kept: list[EmojiInfo] = []
-    for info in table:
-        try:
-            found = {s: render_sprite(info, s, 2 * size) for s in styles}
-        except (FileNotFoundError, ValueError) as err:
-            print(f"skipping {info.char} {info.name}: {err}")
-            continue
-        for s, sprite in found.items():
-            sprites[(len(kept), s)] = sprite
-        kept.append(info)
-
-    rng = np.random.default_rng(seed)
-    images, labels, style_idx, bg_idx = [], [], [], []
-    for e in range(len(kept)):
-        for si, s in enumerate(styles):
-            for bi, b in enumerate(bgs):
-                for _ in range(variants):
-                    images.append(np.asarray(compose(sprites[(e, s)], BACKGROUNDS[b], size, rng)))
-                    labels.append(e)
-                    style_idx.append(si)
-                    bg_idx.append(bi)
-    return EmojiDataset(
-        images=np.stack(images),
-        labels=np.array(labels, np.int16),
-        styles_idx=np.array(style_idx, np.int8),
-        backgrounds_idx=np.array(bg_idx, np.int8),
-        emoji=kept,
-        styles=list(styles),
-        backgrounds=bgs,
-    )
+    """Render every (emoji, style, background, variant) once: :func:`render_sprites`, then
+    :func:`compose_dataset`. ``limit`` keeps the first ``limit`` emoji (tests, quick runs)."""
+    return compose_dataset(render_sprites(size, styles, limit), size, variants, backgrounds,
+                           seed, workers)
 
 
 # --- the compact fit set that ships -------------------------------------------------------
@@ -385,9 +440,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variants", type=int, default=1, help="jittered copies per combination")
     p.add_argument("--limit", type=int, default=None, help="only the first N emoji")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="processes composing images")
+    p.add_argument("--sprite-archive", action="store_true",
+                   help="write only the sprite archive (--out is a .npz file), for a machine "
+                   "without the fonts, Twemoji or Qt; train.py --dataset-archive takes it")
     args = p.parse_args(argv)
-    data = build_dataset(args.size, tuple(args.styles.split(",")), args.variants, args.limit,
-                         seed=args.seed)
+    sprites = render_sprites(args.size, tuple(args.styles.split(",")), args.limit)
+    if args.sprite_archive:
+        path = sprites.save(args.out)
+        print(f"{len(sprites.emoji)} emoji x {len(sprites.styles)} styles -> {path} "
+              f"({path.stat().st_size / 2**20:.1f} MB)")
+        return
+    data = compose_dataset(sprites, args.size, args.variants, seed=args.seed,
+                           workers=args.workers)
     data.save(args.out)
     print(f"{len(data)} images of {len(data.emoji)} emoji x {len(data.styles)} styles x "
           f"{len(data.backgrounds)} backgrounds -> {args.out}")

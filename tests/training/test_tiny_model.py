@@ -126,6 +126,36 @@ def test_controlnet_follows_an_edge_map(pipe):
     assert f_with >= f_without + 0.10, (f_with, f_without)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped weights are the CPU-trained fp32 ones (UNet 26.9 MB); the gpu-8min "
+    "recipe exports fp16 with every file <= 15 MB: remove this mark with its weights",
+)
+def test_every_shipped_weight_file_travels():
+    """The device tool and the repository take files of at most 16 MB."""
+    files = [f for d in (MODEL, CANNY) for f in d.rglob("*") if f.is_file()]
+    assert max(f.stat().st_size for f in files) <= 16 * 2**20
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped weights are undertrained (top-1 9 %, FD 17x the floor); issue 18's "
+    "GPU run of `train --recipe gpu-8min` must make this pass: remove this mark then",
+)
+def test_shipped_metrics_meet_the_targets():
+    """metrics.json (engine/training/evaluate.py) holds every measure, each at its target."""
+    import json
+
+    from engine.training.evaluate import judge
+
+    metrics = json.loads((MODEL / "training-logs" / "metrics.json").read_text())
+    verdict = judge(metrics)
+    assert set(verdict) == {"prompt_match_top1", "prompt_match_top5", "background_followed",
+                            "fd_over_floor", "controlnet_edge_f1_gain"}
+    assert "followed" in metrics["style"]
+    assert all(v["passed"] for v in verdict.values()), verdict
+
+
 def test_fit_set_ships_a_few_hundred_captioned_images():
     from engine.training.dataset import load_fit_set
 
