@@ -28,7 +28,7 @@ def _params(folder: Path) -> float:
     n = 0
     for f in folder.rglob("*.safetensors"):
         with safe_open(f, "pt") as st:
-            for k in st:
+            for k in st.keys():  # noqa: SIM118 -- safe_open is not a dict
                 n += _prod(st.get_slice(k).get_shape())
     return n / 1e6
 
@@ -38,6 +38,28 @@ def _prod(shape) -> int:
     for s in shape:
         out *= s
     return out
+
+
+_UNDERTRAINED = [
+    "- **Undertrained.** 2,300 UNet steps of batch 32 (~15 epochs) on a shared CPU is far from",
+    "  enough: shapes are blobs with roughly the emoji's colours, the background often ignores",
+    "  the named colour, and prompt match is well below the 60 % top-1 the project targets. The",
+    "  ControlNet (600 steps) changes outputs only a little. These weights exist so that the",
+    "  engine and its tests have a real SD-format model now; the `gpu-8min` recipe",
+    "  (docs/embedded-model.md, 'Retraining on a GPU') is meant to replace them.",
+]
+
+
+def _dtype(folder: Path) -> str:
+    """The stored dtype of the first weight found, e.g. 'float16'."""
+    from safetensors import safe_open
+
+    names = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
+    for f in sorted(folder.rglob("*.safetensors")):
+        with safe_open(f, "pt") as st:
+            for k in st.keys():  # noqa: SIM118 -- safe_open is not a dict
+                return names.get(st.get_slice(k).get_dtype(), "?")
+    return "?"
 
 
 def _minutes(s: float) -> str:
@@ -105,7 +127,7 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
         f"| ControlNet | `ControlNetModel.from_unet`, canny (OpenCV 80/160) | {_params(canny):.2f} M params |" if canny.exists() else "",
         "| scheduler | `DPMSolverMultistepScheduler`, SD 1.x betas (scaled_linear 0.00085-0.012), epsilon | |",
         "",
-        f"On disk: model {_mb(model):.1f} MB, ControlNet {_mb(canny):.1f} MB (safetensors, float32)." if canny.exists() else "",
+        f"On disk: model {_mb(model):.1f} MB, ControlNet {_mb(canny):.1f} MB (safetensors, {_dtype(model)}; loaded as float32 on CPUs)." if canny.exists() else "",
         "",
         "## Data",
         "",
@@ -153,14 +175,17 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
                      f"held-out top-1 {100 * c['val_top1']:.1f} % |")
     lines += [
         "",
-        (f"Sum of stage wall times: {_minutes(total_s)}, one thread per process on a 2-core CPU "
-        "shared with other work (the classifier ran beside the VAE, the UNet continuation beside "
-        "the ControlNet). Losses every 100 steps, and the JSON this card was written from, are in "
-        "`training-logs/`. "
-        "Commands:"),
+        (f"Sum of stage wall times: {_minutes(total_s)}, " + (
+            f"recipe `{summary['recipe']['name']}` (a time budget per stage, "
+            "engine/training/recipes.py). " if "recipe" in summary else
+            "one thread per process on a 2-core CPU shared with other work (the classifier ran "
+            "beside the VAE, the UNet continuation beside the ControlNet). ")
+         + "Losses, and the JSON this card was written from, are in `training-logs/`. Commands:"),
         "",
         "```",
-        *(summary.get("commands") or ["python -m engine.training.train " + " ".join(
+        *(summary.get("commands") or ([
+            (f"python -m engine.training.train --recipe {s.get('recipe')} --work <work> "
+             "--dataset-archive .train-data/sprites.npz")] if s.get("recipe") else None) or ["python -m engine.training.train " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in s.items()
             if k in ("device", "preset", "threads", "batch", "vae_steps", "unet_steps",
                      "controlnet_steps", "classifier_steps", "seed"))]),
@@ -208,18 +233,16 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
         "",
         "- 64x64 only (the UNet is convolutional, other sizes run but were never trained).",
         "- One emoji per image; no composition, no text, no people (skin tones are not in the set).",
-        "- **Undertrained.** 2,300 UNet steps of batch 32 (~15 epochs) on a shared CPU is far from",
-        "  enough: shapes are blobs with roughly the emoji's colours, the background often ignores",
-        "  the named colour, and prompt match is well below the 60 % top-1 the project targets. The",
-        "  ControlNet (600 steps) changes outputs only a little. These weights exist so that the",
-        "  engine and its tests have a real SD-format model now; a GPU run of the same script",
-        "  (docs/embedded-model.md, 'Retraining on a GPU') is meant to replace them.",
+        *(_UNDERTRAINED if not metrics.get("passed") else [
+            ("- Measured against the project's targets in `training-logs/metrics.json` "
+             "(`targets`): all met.")]),
         "",
     ]
     logs = model / "training-logs"
     logs.mkdir(exist_ok=True)
     for f in ("summary.json", "metrics.json", "speed.json", "log.jsonl", "log-resume.jsonl"):
-        if (work / f).exists():
+        # --work may be the training-logs folder itself (after a bundle is unpacked).
+        if (work / f).exists() and (work / f).resolve() != (logs / f).resolve():
             shutil.copy(work / f, logs / f)
     out = model / "README.md"
     out.write_text("\n".join(line for line in lines if line is not None) + "\n")
