@@ -23,11 +23,35 @@ _CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 class ModelRegistry:
     """Scans model folders; ids are folder or file names, unique across folders."""
 
+    #: Seconds a scan is reused while no models folder changed (health checks and every
+    #: submission resolve models: a scan reads every model's files, ~10 ms, held the engine up
+    #: under bursts of requests).
+    SCAN_REUSE_S = 2.0
+
     def __init__(self, folders: list[Path], extra: list[Path] = ()) -> None:
+        import threading
+
         self.folders = [EMBEDDED_MODELS, *folders]
         self.extra = list(extra)
+        self._cache: tuple[tuple, float, list[ModelInfo]] | None = None
+        self._cache_lock = threading.Lock()
 
     def scan(self) -> list[ModelInfo]:
+        """The models on disk; a scan less than :data:`SCAN_REUSE_S` old is reused as long as
+        no models folder has changed (a model added or removed changes its folder's mtime)."""
+        import time
+
+        key = tuple(_mtime(f) for f in (*self.folders, *self.extra))
+        with self._cache_lock:
+            cached = self._cache
+        if cached and cached[0] == key and time.monotonic() - cached[1] < self.SCAN_REUSE_S:
+            return list(cached[2])
+        models = self._scan()
+        with self._cache_lock:
+            self._cache = (key, time.monotonic(), models)
+        return list(models)
+
+    def _scan(self) -> list[ModelInfo]:
         found: dict[str, ModelInfo] = {}
         candidates = [p for folder in self.folders if folder.is_dir() for p in sorted(folder.iterdir())]
         for path in candidates + self.extra:
@@ -71,6 +95,13 @@ class ModelRegistry:
             if info.id == DEFAULT_MODEL_ID:
                 return info
         return next((i for i in models if i.embedded), models[0] if models else None)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
 def _short(text: str, keep: int = 80) -> str:
