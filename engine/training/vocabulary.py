@@ -43,7 +43,7 @@ def build(names: list[str], symbols: list[str], styles: list[str], backgrounds: 
     colours = [b for b in backgrounds if b[0] not in "aeiou"] or backgrounds
     for k, name in enumerate(picks):
         style = styles[k % len(styles)] if styles else None
-        colour = colours[(3 * k + 1) % len(colours)] if colours else None
+        colour = colours[(5 * k + 1) % len(colours)] if colours else None
         prompt = caption(name, style, colour)
         if prompt not in examples and not any(e.startswith(name + ",") for e in examples):
             examples.append(prompt)
