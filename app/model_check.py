@@ -69,6 +69,25 @@ async def wait_until_usable(controller: AppController, timeout_s: float) -> None
         await asyncio.sleep(0.2)
 
 
+async def preload_embedded_model(controller: AppController, timeout_s: float = 300.0) -> None:
+    """Load the built-in model while the first-run dialog is being read, so that its check
+    only generates (loading was most of the check's time). Quiet: nothing happens if the
+    engine does not come up, a model is loaded already, or there is no built-in model."""
+    try:
+        await wait_until_usable(controller, timeout_s)
+    except CheckError:
+        return
+    engine = controller.engine
+    if engine.loaded_model is not None or engine.loading_model or controller.client is None:
+        return
+    try:
+        ids = {m.id for m in await controller.client.models()}
+    except EngineError:
+        return
+    if EMBEDDED_MODEL in ids and engine.loaded_model is None and not engine.loading_model:
+        controller.load_model(EMBEDDED_MODEL)
+
+
 async def check_embedded_model(controller: AppController, timeout_s: float = 300.0,
                                progress: Progress | None = None) -> CheckResult:
     """Generate one 64×64 image with the embedded model; its PNG bytes, or CheckError.

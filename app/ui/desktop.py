@@ -7,16 +7,17 @@ Kept out of main_window.py so that the window's construction stays about panels.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, QUrl
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
 from app.diagnostics import about_html, diagnostic_text
-from app.model_check import CheckResult, check_embedded_model
+from app.model_check import CheckResult, check_embedded_model, preload_embedded_model
 from app.recipe import IMAGE_SUFFIXES
 
 from .first_run import FirstRunDialog
@@ -188,6 +189,9 @@ class DesktopActions(QObject):
 
         dialog.checker = check
         dialog.check_button.setEnabled(True)
+        # Load the built-in model while the dialog is read: the check then only generates.
+        # Once the event loop runs (the dialog can open before it does, at start-up).
+        QTimer.singleShot(0, dialog, lambda: _spawn_if_running(c, preload_embedded_model(c)))
         dialog.setModal(True)
 
         def done(result: int) -> None:
@@ -232,3 +236,13 @@ class DesktopActions(QObject):
         from PySide6.QtWidgets import QApplication
 
         return apply_theme(QApplication.instance(), self.controller.settings.theme)
+
+
+def _spawn_if_running(controller, coro) -> None:
+    """``controller.spawn(coro)`` on a running event loop; closed unrun without one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        coro.close()
+        return
+    controller.spawn(coro)

@@ -45,6 +45,10 @@ async def test_first_run_check_shows_an_image_from_the_embedded_model(qtbot, tmp
         assert not assist.ideas_button.isHidden()
         assert window.prompt_panel.width_spin.text() == "64 px"
         dialog = window.desktop.show_first_run()
+        # The dialog loads the built-in model while it is read: the check then only generates.
+        await until(lambda: controller.engine.loaded_model is not None, 240,
+                    "the preloaded model")
+        assert controller.engine.loaded_model.id == EMBEDDED_MODEL
         seen: list[str] = []
         show = dialog.show_progress
         dialog.show_progress = lambda text: (seen.append(text), show(text))[-1]
