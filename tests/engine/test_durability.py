@@ -87,3 +87,23 @@ async def test_a_cancel_accepted_before_a_crash_is_not_undone(tmp_path, tiny_mod
     assert answer["state"] in ("running", "cancelled")
     assert after["state"] == "cancelled", after
     assert after["results"] == []
+
+
+@pytest.mark.timeout(1500)
+def test_random_kills_lose_nothing_and_duplicate_nothing(tmp_path):
+    """The short version of bench/durability.py: SIGKILLs at random moments and at image
+    writes during batches; every job done once, every image once and valid, nothing left."""
+    import subprocess
+    import sys
+
+    from tests.support.engine_proc import REPO
+
+    out = tmp_path / "durability.json"
+    run = subprocess.run([sys.executable, "bench/durability.py", "--kills", "3", "--jobs", "2",
+                          "--seed", "1", "--json", str(out)],
+                         check=False, cwd=REPO, capture_output=True, text=True, timeout=1500)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    result = json.loads(out.read_text())
+    assert result["problems"] == []
+    assert result["kills"] == 3 and result["integrity_check"] == "ok"
+    assert result["images"] == 4 * result["jobs"]
