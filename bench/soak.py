@@ -88,6 +88,9 @@ def child(minutes: float, every: float, data_dir: str) -> int:
         docks = window.findChildren(QDockWidget)
         n = 0
 
+        def idle() -> bool:
+            return c.jobs.running is None and not c.jobs.queued_ids()
+
         def report() -> None:
             gc.collect()
             print("SOAK " + json.dumps({
@@ -104,8 +107,8 @@ def child(minutes: float, every: float, data_dir: str) -> int:
             g.prompt, g.seed = PROMPTS[n % len(PROMPTS)], n
             g.steps, g.sampler, g.batch_size = 12, ["Euler a", "DDIM", "DPM++ 2M"][n % 3], 2
             window.generate_button.click()
-            await until(lambda: len(c.canvas.images) == 2
-                        and all(im.ready for im in c.canvas.images), 300)
+            await until(lambda: not idle(), 30)  # queued…
+            await until(idle, 300)  # …and done
             counts["images"] += 2
             for i in (1, 0):
                 c.canvas.select(i)
@@ -120,8 +123,8 @@ def child(minutes: float, every: float, data_dir: str) -> int:
                     dialog.set_samplers(["Euler", "DDIM"])
                     dialog.steps_edit.setText("3, 5")
                     dialog.run_button.click()
-                    await until(lambda: c.canvas.grid is not None and c.canvas.grid.complete,
-                                300)
+                    await until(lambda: not idle(), 30)
+                    await until(idle, 300)
                     counts["grids"] += 1
             if n % 4 == 3:  # the Video panel: open (once), scrub, play for two seconds
                 v, panel = c.video, window.video_panel
