@@ -203,6 +203,45 @@ class VideoEditParams(_Model):
         return rife_runs(self.method, self.smoothing, self.interpolator)
 
 
+#: Words that never name the object a background edit keeps.
+_FUNCTION_WORDS = frozenset((
+    "a", "an", "the", "on", "in", "at", "of", "with", "and", "or", "to", "from", "by", "for",
+    "into", "onto", "over", "under", "near", "its", "his", "her", "their", "is", "are", "was",
+    "were", "be"))
+
+
+def _words(prompt: str) -> list[str]:
+    return prompt.lower().replace(",", " ").split()
+
+
+def default_edit_phrase(source: str, target: str, edit_type: str = "attribute") -> str:
+    """The mask words when the user names none. Attribute edit: the source words the target
+    drops (they sit on the object that changes: "white" in "a white hat" → "a pink hat").
+    Background edit: the content words both prompts share — the object kept ("cows walking" in
+    "cows walking on the grass" → "cows walking on the snowfield"), as the official configs
+    name it; the background words that change must not be masked, or the fusion restores them."""
+    tgt, src = set(_words(target)), _words(source)
+    if edit_type == "background":
+        return " ".join(w for w in src if w in tgt and w not in _FUNCTION_WORDS)
+    return " ".join(w for w in src if w not in tgt)
+
+
+def missing_edit_phrase(p: VideoEditParams) -> str | None:
+    """Why a LOVECon attribute or background edit has no mask words (no edit phrase, and none
+    to derive from the prompts), or None: checked at submit and in the panel, not after the
+    model has loaded. (Whether the words are in the source prompt's tokens is the job's.)"""
+    if p.method != "lovecon" or p.edit_type == "style" or p.edit_phrase.strip():
+        return None
+    if default_edit_phrase(p.source_prompt, p.target_prompt, p.edit_type):
+        return None
+    if p.edit_type == "background":
+        return ("A background edit masks the object it keeps: write the source prompt with "
+                "it (e.g. 'cows on grass' → 'cows on snow'), or name it as the edit phrase.")
+    return ("An attribute edit masks the object that changes: write the source prompt (what "
+            "the video shows now, e.g. 'a white hat' → 'a pink hat') or an edit phrase, or "
+            "choose the style edit, which changes everything.")
+
+
 def frame_ranges(indices: list[int]) -> str:
     """``[3, 4, 5, 9]`` → ``"3–5, 9"`` (damaged frames in messages, engine and panel)."""
     runs: list[list[int]] = []

@@ -22,7 +22,13 @@ from engine.protocol import (
     UploadInfo,
     VideoEditParams,
 )
-from engine.video_protocol import MAX_EDIT_FRAMES, frame_ranges, rife_runs, side_problem
+from engine.video_protocol import (
+    MAX_EDIT_FRAMES,
+    frame_ranges,
+    missing_edit_phrase,
+    rife_runs,
+    side_problem,
+)
 
 from .observable import Observable, Property
 
@@ -238,6 +244,11 @@ class VideoState(Observable):
         if not self.target_prompt.strip():
             out["target_prompt"] = "Say what the video should become."
         phrase = self.edit_phrase.strip()
+        missing = missing_edit_phrase(VideoEditParams.model_construct(
+            method=self.method, edit_type=self.edit_type, edit_phrase=self.edit_phrase,
+            source_prompt=self.source_prompt, target_prompt=self.target_prompt))
+        if missing and self.target_prompt.strip():
+            out["edit_phrase"] = missing
         if phrase and self.method == "lovecon" and not _contains_words(self.source_prompt, phrase):
             out["edit_phrase"] = (f"“{phrase}” is not in the source prompt: LOVECon finds these "
                                   "source words in the picture.")

@@ -37,7 +37,7 @@ from engine.video.denoise import (
 )
 from engine.video.fusion import CrossAttnMaps, fuse, mask_layers
 from engine.video.interpolate import make_interpolator, reinterpolate, smooth
-from engine.video_protocol import VideoEditParams
+from engine.video_protocol import VideoEditParams, default_edit_phrase
 
 #: progress(stage, units_done_in_this_call)
 Progress = Callable[[str, int], None]
@@ -51,29 +51,6 @@ def windows(n: int, size: int) -> list[tuple[list[int], int]]:
         ctx = [0, max(a - 1, 0)]
         out.append((ctx + list(range(a, min(n, a + size))), len(ctx)))
     return out
-
-
-#: Words that never name the object a background edit keeps.
-_FUNCTION_WORDS = frozenset((
-    "a", "an", "the", "on", "in", "at", "of", "with", "and", "or", "to", "from", "by", "for",
-    "into", "onto", "over", "under", "near", "its", "his", "her", "their", "is", "are", "was",
-    "were", "be"))
-
-
-def _words(prompt: str) -> list[str]:
-    return prompt.lower().replace(",", " ").split()
-
-
-def default_edit_phrase(source: str, target: str, edit_type: str = "attribute") -> str:
-    """The mask words when the user names none. Attribute edit: the source words the target
-    drops (they sit on the object that changes: "white" in "a white hat" → "a pink hat").
-    Background edit: the content words both prompts share — the object kept ("cows walking" in
-    "cows walking on the grass" → "cows walking on the snowfield"), as the official configs
-    name it; the background words that change must not be masked, or the fusion restores them."""
-    tgt, src = set(_words(target)), _words(source)
-    if edit_type == "background":
-        return " ".join(w for w in src if w in tgt and w not in _FUNCTION_WORDS)
-    return " ".join(w for w in src if w not in tgt)
 
 
 def mask_tokens(nets: VideoNets, p: VideoEditParams) -> list[int]:

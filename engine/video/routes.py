@@ -15,6 +15,7 @@ from engine.video_protocol import (
     ControlPreviewRequest,
     UploadInfo,
     VideoEditJob,
+    missing_edit_phrase,
 )
 
 
@@ -124,5 +125,8 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
         from engine.video.rife import weights_file
 
         weights_file(p.rife_weights)  # there (file or folder); its contents are read by the job
+    phrase_problem = missing_edit_phrase(p)  # the job would fail after loading the model
+    if phrase_problem:
+        raise EngineError(phrase_problem, "job.params.edit_phrase")
     return job
 

@@ -149,6 +149,7 @@ def test_rife_choice_asks_for_its_weights_file(window, monkeypatch):
     panel.edit_requested.connect(lambda: asked.append(1))
     s.set_source(upload(), "/here/clip.mp4")
     s.source_prompt, s.target_prompt = "a t-rex", "a t-rex in a hat"
+    s.edit_phrase = "t-rex"
     assert panel.interp_combo.isVisibleTo(panel) and panel.interp_combo.currentData() == "flow"
     assert not any(w.isVisibleTo(panel) for w in panel.rife_widgets)
     panel.interp_combo.setCurrentIndex(panel.interp_combo.findData("rife"))
@@ -262,6 +263,7 @@ def test_non_canny_control_asks_for_the_annotator_folder(window, monkeypatch):
     panel, s = window.video_panel, window.controller.video
     s.set_source(upload(), "/here/clip.mp4")
     s.source_prompt, s.target_prompt = "a t-rex", "a t-rex in a hat"
+    s.edit_phrase = "t-rex"
     assert not any(w.isVisibleTo(panel) for w in panel.annotator_widgets)
     panel.control_combo.setCurrentIndex(panel.control_combo.findData("depth"))
     assert s.control_type == "depth"

@@ -307,3 +307,20 @@ async def test_damaged_frames_and_result_notes_reach_the_panel(tmp_path):
     await ctl._fetch_result("v3", res)
     assert s.job_state == "done" and s.message == (
         "warning", "The source's audio had 1 damaged packet (0.035 s): silent there.")
+
+
+def test_an_edit_with_nothing_to_mask_is_flagged_before_it_is_sent():
+    """LOVECon's attribute and background edits mask words of the source prompt; with no
+    source prompt and no edit phrase the job used to fail after loading the model."""
+    from engine.video_protocol import VideoEditParams, missing_edit_phrase
+
+    s = ready_state()
+    s.source_prompt, s.edit_phrase, s.edit_type = "", "", "attribute"
+    s.target_prompt = "a blue square"
+    assert "attribute edit masks the object" in s.problems()["edit_phrase"]
+    s.edit_type = "style"
+    assert "edit_phrase" not in s.problems()
+    s.edit_type, s.source_prompt = "attribute", "a red square"  # "red" is dropped: the mask
+    assert "edit_phrase" not in s.problems()
+    p = VideoEditParams(source="x", target_prompt="cows on snow", edit_type="background")
+    assert "background edit" in missing_edit_phrase(p)

@@ -102,3 +102,19 @@ async def test_an_avi_whose_audio_is_damaged_is_edited_with_its_sound(api, tmp_p
     res, p, _ = await _run(api, _params(up["id"], method="lovecon", smoothing=False), tmp_path)
     assert p.frames == 4 and p.has_audio and res["video"]["has_audio"]
     assert any("damaged packet" in n for n in res["video"]["notes"])
+
+
+async def test_an_edit_with_nothing_to_mask_is_refused_at_submit(api, sample_clip):
+    """An attribute edit without source prompt or edit phrase used to fail after loading the
+    model; now it is a 422 naming the field."""
+    up = await _upload(api, sample_clip)
+    params = {**_params(up["id"]), "edit_type": "attribute", "source_prompt": "",
+              "edit_phrase": ""}
+    status, err = await api.call("POST", "/jobs", {"job": {"kind": "video_edit",
+                                                           "params": params}})
+    assert status == 422 and err["field"] == "job.params.edit_phrase"
+    assert "attribute edit masks the object" in err["message"]
+    params["edit_type"] = "style"
+    _, job = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": params}},
+                            expect=201)
+    await api.call("DELETE", f"/jobs/{job['id']}", expect=200)
