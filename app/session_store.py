@@ -191,6 +191,7 @@ class SessionStore(QObject):
         self._timer.timeout.connect(self.save_now)
         self._previous = self._read()
         self._running = False
+        self._last_canvas: dict[str, Any] | None = None
 
     def _read(self) -> dict[str, Any] | None:
         try:
@@ -230,6 +231,12 @@ class SessionStore(QObject):
         self._timer.stop()
         state = bytes(self.window.saveState().data()) if self.window is not None else None
         data = snapshot(self.controller, state)
+        # While a new job's previews fill the canvas, the images shown before it are what a
+        # restart should bring back (the job itself resumes in the engine's queue).
+        if data["canvas"]["paths"] or not self.controller.canvas.job_id:
+            self._last_canvas = data["canvas"]
+        elif self._last_canvas is not None:
+            data["canvas"] = self._last_canvas
         data.update(clean=clean, pid=os.getpid(), saved_at=time.time())
         try:
             write_atomic(self.path, json.dumps(data, indent=1, default=str))

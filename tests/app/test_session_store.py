@@ -63,3 +63,20 @@ def test_a_damaged_file_or_missing_image_loses_nothing_else(qtbot, tmp_path: Pat
     assert c.generation.prompt == "kept"
     assert any("steps" in w for w in lost) and any("gone.png" in w for w in lost)
     c.history.index.close()
+
+
+def test_a_running_jobs_previews_do_not_displace_the_images_shown_before(qtbot, tmp_path: Path):
+    from app.state.canvas import CanvasImage
+
+    c, win = _window(qtbot, tmp_path)
+    png = tmp_path / "shown.png"
+    png.write_bytes(b"not read back here")
+    path = session_path(c.paths.data_dir)
+    store = SessionStore(path, c, win)
+    store.begin()
+    c.canvas.show_images([CanvasImage(data=b"x", path=png)])
+    store.save_now()
+    c.canvas.follow_job("job-2", 4)  # a new job starts: previews only
+    store.save_now()
+    assert json.loads(path.read_text())["canvas"]["paths"] == [str(png)]
+    c.history.index.close()
