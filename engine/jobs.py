@@ -45,7 +45,10 @@ CANCELLING = "Cancelling: stops at the next step"
 class JobContext:
     """What a running job may do: report progress, check for cancel, save results."""
 
-    PROGRESS_INTERVAL_S = 0.1
+    # Progress goes out at the preview's pace (and with each preview), so the step under the
+    # preview is the step on the progress bar, not one behind it (issue 14); a new stage and
+    # the last step are always announced.
+    PROGRESS_INTERVAL_S = 0.25
     PREVIEW_INTERVAL_S = 0.25
 
     def __init__(self, queue: JobQueue, job: Job) -> None:

@@ -88,6 +88,24 @@ def test_a_preview_goes_out_with_the_progress_of_its_step():
         assert step in progress
 
 
+def test_between_previews_the_progress_bar_does_not_run_ahead(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("engine.jobs.time.monotonic", lambda: clock[0])
+    queue = _Queue()
+    ctx = JobContext(queue, _job())
+    ctx.begin(80)
+    for step in range(1, 80):
+        clock[0] += 0.07  # a step takes 70 ms: previews every 4th step
+        if ctx.progress(step):
+            ctx.preview(step, 0, ("", 8, 8))
+    events = queue.events
+    progress = [i for i, e in enumerate(events) if isinstance(e, JobProgress) and e.step > 0]
+    assert len(progress) > 10
+    for i in progress:  # every step the bar shows is the step of the preview that follows
+        after = events[i + 1] if i + 1 < len(events) else None
+        assert isinstance(after, JobPreview) and after.step == events[i].step, (i, events[i])
+
+
 def test_status_bar_and_canvas_caption_say_the_same_step(qtbot, tmp_path: Path):
     controller, win = create_window(parse_args(["--data-dir", str(tmp_path), "--no-engine"]))
     qtbot.addWidget(win)
