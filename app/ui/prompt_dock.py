@@ -117,6 +117,8 @@ class PromptDockWidget(QWidget):
         self.setObjectName("DockBody")
         self._error_labels: dict[str, QLabel] = {}
         self._error_widgets: dict[str, list[QWidget]] = {}
+        #: The user picked a size before the engine listed its models (see size_pending).
+        self._size_chosen = False
 
         self.prompt_edit = PromptEdit(GENERAL_PLACEHOLDER, 4)
         self.negative_edit = PromptEdit("What to avoid: blurry, text, watermark…", 2)
@@ -359,11 +361,13 @@ class PromptDockWidget(QWidget):
     def _on_preset(self, index: int) -> None:
         data = self.size_preset.itemData(index)
         if data:
+            self._size_chosen = True  # a size the user picked is known, engine or not
             self.settings.set_size(*data)
+            self._show_size_pending()
 
     def _sync_preset(self) -> None:
-        if not self.engine.models_listed:
-            return  # _show_size_pending shows it once the models are known
+        if self.size_pending:
+            return  # _show_size_pending shows it once the size is known
         size = (self.settings.width, self.settings.height)
         for i in range(1, self.size_preset.count()):
             if tuple(self.size_preset.itemData(i)) == size:
@@ -378,13 +382,17 @@ class PromptDockWidget(QWidget):
         self.size_warning_label.setText(text)
         self.size_warning_label.setVisible(bool(text))
 
+    @property
+    def size_pending(self) -> bool:
+        """No size to show yet: the engine has not listed its models, the user chose none."""
+        return not self.engine.models_listed and not self._size_chosen
+
     def _show_size_pending(self) -> None:
         """Until the engine lists its models the size follows the model about to be chosen
         (64 px for the built-in one, 512 for SD 1.5): show no number rather than a default
-        that is about to change."""
-        pending = not self.engine.models_listed
-        for w in (self.size_preset, self.swap_button):
-            w.setEnabled(not pending)
+        that is about to change. The preset list stays open to a size the user picks."""
+        pending = self.size_pending
+        self.swap_button.setEnabled(not pending)
         for spin in (self.width_spin, self.height_spin):
             spin.set_pending(pending)
         if pending:

@@ -156,3 +156,14 @@ def test_model_picker_and_size_say_loading_until_the_engine_lists_models(window,
     assert panel.width_spin.isEnabled() and panel.width_spin.lineEdit().text() == "512 px"
     engine.connection = Connection.disconnected
     assert combo.currentText() == "Waiting for the engine…"
+
+
+def test_a_size_picked_before_the_engine_answers_shows_at_once(window):
+    panel = window.prompt_panel
+    assert panel.size_preset.isEnabled() and panel.width_spin.text() == ""
+    i = next(k for k in range(panel.size_preset.count())
+             if tuple(panel.size_preset.itemData(k) or ()) == (64, 64))
+    panel.size_preset.setCurrentIndex(i)
+    panel.size_preset.activated.emit(i)
+    assert (window.controller.generation.width, window.controller.generation.height) == (64, 64)
+    assert panel.width_spin.isEnabled() and panel.width_spin.text() == "64 px"
