@@ -2,8 +2,9 @@
 
 Generates ``--count`` images with uncertainty on (DDIM, CFG 5, S/k/M at the defaults) for
 prompts naming known emoji (the fit set's captions, fixed seeds), through the engine's own job
-code in process. Then ranks them by score and compares the most-uncertain decile with the
-least-uncertain one: prompt match (top-1 of the evaluation classifier
+code in process. Then ranks them by each score — ``latent`` (Σ Var[x₀], BayesDiff's official)
+and ``pixel`` (the mean per-pixel variance of the decodes; both come from the same generations)
+— and compares the most-uncertain decile with the least-uncertain one: prompt match (top-1 of the evaluation classifier
 ``resources/eval/sfumato-tiny-classifier`` equals the prompted emoji) and the Fréchet distance
 of each decile to the fit set's images in that classifier's features (with deciles of 20
 images the FD is dominated by small-sample bias; compare the two deciles with each other).
@@ -95,7 +96,8 @@ def main() -> None:
                                     uncertainty=True)
             job = run(run_uncertain_generate, GenerateJob(params=params), loaded, fits, work)
             image = job.results[0]
-            rows.append({"prompt": prompt, "score": image.uncertainty.score,
+            u = image.uncertainty
+            rows.append({"prompt": prompt, "latent": u.latent_score, "pixel": u.pixel_score,
                          "path": image.path})
         print(f"  {len(rows)}/{args.count} images", file=sys.stderr, flush=True)
     gen_s = time.monotonic() - t0
@@ -104,22 +106,29 @@ def main() -> None:
     logits, feats = classify(clf, images)
     for r, lg in zip(rows, logits, strict=True):
         r["match"] = classes[int(lg.argmax())] == r["prompt"].split(",")[0]
-    order = np.argsort([r["score"] for r in rows])  # most certain first
-    n = max(2, len(rows) // 10)
-    deciles = {"least uncertain 10 %": order[:n], "most uncertain 10 %": order[-n:],
-               "all": order}
     result = {"count": len(rows), "steps": args.steps, "fit_seconds": fit_s,
-              "generation_seconds": gen_s, "reference_images": len(ref_feats), "groups": {}}
-    print("| group | images | mean score | prompt match (top-1) | FD to the fit set |")
-    print("|---|---|---|---|---|")
-    for name, idx in deciles.items():
-        group = {"images": len(idx),
-                 "mean_score": float(np.mean([rows[i]["score"] for i in idx])),
-                 "prompt_match": float(np.mean([rows[i]["match"] for i in idx])),
-                 "fd": frechet_distance(feats[idx], ref_feats)}
-        result["groups"][name] = group
-        print(f"| {name} | {group['images']} | {group['mean_score']:.2e} | "
-              f"{group['prompt_match'] * 100:.0f} % | {group['fd']:.1f} |")
+              "generation_seconds": gen_s, "reference_images": len(ref_feats), "scores": {}}
+    a, b = np.array([r["latent"] for r in rows]), np.array([r["pixel"] for r in rows])
+    result["rank_correlation"] = float(np.corrcoef(a.argsort().argsort(),
+                                                   b.argsort().argsort())[0, 1])
+    for kind in ("latent", "pixel"):
+        order = np.argsort([r[kind] for r in rows])  # most certain first
+        n = max(2, len(rows) // 10)
+        deciles = {"least uncertain 10 %": order[:n], "most uncertain 10 %": order[-n:],
+                   "all": order}
+        groups = result["scores"][kind] = {}
+        print(f"\nscore: {kind}\n")
+        print("| group | images | mean score | prompt match (top-1) | FD to the fit set |")
+        print("|---|---|---|---|---|")
+        for name, idx in deciles.items():
+            group = {"images": len(idx),
+                     "mean_score": float(np.mean([rows[i][kind] for i in idx])),
+                     "prompt_match": float(np.mean([rows[i]["match"] for i in idx])),
+                     "fd": frechet_distance(feats[idx], ref_feats)}
+            groups[name] = group
+            print(f"| {name} | {group['images']} | {group['mean_score']:.2e} | "
+                  f"{group['prompt_match'] * 100:.0f} % | {group['fd']:.1f} |")
+    print(f"\nSpearman rank correlation of the two scores: {result['rank_correlation']:.2f}")
     print(f"\n{len(rows)} generations (DDIM {args.steps} steps, CFG 5, S=5 k=5 M=8) in "
           f"{gen_s:.0f} s; posterior fit {fit_s:.0f} s; reference {len(ref_feats)} fit-set images.")
     Path(args.out).write_text(json.dumps(result, indent=1))

@@ -104,6 +104,9 @@ class UncertaintyOptions(_Model):
     skip: int = Field(5, ge=1, le=100, description="k: full variance propagation every k-th step")
     decodes: int = Field(
         8, ge=1, le=64, description="M: latent samples decoded in one VAE batch for the map")
+    score: Literal["latent", "pixel"] = Field(
+        "latent", description="The score that ranks images: latent = the sum of Var[x₀] over the "
+        "latent (BayesDiff's official); pixel = the mean per-pixel variance of the M decodes")
     variation_step: int | None = Field(
         None, ge=0, description="Variations from here: re-run this recipe (same seed) with "
         "uncertainty to this step t, draw each of batch_size images' x_t from "
@@ -116,7 +119,8 @@ class UncertaintyOptions(_Model):
 #: API clients still use the flat ones; ``uncertainty`` itself was the map's on/off).
 FLAT_UNCERTAINTY: dict[str, str] = {
     "uncertainty_samples": "samples", "uncertainty_skip": "skip",
-    "uncertainty_decodes": "decodes", "variation_step": "variation_step",
+    "uncertainty_decodes": "decodes", "uncertainty_score": "score",
+    "variation_step": "variation_step",
     "variation_seed": "variation_seed",
 }
 
@@ -460,12 +464,17 @@ class UncertaintyResult(_Model):
     """BayesDiff's pixel map of one image (Kou et al. 2024, §3.3).
 
     The map is the per-pixel variance of M decoded samples of x₀ ~ N(E[x₀], Var[x₀]), averaged
-    over R, G, B, in the image's pixel units ([0, 1]², so at most 0.25). The paper scores an
-    image by the sum of its pixel variances; Sfumato's ``score`` is their *mean* (the sum ÷
-    (H·W)), which ranks images of one size identically and compares across sizes."""
+    over R, G, B, in the image's pixel units ([0, 1]², so at most 0.25). Two scores: ``latent``
+    — the sum of Var[x₀] over the latent, what the official code ranks by — and ``pixel`` — the
+    mean of the pixel map (the sum ÷ (H·W), comparable across sizes). ``score`` is the one the
+    recipe's ``uncertainty.score`` chose."""
 
     map_name: str = Field(description="File under the job: a float32 .npy of shape (H, W)")
-    score: float = Field(description="Mean per-pixel variance: higher = less certain")
+    score: float = Field(description="The chosen score: higher = less certain")
+    score_kind: Literal["latent", "pixel"] = Field(
+        "pixel", description="Which score ``score`` is (results from before both existed: pixel)")
+    latent_score: float | None = Field(None, description="Σ Var[x₀] over the latent")
+    pixel_score: float | None = Field(None, description="Mean per-pixel variance of the decodes")
     map_min: float
     map_max: float
 

@@ -35,7 +35,13 @@ RANGE_MODES = {"image": "Per image", "batch": "Shared across the batch"}
 LAYOUTS = {"overlay": "Overlay", "side": "Side by side"}
 #: GenerateParams fields the panel edits (kept in the generation settings' options, so they
 #: go out with the next job and round-trip through recipes).
-PARAM_FIELDS = ("uncertainty", "uncertainty_samples", "uncertainty_skip", "uncertainty_decodes")
+PARAM_FIELDS = ("uncertainty", "uncertainty_samples", "uncertainty_skip", "uncertainty_decodes",
+                "uncertainty_score")
+#: The scores an image can be ranked by (GenerateParams.uncertainty.score).
+SCORES = {
+    "latent": "Latent variance, summed (BayesDiff's)",
+    "pixel": "Pixel variance of the decodes, mean",
+}
 DEFAULTS = {name: FORM_DEFAULTS[name] for name in PARAM_FIELDS}
 
 

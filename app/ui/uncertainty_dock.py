@@ -31,6 +31,7 @@ from app.state.uncertainty import (
     DEFAULTS,
     LAYOUTS,
     RANGE_MODES,
+    SCORES,
     UncertaintyView,
     cost_text,
     is_most_certain_first,
@@ -99,6 +100,12 @@ class UncertaintyDockWidget(QWidget):
         self.layout_combo = self._combo(LAYOUTS)
         self.colormap_combo = self._combo(COLORMAPS)
         self.range_combo = self._combo(RANGE_MODES)
+        self.score_combo = self._combo(SCORES)
+        self.score_combo.setObjectName("score_combo")
+        self.score_combo.setToolTip(
+            "What ranks the batch (used from the next generation). Latent: the sum of the "
+            "final latent's variance, as BayesDiff's code scores images. Pixel: the mean "
+            "per-pixel variance of the M decoded samples (comparable across image sizes).")
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
         self.opacity_slider.setObjectName("opacity_slider")
         self.opacity_slider.setRange(0, 100)
@@ -199,6 +206,11 @@ class UncertaintyDockWidget(QWidget):
         body.addLayout(grid)
 
         body.addWidget(section("Batch"))
+        score = QHBoxLayout()
+        score.setSpacing(6)
+        score.addWidget(label("Score"))
+        score.addWidget(self.score_combo, 1)
+        body.addLayout(score)
         body.addWidget(self.sort_button)
         keep = QHBoxLayout()
         keep.setSpacing(6)
@@ -255,6 +267,7 @@ class UncertaintyDockWidget(QWidget):
                            (self.skip_spin, "uncertainty_skip"),
                            (self.decodes_spin, "uncertainty_decodes")):
             spin.valueChanged.connect(lambda value, n=name: self._set_number(n, value))
+        self.score_combo.activated.connect(lambda _i: self._set_score(self.score_combo.currentData()))
         self.fit_row.fit_button.clicked.connect(lambda: self.fit_requested.emit("uncertainty"))
         self.use_ddim_button.clicked.connect(lambda: self.sampler_requested.emit("DDIM"))
 
@@ -283,6 +296,11 @@ class UncertaintyDockWidget(QWidget):
     def _set_number(self, name: str, value: int) -> None:
         if not self._updating:
             self.settings.set_option(name, None if value == DEFAULTS[name] else value)
+
+    def _set_score(self, kind: str) -> None:
+        if not self._updating:
+            default = DEFAULTS["uncertainty_score"]
+            self.settings.set_option("uncertainty_score", None if kind == default else kind)
 
     def _set_view(self, name: str, value: object) -> None:
         if not self._updating:
@@ -350,6 +368,9 @@ class UncertaintyDockWidget(QWidget):
                                strict=True):
             spin.setValue(value)
             spin.setEnabled(on)
+        kind = s.option("uncertainty_score") or DEFAULTS["uncertainty_score"]
+        self.score_combo.setCurrentIndex(max(0, self.score_combo.findData(kind)))
+        self.score_combo.setEnabled(on)
         self.cost_label.setText(cost_text(*values) if on else
                                 "Off: images are generated without uncertainty.")
 

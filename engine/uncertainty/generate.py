@@ -62,7 +62,13 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
     from engine.sampling import prepare
     from engine.uncertainty.eps_model import EpsModel
     from engine.uncertainty.fit_job import cached_posterior
-    from engine.uncertainty.pixel_map import decode, latent_samples, pixel_variance, score
+    from engine.uncertainty.pixel_map import (
+        decode,
+        latent_samples,
+        latent_score,
+        pixel_score,
+        pixel_variance,
+    )
     from engine.uncertainty.propagate import propagate
 
     p = job.spec.params
@@ -146,7 +152,10 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
             if maps is not None:
                 arr = maps[i].numpy()
                 npy = _save_npy(arr, path.with_suffix(".uncertainty.npy"))
-                unc = UncertaintyResult(map_name=npy.name, score=score(maps[i]),
+                scores = {"latent": latent_score(prop.var[i]), "pixel": pixel_score(maps[i])}
+                unc = UncertaintyResult(map_name=npy.name, score=scores[u.score],
+                                        score_kind=u.score,
+                                        latent_score=scores["latent"], pixel_score=scores["pixel"],
                                         map_min=float(arr.min()), map_max=float(arr.max()))
             save_png(image, path, recipe, seed=seeds[i], model_name=loaded.info.id, index=index,
                      uncertainty=unc)

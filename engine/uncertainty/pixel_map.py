@@ -31,6 +31,12 @@ def pixel_variance(images: torch.Tensor, m: int) -> torch.Tensor:
     return x.var(0, unbiased=True).mean(1)
 
 
-def score(pixel_map: torch.Tensor) -> float:
-    """The image's uncertainty score: the mean per-pixel variance (the paper's sum ÷ H·W)."""
+def pixel_score(pixel_map: torch.Tensor) -> float:
+    """Score from the decodes: the mean per-pixel variance of one image's map."""
     return float(pixel_map.double().mean())
+
+
+def latent_score(var: torch.Tensor) -> float:
+    """BayesDiff's official score (``var_sum`` in karrykkk/BayesDiff): the sum of one image's
+    Var[x₀] (C, h, w) over the latent."""
+    return float(var.double().clamp_min(0).sum())

@@ -32,8 +32,19 @@ a step costs one ordinary UNet call plus one grouped convolution (the S weight d
 mean's φ): each particle's response ε̂* is the last full step's plus a smoothed per-element
 regression ρ = Cov(D, R)/Var(D) times its change since. Variances are clamped at 0.
 
-DDIM (η ≥ 0): A = √(ᾱ_prev/ᾱ_t), d = √(1−ᾱ_prev−σ_t²) − √ᾱ_prev·√(1−ᾱ_t)/√ᾱ_t; the η-noise is
-fixed by the seed, so it adds no variance. DPM-Solver-2 (Lu et al. 2022, Alg. 1 with r = ½, ε
+DDIM (η ≥ 0): A = √(ᾱ_prev/ᾱ_t), d = √(1−ᾱ_prev−σ_t²) − √ᾱ_prev·√(1−ᾱ_t)/√ᾱ_t, and the step's
+fresh noise σ_t·z adds σ_t² = η²·(1−ᾱ_prev)/(1−ᾱ_t)·(1−ᾱ_t/ᾱ_prev) to Var[x_{t−1}] (the paper's
+propagation, x_{t−1} = mean + σ_t z): the variance is then over the weights *and* the sampling
+noise, as the Monte-Carlo of ``tests/engine/test_uncertainty_eta.py`` draws both. With particles
+(S > 1) each particle replaces the mean path's seeded noise by its own draw, so E + D_s is an
+independent sample path, and V after a noisy step is the particles' (3×3-smoothed) variance —
+the paper's σ_t² is in it. Why not Eq. 9–10 + σ_t² on the diagonal V, as the paper writes it:
+measured against Monte-Carlo (docs/uncertainty.md), the white step noise is mostly removed by the
+later steps through ε̂'s *off-diagonal* response, which a diagonal V cannot carry — with a
+posterior as narrow as a real fit's it overestimated Var[x₀] 7.6× (correlation 0.1–0.2); the
+particles' spread lands at 1.4× (correlation 0.8). Without particles (S = 1) the paper's σ_t² is
+added to the diagonal V. The mean path keeps the seeded noise, so the image is the one rendered
+without uncertainty. DPM-Solver-2 (Lu et al. 2022, Alg. 1 with r = ½, ε
 form) in σ-space is k-diffusion's DPM2: x_mid = x + (σ_mid−σ)·ε̂(x), x_next = x + (σ_next−σ)·
 ε̂(x_mid) with log σ_mid the mean of log σ and log σ_next — diffusers' ``KDPM2DiscreteScheduler``.
 """
@@ -68,6 +79,7 @@ class _Stage:
     in_scale: float  # model input = in_scale · x_in
     abar: float  # ᾱ of the model input (for v → ε)
     key: int  # 0: DDIM / first stage, 1: second stage (its own skip coefficients)
+    noise_var: float = 0.0  # σ_t² of the fresh noise the step adds (DDIM with η > 0)
 
 
 def _ddim_stage(sched, t) -> _Stage:
@@ -90,6 +102,7 @@ def _stage(sched, t, eta: float) -> _Stage:
         a_prev = st.A**2 * st.abar
         sigma2 = eta**2 * (1 - a_prev) / (1 - st.abar) * (1 - st.abar / a_prev)
         st.d = _ddim_d(st, a_prev, sigma2)
+        st.noise_var = sigma2
         return st
     if name == "KDPM2DiscreteScheduler":
         i = sched.step_index
@@ -106,7 +119,7 @@ def _stage(sched, t, eta: float) -> _Stage:
 
 
 def _combine(st: _Stage, V, cov, var_eps):
-    out = st.A**2 * V + 2 * st.A * st.d * cov + st.d**2 * var_eps
+    out = st.A**2 * V + 2 * st.A * st.d * cov + st.d**2 * var_eps + st.noise_var
     neg = int((out < 0).sum())
     return out.clamp_min(0), neg
 
@@ -175,8 +188,10 @@ def propagate(
     keep_var_at: tuple[int, ...] = (),
 ) -> Propagation:
     """Sample from ``x_T`` (already scaled by ``init_noise_sigma``) with ``sched`` (timesteps
-    set), propagating Var[x_t]. Full steps are recipe steps 1, 1+k, 1+2k, … (at step 0 every
-    particle still sits on the mean, so the step is exact at the cost of a plain one).
+    set), propagating Var[x_t]. Full steps are recipe steps 1, 1+k, 1+2k, … At recipe step 0
+    every particle still sits on the mean, so DDIM's step and DPM-Solver-2's first stage are
+    exact at the cost of a plain call; DPM-Solver-2's second stage is not (the first stage has
+    moved the particles off the mean), so it is a full stage.
 
     ``variation = (t, z)``: after recipe step t, replace the batch by E + √V·z (z: (n, …) standard
     normal draws) and continue from V = 0 for each of the n variations.
@@ -201,7 +216,8 @@ def propagate(
             V_origin = V
             if P is not None:
                 P.D_origin = P.D
-        full = P is not None and step >= 1 and (step - 1) % skip == 0
+        full = P is not None and ((step >= 1 and (step - 1) % skip == 0)
+                                  or (step == 0 and st.key == 1))
         if full:
             B = E.shape[0]
             D_in = P.D * st.in_scale
@@ -235,9 +251,21 @@ def propagate(
             cov = _smooth(_cov(P.D_origin, delta))
             var_eps = var_w + _smooth(_cov(R, R) + 2 * _cov(R, noise))
             P.D = st.A * P.D_origin + st.d * delta
+            if st.noise_var > 0:  # each particle's own draw of the step's noise
+                z = torch.randn(P.D.shape, generator=gen).to(P.D.device)
+                P.D = P.D + st.noise_var**0.5 * z
         V, neg = _combine(st, V_origin, cov, var_eps)
         res.clamped += neg
+        E_prev = E
         E = sched.step(raw_mean, t, E, **kwargs).prev_sample
+        if P is not None and st.noise_var > 0:
+            # The mean path drew σ_t·z₀ (the seed's); a particle's own draw σ_t·z_s replaces it,
+            # so each particle E + D_s is an independent sample path, and V is their spread.
+            quiet = {k: v for k, v in kwargs.items() if k != "generator"}
+            noiseless = sched.step(raw_mean, t, E_prev, variance_noise=torch.zeros_like(E),
+                                   **quiet).prev_sample
+            P.D = P.D - (E - noiseless).float()
+            V = _smooth(P.D.var(0))
         if first_order() or i == len(timesteps) - 1:
             step += 1
             if step in keep_var_at:

@@ -151,6 +151,11 @@ def test_panel_edits_the_recipe_and_exports(window, qtbot, tmp_path):  # noqa: F
     p = g.to_params()
     assert (p.uncertainty.samples, p.uncertainty.skip, p.uncertainty.decodes) == (10, 2, 8)
     assert "6.0×" in panel.cost_label.text()
+    # the score: BayesDiff's latent sum by default, the decodes' pixel mean as the option
+    assert p.uncertainty.score == "latent" and panel.score_combo.currentData() == "latent"
+    panel.score_combo.setCurrentIndex(panel.score_combo.findData("pixel"))
+    panel.score_combo.activated.emit(panel.score_combo.currentIndex())
+    assert g.to_params().uncertainty.score == "pixel"
     requested: list[str] = []
     panel.fit_requested.connect(requested.append)
     panel.fit_row.fit_button.click()

@@ -59,10 +59,11 @@ async def test_fit_with_progress_then_generate_with_maps(api, tmp_path):
     _, fits = await api.call("GET", "/fits?model=tiny-sd", expect=200)
     assert [f["kind"] for f in fits] == ["uncertainty"]
 
-    for sampler in ("DDIM", "DPM2"):
+    for sampler, kind in (("DDIM", "latent"), ("DPM2", "pixel")):
         job = await api.generate(sampler=sampler, uncertainty=True, steps=4, batch_size=2,
                                  seed=5, prompt="a red square", uncertainty_skip=2,
-                                 uncertainty_samples=3, uncertainty_decodes=4)
+                                 uncertainty_samples=3, uncertainty_decodes=4,
+                                 uncertainty_score=kind)
         result = await next_event(ws, "result", job["id"])
         assert result["image"]["uncertainty"]["map_name"].endswith(".npy")
         job = await api.wait(job["id"])
@@ -74,7 +75,9 @@ async def test_fit_with_progress_then_generate_with_maps(api, tmp_path):
             arr = np.load(io.BytesIO(raw))
             assert arr.shape == (64, 64) and arr.dtype == np.float32
             assert np.isfinite(arr).all() and arr.min() >= 0
-            assert np.isfinite(u["score"]) and u["score"] == pytest.approx(arr.mean(), rel=1e-4)
+            assert u["pixel_score"] == pytest.approx(arr.mean(), rel=1e-4)
+            assert np.isfinite(u["latent_score"]) and u["latent_score"] > 0
+            assert u["score_kind"] == kind and u["score"] == u[f"{kind}_score"]
             assert u["map_min"] == pytest.approx(arr.min()) and u["map_max"] == pytest.approx(arr.max())
             png = Image.open(r["path"])
             assert f"Uncertainty score: {u['score']:.6g}" in png.text["parameters"]
