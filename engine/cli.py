@@ -113,9 +113,9 @@ class ParentWatch:
 
     Three signs, whichever comes first: end of file on stdin (``--exit-with-stdin``: the app
     holds the pipe's write end, and the kernel closes it however the app dies, SIGKILL
-    included); ``PR_SET_PDEATHSIG`` on Linux; the app's PID (``SFUMATO_PARENT_PID``) gone or
-    no longer our parent, polled each second (a zombie app keeps its PID, so this is the last
-    resort). Then the server is asked to stop, and after :data:`PARENT_GONE_GRACE_S` the
+    included); ``PR_SET_PDEATHSIG`` on Linux; the app's PID (``SFUMATO_PARENT_PID``) gone, or
+    this process re-parented away from the one that started it (the app, or a wrapper command
+    the app ran), polled each second: a zombie app keeps its PID alive. Then the server is asked to stop, and after :data:`PARENT_GONE_GRACE_S` the
     process exits regardless, with the running job handed back to the queue (``on_abandon``).
     """
 
@@ -134,8 +134,11 @@ class ParentWatch:
             parent = int(os.environ.get("SFUMATO_PARENT_PID", ""))
         except ValueError:
             return
-        self._death_signal(parent)
-        threading.Thread(target=self._poll_pid, args=(parent,), name="parent-watch",
+        # The process that started us: the app, or a wrapper it ran (SFUMATO_ENGINE_CMD).
+        # Being re-parented away from it means it died.
+        starter = os.getppid()
+        self._death_signal(starter)
+        threading.Thread(target=self._poll_pid, args=(parent, starter), name="parent-watch",
                          daemon=True).start()
 
     def gone(self, why: str) -> None:
@@ -169,7 +172,7 @@ class ParentWatch:
             pass
         self.gone("its pipe closed")
 
-    def _death_signal(self, parent: int) -> None:
+    def _death_signal(self, starter: int) -> None:
         """Linux: have the kernel send SIGUSR2 when our parent dies (even by SIGKILL)."""
         import signal
 
@@ -185,16 +188,16 @@ class ParentWatch:
         except (OSError, AttributeError):
             return
         signal.signal(signal.SIGUSR2, lambda *_: self.gone("parent died (PR_SET_PDEATHSIG)"))
-        if os.getppid() != parent:  # it died before the signal was armed
+        if os.getppid() != starter:  # it died before the signal was armed
             self.gone("parent already gone")
 
-    def _poll_pid(self, parent: int) -> None:
+    def _poll_pid(self, parent: int, starter: int) -> None:
         import time
 
         while not self._fired.is_set():
             time.sleep(1.0)
-            if os.getppid() != parent:  # re-parented: the app is dead, even as a zombie
-                return self.gone(f"pid {parent} is no longer our parent")
+            if os.getppid() != starter:  # re-parented: the app is dead, even as a zombie
+                return self.gone(f"pid {starter}, which started us, is gone")
             try:
                 os.kill(parent, 0)
             except ProcessLookupError:
