@@ -15,11 +15,14 @@ from pathlib import Path
 
 from engine.errors import EngineError
 from engine.models.registry import RESOURCES
+from engine.prompts.encode import embed_texts, encode_for_pipe
 from engine.protocol import AnalyticFitJob, CalibrationFitJob, FitData, FitInfo, Job, utcnow
 
 log = logging.getLogger(__name__)
 FITSETS = RESOURCES / "fitsets"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+#: CFG scale of the model's own samples (data.source 'generated'): diffusers' default.
+SAMPLE_GUIDANCE = 7.5
 
 
 # --------------------------------------------------------------------------- x₀
@@ -99,7 +102,9 @@ def _generate_latents(pipe, data: FitData, ctx, seed: int):
     for k in range(data.count):
         ctx.check_cancel()
         prompt = prompts[k % len(prompts)]
-        out = pipe(prompt=prompt, width=size, height=size, num_inference_steps=data.steps,
+        conditioning = encode_for_pipe(pipe, prompt, "", SAMPLE_GUIDANCE, pipe.device)
+        out = pipe(**conditioning.call_kwargs(), guidance_scale=SAMPLE_GUIDANCE, width=size,
+                   height=size, num_inference_steps=data.steps,
                    generator=torch.Generator("cpu").manual_seed(seed + k), output_type="latent")
         latents.append(out.images.float().cpu())
         captions.append(prompt)
@@ -120,13 +125,9 @@ def gather_x0(loaded, data: FitData, ctx, seed: int):
 
 
 def _embed(pipe, prompts: list[str], device):
-    import torch
-
     if getattr(pipe, "text_encoder_2", None) is not None:
         raise EngineError("Fits support SD 1.x/2.x models for now, not SDXL", "params.model")
-    with torch.no_grad():
-        embeds, _ = pipe.encode_prompt(prompts, device, 1, False)
-    return embeds
+    return embed_texts(pipe.tokenizer, pipe.text_encoder, prompts, device)
 
 
 def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str):

@@ -7,6 +7,7 @@ import logging
 from engine.errors import EngineError
 from engine.outputs import output_path, save_png
 from engine.previews import DenoisedTap
+from engine.prompts.encode import encode_for_pipe
 from engine.protocol import GenerateJob, Job, ResultImage
 from engine.sampling import prepare, steps_done
 
@@ -33,6 +34,7 @@ def run_generate(job: Job, ctx, fits=None) -> None:
     setup = prepare(loaded, p, fits)
     pipe.scheduler = setup.scheduler
     recipe = p.model_copy(update={"model": loaded.info.id})  # the saved recipe names its model
+    conditioning = encode_for_pipe(pipe, p.prompt, p.negative_prompt, p.cfg_scale, loaded.device)
 
     total = p.steps * p.batch_count
     saved = ctx.saved_indices()
@@ -56,8 +58,6 @@ def run_generate(job: Job, ctx, fits=None) -> None:
         try:
             with setup.context(pipe, p.cfg_scale), DenoisedTap(pipe.scheduler) as tap:
                 out = pipe(
-                    prompt=p.prompt,
-                    negative_prompt=p.negative_prompt or None,
                     width=p.width,
                     height=p.height,
                     num_inference_steps=p.steps,
@@ -66,6 +66,7 @@ def run_generate(job: Job, ctx, fits=None) -> None:
                     generator=generators,
                     callback_on_step_end=on_step,
                     callback_on_step_end_tensor_inputs=["latents"],
+                    **conditioning.call_kwargs(),
                     **setup.call_kwargs,
                 )
         except torch.OutOfMemoryError as exc:

@@ -13,6 +13,7 @@ import time
 
 from engine.outputs import output_path, save_png, write_png
 from engine.previews import DenoisedTap
+from engine.prompts.encode import encode_for_pipe
 from engine.protocol import (
     PNG_PARAMETERS_KEY,
     PNG_RECIPE_KEY,
@@ -55,13 +56,13 @@ def run_sampler_grid(job: Job, ctx, fits=None) -> None:
                 ctx.preview(base + n, k, loaded.preview.png_b64(tap.latest(kwargs["latents"])[0]))
             return {}
 
+        conditioning = encode_for_pipe(pipe, p.prompt, p.negative_prompt, cfg, loaded.device)
         with setup.context(pipe, cfg), tap:
             image = pipe(
-                prompt=p.prompt, negative_prompt=p.negative_prompt or None, width=p.width,
-                height=p.height, num_inference_steps=steps, guidance_scale=cfg,
+                width=p.width, height=p.height, num_inference_steps=steps, guidance_scale=cfg,
                 generator=[torch.Generator("cpu").manual_seed(seed)],
                 callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["latents"],
-                **setup.call_kwargs,
+                **conditioning.call_kwargs(), **setup.call_kwargs,
             ).images[0]
         seconds = time.perf_counter() - t0
         offset += steps

@@ -21,6 +21,7 @@ import logging
 
 from engine.errors import EngineError
 from engine.outputs import output_path, save_png
+from engine.prompts.encode import encode_for_pipe
 from engine.protocol import Job, ResultImage, RobustnessJob
 from engine.robustness_protocol import (
     Perturbation,
@@ -157,14 +158,15 @@ class _Renderer:
                 self.ctx.progress(step0 + steps_done(_pipe, i, p.steps) * k, stage="sampling")
                 return {}
 
+            cond = encode_for_pipe(pipe, prompt, p.negative_prompt, p.cfg_scale,
+                                   self.loaded.device)
             with self.setup.context(pipe, p.cfg_scale):
                 out = pipe(
-                    prompt=prompt, negative_prompt=p.negative_prompt or None, width=p.width,
-                    height=p.height, num_inference_steps=p.steps, guidance_scale=p.cfg_scale,
+                    width=p.width, height=p.height, num_inference_steps=p.steps, guidance_scale=p.cfg_scale,
                     num_images_per_prompt=len(part),
                     generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
                     callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["latents"],
-                    **self.setup.call_kwargs,
+                    **cond.call_kwargs(), **self.setup.call_kwargs,
                 )
             recipe = self.recipe.model_copy(update={"prompt": prompt})
             for i, seed, image in zip(part, seeds, out.images, strict=True):

@@ -59,6 +59,7 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
     import torch
 
     from engine.outputs import output_path, save_png
+    from engine.prompts.encode import encode_for_pipe
     from engine.sampling import prepare
     from engine.uncertainty.eps_model import EpsModel
     from engine.uncertainty.fit_job import cached_posterior
@@ -82,9 +83,9 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
     sched = pipe.scheduler = setup.scheduler
     recipe = p.model_copy(update={"model": loaded.info.id})
     device, dtype = loaded.device, loaded.dtype
-    do_cfg = p.cfg_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
-    cond, uncond = pipe.encode_prompt(p.prompt, device, 1, do_cfg, p.negative_prompt or None)
-    model = EpsModel(pipe.unet, post, cond, uncond if do_cfg else None, p.cfg_scale,
+    conditioning = encode_for_pipe(pipe, p.prompt, p.negative_prompt, p.cfg_scale, device)
+    cond = conditioning.cond
+    model = EpsModel(pipe.unet, post, cond, conditioning.uncond, p.cfg_scale,
                      sched.config.get("prediction_type", "epsilon"))
     u = p.uncertainty
     assert u is not None

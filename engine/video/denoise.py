@@ -64,9 +64,9 @@ def load_controlnet(path: Path, device, dtype):
 
 @torch.no_grad()
 def text_embeddings(nets: VideoNets, prompt: str) -> torch.Tensor:
-    tok = nets.tokenizer(prompt, padding="max_length", max_length=nets.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt")
-    return nets.text_encoder(tok.input_ids.to(nets.device))[0].to(nets.dtype)
+    from engine.prompts.encode import embed_texts
+
+    return embed_texts(nets.tokenizer, nets.text_encoder, [prompt], nets.device).to(nets.dtype)
 
 
 def token_indices(tokenizer, prompt: str, phrase: str) -> list[int]:
