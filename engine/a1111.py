@@ -26,7 +26,7 @@ the reader looks each label up. **Adding a key is adding a row**, e.g. A1111's c
 
 (``GenerateParams`` must have the field; the row goes where A1111 writes it in the line.) Keys
 that say what made the image but change nothing go in :data:`INFORMATIONAL`; every other key
-no row reads is reported back as *not restored* (``Hires upscale``, ``Clip skip``,
+no row reads is reported back as *not restored* (``Hires upscale``, ``Hires steps``,
 ``Denoising strength`` …), so the user knows what differs.
 
 Values outside what Sfumato accepts (a 64-bit seed, 1366×768, 150 steps of CFG) do not refuse
@@ -157,13 +157,20 @@ ROWS: list[Row] = [
     Row("Uncertainty variation", ("variation_step", "variation_seed"), _variation,
         _variation_text),
     Row("Variation step", ("variation_step", "variation_seed"), _old_variation_step),
+    # The prompt language (engine/prompts): clip skip, and what the prompt's <lora:…> tags and
+    # embedding names used, by A1111's short hashes (the engine fills these in when it runs).
+    Row("Clip skip", ("clip_skip",), lambda v, kv: {"clip_skip": int(v)},
+        lambda p: p.clip_skip if p.clip_skip != 1 else None),
+    Row("Lora hashes", ("lora_hashes",), lambda v, kv: {"lora_hashes": v.strip()},
+        lambda p: p.lora_hashes or None),
+    Row("TI hashes", ("ti_hashes",), lambda v, kv: {"ti_hashes": v.strip()},
+        lambda p: p.ti_hashes or None),
 ]
 _BY_LABEL = {row.label: row for row in ROWS}
 
 #: Keys that describe the image but restore nothing: never listed as "not restored".
 INFORMATIONAL = frozenset({
-    "Model hash", "VAE hash", "Version", "Hashes", "Uncertainty score", "Lora hashes",
-    "TI hashes",
+    "Model hash", "VAE hash", "Version", "Hashes", "Uncertainty score",
 })
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.errors import EngineError
 from engine.models.registry import RESOURCES
-from engine.prompts.encode import embed_texts, encode_for_pipe
+from engine.prompts.encode import embed_prompts, encode_for_pipe, text_encoders
 from engine.protocol import AnalyticFitJob, CalibrationFitJob, FitData, FitInfo, Job, utcnow
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def gather_x0(loaded, data: FitData, ctx, seed: int):
 def _embed(pipe, prompts: list[str], device):
     if getattr(pipe, "text_encoder_2", None) is not None:
         raise EngineError("Fits support SD 1.x/2.x models for now, not SDXL", "params.model")
-    return embed_texts(pipe.tokenizer, pipe.text_encoder, prompts, device)
+    return embed_prompts(text_encoders(pipe), prompts, device)
 
 
 def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str):

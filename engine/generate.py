@@ -7,7 +7,7 @@ import logging
 from engine.errors import EngineError
 from engine.outputs import output_path, save_png
 from engine.previews import DenoisedTap
-from engine.prompts.encode import encode_for_pipe
+from engine.prompts.job import PromptSession
 from engine.protocol import GenerateJob, Job, ResultImage
 from engine.sampling import prepare, steps_done
 
@@ -21,8 +21,6 @@ def run_generate(job: Job, ctx, fits=None) -> None:
     A1111 does, each from its own CPU generator so results do not depend on the device.
     ``fits`` (:class:`engine.fits.FitStore`) serves Analytic-DPM's Γ_t and calibration.
     """
-    import torch
-
     spec: GenerateJob = job.spec
     p = spec.params
     if p.uncertainty is not None:
@@ -33,8 +31,19 @@ def run_generate(job: Job, ctx, fits=None) -> None:
     pipe = loaded.pipe
     setup = prepare(loaded, p, fits)
     pipe.scheduler = setup.scheduler
-    recipe = p.model_copy(update={"model": loaded.info.id})  # the saved recipe names its model
-    conditioning = encode_for_pipe(pipe, p.prompt, p.negative_prompt, p.cfg_scale, loaded.device)
+    with PromptSession(loaded, ctx.model_folders, [p.prompt, p.negative_prompt]) as prompts:
+        conditioning = prompts.encode(p.prompt, p.negative_prompt, p.cfg_scale, p.steps,
+                                      p.clip_skip)
+        # the saved recipe names its model and the LoRAs and embeddings it used
+        recipe = p.model_copy(update={"model": loaded.info.id, **prompts.recipe_update()})
+        _render(job, ctx, loaded, setup, conditioning, recipe)
+
+
+def _render(job: Job, ctx, loaded, setup, conditioning, recipe) -> None:
+    import torch
+
+    p = job.spec.params
+    pipe = loaded.pipe
 
     total = p.steps * p.batch_count
     saved = ctx.saved_indices()
@@ -53,7 +62,7 @@ def run_generate(job: Job, ctx, fits=None) -> None:
                 latents = tap.latest(kwargs["latents"])  # x̂₀: the picture being made
                 for k in range(latents.shape[0]):
                     ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
-            return {}
+            return conditioning.on_step_end(i, kwargs)  # prompt editing swaps embeddings
 
         try:
             with setup.context(pipe, p.cfg_scale), DenoisedTap(pipe.scheduler) as tap:
@@ -65,7 +74,7 @@ def run_generate(job: Job, ctx, fits=None) -> None:
                     num_images_per_prompt=p.batch_size,
                     generator=generators,
                     callback_on_step_end=on_step,
-                    callback_on_step_end_tensor_inputs=["latents"],
+                    callback_on_step_end_tensor_inputs=["latents", *conditioning.tensor_inputs],
                     **conditioning.call_kwargs(),
                     **setup.call_kwargs,
                 )

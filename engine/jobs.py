@@ -55,6 +55,8 @@ class JobContext:
         self._queue = queue
         self.job = job
         self.output_dir = queue.output_dir
+        #: The models folders: their loras/ and embeddings/ serve the prompt (engine.prompts).
+        self.model_folders = list(queue.registry.folders)
         self._t0 = time.monotonic()
         self._done0 = 0
         self._last_progress = 0.0

@@ -203,6 +203,13 @@ class GenerateParams(_Model):
         (``uncertainty: true, uncertainty_samples: 5, variation_step: …``): fold them into the
         group, so every old PNG and script still works."""
         return fold_flat_uncertainty(data) if isinstance(data, dict) else data
+    # The prompt language (docs/prompts.md). LoRAs and embeddings are named in the prompt.
+    clip_skip: int = Field(1, ge=1, le=12, description="A1111's Clip skip: condition on the "
+                           "n-th from last CLIP layer (SD 1.x; SD 2.x and SDXL ignore it)")
+    lora_hashes: str = Field("", description="A1111's 'Lora hashes' ('name: hash, …') of the "
+                             "LoRAs the prompt used; written by the engine into the recipe")
+    ti_hashes: str = Field("", description="A1111's 'TI hashes' of the embeddings used; "
+                           "written by the engine into the recipe")
 
     @field_validator("schedule")
     @classmethod

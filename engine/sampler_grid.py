@@ -13,7 +13,7 @@ import time
 
 from engine.outputs import output_path, save_png, write_png
 from engine.previews import DenoisedTap
-from engine.prompts.encode import encode_for_pipe
+from engine.prompts.job import PromptSession
 from engine.protocol import (
     PNG_PARAMETERS_KEY,
     PNG_RECIPE_KEY,
@@ -26,11 +26,19 @@ from engine.sampling import prepare, steps_done
 
 
 def run_sampler_grid(job: Job, ctx, fits=None) -> None:
+    grid = job.spec.params
+    loaded = ctx.load_model(grid.base.model)
+    texts = [grid.base.prompt, grid.base.negative_prompt]
+    with PromptSession(loaded, ctx.model_folders, texts) as prompts:
+        _render_cells(job, ctx, fits, loaded, prompts)
+    _save_grid(job, ctx, grid, loaded.info.id)
+
+
+def _render_cells(job: Job, ctx, fits, loaded, prompts) -> None:
     import torch
 
     spec: SamplerGridJob = job.spec
     grid = spec.params
-    loaded = ctx.load_model(grid.base.model)
     pipe = loaded.pipe
     rows = grid.rows()
     cells = [(r, c, s, cfg, n) for r, (s, cfg) in enumerate(rows) for c, n in enumerate(grid.steps)]
@@ -47,33 +55,34 @@ def run_sampler_grid(job: Job, ctx, fits=None) -> None:
         setup = prepare(loaded, p, fits)
         pipe.scheduler = setup.scheduler
 
+        conditioning = prompts.encode(p.prompt, p.negative_prompt, cfg, steps, p.clip_skip)
         tap = DenoisedTap(pipe.scheduler)
 
-        def on_step(_pipe, i, _t, kwargs, base=offset, steps=steps, k=k, tap=tap):
+        def on_step(_pipe, i, _t, kwargs, base=offset, steps=steps, k=k, tap=tap,
+                    cond=conditioning):
             ctx.check_cancel()
             n = steps_done(_pipe, i, steps)
             if ctx.progress(base + n) and n < steps:
                 ctx.preview(base + n, k, loaded.preview.png_b64(tap.latest(kwargs["latents"])[0]))
-            return {}
+            return cond.on_step_end(i, kwargs)  # prompt editing swaps embeddings
 
-        conditioning = encode_for_pipe(pipe, p.prompt, p.negative_prompt, cfg, loaded.device)
         with setup.context(pipe, cfg), tap:
             image = pipe(
                 width=p.width, height=p.height, num_inference_steps=steps, guidance_scale=cfg,
                 generator=[torch.Generator("cpu").manual_seed(seed)],
-                callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["latents"],
+                callback_on_step_end=on_step,
+                callback_on_step_end_tensor_inputs=["latents", *conditioning.tensor_inputs],
                 **conditioning.call_kwargs(), **setup.call_kwargs,
             ).images[0]
         seconds = time.perf_counter() - t0
         offset += steps
-        recipe = p.model_copy(update={"model": loaded.info.id})
+        recipe = p.model_copy(update={"model": loaded.info.id, **prompts.recipe_update()})
         path = output_path(ctx.output_dir, job.id, k, job.created_at)
         save_png(image, path, recipe, seed=seed, model_name=loaded.info.id, index=k)
         cell = GridCell(row=r, col=c, sampler=sampler.sampler, label=_row_label(sampler, cfg, grid),
                         steps=steps, cfg_scale=cfg, seconds=round(seconds, 3))
         ctx.add_result(ResultImage(name=path.name, path=str(path), index=k, seed=seed,
                                    width=image.width, height=image.height, cell=cell))
-    _save_grid(job, ctx, grid, loaded.info.id)
 
 
 def _row_label(sampler, cfg: float, grid) -> str:

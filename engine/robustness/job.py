@@ -21,7 +21,7 @@ import logging
 
 from engine.errors import EngineError
 from engine.outputs import output_path, save_png
-from engine.prompts.encode import encode_for_pipe
+from engine.prompts.job import PromptSession
 from engine.protocol import Job, ResultImage, RobustnessJob
 from engine.robustness_protocol import (
     Perturbation,
@@ -153,21 +153,26 @@ class _Renderer:
             seeds = [(p.seed + i) % 2**32 for i in part]
             step0, count = len(self._done()) * p.steps, len(part)
 
-            def on_step(_pipe, i, _t, kwargs, step0=step0, k=count):
-                self.ctx.check_cancel()
-                self.ctx.progress(step0 + steps_done(_pipe, i, p.steps) * k, stage="sampling")
-                return {}
+            texts = [prompt, p.negative_prompt]
+            with PromptSession(self.loaded, self.ctx.model_folders, texts) as prompts:
+                cond = prompts.encode(prompt, p.negative_prompt, p.cfg_scale, p.steps,
+                                      p.clip_skip)
 
-            cond = encode_for_pipe(pipe, prompt, p.negative_prompt, p.cfg_scale,
-                                   self.loaded.device)
-            with self.setup.context(pipe, p.cfg_scale):
-                out = pipe(
-                    width=p.width, height=p.height, num_inference_steps=p.steps, guidance_scale=p.cfg_scale,
-                    num_images_per_prompt=len(part),
-                    generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                    callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["latents"],
-                    **cond.call_kwargs(), **self.setup.call_kwargs,
-                )
+                def on_step(_pipe, i, _t, kwargs, step0=step0, k=count, cond=cond):
+                    self.ctx.check_cancel()
+                    self.ctx.progress(step0 + steps_done(_pipe, i, p.steps) * k,
+                                      stage="sampling")
+                    return cond.on_step_end(i, kwargs)  # prompt editing swaps embeddings
+
+                with self.setup.context(pipe, p.cfg_scale):
+                    out = pipe(
+                        width=p.width, height=p.height, num_inference_steps=p.steps,
+                        guidance_scale=p.cfg_scale, num_images_per_prompt=len(part),
+                        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                        callback_on_step_end=on_step,
+                        callback_on_step_end_tensor_inputs=["latents", *cond.tensor_inputs],
+                        **cond.call_kwargs(), **self.setup.call_kwargs,
+                    )
             recipe = self.recipe.model_copy(update={"prompt": prompt})
             for i, seed, image in zip(part, seeds, out.images, strict=True):
                 index = g * self.n + i

@@ -59,7 +59,7 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
     import torch
 
     from engine.outputs import output_path, save_png
-    from engine.prompts.encode import encode_for_pipe
+    from engine.prompts.job import PromptSession
     from engine.sampling import prepare
     from engine.uncertainty.eps_model import EpsModel
     from engine.uncertainty.fit_job import cached_posterior
@@ -81,84 +81,88 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
     post = cached_posterior(fits, fits.model_hash(loaded.info))
     setup = prepare(loaded, p, fits)
     sched = pipe.scheduler = setup.scheduler
-    recipe = p.model_copy(update={"model": loaded.info.id})
     device, dtype = loaded.device, loaded.dtype
-    conditioning = encode_for_pipe(pipe, p.prompt, p.negative_prompt, p.cfg_scale, device)
-    cond = conditioning.cond
-    model = EpsModel(pipe.unet, post, cond, conditioning.uncond, p.cfg_scale,
-                     sched.config.get("prediction_type", "epsilon"))
-    u = p.uncertainty
-    assert u is not None
-    varying = u.variation_step is not None
-    total = p.steps * p.batch_count
-    saved = ctx.saved_indices()
-    batches = ctx.batches_to_run(p.batch_count, p.batch_size)
-    skipped = p.batch_count - len(batches)  # done before a restart: counted as done steps
-    ctx.begin(total, done=skipped * p.steps)
-    for n_run, b in enumerate(batches):
-        seeds = [(p.seed + b * p.batch_size + i) % 2**32 for i in range(p.batch_size)]
-        if varying:
-            seeds = [seeds[0]] * p.batch_size  # one trajectory, then batch_size draws
-        n_traj = 1 if varying else p.batch_size
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[:n_traj]]
-        sched.set_timesteps(p.steps, device=device)
-        x_T = pipe.prepare_latents(n_traj, pipe.unet.config.in_channels, p.height, p.width,
-                                   cond.dtype, device, generators)
-        step_kwargs = pipe.prepare_extra_step_kwargs(generators, setup.call_kwargs.get("eta", 0.0))
-        variation = None
-        if varying:
-            vgen = torch.Generator().manual_seed((u.variation_seed + b) % 2**32)
-            variation = (u.variation_step, torch.randn((p.batch_size, *x_T.shape[1:]),
-                                                      generator=vgen))
-            if "generator" in step_kwargs:  # η-noise after the draw: one generator per image
-                step_kwargs["generator"] = [torch.Generator("cpu").manual_seed(s + k)
-                                            for k, s in enumerate(seeds)]
+    with PromptSession(loaded, ctx.model_folders, [p.prompt, p.negative_prompt]) as prompts:
+        conditioning = prompts.encode(p.prompt, p.negative_prompt, p.cfg_scale, p.steps,
+                                      p.clip_skip)
+        recipe = p.model_copy(update={"model": loaded.info.id, **prompts.recipe_update()})
+        cond, uncond = conditioning.at(0)[:2]
+        model = EpsModel(pipe.unet, post, cond, uncond, p.cfg_scale,
+                         sched.config.get("prediction_type", "epsilon"))
+        u = p.uncertainty
+        assert u is not None
+        varying = u.variation_step is not None
+        total = p.steps * p.batch_count
+        saved = ctx.saved_indices()
+        batches = ctx.batches_to_run(p.batch_count, p.batch_size)
+        skipped = p.batch_count - len(batches)  # done before a restart: counted as done steps
+        ctx.begin(total, done=skipped * p.steps)
+        for n_run, b in enumerate(batches):
+            seeds = [(p.seed + b * p.batch_size + i) % 2**32 for i in range(p.batch_size)]
+            if varying:
+                seeds = [seeds[0]] * p.batch_size  # one trajectory, then batch_size draws
+            n_traj = 1 if varying else p.batch_size
+            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[:n_traj]]
+            sched.set_timesteps(p.steps, device=device)
+            x_T = pipe.prepare_latents(n_traj, pipe.unet.config.in_channels, p.height, p.width,
+                                       cond.dtype, device, generators)
+            step_kwargs = pipe.prepare_extra_step_kwargs(generators, setup.call_kwargs.get("eta", 0.0))
+            variation = None
+            if varying:
+                vgen = torch.Generator().manual_seed((u.variation_seed + b) % 2**32)
+                variation = (u.variation_step, torch.randn((p.batch_size, *x_T.shape[1:]),
+                                                          generator=vgen))
+                if "generator" in step_kwargs:  # η-noise after the draw: one generator per image
+                    step_kwargs["generator"] = [torch.Generator("cpu").manual_seed(s + k)
+                                                for k, s in enumerate(seeds)]
 
-        def on_iter(_i, done, latents, base=(skipped + n_run) * p.steps):
-            ctx.check_cancel()
-            step = base + done
-            if ctx.progress(step) and done < p.steps:
-                for k in range(latents.shape[0]):
-                    ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
+            def on_iter(i, done, latents, base=(skipped + n_run) * p.steps):
+                ctx.check_cancel()
+                if conditioning.scheduled:  # prompt editing: the next iteration's embeddings
+                    model.cond, model.uncond = conditioning.at(i + 1)[:2]
+                step = base + done
+                if ctx.progress(step) and done < p.steps:
+                    for k in range(latents.shape[0]):
+                        ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
 
-        try:
-            with setup.context(pipe, p.cfg_scale):
-                prop = propagate(model, sched, x_T, samples=u.samples,
-                                 skip=u.skip,
-                                 generator=torch.Generator().manual_seed(seeds[0]),
-                                 step_kwargs=step_kwargs, on_iter=on_iter, variation=variation)
-            with torch.no_grad():
-                latents = prop.mean.to(dtype)
-                images = decode(pipe.vae, latents, dtype, unit=False)
-                maps = None
-                if u.map:
-                    m = u.decodes
-                    z = latent_samples(prop.mean, prop.var, m,
-                                       torch.Generator().manual_seed(seeds[0] + 1))
-                    maps = pixel_variance(decode(pipe.vae, z, dtype), m).cpu()
-        except torch.OutOfMemoryError as exc:
-            del exc
-            ctx.free_memory()
-            raise EngineError(
-                f"Out of memory on {loaded.device} at {p.width}×{p.height} with batch size "
-                f"{p.batch_size} and {u.samples} uncertainty samples. Try fewer "
-                "samples (S) or decodes (M), or a smaller size or batch.") from None
-        pils = pipe.image_processor.postprocess(images, output_type="pil")
-        for i, image in enumerate(pils):
-            index = b * p.batch_size + i
-            if index in saved:
-                continue  # saved before a restart; the batch ran again for its other images
-            path = output_path(ctx.output_dir, job.id, index, job.created_at)
-            unc = None
-            if maps is not None:
-                arr = maps[i].numpy()
-                npy = _save_npy(arr, path.with_suffix(".uncertainty.npy"))
-                scores = {"latent": latent_score(prop.var[i]), "pixel": pixel_score(maps[i])}
-                unc = UncertaintyResult(map_name=npy.name, score=scores[u.score],
-                                        score_kind=u.score,
-                                        latent_score=scores["latent"], pixel_score=scores["pixel"],
-                                        map_min=float(arr.min()), map_max=float(arr.max()))
-            save_png(image, path, recipe, seed=seeds[i], model_name=loaded.info.id, index=index,
-                     uncertainty=unc)
-            ctx.add_result(ResultImage(name=path.name, path=str(path), index=index, seed=seeds[i],
-                                       width=image.width, height=image.height, uncertainty=unc))
+            try:
+                with setup.context(pipe, p.cfg_scale):
+                    prop = propagate(model, sched, x_T, samples=u.samples,
+                                     skip=u.skip,
+                                     generator=torch.Generator().manual_seed(seeds[0]),
+                                     step_kwargs=step_kwargs, on_iter=on_iter, variation=variation)
+                with torch.no_grad():
+                    latents = prop.mean.to(dtype)
+                    images = decode(pipe.vae, latents, dtype, unit=False)
+                    maps = None
+                    if u.map:
+                        m = u.decodes
+                        z = latent_samples(prop.mean, prop.var, m,
+                                           torch.Generator().manual_seed(seeds[0] + 1))
+                        maps = pixel_variance(decode(pipe.vae, z, dtype), m).cpu()
+            except torch.OutOfMemoryError as exc:
+                del exc
+                ctx.free_memory()
+                raise EngineError(
+                    f"Out of memory on {loaded.device} at {p.width}×{p.height} with batch size "
+                    f"{p.batch_size} and {u.samples} uncertainty samples. Try fewer "
+                    "samples (S) or decodes (M), or a smaller size or batch.") from None
+            pils = pipe.image_processor.postprocess(images, output_type="pil")
+            for i, image in enumerate(pils):
+                index = b * p.batch_size + i
+                if index in saved:
+                    continue  # saved before a restart; the batch ran again for its other images
+                path = output_path(ctx.output_dir, job.id, index, job.created_at)
+                unc = None
+                if maps is not None:
+                    arr = maps[i].numpy()
+                    npy = _save_npy(arr, path.with_suffix(".uncertainty.npy"))
+                    scores = {"latent": latent_score(prop.var[i]), "pixel": pixel_score(maps[i])}
+                    unc = UncertaintyResult(map_name=npy.name, score=scores[u.score],
+                                            score_kind=u.score,
+                                            latent_score=scores["latent"], pixel_score=scores["pixel"],
+                                            map_min=float(arr.min()), map_max=float(arr.max()))
+                save_png(image, path, recipe, seed=seeds[i], model_name=loaded.info.id, index=index,
+                         uncertainty=unc)
+                ctx.add_result(ResultImage(name=path.name, path=str(path), index=index, seed=seeds[i],
+                                           width=image.width, height=image.height, uncertainty=unc))

@@ -64,9 +64,11 @@ def load_controlnet(path: Path, device, dtype):
 
 @torch.no_grad()
 def text_embeddings(nets: VideoNets, prompt: str) -> torch.Tensor:
-    from engine.prompts.encode import embed_texts
+    """(1, 77, C): one 75-token chunk, A1111's weights and BREAK (engine.prompts)."""
+    from engine.prompts.encode import embed_prompts, single_encoder
 
-    return embed_texts(nets.tokenizer, nets.text_encoder, [prompt], nets.device).to(nets.dtype)
+    encoder = single_encoder(nets.tokenizer, nets.text_encoder)
+    return embed_prompts([encoder], [prompt], nets.device, max_chunks=1).to(nets.dtype)
 
 
 def token_indices(tokenizer, prompt: str, phrase: str) -> list[int]:

@@ -149,7 +149,7 @@ def test_crlf_line_ends(tmp_path: Path):
 
 def test_out_of_range_values_are_adjusted_not_refused(tmp_path: Path):
     text = ("a wide street\nSteps: 30, Sampler: DPM++ 2M, CFG scale: 7, "
-            "Seed: 18446744073709551557, Size: 1366x768, Hires upscale: 2, Clip skip: 2, "
+            "Seed: 18446744073709551557, Size: 1366x768, Hires upscale: 2, Hires steps: 2, "
             "Denoising strength: 0.4, Variation seed: 99, Model hash: 1234")
     r = read_recipe(_png(tmp_path / "wide.png", parameters=text))
     p = r.params
@@ -160,9 +160,9 @@ def test_out_of_range_values_are_adjusted_not_refused(tmp_path: Path):
     assert any("18446744073709551557" in n for n in r.notes)
     # A1111's "Variation seed" is its subseed, not a BayesDiff variation; listed as not restored.
     assert p.uncertainty is None
-    assert r.not_restored == ["Hires upscale", "Clip skip", "Denoising strength", "Variation seed"]
+    assert r.not_restored == ["Hires upscale", "Hires steps", "Denoising strength", "Variation seed"]
     warn, message = describe(r, "wide.png", known_sampler=lambda name: True)
-    assert warn and "Not restored" in message and "Clip skip" in message
+    assert warn and "Not restored" in message and "Hires steps" in message
     assert "Model hash" not in message
 
 

@@ -110,10 +110,10 @@ async def test_drop_other_tools_files_says_what_it_restored(window, tmp_path):
     assert (c.generation.prompt, c.generation.negative_prompt) == ("only a prompt", "dull")
     assert c.generation.steps == 17  # not in the file: kept, as A1111 does
     drop(window, _png(tmp_path / "w.png", parameters=(
-        "wide\nSteps: 30, Sampler: Restart, Size: 1366x768, Clip skip: 2, Hires steps: 9")))
+        "wide\nSteps: 30, Sampler: Restart, Size: 1366x768, Hires upscale: 2, Hires steps: 9")))
     text = window.toast.label.text()
     assert (c.generation.width, c.generation.height) == (1368, 768)
-    assert "1366×768" in text and "Clip skip, Hires steps" in text and "'Restart'" in text
+    assert "1366×768" in text and "Hires upscale, Hires steps" in text and "'Restart'" in text
     drop(window, _png(tmp_path / "comfy.png", prompt=json.dumps(comfy_graph())))
     assert (c.generation.prompt, c.generation.sampler, c.generation.width) == (
         "a fox in snow", "DPM++ 2M", 768)

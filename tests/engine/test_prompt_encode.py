@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from engine.models.registry import RESOURCES
-from engine.prompts.encode import embed_texts, encode_for_pipe
+from engine.prompts.encode import embed_prompts, encode_for_pipe, text_encoders
 
 PLAIN = [("a red apple, twemoji style", "blurry"), ("a cat", ""), ("", "")]
 
@@ -70,8 +70,8 @@ def test_sd2_and_sdxl_images_are_bit_identical(other_pipes, arch):
     _same(other_pipes[arch], *PLAIN[1], 5.0)  # SDXL: the empty negative is zeros
 
 
-def test_embed_texts_matches_diffusers(tiny_pipe):
+def test_embed_prompts_matches_diffusers(tiny_pipe):
     texts = ["a cat", "a red apple, twemoji style"]
     want, _ = tiny_pipe.encode_prompt(texts, "cpu", 1, False)
-    got = embed_texts(tiny_pipe.tokenizer, tiny_pipe.text_encoder, texts, "cpu")
+    got = embed_prompts(text_encoders(tiny_pipe), texts, "cpu")
     assert torch.equal(want, got)

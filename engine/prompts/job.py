@@ -1,0 +1,107 @@
+"""A job's prompts: LoRAs applied for its duration, embeddings found, conditioning encoded.
+
+    with PromptSession(loaded, folders, [p.prompt, p.negative_prompt]) as prompts:
+        conditioning = prompts.encode(p.prompt, p.negative_prompt, cfg, steps, clip_skip)
+        ...
+    # the LoRAs are gone again: the next job sees the base model bit for bit
+
+``<lora:…>`` tags are taken out of the text first (A1111 does the same); what the session used
+goes into the saved recipe as A1111's ``Lora hashes`` and ``TI hashes``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Self
+
+from engine.errors import EngineError
+from engine.prompts import embeddings as ti
+from engine.prompts import loras
+from engine.prompts.encode import PipeConditioning, encode_for_pipe, text_encoders
+from engine.prompts.parser import NetworkTag, extract_networks
+
+log = logging.getLogger(__name__)
+
+
+def network_tags(*texts: str) -> list[NetworkTag]:
+    """Every ``<lora:…>``/``<lyco:…>`` tag in the texts (other kinds are A1111 extensions we
+    do not have: refused by name)."""
+    tags = []
+    for text in texts:
+        try:
+            _, found = extract_networks(text)
+        except ValueError as exc:
+            raise EngineError(str(exc), "params.prompt") from None
+        for tag in found:
+            if tag.kind not in ("lora", "lyco"):
+                raise EngineError(f"{tag.text}: Sfumato knows <lora:…> and <lyco:…> tags, not "
+                                  f"<{tag.kind}:…>", "params.prompt")
+            tags.append(tag)
+    return tags
+
+
+def context_dim_of(info) -> int:
+    """The width of the text conditioning a model's UNet takes, from its files."""
+    import json
+
+    path = Path(info.path)
+    if path.is_dir():
+        try:
+            return int(json.loads((path / "unet" / "config.json").read_text())
+                       .get("cross_attention_dim") or 0)
+        except (OSError, ValueError, TypeError):
+            return 0
+    return {"sd1": 768, "sd2": 1024, "sdxl": 2048}.get(info.architecture, 0)
+
+
+def check_prompts(texts: list[str], info, folders) -> None:
+    """At submit: refuse tags that are malformed, LoRAs that are missing or made for another
+    base. (Embeddings are checked against the loaded encoders when the job runs.)"""
+    tags = network_tags(*texts)
+    if tags:
+        loras.check(tags, loras.scan(folders), context_dim_of(info), info.name)
+
+
+class PromptSession:
+    def __init__(self, loaded, folders, texts: list[str]) -> None:
+        self.loaded = loaded
+        self.folders = list(folders)
+        self.tags = network_tags(*texts)
+        self.embeddings = ti.EmbeddingLibrary(ti.scan(self.folders))
+        self.lora_files: dict[str, loras.LoraFile] = {}
+        self._applied = False
+
+    def __enter__(self) -> Self:
+        if self.tags:
+            available = loras.scan(self.folders)
+            info = self.loaded.info
+            loras.check(self.tags, available, context_dim_of(info), info.name)
+            loras.apply(self.loaded.pipe, self.tags, available)
+            self._applied = True
+            self.lora_files = {t.name: available[t.name] for t in self.tags}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._applied:
+            loras.remove(self.loaded.pipe)
+            self._applied = False
+
+    def encode(self, prompt: str, negative_prompt: str, guidance_scale: float, steps: int,
+               clip_skip: int = 1) -> PipeConditioning:
+        pipe = self.loaded.pipe
+        prompt, _ = extract_networks(prompt)
+        negative_prompt, _ = extract_networks(negative_prompt)
+        self.embeddings.prepare([prompt, negative_prompt], text_encoders(pipe, clip_skip))
+        return encode_for_pipe(pipe, prompt, negative_prompt, guidance_scale, self.loaded.device,
+                               steps=steps, clip_skip=clip_skip, embeddings=self.embeddings)
+
+    def recipe_update(self) -> dict[str, str]:
+        """A1111's ``Lora hashes``/``TI hashes`` of what this session used, for the recipe."""
+        out = {}
+        if self.lora_files:
+            out["lora_hashes"] = ", ".join(
+                f"{name}: {loras.shorthash(f.path)}" for name, f in self.lora_files.items())
+        if self.embeddings.used:
+            out["ti_hashes"] = self.embeddings.hashes()
+        return out
