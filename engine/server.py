@@ -154,6 +154,12 @@ def create_app(engine) -> FastAPI:
     from engine.video.routes import video_router
 
     app.include_router(video_router(engine, PREFIX))
+    from engine.prompts.routes import prompts_router
+
+    app.include_router(prompts_router(engine, PREFIX))
+    from engine.prompts.routes import prompts_router
+
+    app.include_router(prompts_router(engine, PREFIX))
 
     @app.websocket(f"{PREFIX}/events")
     async def events(ws: WebSocket) -> None:
@@ -195,13 +201,16 @@ def _submit(engine, req: JobSubmit) -> Job:
     """Check a job the way it would fail when run, then queue it (in a worker thread)."""
     job = req.job
     if isinstance(job, GenerateJob):
+        _check_networks(engine, job.params, "job.params")
         job = _check_generate(engine, job)
         if job.params.uncertainty is not None:
             job = _check_uncertainty(engine, job)
     elif isinstance(job, SamplerGridJob):
+        _check_networks(engine, job.params.base, "job.params.base")
         job = _check_grid(engine, job)
     elif isinstance(job, RobustnessJob):
         _check_prompts(job.params.base, "job.params.base")
+        _check_networks(engine, job.params.base, "job.params.base")
         job = _check_robustness(engine, job)
     elif isinstance(job, VideoEditJob):
         from engine.video.routes import check_video_edit
@@ -230,6 +239,21 @@ def _check_prompts(params, field: str) -> None:
     for name, message in prompt_problems(params, field):
         label = name.rsplit(".", 1)[-1].replace("_", " ").capitalize()
         raise EngineError(f"{label} {message}", name)
+
+
+def _check_networks(engine, params, field: str) -> None:
+    """A malformed, missing or incompatible <lora:…> tag is refused now, naming it and the
+    base it fits (engine/prompts/job.py)."""
+    from engine.prompts.job import check_prompts
+
+    try:
+        info = engine.queue.resolve_model(params.model)
+    except EngineError:
+        return  # the model check says why
+    try:
+        check_prompts([params.prompt, params.negative_prompt], info, engine.registry.folders)
+    except EngineError as exc:
+        raise EngineError(exc.message, f"{field}.prompt") from None
 
 
 def _check_calibration(engine, params, field: str) -> None:
