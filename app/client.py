@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from engine.prompts_protocol import LoraInfo, TokenCount, TokenCountRequest
 from engine.protocol import (
     API_VERSION,
     ErrorBody,
@@ -231,6 +232,17 @@ class EngineClient:
 
     async def samplers(self) -> list[SamplerInfo]:
         return await self._get_model(list[SamplerInfo], "GET", "/samplers")
+
+    # ----------------------------------------------------------------- prompts
+    async def prompt_tokens(self, prompt: str, model: str | None = None,
+                            steps: int = 20) -> TokenCount:
+        """The prompt's tokens per 75-token chunk, counted by the engine's tokenizer."""
+        body = TokenCountRequest(prompt=prompt, model=model, steps=steps)
+        return await self._get_model(TokenCount, "POST", "/prompts/tokens", body=body)
+
+    async def loras(self) -> list[LoraInfo]:
+        """The LoRAs in the engine's models folders, with the base each fits."""
+        return await self._get_model(list[LoraInfo], "GET", "/loras")
 
     async def fits(self, model: str | None = None) -> list[FitInfo]:
         """Analytic-DPM and calibration fits cached for ``model`` (None: the loaded one)."""

@@ -45,6 +45,7 @@ from .engine_locator import NO_ENGINE_MESSAGE, engine_command, engine_workdir
 from .engine_process import EngineLaunch, EngineStartError, LocalEngine
 from .history import HistoryEntry, HistoryIndex, is_video, poster_path, thumbnail_source
 from .paths import AppPaths
+from .prompt_tools_controller import PromptToolsController
 from .recipe import RecipeError, describe, grid_from_file, read_recipe, recipe_from_file
 from .robustness_controller import RobustnessController
 from .state import (
@@ -61,6 +62,7 @@ from .state.generation import field_of
 from .state.grid import CanvasGrid, GridChoice
 from .state.jobs import FIT_KINDS
 from .state.model_size import ARCH_SIZES, native_size, size_warning  # noqa: F401 (re-exported)
+from .state.prompt_tools import PromptTools
 from .state.robustness import RobustnessState
 from .state.sampler import (
     ANALYTIC_FIT_STEPS,
@@ -133,6 +135,11 @@ class AppController(QObject):
         self.robustness_jobs = RobustnessController(self.robustness, self.generation, self.engine,
                                                     self.jobs, lambda: self.client, self.spawn,
                                                     self)
+        #: The prompt boxes' token counts and installed LoRAs (app/prompt_tools_controller.py).
+        self.prompt_tools = PromptTools()
+        self.prompt_tools_jobs = PromptToolsController(self.prompt_tools, self.generation,
+                                                       self.engine, lambda: self.client,
+                                                       self.spawn, self)
         self.video_jobs.video_saved.connect(
             lambda job_id, path, poster: self.spawn(self._store_video(job_id, path, poster)))
         self.client: EngineClient | None = None

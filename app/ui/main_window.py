@@ -70,7 +70,9 @@ class MainWindow(QMainWindow):
         self.canvas = CanvasPanel(c.canvas, c.uncertainty_view, jobs=c.jobs)
         self.toast = Toast(self.canvas)
 
-        self.prompt_panel = PromptDockWidget(c.generation, c.engine, c.jobs)
+        self.prompt_panel = PromptDockWidget(c.generation, c.engine, c.jobs,
+                                             prompt_tools=c.prompt_tools)
+        self.prompt_panel.prompt_tools.loras_wanted.connect(c.prompt_tools_jobs.refresh_loras)
         self.queue_panel = QueueDockWidget(c.jobs)
         self.history_panel = HistoryDockWidget(c.history)
         self.sampler_panel = SamplerDockWidget(c.generation, c.engine, c.fits, c.jobs)

@@ -24,6 +24,7 @@ from app.state.engine import EngineInfo
 from app.state.generation import SIZE_PRESETS, GenerationSettings, snap8
 from app.state.jobs import JobsState
 from app.state.model_size import size_warning
+from app.state.prompt_tools import PromptTools
 from app.state.prompt_vocabulary import GENERAL_PLACEHOLDER
 from app.state.sampler import sampler_summary
 from engine.protocol import MAX_SEED, MAX_SIDE
@@ -31,6 +32,7 @@ from engine.protocol import MAX_SEED, MAX_SIDE
 from .binding import bind
 from .drawn_icons import dice_icon
 from .prompt_assist import PromptAssist
+from .prompt_tools import PromptLanguageTools
 from .theme import repolish
 
 CUSTOM_SIZE = "Custom size"
@@ -54,14 +56,17 @@ class PromptEdit(QPlainTextEdit):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         #: A completion popup (app/ui/prompt_assist.py); while it shows, Enter/Tab/Esc are its.
         self.completion_popup: QWidget | None = None
+        #: Other completers' popups (app/ui/prompt_tools.py: LoRA names), treated the same way.
+        self.other_popups: list[QWidget] = []
 
     def keyPressEvent(self, event) -> None:
         if (event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
                 and event.modifiers() & Qt.KeyboardModifier.ControlModifier):
             event.ignore()  # let the window's shortcut have it
             return
-        popup = self.completion_popup
-        if popup is not None and popup.isVisible() and event.key() in self._POPUP_KEYS:
+        popups = [self.completion_popup, *self.other_popups]
+        if event.key() in self._POPUP_KEYS and any(p is not None and p.isVisible()
+                                                   for p in popups):
             event.ignore()  # the completer inserts the chosen phrase
             return
         super().keyPressEvent(event)
@@ -109,7 +114,7 @@ class PromptDockWidget(QWidget):
     open_sampler_panel = Signal()
 
     def __init__(self, settings: GenerationSettings, engine: EngineInfo, jobs: JobsState,
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, prompt_tools: PromptTools | None = None):
         super().__init__(parent)
         self.settings = settings
         self.engine = engine
@@ -176,6 +181,9 @@ class PromptDockWidget(QWidget):
             widget.setMinimumWidth(width)
         # Placeholder, "Prompt ideas", completion and hint from the active model's vocabulary.
         self.prompt_assist = PromptAssist(self.prompt_edit, engine, settings)
+        # Weights, BREAK and LoRA tags: highlighting, tokens per chunk, LoRA picker/completion.
+        self.prompt_tools = PromptLanguageTools(self.prompt_edit, self.negative_edit,
+                                                prompt_tools or PromptTools())
         self._layout()
         self._bind()
 
@@ -237,8 +245,17 @@ class PromptDockWidget(QWidget):
         row += 1
         form.addWidget(self.prompt_assist.hint_label, row, 0, 1, 4)
         row += 1
+        tools = QHBoxLayout()
+        tools.setSpacing(6)
+        tools.addWidget(self.prompt_tools.lora_button)
+        tools.addStretch(1)
+        tools.addWidget(self.prompt_tools.prompt_tokens)
+        form.addLayout(tools, row, 0, 1, 4)
+        row += 1
         error_row("prompt", widgets=[self.prompt_edit])
         section("Negative prompt")
+        form.addWidget(self.prompt_tools.negative_tokens, row - 1, 2, 1, 2,
+                       Qt.AlignmentFlag.AlignRight)
         form.addWidget(self.negative_edit, row, 0, 1, 4)
         row += 1
         error_row("negative_prompt", widgets=[self.negative_edit])

@@ -15,6 +15,7 @@ from engine.protocol import ModelInfo
 from tests.support.loras import write_embedding, write_kohya_lora, write_peft_lora
 
 TINY = RESOURCES / "models" / "sfumato-tiny"
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~25 small renders on the CPU
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def folder(tmp_path_factory, loaded):
     return root
 
 
-def render(loaded, folder, prompt: str, negative: str = "", steps: int = 3, clip_skip: int = 1,
+def render(loaded, folder, prompt: str, negative: str = "", steps: int = 2, clip_skip: int = 1,
            seen: list | None = None):
     pipe = loaded.pipe
     hook = None
