@@ -33,7 +33,7 @@ class PromptToolsController(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
-        self._timer.timeout.connect(lambda: self._spawn(self.count_now()))
+        self._timer.timeout.connect(self._count_soon)
         self._asked = 0
         generation.prompt_changed.connect(lambda _v: self._timer.start())
         generation.negative_prompt_changed.connect(lambda _v: self._timer.start())
@@ -45,6 +45,10 @@ class PromptToolsController(QObject):
         if connection.usable:
             self.refresh_loras()
             self._timer.start()
+
+    def _count_soon(self) -> None:
+        if self._client() is not None and self.engine.connection.usable:
+            self._spawn(self.count_now())
 
     def refresh_loras(self) -> None:
         if self._client() is not None and self.engine.connection.usable:
