@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     from .qt_check import check_binding
 
     refusal = check_binding()
+    if refusal:  # said on stderr and in the log first: a QApplication may fail without a display
+        log.critical("refusing to start: %s", refusal)
+        print(f"Sfumato: {refusal}", file=sys.stderr, flush=True)
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
     if refusal:
         return _refuse_to_start(refusal, show_dialog=args.smoke_test is None)
@@ -164,9 +167,8 @@ def _ask_restore(window: MainWindow, previous: dict) -> bool:
 
 
 def _refuse_to_start(message: str, *, show_dialog: bool) -> int:
-    """A Python + PySide6 that would abort mid-session (app.qt_check): say so and exit 2."""
-    log.critical("refusing to start: %s", message)
-    print(f"Sfumato: {message}", file=sys.stderr, flush=True)
+    """A Python + PySide6 that would abort mid-session (app.qt_check): show it (already on
+    stderr and in the log) in a dialog, and exit 2."""
     if show_dialog:
         from PySide6.QtWidgets import QMessageBox
 
