@@ -341,6 +341,9 @@ class VideoDockWidget(QWidget):
         # what to edit and how.
         self.player = QWidget()
         self.player.setObjectName("VideoStage")
+        # The stage must not set the window's minimum width (its drop zone row wants ~330 px):
+        # a small window squeezes it like the canvas; at 1280 px and up it has room.
+        self.player.setMinimumWidth(64)
         top = QVBoxLayout(self.player)
         top.setContentsMargins(16, 12, 16, 12)
         top.setSpacing(8)

@@ -77,7 +77,9 @@ def test_escape_leaves_dialogs_and_popups_their_own(window, qtbot, monkeypatch):
     cancelled: list[str] = []
     monkeypatch.setattr(window.controller, "cancel", cancelled.append)
     _running(window)
-    combo = window.prompt_panel.size_preset
+    window.uncertainty_dock.raise_()
+    combo = window.uncertainty_panel.colormap_combo  # always enabled
+    qtbot.waitUntil(combo.isVisible)
     combo.setFocus()
     combo.showPopup()
     qtbot.waitUntil(lambda: QApplication.activePopupWidget() is not None)
