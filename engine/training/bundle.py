@@ -62,8 +62,23 @@ def unpack(folder: Path, into: Path) -> list[str]:
         chunks.append(data)
     with tarfile.open(fileobj=io.BytesIO(b"".join(chunks)), mode="r") as tar:
         names = tar.getnames()
+        _remove_stale_weights(into, names)
         tar.extractall(into, filter="data")  # "data": no absolute paths, links or '..'
     return names
+
+
+def _remove_stale_weights(into: Path, names: list[str]) -> None:
+    """Delete the weight files of every folder the bundle brings weights for: new weights may
+    be sharded differently (``model.safetensors`` vs ``model-00001-of-00002.safetensors`` + an
+    index), and a stale file beside them would be loaded instead."""
+    folders = {Path(n).parent for n in names if ".safetensors" in Path(n).name}
+    for folder in folders:
+        target = (into / folder).resolve()
+        if into.resolve() not in target.parents or not target.is_dir():
+            continue
+        for old in target.iterdir():
+            if old.is_file() and ".safetensors" in old.name:
+                old.unlink()
 
 
 def main(argv: list[str] | None = None) -> None:
