@@ -35,8 +35,7 @@ class RobustnessState(Observable):
     def params(self, base: GenerateParams) -> RobustnessParams:
         """The request for probing ``base``'s prompt with the panel's settings."""
         return RobustnessParams(
-            base=base.model_copy(update={"batch_size": 1, "batch_count": 1, "uncertainty": False,
-                                         "variation_step": None}),
+            base=base.model_copy(update={"batch_size": 1, "batch_count": 1, "uncertainty": None}),
             samples=self.samples, rules=list(self.rules) or list(RULES),
             top_k=self.top_k or None)
 

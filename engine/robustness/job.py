@@ -130,8 +130,7 @@ class _Renderer:
         self.job, self.ctx, self.loaded, self.base, self.n = job, ctx, loaded, base, samples
         self.setup = prepare(loaded, base, fits)
         self.recipe = base.model_copy(update={
-            "model": loaded.info.id, "batch_size": 1, "batch_count": 1, "uncertainty": False,
-            "variation_step": None})
+            "model": loaded.info.id, "batch_size": 1, "batch_count": 1, "uncertainty": None})
         self.chunk = render_batch_size(base.width, base.height)
 
     def _done(self) -> dict[int, ResultImage]:

@@ -119,3 +119,19 @@ def test_rules_and_top_k_edit_the_state(qtbot):
     for box in panel.rule_boxes.values():
         box.setChecked(False)
     assert not panel.run_button.isEnabled()  # nothing to try
+
+
+def test_probe_request_is_a_plain_recipe(qapp):
+    """The probe renders without uncertainty or batches, whatever the Prompt panel has on."""
+    import warnings
+
+    from engine.protocol import UncertaintyOptions
+
+    base = GenerateParams(prompt="red apple", batch_size=4, batch_count=2,
+                          uncertainty=UncertaintyOptions())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic warns when a field holds the wrong type
+        params = RobustnessState().params(base)
+        RobustnessParams.model_validate_json(params.model_dump_json())
+    assert params.base.uncertainty is None
+    assert (params.base.batch_size, params.base.batch_count) == (1, 1)
