@@ -59,6 +59,7 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
     import torch
 
     from engine.outputs import output_path, save_png
+    from engine.previews import DenoisedTap
     from engine.prompts.job import PromptSession
     from engine.sampling import prepare
     from engine.uncertainty.eps_model import EpsModel
@@ -122,11 +123,12 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
                     model.cond, model.uncond = conditioning.at(i + 1)[:2]
                 step = base + done
                 if ctx.progress(step) and done < p.steps:
-                    for k in range(latents.shape[0]):
-                        ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
+                    shown = tap.latest(latents)  # x̂₀: the picture being made
+                    for k in range(shown.shape[0]):
+                        ctx.preview(step, k, loaded.preview.png_b64(shown[k]))
 
             try:
-                with setup.context(pipe, p.cfg_scale):
+                with setup.context(pipe, p.cfg_scale), DenoisedTap(sched) as tap:
                     prop = propagate(model, sched, x_T, samples=u.samples,
                                      skip=u.skip,
                                      generator=torch.Generator().manual_seed(seeds[0]),
