@@ -24,12 +24,14 @@ from pathlib import Path
 from engine.errors import EngineError
 
 LORA_FOLDERS = ("loras", "Lora", "LoRA", "lora")
-BASES = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+#: The width of the text conditioning → the family that has it (128: the built-in model's).
+BASES = {128: "Sfumato tiny", 768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
 
 
 def base_label(context_dim: int) -> str:
-    return BASES.get(context_dim, f"models with {context_dim}-wide text conditioning"
-                     if context_dim else "an unknown base")
+    if not context_dim:
+        return "an unknown base"
+    return BASES.get(context_dim, f"models with {context_dim}-wide text conditioning")
 
 
 @dataclass(frozen=True)

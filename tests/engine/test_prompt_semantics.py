@@ -132,7 +132,7 @@ def test_missing_and_incompatible_loras_are_refused_by_name(loaded, folder):
         check_prompts(["a <lora:nope:1>"], loaded.info, [folder])
     xl = ModelInfo(id="xl", name="My XL", format="single_file", path="/x.safetensors",
                    architecture="sdxl")
-    with pytest.raises(EngineError, match="'ink' is made for models with 128-wide.*My XL is SDXL"):
+    with pytest.raises(EngineError, match="'ink' is made for Sfumato tiny; My XL is SDXL"):
         check_prompts(["a <lora:ink:1>"], xl, [folder])
 
 
