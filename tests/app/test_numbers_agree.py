@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -64,6 +65,7 @@ class _Queue:
     """Just what a JobContext publishes to (the real JobQueue needs a store and a bus)."""
 
     output_dir = Path("/nonexistent")
+    registry = SimpleNamespace(folders=[])  # where a job's prompt finds LoRAs (none here)
 
     def __init__(self) -> None:
         self.events: list = []
