@@ -75,3 +75,25 @@ def test_embed_prompts_matches_diffusers(tiny_pipe):
     want, _ = tiny_pipe.encode_prompt(texts, "cpu", 1, False)
     got = embed_prompts(text_encoders(tiny_pipe), texts, "cpu")
     assert torch.equal(want, got)
+
+
+@pytest.mark.slow
+def test_sdxl_long_weighted_prompt_pools_its_first_chunk(other_pipes):
+    """SDXL: both encoders per chunk (concatenated channels), the pooled output of the second
+    encoder from the first chunk only, as A1111 takes it; editing swaps pooled embeddings too."""
+    pipe = other_pipes["sdxl"]
+    head = "a (red:1.3) cat"
+    long = head + ", " + ", ".join(["a green tree"] * 30)
+    full = encode_for_pipe(pipe, long, "", 5.0, "cpu")
+    first = encode_for_pipe(pipe, head + ", " + ", ".join(["a green tree"] * 3), "", 5.0, "cpu")
+    assert full.cond.z.shape[1] == 2 * 77 and full.cond.z.shape[2] == (
+        pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size)
+    assert full.uncond.z.shape == full.cond.z.shape  # the empty negative padded (zeros)
+    assert not full.uncond.z.any()
+    assert not torch.equal(full.cond.pooled, first.cond.pooled)  # different first chunks…
+    same_head = encode_for_pipe(pipe, long + ", a boat", "", 5.0, "cpu")
+    assert torch.equal(full.cond.pooled, same_head.cond.pooled)  # …pooled from chunk 0 only
+    edited = encode_for_pipe(pipe, "a [cat:dog:1]", "", 5.0, "cpu", steps=3)
+    assert edited.tensor_inputs == ["prompt_embeds", "add_text_embeds"]
+    assert not torch.equal(edited.at(0)[2], edited.at(2)[2])
+    _render(pipe, 5.0, **full.call_kwargs())  # the pipeline takes them
