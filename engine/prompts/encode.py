@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.prompts.chunking import Chunk, chunk_tokens, comma_token, tokenize_pieces
-from engine.prompts.parser import entry_at, parse_emphasis, prompt_schedule
+from engine.prompts.parser import entry_at, extract_networks, parse_emphasis, prompt_schedule
 
 # --------------------------------------------------------------------------- one text encoder
 
@@ -176,8 +176,14 @@ def embed_prompts(encoders: list[TextEncoder], prompts: list[str], device,
                   embeddings=None, max_chunks: int = 0) -> Any:
     """(N, T, C) conditioning of each prompt as it reads at the first step, padded with empty
     chunks to a common length (fits' captions, video prompts); ``max_chunks`` > 0 keeps only
-    that many 75-token chunks."""
-    texts = [prompt_schedule(p, 1)[0][1] for p in prompts]
+    that many 75-token chunks. ``<lora:…>`` tags are dropped, never read as words (these
+    callers do not apply LoRAs)."""
+    try:
+        texts = [prompt_schedule(extract_networks(p)[0], 1)[0][1] for p in prompts]
+    except ValueError as exc:  # a <lora:name:weight> whose weight is not a number
+        from engine.errors import EngineError
+
+        raise EngineError(str(exc), "params.prompt") from None
     z = encode_texts(encoders, texts, device, embeddings).z
     return z[:, :77 * max_chunks] if max_chunks else z
 
