@@ -1,6 +1,7 @@
 """Quality versus steps: Fréchet distance per sampler, step count and calibration.
 
-For each sampler in ``--samplers`` × ``--steps`` × {plain, calibrated}: ``--count`` images of the
+For each sampler in ``--samplers`` (``Analytic-DDPM@optimal``: on Analytic-DPM's optimal
+trajectory) × ``--steps`` × {plain, calibrated}: ``--count`` images of the
 model (prompts drawn from the fit set's captions, fixed seeds, CFG ``--cfg``), their features from
 the embedded model's evaluation classifier (``resources/eval/sfumato-tiny-classifier``), and the
 Fréchet distance to the reference images' features (the fit set, or ``--reference`` images).
@@ -70,12 +71,14 @@ def load_images(folder: Path, limit: int):
     return np.stack([np.asarray(Image.open(f).convert("RGB").resize((64, 64))) for f in files[:limit]])
 
 
-def fit(kind: str, loaded, fits, data: dict, steps: list[int], calibration_timesteps: int = 100):
+def fit(kind: str, loaded, fits, data: dict, steps: list[int], calibration_timesteps: int = 100,
+        **analytic):
     from engine.fit_jobs import run_analytic_fit, run_calibration_fit
     from engine.protocol import AnalyticFitJob, CalibrationFitJob, Job, JobState, utcnow
 
     if kind == "analytic":
-        spec, run = AnalyticFitJob(params={"steps": steps, "data": data}), run_analytic_fit
+        spec = AnalyticFitJob(params={"steps": steps, "data": data, **analytic})
+        run = run_analytic_fit
     else:
         spec = CalibrationFitJob(params={"data": data, "timesteps": calibration_timesteps})
         run = run_calibration_fit
@@ -89,6 +92,7 @@ def fit(kind: str, loaded, fits, data: dict, steps: list[int], calibration_times
 
 def generate(loaded, fits, sampler: str, steps: int, calibrated: bool, prompts, seeds, cfg: float,
              batch: int):
+    """``sampler`` may carry a timestep spacing: ``Analytic-DDPM@optimal``."""
     import numpy as np
     import torch
 
@@ -97,8 +101,9 @@ def generate(loaded, fits, sampler: str, steps: int, calibrated: bool, prompts, 
 
     pipe = loaded.pipe
     size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
-    p = GenerateParams(sampler=sampler, steps=steps, calibrated=calibrated, cfg_scale=cfg,
-                       width=size, height=size)
+    name, _, spacing = sampler.partition("@")
+    p = GenerateParams(sampler=name, steps=steps, calibrated=calibrated, cfg_scale=cfg,
+                       width=size, height=size, timestep_spacing=spacing or None)
     setup = prepare(loaded, p, fits)
     pipe.scheduler = setup.scheduler
     out = []
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fit-count", type=int, default=320)
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--calibration-timesteps", type=int, default=100)
+    ap.add_argument("--fit-cfg", type=float, default=1.0,
+                    help="Fit Γ on the guided ε̂ at this scale (1: the conditional, default)")
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-calibration", action="store_true", help="Skip the calibrated rows")
@@ -174,10 +181,17 @@ def main(argv: list[str] | None = None) -> None:
     steps = [int(s) for s in args.steps.split(",")]
     samplers = args.samplers.split(",")
     model_hash = fits.model_hash(info)
-    covered = {n for f in fits.list(model_hash, "analytic") for n in f.steps}
-    if any(s.startswith("Analytic") for s in samplers) and not (
+    covered = {n for f in fits.list(model_hash, "analytic") for n in f.steps
+               if f.timestep_spacing != "optimal"}
+    if any(s.startswith("Analytic") and "@" not in s for s in samplers) and not (
             args.resume and set(steps) <= covered):
-        fit("analytic", loaded, fits, data, steps)
+        fit("analytic", loaded, fits, data, steps, cfg_scale=args.fit_cfg)
+    optimal = {n for f in fits.list(model_hash, "analytic") for n in f.steps
+               if f.timestep_spacing == "optimal"}
+    if any(s.endswith("@optimal") for s in samplers) and not (
+            args.resume and set(steps) <= optimal):
+        fit("analytic", loaded, fits, data, steps, timestep_spacing="optimal",
+            cfg_scale=args.fit_cfg)
     calibrations = [False] if args.no_calibration else [False, True]
     if True in calibrations and not (args.resume and fits.list(model_hash, "calibration")):
         fit("calibration", loaded, fits, data, steps, args.calibration_timesteps)

@@ -130,8 +130,10 @@ def _embed(pipe, prompts: list[str], device):
     return embed_prompts(text_encoders(pipe), prompts, device)
 
 
-def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str):
-    """ε̂(x_t, t, rows): the UNet under the rows' prompt embeddings, as a noise prediction."""
+def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str,
+             uncond_embeds=None, guidance: float = 1.0):
+    """ε̂(x_t, t, rows): the UNet under the rows' prompt embeddings, as a noise prediction;
+    with ``uncond_embeds`` and ``guidance`` > 1, the classifier-free-guided one."""
     import torch
 
     unet, device, dtype = loaded.pipe.unet, loaded.device, loaded.dtype
@@ -140,8 +142,12 @@ def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str):
         with torch.no_grad():
             cond = prompt_embeds[rows] if prompt_embeds.shape[0] > 1 else prompt_embeds.expand(
                 len(xt), -1, -1)
-            out = unet(xt.to(device, dtype), torch.tensor(t, device=device),
-                       encoder_hidden_states=cond.to(device, dtype)).sample.float().cpu()
+            x, tt = xt.to(device, dtype), torch.tensor(t, device=device)
+            out = unet(x, tt, encoder_hidden_states=cond.to(device, dtype)).sample.float().cpu()
+            if uncond_embeds is not None and guidance > 1:
+                unc = uncond_embeds.expand(len(xt), -1, -1).to(device, dtype)
+                u = unet(x, tt, encoder_hidden_states=unc).sample.float().cpu()
+                out = u + guidance * (out - u)
         if prediction_type == "v_prediction":
             a = float(alphas_cumprod[t])
             out = a**0.5 * out + (1 - a) ** 0.5 * xt.float().cpu()
@@ -168,11 +174,18 @@ def _alphas(loaded):
 
 
 def run_analytic_fit(job: Job, ctx, fits) -> None:
-    """Γ_t on the union of the step grids asked for (Bao et al. 2022, §3)."""
+    """Γ_t on the union of the step grids asked for (Bao et al. 2022, §3); with
+    ``timestep_spacing = "optimal"``, on the candidate grid, and the optimal trajectory of each
+    asked step count (§4) cached with the fit."""
     import torch
 
     from engine.eps_stats import estimate_eps_stats
-    from engine.schedulers.analytic_dpm import trajectory
+    from engine.schedulers.analytic_dpm import (
+        OPTIMAL,
+        candidate_grid,
+        optimal_trajectory,
+        trajectory,
+    )
 
     spec: AnalyticFitJob = job.spec
     p = spec.params
@@ -181,12 +194,16 @@ def run_analytic_fit(job: Job, ctx, fits) -> None:
     sched = _alphas(loaded)
     cfg = sched.config
     spacing = p.timestep_spacing or cfg.timestep_spacing
-    timesteps = sorted({t for n in p.steps
-                        for t in trajectory(cfg.num_train_timesteps, n, spacing, cfg.steps_offset)},
-                       reverse=True)
+    if spacing == OPTIMAL:
+        timesteps = sorted(candidate_grid(cfg.num_train_timesteps, max(100, *p.steps)),
+                           reverse=True)
+    else:
+        timesteps = sorted({t for n in p.steps for t in trajectory(
+            cfg.num_train_timesteps, n, spacing, cfg.steps_offset)}, reverse=True)
     x0, captions, source = gather_x0(loaded, p.data, ctx, p.seed)
     embeds = _embed(loaded.pipe, captions, loaded.device)
-    eps = make_eps(loaded, embeds, sched.alphas_cumprod, cfg.prediction_type)
+    uncond = _embed(loaded.pipe, [""], loaded.device) if p.cfg_scale > 1 else None
+    eps = make_eps(loaded, embeds, sched.alphas_cumprod, cfg.prediction_type, uncond, p.cfg_scale)
     n = p.samples_per_step or len(x0)
     batch = 64
     ctx.begin(-(-n // batch) * len(timesteps), stage="fitting Γ")
@@ -198,11 +215,17 @@ def run_analytic_fit(job: Job, ctx, fits) -> None:
                    created_at=utcnow(), images=len(x0), source=source, samples_per_step=n,
                    seconds=time.monotonic() - t0, steps=sorted(p.steps),
                    timestep_spacing=p.timestep_spacing, timesteps=len(timesteps))
-    job.fit = fits.save(info, {
+    tensors = {
         "timesteps": torch.tensor(timesteps, dtype=torch.int64),
         "gamma": stats.gamma,
         "data_range": torch.tensor((x0.max() - x0.min()).item() / 2, dtype=torch.float64),
-    })
+    }
+    if spacing == OPTIMAL:
+        gammas = {int(t): float(g) for t, g in zip(timesteps, stats.gamma, strict=True)}
+        for k in p.steps:
+            tensors[f"optimal_{k}"] = torch.tensor(
+                optimal_trajectory(sched.alphas_cumprod, gammas, k), dtype=torch.int64)
+    job.fit = fits.save(info, tensors)
     log.info("analytic fit of %s: %d timesteps, Γ in [%.3f, %.3f]", loaded.info.id,
              len(timesteps), float(stats.gamma.min()), float(stats.gamma.max()))
 

@@ -1,4 +1,4 @@
-"""The cache of per-model fits: Analytic-DPM's Γ_t and the calibration means.
+"""The cache of per-model fits: Analytic-DPM's Γ_t (and optimal trajectories) and the calibration means.
 
 Fits are keyed by the model weights' SHA-256 (so a renamed or moved model keeps its fits and a
 retrained one does not inherit stale ones) and stored under ``<data>/fits/<hash>/`` as a JSON
@@ -110,6 +110,16 @@ class FitStore:
             if "data_range" in t:
                 data_range = float(t["data_range"])
         return out, data_range
+
+    def trajectories(self, model_hash: str) -> dict[int, list[int]]:
+        """Analytic-DPM's optimal trajectories cached with the model's analytic fits, per step
+        count (newer fits win)."""
+        out: dict[int, list[int]] = {}
+        for fit in reversed(self.list(model_hash, "analytic")):
+            for name, value in self.tensors(fit).items():
+                if name.startswith("optimal_"):
+                    out[int(name.removeprefix("optimal_"))] = [int(t) for t in value]
+        return out
 
     def calibration(self, model_hash: str, mode: str = "spatial"):
         """The newest calibration table of the model, or None; ``mode`` picks its spatial or

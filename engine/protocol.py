@@ -91,6 +91,8 @@ SCHEDULE_IDS: dict[str, str] = {
 }
 A1111_SPACING_SCHEDULES = {"sgm uniform": "trailing"}
 TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
+#: Analytic-DPM's optimal trajectory (Bao et al. 2022, §4): a spacing for its samplers only.
+OPTIMAL_SPACING = "optimal"
 
 
 
@@ -185,7 +187,9 @@ class GenerateParams(_Model):
     batch_count: int = Field(1, ge=1, le=100)
     # Sampler options (SamplerInfo.options says which apply to a sampler). None = its default.
     schedule: str = Field("default", description="Sigma schedule: " + ", ".join(SCHEDULES))
-    timestep_spacing: str | None = Field(None, description="linspace, leading or trailing")
+    timestep_spacing: str | None = Field(None, description="linspace, leading or trailing; "
+                                         "Analytic-DDPM/DDIM also: optimal (the trajectory of "
+                                         "their analytic fit, Bao et al. §4)")
     eta: float | None = Field(None, ge=0.0, le=1.0, description="η / stochasticity")
     solver_order: int | None = Field(None, ge=1, le=4)
     calibrated: bool = Field(False, description="Subtract the cached per-step mean of ε̂")
@@ -222,8 +226,9 @@ class GenerateParams(_Model):
     @field_validator("timestep_spacing")
     @classmethod
     def _spacing(cls, v: str | None) -> str | None:
-        if v is not None and v not in TIMESTEP_SPACINGS:
-            raise ValueError(f"must be one of: {', '.join(TIMESTEP_SPACINGS)}")
+        if v is not None and v not in (*TIMESTEP_SPACINGS, OPTIMAL_SPACING):
+            raise ValueError(f"must be one of: {', '.join(TIMESTEP_SPACINGS)} (or "
+                             f"{OPTIMAL_SPACING} for Analytic-DDPM/DDIM)")
         return v
 
     @field_validator("width", "height")
@@ -309,6 +314,9 @@ class AnalyticFitParams(_Model):
     samples_per_step: int | None = Field(
         None, ge=1, description="Noised images per timestep (default: data.count)")
     seed: int = Field(0, ge=0, le=MAX_SEED)
+    cfg_scale: float = Field(1.0, ge=1.0, le=100.0, description="Γ of the guided ε̂ at this "
+                             "scale (1 = the conditional ε̂, the default; docs/samplers.md "
+                             "measures whether a guided fit helps guided sampling)")
 
 
 class CalibrationFitParams(_Model):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.protocol import (
+    OPTIMAL_SPACING,
     SCHEDULES,
     TIMESTEP_SPACINGS,
     GenerateParams,
@@ -78,8 +79,9 @@ class SamplerSpec:
             out.append(SamplerOption(name="schedule", label="Schedule type", default="default",
                                      choices=self.schedules()))
         if self.supports("timestep_spacing"):
+            extra = [OPTIMAL_SPACING] if self.needs_fit == "analytic" else []
             out.append(SamplerOption(name="timestep_spacing", label="Timestep spacing",
-                                     choices=list(TIMESTEP_SPACINGS)))
+                                     choices=[*TIMESTEP_SPACINGS, *extra]))
         if self.supports("eta"):
             out.append(SamplerOption(name="eta", label="Eta DDIM" if self.name == "DDIM" else "Eta",
                                      default=self.eta_default, minimum=0.0, maximum=1.0))
@@ -277,6 +279,10 @@ def check_options(p: GenerateParams) -> list[tuple[str, str]]:
     for option in ("timestep_spacing", "eta", "solver_order"):
         if getattr(p, option) is not None and not spec.supports(option):
             problems.append((option, f"{spec.name} has no {option.replace('_', ' ')} option"))
+    if p.timestep_spacing == OPTIMAL_SPACING and spec.needs_fit != "analytic":
+        message = (f"The optimal trajectory is Analytic-DPM's; {spec.name} takes linspace, "
+                   "leading or trailing")
+        problems.append(("timestep_spacing", message))
     if p.solver_order is not None and spec.order_param:
         lo, hi = spec.order_range
         if not lo <= p.solver_order <= hi:

@@ -53,6 +53,14 @@ def prepare(loaded, p: GenerateParams, fits) -> SamplerSetup:
         scheduler.set_gammas(gammas)
         if data_range is not None:
             scheduler.register_to_config(data_range=data_range)
+        if eff.timestep_spacing == "optimal":
+            scheduler.set_trajectories(fits.trajectories(model_hash) if model_hash else {})
+            if p.steps not in scheduler.trajectories:
+                raise EngineError(
+                    f"{spec.name} with the optimal trajectory needs it for {p.steps} steps, "
+                    f"which is not fitted yet. Run an analytic fit with timestep_spacing "
+                    f"'optimal' and steps [{p.steps}] (job kind 'analytic_fit'), then sample "
+                    "again.", "params.timestep_spacing")
         scheduler.set_timesteps(p.steps)
         if scheduler.missing_gammas():
             spacing = f", timestep_spacing {p.timestep_spacing}" if p.timestep_spacing else ""

@@ -22,11 +22,25 @@ and the estimate is clipped to them. η = 1 is Analytic-DDPM, η = 0 Analytic-DD
 the optimal variance is added on top of DDIM's mean). The last step returns the mean.
 
 Timesteps use diffusers' indexing: timestep t is the paper's n = t + 1.
+
+**Optimal trajectory** (§4, the official ``_solve_fn_dp``): with the optimal variance, the
+variational bound over a trajectory 0 = τ_1 < … < τ_K = top is a constant plus
+Σ_k J(τ_{k−1}, τ_k), where per dimension
+
+    J(s, t) = ½ · log(1 − β_{t|s} · Γ_t / β̄_t),      β_{t|s} = 1 − ᾱ_t/ᾱ_s
+
+(it is ½ log(σ*²/λ²) of the step, up to terms that telescope over any trajectory). Dynamic
+programming over a grid of fitted timesteps finds the K-point trajectory that minimises the sum
+(:func:`optimal_trajectory`); the ``analytic_fit`` with ``timestep_spacing = "optimal"`` fits Γ
+on :func:`candidate_grid` and caches the trajectory of each asked step count with the fit.
+Γ_t is clipped to [0, 1] in the cost as in the variance, and where estimates exceed 1 (noise near
+t = T) the top of the grid is spaced evenly instead, as the official ``_split`` does.
 """
 
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import ClassVar
 
 import torch
@@ -65,6 +79,93 @@ def trajectory(num_train: int, steps: int, spacing: str = "leading", offset: int
     return [min(int(t), num_train - 1) for t in ts]
 
 
+#: The ``timestep_spacing`` that asks for the optimal trajectory (Analytic-DPM samplers only).
+OPTIMAL = "optimal"
+
+
+def candidate_grid(num_train: int, points: int = 100) -> list[int]:
+    """Increasing timesteps the optimal trajectory chooses from: ``points`` evenly spaced over
+    [0, num_train − 1], both ends included."""
+    points = max(2, min(points, num_train))
+    return sorted({round(i * (num_train - 1) / (points - 1)) for i in range(points)})
+
+
+def step_cost(alphas_cumprod: torch.Tensor, s: int, t: int, gamma_t: float) -> float:
+    """J(s, t)/d·2 = log(1 − β_{t|s}·Γ_t/β̄_t) for s < t (§4; Γ clipped to [0, 1])."""
+    a_s, a_t = float(alphas_cumprod[s]), float(alphas_cumprod[t])
+    gamma_t = min(max(gamma_t, 0.0), 1.0)
+    return math.log(max(1 - (1 - a_t / a_s) * gamma_t / (1 - a_t), 1e-300))
+
+
+def _dp(cost, steps: int) -> list[int]:
+    """Indices of the cheapest ``steps``-point path from 0 to len(cost)−1 (cost[i, j], i < j)."""
+    import numpy as np
+
+    m = len(cost)
+    best = np.full(m, np.inf)  # best[j]: cheapest path of k+1 points from 0 to j
+    best[0] = 0.0
+    back = np.zeros((steps, m), dtype=np.int64)
+    for k in range(1, steps):
+        total = best[:, None] + cost  # (from i, to j)
+        back[k] = total.argmin(0)
+        best = total.min(0)
+    path, j = [m - 1], m - 1
+    for k in range(steps - 1, 0, -1):
+        j = int(back[k, j])
+        path.append(j)
+    return path[::-1]
+
+
+def optimal_trajectory(alphas_cumprod: torch.Tensor, gammas: dict[int, float],
+                       steps: int) -> list[int]:
+    """The ``steps``-point trajectory over the fitted timesteps (from the smallest to the
+    largest, both kept) that minimises Σ J(τ_{k−1}, τ_k): dynamic programming, O(K·M²) for M
+    fitted timesteps. Returned decreasing, as a scheduler's timesteps.
+
+    Where the estimate Γ_t exceeds 1 (impossible for the true value; Monte-Carlo noise near
+    t = T) the cost is not trusted, as in the official ``_split``: from the first such timestep
+    up, twice as many top candidates are set aside and spaced evenly with a share of the steps
+    (1 − 0.8·their fraction of the grid, at least one), the DP covering the rest."""
+    import numpy as np
+
+    cand = sorted(int(t) for t in gammas)
+    m = len(cand)
+    if not 2 <= steps <= m:
+        if steps == 1 and m:
+            return [cand[-1]]
+        raise ValueError(f"an optimal trajectory of {steps} steps needs Γ at ≥ {steps} timesteps "
+                         f"(fitted: {m})")
+    first_bad = next((i for i, t in enumerate(cand) if gammas[t] > 1), m)
+    bad = min(2 * (m - first_bad), m - 2)
+    m1, k2 = m - bad, 0
+    if bad > 0:
+        k1 = min(math.ceil((1 - 0.8 * bad / m) * steps), m1)
+        k2 = min(steps - k1, bad)
+        k1 = steps - k2
+        if k2 == 0:
+            k1, k2 = steps - 1, 1
+        if k1 < 2:
+            k1, k2 = 2, steps - 2
+    else:
+        k1 = steps
+    cost = np.full((m1, m1), np.inf)
+    for j in range(1, m1):
+        for i in range(j):
+            cost[i, j] = step_cost(alphas_cumprod, cand[i], cand[j], gammas[cand[j]])
+    path = _dp(cost, k1)
+    if k2:  # the top segment, evenly spaced over candidate indices m1 … m−1
+        frac = (m - 1 - (m1 - 1)) / k2
+        path += sorted({round(m - 1 - frac * k) for k in range(k2)})
+    return [cand[j] for j in reversed(path)]
+
+
+def trajectory_bound(alphas_cumprod: torch.Tensor, gammas: dict[int, float],
+                     timesteps: list[int]) -> float:
+    """Σ J(τ_{k−1}, τ_k)/d·2 of a trajectory (any order): the part of the bound it changes."""
+    ts = sorted(int(t) for t in timesteps)
+    return sum(step_cost(alphas_cumprod, s, t, gammas[t]) for s, t in pairwise(ts))
+
+
 class AnalyticDPMScheduler(SchedulerMixin, ConfigMixin):
     """Analytic-DDPM (``eta=1``) and Analytic-DDIM (``eta=0``) as a diffusers scheduler.
 
@@ -95,6 +196,7 @@ class AnalyticDPMScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps: int | None = None
         self.timesteps = torch.arange(num_train_timesteps - 1, -1, -1)
         self.gammas: dict[int, float] = {}
+        self.trajectories: dict[int, list[int]] = {}
         self._step_index = 0
 
     # ------------------------------------------------------------------ setup
@@ -103,9 +205,20 @@ class AnalyticDPMScheduler(SchedulerMixin, ConfigMixin):
         """Γ_t per timestep from a fit (§3); values are clipped to [0, 1] when used."""
         self.gammas = {int(k): float(v) for k, v in gammas.items()}
 
+    def set_trajectories(self, trajectories: dict[int, list[int]]) -> None:
+        """Optimal trajectories per step count, cached with an ``analytic_fit`` (§4)."""
+        self.trajectories = {int(k): [int(t) for t in v] for k, v in trajectories.items()}
+
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
-        ts = trajectory(self.config.num_train_timesteps, num_inference_steps,
-                        self.config.timestep_spacing, self.config.steps_offset)
+        if self.config.timestep_spacing == OPTIMAL:
+            ts = self.trajectories.get(num_inference_steps)
+            if ts is None:
+                raise KeyError(f"No optimal trajectory of {num_inference_steps} steps: run an "
+                               f"analytic_fit with timestep_spacing 'optimal' and steps "
+                               f"[{num_inference_steps}]")
+        else:
+            ts = trajectory(self.config.num_train_timesteps, num_inference_steps,
+                            self.config.timestep_spacing, self.config.steps_offset)
         self.num_inference_steps = num_inference_steps
         self.timesteps = torch.tensor(ts, dtype=torch.long, device=device)
         self._step_index = 0

@@ -18,12 +18,17 @@ async def test_samplers_serve_their_options(api):
     options = {o["name"]: o for o in by_name["UniPC"]["options"]}
     assert options["solver_order"]["label"] == "UniPC order" and "schedule" in options
     assert by_name["Analytic-DDIM"]["needs_fit"] == "analytic"
+    spacing = {o["name"]: o for o in by_name["Analytic-DDIM"]["options"]}["timestep_spacing"]
+    assert "optimal" in spacing["choices"]
+    assert "optimal" not in {o["name"]: o for o in by_name["DDIM"]["options"]}[
+        "timestep_spacing"]["choices"]
 
 
 @pytest.mark.parametrize("params, field", [
     ({"sampler": "DDIM", "schedule": "karras"}, "job.params.schedule"),
     ({"sampler": "Euler", "eta": 0.5}, "job.params.eta"),
     ({"schedule": "polyexponential"}, "job.params.schedule"),
+    ({"sampler": "DDIM", "timestep_spacing": "optimal"}, "job.params.timestep_spacing"),
 ])
 async def test_options_that_do_not_apply_answer_422(api, params, field):
     _, body = await api.call("POST", "/jobs", {"job": {"kind": "generate", "params": params}}, 422)
@@ -51,6 +56,22 @@ async def test_analytic_fit_then_sample_and_list_fits(api, tmp_path):
     assert job["state"] == "done", job["message"]
     recipe = recipe_from_png_text(Image.open(job["results"][0]["path"]).text)
     assert recipe.sampler == "Analytic-DDPM" and recipe.steps == 3
+
+    # The optimal trajectory (§4): asked before it is fitted, a message that says what to run;
+    # then fitted on the candidate grid and cached with the fit.
+    job = await api.wait((await api.generate(sampler="Analytic-DDIM", steps=3,
+                                             timestep_spacing="optimal"))["id"])
+    assert job["state"] == "failed" and "timestep_spacing 'optimal'" in job["message"]
+    body["job"]["params"].update(timestep_spacing="optimal", samples_per_step=4)
+    _, fit_job = await api.call("POST", "/jobs", body, 201)
+    fit_job = await api.wait(fit_job["id"], 600)  # 100 timesteps
+    assert fit_job["state"] == "done", fit_job["message"]
+    assert fit_job["fit"]["timestep_spacing"] == "optimal" and fit_job["fit"]["timesteps"] == 100
+    job = await api.wait((await api.generate(sampler="Analytic-DDIM", steps=3, seed=4,
+                                             timestep_spacing="optimal"))["id"])
+    assert job["state"] == "done", job["message"]
+    recipe = recipe_from_png_text(Image.open(job["results"][0]["path"]).text)
+    assert recipe.timestep_spacing == "optimal"
 
 
 async def test_sampler_grid_job(api):
