@@ -56,12 +56,15 @@ def wait_for_write(out: Path, engine, timeout: float) -> bool:
     return False
 
 
-def running_job(engine) -> str | None:
+def running_job(db: Path) -> str | None:
+    """The job the queue database says is running: the one the next engine counts a crash
+    for (read from the file, as the next engine will; WAL lets us read beside the writer)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
-        jobs = call(engine, "GET", "/jobs")
-    except OSError:
-        return None
-    return next((j["id"] for j in jobs if j["state"] == "running"), None)
+        row = con.execute("SELECT id FROM jobs WHERE state='running'").fetchone()
+    finally:
+        con.close()
+    return row[0] if row else None
 
 
 def all_finished(engine, ids) -> bool:
@@ -106,10 +109,11 @@ def run(kills: int, n_jobs: int, seed: int, root: Path, log=print) -> dict:
                     continue
             else:
                 time.sleep(rng.uniform(0.05, 2.0))
-            job = running_job(engine)
+            job = running_job(data / "engine.sqlite")
             if job is not None and crashes.get(job, 0) >= 2:
                 continue  # a third crash would fail it by design (MAX_CRASHES)
             engine.kill()
+            job = running_job(data / "engine.sqlite")  # what the kill actually interrupted
             if job is not None:
                 crashes[job] = crashes.get(job, 0) + 1
             modes[mode] += 1
