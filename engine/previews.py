@@ -24,6 +24,7 @@ and the picture emerges as σ falls.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import time
 from dataclasses import dataclass, field
@@ -209,6 +210,10 @@ class DenoisedTap:
         sched = self.scheduler
         original = sched.step
 
+        # functools.wraps keeps the signature visible (inspect follows __wrapped__): diffusers'
+        # pipelines pass ``generator`` to ``step`` only when its signature names it, and an
+        # ancestral sampler without it draws its noise from the global RNG (seeds stop working).
+        @functools.wraps(original)
         def step(*args, **kwargs):
             out = original(*args, **kwargs)
             self.x0 = self._estimate(out)

@@ -128,3 +128,31 @@ def test_previews_show_the_picture_being_made_not_the_noise(previewer, tiny_pipe
     near_x0, near_xt = likeness(seen["x0"]), likeness(seen["xt"])
     print(sampler, "likeness at step 3 of 12: x0", round(near_x0, 3), "x_t", round(near_xt, 3))
     assert near_x0 > near_xt + 0.1, (near_x0, near_xt)
+
+
+def test_the_tap_keeps_seeds_working_for_ancestral_samplers(tiny_pipe):
+    """The tap must not hide ``step``'s signature: diffusers passes ``generator`` to a
+    scheduler's step only when the signature names it, so Euler a under a tap that hid it drew
+    its noise from the global RNG and one seed gave a different image every time."""
+    import inspect
+
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    from engine.previews import DenoisedTap
+
+    pipe = tiny_pipe
+    old = pipe.scheduler
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(old.config)
+    try:
+        images = []
+        for noise in (1, 2):
+            torch.manual_seed(noise)  # a different global RNG each time: it must not matter
+            with DenoisedTap(pipe.scheduler) as tap:
+                assert "generator" in inspect.signature(pipe.scheduler.step).parameters
+                images.append(pipe("red apple", num_inference_steps=6, height=64, width=64,
+                                   generator=torch.Generator().manual_seed(17),
+                                   output_type="np").images[0])
+                assert tap.x0 is not None
+        assert np.array_equal(images[0], images[1])
+    finally:
+        pipe.scheduler = old
