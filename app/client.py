@@ -131,6 +131,8 @@ class EngineClient:
         self.token = token
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        #: Sent with every job that does not say: None follows the engine, False runs eager.
+        self.fast_path: bool | None = None
 
     @property
     def api(self) -> str:
@@ -257,6 +259,8 @@ class EngineClient:
         return await self.submit_job(JobSubmit(job=GenerateJob(params=params), priority=priority))
 
     async def submit_job(self, submit: JobSubmit) -> Job:
+        if submit.fast_path is None and self.fast_path is not None:
+            submit = submit.model_copy(update={"fast_path": self.fast_path})
         return await self._get_model(Job, "POST", "/jobs", body=submit)
 
     async def jobs(self) -> list[Job]:

@@ -116,6 +116,7 @@ class AppController(QObject):
         super().__init__(parent)
         self.paths = paths
         self.settings = settings
+        settings.fast_path_changed.connect(self._fast_path_setting)
         self.options = options or LaunchOptions()
         paths.ensure()
         self.generation = GenerationSettings()
@@ -250,7 +251,13 @@ class AppController(QObject):
         if self.engine.connection is not Connection.restarting:
             self.engine.connection = Connection.connecting
         self.client = EngineClient(url, token)
+        self.client.fast_path = None if self.settings.fast_path else False
         self._events_task = asyncio.ensure_future(self._pump_events(self.client))
+
+    def _fast_path_setting(self, on: bool) -> None:
+        """Settings → Fast path: jobs from now on ask for eager (off) or the engine's default."""
+        if self.client is not None:
+            self.client.fast_path = None if on else False
 
     async def _drop_client(self) -> None:
         if self._events_task is not None:

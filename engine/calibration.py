@@ -8,8 +8,9 @@ count. Two forms of the mean: ``spatial`` — per element, C×H×W, as the offic
 (thu-ml/Calibrated-DPMs) keeps it, the default — and ``channel`` — per channel, averaged over
 positions, which also serves other resolutions. The spatial mean applies only to latents of
 the size it was fitted at; at any other size the per-channel mean is used (it is the spatial
-mean's average over positions). It is applied by wrapping the UNet's forward for
-the duration of a pipeline call, which is what makes it work with every scheduler.
+mean's average over positions). It is applied as a named hook on the UNet's output
+(engine/hooks.py) for the duration of a pipeline call, which is what makes it work with every
+scheduler, and leaves a compiled UNet (engine/fast_path.py) compiled.
 """
 
 from __future__ import annotations
@@ -83,28 +84,22 @@ def calibrate_output(out: torch.Tensor, t: float, table: CalibrationTable, *, cf
 @contextlib.contextmanager
 def calibrated(unet, table: CalibrationTable, *, cfg: bool, prediction_type: str = "epsilon",
                alphas_cumprod: torch.Tensor | None = None) -> Iterator[None]:
-    """Within the block, ``unet(...)`` returns the calibrated prediction."""
-    had_own = "forward" in vars(unet)  # e.g. an accelerate offload hook's wrapper
-    original = unet.forward
+    """Within the block, ``unet(...)`` returns the calibrated prediction. Attached as the named
+    UNet hook "calibration" (engine/hooks.py), after the forward: a compiled UNet stays
+    compiled."""
+    from engine.hooks import unet_hook
 
-    def forward(sample, timestep, *args, **kwargs):
-        out = original(sample, timestep, *args, **kwargs)
+    def fix(out, _sample, timestep):
         t = float(torch.as_tensor(timestep).flatten()[0])
 
-        def fix(x: torch.Tensor) -> torch.Tensor:
+        def shift(x: torch.Tensor) -> torch.Tensor:
             return calibrate_output(x, t, table, cfg=cfg, prediction_type=prediction_type,
                                     alphas_cumprod=alphas_cumprod)
 
         if isinstance(out, tuple):
-            return (fix(out[0]), *out[1:])
-        out.sample = fix(out.sample)
+            return (shift(out[0]), *out[1:])
+        out.sample = shift(out.sample)
         return out
 
-    unet.forward = forward
-    try:
+    with unet_hook(unet, "calibration", fix):
         yield
-    finally:
-        if had_own:
-            unet.forward = original
-        else:
-            del unet.forward  # back to the class's forward

@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--model", default=None,
                     help="model id or path used when a job names none (default: the embedded one)")
     ap.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
+                    help="weights' precision (default auto: fp16 on CUDA/MPS, fp32 on the CPU); "
+                         "the VAE decodes in fp32 wherever fp16 would overflow")
+    ap.add_argument("--fast-path", default="auto", choices=["auto", "on", "off"],
+                    help="compiled UNet/VAE with CUDA graphs, warmed up in the background after "
+                         "a model loads (default auto: on with CUDA, off on the CPU)")
     ap.add_argument("--preload", action="store_true", help="load the default model at start")
     ap.add_argument("--max-upload-mb", type=int, default=None,
                     help="largest upload (video or image) in MiB (default 2048)")
@@ -231,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             models_dirs=list(args.models_dir),
             model=args.model,
             device=args.device,
+            dtype=args.dtype,
+            fast_path=args.fast_path,
             preload=args.preload,
             max_upload_mb=args.max_upload_mb,
         )

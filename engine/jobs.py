@@ -7,6 +7,7 @@ out through :class:`engine.events.EventBus`. Job kinds plug in as runner functio
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -155,17 +156,21 @@ class JobQueue:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._on_state: Callable[[], None] = lambda: None
+        #: Entered around each runner on the worker thread (the engine sets the fast path's).
+        self.around_job: Callable[[Job], contextlib.AbstractContextManager] = \
+            lambda _job: contextlib.nullcontext()
         self._requeue_interrupted()
 
     # ------------------------------------------------------------------ public, any thread
 
-    def submit(self, spec, priority: int = 0) -> Job:
+    def submit(self, spec, priority: int = 0, fast_path: bool | None = None) -> Job:
         job = Job(
             id=secrets.token_hex(8),
             kind=spec.kind,
             state=JobState.queued,
             spec=spec,
             priority=priority,
+            fast_path=fast_path,
             created_at=utcnow(),
         )
         with self._cond:
@@ -289,7 +294,8 @@ class JobQueue:
         if runner is None:
             return JobState.failed, f"This engine cannot run {job.kind!r} jobs"
         try:
-            runner(job, JobContext(self, job))
+            with self.around_job(job):
+                runner(job, JobContext(self, job))
             return JobState.done, ""
         except JobCancelled:
             return JobState.cancelled, "Cancelled"

@@ -461,6 +461,10 @@ JobSpec = Annotated[
 class JobSubmit(_Model):
     job: JobSpec
     priority: int = Field(0, description="Higher runs first; FIFO within a priority")
+    fast_path: bool | None = Field(
+        None, description="Compiled UNet/VAE (engine/fast_path.py): false runs this job eager, "
+        "true turns the fast path on (it warms up in the background; until then jobs run eager); "
+        "null follows the engine (--fast-path: on with CUDA)")
 
 
 class GridCell(_Model):
@@ -515,6 +519,7 @@ class Job(_Model):
     state: JobState
     spec: JobSpec
     priority: int = 0
+    fast_path: bool | None = None
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -640,6 +645,9 @@ class Health(_Model):
     diffusers: str = ""
     gpu: str = Field("", description="GPU name (e.g. 'NVIDIA H100 80GB HBM3'); '' on CPU")
     python: str = Field("", description="The engine's Python version (for About and diagnostics)")
+    fast_path: str = Field("off", description="The compiled fast path: 'off', 'warming up', 'on' "
+                           "or 'failed' (then fast_path_detail says why; jobs run eager)")
+    fast_path_detail: str = ""
 
 
 class ErrorBody(_Model):

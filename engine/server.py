@@ -220,7 +220,7 @@ def _submit(engine, req: JobSubmit) -> Job:
         job = check_video_edit(engine, job)
     else:  # fits
         _check_model(engine, job.params.model, "job.params.model")
-    return engine.queue.submit(job, req.priority)
+    return engine.queue.submit(job, req.priority, req.fast_path)
 
 
 def _check_model(engine, model: str | None, field: str):

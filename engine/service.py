@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import platform
@@ -41,6 +42,8 @@ class EngineConfig:
     models_dirs: list[Path] = field(default_factory=list)
     model: str | None = None  # id or path of the model to use when a job names none
     device: str = "auto"
+    dtype: str = "auto"  # auto, fp16, bf16, fp32 (engine.models.loader.pick_dtype)
+    fast_path: str = "auto"  # auto (on with CUDA), on, off: engine/fast_path.py
     preload: bool = False
     max_upload_mb: int | None = None  # None: engine.video_protocol.MAX_UPLOAD_BYTES
 
@@ -64,7 +67,13 @@ class Engine:
         self.output_dir = config.output_dir or config.data_dir / "outputs"
         extra = [Path(config.model)] if config.model and Path(config.model).exists() else []
         self.registry = ModelRegistry([config.data_dir / "models", *config.models_dirs], extra)
-        self.models = ModelManager(config.device)
+        from engine.fast_path import FastPath
+        from engine.models.loader import pick_device
+
+        fast_on = config.fast_path == "on" or (
+            config.fast_path == "auto" and pick_device(config.device).startswith("cuda"))
+        self.fast = FastPath(config.data_dir / "cache" / "torch-compile", enabled=fast_on)
+        self.models = ModelManager(config.device, config.dtype, self.fast)
         from engine.video import annotators
 
         self.models.on_unload.append(annotators.release)  # they live as long as the model
@@ -91,6 +100,8 @@ class Engine:
             },
             default_model=default,
         )
+        self.queue.around_job = self._around_job
+        self.fast.on_change = self._announce
 
     def start(self) -> None:
         self.queue.start(on_state=self._announce)
@@ -119,7 +130,7 @@ class Engine:
             version=self.version,
             state=state,
             device=self.models.device,
-            dtype=str(current.dtype).removeprefix("torch.") if current else "",
+            dtype=str(self.models.dtype).removeprefix("torch."),
             model=current.info.id if current else None,
             default_model=current.info.id if current else self._default_id(),
             memory_used=used,
@@ -130,7 +141,24 @@ class Engine:
             diffusers=diffusers.__version__,
             gpu=_gpu_name(self.models.device),
             python=platform.python_version(),
+            fast_path=self.fast.state,
+            fast_path_detail=self.fast.message,
         )
+
+    @contextlib.contextmanager
+    def _around_job(self, job):
+        """A job's ``fast_path``: false runs it eager; true turns the fast path on for this and
+        later models (this job still runs eager while it warms up)."""
+        from engine.fast_path import applies_to, job_allows
+
+        if job.fast_path and not self.fast.enabled:
+            self.fast.enabled = True
+            current = self.models.current
+            if current is not None:
+                self.fast.attach(current.pipe, current.device)
+            self._announce()
+        with job_allows(job.fast_path is not False and applies_to(job)):
+            yield
 
     def _default_id(self) -> str | None:
         try:

@@ -114,4 +114,6 @@ class EngineInfo(Observable):
             parts.append(mem)
         if h.memory_peak:
             parts.append(f"peak {format_bytes(h.memory_peak)}")
+        if h.fast_path != "off":  # "fast path on", "fast path warming up", "fast path failed"
+            parts.append(f"fast path {h.fast_path}")
         return " · ".join(p for p in parts if p)

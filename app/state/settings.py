@@ -51,6 +51,8 @@ class Settings(Observable):
                                  "'light'")
     first_run_done = Property(False, doc="The first-run dialog was shown and closed")
     recent_files = Property[list[str]]([], doc="Images opened or dropped, newest first")
+    fast_path = Property(True, doc="Let the engine use its compiled fast path (on with CUDA); "
+                                   "off: every job runs eager")
 
     def __init__(self, path: Path | str | None = None):
         super().__init__()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -87,6 +88,13 @@ class SettingsDialog(QDialog):
         local_form.setContentsMargins(24, 4, 0, 0)
         local_form.addRow("Engine Python", python_row)
         eb.insertLayout(1, local_form)
+        self.fast_check = QCheckBox("Fast path: compiled UNet and VAE with CUDA graphs")
+        self.fast_check.setToolTip(
+            "On a GPU engine the model is compiled in the background after it loads (the status "
+            "bar says 'fast path warming up'; jobs meanwhile run as usual), then each image is "
+            "several times faster. Off: every job runs eager. The CPU engine has no fast path.")
+        self.fast_check.setChecked(settings.fast_path)
+        eb.addWidget(self.fast_check)
 
         self.output_edit = QLineEdit(settings.output_dir)
         self.output_edit.setPlaceholderText(str(default_outputs))
@@ -167,6 +175,7 @@ class SettingsDialog(QDialog):
             "models_dirs": dirs,
             "engine_python": self.python_edit.text().strip(),
             "theme": self.theme_combo.currentData() or SYSTEM,
+            "fast_path": self.fast_check.isChecked(),
         }
 
     def apply(self) -> bool:

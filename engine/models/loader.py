@@ -35,9 +35,22 @@ def pick_device(requested: str = "auto") -> str:
     return "cpu"
 
 
-def pick_dtype(device: str):
+#: ``--dtype`` choices and the torch dtype each names; "auto" is resolved by :func:`pick_dtype`.
+DTYPE_NAMES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32",
+               "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
+
+
+def pick_dtype(device: str, requested: str = "auto"):
+    """The weights' dtype: ``requested`` (fp16, bf16, fp32), or for "auto" float16 on a GPU
+    (CUDA, MPS) and float32 on the CPU, where half precision is slower and only emulated."""
     import torch
 
+    if requested != "auto":
+        try:
+            return getattr(torch, DTYPE_NAMES[requested])
+        except KeyError:
+            raise ModelLoadError(
+                f"Unknown dtype {requested!r}: use auto, fp16, bf16 or fp32") from None
     return torch.float16 if device.startswith(("cuda", "mps")) else torch.float32
 
 
@@ -53,8 +66,11 @@ class LoadedModel:
 
 
 class ModelManager:
-    def __init__(self, device: str = "auto") -> None:
+    def __init__(self, device: str = "auto", dtype: str = "auto", fast=None) -> None:
         self.requested_device = device
+        self.requested_dtype = dtype
+        #: engine.fast_path.FastPath: compiles each model after it loads, if enabled.
+        self.fast = fast
         self.lock = threading.RLock()
         self.current: LoadedModel | None = None
         #: Called when the model goes (unload or switch): caches that live as long as it does,
@@ -64,6 +80,12 @@ class ModelManager:
     @property
     def device(self) -> str:
         return self.current.device if self.current else pick_device(self.requested_device)
+
+    @property
+    def dtype(self):
+        """The dtype of the loaded model, or the one the next load will use."""
+        return self.current.dtype if self.current else pick_dtype(self.device,
+                                                                  self.requested_dtype)
 
     def load(self, info: ModelInfo) -> LoadedModel:
         with self.lock:
@@ -75,7 +97,7 @@ class ModelManager:
                 import torch
 
                 torch.cuda.reset_peak_memory_stats()
-            dtype = pick_dtype(device)
+            dtype = pick_dtype(device, self.requested_dtype)
             log.info("loading %s (%s) on %s/%s", info.id, info.format, device, dtype)
             pipe = _load_pipeline(info, dtype)
             try:
@@ -85,7 +107,10 @@ class ModelManager:
                 self._free()
                 raise ModelLoadError(f"Could not move {info.name} to {device}: {exc}") from exc
             pipe.set_progress_bar_config(disable=True)
+            from engine import vae_decode
             from engine.previews import LatentPreviewer
+
+            vae_decode.install(pipe.vae)  # no black/NaN image from a float16 overflow
 
             self.current = LoadedModel(
                 info=info.model_copy(update={"loaded": True}),
@@ -96,6 +121,8 @@ class ModelManager:
                 preview=LatentPreviewer.fit(pipe.vae, device, dtype),
                 param_bytes=_param_bytes(pipe),
             )
+            if self.fast is not None:
+                self.fast.attach(pipe, device)  # warms up in the background
             return self.current
 
     def unload(self) -> None:
@@ -103,6 +130,8 @@ class ModelManager:
         with self.lock:
             if self.current is None:
                 return
+            if self.fast is not None:
+                self.fast.detach(self.current.pipe)
             self.current = None
             for hook in self.on_unload:
                 hook()

@@ -1,5 +1,6 @@
 """Schedulers diffusers does not ship, with the diffusers scheduler interface."""
 
 from engine.schedulers.analytic_dpm import AnalyticDPMScheduler
+from engine.schedulers.dpmsolver_sde import DPMSolverSDEScheduler
 
-__all__ = ["AnalyticDPMScheduler"]
+__all__ = ["AnalyticDPMScheduler", "DPMSolverSDEScheduler"]

@@ -250,3 +250,13 @@ def test_only_requests_that_never_left_are_sent_again():
     assert not _unsent(aiohttp.ClientOSError(None, "Connection reset by peer"))
     assert not _unsent(TimeoutError())
     assert _is_stream(iter([b"x"])) and not _is_stream(b"{}") and not _is_stream("{}")
+
+
+async def test_fast_path_setting_goes_with_every_job(server):
+    api, url = server
+    async with EngineClient(url, TOKEN) as c:
+        await c.submit(GenerateParams(prompt="x", width=64, height=64))
+        c.fast_path = False  # Settings → Fast path off
+        await c.submit(GenerateParams(prompt="y", width=64, height=64))
+    posted = [b for m, p, b, _a in api.requests if p == "/v1/jobs"]
+    assert [b["fast_path"] for b in posted] == [None, False]

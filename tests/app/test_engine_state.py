@@ -59,3 +59,11 @@ def test_before_any_load_the_engine_default_is_the_active_model(qapp):
     e.update_health(h)
     assert e.loaded_model is None
     assert e.active_model is not None and e.active_model.native_size == 64
+
+
+def test_device_text_names_the_fast_path(qapp):
+    e = EngineInfo()
+    e.update_health(health().model_copy(update={"fast_path": "warming up"}))
+    assert e.device_text().endswith(" · fast path warming up")
+    e.update_health(health().model_copy(update={"fast_path": "on"}))
+    assert e.device_text().endswith(" · fast path on")

@@ -228,4 +228,8 @@ def test_settings_dialog_round_trip(window):
     assert dialog.apply() is True
     s = window.controller.settings
     assert (s.engine_mode, s.remote_url, s.remote_token) == ("remote", "http://gpu:8765", "t")
+    assert s.fast_path and dialog.fast_check.isChecked()
+    dialog.fast_check.setChecked(False)
+    dialog.apply()
+    assert s.fast_path is False
     dialog.reject()
