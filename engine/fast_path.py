@@ -18,9 +18,14 @@ Recompiles are what make a compiled path slow in an app, so the UNet is entered 
 - the timestep is always a float32 tensor of shape (B,) on the device: schedulers hand over
   int64 (DDIM), float32 (Euler, DPM++) or a Python number, each a different graph otherwise;
 - the batch is padded up to a bucket (1, 2, 4, 8, 16, 32: CFG doubles it) by repeating the
-  last row, and the output cut back: batch 3 runs the batch-4 graph;
-- a new resolution recompiles once, with height and width dynamic from then on (dynamo's
-  automatic dynamic shapes), so further sizes reuse that graph.
+  last row, and the output cut back: batch 3 runs the batch-4 graph (the decoder's too);
+- a new resolution recompiles, with height and width dynamic from then on (dynamo's automatic
+  dynamic shapes, duck sizing off so a square size does not tie height to width), so further
+  sizes reuse that graph. Measured on the CPU (tests/engine/test_fast_path.py): the first new
+  size recompiles the UNet and the decoder once; the decoder once more where a convolution's
+  size-dependent choice flips (past 128·h·w = 20480 latent elements on the CPU); then no size
+  recompiles, except a size whose latent does not halve evenly through the UNet (diffusers
+  then takes its explicit-upsample-size branch: one recompile more).
 
 Sampler, seed, prompt, CFG scale and step count never reach the compiled graph as anything but
 tensor values of a fixed shape and dtype: they never recompile (tests/engine/test_fast_path.py
@@ -145,19 +150,27 @@ class _CompiledForward:
             return self.eager(*args, **kwargs)
 
     def _plain(self, sample, *args, **kwargs):
+        n = sample.shape[0]
+        sample = _pad(sample, n, bucket(n)).contiguous(memory_format=torch.channels_last)
         _step()
-        out = self.compiled(sample.contiguous(memory_format=torch.channels_last), *args, **kwargs)
-        return out.clone()
+        return self.compiled(sample, *args, **kwargs)[:n].clone()
 
     def _unet(self, sample, timestep, encoder_hidden_states=None, *args, **kwargs):
         return_dict = kwargs.pop("return_dict", True)
+        # None-valued keywords (timestep_cond, cross_attention_kwargs, … as pipelines pass
+        # them) are the defaults: dropped, so every caller presents one call signature
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
         n = sample.shape[0]
         to = bucket(n)
+        dtype = self.module.dtype
         t = torch.as_tensor(timestep, device=sample.device).to(torch.float32).reshape(-1)
-        t = t.expand(n) if t.numel() == 1 else t
-        padded = _pad((sample.contiguous(memory_format=torch.channels_last), t,
-                       encoder_hidden_states, args, kwargs), n, to)
+        t = (t.expand(n) if t.numel() == 1 else t).contiguous()
+        if encoder_hidden_states is not None:
+            encoder_hidden_states = encoder_hidden_states.to(dtype).contiguous()
+        padded = _pad((sample.to(dtype), t, encoder_hidden_states, args, kwargs), n, to)
         p_sample, p_t, p_ehs, p_args, p_kwargs = padded
+        # after padding: torch.cat would hand back the default layout (a stride guard miss)
+        p_sample = p_sample.contiguous(memory_format=torch.channels_last)
         _step()
         out = self.compiled(p_sample, p_t, p_ehs, *p_args, return_dict=False, **p_kwargs)[0]
         out = out[:n].clone()  # a CUDA-graph output is overwritten by the next replay
@@ -360,5 +373,10 @@ def _inductor_options() -> None:
     inductor.coordinate_descent_tuning = True
     inductor.epilogue_fusion = False
     inductor.fx_graph_cache = True
+    # No "duck sizing": a square size's recompile must not tie height to width, or the first
+    # non-square size recompiles again.
+    import torch.fx.experimental._config as fx_config
+
+    fx_config.use_duck_shape = False
     # One UNet graph per (bucket, dtype) plus the dynamic-size one: well under this.
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)

@@ -51,6 +51,17 @@ class FakeContext:
     def add_result(self, image):
         self.job.results.append(image)
 
+    def saved_indices(self) -> set[int]:
+        return {r.index for r in self.job.results if r.role == "image"}
+
+    def batches_to_run(self, batch_count: int, batch_size: int) -> list[int]:
+        saved = self.saved_indices()
+        return [b for b in range(batch_count)
+                if any(b * batch_size + i not in saved for i in range(batch_size))]
+
+    def save(self) -> None:
+        pass
+
 
 def make_job(spec) -> Job:
     return Job(id="0123456789abcdef", kind=spec.kind, state=JobState.running, spec=spec,
