@@ -28,6 +28,7 @@ class FakeContext:
 
     def __init__(self, loaded, job: Job, output_dir: Path) -> None:
         self.loaded, self.job, self.output_dir = loaded, job, output_dir
+        self.model_folders: list[Path] = []  # where LoRAs and embeddings named in prompts are
         self.stages: list[str] = []
 
     def load_model(self, _model):
