@@ -128,15 +128,3 @@ def perturb(word: str, rule: str, seed: int) -> str | None:
     so the same word gets the same perturbation in every probe with that seed."""
     rng = random.Random(f"{seed}:{rule}:{word}")
     return RULE_FUNCTIONS[rule](word, rng)
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Damerau–Levenshtein distance (optimal string alignment): a swap counts once."""
-    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            cost = a[i - 1] != b[j - 1]
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-    return d[len(a)][len(b)]

@@ -15,8 +15,6 @@ from __future__ import annotations
 import functools
 import re
 
-from engine.robustness.perturb import edit_distance
-
 #: (pattern, replacement) pairs that keep an English word's sound; tried in order, each where it
 #: matches. Written for the kinds of words prompts use.
 SPELLING_RULES: tuple[tuple[str, str], ...] = (
@@ -73,3 +71,15 @@ def sounds_alike(word: str) -> list[str]:
         return []
     found = homophones(word)
     return found + [v for v in spelling_variants(word) if v not in found]
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Damerau–Levenshtein distance (optimal string alignment): a swap counts once."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]

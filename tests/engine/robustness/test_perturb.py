@@ -7,13 +7,17 @@ import pytest
 from engine.robustness.perturb import (
     HOMOGLYPHS,
     KEYBOARD_NEIGHBOURS,
-    edit_distance,
     glyph,
     perturb,
     phonetic,
     typo,
 )
-from engine.robustness.phonetic import homophones, sounds_alike, spelling_variants
+from engine.robustness.phonetic import (
+    edit_distance,
+    homophones,
+    sounds_alike,
+    spelling_variants,
+)
 from engine.robustness_protocol import planned_groups, replace_word, split_words
 
 WORDS = ["red", "ball", "on", "green", "grass", "under", "blue", "sky", "lighthouse", "a", "cat"]
