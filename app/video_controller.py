@@ -33,6 +33,7 @@ from engine.video_protocol import VIDEO_SUFFIXES
 from .client import EngineClient, EngineError
 from .state.engine import EngineInfo
 from .state.jobs import JobsState
+from .state.model_size import native_size
 from .state.video import VideoFrames, VideoState, damaged_message
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,6 @@ class VideoController(QObject):
         s.set_source(info, path)
         model = self.engine.active_model
         if model is not None:
-            from .controller import native_size
-
             s.fit_size(native_size(model))
         s.message = ("", "")
         await self._preview(client)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engine.protocol import GenerateParams, GridCell, GridSampler, SamplerGridParams
 
-from .canvas import CanvasImage
+from .canvas_image import CanvasImage
 
 #: Sampler options a grid row may carry (the base recipe keeps the sampler-neutral fields).
 ROW_OPTIONS = ("schedule", "timestep_spacing", "eta", "solver_order", "calibrated")

@@ -19,7 +19,7 @@ from app.state.generation import GenerationSettings
 from app.state.prompt_vocabulary import GENERAL_PLACEHOLDER, PromptGuide, fragment_at
 
 if TYPE_CHECKING:
-    from .prompt_dock import PromptEdit
+    from .prompt_edit import PromptEdit
 
 #: The completer's role that holds the phrase to insert (the display adds the glyph).
 PHRASE_ROLE = Qt.ItemDataRole.UserRole + 1

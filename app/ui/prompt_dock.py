@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -32,46 +31,11 @@ from engine.protocol import MAX_SEED, MAX_SIDE
 from .binding import bind
 from .drawn_icons import dice_icon
 from .prompt_assist import PromptAssist
+from .prompt_edit import PromptEdit
 from .prompt_tools import PromptLanguageTools
 from .theme import repolish
 
 CUSTOM_SIZE = "Custom size"
-
-
-class PromptEdit(QPlainTextEdit):
-    """A prompt box that leaves Ctrl+Enter to the Generate shortcut instead of a newline."""
-
-    #: A key that may change the text was handled (a completer follows typing with it; it
-    #: also hears keys its popup forwards, which event filters do not see).
-    typed = Signal()
-    _POPUP_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Tab, Qt.Key.Key_Backtab,
-                   Qt.Key.Key_Escape)
-
-    def __init__(self, placeholder: str, lines: int, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setPlaceholderText(placeholder)
-        self.setTabChangesFocus(True)
-        line = self.fontMetrics().lineSpacing()
-        self.setMinimumHeight(line * lines + 14)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        #: A completion popup (app/ui/prompt_assist.py); while it shows, Enter/Tab/Esc are its.
-        self.completion_popup: QWidget | None = None
-        #: Other completers' popups (app/ui/prompt_tools.py: LoRA names), treated the same way.
-        self.other_popups: list[QWidget] = []
-
-    def keyPressEvent(self, event) -> None:
-        if (event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-                and event.modifiers() & Qt.KeyboardModifier.ControlModifier):
-            event.ignore()  # let the window's shortcut have it
-            return
-        popups = [self.completion_popup, *self.other_popups]
-        if event.key() in self._POPUP_KEYS and any(p is not None and p.isVisible()
-                                                   for p in popups):
-            event.ignore()  # the completer inserts the chosen phrase
-            return
-        super().keyPressEvent(event)
-        if event.text() or event.key() in (Qt.Key.Key_Backspace, Qt.Key.Key_Delete):
-            self.typed.emit()
 
 
 class SeedBox(QDoubleSpinBox):

@@ -24,7 +24,7 @@ from app.state.prompt_tools import (
 from .prompt_highlighter import PromptHighlighter
 
 if TYPE_CHECKING:
-    from .prompt_dock import PromptEdit
+    from .prompt_edit import PromptEdit
 
 
 class PromptLanguageTools(QObject):

@@ -460,3 +460,14 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def canny(images: np.ndarray, low: int = 80, high: int = 160) -> np.ndarray:
+    """OpenCV Canny edges, white on black, 3 channels, as diffusers' canny ControlNets take."""
+    import cv2
+
+    out = np.empty_like(images)
+    for i, im in enumerate(images):
+        e = cv2.Canny(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), low, high)
+        out[i] = e[..., None]
+    return out

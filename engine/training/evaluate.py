@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from engine.training.classifier import EmojiClassifier, classify, frechet_distance
-from engine.training.dataset import BACKGROUNDS, EmojiDataset, caption
+from engine.training.dataset import BACKGROUNDS, EmojiDataset, canny, caption
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "resources" / "models" / "sfumato-tiny"
@@ -223,7 +223,6 @@ def controlnet_fidelity(pipe, data, n=48, steps=25, guidance=5.0, seed=3_000_000
     what to draw, not where or how big."""
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
-    from engine.training.train import canny
 
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(data), size=n, replace=False)

@@ -31,13 +31,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from engine.training import components
-from engine.training.dataset import (
+from engine.training.dataset import (  # canny: re-exported (its old home)
     EmojiDataset,
     SpriteSet,
+    canny,
     caption,
     compose_dataset,
     render_sprites,
@@ -399,17 +399,6 @@ def stage_unet(data: EmojiDataset, args, log: Log) -> None:
 def _save_unet(args, text, unet) -> None:
     text.save_pretrained(args.work / "text_encoder", safe_serialization=True)
     unet.save_pretrained(args.work / "unet", safe_serialization=True)
-
-
-def canny(images: np.ndarray, low: int = 80, high: int = 160) -> np.ndarray:
-    """OpenCV Canny edges, white on black, 3 channels, as diffusers' canny ControlNets take."""
-    import cv2
-
-    out = np.empty_like(images)
-    for i, im in enumerate(images):
-        e = cv2.Canny(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), low, high)
-        out[i] = e[..., None]
-    return out
 
 
 def stage_controlnet(data: EmojiDataset, args, log: Log) -> None:
