@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from engine.errors import EngineError
+from engine.flow import guidance_kwargs, preview_latents
 from engine.outputs import output_path, save_png
 from engine.previews import DenoisedTap
 from engine.prompts.job import PromptSession
@@ -59,7 +60,7 @@ def _render(job: Job, ctx, loaded, setup, conditioning, recipe) -> None:
             done = steps_done(_pipe, i, p.steps)  # two-stage samplers call back twice a step
             step = base + done
             if ctx.progress(step) and done < p.steps:
-                latents = tap.latest(kwargs["latents"])  # x̂₀: the picture being made
+                latents = preview_latents(_pipe, tap.latest(kwargs["latents"]), p)  # x̂₀
                 for k in range(latents.shape[0]):
                     ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
             return conditioning.on_step_end(i, kwargs)  # prompt editing swaps embeddings
@@ -70,7 +71,7 @@ def _render(job: Job, ctx, loaded, setup, conditioning, recipe) -> None:
                     width=p.width,
                     height=p.height,
                     num_inference_steps=p.steps,
-                    guidance_scale=p.cfg_scale,
+                    **guidance_kwargs(pipe, p),  # CFG; Flux: distilled guidance
                     num_images_per_prompt=p.batch_size,
                     generator=generators,
                     callback_on_step_end=on_step,

@@ -166,6 +166,17 @@ def form_fields() -> set[str]:
     return set(GenerateParams.model_fields) | set(FLAT_UNCERTAINTY)
 
 
+class FlowOptions(_Model):
+    """Options of rectified-flow models (SD3/SD3.5, Flux; docs/flow-models.md)."""
+
+    guidance: float | None = Field(
+        None, ge=0.0, le=100.0, description="Forge's 'Distilled CFG Scale': Flux's guidance "
+        "embedding (dev; schnell ignores it). None = 3.5. SD3 has none: its CFG is cfg_scale")
+    shift: float | None = Field(
+        None, gt=0.0, le=100.0, description="Timestep shift s of the flow schedule, "
+        "σ' = s·σ/(1 + (s−1)·σ). None = the model's (SD3: 3; Flux: by resolution)")
+
+
 class GenerateParams(_Model):
     """Everything a text-to-image generation needs: the recipe saved with every image.
 
@@ -199,6 +210,9 @@ class GenerateParams(_Model):
     # Optional groups: a feature's options travel together, None when it is off (recipe v2).
     uncertainty: UncertaintyOptions | None = Field(
         None, description="BayesDiff uncertainty map and/or variations; None = off")
+    flow: FlowOptions | None = Field(
+        None, description="Flow-model options (Flux's distilled guidance, the shift); None = "
+        "the model's defaults. Refused for SD models")
 
     @model_validator(mode="before")
     @classmethod
@@ -556,7 +570,8 @@ class ModelInfo(_Model):
     name: str
     format: Literal["diffusers", "single_file"]
     path: str
-    architecture: str = "sd1"
+    architecture: str = Field("sd1", description="sd1, sd2, sdxl (ε/v-prediction UNets) or "
+                              "sd3, flux (rectified-flow transformers)")
     embedded: bool = False
     loaded: bool = False
     size_bytes: int = 0
@@ -596,6 +611,9 @@ class SamplerInfo(_Model):
         None, description="'analytic': needs an analytic_fit of the model for the step grid")
     stochastic: bool = False
     family: str = Field("", description="ode, sde, ancestral, multistep, distilled, analytic")
+    model_family: Literal["diffusion", "flow"] = Field(
+        "diffusion", description="Which models it samples: 'diffusion' (SD 1/2/XL, ε or v) or "
+        "'flow' (SD3, Flux: rectified flow)")
     uncertainty: bool = Field(
         False, description="BayesDiff uncertainty propagates through it (DDIM, DPM2)")
     uncertainty_note: str = Field(

@@ -44,6 +44,7 @@ class SamplerSpec:
     order_range: tuple[int, int] = (1, 3)
     needs_fit: str | None = None
     aliases: tuple[str, ...] = ()
+    model_family: str = "diffusion"  # or "flow": SD3/Flux (engine.models.registry.model_family)
 
     @property
     def cls(self):
@@ -63,6 +64,9 @@ class SamplerSpec:
         return ["default", *(k for k, flag in _SCHEDULE_FLAGS.items() if flag in params)]
 
     def supports(self, option: str) -> bool:
+        if self.model_family == "flow" and option in ("schedule", "timestep_spacing",
+                                                      "calibrated"):
+            return False
         if option == "schedule":
             return len(self.schedules()) > 1
         if option == "timestep_spacing":
@@ -75,6 +79,12 @@ class SamplerSpec:
 
     def option_infos(self) -> list[SamplerOption]:
         out = []
+        if self.model_family == "flow":  # schedules and spacings are the shift's job here
+            if self.supports("solver_order"):
+                lo, hi = self.order_range
+                out.append(SamplerOption(name="solver_order", label="Solver order",
+                                         choices=list(range(lo, hi + 1))))
+            return out
         if self.supports("schedule"):
             out.append(SamplerOption(name="schedule", label="Schedule type", default="default",
                                      choices=self.schedules()))
@@ -101,9 +111,10 @@ class SamplerSpec:
             name=self.name, description=self.description, options=self.option_infos(),
             aliases=list(self.aliases), needs_fit=self.needs_fit,  # type: ignore[arg-type]
             stochastic=self.stochastic, family=self.family, uncertainty=uq,
-            uncertainty_note="" if uq else (
-                "Uncertainty (BayesDiff) is defined for DDIM and DPM-Solver-2 (DPM2) only: "
-                "their steps are linear in ε̂, so its variance propagates in closed form."),
+            uncertainty_note="" if uq else FLOW_UNCERTAINTY_NOTE if self.model_family == "flow"
+            else ("Uncertainty (BayesDiff) is defined for DDIM and DPM-Solver-2 (DPM2) only: "
+                  "their steps are linear in ε̂, so its variance propagates in closed form."),
+            model_family=self.model_family,  # type: ignore[arg-type]
         )
 
     def config_overrides(self, base_config: dict[str, Any], p: GenerateParams) -> dict[str, Any]:
@@ -131,6 +142,8 @@ class SamplerSpec:
             if algo not in (None, "data_prediction", "noise_prediction"):
                 kwargs["algorithm_type"] = ("noise_prediction" if algo in ("dpmsolver", "sde-dpmsolver")
                                             else "data_prediction")
+        if self.model_family == "flow":
+            kwargs.update(flow_overrides(self, base_config, p))
         if self.scheduler == "SASolverScheduler" and p.eta is not None:
             eta = float(p.eta)
             kwargs["tau_func"] = lambda _t: eta  # constant stochasticity τ over all t
@@ -138,13 +151,61 @@ class SamplerSpec:
 
     def build(self, base_config: dict[str, Any], p: GenerateParams | None = None):
         p = p or GenerateParams(sampler=self.name)
-        return self.cls.from_config(base_config, **self.config_overrides(base_config, p))
+        overrides = self.config_overrides(base_config, p)
+        scheduler = self.cls.from_config(base_config, **overrides)
+        if self.model_family == "flow":  # Flux's pipeline reads these off any scheduler
+            extra = {k: overrides[k] for k in _DYNAMIC_SHIFT_KEYS if k in overrides}
+            if extra:
+                scheduler.register_to_config(**extra)
+        return scheduler
 
     def call_kwargs(self, p: GenerateParams) -> dict[str, Any]:
         """Extra pipeline arguments: η goes to ``scheduler.step`` through the pipeline."""
         if self.eta_default is not None and "eta" in inspect.signature(self.cls.step).parameters:
             return {"eta": self.eta_default if p.eta is None else p.eta}
         return {}
+
+
+FLOW_UNCERTAINTY_NOTE = (
+    "BayesDiff, Analytic-DPM and calibration are derived for ε-prediction diffusion (DDPM); a "
+    "flow model predicts a velocity on a straight path, so they do not apply "
+    "(docs/flow-models.md).")
+
+_FLOW = {"prediction_type": "flow_prediction", "use_flow_sigmas": True}
+
+
+#: Flux's resolution-dependent shift: μ interpolated linearly in the image's token count
+#: between these (diffusers' FluxPipeline reads them off the scheduler's config).
+_DYNAMIC_SHIFT_KEYS = {"base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256,
+                       "max_image_seq_len": 4096}
+
+
+def flow_overrides(spec: SamplerSpec, base_config: dict[str, Any],
+                   p: GenerateParams) -> dict[str, Any]:
+    """Flow-matching config: the model's shift carried into DPM-Solver/UniPC (their
+    ``flow_shift``), or the recipe's shift where it sets one.
+
+    A model with a resolution-dependent shift (Flux) keeps ``use_dynamic_shifting``: its
+    pipeline always passes μ, which the multistep solvers refuse otherwise. A recipe's fixed
+    shift s is then given as ``base_shift = max_shift = ln s``: e^μ = s at every size, and the
+    exponential time shift e^μ·σ/(1 + (e^μ − 1)·σ) is SD3's s·σ/(1 + (s−1)·σ)."""
+    import math
+
+    shift = p.flow.shift if p.flow is not None else None
+    params = spec._init_params()
+    out: dict[str, Any] = {}
+    if base_config.get("use_dynamic_shifting"):
+        out.update({k: base_config.get(k, v) for k, v in _DYNAMIC_SHIFT_KEYS.items()})
+        if shift is not None:
+            out["base_shift"] = out["max_shift"] = math.log(shift)
+        if "use_dynamic_shifting" in params:
+            out["use_dynamic_shifting"] = True
+        if "time_shift_type" in params:
+            out["time_shift_type"] = "exponential"
+        return out
+    value = shift if shift is not None else base_config.get("shift", 1.0)
+    out["flow_shift" if "flow_shift" in params else "shift"] = value
+    return out
 
 
 _DPMPP = {"algorithm_type": "dpmsolver++"}
@@ -222,6 +283,22 @@ CATALOGUE: dict[str, SamplerSpec] = {
                     "DDIM's mean with the optimal variance added (Analytic-DPM). Needs an "
                     "analytic fit of the model.",
                     {"eta": 0.0}, family="analytic", stochastic=True, needs_fit="analytic"),
+        # Rectified-flow models (SD3, Flux): the ODE dx/dt = v̂(x, t) on σ ∈ [0, 1]
+        SamplerSpec("Flow Euler", "FlowMatchEulerDiscreteScheduler",
+                    "Euler on the flow ODE: what SD3 and Flux were published with (Forge's "
+                    "'Euler' on these models).", model_family="flow",
+                    aliases=("flow_euler",)),
+        SamplerSpec("Flow Heun", "FlowHeunScheduler",
+                    "Second-order Heun on the flow ODE: two model calls per step.",
+                    model_family="flow", aliases=("flow_heun",)),
+        SamplerSpec("Flow DPM++ 2M", "DPMSolverMultistepScheduler",
+                    "Second-order multistep DPM-Solver++ on flow sigmas (velocity turned into "
+                    "x̂₀): sharp in fewer steps.", {**_DPMPP, **_FLOW, "solver_order": 2},
+                    family="multistep", model_family="flow", aliases=("flow_dpmpp_2m",)),
+        SamplerSpec("Flow UniPC", "UniPCMultistepScheduler",
+                    "UniPC predictor–corrector on flow sigmas.", {**_FLOW, "predict_x0": True},
+                    family="multistep", order_param="solver_order", model_family="flow",
+                    aliases=("flow_unipc",)),
     ]
 }
 
@@ -288,6 +365,42 @@ def check_options(p: GenerateParams) -> list[tuple[str, str]]:
         if not lo <= p.solver_order <= hi:
             problems.append(("solver_order", f"{spec.name} takes orders {lo}..{hi}"))
     return problems
+
+
+def check_family(p: GenerateParams, architecture: str) -> list[tuple[str, str]]:
+    """(field, message) for a recipe that does not fit its model's family: an ε-sampler on a
+    flow model or a flow sampler on SD, and on flow models the methods derived for
+    ε-prediction DDPMs (BayesDiff, Analytic-DPM, calibration) and on SD models the flow
+    options."""
+    from engine.models.registry import model_family
+
+    family = model_family(architecture)
+    try:
+        spec = resolve(p.sampler, p.schedule)[0]
+    except (KeyError, ValueError):
+        return []  # check_options says it
+    problems = []
+    if spec.model_family != family and spec.needs_fit == "analytic":
+        problems.append(("sampler", (f"{spec.name} (Analytic-DPM) is not available for "
+                                     f"{architecture} models: {FLOW_UNCERTAINTY_NOTE}")))
+    elif spec.model_family != family:
+        offers = ", ".join(s.name for s in CATALOGUE.values() if s.model_family == family)
+        kind = "a rectified-flow" if family == "flow" else "an ε/v-prediction diffusion"
+        problems.append(("sampler", (f"{spec.name} does not sample {architecture} models "
+                                     f"({kind} model); choose one of: {offers}")))
+    if family == "flow":
+        for name, on in (("uncertainty", p.uncertainty is not None),
+                         ("calibrated", p.calibrated)):
+            if on:
+                problems.append((name, (f"{_METHOD[name]} is not available for "
+                                        f"{architecture} models: {FLOW_UNCERTAINTY_NOTE}")))
+    elif p.flow is not None:
+        problems.append(("flow", ("Distilled guidance and shift are options of flow models "
+                                  f"(SD3, Flux), not of {architecture} models: leave them unset")))
+    return problems
+
+
+_METHOD = {"uncertainty": "Uncertainty (BayesDiff)", "calibrated": "Calibration"}
 
 
 def sampler_infos() -> list[SamplerInfo]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.protocol import GenerateParams
-from engine.samplers import check_options, effective_params
+from engine.samplers import check_family, check_options, effective_params
 
 
 @dataclass
@@ -39,7 +39,7 @@ def prepare(loaded, p: GenerateParams, fits) -> SamplerSetup:
     """Build the scheduler for ``p`` from the loaded model's config; attach Γ_t and the
     calibration table from ``fits`` (an :class:`engine.fits.FitStore`) where the recipe needs
     them, or fail with a message that says which fit job to run."""
-    problems = check_options(p)
+    problems = check_options(p) + check_family(p, loaded.info.architecture)
     if problems:
         name, message = problems[0]
         raise EngineError(message, f"params.{name}")

@@ -33,7 +33,7 @@ from engine.protocol import (
     SamplerInfo,
     VideoEditJob,
 )
-from engine.samplers import check_options, sampler_infos
+from engine.samplers import check_family, check_options, sampler_infos
 
 log = logging.getLogger(__name__)
 PREFIX = f"/{API_VERSION}"
@@ -272,6 +272,13 @@ def _check_sampler(params, field: str) -> None:
         raise EngineError(message, f"{field}.{name}")
 
 
+def _check_family(params, info, field: str) -> None:
+    """An ε-sampler on a flow model, a flow sampler on SD, and BayesDiff/Analytic-DPM/
+    calibration on flow models are refused with the reason (engine.samplers.check_family)."""
+    for name, message in check_family(params, info.architecture):
+        raise EngineError(message, f"{field}.{name}")
+
+
 def _random_seed(params):
     if params.seed < 0:
         import secrets
@@ -284,7 +291,8 @@ def _check_generate(engine, job: GenerateJob) -> GenerateJob:
     params = job.params
     _check_prompts(params, "job.params")
     _check_sampler(params, "job.params")
-    _check_model(engine, params.model, "job.params.model")
+    info = _check_model(engine, params.model, "job.params.model")
+    _check_family(params, info, "job.params")
     _check_calibration(engine, params, "job.params")
     return job.model_copy(update={"params": _random_seed(params)})
 
@@ -298,7 +306,8 @@ def _check_robustness(engine, job: RobustnessJob) -> RobustnessJob:
         raise EngineError("The prompt has no words to probe: write a prompt first.",
                           "job.params.base.prompt")
     _check_sampler(params.base, "job.params.base")
-    _check_model(engine, params.base.model, "job.params.base.model")
+    info = _check_model(engine, params.base.model, "job.params.base.model")
+    _check_family(params.base, info, "job.params.base")
     return job.model_copy(update={"params": params.model_copy(
         update={"base": _random_seed(params.base)})})
 
@@ -328,7 +337,12 @@ def _check_grid(engine, job: SamplerGridJob) -> SamplerGridJob:
             field = "sampler" if name == "sampler" else name
             raise EngineError(message, f"job.params.samplers.{i // max(1, len(grid.cfg_scales))}.{field}")
     _check_prompts(grid.base, "job.params.base")
-    _check_model(engine, grid.base.model, "job.params.base.model")
+    info = _check_model(engine, grid.base.model, "job.params.base.model")
+    for i, (sampler, cfg) in enumerate(grid.rows()):
+        for name, message in check_family(grid.cell_params(sampler, grid.steps[0], cfg),
+                                          info.architecture):
+            field = f"samplers.{i // max(1, len(grid.cfg_scales))}" if name == "sampler" else name
+            raise EngineError(message, f"job.params.{field}")
     _check_calibration(engine, grid.base, "job.params.base")
     grid = grid.model_copy(update={"base": _random_seed(grid.base)})
     return job.model_copy(update={"params": grid})

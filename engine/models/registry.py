@@ -145,8 +145,21 @@ def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
     return None
 
 
+#: Rectified-flow transformers (docs/flow-models.md): flow samplers only, no BayesDiff,
+#: Analytic-DPM or calibration (they are derived for ε-prediction DDPMs).
+FLOW_ARCHITECTURES = ("sd3", "flux")
+_FLOW_PIPELINES = {"StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux"}
+
+
+def model_family(architecture: str) -> str:
+    """'flow' for SD3/Flux, 'diffusion' for the ε/v-prediction UNets (SD 1/2/XL)."""
+    return "flow" if architecture in FLOW_ARCHITECTURES else "diffusion"
+
+
 def _architecture(index: dict, path: Path) -> str:
     cls = str(index.get("_class_name", ""))
+    if cls in _FLOW_PIPELINES:
+        return _FLOW_PIPELINES[cls]
     if "XL" in cls:
         return "sdxl"
     try:
@@ -158,15 +171,21 @@ def _architecture(index: dict, path: Path) -> str:
     return "sd1"
 
 
-_ARCH_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+_ARCH_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024, "sd3": 1024, "flux": 1024}
 
 
 def _native_size(path: Path) -> int:
     """UNet sample size × the VAE's downsampling factor, from the configs on disk."""
     try:
-        unet = json.loads((path / "unet" / "config.json").read_text())
         vae = json.loads((path / "vae" / "config.json").read_text())
-        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+        factor = 2 ** (len(vae["block_out_channels"]) - 1)
+        if (path / "transformer" / "config.json").is_file():  # SD3/Flux
+            config = json.loads((path / "transformer" / "config.json").read_text())
+            if "sample_size" not in config:  # Flux's transformer does not say: 1024 px
+                return 1024
+            return int(config["sample_size"]) * factor
+        unet = json.loads((path / "unet" / "config.json").read_text())
+        return int(unet["sample_size"]) * factor
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 

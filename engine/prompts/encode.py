@@ -321,3 +321,53 @@ def encode_for_pipe(pipe, prompt: str, negative_prompt: str, guidance_scale: flo
             for side in (cond, uncond):
                 side.pad_to(tokens, torch.zeros_like(empty) if side is uncond and zero else empty)
     return PipeConditioning(cond, uncond, (n_cond, n_uncond))
+
+
+# --------------------------------------------------------------------------- flow transformers
+
+
+def is_flow_pipe(pipe) -> bool:
+    """A rectified-flow transformer pipeline (SD3/SD3.5, Flux): T5 beside CLIP, no UNet."""
+    return getattr(pipe, "transformer", None) is not None and hasattr(pipe, "tokenizer_2")
+
+
+def plain_text(prompt: str) -> str:
+    """The words of an A1111 prompt as a flow model reads them: the text as it stands at the
+    first step, emphasis brackets and ``BREAK`` taken out (weights are not applied to T5)."""
+    text = prompt_schedule(prompt, 1)[0][1]
+    return "".join(run for run, weight in parse_emphasis(text) if weight >= 0).strip()
+
+
+def encode_flow(pipe, prompt: str, negative_prompt: str, guidance_scale: float, device,
+                ) -> PipeConditioning:
+    """SD3 and Flux conditioning through the pipeline's own ``encode_prompt``.
+
+    SD3/SD3.5: CLIP-L and CLIP-G (penultimate layers, concatenated, zero-padded to T5's width)
+    then T5 along the tokens; pooled = both CLIPs' projected outputs. Its CFG runs when
+    ``guidance_scale`` > 1. Flux: T5 tokens, CLIP-L pooled; its distilled guidance is not CFG,
+    so the negative prompt is encoded only for true CFG (``guidance_scale`` > 1, Forge's "CFG
+    Scale" beside the "Distilled CFG Scale"). A1111 weights and prompt editing do not apply
+    (the first step's text is encoded, brackets removed); docs/flow-models.md says why.
+    """
+    import torch
+
+    text, negative = plain_text(prompt), plain_text(negative_prompt)
+    cfg = guidance_scale > 1
+    sd3 = hasattr(pipe, "tokenizer_3")
+    t5 = pipe.tokenizer_3 if sd3 else pipe.tokenizer_2
+    # the pipelines' T5 lengths (SD3 256, Flux 512) unless the tokenizer is shorter
+    length = min(256 if sd3 else 512, t5.model_max_length)
+    with torch.no_grad():
+        if sd3:
+            z, neg_z, pooled, neg_pooled = pipe.encode_prompt(
+                text, None, None, device=device, do_classifier_free_guidance=cfg,
+                negative_prompt=negative, max_sequence_length=length)
+        else:  # Flux
+            z, pooled, _ids = pipe.encode_prompt(text, None, device=device,
+                                                 max_sequence_length=length)
+            neg_z = neg_pooled = None
+            if cfg:
+                neg_z, neg_pooled, _ids = pipe.encode_prompt(negative, None, device=device,
+                                                             max_sequence_length=length)
+    uncond = Schedule([1], neg_z, neg_pooled) if cfg and neg_z is not None else None
+    return PipeConditioning(Schedule([1], z, pooled), uncond)

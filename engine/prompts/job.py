@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Self
 
 from engine.errors import EngineError
+from engine.models.registry import FLOW_ARCHITECTURES
 from engine.prompts import embeddings as ti
 from engine.prompts import loras
-from engine.prompts.encode import PipeConditioning, encode_for_pipe, text_encoders
+from engine.prompts.encode import (
+    PipeConditioning,
+    encode_flow,
+    encode_for_pipe,
+    is_flow_pipe,
+    text_encoders,
+)
 from engine.prompts.parser import NetworkTag, extract_networks
 
 log = logging.getLogger(__name__)
@@ -59,6 +66,9 @@ def check_prompts(texts: list[str], info, folders) -> None:
     """At submit: refuse tags that are malformed, LoRAs that are missing or made for another
     base. (Embeddings are checked against the loaded encoders when the job runs.)"""
     tags = network_tags(*texts)
+    if tags and info.architecture in FLOW_ARCHITECTURES:
+        raise EngineError(f"{tags[0].text}: LoRAs are not supported for {info.architecture} "
+                          "models yet (docs/flow-models.md)", "params.prompt")
     if tags:
         loras.check(tags, loras.scan(folders), context_dim_of(info), info.name)
 
@@ -73,6 +83,10 @@ class PromptSession:
         self._applied = False
 
     def __enter__(self) -> Self:
+        if self.tags and is_flow_pipe(self.loaded.pipe):
+            raise EngineError(f"{self.tags[0].text}: LoRAs are not supported for "
+                              f"{self.loaded.info.architecture} models yet (docs/flow-models.md)",
+                              "params.prompt")
         if self.tags:
             available = loras.scan(self.folders)
             info = self.loaded.info
@@ -92,6 +106,8 @@ class PromptSession:
         pipe = self.loaded.pipe
         prompt, _ = extract_networks(prompt)
         negative_prompt, _ = extract_networks(negative_prompt)
+        if is_flow_pipe(pipe):  # SD3/Flux: CLIP + T5 through the pipeline's encoders
+            return encode_flow(pipe, prompt, negative_prompt, guidance_scale, self.loaded.device)
         self.embeddings.prepare([prompt, negative_prompt], text_encoders(pipe, clip_skip))
         return encode_for_pipe(pipe, prompt, negative_prompt, guidance_scale, self.loaded.device,
                                steps=steps, clip_skip=clip_skip, embeddings=self.embeddings)

@@ -2,5 +2,6 @@
 
 from engine.schedulers.analytic_dpm import AnalyticDPMScheduler
 from engine.schedulers.dpmsolver_sde import DPMSolverSDEScheduler
+from engine.schedulers.flow_heun import FlowHeunScheduler
 
-__all__ = ["AnalyticDPMScheduler", "DPMSolverSDEScheduler"]
+__all__ = ["AnalyticDPMScheduler", "DPMSolverSDEScheduler", "FlowHeunScheduler"]

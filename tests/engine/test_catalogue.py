@@ -137,7 +137,8 @@ def render(loaded, fits, **params):
     return out.images[0]
 
 
-@pytest.mark.parametrize("name", list(CATALOGUE))
+# on the SD model: the flow samplers render on SD3/Flux in tests/engine/test_flow_models.py
+@pytest.mark.parametrize("name", [n for n, s in CATALOGUE.items() if s.model_family == "diffusion"])
 def test_every_sampler_renders_a_finite_non_blank_image(loaded, fits, name):
     image = render(loaded, fits, sampler=name)
     assert np.isfinite(image).all() and image.std() > 0.01

@@ -1,0 +1,158 @@
+"""Rectified-flow transformers (SD3, Flux): listed, sampled with every flow sampler, refused
+where a method or sampler does not apply (docs/flow-models.md).
+
+The models are the tiny random-weight diffusers folders of tests/support/tiny_flow.py, so the
+engine's real registry, loader, prompt encoding and sampling run on the real pipeline classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from engine.protocol import recipe_from_png_text
+from engine.samplers import CATALOGUE
+from tests.engine.conftest import Api
+from tests.support.engine_proc import EngineProcess
+from tests.support.inprocess import AUTH, engine_app
+
+FLOW_SAMPLERS = [s.name for s in CATALOGUE.values() if s.model_family == "flow"]
+
+
+@pytest.fixture(scope="module")
+def flow_models_dir(tmp_path_factory):
+    """tiny-sd3, tiny-flux and tiny-sd side by side (the refusals need both families)."""
+    from tests.support.tiny_flow import build_tiny_flux, build_tiny_sd3
+    from tests.support.tiny_sd import build_tiny_sd
+
+    root = tmp_path_factory.mktemp("flow-models")
+    build_tiny_sd3(root / "tiny-sd3")
+    build_tiny_flux(root / "tiny-flux")
+    build_tiny_sd(root / "tiny-sd")
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, flow_models_dir):
+    """The real app in-process, worker not started: submissions are checked, nothing runs."""
+    data = tmp_path_factory.mktemp("flow-inprocess")
+    app, _engine = engine_app(data / "data", flow_models_dir)
+    return TestClient(app, raise_server_exceptions=False, headers=AUTH)
+
+
+@pytest.fixture(scope="module")
+def flow_engine(tmp_path_factory, flow_models_dir):
+    """``sfumato-engine --models-dir DIR`` as a user starts it, over the flow models."""
+    proc = EngineProcess(tmp_path_factory.mktemp("flow-engine"), flow_models_dir)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def test_the_engine_lists_flow_models_with_their_architecture(client):
+    r = client.get("/v1/models")
+    assert r.status_code == 200
+    arch = {m["id"]: m["architecture"] for m in r.json()}
+    assert arch["tiny-sd3"] == "sd3" and arch["tiny-flux"] == "flux" and arch["tiny-sd"] == "sd1"
+
+
+def test_the_sampler_catalogue_says_which_family_each_sampler_samples(client):
+    infos = {s["name"]: s for s in client.get("/v1/samplers").json()}
+    assert {"Flow Euler", "Flow Heun", "Flow DPM++ 2M", "Flow UniPC"} <= set(FLOW_SAMPLERS)
+    for name in FLOW_SAMPLERS:
+        assert infos[name]["model_family"] == "flow"
+        assert not infos[name]["uncertainty"]
+        assert "ε-prediction" in infos[name]["uncertainty_note"]
+        assert "calibrated" not in {o["name"] for o in infos[name]["options"]}
+    assert infos["Euler a"]["model_family"] == "diffusion"
+    assert infos["DDIM"]["model_family"] == "diffusion"
+
+
+def _submit(client, **params):
+    params = {"width": 32, "height": 32, "steps": 2, "prompt": "a red cat", **params}
+    return client.post("/v1/jobs", json={"job": {"kind": "generate", "params": params}})
+
+
+REFUSALS = {
+    "ε-sampler on SD3": ({"model": "tiny-sd3", "sampler": "Euler a"}, "sampler",
+                         "does not sample sd3"),
+    "ε-sampler on Flux": ({"model": "tiny-flux", "sampler": "DPM++ 2M Karras"}, "sampler",
+                          "Flow Euler"),
+    "flow sampler on SD": ({"model": "tiny-sd", "sampler": "Flow Euler"}, "sampler",
+                           "does not sample sd1"),
+    "Analytic-DPM on Flux": ({"model": "tiny-flux", "sampler": "Analytic-DDPM"}, "sampler",
+                             "ε-prediction"),
+    "calibration on SD3": ({"model": "tiny-sd3", "sampler": "Flow Euler", "calibrated": True},
+                           "calibrated", "ε-prediction"),
+    "BayesDiff on Flux": ({"model": "tiny-flux", "sampler": "Flow Euler",
+                           "uncertainty": {"samples": 2}}, "uncertainty", "ε-prediction"),
+    "flow options on SD": ({"model": "tiny-sd", "sampler": "Euler", "flow": {"shift": 3.0}},
+                           "flow", "flow models"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_what_does_not_apply_to_a_family_is_refused_at_submit_with_the_reason(client, case):
+    params, field, words = REFUSALS[case]
+    r = _submit(client, **params)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["field"].endswith(field), body
+    assert words in body["message"], body
+
+
+def test_a_flow_sampler_on_a_flow_model_is_accepted(client):
+    r = _submit(client, model="tiny-flux", sampler="Flow Euler", flow={"guidance": 3.5})
+    assert r.status_code == 201, r.text
+
+
+async def _run(api: Api, **params) -> dict:
+    job = await api.generate(width=32, height=32, steps=2, prompt="a red cat", **params)
+    return await api.wait(job["id"], timeout=120)
+
+
+@pytest.mark.parametrize("arch", ["sd3", "flux"])
+async def test_every_flow_sampler_generates_on_both_architectures(flow_engine, arch):
+    async with aiohttp.ClientSession() as session:
+        api = Api(flow_engine, session)
+        seen = []
+        for sampler in FLOW_SAMPLERS:
+            # SD3: CFG with a negative prompt; Flux: distilled guidance, CFG 1; a shift on one
+            flow = {"shift": 2.0, "guidance": 4.0} if sampler == "Flow Euler" else None
+            cfg = 3.0 if arch == "sd3" else 1.0
+            done = await _run(api, model=f"tiny-{arch}", sampler=sampler, seed=7, cfg_scale=cfg,
+                              negative_prompt="blue", flow=flow)
+            assert done["state"] == "done", (sampler, done.get("error"))
+            image = Image.open(done["results"][0]["path"])
+            assert image.size == (32, 32)
+            recipe = recipe_from_png_text(image.text)
+            assert recipe.sampler == sampler and recipe.model == f"tiny-{arch}"
+            if flow:
+                assert recipe.flow is not None and recipe.flow.shift == 2.0
+            seen.append(image.tobytes())
+        assert len(set(seen)) == len(seen)  # each sampler took its own path
+
+
+async def test_a_flux_generation_is_deterministic_and_follows_the_guidance(flow_engine):
+    async with aiohttp.ClientSession() as session:
+        api = Api(flow_engine, session)
+        runs = [await _run(api, model="tiny-flux", sampler="Flow Euler", seed=3, cfg_scale=1.0,
+                           flow={"guidance": g}) for g in (3.5, 3.5, 8.0)]
+        pixels = [Image.open(r["results"][0]["path"]).tobytes() for r in runs]
+        assert pixels[0] == pixels[1]
+        assert pixels[0] != pixels[2]  # the distilled guidance reaches the transformer
+
+
+def test_sfumato_engine_lists_the_flow_models(flow_engine):
+    async def models():
+        async with aiohttp.ClientSession() as session:
+            _, listed = await Api(flow_engine, session).call("GET", "/models", expect=200)
+            return listed
+
+    listed = asyncio.run(models())
+    assert {(m["id"], m["architecture"]) for m in listed} >= {("tiny-sd3", "sd3"),
+                                                              ("tiny-flux", "flux")}
