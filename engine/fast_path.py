@@ -211,6 +211,8 @@ class FastPath:
 
     def attach(self, pipe, device: str, background: bool = True) -> None:
         """Prepare ``pipe`` (layout, fused QKV, compiled forwards) and warm it up."""
+        if getattr(pipe, "unet", None) is None:  # SD3/Flux transformers: not compiled yet
+            return
         if not self.enabled or getattr(pipe.unet, _MARK, False):
             return
         self._pipe = pipe
@@ -250,6 +252,8 @@ class FastPath:
         """Back to the plain eager modules (the unload path, or the fast path turned off)."""
         if self._thread is not None:
             self._thread.join(timeout=600)
+        if getattr(pipe, "unet", None) is None:  # never attached (attach skips transformers)
+            return
         for module in (pipe.unet, pipe.vae.decoder):
             if isinstance(vars(module).get("forward"), _CompiledForward):
                 del module.forward
