@@ -37,6 +37,25 @@ def listed(samplers: list[SamplerInfo]) -> list[SamplerInfo]:
     return [s for s in samplers if not s.alias_of]
 
 
+#: Architectures of rectified-flow models (engine/models/registry.py FLOW_ARCHITECTURES).
+FLOW_ARCHITECTURES = ("sd3", "flux")
+
+
+def family_note(sampler: SamplerInfo | None, architecture: str | None) -> str:
+    """Why ``sampler`` cannot sample a model of ``architecture`` ("" when it can, or when the
+    model is not known yet): flow samplers are for SD3/Flux, the others for SD 1/2/XL
+    (docs/flow-models.md)."""
+    if sampler is None or not architecture:
+        return ""
+    family = "flow" if architecture in FLOW_ARCHITECTURES else "diffusion"
+    if sampler.model_family == family:
+        return ""
+    if family == "flow":
+        return (f"{sampler.name} samples ε/v-prediction models (SD 1/2/XL); this {architecture} "
+                "model is a rectified flow: pick a Flow sampler.")
+    return f"{sampler.name} samples rectified-flow models (SD3, Flux), not this {architecture} model."
+
+
 def resolve(name: str, samplers: list[SamplerInfo]) -> tuple[SamplerInfo | None, str | None]:
     """(the listed sampler a name selects, the schedule a legacy name implies or None)."""
     by_name = {s.name: s for s in samplers}

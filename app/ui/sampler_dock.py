@@ -35,6 +35,7 @@ from app.state.sampler import (
     STEP_PRESETS,
     FitsState,
     analytic_toggle,
+    family_note,
     listed,
     option,
     resolve,
@@ -308,6 +309,8 @@ class SamplerDockWidget(QWidget):
         s = self.settings
         self._fill_samplers()
         self.engine.samplers_changed.connect(lambda _v: self._fill_samplers())
+        self.engine.models_changed.connect(lambda _v: self._refresh())
+        s.model_changed.connect(lambda _v: self._refresh())
         s.sampler_changed.connect(lambda _v: self._refresh())
         s.options_changed.connect(lambda _v: self._refresh())
         s.steps_changed.connect(lambda _v: self._refresh_steps())
@@ -342,6 +345,13 @@ class SamplerDockWidget(QWidget):
         self._refresh_steps()
 
     # ----------------------------------------------------------------- state → widgets
+    def _model(self):
+        """The model the next job uses: the one picked, else the engine's active one."""
+        picked = self.settings.model
+        if picked:
+            return next((m for m in self.engine.models if m.id == picked), None)
+        return self.engine.active_model
+
     def current_info(self) -> tuple[SamplerInfo | None, str | None]:
         return resolve(self.settings.sampler, self.engine.samplers)
 
@@ -455,6 +465,8 @@ class SamplerDockWidget(QWidget):
         self.need_label.setText(" ".join(n.message for n in needs))
         self.need_button.setVisible(not busy)
         self.need_box.setVisible(bool(needs) and bool(self.fits.model))
+        model = self._model()
+        architecture = model.architecture if model is not None else None
         for i in range(self.sampler_list.count()):
             item = self.sampler_list.item(i)
             sampler = next((x for x in self.engine.samplers if x.name == item.data(NAME_ROLE)),
@@ -469,6 +481,11 @@ class SamplerDockWidget(QWidget):
             tip = sampler.description if sampler is not None else ""
             if dim and sampler.uncertainty_note:
                 tip += f"\n\nNo uncertainty: {sampler.uncertainty_note}"
+            # Samplers of the other model family (flow vs ε/v) are greyed with the reason.
+            other = family_note(sampler, architecture)
+            if other:
+                dim, tag = True, "other models"
+                tip += f"\n\n{other}"
             if item.data(TAG_ROLE) != tag or bool(item.data(DIM_ROLE)) != dim:
                 item.setData(TAG_ROLE, tag)
                 item.setData(DIM_ROLE, dim)

@@ -313,3 +313,30 @@ async def test_panel_follows_its_fits_not_other_jobs(window, monkeypatch):  # no
     c.handle_event(JobFinished(job=fit.model_copy(update={"state": JobState.done})))
     assert "Fitting" not in panel.analytic_row.status.text()
     assert panel.analytic_row.fit_button.isEnabled()
+
+
+def test_samplers_of_the_other_model_family_are_greyed_with_the_reason(window):  # noqa: F811
+    from engine.protocol import ModelInfo
+
+    c = window.controller
+    panel = window.sampler_panel
+    flow = SamplerInfo(name="Flow Euler", description="Euler on the flow ODE.",
+                       model_family="flow")
+    c.engine.samplers = [*SAMPLERS, flow]
+    c.engine.models = [
+        ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m/tiny", architecture="sd1"),
+        ModelInfo(id="flux", name="Flux", format="diffusers", path="/m/flux",
+                  architecture="flux")]
+
+    def greyed() -> dict[str, str]:
+        from app.ui.sampler_dock import DIM_ROLE
+
+        items = [panel.sampler_list.item(i) for i in range(panel.sampler_list.count())]
+        return {it.text(): it.toolTip() for it in items if it.data(DIM_ROLE)}
+
+    c.generation.model = "tiny"
+    assert list(greyed()) == ["Flow Euler"]
+    assert "rectified-flow models" in greyed()["Flow Euler"]
+    c.generation.model = "flux"
+    assert set(greyed()) == {"Euler", "DPM++ 2M", "DDIM", "Analytic-DDIM"}
+    assert "pick a Flow sampler" in greyed()["Euler"]
