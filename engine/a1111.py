@@ -84,6 +84,16 @@ def _uncertainty(v: str, _kv: dict[str, str]) -> Fields:
             "uncertainty_decodes": m}
 
 
+def _flow(kv: dict[str, str]) -> Fields:
+    """The ``flow`` group from Forge's "Distilled CFG Scale" and "Shift" (either may be
+    missing)."""
+    out: Fields = {}
+    for label, name in (("Distilled CFG Scale", "guidance"), ("Shift", "shift")):
+        if label in kv:
+            out[name] = float(kv[label])
+    return out
+
+
 def _variation(v: str, _kv: dict[str, str]) -> Fields:
     step, seed = (int(x) for x in v.split("/"))
     return {"variation_step": step, "variation_seed": seed}
@@ -165,6 +175,12 @@ ROWS: list[Row] = [
         lambda p: p.lora_hashes or None),
     Row("TI hashes", ("ti_hashes",), lambda v, kv: {"ti_hashes": v.strip()},
         lambda p: p.ti_hashes or None),
+    # Flow models (docs/flow-models.md): Forge's keys for Flux's distilled guidance and the
+    # shift; both rows read both keys into the one ``flow`` group.
+    Row("Distilled CFG Scale", ("flow",), lambda v, kv: {"flow": _flow(kv)},
+        lambda p: _num(p.flow.guidance) if p.flow and p.flow.guidance is not None else None),
+    Row("Shift", ("flow",), lambda v, kv: {"flow": _flow(kv)},
+        lambda p: _num(p.flow.shift) if p.flow and p.flow.shift is not None else None),
 ]
 _BY_LABEL = {row.label: row for row in ROWS}
 

@@ -156,3 +156,18 @@ def test_sfumato_engine_lists_the_flow_models(flow_engine):
     listed = asyncio.run(models())
     assert {(m["id"], m["architecture"]) for m in listed} >= {("tiny-sd3", "sd3"),
                                                               ("tiny-flux", "flux")}
+
+
+def test_forge_flow_keys_round_trip_through_the_a1111_text():
+    from engine import a1111
+    from engine.protocol import FlowOptions, GenerateParams
+
+    p = GenerateParams(prompt="a cat", sampler="Flow Euler", cfg_scale=1.0, seed=3,
+                       flow=FlowOptions(guidance=3.5, shift=1.15))
+    text = a1111.write(p)
+    assert "Distilled CFG Scale: 3.5" in text and "Shift: 1.15" in text
+    back = a1111.parse(text)
+    assert back.params == p and back.not_restored == []
+    forge = a1111.parse("a cat\nSteps: 20, Sampler: Flow Euler, Distilled CFG Scale: 4, Seed: 1")
+    assert forge.params.flow == FlowOptions(guidance=4.0) and "flow" in forge.fields
+    assert "Distilled" not in a1111.write(GenerateParams(prompt="x", seed=1))
