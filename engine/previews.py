@@ -215,8 +215,11 @@ class DenoisedTap:
         # ancestral sampler without it draws its noise from the global RNG (seeds stop working).
         @functools.wraps(original)
         def step(*args, **kwargs):
+            sigma = self._flow_sigma()
             out = original(*args, **kwargs)
             self.x0 = self._estimate(out)
+            if self.x0 is None and sigma is not None:
+                self.x0 = _flow_x0(sigma, args, kwargs)
             return out
 
         sched.step = step  # an instance attribute over the class's method, removed on exit
@@ -240,7 +243,27 @@ class DenoisedTap:
             return outputs[-1]
         return None
 
+    def _flow_sigma(self):
+        """σ of the step about to run, for the flow-matching schedulers (SD3/Flux), which
+        return no x̂₀; None for the others."""
+        sched = self.scheduler
+        if not any(c.__name__.startswith("FlowMatch") for c in type(sched).__mro__):
+            return None
+        sigmas = getattr(sched, "sigmas", None)
+        index = getattr(sched, "step_index", None) or 0
+        return sigmas[index] if sigmas is not None and index < len(sigmas) else None
+
     def latest(self, latents):
         """x̂₀ where the scheduler gave one of the latents' shape, else the latents."""
         x0 = self.x0
         return x0 if x0 is not None and tuple(x0.shape) == tuple(latents.shape) else latents
+
+
+def _flow_x0(sigma, args, kwargs):
+    """x̂₀ = x_σ − σ·v̂ on the straight path x_σ = (1 − σ)·x₀ + σ·ε, whose velocity is
+    v = ε − x₀ (Esser et al. 2024, eqs. 1–2; Liu et al. 2022)."""
+    v = args[0] if args else kwargs.get("model_output")
+    x = args[2] if len(args) > 2 else kwargs.get("sample")
+    if v is None or x is None:
+        return None
+    return x - sigma.to(x.device, x.dtype) * v

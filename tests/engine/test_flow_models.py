@@ -171,3 +171,22 @@ def test_forge_flow_keys_round_trip_through_the_a1111_text():
     forge = a1111.parse("a cat\nSteps: 20, Sampler: Flow Euler, Distilled CFG Scale: 4, Seed: 1")
     assert forge.params.flow == FlowOptions(guidance=4.0) and "flow" in forge.fields
     assert "Distilled" not in a1111.write(GenerateParams(prompt="x", seed=1))
+
+
+@pytest.mark.parametrize("name", ["FlowMatchEulerDiscreteScheduler", "FlowHeunScheduler"])
+def test_previews_of_flow_samplers_show_the_clean_estimate(name):
+    """x̂₀ = x_σ − σ·v̂ is exact for the true velocity ε − x₀ of the straight path."""
+    import torch
+
+    from engine import schedulers
+    from engine.previews import DenoisedTap
+
+    cls = getattr(schedulers, name, None) or getattr(__import__("diffusers"), name)
+    sched = cls(shift=3.0)
+    sched.set_timesteps(4)
+    x0, eps = torch.randn(1, 16, 4, 4), torch.randn(1, 16, 4, 4)
+    sigma = sched.sigmas[0]
+    x = (1 - sigma) * x0 + sigma * eps
+    with DenoisedTap(sched) as tap:
+        sched.step(eps - x0, sched.timesteps[0], x)
+        assert torch.allclose(tap.latest(x), x0, atol=1e-5)
