@@ -24,8 +24,8 @@ def guidance_kwargs(pipe, p: GenerateParams) -> dict[str, Any]:
 
     SD 1/2/XL and SD3: classifier-free guidance at ``cfg_scale``. Flux: ``guidance_scale`` is the
     distilled guidance fed to the transformer's guidance embedding (Forge's "Distilled CFG
-    Scale", ``p.flow.guidance``) and ``cfg_scale`` > 1 runs true CFG with the negative prompt
-    (two transformer calls a step) — Flux wants CFG 1.
+    Scale", ``p.flow.guidance``) and ``cfg_scale`` > 1 with a negative prompt runs true CFG
+    (two transformer calls a step); without a negative prompt ``cfg_scale`` is not used.
     """
     if not is_flux(pipe):
         return {"guidance_scale": p.cfg_scale}

@@ -345,8 +345,9 @@ def encode_flow(pipe, prompt: str, negative_prompt: str, guidance_scale: float, 
     SD3/SD3.5: CLIP-L and CLIP-G (penultimate layers, concatenated, zero-padded to T5's width)
     then T5 along the tokens; pooled = both CLIPs' projected outputs. Its CFG runs when
     ``guidance_scale`` > 1. Flux: T5 tokens, CLIP-L pooled; its distilled guidance is not CFG,
-    so the negative prompt is encoded only for true CFG (``guidance_scale`` > 1, Forge's "CFG
-    Scale" beside the "Distilled CFG Scale"). A1111 weights and prompt editing do not apply
+    so the negative prompt is encoded only for true CFG (``guidance_scale`` > 1 *and* a
+    negative prompt, as diffusers decides; Forge's "CFG Scale" beside the "Distilled CFG
+    Scale"). A1111 weights and prompt editing do not apply
     (the first step's text is encoded, brackets removed); docs/flow-models.md says why.
     """
     import torch
@@ -366,6 +367,7 @@ def encode_flow(pipe, prompt: str, negative_prompt: str, guidance_scale: float, 
             z, pooled, _ids = pipe.encode_prompt(text, None, device=device,
                                                  max_sequence_length=length)
             neg_z = neg_pooled = None
+            cfg = cfg and bool(negative)  # diffusers' rule: true CFG needs a negative prompt
             if cfg:
                 neg_z, neg_pooled, _ids = pipe.encode_prompt(negative, None, device=device,
                                                              max_sequence_length=length)

@@ -140,11 +140,14 @@ async def test_every_flow_sampler_generates_on_both_architectures(flow_engine, a
 async def test_a_flux_generation_is_deterministic_and_follows_the_guidance(flow_engine):
     async with aiohttp.ClientSession() as session:
         api = Api(flow_engine, session)
-        runs = [await _run(api, model="tiny-flux", sampler="Flow Euler", seed=3, cfg_scale=1.0,
-                           flow={"guidance": g}) for g in (3.5, 3.5, 8.0)]
+        runs = [await _run(api, model="tiny-flux", sampler="Flow Euler", seed=3, cfg_scale=cfg,
+                           negative_prompt=neg, flow={"guidance": g})
+                for g, cfg, neg in ((3.5, 1.0, ""), (3.5, 7.0, ""), (8.0, 1.0, ""),
+                                    (3.5, 7.0, "blue"))]
         pixels = [Image.open(r["results"][0]["path"]).tobytes() for r in runs]
-        assert pixels[0] == pixels[1]
+        assert pixels[0] == pixels[1]  # no negative prompt: no true CFG, CFG scale unused
         assert pixels[0] != pixels[2]  # the distilled guidance reaches the transformer
+        assert pixels[0] != pixels[3]  # true CFG with a negative prompt
 
 
 def test_sfumato_engine_lists_the_flow_models(flow_engine):
