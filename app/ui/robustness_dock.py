@@ -100,6 +100,7 @@ class PerturbationRow(QFrame):
         top = QHBoxLayout()
         self.title = QLabel()
         self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.title.setWordWrap(True)  # a long word must not widen the panel past the dock
         self.title.setToolTip(RULE_HELP[pert.rule])
         top.addWidget(self.title, 1)
         self.use_button = QPushButton("Use this wording")
@@ -190,6 +191,7 @@ class RobustnessDockWidget(QWidget):
 
         self.original_label = QLabel("Original")
         self.original_label.setObjectName("FieldLabel")
+        self.original_label.setWordWrap(True)
         self.original_thumbs = _Thumbs()
         self.rows_box = QVBoxLayout()
         self.rows_box.setSpacing(0)

@@ -135,3 +135,26 @@ def test_probe_request_is_a_plain_recipe(qapp):
         RobustnessParams.model_validate_json(params.model_dump_json())
     assert params.base.uncertainty is None
     assert (params.base.batch_size, params.base.batch_count) == (1, 1)
+
+
+def test_results_fit_the_dock_column(qtbot):
+    """A long prompt and long variants wrap: the panel never grows wider than its dock."""
+    from PySide6.QtWidgets import QScrollArea
+
+    generation = GenerationSettings()
+    state = RobustnessState()
+    panel = RobustnessDockWidget(state, generation)
+    qtbot.addWidget(panel)
+    report = _report()
+    long = "red apple, noto style, on a yellow background, very detailed, masterpiece"
+    report.prompt = long
+    for p in report.perturbations:
+        p.prompt = long.replace("red", p.replaced)
+        p.original, p.replaced = "background", "backgrroundd"
+    state.report = report
+    body = panel.findChild(QScrollArea).widget()
+    assert body.minimumSizeHint().width() <= 340, body.minimumSizeHint()
+    # Under a real X server fonts are wider than offscreen: the labels that grow with the
+    # prompt must wrap rather than set the panel's width.
+    for label in (panel.original_label, *(row.title for row in panel.rows)):
+        assert label.minimumSizeHint().width() < label.sizeHint().width(), label.text()
