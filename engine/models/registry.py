@@ -207,7 +207,29 @@ def _checkpoint_architecture(path: Path) -> tuple[str, str]:
     try:
         return detect_architecture(path), ""
     except ModelLoadError as exc:
+        flow = _flow_checkpoint(path)
+        if flow:
+            return flow, (f"single-file {flow.upper()} checkpoints cannot be loaded yet: use its "
+                          "diffusers folder (docs/flow-models.md)")
         return "unknown", exc.message
+
+
+def _flow_checkpoint(path: Path) -> str:
+    """'sd3' or 'flux' when the header's tensor names are an MMDiT's (SD3's ``joint_blocks``,
+    Flux's ``double_blocks``; bare or under ``model.diffusion_model.``), else ''."""
+    from engine.models.single_file import read_safetensors_header
+
+    try:
+        tensors, _ = read_safetensors_header(path)
+    except Exception:  # noqa: BLE001 - the listing never fails over a file
+        return ""
+    for key in tensors:
+        bare = key.removeprefix("model.diffusion_model.")
+        if bare.startswith("joint_blocks."):
+            return "sd3"
+        if bare.startswith("double_blocks."):
+            return "flux"
+    return ""
 
 
 def _title(stem: str) -> str:

@@ -193,3 +193,19 @@ def test_previews_of_flow_samplers_show_the_clean_estimate(name):
     with DenoisedTap(sched) as tap:
         sched.step(eps - x0, sched.timesteps[0], x)
         assert torch.allclose(tap.latest(x), x0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("key", "arch"), [("model.diffusion_model.joint_blocks.0.x.weight", "sd3"),
+                                           ("double_blocks.0.img_attn.qkv.weight", "flux")])
+def test_a_single_file_flow_checkpoint_is_listed_with_its_architecture_and_why_not(
+        tmp_path, key, arch):
+    import torch
+    from safetensors.torch import save_file
+
+    from engine.models.registry import describe
+
+    path = tmp_path / "model.safetensors"
+    save_file({key: torch.zeros(2, 2)}, str(path))
+    info = describe(path, embedded=False)
+    assert info.architecture == arch
+    assert "cannot be loaded yet" in info.problem and "diffusers folder" in info.problem
