@@ -39,8 +39,8 @@ PARAM_FIELDS = ("uncertainty", "uncertainty_samples", "uncertainty_skip", "uncer
                 "uncertainty_score")
 #: The scores an image can be ranked by (GenerateParams.uncertainty.score).
 SCORES = {
-    "latent": "Latent variance, summed (BayesDiff's)",
-    "pixel": "Pixel variance of the decodes, mean",
+    "latent": "Latent, summed (BayesDiff)",
+    "pixel": "Pixels, mean of decodes",
 }
 DEFAULTS = {name: FORM_DEFAULTS[name] for name in PARAM_FIELDS}
 
