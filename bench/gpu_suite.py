@@ -283,7 +283,7 @@ def stage_uncertainty(args, part: Partial, work: Path) -> None:
 
 def stage_video(args, part: Partial, work: Path) -> None:
     sizes = _toy(args)
-    out_json = work / "video.json"
+    out_json = work / "video-runs.json"  # not video.json: that is this stage's Partial file
     cmd = [sys.executable, str(REPO / "bench/video.py"), "--device", sizes["device"],
            "--size", str(sizes["size"]), "--frames", str(sizes["frames"]),
            "--cv-frames", str(sizes["cv_frames"]), "--steps", str(sizes["video_steps"]),
