@@ -33,7 +33,9 @@ def _seeds(generator, batch: int):
     if len(gens) == batch:
         return [int(g.initial_seed()) for g in gens]
     if len(gens) == 1:
-        return [int(gens[0].initial_seed()) + i for i in range(batch)]
+        # One generator for the whole batch: one tree for the batch, as diffusers seeds it (a
+        # tree per row would cost one Brownian tree per image: minutes for a batch of 2,000).
+        return int(gens[0].initial_seed())
     return None
 
 
