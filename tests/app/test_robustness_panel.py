@@ -153,7 +153,9 @@ def test_results_fit_the_dock_column(qtbot):
         p.original, p.replaced = "background", "backgrroundd"
     state.report = report
     body = panel.findChild(QScrollArea).widget()
-    assert body.minimumSizeHint().width() <= 340, body.minimumSizeHint()
+    # the dock column's body is 370 px wide (test_layout.py checks the real window); with the
+    # theme's stylesheet applied by earlier tests the panel needs 354
+    assert body.minimumSizeHint().width() <= 360, body.minimumSizeHint()
     # Under a real X server fonts are wider than offscreen: the labels that grow with the
     # prompt must wrap rather than set the panel's width.
     for label in (panel.original_label, *(row.title for row in panel.rows)):
