@@ -576,6 +576,8 @@ class ModelInfo(_Model):
     loaded: bool = False
     size_bytes: int = 0
     problem: str = Field("", description="Why this file cannot be loaded, if it cannot")
+    note: str = Field("", description="How a single-file SD3/Flux model is assembled: what it runs "
+                      "without (e.g. T5) and which file to add, fp8 weights, configs used")
     native_size: int = Field(0, description="Square size (px) it was trained at; 0 if unknown")
     vocabulary: PromptVocabulary | None = Field(
         None, description="The prompts it knows, where its folder says (vocabulary.json)")

@@ -165,6 +165,10 @@ def _load_pipeline(info: ModelInfo, dtype):
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist any more: was it moved or deleted?", "model")
     try:
+        if info.format == "single_file" and info.architecture in ("sd3", "flux"):
+            from engine.models.flow_single_file import load_flow_single_file
+
+            return load_flow_single_file(path, torch_dtype=dtype)
         if info.format == "single_file":
             from engine.models.single_file import load_single_file
 

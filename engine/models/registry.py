@@ -112,6 +112,8 @@ def _short(text: str, keep: int = 80) -> str:
 def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
     """A :class:`ModelInfo` for ``path`` if it looks like a model, else None."""
     path = path.expanduser().resolve()
+    if path.suffix == ".config" and path.with_suffix(".safetensors").is_file():
+        return None  # the configs of a single file beside it (engine/models/flow_checkpoint.py)
     if path.is_dir() and (path / "model_index.json").is_file():
         try:
             index = json.loads((path / "model_index.json").read_text())
@@ -130,7 +132,9 @@ def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
             vocabulary=_vocabulary(path),
         )
     if path.is_file() and path.suffix.lower() in _CHECKPOINT_SUFFIXES:
-        architecture, problem = _checkpoint_architecture(path)
+        architecture, problem, note = _checkpoint_architecture(path)
+        if architecture == "part":  # ae / clip_l / t5xxl beside a Flux or SD3 file: not a model
+            return None
         return ModelInfo(
             id=path.stem,
             name=_title(path.stem),
@@ -140,7 +144,8 @@ def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
             embedded=embedded,
             size_bytes=path.stat().st_size,
             problem=problem,
-            native_size=_ARCH_SIZES.get(architecture, 0),
+            note=note,
+            native_size=_single_file_size(path, architecture),
         )
     return None
 
@@ -199,37 +204,42 @@ def _vocabulary(path: Path) -> PromptVocabulary | None:
         return None
 
 
-def _checkpoint_architecture(path: Path) -> tuple[str, str]:
-    """(architecture, problem) from the checkpoint's header alone: cheap enough to list."""
+def _checkpoint_architecture(path: Path) -> tuple[str, str, str]:
+    """(architecture, problem, note) from the headers alone: cheap enough to list. SD3/Flux
+    files also read the headers of the parts beside them (engine/models/flow_checkpoint.py);
+    such a part itself gives the architecture "part"."""
     from engine.errors import ModelLoadError
-    from engine.models.single_file import detect_architecture
+    from engine.models import flow_checkpoint
+    from engine.models.single_file import detect_architecture, read_safetensors_header
 
     try:
-        return detect_architecture(path), ""
+        return detect_architecture(path), "", ""
     except ModelLoadError as exc:
-        flow = _flow_checkpoint(path)
-        if flow:
-            return flow, (f"single-file {flow.upper()} checkpoints cannot be loaded yet: use its "
-                          "diffusers folder (docs/flow-models.md)")
-        return "unknown", exc.message
+        try:
+            tensors, _ = read_safetensors_header(path)
+        except ModelLoadError:
+            return "unknown", exc.message, ""
+        shapes = {k: s for k, (_d, s) in tensors.items()}
+        flow = flow_checkpoint.flow_architecture(shapes)
+        if not flow:
+            if flow_checkpoint.is_flow_part(path):
+                return "part", "", ""
+            return "unknown", exc.message, ""
+        try:
+            plan = flow_checkpoint.plan(path)
+        except ModelLoadError as flow_exc:
+            return flow, flow_exc.message, ""
+        except Exception as flow_exc:  # noqa: BLE001 - the listing never fails over a file
+            return flow, f"{path.name} could not be read: {flow_exc}", ""
+        return flow, plan.problem, plan.note
 
 
-def _flow_checkpoint(path: Path) -> str:
-    """'sd3' or 'flux' when the header's tensor names are an MMDiT's (SD3's ``joint_blocks``,
-    Flux's ``double_blocks``; bare or under ``model.diffusion_model.``), else ''."""
-    from engine.models.single_file import read_safetensors_header
-
-    try:
-        tensors, _ = read_safetensors_header(path)
-    except Exception:  # noqa: BLE001 - the listing never fails over a file
-        return ""
-    for key in tensors:
-        bare = key.removeprefix("model.diffusion_model.")
-        if bare.startswith("joint_blocks."):
-            return "sd3"
-        if bare.startswith("double_blocks."):
-            return "flux"
-    return ""
+def _single_file_size(path: Path, architecture: str) -> int:
+    """The native size of a single file: its ``<stem>.config/`` says, else its architecture's."""
+    sidecar = path.with_name(path.stem + ".config")
+    if architecture in FLOW_ARCHITECTURES and sidecar.is_dir():
+        return _native_size(sidecar) or _ARCH_SIZES[architecture]
+    return _ARCH_SIZES.get(architecture, 0)
 
 
 def _title(stem: str) -> str:

@@ -357,7 +357,7 @@ def encode_flow(pipe, prompt: str, negative_prompt: str, guidance_scale: float, 
     sd3 = hasattr(pipe, "tokenizer_3")
     t5 = pipe.tokenizer_3 if sd3 else pipe.tokenizer_2
     # the pipelines' T5 lengths (SD3 256, Flux 512) unless the tokenizer is shorter
-    length = min(256 if sd3 else 512, t5.model_max_length)
+    length = min(256 if sd3 else 512, t5.model_max_length if t5 is not None else 512)
     with torch.no_grad():
         if sd3:
             z, neg_z, pooled, neg_pooled = pipe.encode_prompt(

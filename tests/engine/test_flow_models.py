@@ -26,6 +26,7 @@ FLOW_SAMPLERS = [s.name for s in CATALOGUE.values() if s.model_family == "flow"]
 @pytest.fixture(scope="module")
 def flow_models_dir(tmp_path_factory):
     """tiny-sd3, tiny-flux and tiny-sd side by side (the refusals need both families)."""
+    from tests.support.flow_export import export_flux, export_sd3
     from tests.support.tiny_flow import build_tiny_flux, build_tiny_sd3
     from tests.support.tiny_sd import build_tiny_sd
 
@@ -33,6 +34,9 @@ def flow_models_dir(tmp_path_factory):
     build_tiny_sd3(root / "tiny-sd3")
     build_tiny_flux(root / "tiny-flux")
     build_tiny_sd(root / "tiny-sd")
+    # the same weights as single files: SD3 all in one, Flux with ae/clip_l/t5xxl beside it
+    export_sd3(root / "tiny-sd3", root, name="sd3-single")
+    export_flux(root / "tiny-flux", root, name="flux-single")
     return root
 
 
@@ -56,8 +60,11 @@ def flow_engine(tmp_path_factory, flow_models_dir):
 def test_the_engine_lists_flow_models_with_their_architecture(client):
     r = client.get("/v1/models")
     assert r.status_code == 200
-    arch = {m["id"]: m["architecture"] for m in r.json()}
-    assert arch["tiny-sd3"] == "sd3" and arch["tiny-flux"] == "flux" and arch["tiny-sd"] == "sd1"
+    arch = {m["id"]: (m["format"], m["architecture"], m["problem"]) for m in r.json()
+            if not m["embedded"]}
+    assert arch == {"tiny-sd3": ("diffusers", "sd3", ""), "tiny-flux": ("diffusers", "flux", ""),
+                    "tiny-sd": ("diffusers", "sd1", ""), "sd3-single": ("single_file", "sd3", ""),
+                    "flux-single": ("single_file", "flux", "")}  # no ae/clip_l/t5xxl entries
 
 
 def test_the_sampler_catalogue_says_which_family_each_sampler_samples(client):
@@ -115,22 +122,23 @@ async def _run(api: Api, **params) -> dict:
     return await api.wait(job["id"], timeout=120)
 
 
-@pytest.mark.parametrize("arch", ["sd3", "flux"])
-async def test_every_flow_sampler_generates_on_both_architectures(flow_engine, arch):
+@pytest.mark.parametrize("model", ["tiny-sd3", "tiny-flux", "sd3-single", "flux-single"])
+async def test_every_flow_sampler_generates_on_both_architectures(flow_engine, model):
+    """Through the diffusers folders and through the single-file exports of the same weights."""
     async with aiohttp.ClientSession() as session:
         api = Api(flow_engine, session)
         seen = []
         for sampler in FLOW_SAMPLERS:
             # SD3: CFG with a negative prompt; Flux: distilled guidance, CFG 1; a shift on one
             flow = {"shift": 2.0, "guidance": 4.0} if sampler == "Flow Euler" else None
-            cfg = 3.0 if arch == "sd3" else 1.0
-            done = await _run(api, model=f"tiny-{arch}", sampler=sampler, seed=7, cfg_scale=cfg,
+            cfg = 3.0 if "sd3" in model else 1.0
+            done = await _run(api, model=model, sampler=sampler, seed=7, cfg_scale=cfg,
                               negative_prompt="blue", flow=flow)
             assert done["state"] == "done", (sampler, done.get("error"))
             image = Image.open(done["results"][0]["path"])
             assert image.size == (32, 32)
             recipe = recipe_from_png_text(image.text)
-            assert recipe.sampler == sampler and recipe.model == f"tiny-{arch}"
+            assert recipe.sampler == sampler and recipe.model == model
             if flow:
                 assert recipe.flow is not None and recipe.flow.shift == 2.0
             seen.append(image.tobytes())
@@ -157,8 +165,9 @@ def test_sfumato_engine_lists_the_flow_models(flow_engine):
             return listed
 
     listed = asyncio.run(models())
-    assert {(m["id"], m["architecture"]) for m in listed} >= {("tiny-sd3", "sd3"),
-                                                              ("tiny-flux", "flux")}
+    assert {(m["id"], m["architecture"]) for m in listed} >= {
+        ("tiny-sd3", "sd3"), ("tiny-flux", "flux"), ("sd3-single", "sd3"),
+        ("flux-single", "flux")}
 
 
 def test_forge_flow_keys_round_trip_through_the_a1111_text():
@@ -197,8 +206,7 @@ def test_previews_of_flow_samplers_show_the_clean_estimate(name):
 
 @pytest.mark.parametrize(("key", "arch"), [("model.diffusion_model.joint_blocks.0.x.weight", "sd3"),
                                            ("double_blocks.0.img_attn.qkv.weight", "flux")])
-def test_a_single_file_flow_checkpoint_is_listed_with_its_architecture_and_why_not(
-        tmp_path, key, arch):
+def test_a_flow_checkpoint_of_an_unknown_size_says_what_to_put_beside_it(tmp_path, key, arch):
     import torch
     from safetensors.torch import save_file
 
@@ -208,4 +216,4 @@ def test_a_single_file_flow_checkpoint_is_listed_with_its_architecture_and_why_n
     save_file({key: torch.zeros(2, 2)}, str(path))
     info = describe(path, embedded=False)
     assert info.architecture == arch
-    assert "cannot be loaded yet" in info.problem and "diffusers folder" in info.problem
+    assert "no config for" in info.problem and "model.config/" in info.problem
