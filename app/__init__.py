@@ -11,7 +11,7 @@ WebSocket, using :mod:`engine.protocol` only. The map:
 - ``model_check.py``     — the first-run check: one tiny image through the real engine
 - ``client.py``          — async aiohttp client of the /v1 API and its event stream
 - ``controller.py``      — the glue: user intents → requests, events → state
-- ``video_controller.py`` — the Video panel's glue: upload, control preview, video_edit jobs
+- ``controllers/``       — one controller per capability (video, robustness, prompt tools…)
 - ``state/``             — observable state (QObject + signals, no widgets), unit-tested alone
 - ``history.py``         — the SQLite index of saved images; ``recipe.py`` reads PNG recipes
 - ``ui/``                — widgets only; they bind to state and call controller actions

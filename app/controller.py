@@ -41,13 +41,14 @@ from engine.protocol import (
 )
 
 from .client import ApiError, AuthError, EngineClient, EngineError, StreamConnected, StreamLost
+from .controllers.prompt_tools import PromptToolsController
+from .controllers.robustness import RobustnessController
+from .controllers.video import VideoController
 from .engine_locator import NO_ENGINE_MESSAGE, engine_command, engine_workdir
 from .engine_process import EngineLaunch, EngineStartError, LocalEngine
 from .history import HistoryEntry, HistoryIndex, is_video, poster_path, thumbnail_source
 from .paths import AppPaths
-from .prompt_tools_controller import PromptToolsController
 from .recipe import RecipeError, describe, grid_from_file, read_recipe, recipe_from_file
-from .robustness_controller import RobustnessController
 from .state import (
     CanvasImage,
     CanvasState,
@@ -75,7 +76,6 @@ from .state.sampler import (
 from .state.settings import REMOTE
 from .state.uncertainty import UncertaintyMap, UncertaintyView, find_map, load_map, map_path
 from .state.video import VideoState
-from .video_controller import VideoController
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +127,16 @@ class AppController(QObject):
         self.fits = FitsState()
         #: How uncertainty maps are drawn (the Uncertainty panel edits it, the canvas reads it).
         self.uncertainty_view = UncertaintyView()
-        #: The Video panel's state and its engine work (app/video_controller.py).
+        #: The Video panel's state and its engine work (app/controllers/video.py).
         self.video = VideoState()
         self.video_jobs = VideoController(self.video, self.engine, self.jobs, lambda: self.client,
                                           lambda: self.output_dir, self.spawn, self)
-        #: The Robustness panel's state and its probe jobs (app/robustness_controller.py).
+        #: The Robustness panel's state and its probe jobs (app/controllers/robustness.py).
         self.robustness = RobustnessState()
         self.robustness_jobs = RobustnessController(self.robustness, self.generation, self.engine,
                                                     self.jobs, lambda: self.client, self.spawn,
                                                     self)
-        #: The prompt boxes' token counts and installed LoRAs (app/prompt_tools_controller.py).
+        #: The prompt boxes' token counts and installed LoRAs (app/controllers/prompt_tools.py).
         self.prompt_tools = PromptTools()
         self.prompt_tools_jobs = PromptToolsController(self.prompt_tools, self.generation,
                                                        self.engine, lambda: self.client,

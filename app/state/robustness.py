@@ -1,6 +1,6 @@
 """What the Robustness panel shows: the probe's settings, its job, its report and its images.
 
-Plain observable state (no widgets): :class:`app.robustness_controller.RobustnessController`
+Plain observable state (no widgets): :class:`app.controllers.robustness.RobustnessController`
 writes it from engine events, :class:`app.ui.robustness_dock.RobustnessDockWidget` reads it.
 """
 

@@ -1,6 +1,6 @@
 """The prompt language in the Prompt panel: highlighting, tokens per chunk, the LoRA picker and
 the ``<lora:`` completion. State in :class:`app.state.prompt_tools.PromptTools`; the engine
-work in :mod:`app.prompt_tools_controller`. Kept apart from :mod:`app.ui.prompt_assist` (the
+work in :mod:`app.controllers.prompt_tools`. Kept apart from :mod:`app.ui.prompt_assist` (the
 model's vocabulary), which completes words; this completes LoRA names after ``<lora:``.
 """
 

@@ -1,7 +1,7 @@
 """The Video panel: drop a clip, say what it should become, watch the edit beside the source.
 
 Thin over :class:`app.state.video.VideoState`; intents go out as signals (the window connects
-them to :class:`app.video_controller.VideoController`). The player shows frames the engine
+them to :class:`app.controllers.video.VideoController`). The player shows frames the engine
 decoded (the control preview returns them with the maps), so the packaged app needs no video
 decoder or QtMultimedia: a shared slider and a play timer show source frame i beside result
 frame i. See docs/video.md.

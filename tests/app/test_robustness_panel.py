@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.robustness_controller import RobustnessController
+from app.controllers.robustness import RobustnessController
 from app.state.engine import EngineInfo
 from app.state.generation import GenerationSettings
 from app.state.jobs import JobsState

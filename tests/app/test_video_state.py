@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from app.controllers.video import VideoController
 from app.state.engine import EngineInfo
 from app.state.jobs import JobsState
 from app.state.video import METHODS, VideoFrames, VideoState, strip_positions
-from app.video_controller import VideoController
 from engine.protocol import (
     GenerateJob,
     GenerateParams,

@@ -14,10 +14,10 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
 
-from .client import EngineClient, EngineError
-from .state.engine import EngineInfo
-from .state.generation import GenerationSettings
-from .state.prompt_tools import PromptTools
+from ..client import EngineClient, EngineError
+from ..state.engine import EngineInfo
+from ..state.generation import GenerationSettings
+from ..state.prompt_tools import PromptTools
 
 log = logging.getLogger(__name__)
 DEBOUNCE_MS = 250

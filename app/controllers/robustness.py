@@ -29,11 +29,11 @@ from engine.protocol import (
     RobustnessJob,
 )
 
-from .client import EngineClient, EngineError
-from .state.engine import EngineInfo
-from .state.generation import GenerationSettings
-from .state.jobs import JobsState
-from .state.robustness import RobustnessState
+from ..client import EngineClient, EngineError
+from ..state.engine import EngineInfo
+from ..state.generation import GenerationSettings
+from ..state.jobs import JobsState
+from ..state.robustness import RobustnessState
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from engine.protocol import (
 )
 from engine.video_protocol import VIDEO_SUFFIXES
 
-from .client import EngineClient, EngineError
-from .state.engine import EngineInfo
-from .state.jobs import JobsState
-from .state.model_size import native_size
-from .state.video import VideoFrames, VideoState, damaged_message
+from ..client import EngineClient, EngineError
+from ..state.engine import EngineInfo
+from ..state.jobs import JobsState
+from ..state.model_size import native_size
+from ..state.video import VideoFrames, VideoState, damaged_message
 
 log = logging.getLogger(__name__)
 
