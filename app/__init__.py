@@ -13,7 +13,7 @@ WebSocket, using :mod:`engine.protocol` only. The map:
 - ``controller.py``      — the glue: user intents → requests, events → state
 - ``controllers/``       — one controller per capability (video, robustness, prompt tools…)
 - ``state/``             — observable state (QObject + signals, no widgets), unit-tested alone
-- ``history.py``         — the SQLite index of saved images; ``recipe.py`` reads PNG recipes
+- ``library.py``         — result files and the SQLite History index; ``recipe.py`` reads PNG recipes
 - ``ui/``                — widgets only; they bind to state and call controller actions
   (``ui/desktop.py``: Help menu, recent files, shortcuts; ``ui/first_run.py``; ``ui/theme.py``)
 """

@@ -46,7 +46,7 @@ from .controllers.robustness import RobustnessController
 from .controllers.video import VideoController
 from .engine_locator import NO_ENGINE_MESSAGE, engine_command, engine_workdir
 from .engine_process import EngineLaunch, EngineStartError, LocalEngine
-from .history import HistoryEntry, HistoryIndex, is_video, poster_path, thumbnail_source
+from .library import HistoryEntry, HistoryIndex, is_video, poster_path, thumbnail_source
 from .paths import AppPaths
 from .recipe import RecipeError, describe, grid_from_file, read_recipe, recipe_from_file
 from .state import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from app.history import HistoryEntry, HistoryIndex
+from app.library import HistoryEntry, HistoryIndex
 
 #: Entries loaded into the dock at once (older ones stay in the index).
 PAGE = 300

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.history import HistoryEntry, is_video
+from app.library import HistoryEntry, is_video
 from app.state.history import HistoryState
 
 from .thumbnails import ThumbnailLoader

@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QImageReader
 
-from app.history import thumbnail_source
+from app.library import thumbnail_source
 
 
 class _Relay(QObject):

@@ -15,7 +15,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
-from app.history import HistoryIndex, is_video, poster_path, thumbnail_source
+from app.library import HistoryIndex, is_video, poster_path, thumbnail_source
 from app.sample_clip import sample_clip
 from app.state.canvas import CanvasImage
 from app.state.grid import CanvasGrid

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.history import HistoryIndex
+from app.library import HistoryIndex
 from app.state.history import HistoryState
 from engine.protocol import GenerateParams
 

@@ -14,7 +14,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from app.history import poster_path
+from app.library import poster_path
 from engine.video.io import probe
 from engine.video.sample_clip import write_sample_clip
 from tests.e2e.conftest import fill_sample_clip_edit, until
