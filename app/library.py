@@ -1,17 +1,43 @@
-"""The history index: one SQLite row per saved output image, newest first.
+"""The library: result files on disk and their History index.
 
-The PNGs themselves carry their full recipe; the index only makes listing and searching fast
-without opening every file. It lives in the app's data directory next to ``outputs/``.
+- :class:`Library` makes each engine result local (the engine's own file when it runs here,
+  else downloaded into ``outputs/<date>/``), with its uncertainty map beside it, indexes it and
+  adds it to the History; it indexes edited videos (by their poster), finds images that reached
+  the outputs folder while the app was closed, and gives Queue cards of earlier sessions their
+  pictures back.
+- :class:`HistoryIndex` is one SQLite row per saved output, newest first. The PNGs themselves
+  carry their full recipe; the index only makes listing and searching fast without opening
+  every file. It lives in the app's data directory next to ``outputs/``.
+
+Nothing here touches a widget; :class:`~app.state.history.HistoryState` is the History dock's
+view onto the index.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.protocol import GenerateParams
+from engine.protocol import GenerateParams, Job, JobState, ResultImage
+
+from .client import EngineError
+from .recipe import RecipeError, recipe_from_file
+from .session import WARNING
+from .state.canvas_image import CanvasImage
+from .state.uncertainty import UncertaintyMap, find_map, load_map, map_path
+
+if TYPE_CHECKING:
+    from .session import EngineSession
+    from .state.history import HistoryState
+    from .state.jobs import JobsState
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -172,3 +198,207 @@ def _entry(row: tuple) -> HistoryEntry:
     row = row[:9]  # entries() adds its sort key
     return HistoryEntry(row[0], Path(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8])
 
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """One engine result made local: what a controller puts on the canvas."""
+
+    job_id: str
+    image: ResultImage
+    path: Path
+    data: bytes
+    uncertainty: UncertaintyMap | None
+
+
+#: How a feature shows a result as it lands (None: stored without showing).
+ShowResult = Callable[[LocalResult], None]
+
+
+class Library:
+    """Result files and the History: owned by :class:`app.controller.AppController`."""
+
+    def __init__(self, session: EngineSession, history: HistoryState, jobs: JobsState):
+        self.session, self.history, self.jobs = session, history, jobs
+        self._stored: set[tuple[str, str]] = set()
+
+    @property
+    def output_dir(self) -> Path:
+        return self.session.output_dir
+
+    def stored(self, job_id: str, name: str) -> bool:
+        """This result was stored (or is being stored) in this session."""
+        return (job_id, name) in self._stored
+
+    async def store_result(self, job_id: str, image: ResultImage,
+                           show: ShowResult | None = None) -> None:
+        """Make the result local (engine wrote it here, or download it), index it, show it."""
+        key = (job_id, image.name)
+        if key in self._stored or image.role == "video":
+            return
+        self._stored.add(key)
+        loop = asyncio.get_running_loop()
+        local_path = Path(image.path)
+        data: bytes | None = None
+        client = self.session.client
+        if not self.session.engine.remote and local_path.is_file():
+            data = await loop.run_in_executor(None, local_path.read_bytes)
+            path = local_path
+        else:
+            if client is None:
+                self._stored.discard(key)
+                return
+            data = await client.file(job_id, image.name)
+            # Same layout as the local engine: outputs/<date>/<name>.
+            folder = self.output_dir / time.strftime("%Y-%m-%d")
+            path = await loop.run_in_executor(None, save_unique, folder, image.name, data)
+        umap = await self._fetch_map(job_id, image, path) if image.uncertainty else None
+        if show is not None:
+            show(LocalResult(job_id, image, path, data, umap))
+        self.jobs.set_thumbnail(job_id, data)
+        item = self.jobs.get(job_id)
+        params = item.params if item is not None and item.params is not None else None
+        if params is None:
+            try:
+                params = await loop.run_in_executor(None, recipe_from_file, path)
+            except RecipeError:
+                params = GenerateParams(width=image.width, height=image.height)
+        entry = self.history.index.add(path, params, seed=image.seed, width=image.width,
+                                       height=image.height, job_id=job_id)
+        self.history.add(entry)
+
+    def store_missing(self, job: Job, show: ShowResult | None = None) -> None:
+        """A finished job's results this session has not stored: results announced before
+        the app connected arrive only with the finished job."""
+        for image in job.results:
+            if not self.stored(job.id, image.name):
+                self.session.spawn(self.store_result(job.id, image, show))
+
+    async def store_video(self, job_id: str, path: Path, poster: bytes, params: GenerateParams,
+                          seed: int | None, width: int, height: int) -> None:
+        """An edited video enters the History (found by its target prompt, shown by its first
+        frame, saved beside it as ``<name>.poster.png``)."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, poster_path(path).write_bytes, poster)
+        except OSError as exc:
+            log.warning("video poster %s: %s", poster_path(path), exc)
+        entry = self.history.index.add(path, params, seed=seed, width=width, height=height,
+                                       job_id=job_id)
+        self.history.add(entry)
+
+    async def on_sync(self, _client: object, jobs: list[Job]) -> None:
+        """After a (re)connect: results finished while we were away (engine restart,
+        reconnect) are on disk; finished Queue cards get their pictures back."""
+        if not self.session.engine.remote:
+            for job in jobs:
+                for image in job.results:
+                    if not self.stored(job.id, image.name) and \
+                            image.path not in self.history.index:
+                        self.session.spawn(self.store_result(job.id, image))
+        self.session.spawn(self.restore_thumbnails())
+
+    async def restore_thumbnails(self) -> None:
+        """Queue cards of jobs finished in an earlier session get their picture back: the
+        first image the History holds for each (a video's poster), read off the UI thread."""
+        loop = asyncio.get_running_loop()
+        for item in self.jobs.ordered():
+            if item.thumbnail_final or item.state is not JobState.done:
+                continue
+            entries = [e for e in self.history.index.by_job(item.id)
+                       if thumbnail_source(e.path).is_file()]
+            if not entries:
+                continue
+            try:
+                data = await loop.run_in_executor(
+                    None, thumbnail_source(entries[0].path).read_bytes)
+            except OSError:
+                continue
+            self.jobs.set_thumbnail(item.id, data)
+
+    async def _fetch_map(self, job_id: str, image: ResultImage,
+                         png: Path) -> UncertaintyMap | None:
+        """The image's uncertainty map, made local beside its PNG (downloaded from a remote
+        engine), read into memory; None with a notice if it cannot be had."""
+        info = image.uncertainty
+        assert info is not None
+        loop = asyncio.get_running_loop()
+        engine_copy = Path(image.path).with_name(info.map_name)
+        client = self.session.client
+        try:
+            if not self.session.engine.remote and engine_copy.is_file():
+                target = engine_copy
+            else:
+                if client is None:
+                    return None
+                data = await client.file(job_id, info.map_name)
+                target = map_path(png)
+                await loop.run_in_executor(None, target.write_bytes, data)
+            return await loop.run_in_executor(None, load_map, target, info.score)
+        except (EngineError, OSError, ValueError) as exc:
+            self.session.notice.emit(WARNING, f"The uncertainty map of {png.name} could not be "
+                                              f"read: {exc}")
+            return None
+
+    async def load(self, path: Path, *, seed: int | None, width: int, height: int,
+                   params: GenerateParams | None) -> CanvasImage:
+        """A saved image read off the UI thread, ready for the canvas."""
+        data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+        return CanvasImage(data=data, path=path, seed=seed, width=width, height=height,
+                           params=params)
+
+    async def maps_of(self, images: list[CanvasImage]) -> list[tuple[CanvasImage,
+                                                                     UncertaintyMap]]:
+        """Saved images shown again: their maps, where one was saved beside them."""
+        loop = asyncio.get_running_loop()
+        found = []
+        for image in images:
+            if image.path is not None and image.uncertainty is None:
+                umap = await loop.run_in_executor(None, find_map, image.path)
+                if umap is not None:
+                    found.append((image, umap))
+        return found
+
+    async def scan_outputs(self) -> None:
+        """Index images that reached the outputs folder while the app was closed."""
+        folder = self.output_dir
+        known = self.history.index.paths()
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, unindexed_pngs, folder, known)
+        added = False
+        for path, params, mtime in found:
+            self.history.index.add(path, params, created=mtime)
+            added = True
+        if added:
+            self.history.load()
+
+
+def save_unique(folder: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` as ``folder/name``, adding ``-1``, ``-2``… rather than overwrite."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / Path(name).name
+    n = 1
+    while target.exists():
+        target = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
+        n += 1
+    target.write_bytes(data)
+    return target
+
+
+def unindexed_pngs(folder: Path, known: set[str]) -> list[tuple[Path, GenerateParams, float]]:
+    """PNGs under ``folder`` with a readable recipe and no history row yet (worker thread)."""
+    found: list[tuple[Path, GenerateParams, float]] = []
+    if not folder.is_dir():
+        return found
+    start = time.monotonic()
+    for path in folder.rglob("*.png"):
+        if str(path.resolve()) in known:
+            continue
+        if time.monotonic() - start > 20 or len(found) > 2000:
+            break
+        try:
+            params = recipe_from_file(path)
+        except RecipeError:
+            continue
+        found.append((path, params, path.stat().st_mtime))
+    return found

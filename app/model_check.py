@@ -85,7 +85,7 @@ async def preload_embedded_model(controller: AppController, timeout_s: float = 3
     except EngineError:
         return
     if EMBEDDED_MODEL in ids and engine.loaded_model is None and not engine.loading_model:
-        controller.load_model(EMBEDDED_MODEL)
+        controller.session.load_model(EMBEDDED_MODEL)
 
 
 async def check_embedded_model(controller: AppController, timeout_s: float = 300.0,

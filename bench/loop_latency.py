@@ -49,7 +49,7 @@ async def measure(window, args) -> list[float]:
     tick = asyncio.ensure_future(ticker())
     for _ in range(args.jobs):
         waiting = asyncio.ensure_future(window.canvas.wait_for_image(600))
-        controller.generate()
+        controller.generate_jobs.generate()
         await waiting
     running = False
     await tick

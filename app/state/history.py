@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QObject, Signal
 
-from app.library import HistoryEntry, HistoryIndex
+if TYPE_CHECKING:  # the index is I/O (app/library.py); this module stays pure state
+    from app.library import HistoryEntry, HistoryIndex
 
 #: Entries loaded into the dock at once (older ones stay in the index).
 PAGE = 300

@@ -99,7 +99,7 @@ class DesktopActions(QObject):
             open_video(path)
             c.settings.add_recent(path)
             return
-        if c.restore_from_file(path) and suffix in IMAGE_SUFFIXES:
+        if c.generate_jobs.restore_from_file(path) and suffix in IMAGE_SUFFIXES:
             c.settings.add_recent(path)
 
     def _fill_recent(self) -> None:
@@ -165,7 +165,7 @@ class DesktopActions(QObject):
         if running is None:
             self.controller.notice.emit("info", "Nothing is running.")
             return
-        self.controller.cancel(running.id)
+        self.controller.queue.cancel(running.id)
 
     def toggle_full_screen(self) -> None:
         w = self.window
@@ -197,7 +197,7 @@ class DesktopActions(QObject):
         def done(result: int) -> None:
             if result:
                 if dialog.apply():
-                    c.restart_engine()
+                    c.session.restart_engine()
             else:
                 c.settings.first_run_done = True
 

@@ -187,9 +187,9 @@ class MainWindow(QMainWindow):
         quit_action = file_menu.addAction("Quit", self.close)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         engine_menu = self.menuBar().addMenu("&Engine")
-        engine_menu.addAction("Restart engine", c.restart_engine)
+        engine_menu.addAction("Restart engine", c.session.restart_engine)
         engine_menu.addAction("Show engine logs", lambda: self.desktop.open_log_folder())
-        engine_menu.addAction("Unload model", c.unload_model)
+        engine_menu.addAction("Unload model", c.session.unload_model)
         engine_menu.addSeparator()
         engine_menu.addAction(self.settings_action)
         view = self.view_menu = self.menuBar().addMenu("&View")
@@ -202,25 +202,25 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         c = self.controller
-        self.generate_button.clicked.connect(c.generate)
+        self.generate_button.clicked.connect(c.generate_jobs.generate)
         self.generate_bar.cancel_button.clicked.connect(self.desktop_cancel)
         self._shortcuts = []
         for seq in GENERATE_SHORTCUTS:
             sc = QShortcut(seq, self)
             sc.setContext(Qt.ShortcutContext.ApplicationShortcut)  # floating docks too
-            sc.activated.connect(c.generate)
+            sc.activated.connect(c.generate_jobs.generate)
             self._shortcuts.append(sc)
         self.prompt_panel.reuse_button.clicked.connect(self._reuse_seed)
-        self.queue_panel.cancel_requested.connect(c.cancel)
-        self.queue_panel.move_requested.connect(c.move)
-        self.queue_panel.open_requested.connect(c.open_job)
-        self.history_panel.open_requested.connect(c.open_history)
+        self.queue_panel.cancel_requested.connect(c.queue.cancel)
+        self.queue_panel.move_requested.connect(c.queue.move)
+        self.queue_panel.open_requested.connect(c.results.open_job)
+        self.history_panel.open_requested.connect(c.results.open_history)
         self.history_panel.use_settings_requested.connect(
-            lambda e: c.use_settings(e.params, e.path.name))
-        self.sampler_panel.fit_requested.connect(c.fit_now)
+            lambda e: c.generate_jobs.use_settings(e.params, e.path.name))
+        self.sampler_panel.fit_requested.connect(c.fit_jobs.fit_now)
         self.sampler_panel.compare_requested.connect(self.open_compare)
-        self.uncertainty_panel.fit_requested.connect(c.fit_now)
-        self.uncertainty_panel.variations_requested.connect(c.make_variations)
+        self.uncertainty_panel.fit_requested.connect(c.fit_jobs.fit_now)
+        self.uncertainty_panel.variations_requested.connect(c.generate_jobs.make_variations)
         self.uncertainty_panel.sampler_requested.connect(
             lambda name: setattr(c.generation, "sampler", name))
         self.uncertainty_panel.export_requested.connect(self.export_map)
@@ -243,13 +243,13 @@ class MainWindow(QMainWindow):
         self.video_panel.edit_requested.connect(c.video_jobs.edit)
         self.video_panel.cancel_requested.connect(c.video_jobs.cancel)
         self.video_panel.export_requested.connect(c.video_jobs.export)
-        self.canvas.cell_clicked.connect(c.open_grid_cell)
-        self.canvas.use_settings_requested.connect(c.use_settings)
+        self.canvas.cell_clicked.connect(c.compare_jobs.open_grid_cell)
+        self.canvas.use_settings_requested.connect(c.generate_jobs.use_settings)
         self.canvas.save_requested.connect(lambda: self.desktop.save_image_as())
-        self.canvas.retry_requested.connect(c.retry)
-        self.model_bar.load_requested.connect(c.load_model)
-        self.model_bar.unload_requested.connect(c.unload_model)
-        c.video_opened.connect(self.open_video)
+        self.canvas.retry_requested.connect(c.generate_jobs.retry)
+        self.model_bar.load_requested.connect(c.session.load_model)
+        self.model_bar.unload_requested.connect(c.session.unload_model)
+        c.results.video_opened.connect(self.open_video)
         c.notice.connect(self.status.show_notice)
         c.notice.connect(self._toast_if_needed)
 
@@ -368,7 +368,7 @@ class MainWindow(QMainWindow):
             if result:
                 choice, problem = dialog.choice()
                 if not problem:
-                    c.compare(choice)
+                    c.compare_jobs.compare(choice)
 
         dialog.finished.connect(done)
         dialog.open()
@@ -377,13 +377,13 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> SettingsDialog:
         c = self.controller
-        dialog = SettingsDialog(c.settings, c.paths.outputs, c.test_connection, self)
+        dialog = SettingsDialog(c.settings, c.paths.outputs, c.session.test_connection, self)
         dialog.setModal(True)
 
         def done(result: int) -> None:
             theme = c.settings.theme
             if result and dialog.apply():
-                c.restart_engine()
+                c.session.restart_engine()
             if c.settings.theme != theme:
                 self.desktop.apply_theme()
 

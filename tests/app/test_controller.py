@@ -52,7 +52,7 @@ def controller(qapp, tmp_path: Path):
 
 async def settle(c: AppController) -> None:
     for _ in range(500):
-        if not c._tasks:
+        if not c.session.busy:
             return
         await asyncio.sleep(0.02)
 
@@ -103,14 +103,14 @@ async def test_failed_job_is_reported(controller: AppController):
 def test_generate_validates_locally_and_waits_for_the_engine(controller: AppController):
     c = controller
     c.generation.width = 60
-    c.generate()
+    c.generate_jobs.generate()
     assert "multiple of 8" in c.generation.error("width")
     assert c.notices[-1][0] == "error"  # type: ignore[attr-defined]
     c.generation.width = 64
-    c.generate()
-    assert len(c._pending) == 1  # sent once the engine is ready
-    c.generate()  # never blocked: a second press queues a second job
-    assert len(c._pending) == 2
+    c.generate_jobs.generate()
+    assert len(c.generate_jobs.pending) == 1  # sent once the engine is ready
+    c.generate_jobs.generate()  # never blocked: a second press queues a second job
+    assert len(c.generate_jobs.pending) == 2
 
 
 async def test_drop_restores_or_explains(controller: AppController, a1111_png: Path, tmp_path: Path):
@@ -118,10 +118,10 @@ async def test_drop_restores_or_explains(controller: AppController, a1111_png: P
     c.generation.prompt = "keep me"
     bad = tmp_path / "notes.txt"
     bad.write_text("x")
-    assert not c.restore_from_file(bad)
+    assert not c.generate_jobs.restore_from_file(bad)
     assert c.generation.prompt == "keep me"
     assert "not an image" in c.notices[-1][1]  # type: ignore[attr-defined]
-    assert c.restore_from_file(a1111_png)
+    assert c.generate_jobs.restore_from_file(a1111_png)
     assert c.generation.prompt == "a castle on a hill, golden hour"
     assert (c.generation.width, c.generation.height, c.generation.seed) == (512, 768, 12345)
     assert c.generation.model is None  # an A1111 model name is not forced on the engine
@@ -155,7 +155,7 @@ async def api_url():
 async def test_remote_engine_errors_land_on_fields_and_results_download(
         controller: AppController, api_url: str):
     c = controller
-    await c.connect(api_url, TOKEN, remote=True)
+    await c.session.connect(api_url, TOKEN, remote=True)
     for _ in range(500):
         if c.engine.samplers:
             break
@@ -163,12 +163,12 @@ async def test_remote_engine_errors_land_on_fields_and_results_download(
     assert c.engine.connection is Connection.ready and c.engine.remote
     assert [m.id for m in c.engine.models] == ["tiny"]
     c.generation.sampler = "Bogus"
-    c.generate()
+    c.generate_jobs.generate()
     await settle(c)
     assert c.generation.errors == {"sampler": "Unknown sampler 'Bogus'"}
     assert c.notices[-1] == ("error", "Sampler: Unknown sampler 'Bogus'")  # type: ignore
     c.generation.sampler = "Euler a"
-    c.generate()
+    c.generate_jobs.generate()
     await settle(c)
     assert c.jobs.get("new") is not None
     # A remote result is downloaded into the local outputs folder.
@@ -184,7 +184,7 @@ async def test_remote_engine_errors_land_on_fields_and_results_download(
 
 async def test_wrong_token_is_reported(controller: AppController, api_url: str):
     c = controller
-    await c.connect(api_url, "wrong", remote=True)
+    await c.session.connect(api_url, "wrong", remote=True)
     for _ in range(500):
         if c.engine.connection is Connection.disconnected:
             break
@@ -224,7 +224,7 @@ async def test_open_a_finished_job_shows_its_batch(controller: AppController):
         path = out / f"jobx-{i:03d}.png"
         path.write_bytes(png_bytes((i * 80, 0, 0)))
         c.history.index.add(path, make_job().spec.params, seed=i, job_id="jobx")
-    c.open_job("jobx")
+    c.results.open_job("jobx")
     await settle(c)
     assert [im.seed for im in c.canvas.images] == [0, 1, 2]
     assert all(im.ready for im in c.canvas.images)

@@ -97,7 +97,7 @@ async def test_a_video_result_enters_the_history_and_opens_in_the_video_panel(
     assert item.toolTip().startswith("Video")
     opened: list[str] = []
     monkeypatch.setattr(c.video_jobs, "open_video", lambda path: opened.append(str(path)))
-    await c._open_history(entry)
+    await c.results._open_history(entry)
     assert opened == [str(entry.path)]
     assert window.central.showing_video
 
@@ -112,7 +112,7 @@ async def test_queue_cards_get_their_pictures_back_after_a_restart(window, tmp_p
     job = make_job("done", state=JobState.done)
     c.jobs.reset([job])  # what a new session hears from the engine: no thumbnail with it
     assert c.jobs.get("done").thumbnail is None
-    await c._restore_thumbnails()
+    await c.library.restore_thumbnails()
     assert c.jobs.get("done").thumbnail == data
     card = window.queue_panel.card("done")
     assert card.thumb.pixmap() is not None and not card.thumb.pixmap().isNull()
@@ -179,10 +179,10 @@ def test_right_click_copy_save_use_retry(window, tmp_path, monkeypatch):  # noqa
                         lambda *a, **k: (str(target), ""))
     actions["Save as…"].trigger()
     assert target.read_bytes() == path.read_bytes()
-    before = len(c._pending)
+    before = len(c.generate_jobs.pending)
     actions["Retry with a new seed"].trigger()
-    assert len(c._pending) == before + 1 and c._pending[-1].seed == -1  # not the same image
-    assert c._pending[-1].prompt == "a lighthouse"
+    assert len(c.generate_jobs.pending) == before + 1 and c.generate_jobs.pending[-1].seed == -1  # not the same image
+    assert c.generate_jobs.pending[-1].prompt == "a lighthouse"
     c.generation.prompt = "something else"
     actions["Use settings"].trigger()
     assert c.generation.prompt == "a lighthouse" and c.generation.seed == 42

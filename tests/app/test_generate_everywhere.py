@@ -35,9 +35,9 @@ def test_generate_and_its_hint_are_in_view_on_every_panel(window, qtbot):  # noq
             assert "Ctrl+Enter" in window.generate_bar.hint.text()
             assert window.generate_button.text() == "Generate"
     window.video_dock.raise_()
-    before = len(window.controller._pending)
+    before = len(window.controller.generate_jobs.pending)
     window.generate_button.click()
-    assert len(window.controller._pending) == before + 1
+    assert len(window.controller.generate_jobs.pending) == before + 1
 
 
 def _running(window) -> str:  # noqa: F811
@@ -51,7 +51,7 @@ def _running(window) -> str:  # noqa: F811
 
 def test_escape_cancels_from_any_panel_and_floating_dock(window, qtbot, monkeypatch):  # noqa: F811
     cancelled: list[str] = []
-    monkeypatch.setattr(window.controller, "cancel", cancelled.append)
+    monkeypatch.setattr(window.controller.queue, "cancel", cancelled.append)
     job_id = _running(window)
     assert window.generate_bar.cancel_button.isEnabled()
     window.activateWindow()
@@ -75,7 +75,7 @@ def test_escape_cancels_from_any_panel_and_floating_dock(window, qtbot, monkeypa
 
 def test_escape_leaves_dialogs_and_popups_their_own(window, qtbot, monkeypatch):  # noqa: F811
     cancelled: list[str] = []
-    monkeypatch.setattr(window.controller, "cancel", cancelled.append)
+    monkeypatch.setattr(window.controller.queue, "cancel", cancelled.append)
     _running(window)
     window.uncertainty_dock.raise_()
     combo = window.uncertainty_panel.colormap_combo  # always enabled

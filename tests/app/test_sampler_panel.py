@@ -175,7 +175,7 @@ async def test_grid_job_events_fill_the_canvas_grid(controller: AppController, t
     c.handle_event(JobFinished(job=grid_job(JobState.done, results + [grid_res])))
     await settle(c)
     assert c.canvas.grid is grid  # no reset on finish
-    c.open_grid_cell(1, 0)
+    c.compare_jobs.open_grid_cell(1, 0)
     assert c.canvas.current_image.params.sampler == "DDIM"
 
 
@@ -230,7 +230,7 @@ async def test_dropped_recipe_shows_its_sampler_and_options(window, tmp_path):  
     info.add_text("sfumato", recipe_json(params, seed=1, model_name="tiny", index=0))
     path = tmp_path / "r.png"
     Image.new("RGB", (8, 8)).save(path, pnginfo=info)
-    assert c.restore_from_file(path)
+    assert c.generate_jobs.restore_from_file(path)
     assert panel.sampler_list.currentItem().text() == "DPM++ 2M"
     assert panel.schedule_combo.currentData() == "exponential"
     assert panel.calibrated_toggle.isChecked() and panel.steps_spin.value() == 30

@@ -55,13 +55,13 @@ async def test_a_restored_recipe_and_generate_warn(window, a1111_png):  # noqa: 
     c = window.controller
     c.notice.connect(lambda level, text: notices.append((level, text)))
     _load(window, TINY)
-    assert c.restore_from_file(a1111_png)  # A1111 text: Size: 512x768
+    assert c.generate_jobs.restore_from_file(a1111_png)  # A1111 text: Size: 512x768
     level, text = notices[-1]
     assert level == "warning" and "512×768 is far above" in text
     assert "Settings restored from a1111.png" in text
     notices.clear()
-    c.generate()
-    c.generate()
+    c.generate_jobs.generate()
+    c.generate_jobs.generate()
     warned = [t for lv, t in notices if lv == "warning" and "far above" in t]
     assert len(warned) == 1 and warned[0].startswith("Queued anyway.")  # once, not a nag
-    assert len(c._pending) == 2  # never refused
+    assert len(c.generate_jobs.pending) == 2  # never refused

@@ -63,11 +63,11 @@ async def test_ctrl_enter_generates_even_while_busy(window, qtbot):
     c.generation.set_size(64, 64)
     window.prompt_edit.setFocus()
     qtbot.keyClick(window.prompt_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    assert len(c._pending) == 1
+    assert len(c.generate_jobs.pending) == 1
     assert "\n" not in c.generation.prompt  # Ctrl+Enter is not a newline
     assert window.generate_button.isEnabled()
     window.generate_button.click()
-    assert len(c._pending) == 2
+    assert len(c.generate_jobs.pending) == 2
 
 
 async def test_drop_png_restores_and_wrong_type_explains(window, a1111_png, tmp_path):
@@ -216,7 +216,7 @@ async def test_history_click_opens(window, qtbot, tmp_path):
         window.history_panel.use_button.click()
     assert sig.args[0].seed == 42
     c.generation.prompt = "other"
-    c.use_settings(sig.args[0].params)
+    c.generate_jobs.use_settings(sig.args[0].params)
     assert c.generation.prompt == "harbour" and c.generation.seed == 42
 
 

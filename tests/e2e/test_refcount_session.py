@@ -100,14 +100,14 @@ async def test_a_scripted_session_through_every_panel_keeps_none_alive(builtin_s
     g.batch_size, g.steps, g.sampler = 1, 10, "DDIM"
     window.sampler_dock.raise_()
     window.sampler_panel.analytic_toggle.click()
-    c.fit_now("analytic")
+    c.fit_jobs.fit_now("analytic")
     await until(watch, lambda: (j := c.jobs.active_fit("analytic")) is not None and j.step > 0,
                 120, "the analytic fit to run")
     fit_id = c.jobs.active_fit("analytic").id
     deadline = time.monotonic() + 30
     await until(watch, lambda: time.monotonic() > deadline or c.jobs.get(fit_id).state.finished,
                 60, "half a minute of the fit")
-    c.cancel(fit_id)
+    c.queue.cancel(fit_id)
     await until(watch, lambda: c.jobs.get(fit_id).state.finished, 60, "the fit to stop")
     watch.check("analytic fit")
 

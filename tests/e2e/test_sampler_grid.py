@@ -76,7 +76,7 @@ async def test_compare_two_samplers_by_two_step_counts(studio, qtbot):
 
     # Later, from the History: the grid PNG opens as a grid again, its cells clickable.
     sheet = next(e for e in c.history.index.entries() if Path(e.path) == grid.sheet_path)
-    c.open_history(sheet)
+    c.results.open_history(sheet)
     await until(lambda: c.canvas.grid is not None and c.canvas.grid.job_id == f"file:{sheet.path}"
                 and c.canvas.grid.complete, 10, "the saved grid reopened with its cells")
     reopened = c.canvas.grid
