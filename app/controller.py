@@ -25,8 +25,8 @@ from .controllers.generate import GenerateController
 from .controllers.prompt_tools import PromptToolsController
 from .controllers.queue import QueueController
 from .controllers.results import ResultsController
-from .controllers.robustness import ROBUSTNESS_KIND, RobustnessController
-from .controllers.video import VIDEO_KIND, VideoController
+from .controllers.robustness import RobustnessController
+from .controllers.video import VideoController
 from .engine_process import LocalEngine
 from .library import HistoryIndex, Library
 from .paths import AppPaths
@@ -55,7 +55,8 @@ class AppController(QObject):
         self.jobs = JobsState()
         self.engine = EngineInfo()
         self.canvas = CanvasState()
-        self.history = HistoryState(HistoryIndex(paths.history_db))
+        index = HistoryIndex(paths.history_db)  # the History's SQLite (app/library.py)
+        self.history = HistoryState(index)
         self.fits = FitsState()
         #: How uncertainty maps are drawn (the Uncertainty panel edits it, the canvas reads it).
         self.uncertainty_view = UncertaintyView()
@@ -67,7 +68,7 @@ class AppController(QObject):
         self.session = EngineSession(paths, settings, self.options, self.engine, self.jobs, self)
         #: (level, message): for the status bar and the canvas toast (the session's signal).
         self.notice = self.session.notice
-        self.library = Library(self.session, self.history, self.jobs)
+        self.library = Library(self.session, index, self.history, self.jobs)
         self.session.on_sync(self.library.on_sync)
         # ---- one controller per capability (app/controllers/), each claiming its job kinds
         s = self.session
@@ -78,19 +79,10 @@ class AppController(QObject):
                                               self.jobs, self)
         self.fit_jobs = FitsController(s, self.generation, self.fits, self.jobs, self)
         self.queue = QueueController(s, self.jobs, self)
-        self.video_jobs = VideoController(self.video, self.engine, self.jobs, lambda: s.client,
-                                          lambda: s.output_dir, s.spawn, self)
-        self.robustness_jobs = RobustnessController(self.robustness, self.generation, self.engine,
-                                                    self.jobs, lambda: s.client, s.spawn, self)
-        self.prompt_tools_jobs = PromptToolsController(self.prompt_tools, self.generation,
-                                                       self.engine, lambda: s.client, s.spawn,
+        self.video_jobs = VideoController(self.video, s, self.library, self)
+        self.robustness_jobs = RobustnessController(self.robustness, self.generation, s, self)
+        self.prompt_tools_jobs = PromptToolsController(self.prompt_tools, self.generation, s,
                                                        self)
-        s.claim((VIDEO_KIND,), self.video_jobs.handle_event)
-        s.claim((ROBUSTNESS_KIND,), self.robustness_jobs.handle_event)
-        s.job_finished.connect(
-            lambda job: job.kind != ROBUSTNESS_KIND and self.robustness_jobs._measure(job))
-        self.video_jobs.video_saved.connect(
-            lambda job_id, path, poster: s.spawn(self._store_video(job_id, path, poster)))
         self._restore_last_params()
 
     # ----------------------------------------------------------------- the session's face
@@ -134,15 +126,7 @@ class AppController(QObject):
         self.save_last_params()
         self.settings.sync()
         await self.session.close()
-        self.history.index.close()
-
-    async def _store_video(self, job_id: str, path: Path, poster: bytes) -> None:
-        v = self.video
-        info = v.result_info or {}
-        width, height = int(info.get("width") or 0), int(info.get("height") or 0)
-        params = GenerateParams(prompt=v.target_prompt, width=max(8, width or 512),
-                                height=max(8, height or 512))
-        await self.library.store_video(job_id, path, poster, params, v.seed, width, height)
+        self.library.index.close()
 
     # ----------------------------------------------------------------- persistence
     def save_last_params(self) -> None:

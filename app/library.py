@@ -30,11 +30,11 @@ from .client import EngineError
 from .recipe import RecipeError, recipe_from_file
 from .session import WARNING
 from .state.canvas_image import CanvasImage
+from .state.history import HistoryEntry, HistoryState
 from .state.uncertainty import UncertaintyMap, find_map, load_map, map_path
 
 if TYPE_CHECKING:
     from .session import EngineSession
-    from .state.history import HistoryState
     from .state.jobs import JobsState
 
 log = logging.getLogger(__name__)
@@ -53,33 +53,6 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_created ON images(created DESC);
 """
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One saved output and its recipe."""
-
-    id: int
-    path: Path
-    created: float
-    prompt: str
-    seed: int
-    params_json: str
-    width: int
-    height: int
-    job_id: str = ""
-
-    @property
-    def params(self) -> GenerateParams | None:
-        """The recipe, with the image's actual seed; None if the stored JSON is unreadable."""
-        try:
-            return GenerateParams.model_validate_json(self.params_json).with_seed(self.seed)
-        except ValueError:
-            return None
-
-    @property
-    def exists(self) -> bool:
-        return self.path.is_file()
 
 
 class HistoryIndex:
@@ -218,8 +191,9 @@ ShowResult = Callable[[LocalResult], None]
 class Library:
     """Result files and the History: owned by :class:`app.controller.AppController`."""
 
-    def __init__(self, session: EngineSession, history: HistoryState, jobs: JobsState):
-        self.session, self.history, self.jobs = session, history, jobs
+    def __init__(self, session: EngineSession, index: HistoryIndex, history: HistoryState,
+                 jobs: JobsState):
+        self.session, self.index, self.history, self.jobs = session, index, history, jobs
         self._stored: set[tuple[str, str]] = set()
 
     @property
@@ -263,7 +237,7 @@ class Library:
                 params = await loop.run_in_executor(None, recipe_from_file, path)
             except RecipeError:
                 params = GenerateParams(width=image.width, height=image.height)
-        entry = self.history.index.add(path, params, seed=image.seed, width=image.width,
+        entry = self.index.add(path, params, seed=image.seed, width=image.width,
                                        height=image.height, job_id=job_id)
         self.history.add(entry)
 
@@ -283,7 +257,7 @@ class Library:
             await loop.run_in_executor(None, poster_path(path).write_bytes, poster)
         except OSError as exc:
             log.warning("video poster %s: %s", poster_path(path), exc)
-        entry = self.history.index.add(path, params, seed=seed, width=width, height=height,
+        entry = self.index.add(path, params, seed=seed, width=width, height=height,
                                        job_id=job_id)
         self.history.add(entry)
 
@@ -294,7 +268,7 @@ class Library:
             for job in jobs:
                 for image in job.results:
                     if not self.stored(job.id, image.name) and \
-                            image.path not in self.history.index:
+                            image.path not in self.index:
                         self.session.spawn(self.store_result(job.id, image))
         self.session.spawn(self.restore_thumbnails())
 
@@ -305,7 +279,7 @@ class Library:
         for item in self.jobs.ordered():
             if item.thumbnail_final or item.state is not JobState.done:
                 continue
-            entries = [e for e in self.history.index.by_job(item.id)
+            entries = [e for e in self.index.by_job(item.id)
                        if thumbnail_source(e.path).is_file()]
             if not entries:
                 continue
@@ -362,12 +336,12 @@ class Library:
     async def scan_outputs(self) -> None:
         """Index images that reached the outputs folder while the app was closed."""
         folder = self.output_dir
-        known = self.history.index.paths()
+        known = self.index.paths()
         loop = asyncio.get_running_loop()
         found = await loop.run_in_executor(None, unindexed_pngs, folder, known)
         added = False
         for path, params, mtime in found:
-            self.history.index.add(path, params, created=mtime)
+            self.index.add(path, params, created=mtime)
             added = True
         if added:
             self.history.load()

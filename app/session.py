@@ -92,6 +92,10 @@ class EngineSession(QObject):
         """Await ``hook`` after every (re)connect's full sync, in the order registered."""
         self._sync_hooks.append(hook)
 
+    def claims(self) -> dict[str, object]:
+        """Who listens to each claimed job kind: the controller whose handler it is."""
+        return {kind: getattr(h, "__self__", h) for kind, h in self._claims.items()}
+
     def kind_of(self, event: Event) -> str:
         """The job kind an event belongs to ('' for engine-wide events and unknown jobs)."""
         if isinstance(event, JobQueued | JobFinished):

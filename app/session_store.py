@@ -119,7 +119,7 @@ def _restore_canvas(c: AppController, canvas: dict[str, Any], lost: list[str]) -
         if not path.is_file():
             lost.append(f"{path.name} (no longer on disk)")
             continue
-        entry = c.history.index.get(path)
+        entry = c.library.index.get(path)
         try:
             params = entry.params if entry is not None else recipe_from_file(path)
         except RecipeError:

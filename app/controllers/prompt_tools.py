@@ -7,15 +7,12 @@ LoRA menu opens. Failures leave the counter empty: counting is a hint, never an 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
 
-from ..client import EngineClient, EngineError
-from ..state.engine import EngineInfo
+from ..client import EngineError
+from ..session import EngineSession
 from ..state.generation import GenerationSettings
 from ..state.prompt_tools import PromptTools
 
@@ -24,12 +21,13 @@ DEBOUNCE_MS = 250
 
 
 class PromptToolsController(QObject):
-    def __init__(self, state: PromptTools, generation: GenerationSettings, engine: EngineInfo,
-                 client: Callable[[], EngineClient | None],
-                 spawn: Callable[[Any], asyncio.Task[Any]], parent: QObject | None = None):
+    """Owned by :class:`app.controller.AppController` (``controller.prompt_tools_jobs``)."""
+
+    def __init__(self, state: PromptTools, generation: GenerationSettings,
+                 session: EngineSession, parent: QObject | None = None):
         super().__init__(parent)
-        self.state, self.generation, self.engine = state, generation, engine
-        self._client, self._spawn = client, spawn
+        self.state, self.generation, self.session = state, generation, session
+        engine = self.engine = session.engine
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -47,15 +45,15 @@ class PromptToolsController(QObject):
             self._timer.start()
 
     def _count_soon(self) -> None:
-        if self._client() is not None and self.engine.connection.usable:
-            self._spawn(self.count_now())
+        if self.session.client is not None and self.engine.connection.usable:
+            self.session.spawn(self.count_now())
 
     def refresh_loras(self) -> None:
-        if self._client() is not None and self.engine.connection.usable:
-            self._spawn(self.fetch_loras())
+        if self.session.client is not None and self.engine.connection.usable:
+            self.session.spawn(self.fetch_loras())
 
     async def fetch_loras(self) -> None:
-        client = self._client()
+        client = self.session.client
         if client is None:
             return
         try:
@@ -65,7 +63,7 @@ class PromptToolsController(QObject):
 
     async def count_now(self) -> None:
         """Count both prompts with the active model's tokenizer; keep the newest answers."""
-        client = self._client()
+        client = self.session.client
         if client is None or not self.engine.connection.usable:
             return
         self._asked += 1

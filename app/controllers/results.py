@@ -15,11 +15,12 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.protocol import GenerateParams
 
-from ..library import HistoryEntry, Library, is_video
+from ..library import Library, is_video
 from ..recipe import grid_from_file
 from ..session import INFO, WARNING, EngineSession
 from ..state import CanvasImage, CanvasState, HistoryState
 from ..state.grid import CanvasGrid
+from ..state.history import HistoryEntry
 
 
 class ResultsController(QObject):
@@ -65,7 +66,7 @@ class ResultsController(QObject):
         self.canvas.follow_grid(CanvasGrid(key, saved.params))
         for cell, cell_path in saved.cells:
             data = await loop.run_in_executor(None, cell_path.read_bytes)
-            entry = self.history.index.get(cell_path)
+            entry = self.library.index.get(cell_path)
             self.canvas.set_grid_result(key, cell, data, path=cell_path,
                                         seed=entry.seed if entry is not None else None)
         self.canvas.set_grid_sheet(key, path)
@@ -80,7 +81,7 @@ class ResultsController(QObject):
         self.session.spawn(self._open_job(job_id))
 
     async def _open_job(self, job_id: str) -> None:
-        entries = [e for e in self.history.index.by_job(job_id) if e.exists]
+        entries = [e for e in self.library.index.by_job(job_id) if e.exists]
         if not entries:
             self.session.notice.emit(INFO, "This job's images are not in the history (any more).")
             return

@@ -1,15 +1,15 @@
 """The Robustness panel's intents → a ``prompt_robustness`` job, its events → :class:`RobustnessState`.
 
-Run the probe on the Prompt panel's recipe, follow it, fetch its images as they land and its
-report as each group finishes, cancel it, and put a chosen wording back into the prompt. Every
-engine refusal lands in ``state.message`` in the engine's words; nothing raises into Qt.
+Run the probe on the Prompt panel's recipe, follow it (the session routes that kind's events
+here), fetch its images as they land and its report as each group finishes, cancel it, and put
+a chosen wording back into the prompt. Every engine refusal lands in ``state.message`` in the
+engine's words; nothing raises into Qt. Every finished generate job times the next estimate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,8 @@ from engine.protocol import (
 )
 
 from ..client import EngineClient, EngineError
-from ..state.engine import EngineInfo
+from ..session import EngineSession
 from ..state.generation import GenerationSettings
-from ..state.jobs import JobsState
 from ..state.robustness import RobustnessState
 
 log = logging.getLogger(__name__)
@@ -44,12 +43,12 @@ class RobustnessController(QObject):
     """Owned by :class:`app.controller.AppController` (``controller.robustness_jobs``)."""
 
     def __init__(self, state: RobustnessState, generation: GenerationSettings,
-                 engine: EngineInfo, jobs: JobsState,
-                 client: Callable[[], EngineClient | None],
-                 spawn: Callable[[Any], asyncio.Task[Any]], parent: QObject | None = None):
+                 session: EngineSession, parent: QObject | None = None):
         super().__init__(parent)
-        self.state, self.generation, self.engine, self.jobs = state, generation, engine, jobs
-        self._client, self._spawn = client, spawn
+        self.state, self.generation, self.session = state, generation, session
+        self.engine, self.jobs = session.engine, session.jobs
+        session.claim((ROBUSTNESS_KIND,), self.handle_event)
+        session.job_finished.connect(self._measure)
 
     # ----------------------------------------------------------------- intents
     def run(self) -> asyncio.Task[Any] | None:
@@ -59,11 +58,11 @@ class RobustnessController(QObject):
         if not base.prompt.strip():
             s.message = ("warning", "Write a prompt in the Prompt panel first.")
             return None
-        client = self._client()
+        client = self.session.client
         if client is None or not self.engine.connection.usable:
             s.message = ("warning", "The engine is not connected yet; try again in a moment.")
             return None
-        return self._spawn(self._submit(client, RobustnessJob(params=s.params(base))))
+        return self.session.spawn(self._submit(client, RobustnessJob(params=s.params(base))))
 
     async def _submit(self, client: EngineClient, spec: RobustnessJob) -> None:
         s = self.state
@@ -78,10 +77,10 @@ class RobustnessController(QObject):
         self.jobs.upsert(job)
 
     def cancel(self) -> None:
-        client, job_id = self._client(), self.state.job_id
+        client, job_id = self.session.client, self.state.job_id
         if client is None or not job_id or self.state.status not in ("queued", "running"):
             return
-        self._spawn(self._cancel(client, job_id))
+        self.session.spawn(self._cancel(client, job_id))
 
     async def _cancel(self, client: EngineClient, job_id: str) -> None:
         try:
@@ -95,41 +94,29 @@ class RobustnessController(QObject):
         self.state.message = ("info", "The prompt now reads: " + prompt)
 
     # ----------------------------------------------------------------- events
-    def is_probe(self, job_id: str) -> bool:
-        if job_id and job_id == self.state.job_id:
-            return True
-        item = self.jobs.get(job_id)
-        return item is not None and item.kind == ROBUSTNESS_KIND
-
-    def handle_event(self, event: Event) -> bool:
-        """Fold an event of a probe into the state; True when it was one (the canvas and the
-        history leave it alone: its images belong to the report)."""
-        if isinstance(event, JobFinished):
-            self._measure(event.job)
+    def handle_event(self, event: Event) -> None:
+        """Fold an event of a ``prompt_robustness`` job into the state (the session routes
+        them here: the canvas and the History leave them alone, its images belong to the
+        report)."""
         if isinstance(event, JobQueued | JobFinished):
             job_id = event.job.id
-            if event.job.kind != ROBUSTNESS_KIND:
-                return False
         else:
             job_id = getattr(event, "job_id", "")
-            if not job_id or not self.is_probe(job_id):
-                return False
         s = self.state
         if job_id != s.job_id:
-            return True  # an earlier session's probe: the Queue shows it
+            return  # an earlier session's probe: the Queue shows it
         if isinstance(event, JobStarted):
             s.status = "running"
         elif isinstance(event, JobProgress):
             s.status = "running"
             s.progress = (event.step, event.total, event.eta_s)
         elif isinstance(event, JobResult):
-            self._spawn(self._fetch_image(job_id, event.image))
+            self.session.spawn(self._fetch_image(job_id, event.image))
             n = s.report.samples if s.report is not None else s.samples
             if (event.image.index + 1) % n == 0:  # a group is complete: its MMD is next
-                self._spawn(self._refresh(job_id))
+                self.session.spawn(self._refresh(job_id))
         elif isinstance(event, JobFinished):
             self._finished(event.job)
-        return True
 
     def _finished(self, job: Job) -> None:
         s = self.state
@@ -145,10 +132,11 @@ class RobustnessController(QObject):
                 s.message = ("info", f"Most robust variant: “{best.prompt}”.")
         for image in job.results:
             if image.index not in s.images:
-                self._spawn(self._fetch_image(job.id, image))
+                self.session.spawn(self._fetch_image(job.id, image))
 
     def _measure(self, job: Job) -> None:
-        """Seconds per image-step of a finished job: what the next probe's estimate uses."""
+        """Seconds per image-step of a finished job (a probe or a generate job, whoever asked
+        for it): what the next probe's estimate uses."""
         if job.state is not JobState.done or job.started_at is None or job.finished_at is None:
             return
         if job.kind == ROBUSTNESS_KIND:
@@ -163,7 +151,7 @@ class RobustnessController(QObject):
             self.state.seconds_per_step = seconds / image_steps
 
     async def _refresh(self, job_id: str) -> None:
-        client = self._client()
+        client = self.session.client
         if client is None:
             return
         try:
@@ -180,7 +168,7 @@ class RobustnessController(QObject):
         if not self.engine.remote and local.is_file():
             data = await asyncio.get_running_loop().run_in_executor(None, local.read_bytes)
         else:
-            client = self._client()
+            client = self.session.client
             if client is None:
                 return
             try:

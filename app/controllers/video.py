@@ -1,8 +1,9 @@
 """The Video panel's intents → engine requests, and the engine's events → :class:`VideoState`.
 
 Open (upload + probe), control preview (frames for the player, maps for the strip), submit a
-``video_edit`` job, follow its stages, fetch the MP4 and the result's frames, export. Every
-engine refusal lands in ``state.message`` with the engine's own words; nothing raises into Qt.
+``video_edit`` job, follow its stages (the session routes that kind's events here), fetch the
+MP4 and the result's frames, put it into the History through the library, export. Every engine
+refusal lands in ``state.message`` with the engine's own words; nothing raises into Qt.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import base64
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject
 
 from engine.protocol import (
     ControlPreview,
     Event,
+    GenerateParams,
     JobFinished,
     JobProgress,
     JobQueued,
@@ -31,8 +32,8 @@ from engine.protocol import (
 from engine.video_protocol import VIDEO_SUFFIXES
 
 from ..client import EngineClient, EngineError
-from ..state.engine import EngineInfo
-from ..state.jobs import JobsState
+from ..library import Library, save_unique
+from ..session import EngineSession
 from ..state.model_size import native_size
 from ..state.video import VideoFrames, VideoState, damaged_message
 
@@ -42,18 +43,14 @@ VIDEO_KIND = "video_edit"
 
 
 class VideoController(QObject):
-    """Owned by :class:`app.controller.AppController` (``controller.video``)."""
+    """Owned by :class:`app.controller.AppController` (``controller.video_jobs``)."""
 
-    #: An edited video is on disk with its first frame: (job id, mp4 path, poster PNG bytes).
-    #: The app controller puts it into the History.
-    video_saved = Signal(str, object, bytes)
-
-    def __init__(self, state: VideoState, engine: EngineInfo, jobs: JobsState,
-                 client: Callable[[], EngineClient | None], output_dir: Callable[[], Path],
-                 spawn: Callable[[Any], asyncio.Task[Any]], parent: QObject | None = None):
+    def __init__(self, state: VideoState, session: EngineSession, library: Library,
+                 parent: QObject | None = None):
         super().__init__(parent)
-        self.state, self.engine, self.jobs = state, engine, jobs
-        self._client, self._output_dir, self._spawn = client, output_dir, spawn
+        self.state, self.session, self.library = state, session, library
+        self.engine, self.jobs = session.engine, session.jobs
+        session.claim((VIDEO_KIND,), self.handle_event)
         self._preview_task: asyncio.Task[Any] | None = None
         self._preview_again = False
 
@@ -62,7 +59,7 @@ class VideoController(QObject):
         self.state.message = (level, text)
 
     def _usable_client(self) -> EngineClient | None:
-        client = self._client()
+        client = self.session.client
         if client is None or not self.engine.connection.usable:
             self._say("warning", "The engine is not connected yet; try again in a moment.")
             return None
@@ -83,7 +80,7 @@ class VideoController(QObject):
         client = self._usable_client()
         if client is None:
             return None
-        return self._spawn(self._open(client, path))
+        return self.session.spawn(self._open(client, path))
 
     async def _open(self, client: EngineClient, path: Path) -> None:
         s = self.state
@@ -111,17 +108,17 @@ class VideoController(QObject):
     def refresh_preview(self) -> None:
         """Re-fetch the player's frames and the control maps (selection, size or control
         changed). Coalesces: at most one request in flight and one more after it."""
-        if self.state.source is None or self._client() is None:
+        if self.state.source is None or self.session.client is None:
             return
         if self._preview_task is not None and not self._preview_task.done():
             self._preview_again = True
             return
-        self._preview_task = self._spawn(self._preview_loop())
+        self._preview_task = self.session.spawn(self._preview_loop())
 
     async def _preview_loop(self) -> None:
         while True:
             self._preview_again = False
-            client = self._client()
+            client = self.session.client
             if client is None:
                 return
             await self._preview(client)
@@ -166,7 +163,7 @@ class VideoController(QObject):
         if client is None:
             return None
         model = self.engine.active_model.id if self.engine.active_model else None
-        return self._spawn(self._submit(client, s.to_params(model)))
+        return self.session.spawn(self._submit(client, s.to_params(model)))
 
     async def _submit(self, client: EngineClient, params) -> None:
         try:
@@ -179,7 +176,7 @@ class VideoController(QObject):
 
     def cancel(self) -> None:
         s = self.state
-        client = self._client()
+        client = self.session.client
         if not s.busy or client is None:
             return
         job_id = s.job_id
@@ -190,29 +187,19 @@ class VideoController(QObject):
             except EngineError as exc:
                 s.message = ("error", str(exc))
 
-        self._spawn(go())
+        self.session.spawn(go())
 
     # ----------------------------------------------------------------- events
-    def is_video_job(self, job_id: str) -> bool:
-        if job_id and job_id == self.state.job_id:
-            return True
-        item = self.jobs.get(job_id)
-        return item is not None and item.kind == VIDEO_KIND
-
-    def handle_event(self, event: Event) -> bool:
-        """Fold an event of a video job into the state; True when it was one (the canvas and
-        history leave it alone)."""
+    def handle_event(self, event: Event) -> None:
+        """Fold an event of a ``video_edit`` job into the state (the session routes them here:
+        the canvas and the History leave them alone)."""
         if isinstance(event, JobQueued | JobFinished):
-            job_id, kind = event.job.id, event.job.kind
-            if kind != VIDEO_KIND:
-                return False
+            job_id = event.job.id
         else:
             job_id = getattr(event, "job_id", "")
-            if not job_id or not self.is_video_job(job_id):
-                return False
         s = self.state
         if job_id != s.job_id:
-            return True  # another window's (or an earlier session's) edit: the Queue shows it
+            return  # another window's (or an earlier session's) edit: the Queue shows it
         if isinstance(event, JobStarted):
             s.progress("starting", 0, 0, None)
         elif isinstance(event, JobProgress):
@@ -224,24 +211,23 @@ class VideoController(QObject):
                 if video is None:
                     s.finished("failed", "The engine finished without a video.")
                 else:
-                    self._spawn(self._fetch_result(job.id, video))
+                    self.session.spawn(self._fetch_result(job.id, video))
             else:
                 s.finished(job.state.value, job.message)
-        return True
 
     async def _fetch_result(self, job_id: str, res: ResultImage) -> None:
         """Make the MP4 local (the engine's own file when it runs here) and get its frames."""
         s = self.state
-        client = self._client()
+        client = self.session.client
         local = Path(res.path)
         try:
             if self.engine.remote or not local.is_file():
                 if client is None:
                     raise EngineError("The engine went away before the video could be fetched.")
                 data = await client.download(job_id, res.name)
-                folder = self._output_dir() / time.strftime("%Y-%m-%d")
+                folder = self.library.output_dir / time.strftime("%Y-%m-%d")
                 local = await asyncio.get_running_loop().run_in_executor(
-                    None, _save, folder, res.name, data)
+                    None, save_unique, folder, res.name, data)
         except EngineError as exc:
             s.finished("failed", f"The edit finished but its video could not be fetched: {exc}")
             return
@@ -267,7 +253,17 @@ class VideoController(QObject):
         s.result_frames = _frames(answer)
         if s.result_frames.frames:
             self.jobs.set_thumbnail(job_id, s.result_frames.frames[0])
-            self.video_saved.emit(job_id, local, s.result_frames.frames[0])
+            await self.store(job_id, local, s.result_frames.frames[0])
+
+    async def store(self, job_id: str, path: Path, poster: bytes) -> None:
+        """The edited video enters the History: found by its target prompt, shown by its
+        first frame (``poster``)."""
+        s = self.state
+        info = s.result_info or {}
+        width, height = int(info.get("width") or 0), int(info.get("height") or 0)
+        params = GenerateParams(prompt=s.target_prompt, width=max(8, width or 512),
+                                height=max(8, height or 512))
+        await self.library.store_video(job_id, path, poster, params, s.seed, width, height)
 
     # ----------------------------------------------------------------- export
     def export(self, target: Path | str) -> Path | None:
@@ -293,13 +289,3 @@ def _frames(answer: ControlPreview) -> VideoFrames:
                        frames=[base64.b64decode(b) for b in answer.frames_png_b64],
                        maps=[base64.b64decode(b) for b in answer.maps_png_b64])
 
-
-def _save(folder: Path, name: str, data: bytes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    stem, i = path.stem, 1
-    while path.exists():
-        path = folder / f"{stem}-{i}{path.suffix}"
-        i += 1
-    path.write_bytes(data)
-    return path

@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from PySide6.QtCore import QObject, Signal
 
-if TYPE_CHECKING:  # the index is I/O (app/library.py); this module stays pure state
-    from app.library import HistoryEntry, HistoryIndex
+from engine.protocol import GenerateParams
 
 #: Entries loaded into the dock at once (older ones stay in the index).
 PAGE = 300
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One saved output and its recipe."""
+
+    id: int
+    path: Path
+    created: float
+    prompt: str
+    seed: int
+    params_json: str
+    width: int
+    height: int
+    job_id: str = ""
+
+    @property
+    def params(self) -> GenerateParams | None:
+        """The recipe, with the image's actual seed; None if the stored JSON is unreadable."""
+        try:
+            return GenerateParams.model_validate_json(self.params_json).with_seed(self.seed)
+        except ValueError:
+            return None
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+
+class EntryIndex(Protocol):
+    """What the list reads of the History index (:class:`app.library.HistoryIndex`, SQLite:
+    the I/O stays there, this module is pure state)."""
+
+    def entries(self, limit: int = 500, offset: int = 0,
+                search: str = "") -> list[HistoryEntry]: ...
+
+    def remove(self, path: Path | str) -> None: ...
 
 
 class HistoryState(QObject):
@@ -21,7 +59,7 @@ class HistoryState(QObject):
     #: One new entry at the top.
     added = Signal(object)
 
-    def __init__(self, index: HistoryIndex):
+    def __init__(self, index: EntryIndex):
         super().__init__()
         self.index = index
         self.entries: list[HistoryEntry] = []

@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.library import HistoryEntry, is_video
-from app.state.history import HistoryState
+from app.library import is_video
+from app.state.history import HistoryEntry, HistoryState
 
 from .thumbnails import ThumbnailLoader
 

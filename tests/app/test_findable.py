@@ -88,7 +88,7 @@ async def test_a_video_result_enters_the_history_and_opens_in_the_video_panel(
     c.video.target_prompt = "a t-rex on a blue background"
     mp4 = tmp_path / "job9-video.mp4"
     mp4.write_bytes(b"\x00\x00\x00\x18ftypmp42")
-    await c._store_video("job9", mp4, png((10, 10, 200)))
+    await c.video_jobs.store("job9", mp4, png((10, 10, 200)))
     entry = c.history.entries[0]
     assert entry.path == mp4.resolve() and is_video(entry.path) and entry.job_id == "job9"
     assert poster_path(mp4).is_file() and thumbnail_source(mp4) == poster_path(mp4)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app.controllers.robustness import RobustnessController
-from app.state.engine import EngineInfo
 from app.state.generation import GenerationSettings
 from app.state.jobs import JobsState
 from app.state.robustness import RobustnessState, significance
@@ -22,6 +21,8 @@ from engine.protocol import (
     RobustnessReport,
     WordImportance,
 )
+
+from .bare_session import bare_session
 
 
 def _contrast(a: str, b: str) -> float:
@@ -72,13 +73,16 @@ def _report() -> RobustnessReport:
         done=True)
 
 
-def test_panel_shows_chips_rows_and_uses_a_wording(qtbot):
+def test_panel_shows_chips_rows_and_uses_a_wording(qtbot, tmp_path):
     generation = GenerationSettings()
     generation.prompt = "red apple"
     state = RobustnessState()
     jobs = JobsState()
-    controller = RobustnessController(state, generation, EngineInfo(), jobs, lambda: None,
-                                      lambda coro: coro.close())
+    session = bare_session(tmp_path, jobs)
+    session.spawn = lambda coro: coro.close()  # type: ignore[method-assign]
+    controller = RobustnessController(state, generation, session)
+    others: list = []
+    session.claim(None, others.append)  # what the canvas would be sent
     panel = RobustnessDockWidget(state, generation)
     qtbot.addWidget(panel)
     panel.wording_requested.connect(controller.use_wording)
@@ -88,7 +92,8 @@ def test_panel_shows_chips_rows_and_uses_a_wording(qtbot):
     job = Job(id="j1", kind="prompt_robustness", state=JobState.done, spec=spec,
               created_at=datetime.now(UTC), robustness=_report())
     state.job_id = "j1"
-    assert controller.handle_event(JobFinished(job=job))  # claimed: not the canvas's
+    session.handle_event(JobFinished(job=job))
+    assert not others  # claimed: not the canvas's
     assert state.status == "done" and "Red apple" in state.message[1]
     assert len(panel.rows) == 2
     assert "most robust" in panel.rows[1].title.text()
@@ -102,7 +107,8 @@ def test_panel_shows_chips_rows_and_uses_a_wording(qtbot):
     # A generate job's events are left to the rest of the app.
     other = Job(id="g", kind="generate", state=JobState.done, spec={"kind": "generate",
                 "params": {}}, created_at=datetime.now(UTC))
-    assert not controller.handle_event(JobFinished(job=other))
+    session.handle_event(JobFinished(job=other))
+    assert len(others) == 1 and state.status == "done"
 
 
 def test_rules_and_top_k_edit_the_state(qtbot):

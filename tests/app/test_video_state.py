@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from app.controllers.video import VideoController
-from app.state.engine import EngineInfo
 from app.state.jobs import JobsState
 from app.state.video import METHODS, VideoFrames, VideoState, strip_positions
 from engine.protocol import (
@@ -26,6 +25,8 @@ from engine.protocol import (
     VideoResult,
     utcnow,
 )
+
+from .bare_session import bare_library, bare_session
 
 
 def upload(frames=24, fps=8.0, width=64, height=64, audio=False) -> UploadInfo:
@@ -199,45 +200,52 @@ def _job(job_id: str, kind: str, state=JobState.running, results=()) -> Job:
 
 def _controller(state: VideoState, jobs: JobsState, tmp_path: Path):
     spawned = []
-    ctl = VideoController(state, EngineInfo(), jobs, lambda: None, lambda: tmp_path,
-                          spawned.append)
+    session = bare_session(tmp_path, jobs)
+    session.spawn = spawned.append  # type: ignore[method-assign]  # keep, do not run
+    ctl = VideoController(state, session, bare_library(session))
     return ctl, spawned
 
 
 def test_controller_takes_only_video_jobs_events(tmp_path):
     s, jobs = ready_state(), JobsState()
     ctl, spawned = _controller(s, jobs, tmp_path)
+    session = ctl.session
+    others: list = []
+    session.claim(None, others.append)  # what the canvas would be sent
+    with pytest.raises(ValueError, match="claimed twice"):
+        session.claim(("video_edit",), others.append)
     gen = _job("g1", "generate")
-    jobs.apply(JobQueued(job=gen))
-    assert not ctl.handle_event(JobQueued(job=gen))
-    assert not ctl.handle_event(JobProgress(job_id="g1", step=1, total=2))
+    session.handle_event(JobQueued(job=gen))
+    session.handle_event(JobProgress(job_id="g1", step=1, total=2))
+    assert len(others) == 2 and s.step == 0
 
     vid = _job("v1", "video_edit")
-    jobs.apply(JobQueued(job=vid))
+    session.handle_event(JobQueued(job=vid))
     assert jobs.get("v1").title == "Video edit (LOVECon): blue"
     s.job_submitted("v1")
-    assert ctl.handle_event(JobProgress(job_id="v1", step=3, total=9, eta_s=5.0,
-                                        stage="inversion (window 1 of 2)"))
+    session.handle_event(JobProgress(job_id="v1", step=3, total=9, eta_s=5.0,
+                                     stage="inversion (window 1 of 2)"))
     assert (s.stage, s.step, s.total, s.job_state) == ("inversion (window 1 of 2)", 3, 9,
                                                        "running")
     # another video job (an earlier session's) is the Queue's, not the panel's
     other = _job("v0", "video_edit")
-    jobs.apply(JobQueued(job=other))
-    assert ctl.handle_event(JobProgress(job_id="v0", step=1, total=2, stage="tuning"))
+    session.handle_event(JobQueued(job=other))
+    session.handle_event(JobProgress(job_id="v0", step=1, total=2, stage="tuning"))
     assert s.stage == "inversion (window 1 of 2)"
 
     failed = _job("v1", "video_edit", JobState.failed).model_copy(
         update={"message": "No ControlNet found for sfumato-tiny"})
-    assert ctl.handle_event(JobFinished(job=failed))
+    session.handle_event(JobFinished(job=failed))
     assert s.job_state == "failed" and "No ControlNet" in s.message[1]
 
     s.job_submitted("v2")
     res = ResultImage(name="v2-video.mp4", path=str(tmp_path / "v2-video.mp4"), index=0, seed=0,
                       width=64, height=64, role="video",
                       video=VideoResult(frames=4, fps=4.0, duration_s=1.0, method="lovecon"))
-    assert ctl.handle_event(JobFinished(job=_job("v2", "video_edit", JobState.done, [res])))
+    session.handle_event(JobFinished(job=_job("v2", "video_edit", JobState.done, [res])))
     assert len(spawned) == 1  # fetching the MP4 and its frames
     spawned[0].close()
+    assert len(others) == 2  # no video job's event reached the canvas
 
 
 def test_export(tmp_path):
@@ -290,7 +298,7 @@ async def test_damaged_frames_and_result_notes_reach_the_panel(tmp_path):
     s = ready_state()
     s.target_prompt = "a blue t-rex"
     ctl, _ = _controller(s, JobsState(), tmp_path)
-    ctl._client = lambda: Client()
+    ctl.session.client = Client()  # type: ignore[assignment]
     await ctl._preview(Client())
     level, text = s.message
     assert level == "warning" and "Frames 17–19, 30 of this clip are damaged" in text
