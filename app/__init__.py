@@ -10,8 +10,10 @@ WebSocket, using :mod:`engine.protocol` only. The map:
 - ``diagnostics.py``     — "Copy diagnostic info" and the About text (never the token)
 - ``model_check.py``     — the first-run check: one tiny image through the real engine
 - ``client.py``          — async aiohttp client of the /v1 API and its event stream
-- ``controller.py``      — the glue: user intents → requests, events → state
-- ``controllers/``       — one controller per capability (video, robustness, prompt tools…)
+- ``session.py``         — the engine connection: client, local engine, sync, job-kind router
+- ``controllers/``       — one controller per capability (generate, compare, fits, video,
+  robustness, prompt tools; results, queue), each claiming its own job kinds
+- ``controller.py``      — the composition root: builds and wires state, session, controllers
 - ``state/``             — observable state (QObject + signals, no widgets), unit-tested alone
 - ``library.py``         — result files and the SQLite History index; ``recipe.py`` reads PNG recipes
 - ``ui/``                — widgets only; they bind to state and call controller actions
