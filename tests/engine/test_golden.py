@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import golden
 
-#: Model load, three fits, 14 images and a video edit: about 25 s on one core.
+#: Model load, six fits, 33 images and two video edits: about 50 s on one core.
 pytestmark = pytest.mark.timeout(600)
 
 RECORDED = golden.manifest()

@@ -4,17 +4,21 @@ bit for bit by ``tests/engine/test_golden.py`` (issue 17, "How it is checked").
 The set runs in this process, on the CPU, in float32, with the embedded ``sfumato-tiny`` model
 and the real runners (``run_generate``, ``run_sampler_grid``, the fit jobs, BayesDiff's
 generate and ``run_video_edit``) behind a small job context without a queue. Sizes are tiny
-(64×64, 3–6 steps) so the whole set takes well under two minutes on one core:
+(64×64, 3–6 steps) so the whole set takes under a minute on one core:
 
-- ``generate``: Euler a (batch of two: per-image seeds), DPM++ 2M Karras, DDIM;
+- ``generate``: Euler a (batch of two: per-image seeds), DPM++ 2M Karras, DDIM, and Euler with
+  A1111's weights, BREAK, prompt editing and Clip skip 2;
 - ``grid``: a 2×2 sampler grid's four cells (the assembled sheet is not compared: it prints
   the cells' timings);
 - ``fits``: Γ_t of an analytic fit, the calibration means and BayesDiff's posterior variances,
   each fitted on the model's shipped fit set with the smallest counts a fit allows;
 - ``analytic``: an Analytic-DDIM image; ``calibrated``: a calibrated DPM++ 2M image;
-- ``uncertainty``: a DDIM image with its BayesDiff pixel map;
+- ``uncertainty``: a DDIM image with its BayesDiff pixel map, and two variations from step 2;
+- ``robustness``: a small prompt-robustness probe's images and MMD²;
 - ``video``: a 4-frame LOVECon attribute edit (two windows) of the sample clip, whose frames
-  are handed to the runner in memory (no codec between the edit and the comparison).
+  are handed to the runner in memory (no codec between the edit and the comparison);
+- ``v-prediction/``: the model read as a v-prediction one (generate, fits, Analytic-DDIM,
+  calibration, BayesDiff, video), so every ε/v conversion's v branch is pinned too.
 
 Record (only for an intended change of behaviour, with the reason in the commit message)::
 
@@ -151,6 +155,8 @@ class GoldenRun:
         from engine.models.registry import ModelRegistry
 
         self.work = work
+        #: Folder of the outputs in the golden set ("" for the model as shipped).
+        self.prefix = ""
         self.manager = ModelManager("cpu", "fp32")  # no fast path: eager is the reference
         self.loaded = self.manager.load(ModelRegistry([]).get(MODEL))
         self.fits = FitStore(work / "fits")
@@ -160,7 +166,7 @@ class GoldenRun:
 
     def _run(self, spec, runner: Callable, **kwargs):
         job = _job(spec)
-        out = self.work / "out" / spec.kind
+        out = self.work / "out" / (self.prefix or "shipped") / spec.kind
         out.mkdir(parents=True, exist_ok=True)
         runner(job, GoldenContext(self.loaded, job, out), **kwargs)
         return job
@@ -177,6 +183,7 @@ class GoldenRun:
         images = sorted((r for r in job.results if r.role == "image"), key=lambda r: r.index)
         if not images:
             raise AssertionError(f"generate {name} saved no image")
+        name = self.prefix + name
         outputs = [Output(f"{name}-{r.index}.png", _png(r.path), "generate", params)
                    for r in images]
         for r in images:
@@ -193,6 +200,13 @@ class GoldenRun:
             *self._generate("generate/ddim", sampler="DDIM", steps=4, seed=77),
         ]
 
+    def case_prompt_syntax(self) -> list[Output]:
+        """A1111's weights, BREAK and prompt editing, and Clip skip 2: the conditioning paths
+        (and the per-step embedding swap) of the render loop."""
+        return self._generate(
+            "generate/prompt-syntax", sampler="Euler", steps=4, seed=21, clip_skip=2,
+            prompt="(red apple:1.3), [twemoji:noto:0.5] style BREAK on a blue background")
+
     def case_grid(self) -> list[Output]:
         from engine.protocol import SamplerGridJob
         from engine.sampler_grid import run_sampler_grid
@@ -205,7 +219,7 @@ class GoldenRun:
         cells = [r for r in job.results if r.role == "image" and r.cell is not None]
         if len(cells) != 4:
             raise AssertionError(f"the 2×2 grid saved {len(cells)} cells")
-        return [Output(f"grid/r{r.cell.row}c{r.cell.col}.png", _png(r.path), "sampler_grid",
+        return [Output(f"{self.prefix}grid/r{r.cell.row}c{r.cell.col}.png", _png(r.path), "sampler_grid",
                        params | {"cell": [r.cell.sampler, r.cell.steps]}) for r in cells]
 
     def case_fits(self) -> list[Output]:
@@ -228,7 +242,7 @@ class GoldenRun:
                 raise AssertionError(f"the {kind} fit saved nothing")
             tensors = self.fits.tensors(job.fit)
             for key in keys or sorted(tensors):
-                outputs.append(Output(f"fits/{kind}-{key}.npy",
+                outputs.append(Output(f"{self.prefix}fits/{kind}-{key}.npy",
                                       tensors[key].numpy(), f"{kind}_fit", params))
         return outputs
 
@@ -243,6 +257,56 @@ class GoldenRun:
     def case_uncertainty(self) -> list[Output]:
         return self._generate("uncertainty/ddim", sampler="DDIM", steps=4, seed=8,
                               uncertainty={"samples": 2, "skip": 2, "decodes": 3})
+
+    def case_variations(self) -> list[Output]:
+        """BayesDiff variations: one trajectory to step 2, two draws of x_t, then sampling."""
+        return self._generate("uncertainty/variations", sampler="DDIM", steps=4, seed=8,
+                              batch_size=2, uncertainty={"samples": 2, "skip": 2, "map": False,
+                                                         "variation_step": 2,
+                                                         "variation_seed": 9})
+
+    def case_robustness(self) -> list[Output]:
+        """A prompt-robustness probe: two words, two images a group, one perturbation; its
+        images and the report's MMD² (words, then perturbations)."""
+        from engine.protocol import RobustnessJob
+        from engine.robustness.job import run_prompt_robustness
+
+        params = {"base": {"prompt": "red apple", "seed": 31, "width": SIZE, "height": SIZE,
+                           "steps": 3, "cfg_scale": 5.0, "sampler": "DDIM"},
+                  "samples": 2, "rules": ["typo"], "top_k": 1, "permutations": 50}
+        job = self._run(RobustnessJob(params=params), run_prompt_robustness, fits=self.fits)
+        report = job.robustness
+        if report is None or not report.done or not report.perturbations:
+            raise AssertionError(f"the robustness probe did not finish: {report}")
+        images = sorted(job.results, key=lambda r: r.index)
+        # MMD² only: a p-value counts permutations, so one rounding step on another CPU can
+        # move it by a whole 1/(permutations + 1) and the cross-machine tolerance means nothing
+        stats = np.array([x.mmd2 for x in [*report.words, *report.perturbations]], np.float64)
+        prompts = [g.prompt for g in report.groups]
+        return [*(Output(f"{self.prefix}robustness/{r.index}.png", _png(r.path),
+                         "prompt_robustness", params) for r in images),
+                Output(f"{self.prefix}robustness/report.npy", stats, "prompt_robustness",
+                       params | {"groups": prompts})]
+
+    def case_v_prediction(self) -> list[Output]:
+        """The same model read as a v-prediction one (its scheduler config's prediction_type
+        changed, with fits of its own): the images are poor, but every ε/v conversion (the
+        samplers, the fits, calibration, BayesDiff and the video edit) takes its v branch."""
+        from engine.fits import FitStore
+
+        loaded, shipped = self.loaded, self.loaded.base_scheduler_config
+        fits = self.fits
+        loaded.base_scheduler_config = {**shipped, "prediction_type": "v_prediction"}
+        self.prefix, self.fits = "v-prediction/", FitStore(self.work / "fits-v")
+        try:
+            return [
+                *self._generate("generate/ddim", sampler="DDIM", steps=4, seed=77),
+                *self._generate("generate/euler-a", sampler="Euler a", steps=4),
+                *self.case_fits(), *self.case_analytic(), *self.case_calibrated(),
+                *self.case_uncertainty(), *self.case_video(),
+            ]
+        finally:
+            loaded.base_scheduler_config, self.prefix, self.fits = shipped, "", fits
 
     def case_video(self) -> list[Output]:
         """A 4-frame LOVECon edit through ``run_video_edit``; the decoder and the encoder are
@@ -287,11 +351,12 @@ class GoldenRun:
         edited = written[0]
         if edited.shape != frames.shape:
             raise AssertionError(f"the edit has shape {edited.shape}, not {frames.shape}")
-        return [Output(f"video/frame-{i}.png", edited[i], "video_edit (lovecon)", params)
+        return [Output(f"{self.prefix}video/frame-{i}.png", edited[i], "video_edit (lovecon)", params)
                 for i in range(len(edited))]
 
 
-CASES = ("generate", "grid", "fits", "analytic", "calibrated", "uncertainty", "video")
+CASES = ("generate", "prompt_syntax", "grid", "fits", "analytic", "calibrated", "uncertainty",
+         "variations", "robustness", "video", "v_prediction")
 
 
 def produce(work: Path | None = None) -> list[Output]:
