@@ -133,6 +133,8 @@ class EngineClient:
         self._closed = False
         #: Sent with every job that does not say: None follows the engine, False runs eager.
         self.fast_path: bool | None = None
+        #: Memory placement sent with each model load (Settings → GPU memory); None: the engine's.
+        self.offload: str | None = None
 
     @property
     def api(self) -> str:
@@ -224,7 +226,7 @@ class EngineClient:
         return await self._get_model(list[ModelInfo], "GET", "/models")
 
     async def load_model(self, model_id: str | None = None, *, path: str | None = None) -> ModelInfo:
-        body = LoadModelRequest(id=model_id, path=path)
+        body = LoadModelRequest(id=model_id, path=path, offload=self.offload)
         return await self._get_model(
             ModelInfo, "POST", "/models/load", body=body, timeout=LOAD_TIMEOUT_S
         )

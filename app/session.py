@@ -75,6 +75,8 @@ class EngineSession(QObject):
         self._unclaimed: EventHandler | None = None
         self._sync_hooks: list[SyncHook] = []
         settings.fast_path_changed.connect(self._fast_path_setting)
+        settings.offload_changed.connect(
+            lambda mode: setattr(self.client, "offload", mode) if self.client else None)
 
     # ================================================================= routing
     def claim(self, kinds: Iterable[str] | None, handler: EventHandler) -> None:
@@ -210,6 +212,7 @@ class EngineSession(QObject):
             self.engine.connection = Connection.connecting
         self.client = EngineClient(url, token)
         self.client.fast_path = None if self.settings.fast_path else False
+        self.client.offload = self.settings.offload
         self._events_task = asyncio.ensure_future(self._pump_events(self.client))
 
     def _fast_path_setting(self, on: bool) -> None:

@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--fast-path", default="auto", choices=["auto", "on", "off"],
                     help="compiled UNet/VAE with CUDA graphs, warmed up in the background after "
                          "a model loads (default auto: on with CUDA, off on the CPU)")
+    ap.add_argument("--offload", default="none", choices=["none", "t5-cpu", "model"],
+                    help="for small GPUs: t5-cpu runs SD3/Flux's T5 text encoder on the CPU; "
+                         "model moves each part to the GPU only while it runs (slower)")
     ap.add_argument("--preload", action="store_true", help="load the default model at start")
     ap.add_argument("--max-upload-mb", type=int, default=None,
                     help="largest upload (video or image) in MiB (default 2048)")
@@ -239,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             dtype=args.dtype,
             fast_path=args.fast_path,
+            offload=args.offload,
             preload=args.preload,
             max_upload_mb=args.max_upload_mb,
         )

@@ -586,6 +586,11 @@ class ModelInfo(_Model):
 class LoadModelRequest(_Model):
     id: str | None = None
     path: str | None = Field(None, description="A diffusers folder or .safetensors file on disk")
+    offload: Literal["none", "t5-cpu", "model"] | None = Field(
+        None, description="Memory placement for this and later loads: 'none' (all on the "
+        "device), 't5-cpu' (SD3/Flux's T5 encoder runs on the CPU), 'model' (diffusers' model CPU "
+        "offload: each part on the GPU only while it runs); None keeps the engine's "
+        "(sfumato-engine --offload)")
 
 
 class SamplerOption(_Model):
@@ -668,6 +673,9 @@ class Health(_Model):
     fast_path: str = Field("off", description="The compiled fast path: 'off', 'warming up', 'on' "
                            "or 'failed' (then fast_path_detail says why; jobs run eager)")
     fast_path_detail: str = ""
+    offload: str = Field("none", description="Memory placement of the models: 'none', 't5-cpu' "
+                         "or 'model' (LoadModelRequest.offload)")
+    offload_detail: str = Field("", description="What the placement means for the loaded model")
 
 
 class ErrorBody(_Model):

@@ -97,7 +97,7 @@ def create_app(engine) -> FastAPI:
 
     @app.post(f"{PREFIX}/models/load", response_model=ModelInfo)
     async def load_model(req: LoadModelRequest) -> ModelInfo:
-        return await asyncio.to_thread(engine.load_model, req.id or req.path)
+        return await asyncio.to_thread(engine.load_model, req.id or req.path, req.offload)
 
     @app.post(f"{PREFIX}/models/unload", response_model=Health)
     async def unload_model() -> Health:

@@ -44,6 +44,7 @@ class EngineConfig:
     device: str = "auto"
     dtype: str = "auto"  # auto, fp16, bf16, fp32 (engine.models.loader.pick_dtype)
     fast_path: str = "auto"  # auto (on with CUDA), on, off: engine/fast_path.py
+    offload: str = "none"  # none, t5-cpu, model: engine/models/placement.py
     preload: bool = False
     max_upload_mb: int | None = None  # None: engine.video_protocol.MAX_UPLOAD_BYTES
 
@@ -73,7 +74,7 @@ class Engine:
         fast_on = config.fast_path == "on" or (
             config.fast_path == "auto" and pick_device(config.device).startswith("cuda"))
         self.fast = FastPath(config.data_dir / "cache" / "torch-compile", enabled=fast_on)
-        self.models = ModelManager(config.device, config.dtype, self.fast)
+        self.models = ModelManager(config.device, config.dtype, self.fast, config.offload)
         from engine.video import annotators
 
         self.models.on_unload.append(annotators.release)  # they live as long as the model
@@ -143,6 +144,8 @@ class Engine:
             python=platform.python_version(),
             fast_path=self.fast.state,
             fast_path_detail=self.fast.message,
+            offload=current.offload if current else self.models.offload,
+            offload_detail=current.offload_detail if current else "",
         )
 
     @contextlib.contextmanager
@@ -170,13 +173,13 @@ class Engine:
         loaded = self.models.current.info.path if self.models.current else None
         return [m.model_copy(update={"loaded": m.path == loaded}) for m in self.registry.scan()]
 
-    def load_model(self, model: str | None) -> ModelInfo:
+    def load_model(self, model: str | None, offload: str | None = None) -> ModelInfo:
         info = self.queue.resolve_model(model)
         with self.models.lock:  # waits for the job in progress
             self.queue.stage = "loading"
             self._announce()
             try:
-                return self.models.load(info).info
+                return self.models.load(info, offload).info
             finally:
                 self.queue.stage = ""
                 self._announce()

@@ -116,4 +116,7 @@ class EngineInfo(Observable):
             parts.append(f"peak {format_bytes(h.memory_peak)}")
         if h.fast_path != "off":  # "fast path on", "fast path warming up", "fast path failed"
             parts.append(f"fast path {h.fast_path}")
+        if h.offload != "none":
+            parts.append({"t5-cpu": "T5 on the CPU", "model": "model offload"}.get(h.offload,
+                                                                                   h.offload))
         return " · ".join(p for p in parts if p)

@@ -53,6 +53,9 @@ class Settings(Observable):
     recent_files = Property[list[str]]([], doc="Images opened or dropped, newest first")
     fast_path = Property(True, doc="Let the engine use its compiled fast path (on with CUDA); "
                                    "off: every job runs eager")
+    offload = Property("none", doc="Memory placement asked for when a model loads: 'none', "
+                                   "'t5-cpu' (SD3/Flux's T5 on the CPU) or 'model' (model CPU "
+                                   "offload); engine/models/placement.py")
 
     def __init__(self, path: Path | str | None = None):
         super().__init__()

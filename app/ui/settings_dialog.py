@@ -28,6 +28,10 @@ from PySide6.QtWidgets import (
 from app.engine_locator import is_frozen
 from app.state.settings import DARK, LIGHT, LOCAL, REMOTE, SYSTEM, Settings
 
+#: Settings → GPU memory: (label, LoadModelRequest.offload)
+OFFLOAD_CHOICES = (("Everything on the GPU", "none"), ("T5 text encoder on the CPU", "t5-cpu"),
+                   ("Model CPU offload (slower)", "model"))
+
 THEMES = ((SYSTEM, "Follow the system"), (DARK, "Dark"), (LIGHT, "Light"))
 
 #: (url, token) → a sentence about what answered; raises nothing.
@@ -95,6 +99,18 @@ class SettingsDialog(QDialog):
             "several times faster. Off: every job runs eager. The CPU engine has no fast path.")
         self.fast_check.setChecked(settings.fast_path)
         eb.addWidget(self.fast_check)
+        self.offload_combo = QComboBox()
+        for text, mode in OFFLOAD_CHOICES:
+            self.offload_combo.addItem(text, mode)
+        self.offload_combo.setCurrentIndex(max(0, self.offload_combo.findData(settings.offload)))
+        self.offload_combo.setToolTip(
+            "For GPUs with little memory, from the next model load on. T5 on the CPU: SD3/Flux's "
+            "T5-XXL text encoder (9.5 GB in 16 bits) stays in host memory and runs on the CPU "
+            "once per prompt. Model offload: each part moves to the GPU only while it runs "
+            "(slower). The status bar says what is in force.")
+        memory_form = QFormLayout()
+        memory_form.addRow("GPU memory", self.offload_combo)
+        eb.addLayout(memory_form)
 
         self.output_edit = QLineEdit(settings.output_dir)
         self.output_edit.setPlaceholderText(str(default_outputs))
@@ -176,6 +192,7 @@ class SettingsDialog(QDialog):
             "engine_python": self.python_edit.text().strip(),
             "theme": self.theme_combo.currentData() or SYSTEM,
             "fast_path": self.fast_check.isChecked(),
+            "offload": self.offload_combo.currentData() or "none",
         }
 
     def apply(self) -> bool:

@@ -63,12 +63,17 @@ class LoadedModel:
     base_scheduler_config: dict
     preview: Any  # engine.previews.LatentPreviewer
     param_bytes: int
+    offload: str = "none"  # engine/models/placement.py
+    offload_detail: str = ""
 
 
 class ModelManager:
-    def __init__(self, device: str = "auto", dtype: str = "auto", fast=None) -> None:
+    def __init__(self, device: str = "auto", dtype: str = "auto", fast=None,
+                 offload: str = "none") -> None:
         self.requested_device = device
         self.requested_dtype = dtype
+        #: engine/models/placement.py: "none", "t5-cpu" or "model" for the next loads.
+        self.offload = offload
         #: engine.fast_path.FastPath: compiles each model after it loads, if enabled.
         self.fast = fast
         self.lock = threading.RLock()
@@ -87,9 +92,19 @@ class ModelManager:
         return self.current.dtype if self.current else pick_dtype(self.device,
                                                                   self.requested_dtype)
 
-    def load(self, info: ModelInfo) -> LoadedModel:
+    def load(self, info: ModelInfo, offload: str | None = None) -> LoadedModel:
+        """Load ``info`` (a no-op if it is loaded with the same placement); ``offload`` sets
+        the placement for this and later loads (None keeps the engine's)."""
+        from engine.models.placement import OFFLOAD_MODES, place
+
+        if offload is not None:
+            if offload not in OFFLOAD_MODES:
+                raise ModelLoadError(f"Unknown offload {offload!r}: use one of "
+                                     f"{', '.join(OFFLOAD_MODES)}", "offload")
+            self.offload = offload
         with self.lock:
-            if self.current and self.current.info.path == info.path:
+            if self.current and self.current.info.path == info.path and \
+                    self.current.offload == self.offload:
                 return self.current
             self.unload()
             device = pick_device(self.requested_device)
@@ -101,7 +116,7 @@ class ModelManager:
             log.info("loading %s (%s) on %s/%s", info.id, info.format, device, dtype)
             pipe = _load_pipeline(info, dtype)
             try:
-                pipe.to(device)
+                offload_detail = place(pipe, device, dtype, self.offload)
             except Exception as exc:  # OOM while moving weights, most likely
                 del pipe
                 self._free()
@@ -120,8 +135,11 @@ class ModelManager:
                 base_scheduler_config=dict(pipe.scheduler.config),
                 preview=LatentPreviewer.fit(pipe.vae, device, dtype),
                 param_bytes=_param_bytes(pipe),
+                offload=self.offload,
+                offload_detail=offload_detail,
             )
-            if self.fast is not None:
+            # the compiled fast path's CUDA graphs need weights that stay put
+            if self.fast is not None and self.offload != "model":
                 self.fast.attach(pipe, device)  # warms up in the background
             return self.current
 

@@ -371,5 +371,10 @@ def encode_flow(pipe, prompt: str, negative_prompt: str, guidance_scale: float, 
             if cfg:
                 neg_z, neg_pooled, _ids = pipe.encode_prompt(negative, None, device=device,
                                                              max_sequence_length=length)
+    # T5 on the CPU (engine/models/placement.py) answers in its own dtype: the transformer's here
+    dtype = pipe.transformer.dtype
+    z, pooled = z.to(dtype), pooled.to(dtype)
+    if neg_z is not None:
+        neg_z, neg_pooled = neg_z.to(dtype), neg_pooled.to(dtype)
     uncond = Schedule([1], neg_z, neg_pooled) if cfg and neg_z is not None else None
     return PipeConditioning(Schedule([1], z, pooled), uncond)

@@ -67,3 +67,11 @@ def test_device_text_names_the_fast_path(qapp):
     assert e.device_text().endswith(" · fast path warming up")
     e.update_health(health().model_copy(update={"fast_path": "on"}))
     assert e.device_text().endswith(" · fast path on")
+
+
+def test_device_text_names_the_offload(qapp):
+    e = EngineInfo()
+    e.update_health(health().model_copy(update={"offload": "t5-cpu"}))
+    assert e.device_text().endswith(" · T5 on the CPU")
+    e.update_health(health())
+    assert "offload" not in e.device_text() and "T5" not in e.device_text()

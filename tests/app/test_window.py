@@ -232,4 +232,11 @@ def test_settings_dialog_round_trip(window):
     dialog.fast_check.setChecked(False)
     dialog.apply()
     assert s.fast_path is False
+    # GPU memory: the placement reaches the client's next model load (LoadModelRequest.offload)
+    assert s.offload == "none" and dialog.offload_combo.currentData() == "none"
+    dialog.offload_combo.setCurrentIndex(dialog.offload_combo.findData("t5-cpu"))
+    assert dialog.apply() is False  # no engine restart: it applies from the next load
+    assert s.offload == "t5-cpu"
+    client = window.controller.client
+    assert client is None or client.offload == "t5-cpu"
     dialog.reject()

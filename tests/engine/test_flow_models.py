@@ -8,6 +8,7 @@ engine's real registry, loader, prompt encoding and sampling run on the real pip
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -217,3 +218,33 @@ def test_a_flow_checkpoint_of_an_unknown_size_says_what_to_put_beside_it(tmp_pat
     info = describe(path, embedded=False)
     assert info.architecture == arch
     assert "no config for" in info.problem and "model.config/" in info.problem
+
+
+async def test_t5_on_the_cpu_and_model_offload_are_load_options_reported_in_health(
+        tmp_path_factory, flow_models_dir):
+    """``--offload t5-cpu`` with float16 weights: T5 runs on the CPU in bfloat16, the
+    transformer in float16, and generation works across the two dtypes; a load request can
+    change the placement, and Health says what is in force."""
+    proc = EngineProcess(tmp_path_factory.mktemp("offload-engine"), flow_models_dir,
+                         extra_args=["--dtype", "fp16", "--offload", "t5-cpu"])
+    proc.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(proc, session)
+            _, health = await api.call("GET", "/health", expect=200)
+            assert health["offload"] == "t5-cpu" and health["offload_detail"] == ""
+            done = await _run(api, model="flux-single", sampler="Flow Euler", seed=1,
+                              cfg_scale=2.0, negative_prompt="blue")  # true CFG: both prompts
+            assert done["state"] == "done", done.get("error")
+            _, health = await api.call("GET", "/health", expect=200)
+            assert health["offload_detail"] == "T5 on the CPU (bfloat16); the rest on cpu"
+            assert health["dtype"] == "float16"
+            await api.call("POST", "/models/load", {"id": "tiny-flux", "offload": "model"},
+                           expect=200)
+            _, health = await api.call("GET", "/health", expect=200)
+            assert health["offload"] == "model" and "applies to a GPU" in health["offload_detail"]
+            status, body = await api.call("POST", "/models/load",
+                                          {"id": "tiny-flux", "offload": "disk"})
+            assert status == 422 and "offload" in json.dumps(body)
+    finally:
+        proc.stop()
