@@ -86,10 +86,6 @@ def test_new_sizes_stop_recompiling_and_batches_share_buckets(counted, tmp_path)
     assert counter.frame_count - twice <= 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open finding (docs/gpu/README.md): the dynamo-traced UNet (backend eager) renders the "
-    "seed-5 image 12/255 away from plain eager on the CPU, while the wrapper without dynamo is "
-    "exact; not yet explained. strict: passes → fails, so the fix shows"))
 def test_compiled_path_runs_and_eager_is_the_reference(counted, tmp_path):
     _fast, counter, loaded = counted
     before = counter.frame_count
