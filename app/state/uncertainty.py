@@ -143,6 +143,20 @@ def format_value(value: float) -> str:
     return f"{value:.2e}" if value and (abs(value) < 1e-3 or abs(value) >= 1e3) else f"{value:.4f}"
 
 
+def score_meaning(kind: str | None) -> str:
+    """What an image's score measures, for tooltips: ``kind`` is its recipe's
+    ``uncertainty.score`` (None: the default, BayesDiff's latent sum)."""
+    if kind == "pixel":
+        return "the mean pixel variance σ² of its decoded samples"
+    return "the summed variance of its final latent, BayesDiff's score"
+
+
+def thumb_text(index: int, score: float | None) -> str:
+    """The text under a thumbnail: its number, or its uncertainty in plain words when it has
+    one (both would not fit under the thumbnail)."""
+    return f"{index + 1}" if score is None else f"unsure {short_value(score)}"
+
+
 def short_value(value: float) -> str:
     """Two significant digits, short enough to print under a thumbnail: 3.7e-4, 0.012."""
     if not value:

@@ -28,7 +28,8 @@ from app.state.uncertainty import (
     UncertaintyView,
     display_range,
     format_value,
-    short_value,
+    score_meaning,
+    thumb_text,
 )
 from engine.protocol import JobState
 
@@ -504,8 +505,7 @@ class CanvasPanel(QWidget):
 
     def _set_thumb(self, item: QListWidgetItem, image: CanvasImage, index: int) -> None:
         # The score under each thumbnail, so a sort by certainty reads at a glance.
-        score = image.score
-        item.setText(f"{index + 1}" if score is None else f"{index + 1} · {short_value(score)}")
+        item.setText(thumb_text(index, image.score))
         pm = self._pixmap(image)
         if pm is not None:
             mode = (Qt.TransformationMode.FastTransformation if image.preview
@@ -514,8 +514,10 @@ class CanvasPanel(QWidget):
         tip = "preview" if image.preview else (f"seed {image.seed}" if image.seed is not None
                                                else "")
         if image.score is not None:
-            tip += (f" · uncertainty {format_value(image.score)} (lower = more certain: the "
-                    "mean pixel variance σ² of its map)")
+            kind = image.params.uncertainty.score if image.params and image.params.uncertainty \
+                else None
+            tip += (f" · uncertainty {format_value(image.score)} (lower = more certain: "
+                    f"{score_meaning(kind)})")
         item.setToolTip(tip)
 
     def _on_updated(self, index: int) -> None:
