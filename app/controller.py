@@ -38,8 +38,6 @@ from .state.sampler import FitsState
 from .state.uncertainty import UncertaintyView
 from .state.video import VideoState
 
-__all__ = ["AppController", "LaunchOptions"]
-
 
 class AppController(QObject):
     """Owns the state objects, the engine session and the feature controllers."""

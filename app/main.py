@@ -199,9 +199,10 @@ def create_window(args: argparse.Namespace) -> tuple[AppController, MainWindow]:
     Tests use this to drive the real window: ``create_window(parse_args([...]))``, then
     ``await controller.start()`` on a qasync loop.
     """
-    from .controller import AppController, LaunchOptions
+    from .controller import AppController
     from .engine_process import EngineLaunch
     from .paths import AppPaths
+    from .session import LaunchOptions
     from .state.settings import Settings
     from .ui.main_window import MainWindow
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from app.controller import AppController, LaunchOptions
+from app.controller import AppController
 from app.paths import AppPaths
+from app.session import LaunchOptions
 from app.state import Connection, Settings
 from engine.protocol import (
     GenerateJob,
