@@ -190,6 +190,53 @@ INFORMATIONAL = frozenset({
 })
 
 
+# ------------------------------------------------------------------------------ flow samplers
+
+#: Forge writes the samplers of flow models (SD3, Flux) with the ε-samplers' names: "Euler" on
+#: Flux is Euler on the flow ODE. The same method for the other model family, both ways; used
+#: for recipes (:func:`parse`) and by the window when the model's family changes.
+FLOW_COUNTERPARTS = {"Euler": "Flow Euler", "Euler a": "Flow Euler", "Heun": "Flow Heun",
+                     "DPM++ 2M": "Flow DPM++ 2M", "UniPC": "Flow UniPC"}
+DIFFUSION_COUNTERPARTS = {"Flow Euler": "Euler", "Flow Heun": "Heun",
+                          "Flow DPM++ 2M": "DPM++ 2M", "Flow UniPC": "UniPC"}
+_LEGACY_SCHEDULE_SUFFIXES = (" Karras", " Exponential", " SGMUniform", " Simple")
+
+
+def sampler_for(name: str, family: str) -> str:
+    """The sampler that does what ``name`` does on a model of ``family`` ("flow" or
+    "diffusion"): ``name`` itself when it already samples that family; "Flow Euler" for an
+    ε-sampler with no flow version (its ODE is what SD3/Flux were published with)."""
+    flow_name = name.startswith("Flow ")
+    if family == "flow":
+        if flow_name:
+            return name
+        for suffix in _LEGACY_SCHEDULE_SUFFIXES:  # "DPM++ 2M Karras" → "DPM++ 2M"
+            name = name.removesuffix(suffix)
+        return FLOW_COUNTERPARTS.get(name, "Flow Euler")
+    return DIFFUSION_COUNTERPARTS.get(name, "Euler") if flow_name else name
+
+
+def _to_family(data: Fields, family: str, notes: list[str]) -> None:
+    """Map the recipe's sampler onto ``family`` (see :func:`sampler_for`), dropping the options
+    flow samplers do not have, and say so in ``notes``."""
+    name = str(data.get("sampler", ""))
+    if not name:
+        return
+    new = sampler_for(name, family)
+    if new == name:
+        return
+    data["sampler"] = new
+    dropped = []
+    for k in ("schedule", "timestep_spacing", "calibrated") if family == "flow" else ():
+        value = data.pop(k, None)
+        if value not in (None, "default", False):
+            dropped.append(k)
+    where = "a flow model (SD3/Flux)" if family == "flow" else "an SD 1/2/XL model"
+    notes.append(f"Sampler {name} on {where} is {new} here" +
+                 (f" (without {', '.join(dropped)}, which flow samplers do not take)."
+                  if dropped else "."))
+
+
 def _schedule_label(schedule: str) -> str:
     from engine.protocol import SCHEDULES
 
@@ -266,8 +313,12 @@ class A1111Recipe:
     not_restored: list[str] = field(default_factory=list)
 
 
-def parse(text: str) -> A1111Recipe:
-    """Read A1111's ``parameters`` text; never raises on a value, only reports it."""
+def parse(text: str, model_family: str | None = None) -> A1111Recipe:
+    """Read A1111's ``parameters`` text; never raises on a value, only reports it.
+
+    ``model_family`` ("flow" or "diffusion"), when the model the recipe will run on is known,
+    maps the sampler onto it (Forge's "Euler" on Flux is "Flow Euler"); a text with Forge's flow
+    keys ("Distilled CFG Scale", "Shift") is taken as a flow model's."""
     prompt, negative, pairs = split(text)
     data: Fields = {"prompt": prompt, "negative_prompt": negative}
     fields = {"prompt", "negative_prompt"}
@@ -287,6 +338,9 @@ def parse(text: str) -> A1111Recipe:
             notes.append(f"{label}: {value!r} is not a value Sfumato reads; left as it was.")
             continue
         fields.update(f for f in row.fields if f in data)
+    family = model_family or ("flow" if {"Distilled CFG Scale", "Shift"} & set(pairs) else None)
+    if family is not None:
+        _to_family(data, family, notes)
     params, adjusted = validate_leniently(data)
     notes += adjusted
     fields -= {n for n in fields if n not in data}

@@ -56,6 +56,66 @@ def family_note(sampler: SamplerInfo | None, architecture: str | None) -> str:
     return f"{sampler.name} samples rectified-flow models (SD3, Flux), not this {architecture} model."
 
 
+def model_family(architecture: str | None) -> str | None:
+    """'flow' (SD3, Flux), 'diffusion' (SD 1/2/XL), or None while the model is not known."""
+    if not architecture:
+        return None
+    return "flow" if architecture in FLOW_ARCHITECTURES else "diffusion"
+
+
+#: Options of the recipe that a model family does not take (the engine refuses them): BayesDiff
+#: and calibration are derived for ε-prediction DDPMs; ``flow`` is for flow models only.
+FOREIGN_OPTIONS = {"flow": ("calibrated", "uncertainty"), "diffusion": ("flow",)}
+#: Why the DDPM-derived methods are greyed on flow models (docs/flow-models.md).
+FLOW_METHODS_NOTE = ("Derived for ε-prediction diffusion models (SD 1/2/XL); a rectified-flow "
+                     "model (SD3, Flux) predicts a velocity, so it does not apply yet "
+                     "(docs/flow-models.md says what carrying it over would take).")
+
+
+@dataclass(frozen=True)
+class SamplerSwitch:
+    """The sampler to switch to because the model's family changed, and what to tell the user."""
+
+    sampler: str
+    note: str
+
+
+def sampler_switch(name: str, architecture: str | None,
+                   samplers: list[SamplerInfo]) -> SamplerSwitch | None:
+    """A switch when sampler ``name`` cannot sample a model of ``architecture``: the same method
+    for the model's family (engine.a1111.sampler_for: Euler ↔ Flow Euler, …), or None."""
+    from engine.a1111 import sampler_for
+
+    family = model_family(architecture)
+    info, _ = resolve(name, samplers)
+    if family is None or info is None or info.model_family == family:
+        return None
+    target = sampler_for(info.name, family)
+    offered = [s.name for s in listed(samplers) if s.model_family == family]
+    if target not in offered:
+        if not offered:
+            return None
+        target = offered[0]
+    kind = "a rectified-flow" if family == "flow" else "an ε/v-prediction"
+    return SamplerSwitch(target, f"{info.name} does not sample {architecture} models ({kind} "
+                                 f"model): switched to {target}.")
+
+
+def flow_options(value: object) -> tuple[float | None, float | None]:
+    """(guidance, shift) of the recipe's ``flow`` option (a dict or a FlowOptions)."""
+    if value is None:
+        return None, None
+    get = value.get if isinstance(value, dict) else lambda k: getattr(value, k, None)
+    return get("guidance"), get("shift")
+
+
+def flow_value(guidance: float | None, shift: float | None) -> dict[str, float] | None:
+    """The ``flow`` option for the given values (None when both are the model's defaults)."""
+    if guidance is None and shift is None:
+        return None
+    return {"guidance": guidance, "shift": shift}
+
+
 def resolve(name: str, samplers: list[SamplerInfo]) -> tuple[SamplerInfo | None, str | None]:
     """(the listed sampler a name selects, the schedule a legacy name implies or None)."""
     by_name = {s.name: s for s in samplers}

@@ -32,13 +32,19 @@ from app.state.engine import EngineInfo
 from app.state.generation import GenerationSettings
 from app.state.jobs import JobsState
 from app.state.sampler import (
+    FLOW_METHODS_NOTE,
+    FOREIGN_OPTIONS,
     STEP_PRESETS,
     FitsState,
     analytic_toggle,
     family_note,
+    flow_options,
+    flow_value,
     listed,
+    model_family,
     option,
     resolve,
+    sampler_switch,
     schedule_label,
 )
 from engine.protocol import JobState, SamplerInfo
@@ -174,6 +180,35 @@ class SamplerDockWidget(QWidget):
         self.description = QLabel()
         self.description.setObjectName("Muted")
         self.description.setWordWrap(True)
+        # Said when the sampler was switched for the model's family (never silently).
+        self.switch_note = QLabel()
+        self.switch_note.setObjectName("Hint")
+        self.switch_note.setWordWrap(True)
+        self.switch_note.hide()
+
+        # Flow models (SD3, Flux): Forge's "Distilled CFG Scale" and "Shift".
+        self.guidance_spin = QDoubleSpinBox()
+        self.guidance_spin.setObjectName("distilled_cfg_spin")
+        self.guidance_spin.setRange(0.0, 30.0)
+        self.guidance_spin.setSingleStep(0.5)
+        self.guidance_spin.setDecimals(1)
+        self.guidance_spin.setSpecialValueText("Default (3.5)")
+        self.guidance_spin.setToolTip(
+            "Flux's distilled guidance (Forge's 'Distilled CFG Scale'): fed to the model's "
+            "guidance embedding, one pass a step. Higher follows the prompt more literally. "
+            "Schnell ignores it.")
+        self.shift_spin = QDoubleSpinBox()
+        self.shift_spin.setObjectName("shift_spin")
+        self.shift_spin.setRange(0.0, 20.0)
+        self.shift_spin.setSingleStep(0.1)
+        self.shift_spin.setDecimals(2)
+        self.shift_spin.setSpecialValueText("Model default")
+        self.shift_spin.setToolTip(
+            "Timestep shift s: σ' = s·σ / (1 + (s − 1)·σ) (Esser et al. 2024, eq. 23) spends "
+            "more steps at high noise for s > 1. Default: SD3's 3; Flux's by resolution.")
+        self.flow_hint = QLabel()
+        self.flow_hint.setObjectName("Hint")
+        self.flow_hint.setWordWrap(True)
 
         self.schedule_combo = QComboBox()
         self.schedule_combo.setObjectName("schedule_combo")
@@ -233,6 +268,8 @@ class SamplerDockWidget(QWidget):
         self.compare_button.setToolTip(
             "Render the current prompt and seed with several samplers and step counts, side "
             "by side, with the seconds each took")
+        self._toggle_tips = {row: row.toggle.toolTip()
+                             for row in (self.analytic_row, self.calibration_row)}
         self._layout()
         self._bind()
 
@@ -244,6 +281,7 @@ class SamplerDockWidget(QWidget):
         body.addWidget(section("Sampler"))
         body.addWidget(self.sampler_list, 1)
         body.addWidget(self.description)
+        body.addWidget(self.switch_note)
 
         self.options_title = section("Options")
         body.addWidget(self.options_title)
@@ -269,6 +307,21 @@ class SamplerDockWidget(QWidget):
             form.addWidget(widget, r, 1)
             self._option_rows[name] = [lab, widget]
         body.addLayout(form)
+
+        self.flow_title = section("Flow model")
+        body.addWidget(self.flow_title)
+        flow_form = QGridLayout()
+        flow_form.setHorizontalSpacing(8)
+        flow_form.setVerticalSpacing(4)
+        flow_form.setColumnStretch(1, 1)
+        self.guidance_label = label("Distilled CFG")
+        self.shift_label = label("Shift")
+        flow_form.addWidget(self.guidance_label, 0, 0)
+        flow_form.addWidget(self.guidance_spin, 0, 1)
+        flow_form.addWidget(self.shift_label, 1, 0)
+        flow_form.addWidget(self.shift_spin, 1, 1)
+        body.addLayout(flow_form)
+        body.addWidget(self.flow_hint)
 
         body.addWidget(section("Steps"))
         steps_row = QHBoxLayout()
@@ -312,6 +365,11 @@ class SamplerDockWidget(QWidget):
         self.engine.models_changed.connect(lambda _v: self._refresh())
         s.model_changed.connect(lambda _v: self._refresh())
         s.sampler_changed.connect(lambda _v: self._refresh())
+        # A model of the other family (flow vs ε/v), picked or loaded, or a recipe's sampler
+        # that does not fit it: switch to the sampler that does, and say so.
+        for sig in (self.engine.models_changed, self.engine.health_changed, s.model_changed,
+                    s.sampler_changed):
+            sig.connect(lambda _v: self._fit_to_model())
         s.options_changed.connect(lambda _v: self._refresh())
         s.steps_changed.connect(lambda _v: self._refresh_steps())
         self.fits.fits_changed.connect(lambda _v: self._refresh_fits())
@@ -327,6 +385,8 @@ class SamplerDockWidget(QWidget):
         self.order_combo.activated.connect(lambda _i: self._set_option(
             "solver_order", self.order_combo.currentData()))
         self.eta_spin.valueChanged.connect(self._on_eta)
+        self.guidance_spin.valueChanged.connect(lambda _v: self._on_flow())
+        self.shift_spin.valueChanged.connect(lambda _v: self._on_flow())
         self.eta_slider.valueChanged.connect(
             lambda v: None if self._updating else self.eta_spin.setValue(v / 100))
         self.steps_slider.valueChanged.connect(
@@ -343,6 +403,7 @@ class SamplerDockWidget(QWidget):
         self.compare_button.clicked.connect(self.compare_requested.emit)
         self._refresh()
         self._refresh_steps()
+        self._fit_to_model()
 
     # ----------------------------------------------------------------- state → widgets
     def _model(self):
@@ -412,9 +473,66 @@ class SamplerDockWidget(QWidget):
             self.analytic_toggle.setEnabled(enabled)
             self.analytic_toggle.setChecked(checked)
             self.calibrated_toggle.setChecked(bool(s.option("calibrated")))
+            self._show_flow()
         finally:
             self._updating = False
         self._refresh_fits()
+
+    def _architecture(self) -> str | None:
+        model = self._model()
+        return model.architecture if model is not None else None
+
+    def _show_flow(self) -> None:
+        """The Flow model section: shown for SD3/Flux; Distilled CFG for Flux only."""
+        arch = self._architecture()
+        flow = model_family(arch) == "flow"
+        flux = arch == "flux"
+        for w in (self.flow_title, self.shift_label, self.shift_spin, self.flow_hint):
+            w.setVisible(flow)
+        for w in (self.guidance_label, self.guidance_spin):
+            w.setVisible(flux)
+        guidance, shift = flow_options(self.settings.option("flow"))
+        self.guidance_spin.setValue(guidance or 0.0)
+        self.shift_spin.setValue(shift or 0.0)
+        self.flow_hint.setText(
+            "CFG scale (Prompt panel) runs only with a negative prompt on Flux: true CFG, two "
+            "passes a step." if flux else "SD3's guidance is the CFG scale (Prompt panel).")
+
+    def _on_flow(self) -> None:
+        if self._updating:
+            return
+        g, s = self.guidance_spin.value(), self.shift_spin.value()
+        self.settings.set_option("flow", flow_value(g or None, s or None))
+
+    def _fit_to_model(self) -> None:
+        """Switch a sampler that cannot sample the model's family (with a visible note) and
+        drop the options the family does not take."""
+        if self._updating:
+            return
+        s = self.settings
+        arch = self._architecture()
+        family = model_family(arch)
+        if family is None:
+            return
+        dropped = [n for n in FOREIGN_OPTIONS[family] if s.option(n) not in (None, False)]
+        switch = sampler_switch(s.sampler, arch, self.engine.samplers)
+        notes = []
+        if switch is not None:
+            notes.append(switch.note)
+        if dropped:
+            names = {"calibrated": "calibration", "uncertainty": "uncertainty",
+                     "flow": "the flow options"}
+            notes.append(f"Turned off {', '.join(names[n] for n in dropped)}: not for "
+                         f"{arch} models.")
+        if not notes:
+            return
+        for name in dropped:
+            s.set_option(name, None)
+        if switch is not None:
+            s.sampler = switch.sampler
+            self._drop_foreign_options()
+        self.switch_note.setText(" ".join(notes))
+        self.switch_note.show()
 
     def _fill_combo(self, combo: QComboBox, items: list[tuple[str, object]], value: object) -> None:
         if [combo.itemData(i) for i in range(combo.count())] != [v for _t, v in items]:
@@ -481,15 +599,27 @@ class SamplerDockWidget(QWidget):
             tip = sampler.description if sampler is not None else ""
             if dim and sampler.uncertainty_note:
                 tip += f"\n\nNo uncertainty: {sampler.uncertainty_note}"
-            # Samplers of the other model family (flow vs ε/v) are greyed with the reason.
+            # Only the samplers of the model's family (flow vs ε/v) are listed.
             other = family_note(sampler, architecture)
             if other:
-                dim, tag = True, "other models"
                 tip += f"\n\n{other}"
+            if item.isHidden() != bool(other):
+                item.setHidden(bool(other))
             if item.data(TAG_ROLE) != tag or bool(item.data(DIM_ROLE)) != dim:
                 item.setData(TAG_ROLE, tag)
                 item.setData(DIM_ROLE, dim)
                 item.setToolTip(tip)
+        if model_family(architecture) == "flow":  # Analytic-DPM and calibration: greyed, why
+            for row in (self.analytic_row, self.calibration_row):
+                row.toggle.setEnabled(False)
+                row.fit_button.setEnabled(False)
+                row.status.setText(FLOW_METHODS_NOTE)
+                row.toggle.setToolTip(FLOW_METHODS_NOTE)
+            self.need_box.setVisible(False)
+        else:
+            self.calibrated_toggle.setEnabled(True)
+            for row, tip in self._toggle_tips.items():
+                row.toggle.setToolTip(tip)
 
     # ----------------------------------------------------------------- widgets → state
     def _on_pick(self, item: QListWidgetItem | None, _prev: QListWidgetItem | None) -> None:
@@ -504,6 +634,7 @@ class SamplerDockWidget(QWidget):
             s.set_option("schedule", implied)  # keep what a legacy name meant
         s.sampler = name
         self._drop_foreign_options()
+        self.switch_note.hide()  # the user chose: the switch note is history
 
     def _drop_foreign_options(self) -> None:
         """Options the new sampler does not have go back to the default (the engine would

@@ -25,7 +25,7 @@ from app.state.canvas import CanvasState
 from app.state.engine import EngineInfo
 from app.state.generation import GenerationSettings
 from app.state.jobs import JobsState
-from app.state.sampler import FitsState, resolve
+from app.state.sampler import FLOW_METHODS_NOTE, FitsState, resolve
 from app.state.uncertainty import (
     COLORMAPS,
     DEFAULTS,
@@ -351,10 +351,13 @@ class UncertaintyDockWidget(QWidget):
         fitted = self.fits.latest("uncertainty") is not None
         info, _ = resolve(s.sampler, self.engine.samplers)
         bad_sampler = on and info is not None and not info.uncertainty
-        if bad_sampler:
-            why = info.uncertainty_note or "it has no variance propagation"
+        flow = info is not None and info.model_family == "flow"  # SD3/Flux: greyed, with why
+        self.enable_toggle.setEnabled(not flow)
+        if bad_sampler or flow:
+            why = info.uncertainty_note or (FLOW_METHODS_NOTE if flow else
+                                            "it has no variance propagation")
             self.sampler_warning.setText(f"{info.name} cannot carry uncertainty: {why}")
-        self.warning_box.setVisible(bad_sampler)
+        self.warning_box.setVisible(bad_sampler or flow)
         need_fit = on and not fitted and fitting is None and bool(self.fits.model)
         error = s.error("uncertainty")
         if not error and need_fit:

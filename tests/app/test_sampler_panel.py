@@ -315,28 +315,67 @@ async def test_panel_follows_its_fits_not_other_jobs(window, monkeypatch):  # no
     assert panel.analytic_row.fit_button.isEnabled()
 
 
-def test_samplers_of_the_other_model_family_are_greyed_with_the_reason(window):  # noqa: F811
+def test_the_sampler_panel_follows_the_model_family(window):  # noqa: F811
+    """Only the model's family of samplers is listed; picking a model of the other family
+    switches the sampler (saying so), drops what the family refuses, shows the Flow model
+    controls and greys Analytic-DPM, calibration and uncertainty with the reason."""
     from engine.protocol import ModelInfo
 
     c = window.controller
     panel = window.sampler_panel
-    flow = SamplerInfo(name="Flow Euler", description="Euler on the flow ODE.",
-                       model_family="flow")
-    c.engine.samplers = [*SAMPLERS, flow]
+    flow = [SamplerInfo(name=n, description=f"{n} on the flow ODE.", model_family="flow")
+            for n in ("Flow Euler", "Flow Heun")]
+    c.engine.samplers = [*SAMPLERS, *flow]
     c.engine.models = [
         ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m/tiny", architecture="sd1"),
         ModelInfo(id="flux", name="Flux", format="diffusers", path="/m/flux",
-                  architecture="flux")]
+                  architecture="flux"),
+        ModelInfo(id="sd3", name="SD3", format="single_file", path="/m/sd3.safetensors",
+                  architecture="sd3")]
+    g = c.generation
 
-    def greyed() -> dict[str, str]:
-        from app.ui.sampler_dock import DIM_ROLE
-
+    def shown() -> list[str]:
         items = [panel.sampler_list.item(i) for i in range(panel.sampler_list.count())]
-        return {it.text(): it.toolTip() for it in items if it.data(DIM_ROLE)}
+        return [it.text() for it in items if not it.isHidden()]
 
-    c.generation.model = "tiny"
-    assert list(greyed()) == ["Flow Euler"]
-    assert "rectified-flow models" in greyed()["Flow Euler"]
-    c.generation.model = "flux"
-    assert set(greyed()) == {"Euler", "DPM++ 2M", "DDIM", "Analytic-DDIM"}
-    assert "pick a Flow sampler" in greyed()["Euler"]
+    g.model = "tiny"
+    g.sampler = "Euler"
+    g.set_option("calibrated", True)
+    assert shown() == ["Euler", "DPM++ 2M", "DDIM", "Analytic-DDIM"]
+    assert not panel.flow_title.isVisibleTo(panel)
+    assert panel.calibrated_toggle.isEnabled()
+
+    g.model = "flux"
+    assert shown() == ["Flow Euler", "Flow Heun"]
+    assert g.sampler == "Flow Euler" and g.option("calibrated") is None
+    note = panel.switch_note.text()
+    assert panel.switch_note.isVisibleTo(panel)
+    assert "Euler does not sample flux models" in note and "switched to Flow Euler" in note
+    assert "Turned off calibration" in note
+    assert panel.flow_title.isVisibleTo(panel) and panel.guidance_spin.isVisibleTo(panel)
+    for row in (panel.analytic_row, panel.calibration_row):
+        assert not row.toggle.isEnabled() and not row.fit_button.isEnabled()
+        assert "ε-prediction" in row.status.text()
+    assert not window.uncertainty_panel.enable_toggle.isEnabled()
+    assert "ε-prediction" in window.uncertainty_panel.sampler_warning.text()
+
+    # Distilled CFG and Shift write the recipe's flow group
+    panel.guidance_spin.setValue(4.5)
+    panel.shift_spin.setValue(1.5)
+    assert g.to_params().flow.guidance == 4.5 and g.to_params().flow.shift == 1.5
+    panel.guidance_spin.setValue(0.0)  # back to the default
+    assert g.to_params().flow.guidance is None
+
+    # SD3: no distilled guidance row; a recipe's "Euler" (A1111/Forge text) maps to Flow Euler
+    g.model = "sd3"
+    assert panel.shift_spin.isVisibleTo(panel) and not panel.guidance_spin.isVisibleTo(panel)
+    g.sampler = "Euler"
+    assert g.sampler == "Flow Euler" and "Euler does not sample sd3" in panel.switch_note.text()
+    panel.sampler_list.setCurrentRow(shown().index("Flow Heun") + 4)  # the user picks: no note
+    assert g.sampler == "Flow Heun" and not panel.switch_note.isVisibleTo(panel)
+
+    # back to SD: Flow Heun -> Heun is not offered here, so the first of the family; flow dropped
+    g.model = "tiny"
+    assert g.sampler == "Euler" and g.option("flow") is None
+    assert "Turned off the flow options" in panel.switch_note.text()
+    assert panel.calibrated_toggle.isEnabled()

@@ -248,3 +248,28 @@ async def test_t5_on_the_cpu_and_model_offload_are_load_options_reported_in_heal
             assert status == 422 and "offload" in json.dumps(body)
     finally:
         proc.stop()
+
+
+def test_forge_euler_on_a_flow_model_reads_as_flow_euler():
+    from engine import a1111
+
+    forge = ("a cat\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
+             "Distilled CFG Scale: 3.5, Seed: 1, Size: 896x1152, Model: flux1-dev")
+    r = a1111.parse(forge)  # Forge's flow keys say it is a flow model
+    assert r.params.sampler == "Flow Euler" and r.params.flow.guidance == 3.5
+    assert r.params.schedule == "default"
+    assert any("Euler" in n and "Flow Euler" in n for n in r.notes)
+    r = a1111.parse("a cat\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 1",
+                    model_family="flow")
+    assert r.params.sampler == "Flow DPM++ 2M"
+    r = a1111.parse("a cat\nSteps: 20, Sampler: Heun, Schedule type: Karras, Seed: 1",
+                    model_family="flow")
+    assert r.params.sampler == "Flow Heun" and r.params.schedule == "default"
+    assert "without schedule" in r.notes[0]
+    r = a1111.parse("a cat\nSteps: 20, Sampler: Flow UniPC, CFG scale: 5, Seed: 1",
+                    model_family="diffusion")
+    assert r.params.sampler == "UniPC"
+    plain = a1111.parse("a cat\nSteps: 20, Sampler: Euler a, CFG scale: 5, Seed: 1")
+    assert plain.params.sampler == "Euler a" and plain.notes == []  # SD's text stays as it is
+    assert {a1111.sampler_for(n, "flow") for n in ("Euler", "DDIM", "Flow Heun")} == {
+        "Flow Euler", "Flow Heun"}
