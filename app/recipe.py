@@ -29,7 +29,9 @@ from engine.protocol import (
     PNG_RECIPE_KEY,
     GenerateParams,
     GridCell,
+    SamplerGridJob,
     SamplerGridParams,
+    kind_of,
     recipe_from_json,
 )
 
@@ -203,7 +205,7 @@ def grid_from_file(path: Path | str) -> SavedGrid | None:
         data = json.loads(raw) if raw else None
     except (RecipeError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("kind") != "sampler_grid":
+    if not isinstance(data, dict) or data.get("kind") != kind_of(SamplerGridJob):
         return None
     try:
         params = SamplerGridParams.model_validate(data["grid"])

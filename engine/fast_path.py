@@ -94,15 +94,13 @@ def _pad(x: Any, n: int, to: int) -> Any:
 
 
 def applies_to(job) -> bool:
-    """Which jobs run compiled: text-to-image (``generate`` without uncertainty or variations,
-    ``sampler_grid``). Fits, uncertainty (a pre-hook reads conv_out's input) and video edits
-    (their own attention processors) swap things inside the UNet that a compiled graph would
-    guard on and recompile for: they run eager."""
-    if job.kind == "sampler_grid":
-        return True
-    if job.kind != "generate":
-        return False
-    return job.spec.params.uncertainty is None  # BayesDiff maps and variations run eager
+    """Whether ``job`` may run compiled: its kind's ``compiled`` in engine/kinds.py (text-to-image
+    does; fits, uncertainty and video edits swap things inside the UNet that a compiled graph
+    would guard on and recompile for, and run eager)."""
+    from engine.kinds import KINDS
+
+    kind = KINDS.get(job.kind)
+    return kind is not None and kind.compiled(job.spec)
 
 
 @contextlib.contextmanager

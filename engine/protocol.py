@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -470,6 +470,23 @@ JobSpec = Annotated[
     | RobustnessJob,
     Field(discriminator="kind"),
 ]
+
+
+def kind_of(spec: type[BaseModel]) -> str:
+    """A job spec class's ``kind`` tag, the name ``Job.kind`` carries:
+    ``kind_of(GenerateJob) == "generate"``. Clients compare kinds with this, not with literals."""
+    return spec.model_fields["kind"].default
+
+
+#: Every job spec class, in :data:`JobSpec`'s order. engine/kinds.py has one row per class
+#: (how the engine checks and runs it); tests/engine/test_kinds.py holds the two together.
+JOB_SPECS: tuple[type[_Model], ...] = get_args(get_args(JobSpec)[0])
+#: Every job kind's name.
+JOB_KINDS: tuple[str, ...] = tuple(kind_of(spec) for spec in JOB_SPECS)
+#: The jobs that fit a model's statistics, and the ``FitInfo.kind`` of the fit each makes.
+FIT_JOB_KINDS: dict[str, str] = {kind_of(AnalyticFitJob): "analytic",
+                                 kind_of(CalibrationFitJob): "calibration",
+                                 kind_of(UncertaintyFitJob): "uncertainty"}
 
 
 class JobSubmit(_Model):

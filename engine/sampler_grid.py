@@ -21,6 +21,7 @@ from engine.protocol import (
     Job,
     ResultImage,
     SamplerGridJob,
+    kind_of,
 )
 from engine.sampling import prepare, steps_done
 
@@ -105,7 +106,7 @@ def _save_grid(job: Job, ctx, grid, model_id: str) -> None:
     texts = {
         PNG_PARAMETERS_KEY: recipe.to_a1111(model_name=model_id, seed=first.seed),
         PNG_RECIPE_KEY: json.dumps({
-            "version": 1, "kind": "sampler_grid", "model_name": model_id, "index": len(cells),
+            "version": 1, "kind": kind_of(SamplerGridJob), "model_name": model_id, "index": len(cells),
             "params": recipe.with_seed(first.seed).model_dump(mode="json"),
             "grid": grid.model_dump(mode="json"),
             "cells": [r.cell.model_dump(mode="json") | {"name": r.name} for r in cells],

@@ -11,34 +11,30 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
-from engine import job_checks, request_errors
+from engine import request_errors
 from engine.api_docs import add_docs
 from engine.auth import TokenGate  # noqa: F401 - where engine.cli and scripts import it
 from engine.errors import EngineError, NotFound
+from engine.kinds import KINDS
 from engine.limits import BodyLimit
 from engine.protocol import (
     API_VERSION,
     EngineStatus,
     ErrorBody,
     FitInfo,
-    GenerateJob,
     Health,
     Job,
     JobSubmit,
     LoadModelRequest,
     ModelInfo,
     MoveJob,
-    RobustnessJob,
-    SamplerGridJob,
     SamplerInfo,
-    VideoEditJob,
 )
 from engine.samplers import sampler_infos
 
 log = logging.getLogger(__name__)
 PREFIX = f"/{API_VERSION}"
-_JOB_KIND_TAGS = {"generate", "analytic_fit", "calibration_fit", "sampler_grid", "video_edit",
-                  "uncertainty_fit", "prompt_robustness"}
+_JOB_KIND_TAGS = set(KINDS)  # pydantic's union tags, stripped from error field paths
 
 
 def create_app(engine) -> FastAPI:
@@ -199,15 +195,5 @@ async def _stream_events(ws: WebSocket, queue: asyncio.Queue, first) -> None:
 
 def _submit(engine, req: JobSubmit) -> Job:
     """Check a job the way it would fail when run, then queue it (in a worker thread)."""
-    job = req.job
-    if isinstance(job, GenerateJob):
-        job = job_checks.check_generate(engine, job)
-    elif isinstance(job, SamplerGridJob):
-        job = job_checks.check_sampler_grid(engine, job)
-    elif isinstance(job, RobustnessJob):
-        job = job_checks.check_robustness(engine, job)
-    elif isinstance(job, VideoEditJob):
-        job = job_checks.check_video_edit(engine, job)
-    else:  # fits
-        job = job_checks.check_fit(engine, job)
+    job = KINDS[req.job.kind].check(engine, req.job)
     return engine.queue.submit(job, req.priority, req.fast_path)

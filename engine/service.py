@@ -51,16 +51,9 @@ class EngineConfig:
 
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
-        from functools import partial
-
         from engine import __version__
-        from engine.fit_jobs import run_analytic_fit, run_calibration_fit
         from engine.fits import FitStore
-        from engine.generate import run_generate
-        from engine.robustness.job import run_prompt_robustness
-        from engine.sampler_grid import run_sampler_grid
-        from engine.uncertainty.fit_job import run_uncertainty_fit
-        from engine.video.edit_job import run_video_edit
+        from engine.kinds import runners
 
         self.config = config
         self.version = __version__
@@ -88,17 +81,7 @@ class Engine:
         default = str(extra[0].resolve()) if extra else config.model
         self.queue = JobQueue(
             self.store, self.bus, self.models, self.registry, self.output_dir,
-            runners={
-                "generate": partial(run_generate, fits=self.fits),
-                "sampler_grid": partial(run_sampler_grid, fits=self.fits),
-                "video_edit": partial(run_video_edit, uploads=self.uploads,
-                                      cache_dir=config.data_dir / "cache",
-                                      models_dirs=config.models_dirs),
-                "analytic_fit": partial(run_analytic_fit, fits=self.fits),
-                "calibration_fit": partial(run_calibration_fit, fits=self.fits),
-                "uncertainty_fit": partial(run_uncertainty_fit, fits=self.fits),
-                "prompt_robustness": partial(run_prompt_robustness, fits=self.fits),
-            },
+            runners=runners(self),
             default_model=default,
         )
         self.queue.around_job = self._around_job

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject
 
-from engine.protocol import Job, JobPreview, JobSubmit, SamplerGridJob
+from engine.protocol import Job, JobPreview, JobSubmit, SamplerGridJob, kind_of
 
 from ..client import EngineClient
 from ..library import Library, LocalResult
@@ -18,7 +18,7 @@ from ..state.grid import GridChoice
 from ..state.jobs import JobItem
 from .canvas_jobs import CanvasJobs
 
-GRID_KIND = "sampler_grid"
+GRID_KIND = kind_of(SamplerGridJob)
 
 
 class CompareController(CanvasJobs):

@@ -93,7 +93,7 @@ class FitsController(QObject):
             fit = job.fit
             detail = f" on {fit.images} images" if fit is not None else ""
             self.session.notice.emit(INFO, f"{name} fit done{detail}.")
-            if job.kind == "uncertainty_fit":
+            if FIT_KINDS.get(job.kind) == "uncertainty":
                 self.generation.clear_error("uncertainty")
         self.session.spawn(self.refresh_fits())
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject
 
-from engine.protocol import GenerateParams, Job, UncertaintyOptions
+from engine.protocol import GenerateJob, GenerateParams, Job, UncertaintyOptions, kind_of
 
 from ..client import ApiError, EngineClient
 from ..library import Library
@@ -27,7 +27,7 @@ from ..state.sampler import resolve
 from .canvas_jobs import CanvasJobs
 from .results import ResultsController
 
-GENERATE_KIND = "generate"
+GENERATE_KIND = kind_of(GenerateJob)
 
 
 class GenerateController(CanvasJobs):

@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject
 
 from engine.protocol import (
     Event,
+    GenerateJob,
     Job,
     JobFinished,
     JobProgress,
@@ -27,6 +28,7 @@ from engine.protocol import (
     JobSubmit,
     ResultImage,
     RobustnessJob,
+    kind_of,
 )
 
 from ..client import EngineClient, EngineError
@@ -36,7 +38,7 @@ from ..state.robustness import RobustnessState
 
 log = logging.getLogger(__name__)
 
-ROBUSTNESS_KIND = "prompt_robustness"
+ROBUSTNESS_KIND = kind_of(RobustnessJob)
 
 
 class RobustnessController(QObject):
@@ -141,7 +143,7 @@ class RobustnessController(QObject):
             return
         if job.kind == ROBUSTNESS_KIND:
             image_steps = len(job.results) * job.spec.params.base.steps
-        elif job.kind == "generate":
+        elif job.kind == kind_of(GenerateJob):
             p = job.spec.params
             image_steps = p.steps * p.batch_size * p.batch_count
         else:

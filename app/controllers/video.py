@@ -28,6 +28,8 @@ from engine.protocol import (
     JobStarted,
     JobState,
     ResultImage,
+    VideoEditJob,
+    kind_of,
 )
 from engine.video_protocol import VIDEO_SUFFIXES
 
@@ -39,7 +41,7 @@ from ..state.video import VideoFrames, VideoState, damaged_message
 
 log = logging.getLogger(__name__)
 
-VIDEO_KIND = "video_edit"
+VIDEO_KIND = kind_of(VideoEditJob)
 
 
 class VideoController(QObject):

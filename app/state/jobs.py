@@ -9,6 +9,7 @@ from datetime import datetime
 from PySide6.QtCore import QObject, Signal
 
 from engine.protocol import (
+    FIT_JOB_KINDS,
     EngineStatus,
     Event,
     GenerateJob,
@@ -23,29 +24,32 @@ from engine.protocol import (
     JobState,
     QueueChanged,
     ResultImage,
+    RobustnessJob,
     SamplerGridJob,
     SamplerGridParams,
+    VideoEditJob,
+    kind_of,
 )
 
 from .video import fps_text
 
-#: Job kinds that fit a model's statistics, and what the Sampler panel calls the fit.
-FIT_KINDS = {"analytic_fit": "analytic", "calibration_fit": "calibration",
-             "uncertainty_fit": "uncertainty"}
-_FIT_TITLES = {"analytic_fit": "Analytic-DPM fit (the model's noise per step)",
-               "calibration_fit": "Calibration fit (the model's noise bias)",
-               "uncertainty_fit": "Uncertainty fit (how unsure the model is)"}
+#: Job kinds that fit a model's statistics, and the fit each makes ('analytic', 'calibration',
+#: 'uncertainty': what the Sampler panel calls it). The tables below are keyed by the fit.
+FIT_KINDS = FIT_JOB_KINDS
+_FIT_TITLES = {"analytic": "Analytic-DPM fit (the model's noise per step)",
+               "calibration": "Calibration fit (the model's noise bias)",
+               "uncertainty": "Uncertainty fit (how unsure the model is)"}
 #: The maths behind each fit, for the card's tooltip (titles stay in plain words).
 FIT_MATHS = {
-    "analytic_fit": "Γ_t = E‖ε̂(x_t, t)‖² / d per timestep (Analytic-DPM, Bao et al. 2022, "
-                    "eq. 7): sets the optimal reverse variance",
-    "calibration_fit": "the per-step mean of the predicted noise ε̂, subtracted while sampling "
-                       "(Pang et al. 2023)",
-    "uncertainty_fit": "a last-layer Laplace posterior over the UNet's final conv (BayesDiff, "
-                       "Kou et al. 2024)",
+    "analytic": "Γ_t = E‖ε̂(x_t, t)‖² / d per timestep (Analytic-DPM, Bao et al. 2022, "
+                "eq. 7): sets the optimal reverse variance",
+    "calibration": "the per-step mean of the predicted noise ε̂, subtracted while sampling "
+                   "(Pang et al. 2023)",
+    "uncertainty": "a last-layer Laplace posterior over the UNet's final conv (BayesDiff, "
+                   "Kou et al. 2024)",
 }
 #: What a fit job's card shows where an image job shows its picture: the statistic it fits.
-_FIT_GLYPHS = {"analytic_fit": "Γ", "calibration_fit": "ε̄", "uncertainty_fit": "σ²"}
+_FIT_GLYPHS = {"analytic": "Γ", "calibration": "ε̄", "uncertainty": "σ²"}
 
 #: How many finished jobs the Queue dock keeps listing.
 KEEP_FINISHED = 30
@@ -77,7 +81,7 @@ class JobItem:
     #: PNG for the Queue dock: the latest preview while running, then the first result.
     thumbnail: bytes | None = None
     thumbnail_final: bool = False
-    kind: str = "generate"
+    kind: str = kind_of(GenerateJob)
     #: For ``sampler_grid`` jobs: the grid as the engine accepted it (seed resolved).
     grid: SamplerGridParams | None = None
     #: For fit jobs: the model they fit (None = the loaded one).
@@ -143,7 +147,7 @@ class JobItem:
     @property
     def glyph(self) -> str:
         """The symbol a card shows in place of a thumbnail (fit jobs make no image)."""
-        return _FIT_GLYPHS.get(self.kind, "")
+        return _FIT_GLYPHS.get(self.fit_kind or "", "")
 
     @property
     def cell_count(self) -> int:
@@ -203,8 +207,8 @@ class JobItem:
     @property
     def title(self) -> str:
         """A short, single-line description: the prompt, or what kind of job it is."""
-        if self.kind in _FIT_TITLES:
-            return _FIT_TITLES[self.kind]
+        if self.fit_kind is not None:
+            return _FIT_TITLES[self.fit_kind]
         if self.label:
             return self.label
         params = self.grid.base if self.grid is not None else self.params
@@ -214,9 +218,9 @@ class JobItem:
 
 def _label(job: Job) -> str:
     """The Queue card's title for jobs that are not plain generations ("" for those)."""
-    if job.kind == "prompt_robustness":
+    if isinstance(job.spec, RobustnessJob):
         return f"Robustness probe: {job.spec.params.base.prompt.strip()}"
-    if job.kind != "video_edit":
+    if not isinstance(job.spec, VideoEditJob):
         return ""
     p = job.spec.params
     method = {"lovecon": "LOVECon", "controlvideo": "ControlVideo"}.get(p.method, p.method)

@@ -142,7 +142,7 @@ class JobCard(QFrame):
             state, state.value)
         self.badge.setText(label)
         self.title.setText(item.title)
-        maths = FIT_MATHS.get(item.kind, "")
+        maths = FIT_MATHS.get(item.fit_kind or "", "")
         self.title.setToolTip(f"{item.title}\n{maths}" if maths else item.title)
         self.meta.setText(describe(item))
         running = state is JobState.running

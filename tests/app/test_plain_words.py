@@ -12,6 +12,7 @@ from app.state.canvas import CanvasImage
 from app.state.jobs import FIT_MATHS, JobItem
 from app.state.sampler import FitsState
 from engine.protocol import (
+    FIT_JOB_KINDS,
     Job,
     JobState,
     SamplerInfo,
@@ -59,8 +60,10 @@ def test_fit_cards_read_in_words_with_the_maths_in_the_tooltip(window):  # noqa:
               spec=UncertaintyFitJob(params=UncertaintyFitParams()), created_at=utcnow())
     item = JobItem.from_job(job)
     assert not MATHS.search(item.title)
-    assert set(FIT_MATHS) == {"analytic_fit", "calibration_fit", "uncertainty_fit"}
-    assert "Γ_t" in FIT_MATHS["analytic_fit"]
+    assert set(FIT_MATHS) == set(FIT_JOB_KINDS.values()) == {"analytic", "calibration",
+                                                             "uncertainty"}
+    assert "Γ_t" in FIT_MATHS["analytic"]
+    assert (item.fit_kind, item.glyph) == ("uncertainty", "σ²")
     assert FitsState().needs is not None
 
 
