@@ -70,6 +70,8 @@ FOREIGN_OPTIONS = {"flow": ("calibrated", "uncertainty"), "diffusion": ("flow",)
 FLOW_METHODS_NOTE = ("Derived for ε-prediction diffusion models (SD 1/2/XL); a rectified-flow "
                      "model (SD3, Flux) predicts a velocity, so it does not apply yet "
                      "(docs/flow-models.md says what carrying it over would take).")
+#: The same, short enough for a status line under a toggle (the tooltip has the whole reason).
+FLOW_METHODS_SHORT = "Not for flow models (SD3, Flux): derived for ε-prediction diffusion."
 
 
 @dataclass(frozen=True)

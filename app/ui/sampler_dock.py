@@ -33,6 +33,7 @@ from app.state.generation import GenerationSettings
 from app.state.jobs import JobsState
 from app.state.sampler import (
     FLOW_METHODS_NOTE,
+    FLOW_METHODS_SHORT,
     FOREIGN_OPTIONS,
     STEP_PRESETS,
     FitsState,
@@ -613,7 +614,7 @@ class SamplerDockWidget(QWidget):
             for row in (self.analytic_row, self.calibration_row):
                 row.toggle.setEnabled(False)
                 row.fit_button.setEnabled(False)
-                row.status.setText(FLOW_METHODS_NOTE)
+                row.status.setText(FLOW_METHODS_SHORT)
                 row.toggle.setToolTip(FLOW_METHODS_NOTE)
             self.need_box.setVisible(False)
         else:

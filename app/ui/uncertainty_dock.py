@@ -358,6 +358,9 @@ class UncertaintyDockWidget(QWidget):
                                             "it has no variance propagation")
             self.sampler_warning.setText(f"{info.name} cannot carry uncertainty: {why}")
         self.warning_box.setVisible(bad_sampler or flow)
+        self.use_ddim_button.setVisible(not flow)  # DDIM does not sample SD3/Flux
+        if flow:
+            self.fit_row.fit_button.setEnabled(False)
         need_fit = on and not fitted and fitting is None and bool(self.fits.model)
         error = s.error("uncertainty")
         if not error and need_fit:

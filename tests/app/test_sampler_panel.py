@@ -357,7 +357,9 @@ def test_the_sampler_panel_follows_the_model_family(window):  # noqa: F811
         assert not row.toggle.isEnabled() and not row.fit_button.isEnabled()
         assert "ε-prediction" in row.status.text()
     assert not window.uncertainty_panel.enable_toggle.isEnabled()
-    assert "ε-prediction" in window.uncertainty_panel.sampler_warning.text()
+    unc = window.uncertainty_panel
+    assert "ε-prediction" in unc.sampler_warning.text()
+    assert not unc.use_ddim_button.isVisibleTo(unc) and not unc.fit_row.fit_button.isEnabled()
 
     # Distilled CFG and Shift write the recipe's flow group
     panel.guidance_spin.setValue(4.5)
