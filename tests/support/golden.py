@@ -126,14 +126,16 @@ def _png(path) -> np.ndarray:
 
 @contextlib.contextmanager
 def deterministic() -> Iterator[None]:
-    """One CPU thread and fixed global seeds for the duration; the caller's thread count and
-    RNG states (torch, NumPy, random) come back afterwards."""
+    """One CPU thread, float32 as torch's default dtype and fixed global seeds for the duration;
+    the caller's thread count, default dtype and RNG states (torch, NumPy, random) come back
+    afterwards."""
     import torch
 
-    threads = torch.get_num_threads()
+    threads, default_dtype = torch.get_num_threads(), torch.get_default_dtype()
     np_state, py_state = np.random.get_state(), random.getstate()
     with torch.random.fork_rng(devices=[]):
         torch.set_num_threads(1)
+        torch.set_default_dtype(torch.float32)
         torch.manual_seed(0)
         np.random.seed(0)
         random.seed(0)
@@ -141,6 +143,7 @@ def deterministic() -> Iterator[None]:
             yield
         finally:
             torch.set_num_threads(threads)
+            torch.set_default_dtype(default_dtype)
             np.random.set_state(np_state)
             random.setstate(py_state)
 
