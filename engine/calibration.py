@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.denoisers import Prediction, alpha_sigma, eps_shift_as_v
+
 
 @dataclass
 class CalibrationTable:
@@ -75,9 +77,9 @@ def calibrate_output(out: torch.Tensor, t: float, table: CalibrationTable, *, cf
         m = torch.cat([m_u.expand(half, *m_u.shape[1:]), m_c.expand(half, *m_c.shape[1:])])
     else:
         m = m_c
-    if prediction_type == "v_prediction":
+    if prediction_type == Prediction.V:
         assert alphas_cumprod is not None
-        m = m / _abar_at(alphas_cumprod, t) ** 0.5
+        m = eps_shift_as_v(m, alpha_sigma(_abar_at(alphas_cumprod, t))[0])
     return out - m
 
 

@@ -136,6 +136,8 @@ def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str,
     with ``uncond_embeds`` and ``guidance`` > 1, the classifier-free-guided one."""
     import torch
 
+    from engine.denoisers import Prediction, alpha_sigma, eps_from_v
+
     unet, device, dtype = loaded.pipe.unet, loaded.device, loaded.dtype
 
     def eps(xt, t: int, rows):
@@ -148,9 +150,8 @@ def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str,
                 unc = uncond_embeds.expand(len(xt), -1, -1).to(device, dtype)
                 u = unet(x, tt, encoder_hidden_states=unc).sample.float().cpu()
                 out = u + guidance * (out - u)
-        if prediction_type == "v_prediction":
-            a = float(alphas_cumprod[t])
-            out = a**0.5 * out + (1 - a) ** 0.5 * xt.float().cpu()
+        if prediction_type == Prediction.V:
+            out = eps_from_v(out, xt.float().cpu(), *alpha_sigma(float(alphas_cumprod[t])))
         return out
 
     return eps

@@ -47,6 +47,8 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
+from engine.denoisers import to_eps, x0_from_eps
+
 
 def betas_for(config) -> torch.Tensor:
     """The training β schedule named in a diffusers scheduler config."""
@@ -263,15 +265,13 @@ class AnalyticDPMScheduler(SchedulerMixin, ConfigMixin):
             upper = min(upper, lam2 + c0**2 * self.config.data_range**2)
         return min(max(var, lam2), upper)
 
-    def _to_eps(self, model_output: torch.Tensor, t: int, sample: torch.Tensor) -> torch.Tensor:
+    def _alpha_sigma(self, t: int) -> tuple[float, float]:
+        """(α_t, σ_t) = (√ᾱ_t, √(1 − ᾱ_t)) in float64, as the rest of this scheduler's math."""
         a_t = self._abar(t)
-        if self.config.prediction_type == "epsilon":
-            return model_output
-        if self.config.prediction_type == "v_prediction":
-            return math.sqrt(a_t) * model_output + math.sqrt(1 - a_t) * sample
-        if self.config.prediction_type == "sample":
-            return (sample - math.sqrt(a_t) * model_output) / math.sqrt(1 - a_t)
-        raise ValueError(f"prediction_type {self.config.prediction_type!r} is not supported")
+        return math.sqrt(a_t), math.sqrt(1 - a_t)
+
+    def _to_eps(self, model_output: torch.Tensor, t: int, sample: torch.Tensor) -> torch.Tensor:
+        return to_eps(self.config.prediction_type, model_output, sample, *self._alpha_sigma(t))
 
     def step(
         self,
@@ -287,8 +287,8 @@ class AnalyticDPMScheduler(SchedulerMixin, ConfigMixin):
         if t not in self.gammas:
             raise KeyError(f"No Γ for timestep {t}: run an analytic_fit for this step grid")
         eps = self._to_eps(model_output, t, sample)
-        a_t, a_s = self._abar(t), self._abar(prev)
-        x0 = (sample - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+        a_s = self._abar(prev)
+        x0 = x0_from_eps(eps, sample, *self._alpha_sigma(t))
         lam2 = self.lambda2(t, prev)
         mean = math.sqrt(a_s) * x0 + math.sqrt(max(1 - a_s - lam2, 0.0)) * eps
         if prev < 0:

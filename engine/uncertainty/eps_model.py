@@ -3,7 +3,8 @@
 A forward pre-hook on ``unet.conv_out`` keeps its input φ; the predictive variance is then one
 extra convolution (:func:`engine.uncertainty.laplace.predictive_variance`). With CFG the guided
 φ is (1−s)·φ_u + s·φ_c because both branches share the same conv_out weights (exact).
-v-prediction is turned into ε: ε = √ᾱ·v + √(1−ᾱ)·x_in, so Var_W[ε] = ᾱ·Var_W[v].
+v-prediction is turned into ε: ε = √ᾱ·v + √(1−ᾱ)·x_in, so Var_W[ε] = ᾱ·Var_W[v]
+(engine/denoisers.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.denoisers import Prediction, alpha_sigma, eps_from_v, eps_scale, eps_variance_from_v
 from engine.uncertainty.laplace import LastLayerPosterior, predictive_variance
 
 
@@ -38,7 +40,7 @@ class EpsModel:
 
     def bias_scale(self, abar: float) -> float:
         """How a change of conv_out's bias shows in ε (√ᾱ for v-models, like ``phi``)."""
-        return abar**0.5 if self.prediction_type == "v_prediction" else 1.0
+        return eps_scale(self.prediction_type, alpha_sigma(abar)[0])
 
     def __call__(self, x_in: torch.Tensor, t, abar: float) -> EpsOut:
         """``x_in``: the scaled model input (N, C, h, w), N a multiple of the image count."""
@@ -64,10 +66,11 @@ class EpsModel:
         self.calls += 1
         var = predictive_variance(phi, self.post).clamp_min(0)
         eps = raw.float()
-        if self.prediction_type == "v_prediction":
-            eps = abar**0.5 * eps + (1 - abar) ** 0.5 * x_in.float()
-            var = abar * var
-            phi = abar**0.5 * phi
-        elif self.prediction_type != "epsilon":
+        if self.prediction_type == Prediction.V:
+            alpha, sigma = alpha_sigma(abar)
+            eps = eps_from_v(eps, x_in.float(), alpha, sigma)
+            var = eps_variance_from_v(var, abar)
+            phi = eps_scale(Prediction.V, alpha) * phi
+        elif self.prediction_type != Prediction.EPSILON:
             raise ValueError(f"uncertainty needs an ε or v model, not {self.prediction_type!r}")
         return EpsOut(raw, eps, var, phi)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.denoisers import Prediction, alpha_sigma, eps_from_v, noised, x0_from_eps
 from engine.errors import EngineError
 from engine.video.attention import FrameLayout
 
@@ -140,11 +141,10 @@ def predict_eps(nets: VideoNets, z: torch.Tensor, t: int, cond: torch.Tensor,
                                     conditioning_scale=control_scale, return_dict=False)
         kwargs = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
     out = nets.unet(zin, tt, encoder_hidden_states=emb, **kwargs).sample.float()
-    if nets.prediction_type == "v_prediction":
+    if nets.prediction_type == Prediction.V:
         if alpha is None:
             raise ValueError("v-prediction needs alpha")
-        zf = zin.float()
-        out = alpha**0.5 * out + (1 - alpha) ** 0.5 * zf
+        out = eps_from_v(out, zin.float(), *alpha_sigma(alpha))
     if guided:
         e_u, e_c = out.chunk(2)
         return e_u + cfg * (e_c - e_u)
@@ -176,8 +176,8 @@ def ddim_grid(nets: VideoNets, steps: int) -> DdimGrid:
 
 def ddim_step(z: torch.Tensor, eps: torch.Tensor, a_from: float, a_to: float) -> torch.Tensor:
     """Move z from ᾱ = a_from to ᾱ = a_to along the deterministic DDIM path (eq. 12, σ = 0)."""
-    x0 = (z - (1 - a_from) ** 0.5 * eps) / a_from**0.5
-    return a_to**0.5 * x0 + (1 - a_to) ** 0.5 * eps
+    x0 = x0_from_eps(eps, z, *alpha_sigma(a_from))
+    return noised(x0, eps, *alpha_sigma(a_to))
 
 
 @torch.no_grad()
