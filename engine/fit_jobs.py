@@ -13,6 +13,7 @@ import logging
 import time
 from pathlib import Path
 
+from engine.architecture import Architecture, Method
 from engine.errors import EngineError
 from engine.models.registry import RESOURCES
 from engine.prompts.encode import embed_prompts, encode_for_pipe, text_encoders
@@ -112,8 +113,17 @@ def _generate_latents(pipe, data: FitData, ctx, seed: int):
     return torch.cat(latents), captions, "generated"
 
 
+def check_fits(info, field: str = "params.model") -> None:
+    """Refuse a model whose architecture the fits are not written for (SD 1.x/2.x only:
+    engine/architecture.py says why not)."""
+    problem = Architecture.parse(info.architecture).why_not(Method.FITS)
+    if problem:
+        raise EngineError(problem, field)
+
+
 def gather_x0(loaded, data: FitData, ctx, seed: int):
     """Latent x₀ (N, C, h, w) on the CPU, their captions, and a source label."""
+    check_fits(loaded.info)  # before minutes of encoding, not after
     pipe = loaded.pipe
     if data.source == "generated":
         return _generate_latents(pipe, data, ctx, seed)
@@ -125,8 +135,6 @@ def gather_x0(loaded, data: FitData, ctx, seed: int):
 
 
 def _embed(pipe, prompts: list[str], device):
-    if getattr(pipe, "text_encoder_2", None) is not None:
-        raise EngineError("Fits support SD 1.x/2.x models for now, not SDXL", "params.model")
     return embed_prompts(text_encoders(pipe), prompts, device)
 
 

@@ -39,8 +39,11 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
 
 
 def check_fit(engine, job):
-    """The analytic, calibration and uncertainty fits: the model they fit must load."""
-    _check_model(engine, job.params.model, "job.params.model")
+    """The analytic, calibration and uncertainty fits: the model they fit must load, and be
+    one the fits are written for (engine/architecture.py)."""
+    from engine.fit_jobs import check_fits
+
+    check_fits(_check_model(engine, job.params.model, "job.params.model"), "job.params.model")
     return job
 
 

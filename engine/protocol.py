@@ -37,6 +37,12 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from engine.architecture import (  # noqa: F401  (re-exported: the app imports them from here)
+    FLOW_ARCHITECTURES,
+    Architecture,
+    Family,
+    Method,
+)
 from engine.robustness_protocol import (  # noqa: F401  (re-exported: the app imports them from here)
     RULES,
     Perturbation,
@@ -598,6 +604,23 @@ class ModelInfo(_Model):
     native_size: int = Field(0, description="Square size (px) it was trained at; 0 if unknown")
     vocabulary: PromptVocabulary | None = Field(
         None, description="The prompts it knows, where its folder says (vocabulary.json)")
+    family: Literal["diffusion", "flow"] | None = Field(
+        None, description="'diffusion' (ε/v-prediction UNets) or 'flow' (rectified flow); "
+        "filled from ``architecture`` (engine/architecture.py) when not given")
+    methods: list[str] | None = Field(
+        None, description="The methods that apply to it, of: uncertainty, analytic, "
+        "calibration, fits, video; filled from ``architecture`` when not given")
+
+    @model_validator(mode="after")
+    def _architecture_facts(self) -> ModelInfo:
+        """``family`` and ``methods`` from the architecture's facts (an engine that predates
+        them sends neither, and the client still knows them)."""
+        arch = Architecture.parse(self.architecture)
+        if self.family is None:
+            self.family = arch.family.value  # type: ignore[assignment]
+        if self.methods is None:
+            self.methods = [m.value for m in Method if arch.supports(m)]
+        return self
 
 
 class LoadModelRequest(_Model):

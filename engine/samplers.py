@@ -15,6 +15,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.architecture import FLOW_NOTE, Architecture, Family, Method
 from engine.protocol import (
     OPTIMAL_SPACING,
     SCHEDULES,
@@ -44,7 +45,7 @@ class SamplerSpec:
     order_range: tuple[int, int] = (1, 3)
     needs_fit: str | None = None
     aliases: tuple[str, ...] = ()
-    model_family: str = "diffusion"  # or "flow": SD3/Flux (engine.models.registry.model_family)
+    model_family: Family = Family.DIFFUSION  # the models it samples (engine/architecture.py)
 
     @property
     def cls(self):
@@ -64,7 +65,7 @@ class SamplerSpec:
         return ["default", *(k for k, flag in _SCHEDULE_FLAGS.items() if flag in params)]
 
     def supports(self, option: str) -> bool:
-        if self.model_family == "flow" and option in ("schedule", "timestep_spacing",
+        if self.model_family is Family.FLOW and option in ("schedule", "timestep_spacing",
                                                       "calibrated"):
             return False
         if option == "schedule":
@@ -79,7 +80,7 @@ class SamplerSpec:
 
     def option_infos(self) -> list[SamplerOption]:
         out = []
-        if self.model_family == "flow":  # schedules and spacings are the shift's job here
+        if self.model_family is Family.FLOW:  # schedules and spacings are the shift's job here
             if self.supports("solver_order"):
                 lo, hi = self.order_range
                 out.append(SamplerOption(name="solver_order", label="Solver order",
@@ -105,16 +106,19 @@ class SamplerSpec:
 
     def info(self) -> SamplerInfo:
         # BayesDiff (docs/uncertainty.md) propagates variance through DDIM and DPM-Solver-2,
-        # which is the k-diffusion/diffusers "DPM2" (KDPM2DiscreteScheduler) in ε form.
-        uq = self.scheduler in ("DDIMScheduler", "KDPM2DiscreteScheduler")
+        # which is the k-diffusion/diffusers "DPM2" (KDPM2DiscreteScheduler) in ε form: the
+        # steps engine.uncertainty.propagate has (its SUPPORTED table).
+        from engine.uncertainty.propagate import SUPPORTED
+
+        uq = self.scheduler in SUPPORTED
         return SamplerInfo(
             name=self.name, description=self.description, options=self.option_infos(),
             aliases=list(self.aliases), needs_fit=self.needs_fit,  # type: ignore[arg-type]
             stochastic=self.stochastic, family=self.family, uncertainty=uq,
-            uncertainty_note="" if uq else FLOW_UNCERTAINTY_NOTE if self.model_family == "flow"
+            uncertainty_note="" if uq else FLOW_NOTE if self.model_family is Family.FLOW
             else ("Uncertainty (BayesDiff) is defined for DDIM and DPM-Solver-2 (DPM2) only: "
                   "their steps are linear in ε̂, so its variance propagates in closed form."),
-            model_family=self.model_family,  # type: ignore[arg-type]
+            model_family=self.model_family.value,  # type: ignore[arg-type]
         )
 
     def config_overrides(self, base_config: dict[str, Any], p: GenerateParams) -> dict[str, Any]:
@@ -142,7 +146,7 @@ class SamplerSpec:
             if algo not in (None, "data_prediction", "noise_prediction"):
                 kwargs["algorithm_type"] = ("noise_prediction" if algo in ("dpmsolver", "sde-dpmsolver")
                                             else "data_prediction")
-        if self.model_family == "flow":
+        if self.model_family is Family.FLOW:
             kwargs.update(flow_overrides(self, base_config, p))
         if self.scheduler == "SASolverScheduler" and p.eta is not None:
             eta = float(p.eta)
@@ -153,7 +157,7 @@ class SamplerSpec:
         p = p or GenerateParams(sampler=self.name)
         overrides = self.config_overrides(base_config, p)
         scheduler = self.cls.from_config(base_config, **overrides)
-        if self.model_family == "flow":  # Flux's pipeline reads these off any scheduler
+        if self.model_family is Family.FLOW:  # Flux's pipeline reads these off any scheduler
             extra = {k: overrides[k] for k in _DYNAMIC_SHIFT_KEYS if k in overrides}
             if extra:
                 scheduler.register_to_config(**extra)
@@ -166,10 +170,7 @@ class SamplerSpec:
         return {}
 
 
-FLOW_UNCERTAINTY_NOTE = (
-    "BayesDiff, Analytic-DPM and calibration are derived for ε-prediction diffusion (DDPM); a "
-    "flow model predicts a velocity on a straight path, so they do not apply "
-    "(docs/flow-models.md).")
+FLOW_UNCERTAINTY_NOTE = FLOW_NOTE
 
 _FLOW = {"prediction_type": "flow_prediction", "use_flow_sigmas": True}
 
@@ -286,18 +287,18 @@ CATALOGUE: dict[str, SamplerSpec] = {
         # Rectified-flow models (SD3, Flux): the ODE dx/dt = v̂(x, t) on σ ∈ [0, 1]
         SamplerSpec("Flow Euler", "FlowMatchEulerDiscreteScheduler",
                     "Euler on the flow ODE: what SD3 and Flux were published with (Forge's "
-                    "'Euler' on these models).", model_family="flow",
+                    "'Euler' on these models).", model_family=Family.FLOW,
                     aliases=("flow_euler",)),
         SamplerSpec("Flow Heun", "FlowHeunScheduler",
                     "Second-order Heun on the flow ODE: two model calls per step.",
-                    model_family="flow", aliases=("flow_heun",)),
+                    model_family=Family.FLOW, aliases=("flow_heun",)),
         SamplerSpec("Flow DPM++ 2M", "DPMSolverMultistepScheduler",
                     "Second-order multistep DPM-Solver++ on flow sigmas (velocity turned into "
                     "x̂₀): sharp in fewer steps.", {**_DPMPP, **_FLOW, "solver_order": 2},
-                    family="multistep", model_family="flow", aliases=("flow_dpmpp_2m",)),
+                    family="multistep", model_family=Family.FLOW, aliases=("flow_dpmpp_2m",)),
         SamplerSpec("Flow UniPC", "UniPCMultistepScheduler",
                     "UniPC predictor–corrector on flow sigmas.", {**_FLOW, "predict_x0": True},
-                    family="multistep", order_param="solver_order", model_family="flow",
+                    family="multistep", order_param="solver_order", model_family=Family.FLOW,
                     aliases=("flow_unipc",)),
     ]
 }
@@ -372,35 +373,29 @@ def check_family(p: GenerateParams, architecture: str) -> list[tuple[str, str]]:
     flow model or a flow sampler on SD, and on flow models the methods derived for
     ε-prediction DDPMs (BayesDiff, Analytic-DPM, calibration) and on SD models the flow
     options."""
-    from engine.models.registry import model_family
-
-    family = model_family(architecture)
+    arch = Architecture.parse(architecture)
+    family = arch.family
     try:
         spec = resolve(p.sampler, p.schedule)[0]
     except (KeyError, ValueError):
         return []  # check_options says it
     problems = []
-    if spec.model_family != family and spec.needs_fit == "analytic":
+    if spec.needs_fit == "analytic" and not arch.supports(Method.ANALYTIC):
         problems.append(("sampler", (f"{spec.name} (Analytic-DPM) is not available for "
-                                     f"{architecture} models: {FLOW_UNCERTAINTY_NOTE}")))
+                                     f"{architecture} models: {arch.facts.note}")))
     elif spec.model_family != family:
         offers = ", ".join(s.name for s in CATALOGUE.values() if s.model_family == family)
         kind = "a rectified-flow" if family == "flow" else "an ε/v-prediction diffusion"
         problems.append(("sampler", (f"{spec.name} does not sample {architecture} models "
                                      f"({kind} model); choose one of: {offers}")))
-    if family == "flow":
-        for name, on in (("uncertainty", p.uncertainty is not None),
-                         ("calibrated", p.calibrated)):
-            if on:
-                problems.append((name, (f"{_METHOD[name]} is not available for "
-                                        f"{architecture} models: {FLOW_UNCERTAINTY_NOTE}")))
-    elif p.flow is not None:
+    for name, method, on in (("uncertainty", Method.UNCERTAINTY, p.uncertainty is not None),
+                             ("calibrated", Method.CALIBRATION, p.calibrated)):
+        if on and not arch.supports(method):
+            problems.append((name, arch.why_not(method)))
+    if family != Family.FLOW and p.flow is not None:
         problems.append(("flow", ("Distilled guidance and shift are options of flow models "
                                   f"(SD3, Flux), not of {architecture} models: leave them unset")))
     return problems
-
-
-_METHOD = {"uncertainty": "Uncertainty (BayesDiff)", "calibrated": "Calibration"}
 
 
 def sampler_infos() -> list[SamplerInfo]:

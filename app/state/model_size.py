@@ -9,10 +9,8 @@ job (the Prompt panel under Size, a restored recipe, Generate), and never refuse
 
 from __future__ import annotations
 
-from engine.protocol import ModelInfo
+from engine.protocol import Architecture, ModelInfo
 
-#: Square training resolution per architecture, when the model does not report its own.
-ARCH_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}
 #: How far a side may be from the native size, as a factor either way, before a warning.
 #: SD 1.5 at 512 draws usable 256–1024 sides; beyond ×2 it duplicates subjects.
 FAR_FACTOR = 2.0
@@ -20,10 +18,10 @@ FAR_FACTOR = 2.0
 
 def native_size(model: ModelInfo | None) -> int:
     """The side the model was trained at: its own ``native_size`` if the engine reports one,
-    else its architecture's; 0 if unknown."""
+    else its architecture's (engine/architecture.py); 0 if unknown."""
     if model is None:
         return 0
-    return int(getattr(model, "native_size", 0) or ARCH_SIZES.get(model.architecture, 0))
+    return int(getattr(model, "native_size", 0) or Architecture.parse(model.architecture).native_size)
 
 
 def size_warning(width: int, height: int, model: ModelInfo | None) -> str:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.protocol import SCHEDULES, FitInfo, GridSampler, SamplerInfo, SamplerOption
+from engine.protocol import (
+    SCHEDULES,
+    Architecture,
+    FitInfo,
+    GridSampler,
+    SamplerInfo,
+    SamplerOption,
+)
 
 from .observable import Observable, Property
 
@@ -37,17 +44,13 @@ def listed(samplers: list[SamplerInfo]) -> list[SamplerInfo]:
     return [s for s in samplers if not s.alias_of]
 
 
-#: Architectures of rectified-flow models (engine/models/registry.py FLOW_ARCHITECTURES).
-FLOW_ARCHITECTURES = ("sd3", "flux")
-
-
 def family_note(sampler: SamplerInfo | None, architecture: str | None) -> str:
     """Why ``sampler`` cannot sample a model of ``architecture`` ("" when it can, or when the
     model is not known yet): flow samplers are for SD3/Flux, the others for SD 1/2/XL
     (docs/flow-models.md)."""
     if sampler is None or not architecture:
         return ""
-    family = "flow" if architecture in FLOW_ARCHITECTURES else "diffusion"
+    family = model_family(architecture)
     if sampler.model_family == family:
         return ""
     if family == "flow":
@@ -57,10 +60,11 @@ def family_note(sampler: SamplerInfo | None, architecture: str | None) -> str:
 
 
 def model_family(architecture: str | None) -> str | None:
-    """'flow' (SD3, Flux), 'diffusion' (SD 1/2/XL), or None while the model is not known."""
+    """'flow' (SD3, Flux), 'diffusion' (SD 1/2/XL), or None while the model is not known: the
+    architecture's family (engine/architecture.py)."""
     if not architecture:
         return None
-    return "flow" if architecture in FLOW_ARCHITECTURES else "diffusion"
+    return Architecture.parse(architecture).family.value
 
 
 #: Options of the recipe that a model family does not take (the engine refuses them): BayesDiff

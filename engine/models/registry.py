@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.architecture import FLOW_ARCHITECTURES, Architecture
 from engine.errors import NotFound
 from engine.local_paths import path_problem
 from engine.protocol import ModelInfo, PromptVocabulary
@@ -150,15 +151,13 @@ def describe(path: Path, *, embedded: bool) -> ModelInfo | None:
     return None
 
 
-#: Rectified-flow transformers (docs/flow-models.md): flow samplers only, no BayesDiff,
-#: Analytic-DPM or calibration (they are derived for ε-prediction DDPMs).
-FLOW_ARCHITECTURES = ("sd3", "flux")
 _FLOW_PIPELINES = {"StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux"}
 
 
 def model_family(architecture: str) -> str:
-    """'flow' for SD3/Flux, 'diffusion' for the ε/v-prediction UNets (SD 1/2/XL)."""
-    return "flow" if architecture in FLOW_ARCHITECTURES else "diffusion"
+    """'flow' for SD3/Flux, 'diffusion' for the ε/v-prediction UNets (SD 1/2/XL): the
+    :class:`~engine.architecture.Architecture`'s family."""
+    return Architecture.parse(architecture).family.value
 
 
 def _architecture(index: dict, path: Path) -> str:
@@ -174,9 +173,6 @@ def _architecture(index: dict, path: Path) -> str:
     except (OSError, ValueError):
         pass
     return "sd1"
-
-
-_ARCH_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024, "sd3": 1024, "flux": 1024}
 
 
 def _native_size(path: Path) -> int:
@@ -238,8 +234,8 @@ def _single_file_size(path: Path, architecture: str) -> int:
     """The native size of a single file: its ``<stem>.config/`` says, else its architecture's."""
     sidecar = path.with_name(path.stem + ".config")
     if architecture in FLOW_ARCHITECTURES and sidecar.is_dir():
-        return _native_size(sidecar) or _ARCH_SIZES[architecture]
-    return _ARCH_SIZES.get(architecture, 0)
+        return _native_size(sidecar) or Architecture.parse(architecture).native_size
+    return Architecture.parse(architecture).native_size
 
 
 def _title(stem: str) -> str:

@@ -19,8 +19,9 @@ win.show()
 heavy = sorted(m for m in sys.modules
                if m.split(".")[0] in ("torch", "diffusers", "transformers", "safetensors"))
 # The wire contract (pydantic only) is the one part of engine/ the GUI may import.
+# engine.architecture: the architectures' facts (no torch), re-exported by engine.protocol.
 protocol = ("engine.protocol", "engine.video_protocol", "engine.robustness_protocol",
-            "engine.prompts_protocol")
+            "engine.prompts_protocol", "engine.architecture")
 engine = sorted(m for m in sys.modules if m.startswith("engine.") and m not in protocol)
 print("HEAVY", heavy)
 print("ENGINE", engine)
