@@ -213,7 +213,6 @@ class Library:
         self._stored.add(key)
         loop = asyncio.get_running_loop()
         local_path = Path(image.path)
-        data: bytes | None = None
         client = self.session.client
         if not self.session.engine.remote and local_path.is_file():
             data = await loop.run_in_executor(None, local_path.read_bytes)

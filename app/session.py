@@ -134,10 +134,10 @@ class EngineSession(QObject):
 
     async def start_engine(self) -> None:
         if self.options.engine_url:
-            await self.connect(self.options.engine_url, self.options.engine_token or "",
+            await self.attach(self.options.engine_url, self.options.engine_token or "",
                                remote=True)
         elif self.settings.engine_mode == REMOTE:
-            await self.connect(self.settings.remote_url, self.settings.remote_token, remote=True)
+            await self.attach(self.settings.remote_url, self.settings.remote_token, remote=True)
         elif self.options.spawn_engine:
             await self._start_local()
         else:
@@ -196,14 +196,14 @@ class EngineSession(QObject):
 
     def _on_engine_ready(self, url: str) -> None:
         assert self.local is not None
-        self.spawn(self.connect(url, self.local.token, remote=False))
+        self.spawn(self.attach(url, self.local.token, remote=False))
 
     def _on_engine_gave_up(self, message: str) -> None:
         self.engine.connection = Connection.disconnected
         self.engine.detail = message
         self.notice.emit(ERROR, message)
 
-    async def connect(self, url: str, token: str, *, remote: bool) -> None:
+    async def attach(self, url: str, token: str, *, remote: bool) -> None:
         """(Re)attach to the engine at ``url``: fresh client, event stream, then a full sync."""
         await self._drop_client()
         self.engine.remote = remote

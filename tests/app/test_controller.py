@@ -156,7 +156,7 @@ async def api_url():
 async def test_remote_engine_errors_land_on_fields_and_results_download(
         controller: AppController, api_url: str):
     c = controller
-    await c.session.connect(api_url, TOKEN, remote=True)
+    await c.session.attach(api_url, TOKEN, remote=True)
     for _ in range(500):
         if c.engine.samplers:
             break
@@ -185,7 +185,7 @@ async def test_remote_engine_errors_land_on_fields_and_results_download(
 
 async def test_wrong_token_is_reported(controller: AppController, api_url: str):
     c = controller
-    await c.session.connect(api_url, "wrong", remote=True)
+    await c.session.attach(api_url, "wrong", remote=True)
     for _ in range(500):
         if c.engine.connection is Connection.disconnected:
             break
