@@ -41,6 +41,11 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()
+        # The queued ids in memory, kept by put() (the only writer of a job's state): Health
+        # reads their count on the event loop without waiting for this lock behind a burst of
+        # submissions (bench/api_latency.py).
+        self._queued_ids = {r[0] for r in self._db.execute(
+            "SELECT id FROM jobs WHERE state=?", (JobState.queued.value,))}
 
     def close(self) -> None:
         with self._lock:
@@ -55,6 +60,10 @@ class JobStore:
                 "INSERT OR REPLACE INTO jobs(id, order_key, state, data) VALUES (?,?,?,?)",
                 (job.id, order_key, job.state.value, job.model_dump_json()),
             )
+            if job.state == JobState.queued:
+                self._queued_ids.add(job.id)
+            else:
+                self._queued_ids.discard(job.id)
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -73,9 +82,8 @@ class JobStore:
         return [r[0] for r in rows]
 
     def count_queued(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state=?",
-                                    (JobState.queued.value,)).fetchone()[0]
+        """How many jobs are queued, without the lock (a set's length is read atomically)."""
+        return len(self._queued_ids)
 
     def next_queued(self) -> Job | None:
         """The queued job that runs next, if any."""

@@ -164,3 +164,29 @@ def test_half_written_images_of_an_interrupted_job_are_removed(tmp_path):
              runners={})
     assert not part.exists() and other.exists()
     assert store.get(job.id).state == JobState.queued
+
+
+def test_the_queued_count_follows_every_state_change_and_survives_a_reopen(tmp_path):
+    """Health reads the count from memory (no lock behind a burst of submissions): it must agree
+    with the database through submit, run, finish, cancel and a restart."""
+    from engine.protocol import Job
+    from engine.store import JobStore as Store
+
+    db = tmp_path / "q.sqlite"
+    store = Store(db)
+
+    def count_in_db() -> int:
+        return len(store.queued_ids())
+
+    jobs = [Job(id=f"j{i}", kind="generate", state=JobState.queued,
+                spec=GenerateJob(), created_at="2026-12-06T00:00:00Z") for i in range(5)]
+    for job in jobs:
+        store.put(job)
+    assert store.count_queued() == count_in_db() == 5
+    for job, state in zip(jobs, (JobState.running, JobState.done, JobState.cancelled)):
+        store.put(job.model_copy(update={"state": state}))
+        assert store.count_queued() == count_in_db()
+    store.put(jobs[0].model_copy(update={"state": JobState.queued}))  # back to the queue
+    assert store.count_queued() == count_in_db() == 3
+    store.close()
+    assert Store(db).count_queued() == 3
