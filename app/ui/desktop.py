@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox
 
 from app.diagnostics import about_html, diagnostic_text
 from app.model_check import CheckResult, check_embedded_model, preload_embedded_model
@@ -25,7 +25,7 @@ from .shortcuts import application_action
 from .theme import apply_theme
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from app.controller import AppController
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"}
 NO_VIDEO_PANEL = ("Videos open in the Video panel, which is not available in this version yet; "
@@ -33,12 +33,16 @@ NO_VIDEO_PANEL = ("Videos open in the Video panel, which is not available in thi
 
 
 class DesktopActions(QObject):
-    """The actions above, installed on ``window`` (its File and View menus, a new Help menu)."""
+    """The actions above, installed on ``window`` (its File and View menus, a new Help menu).
 
-    def __init__(self, window: MainWindow):
+    Given the window's parts rather than the window's class, so that this module and
+    main_window.py do not name each other."""
+
+    def __init__(self, window: QMainWindow, controller: AppController, file_menu: QMenu,
+                 view_menu: QMenu):
         super().__init__(window)
         self.window = window
-        c = window.controller
+        c = controller
         self.controller = c
 
         # ---- shortcuts: Esc from any window of the app (a modal dialog, a menu or an open
@@ -51,7 +55,6 @@ class DesktopActions(QObject):
         self.fullscreen_action.setCheckable(True)
 
         # ---- File: save, recent files
-        file_menu = window.file_menu
         first = file_menu.actions()[1] if len(file_menu.actions()) > 1 else None
         self.recent_menu = QMenu("Open recent", window)
         self.recent_menu.setObjectName("recent_menu")
@@ -61,8 +64,8 @@ class DesktopActions(QObject):
         self._fill_recent()
 
         # ---- View: full screen, theme follows Settings
-        window.view_menu.addSeparator()
-        window.view_menu.addAction(self.fullscreen_action)
+        view_menu.addSeparator()
+        view_menu.addAction(self.fullscreen_action)
 
         # ---- Help
         help_menu = window.menuBar().addMenu("&Help")

@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
 
         self._wire()
         # Help menu, recent files, Esc / Ctrl+S / F11, dropped videos (see desktop.py).
-        self.desktop = DesktopActions(self)
+        self.desktop = DesktopActions(self, c, self.file_menu, self.view_menu)
         geometry, state = c.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
