@@ -24,7 +24,13 @@ Stages (docs/gpu/README.md says what each measures):
 - warmup: a second engine start on the same compile cache: the cached warm-up;
 - uncertainty: BayesDiff overhead at SD 1.5 512², DDIM, S=5, k=5 (bench/uncertainty.py --sd15);
 - video: LOVECon 48 frames 512² and ControlVideo 8 frames (bench/video.py), seconds and peak;
-- sdxl: SDXL architecture, 1024², the same three as sd15 at batch 1.
+- sdxl: SDXL architecture, 1024², the same three as sd15 at batch 1;
+- sd35, flux (issue 21; on request: ``--only sd35 flux``, each needs most of a device call):
+  SD3.5-medium and Flux.1-dev architectures with random weights (bench/flow_random.py, from
+  resources/configs/sd3 and flux), bfloat16, 1024², 28 steps Flow Euler (SD3.5: CFG 4.5;
+  Flux: distilled guidance 3.5, CFG 1): plain diffusers, the engine, the engine with
+  ``--fast-path on`` (whose state is recorded: the fast path compiles UNets only, so on these
+  it stays off and the row shows what that costs).
 """
 
 from __future__ import annotations
@@ -54,7 +60,15 @@ STAGES: dict[str, int] = {
     "uncertainty": 55,
     "video": 90,
     "sdxl": 120,
+    "sd35": 200,
+    "flux": 300,
 }
+#: Stages a plain run leaves out (the flow models need a device call of their own:
+#: ``--only sd35 flux``); the dry run runs them.
+ON_REQUEST = ("sd35", "flux")
+#: The flow stages' recipe: steps, CFG and Flux's distilled guidance.
+FLOW_RECIPES = {"sd35": {"steps": 28, "cfg_scale": 4.5, "flow": None},
+                "flux": {"steps": 28, "cfg_scale": 1.0, "flow": {"guidance": 3.5}}}
 DEFAULT_BUDGET = 540  # 9 minutes
 PROMPT = "a photo of a red fox in the snow, detailed, 35mm"
 
@@ -166,8 +180,11 @@ def _plain(model_dir: Path, sizes: dict, batch: int, size: int) -> tuple[float, 
 
 
 async def _engine(model_dir: Path, sizes: dict, batches, size: int, fast: bool, data: Path,
-                  part: Partial, prefix: str, warm_key: str | None = None) -> None:
-    """The engine over HTTP (submit → image on disk), DPM++ 2M, per batch: s/image, and peak."""
+                  part: Partial, prefix: str, warm_key: str | None = None,
+                  recipe: dict | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    """The engine over HTTP (submit → image on disk), DPM++ 2M (or ``recipe``'s sampler and
+    settings), per batch: s/image, and peak. With ``recipe`` (the flow models) the fast path's
+    state is recorded instead of required."""
     import aiohttp
 
     from tests.support.engine_proc import EngineProcess
@@ -175,7 +192,7 @@ async def _engine(model_dir: Path, sizes: dict, batches, size: int, fast: bool, 
     data.mkdir(parents=True, exist_ok=True)
     engine = EngineProcess(data, model_dir.parent, extra_args=[
         "--model", model_dir.name, "--device", sizes["device"],
-        "--fast-path", "on" if fast else "off"]).start(timeout=180)
+        "--fast-path", "on" if fast else "off", *extra_args]).start(timeout=300)
     try:
         async with aiohttp.ClientSession() as s:
             h = engine.headers
@@ -191,7 +208,9 @@ async def _engine(model_dir: Path, sizes: dict, batches, size: int, fast: bool, 
             if fast:
                 while (state := (await health())["fast_path"]) == "warming up":
                     await asyncio.sleep(0.1)
-                if state != "on":
+                if recipe is not None:
+                    part.set("fast_path_state", state)
+                elif state != "on":
                     raise RuntimeError(f"fast path {state}: {(await health())['fast_path_detail']}")
                 if warm_key:
                     part.set(warm_key, round(time.perf_counter() - t0, 2))
@@ -199,6 +218,9 @@ async def _engine(model_dir: Path, sizes: dict, batches, size: int, fast: bool, 
                 params = {"prompt": PROMPT, "width": size, "height": size,
                           "steps": sizes["steps"], "cfg_scale": 7.5, "sampler": "DPM++ 2M",
                           "batch_size": batch, "seed": 1}
+                if recipe is not None:
+                    params.update({k: v for k, v in recipe.items() if v is not None},
+                                  sampler="Flow Euler")
                 times = []
                 for i in range(sizes["repeats"] + 1):  # the first is a warm-up
                     t = time.perf_counter()
@@ -245,6 +267,81 @@ def stage_sd15(args, part: Partial, work: Path) -> None:
 def stage_sdxl(args, part: Partial, work: Path) -> None:
     sizes = _toy(args)
     _three(args, part, work, "sdxl", (1,), sizes["xl_size"])
+
+
+def _plain_flow(model_dir: Path, sizes: dict, size: int, recipe: dict) -> tuple[float, float]:
+    """Plain diffusers on a flow pipeline: bfloat16 (float32 on the CPU), its own Flow Euler,
+    eager: (s/image, peak GiB)."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    device = sizes["device"]
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    pipe = DiffusionPipeline.from_pretrained(model_dir, torch_dtype=dtype,
+                                             local_files_only=True).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    flux = type(pipe).__name__.startswith("Flux")
+    guidance = {"guidance_scale": recipe["flow"]["guidance"]} if flux else \
+        {"guidance_scale": recipe["cfg_scale"]}
+
+    def run() -> float:
+        _sync(device)
+        t = time.perf_counter()
+        pipe(PROMPT, width=size, height=size, num_inference_steps=recipe["steps"],
+             generator=torch.Generator("cpu").manual_seed(1), **guidance)
+        _sync(device)
+        return time.perf_counter() - t
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    run()
+    s = statistics.median(run() for _ in range(sizes["repeats"]))
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else 0
+    pipe = None
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return s, _gib(peak)
+
+
+def _flow_stage(arch: str, args, part: Partial, work: Path) -> None:
+    """Plain diffusers, the engine, the engine with the fast path on, for ``arch``'s random
+    pipeline (bench/flow_random.py), then its weights are deleted (tens of GB)."""
+    import torch
+
+    from bench.flow_random import build_random_flow
+
+    sizes = _toy(args)
+    sizes = {**sizes, "repeats": 1 if not args.dry_run else sizes["repeats"]}
+    recipe = dict(FLOW_RECIPES[arch])
+    if args.dry_run:
+        recipe["steps"] = sizes["steps"]
+    device = sizes["device"]
+    model_dir = work / f"{arch}-random"
+    if not model_dir.exists():
+        t = time.perf_counter()
+        build_random_flow(arch, model_dir, torch.bfloat16 if device == "cuda" else torch.float32,
+                          device, tiny=args.dry_run)
+        part.set("build_s", round(time.perf_counter() - t, 1))
+    try:
+        size = sizes["xl_size"]
+        s, peak = _plain_flow(model_dir, sizes, size, recipe)
+        part.set("plain_s_per_image", round(s, 4))
+        part.set("peak_gib.plain", peak)
+        dtype = ("--dtype", "bf16") if device == "cuda" else ()
+        for fast, prefix in ((False, "engine_s_per_image"), (True, "fast_s_per_image")):
+            asyncio.run(_engine(model_dir, {**sizes, "steps": recipe["steps"]}, (1,), size, fast,
+                                work / f"{arch}-{prefix}", part, prefix, recipe=recipe,
+                                extra_args=dtype))
+    finally:
+        shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def stage_sd35(args, part: Partial, work: Path) -> None:
+    _flow_stage("sd35", args, part, work)
+
+
+def stage_flux(args, part: Partial, work: Path) -> None:
+    _flow_stage("flux", args, part, work)
 
 
 def stage_warmup(args, part: Partial, work: Path) -> None:
@@ -312,7 +409,8 @@ def stage_video(args, part: Partial, work: Path) -> None:
 
 
 RUNNERS = {"tests": stage_tests, "sd15": stage_sd15, "warmup": stage_warmup,
-           "uncertainty": stage_uncertainty, "video": stage_video, "sdxl": stage_sdxl}
+           "uncertainty": stage_uncertainty, "video": stage_video, "sdxl": stage_sdxl,
+           "sd35": stage_sd35, "flux": stage_flux}
 
 
 # ---------------------------------------------------------------------------------- driver
@@ -367,6 +465,7 @@ def collect(parts: dict[str, dict], stages: dict, dry_run: bool) -> dict:
         "uncertainty": {"overhead": parts.get("uncertainty", {}).get("overhead")},
         "video": {k: parts.get("video", {}).get(k)
                   for k in ("lovecon_48_s", "lovecon_48_peak_gib", "controlvideo_8_s")},
+        **{arch: parts[arch] for arch in ON_REQUEST if arch in parts},
         "stages": stages,
     }
 
@@ -396,6 +495,17 @@ def table(r: dict) -> str:
         (f"| SDXL 1024², batch 1 (s/image) | {_fmt(xl.get('plain_s_per_image'))} | "
          f"{_fmt(xl.get('engine_s_per_image'))} | {_fmt(xl.get('fast_s_per_image'))} | fast ≤ 1.0 s |"),
     ]
+    names = {"sd35": "SD3.5-medium 1024², 28 steps Flow Euler, CFG 4.5",
+             "flux": "Flux.1-dev 1024², 28 steps Flow Euler, guidance 3.5"}
+    for arch in ON_REQUEST:
+        f = r.get(arch)
+        if f:
+            state = f.get("fast_path_state")
+            rows.append(
+                f"| {names[arch]}, bf16 (s/image; peak GiB plain "
+                f"{_fmt(f.get('peak_gib', {}).get('plain'))}) | {_fmt(f.get('plain_s_per_image'))}"
+                f" | {_fmt(f.get('engine_s_per_image'))} | {_fmt(f.get('fast_s_per_image'))}"
+                f"{f' (fast path {state})' if state else ''} | engine ≤ 1.05× plain |")
     more = [
         "",
         "| figure | value | target |",
@@ -460,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
                                else REPO / "docs" / "gpu")
     work = Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     deadline = time.monotonic() + args.budget
-    names = [n for n in STAGES if not args.only or n in args.only]
+    names = [n for n in STAGES if (n in args.only if args.only else
+                                   args.dry_run or n not in ON_REQUEST)]
     parts, stages = {}, {}
     for i, name in enumerate(names):
         left = deadline - time.monotonic()

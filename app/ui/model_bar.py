@@ -96,6 +96,8 @@ class ModelBar(QWidget):
             tip = f"{m.path}\n{m.format} · {m.architecture}"
             if m.size_bytes:
                 tip += f" · {format_bytes(m.size_bytes)}"
+            if m.note:  # SD3/Flux single files: what it runs without, fp8, configs used
+                tip += f"\nⓘ {m.note}"
             if m.problem:
                 tip += f"\n⚠ {m.problem}"
                 # A file that cannot load stays listed (so the user sees why) but is not pickable.

@@ -24,7 +24,7 @@ def test_dry_run_runs_every_stage(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     r = json.loads((out / "results.json").read_text())
     assert set(r) == {"device", "date", "torch", "diffusers", "tests", "sd15", "sdxl", "warmup",
-                      "uncertainty", "video", "stages"}
+                      "uncertainty", "video", "sd35", "flux", "stages"}
     assert r["device"] == "cpu (dry run)"
     assert all(s["status"] == "ok" for s in r["stages"].values()), r["stages"]
     assert r["tests"]["failed"] == 0  # the gpu tests are skipped on the CPU
@@ -35,8 +35,26 @@ def test_dry_run_runs_every_stage(tmp_path):
     assert r["warmup"]["cold_s"] > 0 and r["warmup"]["cached_s"] > 0
     assert r["uncertainty"]["overhead"] > 0
     assert r["video"]["lovecon_48_s"] > 0 and r["video"]["controlvideo_8_s"] > 0
+    for arch in ("sd35", "flux"):  # issue 21: random SD3.5-medium and Flux, three rows each
+        for key in ("plain_s_per_image", "engine_s_per_image", "fast_s_per_image"):
+            assert r[arch][key] > 0, (arch, key)
+        assert r[arch]["fast_path_state"] == "off"  # the fast path compiles UNets only
     table = (out / "README.md").read_text()
     assert "| SD 1.5 512²" in table and "| sdxl |" in table
+    assert "| Flux.1-dev 1024²" in table and "| SD3.5-medium 1024²" in table
+
+
+def test_the_flow_stages_run_only_on_request():
+    sys.path.insert(0, str(REPO))
+    import bench.gpu_suite as suite
+
+    assert set(suite.ON_REQUEST) == {"sd35", "flux"} <= set(suite.STAGES)
+    from bench.flow_random import configs
+
+    real, tiny = configs("flux"), configs("flux", tiny=True)
+    assert real["transformer"]["num_single_layers"] == 38  # resources/configs/flux, as shipped
+    assert tiny["transformer"]["num_single_layers"] == 1
+    assert configs("sd35")["transformer"]["dual_attention_layers"] == list(range(13))
 
 
 def test_a_stage_over_its_budget_is_cut_and_reported(tmp_path, monkeypatch):

@@ -39,12 +39,13 @@ def _clip_tokenizer():
         return CLIPTokenizer.from_pretrained(tok_dir), vocab
 
 
-def _t5(max_length: int = 32):
-    """A tiny T5 encoder and a word-level fast tokenizer with T5's special tokens."""
+def t5_tokenizer(max_length: int = 32):
+    """A small T5-style tokenizer (SentencePiece unigram with T5's special tokens): a few words
+    and every printable character, so any prompt tokenizes. Ids stay below 120."""
     import string
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+    from transformers import T5TokenizerFast
 
     # T5's own tokenizer is a SentencePiece unigram model: build one with a few words and every
     # printable character, so any prompt tokenizes (transformers' T5 tokenizer wants Unigram)
@@ -56,9 +57,16 @@ def _t5(max_length: int = 32):
     backend = Tokenizer(models.Unigram([(p, -float(i)) for i, p in enumerate(pieces)], unk_id=2))
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     backend.decoder = decoders.Metaspace()
-    tokenizer = T5TokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>",
-                                pad_token="<pad>", extra_ids=0, model_max_length=max_length)
-    config = T5Config(vocab_size=len(pieces), d_model=32, d_kv=8, d_ff=37, num_layers=2,
+    return T5TokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>",
+                           pad_token="<pad>", extra_ids=0, model_max_length=max_length)
+
+
+def _t5(max_length: int = 32):
+    """A tiny T5 encoder and :func:`t5_tokenizer`."""
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = t5_tokenizer(max_length)
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2,
                       num_heads=4, relative_attention_num_buckets=8, pad_token_id=0,
                       eos_token_id=1, decoder_start_token_id=0)
     return T5EncoderModel(config), tokenizer
