@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.denoisers import Prediction, alpha_sigma, eps_shift_as_v
+from engine.denoisers import Prediction, alpha_sigma, eps_shift_as_output
 
 
 @dataclass
@@ -65,7 +65,8 @@ def calibrate_output(out: torch.Tensor, t: float, table: CalibrationTable, *, cf
                      alphas_cumprod: torch.Tensor | None = None) -> torch.Tensor:
     """Subtract the mean of ε̂ from a batch of model outputs. With CFG the batch is
     [unconditional; conditional] halves (diffusers' order) and each half gets its own mean.
-    A v-prediction model's v̂ shifts by m/√ᾱ_t, since ε̂ = √ᾱ v̂ + √(1−ᾱ) x_t. The mean is the
+    A v-prediction model's v̂ shifts by m/√ᾱ_t, since ε̂ = √ᾱ v̂ + √(1−ᾱ) x_t, an x₀-model's
+    x̂₀ by −m·√(1−ᾱ_t)/√ᾱ_t (engine.denoisers.eps_shift_as_output). The mean is the
     table's spatial one where it fits the output's size, else the per-channel one."""
     hw = tuple(out.shape[-2:]) if out.dim() == 4 else None
     spatial = table.spatial_fits(hw)
@@ -77,9 +78,9 @@ def calibrate_output(out: torch.Tensor, t: float, table: CalibrationTable, *, cf
         m = torch.cat([m_u.expand(half, *m_u.shape[1:]), m_c.expand(half, *m_c.shape[1:])])
     else:
         m = m_c
-    if prediction_type == Prediction.V:
+    if prediction_type != Prediction.EPSILON:
         assert alphas_cumprod is not None
-        m = eps_shift_as_v(m, alpha_sigma(_abar_at(alphas_cumprod, t))[0])
+        m = eps_shift_as_output(prediction_type, m, *alpha_sigma(_abar_at(alphas_cumprod, t)))
     return out - m
 
 

@@ -105,6 +105,19 @@ def to_eps(prediction: str, out: Any, x: Any, alpha: float, sigma: float) -> Any
     raise ValueError(f"prediction_type {prediction!r} is not supported")
 
 
+def eps_shift_as_output(prediction: str, shift: Any, alpha: float, sigma: float) -> Any:
+    """The change of the model's output that changes ε̂ by ``shift`` (x_t held): the shift
+    itself for ε, Δε/α_t for v (:func:`eps_shift_as_v`), −(σ_t/α_t)·Δε for x₀ (ε̂ = (x_t −
+    α_t x̂₀)/σ_t). Calibration subtracts the mean of ε̂ this way from any model's output."""
+    if prediction == Prediction.EPSILON:
+        return shift
+    if prediction == Prediction.V:
+        return eps_shift_as_v(shift, alpha)
+    if prediction == Prediction.SAMPLE:
+        return -(sigma / alpha) * shift
+    raise ValueError(f"prediction_type {prediction!r} is not supported")
+
+
 def eps_scale(prediction: str, alpha: float) -> float:
     """dε̂/d(output) for ε- and v-models: 1, or α_t (how conv_out's input and bias show in ε̂)."""
     return alpha if prediction == Prediction.V else 1.0

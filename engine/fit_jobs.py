@@ -2,7 +2,7 @@
 
 x₀ come from the model's shipped fit set (``resources/fitsets/<model id>/``), a folder of
 images (captions from same-named ``.txt`` files), or the model's own samples. Images are
-encoded with the model's VAE; ε̂ is the UNet's (v-prediction converted to ε) under the images'
+encoded with the model's VAE; ε̂ is the UNet's (v- and x₀-prediction converted to ε) under the images'
 captions, so the statistics are those of the conditional model the sampler uses. The numbers go
 to the :class:`engine.fits.FitStore`, keyed by the weights' hash.
 """
@@ -144,7 +144,7 @@ def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str,
     with ``uncond_embeds`` and ``guidance`` > 1, the classifier-free-guided one."""
     import torch
 
-    from engine.denoisers import Prediction, alpha_sigma, eps_from_v
+    from engine.denoisers import Prediction, alpha_sigma, to_eps
 
     unet, device, dtype = loaded.pipe.unet, loaded.device, loaded.dtype
 
@@ -158,8 +158,9 @@ def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str,
                 unc = uncond_embeds.expand(len(xt), -1, -1).to(device, dtype)
                 u = unet(x, tt, encoder_hidden_states=unc).sample.float().cpu()
                 out = u + guidance * (out - u)
-        if prediction_type == Prediction.V:
-            out = eps_from_v(out, xt.float().cpu(), *alpha_sigma(float(alphas_cumprod[t])))
+        if prediction_type != Prediction.EPSILON:  # v or x̂₀ → ε̂ (engine/denoisers.py)
+            out = to_eps(prediction_type, out, xt.float().cpu(),
+                         *alpha_sigma(float(alphas_cumprod[t])))
         return out
 
     return eps

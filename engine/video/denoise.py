@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.denoisers import Prediction, alpha_sigma, eps_from_v, noised, x0_from_eps
+from engine.denoisers import Prediction, alpha_sigma, noised, to_eps, x0_from_eps
 from engine.errors import EngineError
 from engine.video.attention import FrameLayout
 
@@ -125,8 +125,8 @@ def predict_eps(nets: VideoNets, z: torch.Tensor, t: int, cond: torch.Tensor,
                 cfg: float = 1.0, uncond: torch.Tensor | None = None,
                 alpha: float | None = None) -> torch.Tensor:
     """ε_θ for F frames (one video) at timestep ``t``; with CFG (cfg > 1 and ``uncond``) the
-    batch is [F unconditional, F conditional] and ε = ε_u + cfg·(ε_c − ε_u). v-prediction
-    models are converted to ε with ``alpha`` = ᾱ_t."""
+    batch is [F unconditional, F conditional] and ε = ε_u + cfg·(ε_c − ε_u). v- and
+    x₀-prediction models are converted to ε with ``alpha`` = ᾱ_t."""
     f = z.shape[0]
     guided = cfg != 1.0 and uncond is not None
     zin = torch.cat([z, z]) if guided else z
@@ -141,10 +141,10 @@ def predict_eps(nets: VideoNets, z: torch.Tensor, t: int, cond: torch.Tensor,
                                     conditioning_scale=control_scale, return_dict=False)
         kwargs = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
     out = nets.unet(zin, tt, encoder_hidden_states=emb, **kwargs).sample.float()
-    if nets.prediction_type == Prediction.V:
+    if nets.prediction_type != Prediction.EPSILON:  # v or x̂₀ → ε̂ (engine/denoisers.py)
         if alpha is None:
-            raise ValueError("v-prediction needs alpha")
-        out = eps_from_v(out, zin.float(), *alpha_sigma(alpha))
+            raise ValueError(f"{nets.prediction_type} needs alpha")
+        out = to_eps(nets.prediction_type, out, zin.float(), *alpha_sigma(alpha))
     if guided:
         e_u, e_c = out.chunk(2)
         return e_u + cfg * (e_c - e_u)

@@ -99,3 +99,45 @@ def test_the_historic_rounding_is_kept():
     assert torch.equal(d.eps_from_v(v, x, alpha, sigma), abar**0.5 * v + (1 - abar) ** 0.5 * x)
     assert torch.equal(d.x0_from_eps(v, x, alpha, sigma), (x - (1 - abar) ** 0.5 * v) / abar**0.5)
     assert torch.equal(d.noised(x, v, alpha, sigma), abar**0.5 * x + (1 - abar) ** 0.5 * v)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+def test_an_eps_shift_moves_any_output_by_that_shift_in_eps(prediction):
+    """Calibration subtracts the mean of ε̂ from the model's output: after the shift, the
+    output read as ε̂ is ε̂ − m, whatever the model predicts."""
+    x0, eps = _pair(5)
+    m = torch.full_like(eps, 0.25)
+    alpha, sigma = d.alpha_sigma(0.3)
+    x = d.noised(x0, eps, alpha, sigma)
+    out = {"epsilon": eps, "v_prediction": alpha * eps - sigma * x0, "sample": x0}[prediction]
+    shifted = out - d.eps_shift_as_output(prediction, m, alpha, sigma)
+    torch.testing.assert_close(d.to_eps(prediction, shifted, x, alpha, sigma), eps - m)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+def test_the_fits_and_video_read_every_prediction_type_as_eps(prediction):
+    """fit_jobs.make_eps and video's predict_eps hand the methods ε̂ for ε-, v- and
+    x₀-predicting UNets (an x₀ model's output was taken for ε̂ before)."""
+    from types import SimpleNamespace
+
+    from engine.fit_jobs import make_eps
+    from engine.video.denoise import VideoNets, predict_eps
+
+    x0, eps = (a.float() for a in _pair(6))
+    abar = 0.4
+    alpha, sigma = d.alpha_sigma(abar)
+    x = d.noised(x0, eps, alpha, sigma)
+    out = {"epsilon": eps, "v_prediction": alpha * eps - sigma * x0, "sample": x0}[prediction]
+
+    def unet(_x, _t, **_kw):  # a "network" that knows the answer
+        return SimpleNamespace(sample=out)
+
+    unet.dtype = torch.float32
+    loaded = SimpleNamespace(pipe=SimpleNamespace(unet=unet), device="cpu", dtype=torch.float32)
+    ac = torch.full((10,), abar, dtype=torch.float64)
+    got = make_eps(loaded, torch.zeros(1, 3, 4), ac, prediction)(x, 5, [0, 1])
+    torch.testing.assert_close(got, eps, rtol=1e-5, atol=1e-5)
+    nets = VideoNets(unet, None, None, None, None, {"prediction_type": prediction},
+                     torch.device("cpu"), torch.float32)
+    got = predict_eps(nets, x, 5, torch.zeros(1, 3, 4), alpha=abar)
+    torch.testing.assert_close(got, eps, rtol=1e-5, atol=1e-5)
