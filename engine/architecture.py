@@ -71,6 +71,9 @@ class ArchitectureFacts:
     #: 512-base ε and 768-v; v-prediction fine-tunes of SD 1.x and SDXL exist).
     prediction: str | None
     default_prediction: str  # what a checkpoint that says nothing is taken to predict
+    #: Width of the text conditioning the UNet's cross-attention takes (a LoRA's must match);
+    #: 0 for the flow transformers (joint attention) and where unknown.
+    context_dim: int
     methods: frozenset[Method]
     note: str = ""  # why the methods it lacks do not apply
 
@@ -122,19 +125,19 @@ class Architecture(StrEnum):
 
 _FACTS: dict[Architecture, ArchitectureFacts] = {
     Architecture.SD1: ArchitectureFacts("Stable Diffusion 1.x", Family.DIFFUSION, 512, None,
-                                        "epsilon", _DDPM_METHODS),
+                                        "epsilon", 768, _DDPM_METHODS),
     Architecture.SD2: ArchitectureFacts("Stable Diffusion 2.x", Family.DIFFUSION, 768, None,
-                                        "v_prediction", _DDPM_METHODS),
+                                        "v_prediction", 1024, _DDPM_METHODS),
     Architecture.SDXL: ArchitectureFacts("Stable Diffusion XL", Family.DIFFUSION, 1024, None,
-                                         "epsilon", frozenset(), SDXL_NOTE),
+                                         "epsilon", 2048, frozenset(), SDXL_NOTE),
     Architecture.SD3: ArchitectureFacts("Stable Diffusion 3", Family.FLOW, 1024,
-                                        "flow_prediction", "flow_prediction", frozenset(),
+                                        "flow_prediction", "flow_prediction", 0, frozenset(),
                                         FLOW_NOTE),
     Architecture.FLUX: ArchitectureFacts("Flux.1", Family.FLOW, 1024, "flow_prediction",
-                                         "flow_prediction", frozenset(), FLOW_NOTE),
+                                         "flow_prediction", 0, frozenset(), FLOW_NOTE),
     # Unidentified files cannot be loaded (the registry says why); the checks treat them as
     # SD 1.x-like so that the message a person sees is the loader's, not a method's.
-    Architecture.UNKNOWN: ArchitectureFacts("unknown", Family.DIFFUSION, 0, None, "epsilon",
+    Architecture.UNKNOWN: ArchitectureFacts("unknown", Family.DIFFUSION, 0, None, "epsilon", 0,
                                             _DDPM_METHODS),
 }
 

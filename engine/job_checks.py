@@ -5,6 +5,7 @@ Run in a worker thread (they read the disk and the queue database)."""
 
 from __future__ import annotations
 
+from engine.architecture import Architecture, Method
 from engine.errors import EngineError
 from engine.limits import prompt_problems
 from engine.protocol import GenerateJob, RobustnessJob, SamplerGridJob, VideoEditJob
@@ -34,7 +35,10 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     from engine.video.routes import check_video_edit
 
     _check_prompts(job.params, "job.params")
-    _check_model(engine, job.params.model, "job.params.model")
+    info = _check_model(engine, job.params.model, "job.params.model")
+    problem = Architecture.parse(info.architecture).why_not(Method.VIDEO_EDIT)
+    if problem:  # SDXL, SD3, Flux: before the ControlNet search, whose message would mislead
+        raise EngineError(problem, "job.params.model")
     return check_video_edit(engine, job)
 
 

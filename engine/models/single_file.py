@@ -93,8 +93,11 @@ class CheckpointInfo:
         if self.prediction_type:
             return self.prediction_type
         # SD 2.x: the 768-px models (2.0-v, 2.1, most fine-tunes) predict v; the 512-px
-        # "-base" ones predict noise. Without a hint, follow diffusers and take v.
-        return "v_prediction" if self.architecture == "sd2" else "epsilon"
+        # "-base" ones predict noise. Without a hint, follow diffusers and take v (the
+        # architecture's default_prediction, engine/architecture.py).
+        from engine.architecture import Architecture
+
+        return Architecture.parse(self.architecture).facts.default_prediction
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import logging
 from pathlib import Path
 from typing import Self
 
+from engine.architecture import FLOW_ARCHITECTURES, Architecture
 from engine.errors import EngineError
-from engine.models.registry import FLOW_ARCHITECTURES
 from engine.prompts import embeddings as ti
 from engine.prompts import loras
 from engine.prompts.encode import (
@@ -59,7 +59,7 @@ def context_dim_of(info) -> int:
                        .get("cross_attention_dim") or 0)
         except (OSError, ValueError, TypeError):
             return 0
-    return {"sd1": 768, "sd2": 1024, "sdxl": 2048}.get(info.architecture, 0)
+    return Architecture.parse(info.architecture).facts.context_dim
 
 
 def check_prompts(texts: list[str], info, folders) -> None:

@@ -112,3 +112,31 @@ def test_the_catalogue_uses_the_families():
         info = spec.info()
         assert info.model_family == spec.model_family.value
         assert info.uncertainty == (spec.name in ("DDIM", "DPM2"))
+
+
+def test_lora_widths_and_default_predictions_come_from_the_facts():
+    from engine.models.single_file import classify_keys
+
+    for arch, width in (("sd1", 768), ("sd2", 1024), ("sdxl", 2048)):
+        info = classify_keys(real_shapes(arch), {}, "model.safetensors")
+        assert info.context_dim == Architecture(arch).facts.context_dim == width
+        assert info.default_prediction_type() == Architecture(arch).facts.default_prediction
+    assert Architecture.SD2.facts.default_prediction == "v_prediction"
+
+
+def test_a_video_edit_on_sdxl_is_refused_at_submit_with_the_reason(tmp_path):
+    from starlette.testclient import TestClient
+
+    from tests.support.inprocess import AUTH, engine_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    write_header_only(models / "my-xl.safetensors", real_shapes("sdxl"))
+    app, _engine = engine_app(tmp_path / "data", models)
+    client = TestClient(app, raise_server_exceptions=False, headers=AUTH)
+    job = {"kind": "video_edit", "params": {"model": "my-xl", "source": "nope",
+                                            "target_prompt": "a red car"}}
+    r = client.post("/v1/jobs", json={"job": job})
+    assert r.status_code == 422, r.text
+    body = r.text
+    assert "Video editing is not available for sdxl models" in body and "job.params.model" in body
