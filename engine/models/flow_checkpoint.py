@@ -185,6 +185,26 @@ def search_folders(checkpoint: Path) -> list[Path]:
     return out
 
 
+#: (path, mtime, size) -> (role, width): a models folder of many multi-MB-header checkpoints is
+#: read once, not on every listing of every flow checkpoint beside them.
+_ROLES: dict[tuple[str, int, int], tuple[str, int]] = {}
+
+
+def _file_role(path: Path) -> tuple[str, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return "", 0
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _ROLES:
+        try:
+            tensors, _ = read_safetensors_header(path)
+            _ROLES[key] = part_role({k: s for k, (_d, s) in tensors.items()})
+        except ModelLoadError:
+            _ROLES[key] = ("", 0)
+    return _ROLES[key]
+
+
 def _candidates(checkpoint: Path) -> list[tuple[Path, str, int]]:
     """(path, role, width) of the separate part files near ``checkpoint``."""
     found: list[tuple[Path, str, int]] = []
@@ -198,11 +218,7 @@ def _candidates(checkpoint: Path) -> list[tuple[Path, str, int]]:
             if f == checkpoint or seen >= _MAX_CANDIDATES:
                 continue
             seen += 1
-            try:
-                tensors, _ = read_safetensors_header(f)
-            except ModelLoadError:
-                continue
-            role, width = part_role({k: s for k, (_d, s) in tensors.items()})
+            role, width = _file_role(f)
             if role:
                 found.append((f, role, width))
     return found
@@ -362,9 +378,5 @@ def plan(path: Path) -> FlowPlan:
 def is_flow_part(path: Path) -> bool:
     """Whether ``path`` is a separate part of flow models (a 16-channel autoencoder, a CLIP or
     T5 text encoder) rather than a model: the model list leaves these out."""
-    try:
-        tensors, _ = read_safetensors_header(path)
-    except ModelLoadError:
-        return False
-    role, width = part_role({k: s for k, (_d, s) in tensors.items()})
+    role, width = _file_role(Path(path))
     return role in ("clip", "t5") or (role == "vae" and width == 16)
