@@ -24,6 +24,7 @@ from engine.models.registry import describe
 from engine.models.single_file import CONFIGS
 from tests.support.flow_export import (
     export_flux,
+    export_flux_all_in_one,
     export_sd3,
     flux_transformer_to_original,
     sd3_transformer_to_original,
@@ -156,6 +157,13 @@ def test_flux_finds_ae_clip_l_and_t5xxl_beside_it_and_loads_the_same_weights(tin
     pipe = load_flow_single_file(ckpt)
     assert type(pipe).__name__ == "FluxPipeline"
     _same_weights(pipe, tiny_dirs["flux"])
+
+
+def test_a_comfyui_all_in_one_flux_checkpoint_loads_the_same_weights(tiny_dirs, tmp_path):
+    ckpt = export_flux_all_in_one(tiny_dirs["flux"], tmp_path)
+    p = plan(ckpt)
+    assert p.problem == "" and p.parts == {"vae": "file", "clip_l": "file", "t5": "file"}
+    _same_weights(load_flow_single_file(ckpt), tiny_dirs["flux"])
 
 
 def test_comfyui_folders_are_searched(tiny_dirs, tmp_path):

@@ -228,6 +228,25 @@ def export_flux(src: Path, out: Path, *, dtype: torch.dtype | None = None,
     return path
 
 
+def export_flux_all_in_one(src: Path, out: Path, *, name: str = "flux1-tiny-aio") -> Path:
+    """``src`` as ComfyUI saves a whole Flux checkpoint: the transformer under
+    ``model.diffusion_model.``, the autoencoder under ``vae.``, the text encoders under
+    ``text_encoders.clip_l|t5xxl.transformer.``, all in one file."""
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline.from_pretrained(src, local_files_only=True)
+    state = {"model.diffusion_model." + k: v
+             for k, v in flux_transformer_to_original(pipe.transformer.state_dict()).items()}
+    state.update({"vae." + k: v for k, v in
+                  flux_ae_to_original(pipe.vae.state_dict(), pipe.vae.config).items()})
+    state.update(_text(pipe.text_encoder.state_dict(), "text_encoders.clip_l.transformer."))
+    state.update(_text(pipe.text_encoder_2.state_dict(), "text_encoders.t5xxl.transformer."))
+    out.mkdir(parents=True, exist_ok=True)
+    path = _save(state, out / f"{name}.safetensors", None)
+    _sidecar(Path(src), path, "tokenizer_2")
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     from tests.support.tiny_flow import build_tiny_flow
 
