@@ -14,6 +14,8 @@ from engine.protocol import (
     Architecture,
     FitInfo,
     GridSampler,
+    Method,
+    ModelInfo,
     SamplerInfo,
     SamplerOption,
 )
@@ -76,6 +78,18 @@ FLOW_METHODS_NOTE = ("Derived for ε-prediction diffusion models (SD 1/2/XL); a 
                      "(docs/flow-models.md says what carrying it over would take).")
 #: The same, short enough for a status line under a toggle (the tooltip has the whole reason).
 FLOW_METHODS_SHORT = "Not for flow models (SD3, Flux): derived for ε-prediction diffusion."
+
+
+def fitted_methods_note(model: ModelInfo | None) -> tuple[str, str]:
+    """(status line, tooltip) when Analytic-DPM and calibration do not apply to ``model`` — a
+    flow model, or SDXL (its ``methods``, engine/architecture.py) — else ("", "")."""
+    if model is None or {Method.ANALYTIC, Method.CALIBRATION} <= set(model.methods or ()):
+        return "", ""
+    if model_family(model.architecture) == "flow":
+        return FLOW_METHODS_SHORT, FLOW_METHODS_NOTE
+    arch = Architecture.parse(model.architecture)
+    return (f"Not for {arch.facts.label} yet: written for SD 1.x/2.x.",
+            arch.why_not(Method.CALIBRATION))
 
 
 @dataclass(frozen=True)

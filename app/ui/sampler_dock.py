@@ -32,13 +32,12 @@ from app.state.engine import EngineInfo
 from app.state.generation import GenerationSettings
 from app.state.jobs import JobsState
 from app.state.sampler import (
-    FLOW_METHODS_NOTE,
-    FLOW_METHODS_SHORT,
     FOREIGN_OPTIONS,
     STEP_PRESETS,
     FitsState,
     analytic_toggle,
     family_note,
+    fitted_methods_note,
     flow_options,
     flow_value,
     listed,
@@ -610,12 +609,13 @@ class SamplerDockWidget(QWidget):
                 item.setData(TAG_ROLE, tag)
                 item.setData(DIM_ROLE, dim)
                 item.setToolTip(tip)
-        if model_family(architecture) == "flow":  # Analytic-DPM and calibration: greyed, why
+        short, why = fitted_methods_note(model)
+        if short:  # flow models, SDXL: Analytic-DPM and calibration greyed, with why
             for row in (self.analytic_row, self.calibration_row):
                 row.toggle.setEnabled(False)
                 row.fit_button.setEnabled(False)
-                row.status.setText(FLOW_METHODS_SHORT)
-                row.toggle.setToolTip(FLOW_METHODS_NOTE)
+                row.status.setText(short)
+                row.toggle.setToolTip(why)
             self.need_box.setVisible(False)
         else:
             self.calibrated_toggle.setEnabled(True)

@@ -381,3 +381,25 @@ def test_the_sampler_panel_follows_the_model_family(window):  # noqa: F811
     assert g.sampler == "Euler" and g.option("flow") is None
     assert "Turned off the flow options" in panel.switch_note.text()
     assert panel.calibrated_toggle.isEnabled()
+
+
+def test_analytic_dpm_and_calibration_are_greyed_on_sdxl_with_the_reason(window):  # noqa: F811
+    """The methods a model lacks (ModelInfo.methods, engine/architecture.py) grey their toggles:
+    SDXL keeps its samplers but has no fits yet, and the tooltip says why."""
+    from engine.protocol import ModelInfo
+
+    c = window.controller
+    panel = window.sampler_panel
+    c.engine.samplers = list(SAMPLERS)
+    c.engine.models = [
+        ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m/tiny", architecture="sd1"),
+        ModelInfo(id="xl", name="XL", format="single_file", path="/m/xl.safetensors",
+                  architecture="sdxl")]
+    g = c.generation
+    g.model = "xl"
+    for row in (panel.analytic_row, panel.calibration_row):
+        assert not row.toggle.isEnabled() and not row.fit_button.isEnabled()
+        assert row.status.text() == "Not for Stable Diffusion XL yet: written for SD 1.x/2.x."
+        assert "SDXL's second encoder" in row.toggle.toolTip()
+    g.model = "tiny"
+    assert panel.calibrated_toggle.isEnabled()
