@@ -152,17 +152,21 @@ def score_meaning(kind: str | None) -> str:
 
 
 def thumb_text(index: int, score: float | None) -> str:
-    """The text under a thumbnail: its number, or its uncertainty in plain words when it has
-    one (both would not fit under the thumbnail)."""
-    return f"{index + 1}" if score is None else f"unsure {short_value(score)}"
+    """The text under a thumbnail: its number, and its score when it has one (a word more
+    does not fit under the thumbnail in the window's font: the Uncertainty panel's batch line
+    and the tooltip say what the number is and that lower is more certain)."""
+    return f"{index + 1}" if score is None else f"{index + 1} · {short_value(score)}"
 
 
 def short_value(value: float) -> str:
-    """Two significant digits, short enough to print under a thumbnail: 3.7e-4, 0.012."""
+    """Two significant digits, short enough to print under a thumbnail: 3.7e-4, 0.012; whole
+    numbers from 100 to 99,999 (BayesDiff's latent sums are in the hundreds): 109."""
     if not value:
         return "0"
     if 1e-2 <= abs(value) < 1e2:
         return f"{value:.2g}"
+    if 1e2 <= abs(value) < 1e5:
+        return f"{value:.0f}"
     mantissa, exponent = f"{value:.1e}".split("e")
     return f"{mantissa}e{int(exponent)}"
 
