@@ -92,6 +92,16 @@ def fitted_methods_note(model: ModelInfo | None) -> tuple[str, str]:
             arch.why_not(Method.CALIBRATION))
 
 
+def analytic_note(sampler: SamplerInfo | None, model: ModelInfo | None) -> str:
+    """Why an Analytic-DPM sampler cannot run on ``model`` of its own family (SDXL: no fit can
+    be made), else ''. (A flow model lists no Analytic-DPM sampler at all: family_note.)"""
+    if (sampler is None or sampler.needs_fit != "analytic" or model is None
+            or model_family(model.architecture) != sampler.model_family
+            or Method.ANALYTIC in set(model.methods or ())):
+        return ""
+    return Architecture.parse(model.architecture).why_not(Method.ANALYTIC)
+
+
 @dataclass(frozen=True)
 class SamplerSwitch:
     """The sampler to switch to because the model's family changed, and what to tell the user."""

@@ -35,6 +35,7 @@ from app.state.sampler import (
     FOREIGN_OPTIONS,
     STEP_PRESETS,
     FitsState,
+    analytic_note,
     analytic_toggle,
     family_note,
     fitted_methods_note,
@@ -599,6 +600,10 @@ class SamplerDockWidget(QWidget):
             tip = sampler.description if sampler is not None else ""
             if dim and sampler.uncertainty_note:
                 tip += f"\n\nNo uncertainty: {sampler.uncertainty_note}"
+            lacks = analytic_note(sampler, model)  # SDXL: no Analytic-DPM fit can be made
+            if lacks:
+                tag, dim = f"no fits ({model.architecture.upper()})", True
+                tip += f"\n\n{lacks}"
             # Only the samplers of the model's family (flow vs ε/v) are listed.
             other = family_note(sampler, architecture)
             if other:

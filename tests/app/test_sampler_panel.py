@@ -386,6 +386,7 @@ def test_the_sampler_panel_follows_the_model_family(window):  # noqa: F811
 def test_analytic_dpm_and_calibration_are_greyed_on_sdxl_with_the_reason(window):  # noqa: F811
     """The methods a model lacks (ModelInfo.methods, engine/architecture.py) grey their toggles:
     SDXL keeps its samplers but has no fits yet, and the tooltip says why."""
+    from app.ui.sampler_dock import DIM_ROLE, TAG_ROLE
     from engine.protocol import ModelInfo
 
     c = window.controller
@@ -401,5 +402,10 @@ def test_analytic_dpm_and_calibration_are_greyed_on_sdxl_with_the_reason(window)
         assert not row.toggle.isEnabled() and not row.fit_button.isEnabled()
         assert row.status.text() == "Not for Stable Diffusion XL yet: written for SD 1.x/2.x."
         assert "SDXL's second encoder" in row.toggle.toolTip()
+    analytic = next(panel.sampler_list.item(i) for i in range(panel.sampler_list.count())
+                    if panel.sampler_list.item(i).text() == "Analytic-DDIM")
+    assert analytic.data(TAG_ROLE) == "no fits (SDXL)" and analytic.data(DIM_ROLE)
+    assert "Analytic-DPM is not available for sdxl models" in analytic.toolTip()
     g.model = "tiny"
+    assert analytic.data(TAG_ROLE) == "needs fit" and not analytic.data(DIM_ROLE)
     assert panel.calibrated_toggle.isEnabled()
