@@ -66,19 +66,28 @@ def _wrap(component: str, source: str, fn: Any, *args: Any, **kwargs: Any) -> An
     return model
 
 
+def _cast(model: Any, dtype: torch.dtype) -> Any:
+    """Every floating tensor (fp8 ones too) to ``dtype``: plain ``Module.to``, as diffusers' own
+    warns about fp32-only modules these models do not have."""
+    import torch
+
+    return torch.nn.Module.to(model, dtype)
+
+
 def _transformer(p: FlowPlan, state: dict[str, Any], dtype: torch.dtype) -> Any:
     from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
     cfg = {"config": str(p.config_dir), "subfolder": p.transformer_subfolder,
-           "local_files_only": True, "torch_dtype": dtype}
+           "local_files_only": True}
     if p.architecture == "sd3":
         # diffusers' converter pops what it converts: give it its own dict
-        return SD3Transformer2DModel.from_single_file(dict(state), **cfg)
+        return _cast(SD3Transformer2DModel.from_single_file(dict(state), **cfg), dtype)
     from engine.models.flow_keys import flux_to_diffusers
 
     config = FluxTransformer2DModel.load_config(str(p.config_dir), subfolder=p.transformer_subfolder,
                                                 local_files_only=True)
-    return FluxTransformer2DModel.from_single_file(flux_to_diffusers(state, config), **cfg)
+    return _cast(FluxTransformer2DModel.from_single_file(flux_to_diffusers(state, config), **cfg),
+                 dtype)
 
 
 def _vae(p: FlowPlan, state: dict[str, Any], dtype: torch.dtype) -> Any:
@@ -86,8 +95,8 @@ def _vae(p: FlowPlan, state: dict[str, Any], dtype: torch.dtype) -> Any:
 
     if not any(k.startswith(IN_FILE_VAE) for k in state):  # ae.safetensors: bare original keys
         state = {"first_stage_model." + k: v for k, v in state.items()}
-    return AutoencoderKL.from_single_file(state, config=str(p.config_dir), subfolder="vae",
-                                          local_files_only=True, torch_dtype=dtype)
+    return _cast(AutoencoderKL.from_single_file(state, config=str(p.config_dir), subfolder="vae",
+                                                local_files_only=True), dtype)
 
 
 def _text_encoder(cls: Any, folder: Path, state: dict[str, Any], prefix: str,
