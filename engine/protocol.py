@@ -172,6 +172,14 @@ def form_fields() -> set[str]:
     return set(GenerateParams.model_fields) | set(FLAT_UNCERTAINTY)
 
 
+def sampler_for_family(name: str, family: str) -> str:
+    """The sampler doing what ``name`` does on a model of ``family`` ("flow"/"diffusion"):
+    Forge's "Euler" on Flux is "Flow Euler" (the table is engine/a1111.py's ``sampler_for``)."""
+    from engine import a1111
+
+    return a1111.sampler_for(name, family)
+
+
 class FlowOptions(_Model):
     """Options of rectified-flow models (SD3/SD3.5, Flux; docs/flow-models.md)."""
 

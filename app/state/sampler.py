@@ -18,6 +18,7 @@ from engine.protocol import (
     ModelInfo,
     SamplerInfo,
     SamplerOption,
+    sampler_for_family,
 )
 
 from .observable import Observable, Property
@@ -113,14 +114,12 @@ class SamplerSwitch:
 def sampler_switch(name: str, architecture: str | None,
                    samplers: list[SamplerInfo]) -> SamplerSwitch | None:
     """A switch when sampler ``name`` cannot sample a model of ``architecture``: the same method
-    for the model's family (engine.a1111.sampler_for: Euler ↔ Flow Euler, …), or None."""
-    from engine.a1111 import sampler_for
-
+    for the model's family (engine.protocol.sampler_for_family: Euler ↔ Flow Euler, …), or None."""
     family = model_family(architecture)
     info, _ = resolve(name, samplers)
     if family is None or info is None or info.model_family == family:
         return None
-    target = sampler_for(info.name, family)
+    target = sampler_for_family(info.name, family)
     offered = [s.name for s in listed(samplers) if s.model_family == family]
     if target not in offered:
         if not offered:
