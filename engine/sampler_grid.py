@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 
+from engine.flow import guidance_kwargs, preview_latents
 from engine.outputs import output_path, save_png, write_png
 from engine.previews import DenoisedTap
 from engine.prompts.job import PromptSession
@@ -60,16 +61,18 @@ def _render_cells(job: Job, ctx, fits, loaded, prompts) -> None:
         tap = DenoisedTap(pipe.scheduler)
 
         def on_step(_pipe, i, _t, kwargs, base=offset, steps=steps, k=k, tap=tap,
-                    cond=conditioning):
+                    cond=conditioning, p=p):
             ctx.check_cancel()
             n = steps_done(_pipe, i, steps)
             if ctx.progress(base + n) and n < steps:
-                ctx.preview(base + n, k, loaded.preview.png_b64(tap.latest(kwargs["latents"])[0]))
+                latents = preview_latents(_pipe, tap.latest(kwargs["latents"]), p)  # Flux: unpacked
+                ctx.preview(base + n, k, loaded.preview.png_b64(latents[0]))
             return cond.on_step_end(i, kwargs)  # prompt editing swaps embeddings
 
         with setup.context(pipe, cfg), tap:
             image = pipe(
-                width=p.width, height=p.height, num_inference_steps=steps, guidance_scale=cfg,
+                width=p.width, height=p.height, num_inference_steps=steps,
+                **guidance_kwargs(pipe, p),  # CFG; Flux: distilled guidance (p.flow) + true CFG
                 generator=[torch.Generator("cpu").manual_seed(seed)],
                 callback_on_step_end=on_step,
                 callback_on_step_end_tensor_inputs=["latents", *conditioning.tensor_inputs],

@@ -62,6 +62,12 @@ def family_note(sampler: SamplerInfo | None, architecture: str | None) -> str:
     return f"{sampler.name} samples rectified-flow models (SD3, Flux), not this {architecture} model."
 
 
+def for_model(samplers: list[SamplerInfo], architecture: str | None) -> list[SamplerInfo]:
+    """The samplers that sample a model of ``architecture`` (all while it is not known)."""
+    family = model_family(architecture)
+    return [s for s in samplers if family is None or s.model_family == family]
+
+
 def model_family(architecture: str | None) -> str | None:
     """'flow' (SD3, Flux), 'diffusion' (SD 1/2/XL), or None while the model is not known: the
     architecture's family (engine/architecture.py)."""

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from app.controller import AppController
 from app.recipe import IMAGE_SUFFIXES
 from app.sample_clip import sample_clip
+from app.state.sampler import for_model
 
 from .canvas import CanvasPanel
 from .central_views import CentralViews
@@ -361,7 +362,9 @@ class MainWindow(QMainWindow):
             return None
         missing = {s.name for s in c.engine.samplers
                    if s.needs_fit == "analytic" and c.fits.latest("analytic") is None}
-        dialog = CompareDialog(c.engine.samplers, current, missing, self)
+        # only the samplers of the model's family (flow vs ε/v): the others' cells would fail
+        samplers = for_model(c.engine.samplers, self.sampler_panel.model_architecture())
+        dialog = CompareDialog(samplers, current, missing, self)
         dialog.setModal(True)
 
         def done(result: int) -> None:

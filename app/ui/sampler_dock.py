@@ -479,13 +479,14 @@ class SamplerDockWidget(QWidget):
             self._updating = False
         self._refresh_fits()
 
-    def _architecture(self) -> str | None:
+    def model_architecture(self) -> str | None:
+        """The architecture of the model the next job uses (None while unknown)."""
         model = self._model()
         return model.architecture if model is not None else None
 
     def _show_flow(self) -> None:
         """The Flow model section: shown for SD3/Flux; Distilled CFG for Flux only."""
-        arch = self._architecture()
+        arch = self.model_architecture()
         flow = model_family(arch) == "flow"
         flux = arch == "flux"
         for w in (self.flow_title, self.shift_label, self.shift_spin, self.flow_hint):
@@ -511,7 +512,7 @@ class SamplerDockWidget(QWidget):
         if self._updating:
             return
         s = self.settings
-        arch = self._architecture()
+        arch = self.model_architecture()
         family = model_family(arch)
         if family is None:
             return

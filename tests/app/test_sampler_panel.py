@@ -361,6 +361,13 @@ def test_the_sampler_panel_follows_the_model_family(window):  # noqa: F811
     assert "ε-prediction" in unc.sampler_warning.text()
     assert not unc.use_ddim_button.isVisibleTo(unc) and not unc.fit_row.fit_button.isEnabled()
 
+    # Compare… offers the flow samplers only
+    g.prompt = "a cat"
+    dialog = window.open_compare()
+    assert [dialog.sampler_list.item(i).text() for i in range(dialog.sampler_list.count())] == \
+        ["Flow Euler", "Flow Heun"]
+    dialog.reject()
+
     # Distilled CFG and Shift write the recipe's flow group
     panel.guidance_spin.setValue(4.5)
     panel.shift_spin.setValue(1.5)

@@ -273,3 +273,21 @@ def test_forge_euler_on_a_flow_model_reads_as_flow_euler():
     assert plain.params.sampler == "Euler a" and plain.notes == []  # SD's text stays as it is
     assert {a1111.sampler_for(n, "flow") for n in ("Euler", "DDIM", "Flow Heun")} == {
         "Flow Euler", "Flow Heun"}
+
+
+async def test_a_sampler_grid_runs_on_a_flux_single_file(flow_engine):
+    """Compare… on a flow model: every cell renders (Flux's packed latents previewed, its
+    distilled guidance passed as generate passes it)."""
+    async with aiohttp.ClientSession() as session:
+        api = Api(flow_engine, session)
+        base = {"model": "flux-single", "prompt": "a red cat", "width": 32, "height": 32,
+                "seed": 4, "cfg_scale": 1.0, "sampler": "Flow Euler", "flow": {"guidance": 4.0}}
+        _, job = await api.call("POST", "/jobs", {"job": {"kind": "sampler_grid", "params": {
+            "base": base, "samplers": ["Flow Euler", "Flow Heun"], "steps": [2, 3]}}},
+            expect=201)
+        done = await api.wait(job["id"], timeout=300)
+        assert done["state"] == "done", done.get("message")
+        cells = [r for r in done["results"] if r["role"] == "image"]
+        assert len(cells) == 4
+        recipe = recipe_from_png_text(Image.open(cells[0]["path"]).text)
+        assert recipe.flow.guidance == 4.0 and recipe.sampler == "Flow Euler"
