@@ -19,6 +19,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,9 @@ class LocalResult:
     uncertainty: UncertaintyMap | None
 
 
+#: How many stored results :class:`Library` remembers (a job's results arrive within minutes).
+KEEP_STORED = 4096
+
 #: How a feature shows a result as it lands (None: stored without showing).
 ShowResult = Callable[[LocalResult], None]
 
@@ -194,7 +198,10 @@ class Library:
     def __init__(self, session: EngineSession, index: HistoryIndex, history: HistoryState,
                  jobs: JobsState):
         self.session, self.index, self.history, self.jobs = session, index, history, jobs
-        self._stored: set[tuple[str, str]] = set()
+        #: (job id, file name) of the results stored lately, oldest first: a result announced
+        #: twice (its event, then its finished job) is stored once. Only recent jobs can be
+        #: announced again, so a long session keeps the last :data:`KEEP_STORED`.
+        self._stored: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     @property
     def output_dir(self) -> Path:
@@ -210,7 +217,9 @@ class Library:
         key = (job_id, image.name)
         if key in self._stored or image.role == "video":
             return
-        self._stored.add(key)
+        self._stored[key] = None
+        while len(self._stored) > KEEP_STORED:
+            self._stored.popitem(last=False)
         loop = asyncio.get_running_loop()
         local_path = Path(image.path)
         client = self.session.client
@@ -219,7 +228,7 @@ class Library:
             path = local_path
         else:
             if client is None:
-                self._stored.discard(key)
+                self._stored.pop(key, None)
                 return
             data = await client.file(job_id, image.name)
             # Same layout as the local engine: outputs/<date>/<name>.

@@ -12,11 +12,19 @@ crash is observed and timed, not suffered: the result says how many minutes ran 
     DISPLAY=:11 python bench/soak.py --minutes 10 --out /tmp/soak.json
 
 Without DISPLAY it runs offscreen. Numbers go into docs/performance.md ("Soak").
+
+``--trace-malloc`` attributes the app's memory growth: the child traces Python allocations
+(``tracemalloc``) and counts live objects by type (``gc.get_objects``), and the result gets the
+allocation sites and the types that grew most between the first minute and the end, plus, in
+every sample, what the window retains per image made (History rows and their thumbnails, Queue
+cards, canvas slots). Tracing slows Python down: compare RSS only between runs alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import importlib
 import json
 import os
 import subprocess
@@ -47,13 +55,85 @@ def rss_mib(pid: int | None) -> float:
     return 0.0
 
 
+def retained(controller, window) -> dict[str, int]:
+    """What the app holds that grows with the images made (the bounds issue 14 asks for)."""
+    history = window.history_panel
+    return {
+        "history_entries": len(controller.history.entries),
+        "history_rows": history.view.count(),
+        "history_thumbs_cached": len(history.thumbs._cache),
+        "jobs": len(controller.jobs),
+        "queue_cards": len(window.queue_panel.list.cards),
+        "canvas_slots": len(controller.canvas.images) + len(controller.canvas.hidden),
+    }
+
+
+def native_mib(pid: int) -> dict[str, float]:
+    """Where the resident memory is (``/proc/<pid>/smaps``: the brk heap, other anonymous
+    mappings — glibc's thread arenas and big mmaps —, shared memory such as X's MIT-SHM backing
+    store, files) and how glibc's malloc splits it (``mallinfo2``: in use vs. free in arenas vs.
+    mmapped): growth that is malloc's *free* space is fragmentation, not a leak."""
+    import ctypes
+
+    out: collections.Counter = collections.Counter()
+    kind = "file"
+    try:
+        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:  # a mapping's first line
+                name = head[5] if len(head) > 5 else ""
+                kind = ("heap" if name == "[heap]" else "anon" if not name
+                        else "shm" if name.startswith("/SYSV") or "/dev/shm" in name
+                        or "(deleted)" in line else "stack" if name.startswith("[stack")
+                        else "other" if name.startswith("[") else "file")
+            elif line.startswith("Rss:"):
+                out[kind] += int(head[1]) / 1024
+    except OSError:
+        pass
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Mallinfo2
+        m = libc.mallinfo2()
+        out.update(malloc_in_use=m.uordblks / 2**20, malloc_free=m.fordblks / 2**20,
+                   malloc_mmapped=m.hblkhd / 2**20)
+    except (OSError, AttributeError):
+        pass
+    return {k: round(v, 1) for k, v in sorted(out.items())}
+
+
+def type_counts() -> collections.Counter:
+    """Live gc-tracked objects by type name."""
+    import gc
+
+    return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+def growth(before: collections.Counter, after: collections.Counter, top: int = 25) -> list:
+    diff = after.copy()
+    diff.subtract(before)
+    return [{"type": k, "delta": v, "count": after[k]} for k, v in diff.most_common(top) if v > 0]
+
+
 # ------------------------------------------------------------------ the child: the app in use
-def child(minutes: float, every: float, data_dir: str) -> int:
+def child(minutes: float, every: float, data_dir: str, trace: bool = False,
+          history_page: int = 0) -> int:
     import asyncio
     import gc
+    import tracemalloc
 
     import qasync
     from PySide6.QtWidgets import QApplication, QDockWidget
+
+    if trace:
+        tracemalloc.start(8)
+    if history_page:  # the History's bound, lowered so that minutes reach it
+        importlib.import_module("app.state.history").PAGE = history_page
 
     from app.main import create_window, parse_args
     from app.state.engine import Connection
@@ -91,13 +171,37 @@ def child(minutes: float, every: float, data_dir: str) -> int:
         def idle() -> bool:
             return c.jobs.running is None and not c.jobs.queued_ids()
 
+        baseline: dict = {}  # the first report at or after one minute (with --trace-malloc)
+
         def report() -> None:
             gc.collect()
-            print("SOAK " + json.dumps({
-                "t_s": round(time.monotonic() - t0, 1),
+            t = time.monotonic() - t0
+            sample = {
+                "t_s": round(t, 1),
                 "app_rss_mib": round(rss_mib(os.getpid()), 1),
                 "engine_rss_mib": round(rss_mib(c.local.pid if c.local else None), 1),
-                "none_drift": sys.getrefcount(None) - none0, **counts}), flush=True)
+                "none_drift": sys.getrefcount(None) - none0, **counts,
+                "retained": retained(c, window), "native_mib": native_mib(os.getpid())}
+            if trace:
+                sample["traced_mib"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
+                if not baseline and t >= 60:
+                    baseline.update(t_s=round(t, 1), snapshot=tracemalloc.take_snapshot(),
+                                    types=type_counts())
+            print("SOAK " + json.dumps(sample), flush=True)
+
+        def trace_report() -> None:
+            if not baseline:
+                return
+            gc.collect()
+            types = growth(baseline["types"], type_counts())  # before the diff's own objects
+            diff = tracemalloc.take_snapshot().compare_to(baseline["snapshot"], "traceback")
+            sites = [{"kib": round(d.size_diff / 1024, 1), "count": d.count_diff,
+                      "where": [f"{f.filename.removeprefix(str(REPO) + '/')}:{f.lineno}"
+                                for f in d.traceback][-4:]}
+                     for d in diff[:25] if d.size_diff > 0]
+            print("SOAK_TRACE " + json.dumps({
+                "from_t_s": baseline["t_s"], "to_t_s": round(time.monotonic() - t0, 1),
+                "sites": sites, "types": types}), flush=True)
 
         while time.monotonic() - t0 < minutes * 60:
             if time.monotonic() >= next_report:
@@ -141,6 +245,8 @@ def child(minutes: float, every: float, data_dir: str) -> int:
                     counts["video_plays"] += 1
             n += 1
         report()
+        if trace:
+            trace_report()
         print("SOAK_DONE", flush=True)
         window.close()
 
@@ -158,11 +264,18 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="write the result as JSON here")
     p.add_argument("--python", default=sys.executable,
                    help="the Python to soak (e.g. a venv with another PySide6)")
+    p.add_argument("--trace-malloc", action="store_true",
+                   help="attribute the app's memory growth (tracemalloc sites and object "
+                        "types grown from minute 1 to the end) in the result")
+    p.add_argument("--history-page", type=int, default=0,
+                   help="lower the History's list (app.state.history.PAGE, 300) to this many "
+                        "entries, so that a few minutes reach the bound a day of work reaches")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.minutes, args.every, args.data_dir)
+        return child(args.minutes, args.every, args.data_dir, args.trace_malloc,
+                     args.history_page)
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     env.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
@@ -170,11 +283,15 @@ def main() -> int:
         t0 = time.monotonic()
         proc = subprocess.Popen(
             [args.python, __file__, "--child", "--minutes", str(args.minutes), "--every",
-             str(args.every), "--data-dir", data_dir],
+             str(args.every), "--data-dir", data_dir]
+            + (["--trace-malloc"] if args.trace_malloc else [])
+            + (["--history-page", str(args.history_page)] if args.history_page else []),
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        samples, done = [], False
+        samples, done, trace = [], False, None
         for line in proc.stdout:
-            if line.startswith("SOAK "):
+            if line.startswith("SOAK_TRACE "):
+                trace = json.loads(line[len("SOAK_TRACE "):])
+            elif line.startswith("SOAK "):
                 samples.append(json.loads(line[5:]))
                 print(line.strip(), flush=True)
             elif line.startswith("SOAK_DONE"):
@@ -191,6 +308,7 @@ def main() -> int:
         or PySide6.__version__,
         "platform": env["QT_QPA_PLATFORM"],
         "minutes_asked": args.minutes,
+        "history_page": args.history_page or None,
         "crash_free_minutes": round((samples[-1]["t_s"] if samples else 0) / 60, 2),
         "completed": done and code == 0,
         "exit_code": code,
@@ -198,7 +316,11 @@ def main() -> int:
         "samples": samples,
         "fatal": next((ln for ln in err.splitlines() if "Fatal Python error" in ln), ""),
     }
-    summary = {k: v for k, v in result.items() if k != "samples"}
+    if trace is not None:
+        result["trace_malloc"] = trace
+    if not result["completed"]:
+        result["stderr_tail"] = err.splitlines()[-20:]
+    summary = {k: v for k, v in result.items() if k not in ("samples", "trace_malloc")}
     if samples:
         summary["app_rss_mib"] = [samples[0]["app_rss_mib"], samples[-1]["app_rss_mib"]]
         summary["engine_rss_mib"] = [samples[0]["engine_rss_mib"], samples[-1]["engine_rss_mib"]]

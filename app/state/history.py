@@ -10,7 +10,9 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.protocol import GenerateParams
 
-#: Entries loaded into the dock at once (older ones stay in the index).
+#: Entries the dock lists (older ones stay in the index, found again by a search). Also the
+#: bound of a long session: each image made enters at the top and the oldest row leaves, so a
+#: day of thousands of images keeps this many entries (and the dock this many thumbnails).
 PAGE = 300
 
 
@@ -56,7 +58,7 @@ class HistoryState(QObject):
 
     #: The whole list changed (load, search): rebuild.
     reset = Signal()
-    #: One new entry at the top.
+    #: One new entry at the top (the list keeps :data:`PAGE`: the oldest may have left it).
     added = Signal(object)
 
     def __init__(self, index: EntryIndex):
@@ -78,6 +80,7 @@ class HistoryState(QObject):
         if self.search and self.search.lower() not in entry.prompt.lower():
             return
         self.entries.insert(self.position_for(entry), entry)
+        del self.entries[PAGE:]  # the oldest leave the list (not the index)
         self.added.emit(entry)
 
     def position_for(self, entry: HistoryEntry) -> int:

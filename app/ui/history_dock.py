@@ -104,6 +104,12 @@ class HistoryDockWidget(QWidget):
             self.view.takeItem(self.view.row(old))
         row = next((i for i, e in enumerate(self.history.entries) if e.path == entry.path), 0)
         self.view.insertItem(row, self._make_item(entry))
+        # the list keeps history.PAGE entries: the oldest rows (at the end) leave with them,
+        # so a long session holds a bounded number of rows and thumbnails
+        while self.view.count() > len(self.history.entries):
+            gone = _entry(self.view.takeItem(self.view.count() - 1))
+            if gone is not None:
+                self._items.pop(str(gone.path), None)
         self._update_empty()
 
     def _make_item(self, entry: HistoryEntry) -> QListWidgetItem:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QImageReader
 
 from app.library import thumbnail_source
@@ -14,31 +16,34 @@ class _Relay(QObject):
     done = Signal(str, QImage)
 
 
-class _Job(QRunnable):
-    def __init__(self, path: str, size: int, relay: _Relay):
-        super().__init__()
-        self.path, self.size, self.relay = path, size, relay
+def _decode(path: str, size: int, relay: _Relay) -> None:
+    """On a pool thread: read ``path`` scaled to fit ``size`` and hand it to ``relay``."""
+    # a video stands in the lists as its poster (first frame) saved beside it
+    reader = QImageReader(str(thumbnail_source(Path(path))))
+    full = reader.size()
+    if full.isValid() and (full.width() > size or full.height() > size):
+        reader.setScaledSize(full.scaled(QSize(size, size), Qt.AspectRatioMode.KeepAspectRatio))
+    relay.done.emit(path, reader.read())
 
-    def run(self) -> None:
-        # a video stands in the lists as its poster (first frame) saved beside it
-        reader = QImageReader(str(thumbnail_source(Path(self.path))))
-        full = reader.size()
-        if full.isValid() and (full.width() > self.size or full.height() > self.size):
-            reader.setScaledSize(full.scaled(QSize(self.size, self.size),
-                                             Qt.AspectRatioMode.KeepAspectRatio))
-        image = reader.read()
-        self.relay.done.emit(self.path, image)
+
+#: The decoded thumbnails kept for reuse (a search rebuilding the list): the most recently used
+#: up to this many bytes (~500 at 168 px; the rows shown hold their own icons).
+CACHE_BYTES = 48 * 2**20
 
 
 class ThumbnailLoader(QObject):
-    """``request(path)`` → later ``ready(path, QImage)`` on the UI thread; results are cached."""
+    """``request(path)`` → later ``ready(path, QImage)`` on the UI thread; results are cached
+    (least recently used first out, up to ``cache_bytes``)."""
 
     ready = Signal(str, QImage)
 
-    def __init__(self, size: int = 160, parent: QObject | None = None):
+    def __init__(self, size: int = 160, parent: QObject | None = None,
+                 cache_bytes: int = CACHE_BYTES):
         super().__init__(parent)
         self.size = size
-        self._cache: dict[str, QImage] = {}
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[str, QImage] = OrderedDict()
+        self._cached_bytes = 0
         self._pending: set[str] = set()
         self._relay = _Relay()
         self._relay.done.connect(self._done, Qt.ConnectionType.QueuedConnection)
@@ -46,22 +51,41 @@ class ThumbnailLoader(QObject):
         self._pool.setMaxThreadCount(2)
 
     def cached(self, path: str) -> QImage | None:
-        return self._cache.get(path)
+        image = self._cache.get(path)
+        if image is not None:
+            self._cache.move_to_end(path)
+        return image
+
+    @property
+    def cached_bytes(self) -> int:
+        """Pixel bytes the cache holds (at most :attr:`cache_bytes`, or one image)."""
+        return self._cached_bytes
 
     def request(self, path: str) -> None:
-        if path in self._cache:
-            self.ready.emit(path, self._cache[path])
+        image = self.cached(path)
+        if image is not None:
+            self.ready.emit(path, image)
         elif path not in self._pending:
             self._pending.add(path)
-            self._pool.start(_Job(path, self.size, self._relay))
+            # a plain callable: a QRunnable subclass started on a pool with a parent stays
+            # referenced by the pool's wrapper after it ran (one per thumbnail, for good)
+            self._pool.start(functools.partial(_decode, path, self.size, self._relay))
 
     def _done(self, path: str, image: QImage) -> None:
         self._pending.discard(path)
         if not image.isNull():
-            if len(self._cache) > 2000:
-                self._cache.clear()
-            self._cache[path] = image
+            self._keep(path, image)
         self.ready.emit(path, image)
+
+    def _keep(self, path: str, image: QImage) -> None:
+        old = self._cache.pop(path, None)
+        if old is not None:
+            self._cached_bytes -= old.sizeInBytes()
+        self._cache[path] = image
+        self._cached_bytes += image.sizeInBytes()
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= dropped.sizeInBytes()
 
     def wait(self) -> None:
         """Block until queued decodes finish (tests and shutdown only)."""
