@@ -16,6 +16,7 @@ view onto the index.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import sqlite3
 import time
@@ -163,6 +164,28 @@ def thumbnail_source(path: Path) -> Path:
     return poster_path(path) if is_video(path) else path
 
 
+#: The longest side of the picture a Queue card keeps of its job (a 44 px label, at 2× on HiDPI).
+CARD_PICTURE = 96
+
+
+def small_png(data: bytes, size: int = CARD_PICTURE) -> bytes:
+    """``data`` (a PNG) shrunk to fit ``size`` pixels, as PNG: what a Queue card keeps of its
+    job instead of the full result (a 1024² PNG is ~1.5 MB; this is a few KB). Data that is
+    already small, or that does not decode, comes back as it is."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if max(im.size) <= size:
+                return data
+            im.thumbnail((size, size))
+            out = io.BytesIO()
+            im.save(out, "PNG")
+            return out.getvalue()
+    except (UnidentifiedImageError, OSError, ValueError):
+        return data
+
+
 def poster_path(video: Path) -> Path:
     """Where a video result's first frame is saved: ``<name>.poster.png`` beside it."""
     return video.with_name(video.stem + ".poster.png")
@@ -237,7 +260,8 @@ class Library:
         umap = await self._fetch_map(job_id, image, path) if image.uncertainty else None
         if show is not None:
             show(LocalResult(job_id, image, path, data, umap))
-        self.jobs.set_thumbnail(job_id, data)
+        if not self.jobs.has_picture(job_id):
+            self.jobs.set_thumbnail(job_id, await loop.run_in_executor(None, small_png, data))
         item = self.jobs.get(job_id)
         params = item.params if item is not None and item.params is not None else None
         if params is None:
@@ -296,7 +320,7 @@ class Library:
                     None, thumbnail_source(entries[0].path).read_bytes)
             except OSError:
                 continue
-            self.jobs.set_thumbnail(item.id, data)
+            self.jobs.set_thumbnail(item.id, await loop.run_in_executor(None, small_png, data))
 
     async def _fetch_map(self, job_id: str, image: ResultImage,
                          png: Path) -> UncertaintyMap | None:

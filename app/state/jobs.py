@@ -78,7 +78,8 @@ class JobItem:
     #: Latest preview PNG per image index while running.
     previews: dict[int, bytes] = field(default_factory=dict)
     finished_at: datetime | None = None
-    #: PNG for the Queue dock: the latest preview while running, then the first result.
+    #: PNG for the Queue dock: the latest preview while running, then the first result
+    #: shrunk to a card's size (:func:`app.library.small_png`: not the full result's bytes).
     thumbnail: bytes | None = None
     thumbnail_final: bool = False
     kind: str = kind_of(GenerateJob)
@@ -384,6 +385,11 @@ class JobsState(QObject):
                 self._jobs[job.id] = JobItem.from_job(job)
         self._queue_order = [j.id for j in jobs if j.state is JobState.queued]
         self.changed.emit()
+
+    def has_picture(self, job_id: str) -> bool:
+        """The job's card already shows a finished image (or the job is not listed)."""
+        item = self._jobs.get(job_id)
+        return item is None or item.thumbnail_final
 
     def set_thumbnail(self, job_id: str, png: bytes) -> None:
         """A finished image to represent the job (the controller has its bytes)."""

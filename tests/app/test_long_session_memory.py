@@ -161,3 +161,25 @@ def test_history_keeps_a_page_while_searching_too(qapp, tmp_path: Path, monkeypa
         state.add(index.add(tmp_path / f"{n}.png", params, created=float(n)))
     assert [e.prompt for e in state.entries] == [f"job {n}" for n in range(11, 6, -1)]
     assert len(index) == 12
+
+
+async def test_a_queue_card_keeps_a_small_picture_not_the_result(window):  # noqa: F811
+    from app.library import CARD_PICTURE
+
+    c = window.controller
+    out = c.output_dir / "2026-12-06"
+    out.mkdir(parents=True, exist_ok=True)
+    job = make_job("big")
+    c.handle_event(JobQueued(job=job))
+    c.handle_event(JobStarted(job_id="big"))
+    path = out / "big-000.png"
+    path.write_bytes(png(7, 512))
+    image = ResultImage(name=path.name, path=str(path), index=0, seed=1, width=512, height=512)
+    c.handle_event(JobResult(job_id="big", image=image))
+    await settle(c)
+    item = c.jobs.get("big")
+    assert item.thumbnail_final
+    with Image.open(io.BytesIO(item.thumbnail)) as im:
+        assert max(im.size) == CARD_PICTURE  # not the 512² result
+    card = window.queue_panel.card("big")
+    assert card.thumb.pixmap() is not None and not card.thumb.pixmap().isNull()
