@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 
 from engine.errors import EngineError
+from engine.flow import guidance_kwargs
 from engine.outputs import output_path, save_png
 from engine.prompts.job import PromptSession
 from engine.protocol import Job, ResultImage, RobustnessJob
@@ -166,7 +167,7 @@ class _Renderer:
                 with self.setup.context(pipe, p.cfg_scale):
                     out = pipe(
                         width=p.width, height=p.height, num_inference_steps=p.steps,
-                        guidance_scale=p.cfg_scale, num_images_per_prompt=len(part),
+                        **guidance_kwargs(pipe, p), num_images_per_prompt=len(part),
                         generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
                         callback_on_step_end=on_step,
                         callback_on_step_end_tensor_inputs=["latents", *cond.tensor_inputs],
