@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from engine.errors import EngineError
-from engine.flow import guidance_kwargs, preview_latents
-from engine.outputs import output_path, save_png
-from engine.previews import DenoisedTap
 from engine.prompts.job import PromptSession
-from engine.protocol import GenerateJob, Job, ResultImage
-from engine.sampling import prepare, steps_done
+from engine.protocol import GenerateJob, Job
+from engine.render import Batch, image_seeds, render
+from engine.sampling import prepare
 
 log = logging.getLogger(__name__)
 
@@ -41,61 +38,15 @@ def run_generate(job: Job, ctx, fits=None) -> None:
 
 
 def _render(job: Job, ctx, loaded, setup, conditioning, recipe) -> None:
-    import torch
-
+    """The job's batches, those that still miss an image (engine restart), through the one
+    render loop (engine/render.py)."""
     p = job.spec.params
-    pipe = loaded.pipe
-
-    total = p.steps * p.batch_count
-    saved = ctx.saved_indices()
     batches = ctx.batches_to_run(p.batch_count, p.batch_size)
     skipped = p.batch_count - len(batches)  # done before a restart: counted as done steps
-    ctx.begin(total, done=skipped * p.steps)
-    for n_run, b in enumerate(batches):
-        seeds = [(p.seed + b * p.batch_size + i) % 2**32 for i in range(p.batch_size)]
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-
-        def on_step(_pipe, i, _t, kwargs, base=(skipped + n_run) * p.steps):
-            ctx.check_cancel()
-            done = steps_done(_pipe, i, p.steps)  # two-stage samplers call back twice a step
-            step = base + done
-            if ctx.progress(step) and done < p.steps:
-                latents = preview_latents(_pipe, tap.latest(kwargs["latents"]), p)  # x̂₀
-                for k in range(latents.shape[0]):
-                    ctx.preview(step, k, loaded.preview.png_b64(latents[k]))
-            return conditioning.on_step_end(i, kwargs)  # prompt editing swaps embeddings
-
-        try:
-            with setup.context(pipe, p.cfg_scale), DenoisedTap(pipe.scheduler) as tap:
-                out = pipe(
-                    width=p.width,
-                    height=p.height,
-                    num_inference_steps=p.steps,
-                    **guidance_kwargs(pipe, p),  # CFG; Flux: distilled guidance
-                    num_images_per_prompt=p.batch_size,
-                    generator=generators,
-                    callback_on_step_end=on_step,
-                    callback_on_step_end_tensor_inputs=["latents", *conditioning.tensor_inputs],
-                    **conditioning.call_kwargs(),
-                    **setup.call_kwargs,
-                )
-        except torch.OutOfMemoryError as exc:
-            del exc
-            ctx.free_memory()
-            raise EngineError(
-                f"Out of memory on {loaded.device} at {p.width}×{p.height} with batch size "
-                f"{p.batch_size}. Try a smaller size or batch size, or unload other models."
-            ) from None
-
-        for i, image in enumerate(out.images):
-            index = b * p.batch_size + i
-            if index in saved:
-                continue  # saved before a restart; the batch ran again for its other images
-            path = output_path(ctx.output_dir, job.id, index, job.created_at)
-            save_png(image, path, recipe, seed=seeds[i], model_name=loaded.info.id, index=index)
-            ctx.add_result(
-                ResultImage(
-                    name=path.name, path=str(path), index=index, seed=seeds[i],
-                    width=image.width, height=image.height,
-                )
-            )
+    ctx.begin(p.steps * p.batch_count, done=skipped * p.steps)
+    render(job, ctx, loaded, (
+        Batch(p, recipe, indices=[b * p.batch_size + i for i in range(p.batch_size)],
+              seeds=image_seeds(p.seed, b * p.batch_size, p.batch_size), setup=setup,
+              conditioning=conditioning, progress_base=(skipped + n_run) * p.steps,
+              preview_indices=list(range(p.batch_size)))
+        for n_run, b in enumerate(batches)))

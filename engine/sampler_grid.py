@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import time
 
-from engine.flow import guidance_kwargs, preview_latents
-from engine.outputs import output_path, save_png, write_png
-from engine.previews import DenoisedTap
+from engine.outputs import output_path, write_png
 from engine.prompts.job import PromptSession
 from engine.protocol import (
     PNG_PARAMETERS_KEY,
@@ -24,7 +22,8 @@ from engine.protocol import (
     SamplerGridJob,
     kind_of,
 )
-from engine.sampling import prepare, steps_done
+from engine.render import Batch, render
+from engine.sampling import prepare
 
 
 def run_sampler_grid(job: Job, ctx, fits=None) -> None:
@@ -37,56 +36,39 @@ def run_sampler_grid(job: Job, ctx, fits=None) -> None:
 
 
 def _render_cells(job: Job, ctx, fits, loaded, prompts) -> None:
-    import torch
-
+    """The cells not saved yet, one pipeline call each (engine/render.py), each with its own
+    sampler setup and conditioning, timed from its setup to its image."""
     spec: SamplerGridJob = job.spec
     grid = spec.params
-    pipe = loaded.pipe
     rows = grid.rows()
     cells = [(r, c, s, cfg, n) for r, (s, cfg) in enumerate(rows) for c, n in enumerate(grid.steps)]
     done = {res.index for res in job.results if res.role == "image"}
     total = sum(n for *_, n in cells)
     ctx.begin(total, done=sum(n for k, (*_, n) in enumerate(cells) if k in done))
-    offset = ctx.job.step
-    seed = grid.base.seed
-    for k, (r, c, sampler, cfg, steps) in enumerate(cells):
-        if k in done:
-            continue
-        p = grid.cell_params(sampler, steps, cfg)
-        t0 = time.perf_counter()
-        setup = prepare(loaded, p, fits)
-        pipe.scheduler = setup.scheduler
 
-        conditioning = prompts.encode(p.prompt, p.negative_prompt, cfg, steps, p.clip_skip)
-        tap = DenoisedTap(pipe.scheduler)
+    def batches():
+        offset = ctx.job.step
+        for k, (r, c, sampler, cfg, steps) in enumerate(cells):
+            if k in done:
+                continue
+            p = grid.cell_params(sampler, steps, cfg)
+            t0 = time.perf_counter()
+            setup = prepare(loaded, p, fits)
+            conditioning = prompts.encode(p.prompt, p.negative_prompt, cfg, steps, p.clip_skip)
+            recipe = p.model_copy(update={"model": loaded.info.id, **prompts.recipe_update()})
+            yield Batch(p, recipe, indices=[k], seeds=[grid.base.seed], setup=setup,
+                        conditioning=conditioning, progress_base=offset, preview_indices=[k],
+                        tag=(r, c, sampler, cfg, t0))
+            offset += steps
 
-        def on_step(_pipe, i, _t, kwargs, base=offset, steps=steps, k=k, tap=tap,
-                    cond=conditioning, p=p):
-            ctx.check_cancel()
-            n = steps_done(_pipe, i, steps)
-            if ctx.progress(base + n) and n < steps:
-                latents = preview_latents(_pipe, tap.latest(kwargs["latents"]), p)  # Flux: unpacked
-                ctx.preview(base + n, k, loaded.preview.png_b64(latents[0]))
-            return cond.on_step_end(i, kwargs)  # prompt editing swaps embeddings
-
-        with setup.context(pipe, cfg), tap:
-            image = pipe(
-                width=p.width, height=p.height, num_inference_steps=steps,
-                **guidance_kwargs(pipe, p),  # CFG; Flux: distilled guidance (p.flow) + true CFG
-                generator=[torch.Generator("cpu").manual_seed(seed)],
-                callback_on_step_end=on_step,
-                callback_on_step_end_tensor_inputs=["latents", *conditioning.tensor_inputs],
-                **conditioning.call_kwargs(), **setup.call_kwargs,
-            ).images[0]
+    def cell(batch: Batch, _i, _image, _path) -> dict:
+        r, c, sampler, cfg, t0 = batch.tag
         seconds = time.perf_counter() - t0
-        offset += steps
-        recipe = p.model_copy(update={"model": loaded.info.id, **prompts.recipe_update()})
-        path = output_path(ctx.output_dir, job.id, k, job.created_at)
-        save_png(image, path, recipe, seed=seed, model_name=loaded.info.id, index=k)
-        cell = GridCell(row=r, col=c, sampler=sampler.sampler, label=_row_label(sampler, cfg, grid),
-                        steps=steps, cfg_scale=cfg, seconds=round(seconds, 3))
-        ctx.add_result(ResultImage(name=path.name, path=str(path), index=k, seed=seed,
-                                   width=image.width, height=image.height, cell=cell))
+        return {"cell": GridCell(row=r, col=c, sampler=sampler.sampler,
+                                 label=_row_label(sampler, cfg, grid), steps=batch.params.steps,
+                                 cfg_scale=cfg, seconds=round(seconds, 3))}
+
+    render(job, ctx, loaded, batches(), result_fields=cell)
 
 
 def _row_label(sampler, cfg: float, grid) -> str:

@@ -20,10 +20,9 @@ from __future__ import annotations
 import logging
 
 from engine.errors import EngineError
-from engine.flow import guidance_kwargs
-from engine.outputs import output_path, save_png
 from engine.prompts.job import PromptSession
 from engine.protocol import Job, ResultImage, RobustnessJob
+from engine.render import Batch, missing, render
 from engine.robustness_protocol import (
     Perturbation,
     RobustnessGroup,
@@ -32,7 +31,7 @@ from engine.robustness_protocol import (
     replace_word,
     split_words,
 )
-from engine.sampling import prepare, steps_done
+from engine.sampling import prepare
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +68,14 @@ def run_prompt_robustness(job: Job, ctx, fits=None) -> None:
                                                  prompt=replace_word(base.prompt, w, "")))
             report.words.append(WordImportance(index=w.index, word=w.text, group=g))
 
-    render = _Renderer(job, ctx, loaded, base, fits, n)
+    renderer = _Renderer(job, ctx, loaded, base, fits, n)
     chosen_count = len(words) if r.top_k is None else min(r.top_k, len(words))
-    render.begin(groups=1 + len(words) + chosen_count * len(r.rules))
+    renderer.begin(groups=1 + len(words) + chosen_count * len(r.rules))
     feats: dict[int, object] = {}
 
     def features(group: int):
         if group not in feats:
-            paths = render.group(group, report.groups[group].prompt)
+            paths = renderer.group(group, report.groups[group].prompt)
             feats[group] = extractor(load_rgb(paths))
         return feats[group]
 
@@ -105,7 +104,7 @@ def run_prompt_robustness(job: Job, ctx, fits=None) -> None:
                 report.perturbations.append(Perturbation(
                     group=g, word_index=w.index, rule=rule, original=w.word, replaced=new,
                     prompt=prompt))
-        render.begin(groups=len(report.groups))
+        renderer.begin(groups=len(report.groups))
         ctx.save()
 
     for pert in report.perturbations:
@@ -142,45 +141,25 @@ class _Renderer:
         self.ctx.begin(groups * self.n * steps, done=len(self._done()) * steps)
 
     def group(self, g: int, prompt: str) -> list[str]:
-        import torch
+        """Render group ``g``'s images not on disk yet, ``chunk`` per pipeline call (the one
+        render loop, engine/render.py), and return the paths of all its images."""
+        p = self.base
+        recipe = self.recipe.model_copy(update={"prompt": prompt})
 
-        done = self._done()
-        todo = [i for i in range(self.n) if g * self.n + i not in done]
-        p, pipe = self.base, self.loaded.pipe
-        pipe.scheduler = self.setup.scheduler
-        for start in range(0, len(todo), self.chunk):
-            part = todo[start:start + self.chunk]
-            seeds = [(p.seed + i) % 2**32 for i in part]
-            step0, count = len(self._done()) * p.steps, len(part)
+        def batches():
+            todo = missing((g * self.n + i for i in range(self.n)), self.ctx)
+            for start in range(0, len(todo), self.chunk):
+                part = todo[start:start + self.chunk]
+                step0 = len(self._done()) * p.steps
+                with PromptSession(self.loaded, self.ctx.model_folders,
+                                   [prompt, p.negative_prompt]) as prompts:
+                    cond = prompts.encode(prompt, p.negative_prompt, p.cfg_scale, p.steps,
+                                          p.clip_skip)
+                    yield Batch(p, recipe, indices=part,
+                                seeds=[(p.seed + index - g * self.n) % 2**32 for index in part],
+                                setup=self.setup, conditioning=cond, progress_base=step0,
+                                progress_weight=len(part))
 
-            texts = [prompt, p.negative_prompt]
-            with PromptSession(self.loaded, self.ctx.model_folders, texts) as prompts:
-                cond = prompts.encode(prompt, p.negative_prompt, p.cfg_scale, p.steps,
-                                      p.clip_skip)
-
-                def on_step(_pipe, i, _t, kwargs, step0=step0, k=count, cond=cond):
-                    self.ctx.check_cancel()
-                    self.ctx.progress(step0 + steps_done(_pipe, i, p.steps) * k,
-                                      stage="sampling")
-                    return cond.on_step_end(i, kwargs)  # prompt editing swaps embeddings
-
-                with self.setup.context(pipe, p.cfg_scale):
-                    out = pipe(
-                        width=p.width, height=p.height, num_inference_steps=p.steps,
-                        **guidance_kwargs(pipe, p), num_images_per_prompt=len(part),
-                        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                        callback_on_step_end=on_step,
-                        callback_on_step_end_tensor_inputs=["latents", *cond.tensor_inputs],
-                        **cond.call_kwargs(), **self.setup.call_kwargs,
-                    )
-            recipe = self.recipe.model_copy(update={"prompt": prompt})
-            for i, seed, image in zip(part, seeds, out.images, strict=True):
-                index = g * self.n + i
-                path = output_path(self.ctx.output_dir, self.job.id, index, self.job.created_at)
-                save_png(image, path, recipe, seed=seed, model_name=self.loaded.info.id,
-                         index=index)
-                self.ctx.add_result(ResultImage(name=path.name, path=str(path), index=index,
-                                                seed=seed, width=image.width,
-                                                height=image.height))
+        render(self.job, self.ctx, self.loaded, batches())
         done = self._done()
         return [done[g * self.n + i].path for i in range(self.n)]
