@@ -34,6 +34,12 @@ counts compiles).
 Methods that change the UNet's output (calibration) are named hooks after the forward
 (engine/hooks.py), eager, outside the graph.
 
+LoRAs named in a prompt go into resident adapter slots, hotswapped in place
+(engine/prompts/lora_slots.py): the first LoRA job unfuses q/k/v, installs the slots and
+compiles once more in the background (:meth:`FastPath.rewarm`; that job runs eager); switching
+LoRAs after that never recompiles. ``lora_rank``/``lora_slots`` (``SFUMATO_LORA_SLOT_RANK``,
+``SFUMATO_LORA_SLOTS``) size them; LoRAs that do not fit run eager, and Health says why.
+
 The compile cache lives in the engine's data folder: inductor's FX graph cache and Triton's
 kernels under ``cache/torch-compile``, and torch's portable "mega-cache"
 (:func:`torch.compiler.save_cache_artifacts`) saved after each warm-up and loaded before the next,
@@ -91,6 +97,12 @@ def _pad(x: Any, n: int, to: int) -> Any:
     if isinstance(x, (list, tuple)):
         return type(x)(_pad(v, n, to) for v in x)
     return x
+
+
+def owner(pipe) -> FastPath | None:
+    """The fast path that compiled ``pipe``'s UNet, if one did."""
+    unet = getattr(pipe, "unet", None)
+    return vars(unet).get(_MARK) if unet is not None else None
 
 
 def applies_to(job) -> bool:
@@ -190,13 +202,21 @@ class FastPath:
     ``warming up``, ``on`` or ``failed``."""
 
     def __init__(self, cache_dir: Path | None, enabled: bool, backend: Any = None,
-                 mode: str | None = None) -> None:
+                 mode: str | None = None, lora_rank: int | None = None,
+                 lora_slots: int | None = None) -> None:
+        from engine.prompts import lora_slots as slots
+
+
         # SFUMATO_COMPILE_BACKEND: "inductor" (default), "eager" (dynamo only), "none" (no
         # torch.compile: the wrapping, bucketing and warm-up alone; bench/gpu_suite --dry-run)
         backend = backend or os.environ.get("SFUMATO_COMPILE_BACKEND", "inductor")
         self.cache_dir, self.enabled, self.backend, self.mode = cache_dir, enabled, backend, mode
         self.state = "off"
         self.message = ""
+        #: The LoRA slots' size and why the last LoRA job ran eager, if it did (Health).
+        self.lora_note = ""
+        self.lora_rank = lora_rank or slots.default_rank()
+        self.lora_slots = lora_slots or slots.default_count()
         self.warmup_s: float | None = None
         self._pipe = None
         self._thread: threading.Thread | None = None
@@ -232,7 +252,7 @@ class FastPath:
 
             unet.forward = _CompiledForward(self, unet, compiled(unet), unet=True)
             decoder.forward = _CompiledForward(self, decoder, compiled(decoder), unet=False)
-            setattr(unet, _MARK, True)
+            setattr(unet, _MARK, self)
         except Exception as exc:  # noqa: BLE001
             self.fail(exc)
             return
@@ -248,10 +268,14 @@ class FastPath:
 
     def detach(self, pipe) -> None:
         """Back to the plain eager modules (the unload path, or the fast path turned off)."""
+        from engine.prompts import lora_slots
+
         if self._thread is not None:
             self._thread.join(timeout=600)
         if getattr(pipe, "unet", None) is None:  # never attached (attach skips transformers)
             return
+        lora_slots.uninstall(pipe.unet)
+        self.lora_note = ""
         for module in (pipe.unet, pipe.vae.decoder):
             if isinstance(vars(module).get("forward"), _CompiledForward):
                 del module.forward
@@ -262,6 +286,28 @@ class FastPath:
         self._pipe = None
         self.state = "off"
         self.on_change()
+
+    def rewarm(self, pipe) -> None:
+        """Compile again, in the background, after the UNet's layers changed (the LoRA slots
+        went in); jobs run eager until it is warm."""
+        if pipe is not self._pipe or self.state not in ("on", "warming up"):
+            return
+        self.wait()
+        self.state = "warming up"
+        self.on_change()
+        self._thread = threading.Thread(target=self._warm_up, args=(pipe,),
+                                        name="fast-path-warm-up", daemon=True)
+        self._thread.start()
+
+    def note_lora(self, note: str) -> None:
+        if note != self.lora_note:
+            self.lora_note = note
+            self.on_change()
+
+    @property
+    def detail(self) -> str:
+        """What Health's ``fast_path_detail`` shows: the mode or the failure, and the LoRA note."""
+        return " · ".join(t for t in (self.message, self.lora_note) if t)
 
     def wait(self, timeout: float | None = None) -> str:
         if self._thread is not None:

@@ -126,7 +126,7 @@ class Engine:
             gpu=_gpu_name(self.models.device),
             python=platform.python_version(),
             fast_path=self.fast.state,
-            fast_path_detail=self.fast.message,
+            fast_path_detail=self.fast.detail,
             offload=current.offload if current else self.models.offload,
             offload_detail=current.offload_detail if current else "",
         )

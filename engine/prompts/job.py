@@ -17,6 +17,7 @@ from typing import Self
 
 from engine.architecture import FLOW_ARCHITECTURES, Architecture
 from engine.errors import EngineError
+from engine.fast_path import owner
 from engine.prompts import embeddings as ti
 from engine.prompts import loras
 from engine.prompts.encode import (
@@ -26,6 +27,7 @@ from engine.prompts.encode import (
     is_flow_pipe,
     text_encoders,
 )
+from engine.prompts.lora_slots import JobLoras
 from engine.prompts.parser import NetworkTag, extract_networks
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class PromptSession:
         self.embeddings = ti.EmbeddingLibrary(ti.scan(self.folders))
         self.lora_files: dict[str, loras.LoraFile] = {}
         self._applied = False
+        self._fast_loras: JobLoras | None = None
 
     def __enter__(self) -> Self:
         if self.tags and is_flow_pipe(self.loaded.pipe):
@@ -91,14 +94,23 @@ class PromptSession:
             available = loras.scan(self.folders)
             info = self.loaded.info
             loras.check(self.tags, available, context_dim_of(info), info.name)
-            loras.apply(self.loaded.pipe, self.tags, available)
+            fast = owner(self.loaded.pipe)
+            if fast is not None:  # a compiled UNet: resident slots, no recompile per LoRA
+                self._fast_loras = JobLoras(fast, self.loaded.pipe, self.tags, available)
+                self._fast_loras.apply()
+            else:
+                loras.apply(self.loaded.pipe, self.tags, available)
             self._applied = True
             self.lora_files = {t.name: available[t.name] for t in self.tags}
         return self
 
     def __exit__(self, *exc) -> None:
         if self._applied:
-            loras.remove(self.loaded.pipe)
+            if self._fast_loras is not None:
+                self._fast_loras.remove()
+                self._fast_loras = None
+            else:
+                loras.remove(self.loaded.pipe)
             self._applied = False
 
     def encode(self, prompt: str, negative_prompt: str, guidance_scale: float, steps: int,

@@ -133,15 +133,21 @@ def adapter_name(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def apply(pipe, tags, available: dict[str, LoraFile]) -> list[str]:
-    """Load the tags' LoRAs as PEFT adapters and weigh them; returns the adapter names."""
-    names, weights = [], []
+def merged_weights(tags) -> dict[str, tuple[float, float]]:
+    """name → (text-encoder weight, UNet weight); the same LoRA twice adds up, as A1111 does."""
     merged: dict[str, tuple[float, float]] = {}
-    for tag in tags:  # the same LoRA twice adds up, as A1111 does
+    for tag in tags:
         te, unet = merged.get(tag.name, (0.0, 0.0))
         merged[tag.name] = (te + tag.te_weight, unet + tag.unet_weight)
+    return merged
+
+
+def apply(pipe, tags, available: dict[str, LoraFile]) -> list[str]:
+    """Load the tags' LoRAs as PEFT adapters and weigh them; returns the adapter names.
+    (A UNet the fast path compiled takes its LoRAs through engine/prompts/lora_slots.py.)"""
+    names, weights = [], []
     try:
-        for name, (te, unet) in merged.items():
+        for name, (te, unet) in merged_weights(tags).items():
             adapter = adapter_name(name)
             try:
                 pipe.load_lora_weights(str(available[name].path), adapter_name=adapter)

@@ -45,11 +45,13 @@ def write_kohya_lora(pipe, path: Path, seed: int = 0, rank: int = 4, scale: floa
     return path
 
 
-def write_peft_lora(pipe, path: Path, seed: int = 1, rank: int = 4, scale: float = 0.3) -> Path:
-    """diffusers/PEFT layout (what ``save_lora_weights`` writes): unet.<path>.lora_A.weight."""
+def write_peft_lora(pipe, path: Path, seed: int = 1, rank: int = 4, scale: float = 0.3,
+                    unet_targets: tuple[str, ...] = UNET_TARGETS) -> Path:
+    """diffusers/PEFT layout (what ``save_lora_weights`` writes): unet.<path>.lora_A.weight.
+    ``unet_targets``: the endings of the UNet's Linear layers it changes."""
     g = torch.Generator().manual_seed(seed)
     state = {}
-    for prefix, module, suffixes in (("unet", pipe.unet, UNET_TARGETS),
+    for prefix, module, suffixes in (("unet", pipe.unet, unet_targets),
                                      ("text_encoder", pipe.text_encoder, TE_TARGETS)):
         for name, layer in _targets(module, suffixes):
             down, up = _pair(layer, rank, scale, g)
