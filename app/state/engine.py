@@ -120,3 +120,11 @@ class EngineInfo(Observable):
             parts.append({"t5-cpu": "T5 on the CPU", "model": "model offload"}.get(h.offload,
                                                                                    h.offload))
         return " · ".join(p for p in parts if p)
+
+    def device_tip(self) -> str:
+        """The fast path's detail for the device label's tooltip: its compile mode or why it
+        failed, the LoRA slots, and why the last LoRA job ran eager, if it did."""
+        h = self.health
+        if h is None or h.fast_path == "off" or not h.fast_path_detail:
+            return ""
+        return f"fast path {h.fast_path}: {h.fast_path_detail}"

@@ -81,6 +81,7 @@ class StatusBar(QStatusBar):
                 tip.append(f"model: {h.model}")
         self.state_label.setToolTip("\n".join(tip))
         self.device.setText(e.device_text())
+        self.device.setToolTip(e.device_tip())
         self.device.setVisible(bool(self.device.text()))
 
     def _update_jobs(self) -> None:

@@ -69,6 +69,16 @@ def test_device_text_names_the_fast_path(qapp):
     assert e.device_text().endswith(" · fast path on")
 
 
+def test_device_tip_says_why_a_lora_job_ran_eager(qapp):
+    e = EngineInfo()
+    e.update_health(health())
+    assert e.device_tip() == ""
+    detail = "inductor/reduce-overhead · last LoRA job ran eager: 'big' has rank 128"
+    e.update_health(health().model_copy(update={"fast_path": "on",
+                                                 "fast_path_detail": detail}))
+    assert e.device_tip() == f"fast path on: {detail}"
+
+
 def test_device_text_names_the_offload(qapp):
     e = EngineInfo()
     e.update_health(health().model_copy(update={"offload": "t5-cpu"}))
