@@ -29,8 +29,9 @@ which calls PEFT's ``hotswap_adapter_from_state_dict``):
 
 What it costs: per slot, ``R × (in + out)`` parameters on each target layer (at R = 64: SD 1.5
 27 M parameters, 54 MB in float16; SDXL 170 M, 340 MB), and the two low-rank matmuls per layer
-and slot in every step after the first LoRA job, also in jobs without LoRAs; plus the unfused
-q/k/v. ``SFUMATO_LORA_SLOT_RANK`` (default 64) and ``SFUMATO_LORA_SLOTS`` (default 2) set R and
+and slot in every step after the first LoRA job, also in jobs without LoRAs (a third more
+linear-layer work at 320 channels for R = 64; bench/lora_slots.py, docs/prompts.md); plus the
+unfused q/k/v. ``SFUMATO_LORA_SLOT_RANK`` (default 64) and ``SFUMATO_LORA_SLOTS`` (default 2) set R and
 the count.
 """
 
