@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.library import is_video
+from app.state import history as history_module
 from app.state.history import HistoryEntry, HistoryState
 
 from .thumbnails import ThumbnailLoader
@@ -37,7 +38,8 @@ class HistoryDockWidget(QWidget):
         super().__init__(parent)
         self.setObjectName("DockBody")
         self.history = history
-        self.thumbs = ThumbnailLoader(ICON * 2, self)
+        # as many thumbnails as the list shows (rows going and coming back with a search)
+        self.thumbs = ThumbnailLoader(ICON * 2, self, max_items=history_module.PAGE)
         self.thumbs.ready.connect(self._on_thumb)
         self._items: dict[str, QListWidgetItem] = {}
 

@@ -27,21 +27,21 @@ def _decode(path: str, size: int, relay: _Relay) -> None:
 
 
 #: The decoded thumbnails kept for reuse (a search rebuilding the list): the most recently used
-#: up to this many bytes (~500 at 168 px; the rows shown hold their own icons).
-CACHE_BYTES = 48 * 2**20
+#: up to this many bytes (~300 at 168 px; the rows shown hold their own icons).
+CACHE_BYTES = 32 * 2**20
 
 
 class ThumbnailLoader(QObject):
     """``request(path)`` → later ``ready(path, QImage)`` on the UI thread; results are cached
-    (least recently used first out, up to ``cache_bytes``)."""
+    (least recently used first out, up to ``cache_bytes`` and ``max_items``)."""
 
     ready = Signal(str, QImage)
 
     def __init__(self, size: int = 160, parent: QObject | None = None,
-                 cache_bytes: int = CACHE_BYTES):
+                 cache_bytes: int = CACHE_BYTES, max_items: int = 1000):
         super().__init__(parent)
         self.size = size
-        self.cache_bytes = cache_bytes
+        self.cache_bytes, self.max_items = cache_bytes, max_items
         self._cache: OrderedDict[str, QImage] = OrderedDict()
         self._cached_bytes = 0
         self._pending: set[str] = set()
@@ -83,7 +83,8 @@ class ThumbnailLoader(QObject):
             self._cached_bytes -= old.sizeInBytes()
         self._cache[path] = image
         self._cached_bytes += image.sizeInBytes()
-        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+        while len(self._cache) > 1 and (self._cached_bytes > self.cache_bytes
+                                        or len(self._cache) > self.max_items):
             _, dropped = self._cache.popitem(last=False)
             self._cached_bytes -= dropped.sizeInBytes()
 

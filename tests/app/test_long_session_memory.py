@@ -144,6 +144,11 @@ def test_the_thumbnail_cache_drops_the_least_recently_used(qapp, tmp_path: Path)
         QApplication.processEvents()
     assert loader.cached_bytes <= loader.cache_bytes
     assert [p for p in paths if loader.cached(p) is not None] == [paths[0], paths[3], paths[4]]
+    loader.max_items = 2  # and no more than the list shows
+    loader.request(paths[1])
+    loader.wait()
+    QApplication.processEvents()
+    assert [p for p in paths if loader.cached(p) is not None] == [paths[1], paths[4]]
 
 
 @pytest.mark.parametrize("search", ["", "job"])
