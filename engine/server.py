@@ -153,9 +153,6 @@ def create_app(engine) -> FastAPI:
     from engine.prompts.routes import prompts_router
 
     app.include_router(prompts_router(engine, PREFIX))
-    from engine.prompts.routes import prompts_router
-
-    app.include_router(prompts_router(engine, PREFIX))
 
     @app.websocket(f"{PREFIX}/events")
     async def events(ws: WebSocket) -> None:
