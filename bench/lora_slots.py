@@ -1,10 +1,10 @@
 """What the fast path's resident LoRA slots cost a UNet step (engine/prompts/lora_slots.py).
 
 One UNet forward (CFG batch 2), eager, of an SD 1.5- or SDXL-architecture UNet with random
-weights built from ``resources/configs/<arch>`` (it times like real weights), three ways: the
-fast path's fused q/k/v (before any LoRA job), plain q/k/v, and plain q/k/v with the zero slots
-every job runs after the first LoRA job. Prints milliseconds per forward and the slots'
-parameters.
+weights built from ``resources/configs/<arch>`` (it times like real weights), the three trees
+of engine/prompts/lora_slots.py: "rest" (the fast path's fused q/k/v: jobs without LoRAs),
+"slots" (LoRA jobs) and "plain" (unfused, no slots: the eager fallback). Prints milliseconds
+per forward and the slots' parameters.
 
     python bench/lora_slots.py                                   # SD 1.5, CUDA if present
     python bench/lora_slots.py --arch sdxl --size 1024 --rank 64 --slots 2
@@ -44,7 +44,7 @@ def main() -> None:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from engine.prompts.lora_slots import LoraSlots, unfuse_qkv
+    from engine.prompts.lora_slots import LoraSlots
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="sd15", choices=["sd15", "sd2", "sdxl"])
@@ -75,18 +75,20 @@ def main() -> None:
 
     unet.fuse_qkv_projections()
     fused = _time(unet, inputs, args.reps, args.device)
-    unfuse_qkv(unet)
-    plain = _time(unet, inputs, args.reps, args.device)
     slots = LoraSlots.install(unet, args.rank, args.slots)
     with_slots = _time(unet, inputs, args.reps, args.device)
+    slots.set_mode("plain")
+    plain = _time(unet, inputs, args.reps, args.device)
+    slots.set_mode("rest")
+    rest = _time(unet, inputs, args.reps, args.device)
     print(f"{args.arch} {args.size}² on {args.device} ({dtype}), CFG batch 2, eager, median of "
           f"{args.reps}")
-    print(f"  fused q/k/v          {fused:9.1f} ms")
-    print(f"  plain q/k/v          {plain:9.1f} ms  ({plain / fused - 1:+.1%})")
-    print(f"  + {args.slots} slots of rank {args.rank} {with_slots:9.1f} ms  "
-          f"({with_slots / fused - 1:+.1%} vs fused; {slots.parameters() / 1e6:.1f} M parameters, "
+    print(f"  fused q/k/v, before any LoRA     {fused:9.1f} ms")
+    print(f"  slots (LoRA jobs)                {with_slots:9.1f} ms  ({with_slots / fused - 1:+.1%};"
+          f" {args.slots} × rank {args.rank}: {slots.parameters() / 1e6:.1f} M parameters, "
           f"{slots.parameters() * unet.dtype.itemsize / 1e6:.0f} MB)")
-
+    print(f"  plain q/k/v (eager fallback)     {plain:9.1f} ms  ({plain / fused - 1:+.1%})")
+    print(f"  rest (jobs without LoRAs after)  {rest:9.1f} ms  ({rest / fused - 1:+.1%})")
 
 if __name__ == "__main__":
     main()

@@ -35,9 +35,10 @@ Methods that change the UNet's output (calibration) are named hooks after the fo
 (engine/hooks.py), eager, outside the graph.
 
 LoRAs named in a prompt go into resident adapter slots, hotswapped in place
-(engine/prompts/lora_slots.py): the first LoRA job unfuses q/k/v, installs the slots and
-compiles once more in the background (:meth:`FastPath.rewarm`; that job runs eager); switching
-LoRAs after that never recompiles. ``lora_rank``/``lora_slots`` (``SFUMATO_LORA_SLOT_RANK``,
+(engine/prompts/lora_slots.py): the first LoRA job installs the slots (q/k/v unfused) and
+compiles that tree once more in the background (:meth:`FastPath.rewarm`; that job runs eager);
+jobs without LoRAs take the slots out again (the graph compiled at load). Switching LoRAs after
+the first never recompiles. ``lora_rank``/``lora_slots`` (``SFUMATO_LORA_SLOT_RANK``,
 ``SFUMATO_LORA_SLOTS``) size them; LoRAs that do not fit run eager, and Health says why.
 
 The compile cache lives in the engine's data folder: inductor's FX graph cache and Triton's

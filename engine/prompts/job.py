@@ -19,7 +19,7 @@ from engine.architecture import FLOW_ARCHITECTURES, Architecture
 from engine.errors import EngineError
 from engine.fast_path import owner
 from engine.prompts import embeddings as ti
-from engine.prompts import loras
+from engine.prompts import lora_slots, loras
 from engine.prompts.encode import (
     PipeConditioning,
     encode_flow,
@@ -102,6 +102,8 @@ class PromptSession:
                 loras.apply(self.loaded.pipe, self.tags, available)
             self._applied = True
             self.lora_files = {t.name: available[t.name] for t in self.tags}
+        elif (fast := owner(self.loaded.pipe)) is not None:
+            lora_slots.rest(self.loaded.pipe, fast)  # no LoRA: the slots out of the way
         return self
 
     def __exit__(self, *exc) -> None:

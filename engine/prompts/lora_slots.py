@@ -12,26 +12,31 @@ which calls PEFT's ``hotswap_adapter_from_state_dict``):
   ``to_v``/``to_out.0`` of both attentions, the feed-forward, ``proj_out``: what kohya's LoRA
   trains and a superset of what diffusers' training scripts train), all zero and all active;
   their scalings are tensors (``enable_lora_hotswap``), so changing them never recompiles. The
-  fused q/k/v projections the fast path made are undone first (a fused ``to_qkv`` would bypass
-  the LoRA layers on ``to_q``/``to_k``/``to_v``). The UNet compiles once more, in the background
+  attention processors switch to unfused q/k/v (a fused ``to_qkv`` would bypass the LoRA layers
+  on ``to_q``/``to_k``/``to_v``). The UNet compiles this tree once more, in the background
   (:meth:`engine.fast_path.FastPath.rewarm`); that job runs eager.
-- Each job copies its LoRAs' UNet weights into the slots (one LoRA per slot; a lower rank is
-  zero-padded, layers it does not touch are zeroed), sets each slot's per-layer scaling to
-  ``weight · alpha / rank`` in place, and zeroes the slots after the job: a slot at weight 0 is
-  "no LoRA". Same module tree, same tensors: no recompile, with or without CUDA graphs.
+- Each LoRA job copies its LoRAs' UNet weights into the slots (one LoRA per slot; a lower rank
+  is zero-padded, layers it does not touch are zeroed), sets each slot's per-layer scaling to
+  ``weight · alpha / rank`` in place, and zeroes the slots after the job. Same tree, same
+  tensors: no recompile, with or without CUDA graphs.
+- A job without LoRAs takes the slots out of the tree and fuses q/k/v again
+  (:meth:`LoraSlots.set_mode` ``"rest"``): the very module and processor objects of the tree
+  the fast path compiled at load, so that graph runs again — no slot cost, no recompile, the
+  base image bit for bit. The next LoRA job puts the same slot objects back.
 - Text-encoder halves are loaded and removed per job the plain way (the text encoders are not
   compiled; diffusers cannot hotswap them anyway).
 - A job whose LoRAs do not fit — more LoRAs than slots, a rank above ``R``, layers outside the
   slots (LoCon's convolutions, ``time_emb_proj`` …), per-layer alphas (diffusers refuses to
-  hotswap those), DoRA, LoKr/LoHa, biases — runs eager with the plain path: the slots are
-  taken out of the module tree for the job and put back, the same objects, afterwards (no
-  recompile). The reason is logged and shown in Health's ``fast_path_detail``.
+  hotswap those), DoRA, LoKr/LoHa, biases — runs eager the plain way on the tree without slots
+  and unfused (``"plain"``). The reason is logged and shown in Health's ``fast_path_detail``.
+
+A tree change waits for a warm-up that is tracing the UNet (only a LoRA job right after a model
+load, or right after the first LoRA job, ever does).
 
 What it costs: per slot, ``R × (in + out)`` parameters on each target layer (at R = 64: SD 1.5
-27 M parameters, 54 MB in float16; SDXL 170 M, 340 MB), and the two low-rank matmuls per layer
-and slot in every step after the first LoRA job, also in jobs without LoRAs (a third more
-linear-layer work at 320 channels for R = 64; bench/lora_slots.py, docs/prompts.md); plus the
-unfused q/k/v. ``SFUMATO_LORA_SLOT_RANK`` (default 64) and ``SFUMATO_LORA_SLOTS`` (default 2) set R and
+27 M parameters, 54 MB in float16; SDXL 170 M, 340 MB), and in LoRA jobs the two low-rank
+matmuls per layer and slot in every step (a third more linear-layer work at 320 channels for
+R = 64, whatever the LoRAs' own rank; bench/lora_slots.py, docs/prompts.md) and unfused q/k/v. ``SFUMATO_LORA_SLOT_RANK`` (default 64) and ``SFUMATO_LORA_SLOTS`` (default 2) set R and
 the count.
 """
 
@@ -50,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SLOT_NAMES = tuple(f"sfumato_slot{i}" for i in range(8))
 _ATTR = "_sfumato_lora_slots"
+_PEFT_ATTRS = ("peft_config", "_hf_peft_config_loaded")
 #: The layers of an attention block (Transformer2DModel) that the slots hold.
 _TARGET_TAILS = (".proj_in", ".proj_out", ".to_q", ".to_k", ".to_v", ".to_out.0",
                  ".ff.net.0.proj", ".ff.net.2")
@@ -71,22 +77,6 @@ def _is_target(name: str, module) -> bool:
     if isinstance(module, torch.nn.Linear):
         return True
     return isinstance(module, torch.nn.Conv2d) and tuple(module.kernel_size) == (1, 1)
-
-
-def unfuse_qkv(unet) -> None:
-    """Undo ``fuse_qkv_projections``: the original attention processors, no ``to_qkv``/``to_kv``
-    (their weights were copies of ``to_q``/``to_k``/``to_v``'s)."""
-    from diffusers.models.attention_processor import Attention
-
-    if getattr(unet, "original_attn_processors", None) is not None:
-        unet.unfuse_qkv_projections()
-        unet.original_attn_processors = None
-    for module in unet.modules():
-        if isinstance(module, Attention) and getattr(module, "fused_projections", False):
-            for fused in ("to_qkv", "to_kv", "to_added_qkv"):
-                if hasattr(module, fused):
-                    delattr(module, fused)
-            module.fused_projections = False
 
 
 # --------------------------------------------------------------------------- reading a file
@@ -133,6 +123,19 @@ class LoraSlots:
         self.unet, self.rank, self.names = unet, rank, names
         #: module name → (kind: 2 Linear / 4 Conv2d, in, out)
         self.targets: dict[str, tuple[int, int, int]] = {}
+        #: The attention processors with fused q/k/v (the fast path's) and without.
+        self.fused_procs: dict | None = None
+        self.plain_procs: dict | None = None
+        #: The slots' PEFT layers by module name, and diffusers' bookkeeping of them.
+        self.wrapped: list[tuple[str, object]] = []
+        self._peft: dict = {}
+        self.config = None
+        #: "slots" (LoRA layers in the tree, q/k/v unfused), "plain" (neither: the eager
+        #: fallback's tree), "rest" (no LoRA layers, q/k/v fused again: the tree, and so the
+        #: graph, the fast path compiled at load).
+        self.mode = "slots"
+        #: Whether the fast path has compiled the "slots" tree.
+        self.compiled = False
 
     @classmethod
     def of(cls, unet) -> LoraSlots | None:
@@ -143,8 +146,11 @@ class LoraSlots:
         import torch
         from peft.tuners.tuners_utils import BaseTunerLayer
 
-        unfuse_qkv(unet)
         self = cls(unet, rank, SLOT_NAMES[:count])
+        if getattr(unet, "original_attn_processors", None) is not None:  # the fast path fused
+            self.fused_procs = dict(unet.attn_processors)
+            self.plain_procs = dict(unet.original_attn_processors)
+            unet.set_attn_processor(dict(self.plain_procs))
         zeros = {}
         for name, module in unet.named_modules():
             if not _is_target(name, module):
@@ -159,6 +165,8 @@ class LoraSlots:
                 b = torch.zeros(module.out_channels, rank, 1, 1, device=dev, dtype=dtype)
                 self.targets[name] = (4, module.in_channels, module.out_channels)
             zeros[f"{name}.lora_A.weight"], zeros[f"{name}.lora_B.weight"] = a, b
+        # PEFT freezes the base weights; the graph compiled at load guards on requires_grad
+        grads = [(p, p.requires_grad) for p in unet.parameters()]
         for slot in self.names:
             # scalings become tensors (filled in place from now on) when the adapter loads
             unet.enable_lora_hotswap(target_rank=rank, check_compiled="ignore")
@@ -166,6 +174,10 @@ class LoraSlots:
         for module in unet.modules():
             if isinstance(module, BaseTunerLayer):
                 module.set_adapter(list(self.names), inference_mode=True)
+        for param, grad in grads:
+            param.requires_grad_(grad)
+        self.wrapped = [(n, m) for n, m in unet.named_modules() if isinstance(m, BaseTunerLayer)]
+        self.config = unet.peft_config[self.names[0]]  # what a LoRA must match to hotswap
         self.clear()
         setattr(unet, _ATTR, self)
         log.info("LoRA slots installed: %d × rank %d on %d layers (%.1f M parameters)",
@@ -220,8 +232,7 @@ class LoraSlots:
                               for k, v in (p.network_alphas or {}).items()
                               if k.startswith("unet.")}
                     kwargs = get_peft_kwargs(ranks, alphas, p.unet, is_unet=True)
-                check_hotswap_configs_compatible(self.unet.peft_config[self.names[0]],
-                                                 LoraConfig(**kwargs))
+                check_hotswap_configs_compatible(self.config, LoraConfig(**kwargs))
             except (ValueError, TypeError) as exc:
                 return f"'{p.name}' cannot be hotswapped: {exc}"
         return ""
@@ -261,40 +272,51 @@ class LoraSlots:
                 layer.lora_B[slot].weight.zero_()
                 layer.scaling[slot].fill_(0.0)
 
-    @contextlib.contextmanager
-    def parked(self) -> Iterator[None]:
-        """The plain module tree for the block (the slots' PEFT layers replaced by the layers
-        they wrap, diffusers' adapter bookkeeping set aside); afterwards the very same slot
-        objects go back, so a compiled graph's guards hold again."""
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
+    def set_mode(self, mode: str) -> None:
+        """Switch the module tree (see :attr:`mode`); the very same module and processor
+        objects come back each time, so the graphs compiled for each tree stay valid. Only
+        while no warm-up traces the UNet."""
+        if mode == self.mode:
+            return
         unet = self.unet
-        wrapped = [(name, m) for name, m in unet.named_modules() if isinstance(m, BaseTunerLayer)]
-        for name, module in wrapped:
-            parent, _, child = name.rpartition(".")
-            setattr(unet.get_submodule(parent), child, module.get_base_layer())
-        saved = {k: unet.__dict__.pop(k) for k in ("peft_config", "_hf_peft_config_loaded")
-                 if k in unet.__dict__}
-        try:
-            yield
-        finally:
-            for k in ("peft_config", "_hf_peft_config_loaded"):
+        if self.mode == "slots":  # take the LoRA layers out, and diffusers' record of them
+            for name, module in self.wrapped:
+                parent, _, child = name.rpartition(".")
+                setattr(unet.get_submodule(parent), child, module.get_base_layer())
+            self._peft = {k: unet.__dict__.pop(k) for k in _PEFT_ATTRS if k in unet.__dict__}
+        if mode == "slots":
+            for k in _PEFT_ATTRS:  # what a plain load and unload left
                 unet.__dict__.pop(k, None)
-            unet.__dict__.update(saved)
-            for name, module in wrapped:
+            unet.__dict__.update(self._peft)
+            for name, module in self.wrapped:
                 parent, _, child = name.rpartition(".")
                 setattr(unet.get_submodule(parent), child, module)
+        procs = self.fused_procs if mode == "rest" else self.plain_procs
+        if procs is not None:
+            unet.set_attn_processor(dict(procs))
+        self.mode = mode
 
     def uninstall(self) -> None:
-        """Back to the plain UNet (the fast path detached, or the slots broke)."""
+        """Back to the UNet as the fast path left it (detached, or the slots broke)."""
+        self.set_mode("rest")
         vars(self.unet).pop(_ATTR, None)
-        self.unet.unload_lora()
+        for k in _PEFT_ATTRS:
+            self.unet.__dict__.pop(k, None)
 
 
 def uninstall(unet) -> None:
     slots = LoraSlots.of(unet)
     if slots is not None:
         slots.uninstall()
+
+
+def rest(pipe, fast) -> None:
+    """A job without LoRAs: the tree the fast path compiled at load (no LoRA layers, nothing
+    to compute for them), unless a warm-up is tracing the UNet now (then the zeroed slots stay
+    and the job runs eager anyway)."""
+    slots = LoraSlots.of(pipe.unet)
+    if slots is not None and slots.mode != "rest" and fast.state != "warming up":
+        slots.set_mode("rest")
 
 
 # --------------------------------------------------------------------------- one job
@@ -322,50 +344,51 @@ class JobLoras:
 
         weights = loras.merged_weights(self.tags)
         parts = [read(self.pipe, self.available[name]) for name in weights]
-        unet = self.pipe.unet
-        slots = LoraSlots.of(unet)
-        installed = False
-        if slots is None and any(p.unet for p in parts):
+        for_unet = any(p.unet for p in parts)
+        slots = LoraSlots.of(self.pipe.unet)
+        if slots is None and for_unet:
             self.fast.wait()  # no layer changes while a warm-up traces the UNet
-            slots = LoraSlots.install(unet, self.fast.lora_rank, self.fast.lora_slots)
-            installed = True
-        reason = slots.misfit(parts) if slots is not None else ""
-        changed = installed  # the module tree: a compiled UNet must compile it again
+            slots = LoraSlots.install(self.pipe.unet, self.fast.lora_rank, self.fast.lora_slots)
+        reason = slots.misfit(parts) if slots is not None and for_unet else ""
         if not reason:
             try:
-                self._load_text_encoders(parts, weights)
-                if slots is not None:
+                if slots is not None and for_unet:
+                    self._switch(slots, "slots")
                     slots.load(self.pipe, [(p, weights[p.name][1]) for p in parts])
+                self._load_text_encoders(parts, weights)
             except Exception as exc:  # a hotswap diffusers refused after all
                 log.exception("LoRA hotswap failed; the slots are removed")
                 self._remove_text_encoders()
                 self.fast.wait()
                 slots.uninstall()  # a failed hotswap may have deleted a slot: start afresh
-                slots, changed = None, True
+                slots = None
                 reason = f"the hotswap failed ({type(exc).__name__}: {exc})"
         if reason:
             self.eager_reason = reason
             log.warning("LoRAs %s run eager in this job: %s", ", ".join(weights), reason)
             self.fast.note_lora(f"last LoRA job ran eager: {reason}")
             self._exit.enter_context(job_allows(False))
-            if changed:  # after the slots are back (exit runs in reverse)
-                self._exit.callback(self._rewarm)
             if slots is not None:
-                if not installed:
-                    self.fast.wait()  # parking changes the layers too
-                self._exit.enter_context(slots.parked())
+                self._switch(slots, "plain")
+            # PEFT freezes the base weights and unloading leaves them so; compiled graphs
+            # guard on requires_grad
+            grads = [(p, p.requires_grad) for p in self.pipe.unet.parameters()]
+            self._exit.callback(lambda: [p.requires_grad_(g) for p, g in grads])
             loras.apply(self.pipe, self.tags, self.available)
             self._exit.callback(loras.remove, self.pipe)
             return
-        if changed:
-            self._rewarm()
-        if slots is not None:
+        if slots is not None and for_unet:
             self.fast.note_lora(f"LoRA slots: {len(slots.names)} × rank {slots.rank}")
             self._exit.callback(slots.clear)
+            if not slots.compiled:  # compile the slots' tree in the background; eager till then
+                slots.compiled = True
+                self.fast.rewarm(self.pipe)
         self._exit.callback(self._remove_text_encoders)
 
-    def _rewarm(self) -> None:
-        self.fast.rewarm(self.pipe)  # compile the new layers in the background; eager till then
+    def _switch(self, slots: LoraSlots, mode: str) -> None:
+        if slots.mode != mode:
+            self.fast.wait()  # no layer changes while a warm-up traces the UNet
+            slots.set_mode(mode)
 
     def remove(self) -> None:
         self._exit.close()
