@@ -177,8 +177,14 @@ class EngineClient:
             raise EngineUnavailable(f"{method} {path}: the engine sent something not JSON") from exc
 
     async def _raw(
-        self, method: str, path: str, body: BaseModel | None = None, *, timeout: float | None = None,
-        data: Any = None, length: int | None = None,
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | None = None,
+        *,
+        timeout: float | None = None,
+        data: Any = None,
+        length: int | None = None,
     ) -> bytes:
         import aiohttp
 
@@ -225,7 +231,9 @@ class EngineClient:
     async def models(self) -> list[ModelInfo]:
         return await self._get_model(list[ModelInfo], "GET", "/models")
 
-    async def load_model(self, model_id: str | None = None, *, path: str | None = None) -> ModelInfo:
+    async def load_model(
+        self, model_id: str | None = None, *, path: str | None = None
+    ) -> ModelInfo:
         body = LoadModelRequest(id=model_id, path=path, offload=self.offload)
         return await self._get_model(
             ModelInfo, "POST", "/models/load", body=body, timeout=LOAD_TIMEOUT_S
@@ -238,8 +246,9 @@ class EngineClient:
         return await self._get_model(list[SamplerInfo], "GET", "/samplers")
 
     # ----------------------------------------------------------------- prompts
-    async def prompt_tokens(self, prompt: str, model: str | None = None,
-                            steps: int = 20) -> TokenCount:
+    async def prompt_tokens(
+        self, prompt: str, model: str | None = None, steps: int = 20
+    ) -> TokenCount:
         """The prompt's tokens per 75-token chunk, counted by the engine's tokenizer."""
         body = TokenCountRequest(prompt=prompt, model=model, steps=steps)
         return await self._get_model(TokenCount, "POST", "/prompts/tokens", body=body)
@@ -283,8 +292,9 @@ class EngineClient:
         return await self._raw("GET", f"/jobs/{job_id}/files/{name}", timeout=120.0)
 
     # ----------------------------------------------------------------- video (docs/video.md)
-    async def upload(self, path: Path | str,
-                     progress: Callable[[int, int], None] | None = None) -> UploadInfo:
+    async def upload(
+        self, path: Path | str, progress: Callable[[int, int], None] | None = None
+    ) -> UploadInfo:
         """Send a local file to ``POST /v1/uploads`` (raw bytes, ``?name=``). The engine probes a
         video at once: not a video, corrupt, empty, too long → :class:`ApiError` with its message.
         ``progress(sent, total)`` is called as chunks leave."""
@@ -309,15 +319,21 @@ class EngineClient:
                         progress(sent, total)
                     yield chunk
 
-        data = await self._raw("POST", f"/uploads?name={quote(path.name, safe='')}",
-                               data=chunks(), length=total, timeout=UPLOAD_TIMEOUT_S)
+        data = await self._raw(
+            "POST",
+            f"/uploads?name={quote(path.name, safe='')}",
+            data=chunks(),
+            length=total,
+            timeout=UPLOAD_TIMEOUT_S,
+        )
         return _validate(UploadInfo, data, "POST /uploads")
 
     async def control_preview(self, request: ControlPreviewRequest) -> ControlPreview:
         """Control maps (and the resized frames) for a few frames of an upload or a video path
         on the engine's machine; runs at once, not through the queue."""
-        return await self._get_model(ControlPreview, "POST", "/video/control_preview",
-                                     body=request, timeout=VIDEO_TIMEOUT_S)
+        return await self._get_model(
+            ControlPreview, "POST", "/video/control_preview", body=request, timeout=VIDEO_TIMEOUT_S
+        )
 
     async def submit_video_edit(self, params: VideoEditParams, *, priority: int = 0) -> Job:
         return await self.submit_job(JobSubmit(job=VideoEditJob(params=params), priority=priority))
@@ -343,7 +359,10 @@ class EngineClient:
             try:
                 session = self._get_session()
                 async with session.ws_connect(
-                    ws_url, params={"token": self.token}, heartbeat=20.0, timeout=aiohttp.ClientWSTimeout(ws_close=5.0)
+                    ws_url,
+                    params={"token": self.token},
+                    heartbeat=20.0,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
                 ) as ws:
                     attempt = 0
                     yield StreamConnected()
@@ -380,7 +399,8 @@ def _validate(model: Any, data: bytes, what: str) -> Any:
     except ValidationError as exc:
         raise EngineUnavailable(
             f"{what}: the engine answered in an unexpected shape (app and engine versions "
-            f"differ?): {exc.errors()[0]['msg']}") from exc
+            f"differ?): {exc.errors()[0]['msg']}"
+        ) from exc
 
 
 def _api_error(status: int, data: bytes) -> ApiError:
@@ -400,8 +420,12 @@ def _api_error(status: int, data: bytes) -> ApiError:
         elif isinstance(detail, list) and detail:
             first = detail[0]
             loc = ".".join(str(p) for p in first.get("loc", []) if p != "body")
-            return cls(status, str(first.get("msg", message)), loc or None,
-                       [{"field": loc, "message": str(first.get("msg", ""))}])
+            return cls(
+                status,
+                str(first.get("msg", message)),
+                loc or None,
+                [{"field": loc, "message": str(first.get("msg", ""))}],
+            )
     except (ValueError, AttributeError):
         pass
     if status in (401, 403) and not message:
@@ -415,7 +439,8 @@ def _unsent(exc: BaseException) -> bool:
     import aiohttp
 
     return isinstance(exc.__cause__, aiohttp.ClientConnectionResetError) and isinstance(
-        exc, aiohttp.ClientOSError)
+        exc, aiohttp.ClientOSError
+    )
 
 
 def _is_stream(data: Any) -> bool:

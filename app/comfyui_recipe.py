@@ -23,24 +23,48 @@ from engine.a1111 import validate_leniently
 #: ComfyUI ``sampler_name`` → Sfumato sampler (A1111's label). ``_gpu`` variants are the same
 #: solvers with the noise drawn on the GPU.
 SAMPLERS: dict[str, str] = {
-    "euler": "Euler", "euler_ancestral": "Euler a", "heun": "Heun", "dpm_2": "DPM2",
-    "dpm_2_ancestral": "DPM2 a", "lms": "LMS", "dpmpp_2s_ancestral": "DPM++ 2S a",
-    "dpmpp_sde": "DPM++ SDE", "dpmpp_sde_gpu": "DPM++ SDE", "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
-    "dpmpp_3m_sde": "DPM++ 3M SDE", "dpmpp_3m_sde_gpu": "DPM++ 3M SDE", "ddim": "DDIM",
-    "ddpm": "DDPM", "uni_pc": "UniPC", "uni_pc_bh2": "UniPC", "lcm": "LCM", "deis": "DEIS",
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "heun": "Heun",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "lms": "LMS",
+    "dpmpp_2s_ancestral": "DPM++ 2S a",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_gpu": "DPM++ SDE",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
+    "dpmpp_3m_sde": "DPM++ 3M SDE",
+    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE",
+    "ddim": "DDIM",
+    "ddpm": "DDPM",
+    "uni_pc": "UniPC",
+    "uni_pc_bh2": "UniPC",
+    "lcm": "LCM",
+    "deis": "DEIS",
 }
 #: ComfyUI ``scheduler`` → (Sfumato schedule, timestep spacing or None). Names not here
 #: (linear_quadratic, kl_optimal, …) read as the sampler's default, with a note.
 SCHEDULERS: dict[str, tuple[str, str | None]] = {
-    "normal": ("default", None), "simple": ("default", None), "ddim_uniform": ("default", None),
-    "karras": ("karras", None), "exponential": ("exponential", None), "beta": ("beta", None),
+    "normal": ("default", None),
+    "simple": ("default", None),
+    "ddim_uniform": ("default", None),
+    "karras": ("karras", None),
+    "exponential": ("exponential", None),
+    "beta": ("beta", None),
     "sgm_uniform": ("default", "trailing"),
 }
 SAMPLER_NODES = ("KSampler", "KSamplerAdvanced")
 _TEXT_KEYS = ("text", "text_g", "string", "value", "prompt")
-_CONDITIONING_KEYS = ("conditioning", "conditioning_1", "conditioning_to", "positive",
-                      "negative", "cond")
+_CONDITIONING_KEYS = (
+    "conditioning",
+    "conditioning_1",
+    "conditioning_to",
+    "positive",
+    "negative",
+    "cond",
+)
 _LATENT_SOURCES = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo")
 
 
@@ -86,12 +110,26 @@ class _Graph:
             if source is None:
                 return v
             if depth < 8:
-                return self.value(source, *names, "value", "seed", "int", "float", "string",
-                                  "text", depth=depth + 1)
+                return self.value(
+                    source,
+                    *names,
+                    "value",
+                    "seed",
+                    "int",
+                    "float",
+                    "string",
+                    "text",
+                    depth=depth + 1,
+                )
         return None
 
-    def upstream(self, node: dict[str, Any], keys: tuple[str, ...], want: tuple[str, ...],
-                 seen: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    def upstream(
+        self,
+        node: dict[str, Any],
+        keys: tuple[str, ...],
+        want: tuple[str, ...],
+        seen: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
         """The first node of a class in ``want`` reached through inputs named ``keys``."""
         for _ in range(32):
             if str(node.get("class_type", "")).startswith(want):
@@ -119,8 +157,13 @@ def _text(g: _Graph, node: dict[str, Any] | None) -> str | None:
 def _pick_sampler(g: _Graph) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     samplers = [n for n in g.nodes.values() if n.get("class_type") in SAMPLER_NODES]
     if not samplers:
-        others = sorted({str(n.get("class_type")) for n in g.nodes.values()
-                         if "Sampler" in str(n.get("class_type", ""))})
+        others = sorted(
+            {
+                str(n.get("class_type"))
+                for n in g.nodes.values()
+                if "Sampler" in str(n.get("class_type", ""))
+            }
+        )
         hint = f" (it samples with {', '.join(others)})" if others else ""
         raise ComfyGraphError(f"its ComfyUI graph has no KSampler node{hint}")
 
@@ -142,8 +185,11 @@ def parse_graph(graph: object) -> ComfyRecipe:
     notes: list[str] = []
     not_restored: list[str] = []
     advanced = ks.get("class_type") == "KSamplerAdvanced"
-    for name, key in (("seed", "noise_seed" if advanced else "seed"), ("steps", "steps"),
-                      ("cfg_scale", "cfg")):
+    for name, key in (
+        ("seed", "noise_seed" if advanced else "seed"),
+        ("steps", "steps"),
+        ("cfg_scale", "cfg"),
+    ):
         value = g.value(ks, key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             data[name] = int(value) if name != "cfg_scale" else float(value)
@@ -159,8 +205,10 @@ def parse_graph(graph: object) -> ComfyRecipe:
             if spacing:
                 data["timestep_spacing"] = spacing
         else:
-            notes.append(f"ComfyUI's {scheduler!r} scheduler is not one Sfumato has; the "
-                         "sampler's default schedule is used.")
+            notes.append(
+                f"ComfyUI's {scheduler!r} scheduler is not one Sfumato has; the "
+                "sampler's default schedule is used."
+            )
     denoise = g.value(ks, "denoise")
     if isinstance(denoise, int | float) and denoise < 1:
         not_restored.append(f"denoise {denoise:g} (img2img)")
@@ -183,8 +231,12 @@ def parse_graph(graph: object) -> ComfyRecipe:
     model_start = g.node(_link(g.inputs(ks).get("model")))
     if model_start is not None:
         path: list[dict[str, Any]] = []
-        loader = g.upstream(model_start, ("model", "unet"),
-                            ("CheckpointLoader", "UNETLoader", "UnetLoader"), seen=path)
+        loader = g.upstream(
+            model_start,
+            ("model", "unet"),
+            ("CheckpointLoader", "UNETLoader", "UnetLoader"),
+            seen=path,
+        )
         ckpt = g.value(loader, "ckpt_name", "unet_name") if loader is not None else None
         if isinstance(ckpt, str):
             data["model"] = PurePath(ckpt.replace("\\", "/")).stem
@@ -194,8 +246,10 @@ def parse_graph(graph: object) -> ComfyRecipe:
                 lora = g.value(node, "lora_name")
                 not_restored.append(f"LoRA {PurePath(str(lora)).stem}" if lora else kind)
     if later:
-        not_restored.append(f"{len(later)} more sampling pass{'es' if len(later) > 1 else ''} "
-                            "(hires fix or refiner)")
+        not_restored.append(
+            f"{len(later)} more sampling pass{'es' if len(later) > 1 else ''} "
+            "(hires fix or refiner)"
+        )
     if not data:
         raise ComfyGraphError("its ComfyUI graph names no prompt, size or sampler Sfumato reads")
     params, adjusted = validate_leniently(data)

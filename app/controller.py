@@ -42,8 +42,13 @@ from .state.video import VideoState
 class AppController(QObject):
     """Owns the state objects, the engine session and the feature controllers."""
 
-    def __init__(self, paths: AppPaths, settings: Settings, options: LaunchOptions | None = None,
-                 parent: QObject | None = None):
+    def __init__(
+        self,
+        paths: AppPaths,
+        settings: Settings,
+        options: LaunchOptions | None = None,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self.paths, self.settings = paths, settings
         self.options = options or LaunchOptions()
@@ -71,16 +76,17 @@ class AppController(QObject):
         # ---- one controller per capability (app/controllers/), each claiming its job kinds
         s = self.session
         self.results = ResultsController(s, self.library, self.canvas, self.history, self)
-        self.generate_jobs = GenerateController(s, self.library, self.results, self.generation,
-                                                self.canvas, self.jobs, self)
-        self.compare_jobs = CompareController(s, self.library, self.generation, self.canvas,
-                                              self.jobs, self)
+        self.generate_jobs = GenerateController(
+            s, self.library, self.results, self.generation, self.canvas, self.jobs, self
+        )
+        self.compare_jobs = CompareController(
+            s, self.library, self.generation, self.canvas, self.jobs, self
+        )
         self.fit_jobs = FitsController(s, self.generation, self.fits, self.jobs, self)
         self.queue = QueueController(s, self.jobs, self)
         self.video_jobs = VideoController(self.video, s, self.library, self)
         self.robustness_jobs = RobustnessController(self.robustness, self.generation, s, self)
-        self.prompt_tools_jobs = PromptToolsController(self.prompt_tools, self.generation, s,
-                                                       self)
+        self.prompt_tools_jobs = PromptToolsController(self.prompt_tools, self.generation, s, self)
         self._restore_last_params()
 
     # ----------------------------------------------------------------- the session's face

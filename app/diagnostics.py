@@ -1,4 +1,4 @@
-""""Copy diagnostic info": what a bug report needs, and never the engine's token."""
+""" "Copy diagnostic info": what a bug report needs, and never the engine's token."""
 
 from __future__ import annotations
 
@@ -48,14 +48,18 @@ def diagnostic_text(controller: AppController) -> str:
         f"  connection: {c.engine.connection.value}",
     ]
     if not c.is_remote:
-        python = c.options.engine_python or c.settings.engine_python or (
-            "" if is_frozen() else sys.executable)
+        python = (
+            c.options.engine_python
+            or c.settings.engine_python
+            or ("" if is_frozen() else sys.executable)
+        )
         lines.append(f"  python: {python or 'not chosen'}")
     h = c.engine.health
     if h is not None:
         lines += [
             f"  version: {h.version} (API {h.api})",
-            f"  device: {h.device}" + (f" · {h.gpu}" if h.gpu else "")
+            f"  device: {h.device}"
+            + (f" · {h.gpu}" if h.gpu else "")
             + (f" · {h.dtype}" if h.dtype else ""),
             f"  torch {h.torch or '?'} · diffusers {h.diffusers or '?'}"
             + (f" · Python {h.python}" if h.python else ""),
@@ -82,10 +86,14 @@ def about_html(controller: AppController) -> str:
         engine = "<i>not connected</i>"
     else:
         gpu = h.gpu or ("no GPU (CPU)" if h.device == "cpu" else h.device)
-        engine = (f"engine {h.version} · torch {h.torch or '?'} · diffusers "
-                  f"{h.diffusers or '?'}<br>device: {h.device} · {gpu}")
-    return (f"<h3>Sfumato {__version__}</h3>"
-            "<p>A desktop studio for diffusion models.</p>"
-            f"<p>{engine}</p>"
-            f"<p>Python {platform.python_version()} · Qt {qt} · PySide6 {pyside}</p>"
-            "<p>Apache-2.0</p>")
+        engine = (
+            f"engine {h.version} · torch {h.torch or '?'} · diffusers "
+            f"{h.diffusers or '?'}<br>device: {h.device} · {gpu}"
+        )
+    return (
+        f"<h3>Sfumato {__version__}</h3>"
+        "<p>A desktop studio for diffusion models.</p>"
+        f"<p>{engine}</p>"
+        f"<p>Python {platform.python_version()} · Qt {qt} · PySide6 {pyside}</p>"
+        "<p>Apache-2.0</p>"
+    )

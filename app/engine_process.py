@@ -220,7 +220,9 @@ class LocalEngine(QObject):
 
     def _read(self, proc: QProcess, channel: str) -> None:
         raw = bytes(
-            (proc.readAllStandardOutput() if channel == "out" else proc.readAllStandardError()).data()
+            (
+                proc.readAllStandardOutput() if channel == "out" else proc.readAllStandardError()
+            ).data()
         )
         data = self._buffers[channel] + raw
         *lines, rest = data.split(b"\n")
@@ -260,8 +262,9 @@ class LocalEngine(QObject):
         self._proc = None
         if self._ready_future is not None and not self._ready_future.done():
             self._ready_future.set_exception(
-                EngineStartError(f"The engine exited (code {code}) before it was ready.\n"
-                                 + self.last_output())
+                EngineStartError(
+                    f"The engine exited (code {code}) before it was ready.\n" + self.last_output()
+                )
             )
             # A start that fails is not restarted in a loop; start() reports it.
             return

@@ -108,15 +108,18 @@ class HistoryIndex:
         """Newest job first, a job's images in the order it made them (their file names carry
         the batch index: job-000, job-001…), so a batch reads 1, 2, 3, 4 as it was generated;
         ``search`` filters by a case-insensitive substring of the prompt."""
-        sql = ("SELECT id, path, created, prompt, seed, params, width, height, job_id,"
-               " MAX(created) OVER (PARTITION BY COALESCE(NULLIF(job_id, ''), path)) AS newest"
-               " FROM images")
+        sql = (
+            "SELECT id, path, created, prompt, seed, params, width, height, job_id,"
+            " MAX(created) OVER (PARTITION BY COALESCE(NULLIF(job_id, ''), path)) AS newest"
+            " FROM images"
+        )
         args: list[object] = []
         if search:
             sql += " WHERE prompt LIKE ?"
             args.append(f"%{search}%")
-        sql += (" ORDER BY newest DESC, COALESCE(NULLIF(job_id, ''), path), path, id"
-                " LIMIT ? OFFSET ?")
+        sql += (
+            " ORDER BY newest DESC, COALESCE(NULLIF(job_id, ''), path), path, id LIMIT ? OFFSET ?"
+        )
         args += [limit, offset]
         return [_entry(r) for r in self._db.execute(sql, args)]
 
@@ -193,8 +196,9 @@ def poster_path(video: Path) -> Path:
 
 def _entry(row: tuple) -> HistoryEntry:
     row = row[:9]  # entries() adds its sort key
-    return HistoryEntry(row[0], Path(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8])
-
+    return HistoryEntry(
+        row[0], Path(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8]
+    )
 
 
 @dataclass(frozen=True)
@@ -218,8 +222,9 @@ ShowResult = Callable[[LocalResult], None]
 class Library:
     """Result files and the History: owned by :class:`app.controller.AppController`."""
 
-    def __init__(self, session: EngineSession, index: HistoryIndex, history: HistoryState,
-                 jobs: JobsState):
+    def __init__(
+        self, session: EngineSession, index: HistoryIndex, history: HistoryState, jobs: JobsState
+    ):
         self.session, self.index, self.history, self.jobs = session, index, history, jobs
         #: (job id, file name) of the results stored lately, oldest first: a result announced
         #: twice (its event, then its finished job) is stored once. Only recent jobs can be
@@ -234,8 +239,9 @@ class Library:
         """This result was stored (or is being stored) in this session."""
         return (job_id, name) in self._stored
 
-    async def store_result(self, job_id: str, image: ResultImage,
-                           show: ShowResult | None = None) -> None:
+    async def store_result(
+        self, job_id: str, image: ResultImage, show: ShowResult | None = None
+    ) -> None:
         """Make the result local (engine wrote it here, or download it), index it, show it."""
         key = (job_id, image.name)
         if key in self._stored or image.role == "video":
@@ -269,8 +275,9 @@ class Library:
                 params = await loop.run_in_executor(None, recipe_from_file, path)
             except RecipeError:
                 params = GenerateParams(width=image.width, height=image.height)
-        entry = self.index.add(path, params, seed=image.seed, width=image.width,
-                                       height=image.height, job_id=job_id)
+        entry = self.index.add(
+            path, params, seed=image.seed, width=image.width, height=image.height, job_id=job_id
+        )
         self.history.add(entry)
 
     def store_missing(self, job: Job, show: ShowResult | None = None) -> None:
@@ -280,8 +287,16 @@ class Library:
             if not self.stored(job.id, image.name):
                 self.session.spawn(self.store_result(job.id, image, show))
 
-    async def store_video(self, job_id: str, path: Path, poster: bytes, params: GenerateParams,
-                          seed: int | None, width: int, height: int) -> None:
+    async def store_video(
+        self,
+        job_id: str,
+        path: Path,
+        poster: bytes,
+        params: GenerateParams,
+        seed: int | None,
+        width: int,
+        height: int,
+    ) -> None:
         """An edited video enters the History (found by its target prompt, shown by its first
         frame, saved beside it as ``<name>.poster.png``)."""
         loop = asyncio.get_running_loop()
@@ -289,8 +304,7 @@ class Library:
             await loop.run_in_executor(None, poster_path(path).write_bytes, poster)
         except OSError as exc:
             log.warning("video poster %s: %s", poster_path(path), exc)
-        entry = self.index.add(path, params, seed=seed, width=width, height=height,
-                                       job_id=job_id)
+        entry = self.index.add(path, params, seed=seed, width=width, height=height, job_id=job_id)
         self.history.add(entry)
 
     async def on_sync(self, _client: object, jobs: list[Job]) -> None:
@@ -299,8 +313,7 @@ class Library:
         if not self.session.engine.remote:
             for job in jobs:
                 for image in job.results:
-                    if not self.stored(job.id, image.name) and \
-                            image.path not in self.index:
+                    if not self.stored(job.id, image.name) and image.path not in self.index:
                         self.session.spawn(self.store_result(job.id, image))
         self.session.spawn(self.restore_thumbnails())
 
@@ -311,19 +324,18 @@ class Library:
         for item in self.jobs.ordered():
             if item.thumbnail_final or item.state is not JobState.done:
                 continue
-            entries = [e for e in self.index.by_job(item.id)
-                       if thumbnail_source(e.path).is_file()]
+            entries = [e for e in self.index.by_job(item.id) if thumbnail_source(e.path).is_file()]
             if not entries:
                 continue
             try:
                 data = await loop.run_in_executor(
-                    None, thumbnail_source(entries[0].path).read_bytes)
+                    None, thumbnail_source(entries[0].path).read_bytes
+                )
             except OSError:
                 continue
             self.jobs.set_thumbnail(item.id, await loop.run_in_executor(None, small_png, data))
 
-    async def _fetch_map(self, job_id: str, image: ResultImage,
-                         png: Path) -> UncertaintyMap | None:
+    async def _fetch_map(self, job_id: str, image: ResultImage, png: Path) -> UncertaintyMap | None:
         """The image's uncertainty map, made local beside its PNG (downloaded from a remote
         engine), read into memory; None with a notice if it cannot be had."""
         info = image.uncertainty
@@ -342,19 +354,27 @@ class Library:
                 await loop.run_in_executor(None, target.write_bytes, data)
             return await loop.run_in_executor(None, load_map, target, info.score)
         except (EngineError, OSError, ValueError) as exc:
-            self.session.notice.emit(WARNING, f"The uncertainty map of {png.name} could not be "
-                                              f"read: {exc}")
+            self.session.notice.emit(
+                WARNING, f"The uncertainty map of {png.name} could not be read: {exc}"
+            )
             return None
 
-    async def load(self, path: Path, *, seed: int | None, width: int, height: int,
-                   params: GenerateParams | None) -> CanvasImage:
+    async def load(
+        self,
+        path: Path,
+        *,
+        seed: int | None,
+        width: int,
+        height: int,
+        params: GenerateParams | None,
+    ) -> CanvasImage:
         """A saved image read off the UI thread, ready for the canvas."""
         data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
-        return CanvasImage(data=data, path=path, seed=seed, width=width, height=height,
-                           params=params)
+        return CanvasImage(
+            data=data, path=path, seed=seed, width=width, height=height, params=params
+        )
 
-    async def maps_of(self, images: list[CanvasImage]) -> list[tuple[CanvasImage,
-                                                                     UncertaintyMap]]:
+    async def maps_of(self, images: list[CanvasImage]) -> list[tuple[CanvasImage, UncertaintyMap]]:
         """Saved images shown again: their maps, where one was saved beside them."""
         loop = asyncio.get_running_loop()
         found = []

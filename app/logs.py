@@ -36,7 +36,8 @@ def rotating_handler(path: Path, fmt: str = FORMAT) -> logging.Handler | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = _AppLogHandler(
-            path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8", delay=True)
+            path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8", delay=True
+        )
     except OSError:
         return None
     handler.setFormatter(logging.Formatter(fmt))
@@ -90,8 +91,9 @@ def install_crash_hooks(log_file: Path) -> None:
     _enable_faulthandler(log_file)
     previous = sys.excepthook
 
-    def excepthook(kind: type[BaseException], value: BaseException,
-                   tb: TracebackType | None) -> None:
+    def excepthook(
+        kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
         if issubclass(kind, KeyboardInterrupt):
             previous(kind, value, tb)
             return
@@ -101,8 +103,11 @@ def install_crash_hooks(log_file: Path) -> None:
         if args.exc_type is SystemExit:
             return
         name = args.thread.name if args.thread is not None else "?"
-        crash_log.critical("uncaught exception in thread %s", name,
-                           exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        crash_log.critical(
+            "uncaught exception in thread %s",
+            name,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
 
     sys.excepthook = excepthook
     threading.excepthook = thread_hook
@@ -111,8 +116,13 @@ def install_crash_hooks(log_file: Path) -> None:
 
 #: Qt message type → logging level (QtMsgType's values: debug 0, warning 1, critical 2,
 #: fatal 3, info 4).
-_QT_LEVELS = {0: logging.DEBUG, 1: logging.WARNING, 2: logging.ERROR, 3: logging.CRITICAL,
-              4: logging.INFO}
+_QT_LEVELS = {
+    0: logging.DEBUG,
+    1: logging.WARNING,
+    2: logging.ERROR,
+    3: logging.CRITICAL,
+    4: logging.INFO,
+}
 
 
 def _install_qt_messages() -> None:

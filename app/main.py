@@ -28,35 +28,68 @@ SMOKE_OK = "SFUMATO_SMOKE_OK"
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options; each also has an environment variable, for tests and scripts."""
     p = argparse.ArgumentParser(prog="sfumato", description="Sfumato — a diffusion studio.")
-    p.add_argument("--data-dir", default=os.environ.get("SFUMATO_DATA_DIR"),
-                   help="folder for history, outputs, settings and the local engine's data "
-                        "[SFUMATO_DATA_DIR]")
-    p.add_argument("--engine-url", default=os.environ.get("SFUMATO_ENGINE_URL"),
-                   help="use the engine at this URL instead of starting one [SFUMATO_ENGINE_URL]")
-    p.add_argument("--engine-token", default=os.environ.get("SFUMATO_ENGINE_TOKEN"),
-                   help="token for --engine-url [SFUMATO_ENGINE_TOKEN]")
-    p.add_argument("--model", default=os.environ.get("SFUMATO_MODEL"),
-                   help="model id or path the local engine loads at start [SFUMATO_MODEL]")
-    p.add_argument("--models-dir", action="append", type=Path, default=None,
-                   help="extra folder the local engine scans for models (repeatable) "
-                        "[SFUMATO_MODELS_DIRS, os.pathsep-separated]")
-    p.add_argument("--engine-args", default=os.environ.get("SFUMATO_ENGINE_ARGS", ""),
-                   help="extra arguments for the local engine, shell-quoted [SFUMATO_ENGINE_ARGS]")
-    p.add_argument("--engine-python", default=os.environ.get("SFUMATO_ENGINE_PYTHON"),
-                   help="Python that runs the local engine (the packaged app needs one; "
-                        "default: Settings' choice, else this app's Python) "
-                        "[SFUMATO_ENGINE_PYTHON]")
-    p.add_argument("--no-engine", action="store_true",
-                   help="do not start or connect to an engine (UI only)")
-    p.add_argument("--smoke-test", type=float, nargs="?", const=180.0, default=None,
-                   metavar="SECONDS",
-                   help="open the window, wait until the engine answers, print "
-                        f"'{SMOKE_OK} <url> <device>' and exit 0 (1 after SECONDS, default 180); "
-                        "the first-run dialog is not shown")
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("SFUMATO_DATA_DIR"),
+        help="folder for history, outputs, settings and the local engine's data [SFUMATO_DATA_DIR]",
+    )
+    p.add_argument(
+        "--engine-url",
+        default=os.environ.get("SFUMATO_ENGINE_URL"),
+        help="use the engine at this URL instead of starting one [SFUMATO_ENGINE_URL]",
+    )
+    p.add_argument(
+        "--engine-token",
+        default=os.environ.get("SFUMATO_ENGINE_TOKEN"),
+        help="token for --engine-url [SFUMATO_ENGINE_TOKEN]",
+    )
+    p.add_argument(
+        "--model",
+        default=os.environ.get("SFUMATO_MODEL"),
+        help="model id or path the local engine loads at start [SFUMATO_MODEL]",
+    )
+    p.add_argument(
+        "--models-dir",
+        action="append",
+        type=Path,
+        default=None,
+        help="extra folder the local engine scans for models (repeatable) "
+        "[SFUMATO_MODELS_DIRS, os.pathsep-separated]",
+    )
+    p.add_argument(
+        "--engine-args",
+        default=os.environ.get("SFUMATO_ENGINE_ARGS", ""),
+        help="extra arguments for the local engine, shell-quoted [SFUMATO_ENGINE_ARGS]",
+    )
+    p.add_argument(
+        "--engine-python",
+        default=os.environ.get("SFUMATO_ENGINE_PYTHON"),
+        help="Python that runs the local engine (the packaged app needs one; "
+        "default: Settings' choice, else this app's Python) "
+        "[SFUMATO_ENGINE_PYTHON]",
+    )
+    p.add_argument(
+        "--no-engine", action="store_true", help="do not start or connect to an engine (UI only)"
+    )
+    p.add_argument(
+        "--smoke-test",
+        type=float,
+        nargs="?",
+        const=180.0,
+        default=None,
+        metavar="SECONDS",
+        help="open the window, wait until the engine answers, print "
+        f"'{SMOKE_OK} <url> <device>' and exit 0 (1 after SECONDS, default 180); "
+        "the first-run dialog is not shown",
+    )
     p.add_argument("--log-level", default=os.environ.get("SFUMATO_LOG", "WARNING"))
-    p.add_argument("files", nargs="*", type=Path,
-                   help="images to open (their settings are restored) or videos; what the "
-                        "desktop passes when a file is opened with Sfumato")
+    p.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        help="images to open (their settings are restored) or videos; what the "
+        "desktop passes when a file is opened with Sfumato",
+    )
     args, _qt_args = p.parse_known_args(argv)
     # Qt's own options (-style fusion) can land here too: keep only files that exist.
     args.files = [f for f in args.files if f.is_file()]
@@ -103,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     apply_theme(app, controller.settings.theme)
     follow_system(app, lambda: controller.settings.theme)
     window.show()
-    log.info("window shown after %.2f s (Sfumato %s; log %s)", time.perf_counter() - T0,
-             __version__, log_file)
+    log.info(
+        "window shown after %.2f s (Sfumato %s; log %s)",
+        time.perf_counter() - T0,
+        __version__,
+        log_file,
+    )
     session = _session(controller, window, ask=args.smoke_test is None)
     if args.smoke_test is None and not controller.settings.first_run_done:
         window.desktop.show_first_run()
@@ -152,8 +189,9 @@ def _session(controller: AppController, window: MainWindow, *, ask: bool):
         if choice == "yes" or (choice == "ask" and _ask_restore(window, previous)):
             lost = restore(controller, previous, window)
             if lost:
-                controller.notice.emit("warning", "Session restored, except " + ", ".join(lost)
-                                       + ".")
+                controller.notice.emit(
+                    "warning", "Session restored, except " + ", ".join(lost) + "."
+                )
             else:
                 controller.notice.emit("info", "Session restored.")
     store.begin()
@@ -183,8 +221,10 @@ async def _smoke_test(controller: AppController, window: MainWindow, timeout_s: 
     try:
         await wait_until_usable(controller, timeout_s)
         health = controller.engine.health
-        print(f"{SMOKE_OK} {controller.engine.url} "
-              f"{health.device if health is not None else '?'}", flush=True)
+        print(
+            f"{SMOKE_OK} {controller.engine.url} {health.device if health is not None else '?'}",
+            flush=True,
+        )
         code = 0
     except CheckError as exc:
         print(f"SFUMATO_SMOKE_FAILED {exc}", flush=True)

@@ -88,8 +88,9 @@ async def preload_embedded_model(controller: AppController, timeout_s: float = 3
         controller.session.load_model(EMBEDDED_MODEL)
 
 
-async def check_embedded_model(controller: AppController, timeout_s: float = 300.0,
-                               progress: Progress | None = None) -> CheckResult:
+async def check_embedded_model(
+    controller: AppController, timeout_s: float = 300.0, progress: Progress | None = None
+) -> CheckResult:
     """Generate one 64×64 image with the embedded model; its PNG bytes, or CheckError.
     ``progress`` hears what it is waiting for (engine, model loading, steps)."""
     say = progress or (lambda _text: None)
@@ -106,8 +107,15 @@ async def check_embedded_model(controller: AppController, timeout_s: float = 300
     except EngineError as exc:
         raise CheckError(f"The engine did not list its models: {exc}") from exc
     model = EMBEDDED_MODEL if EMBEDDED_MODEL in ids else None
-    params = GenerateParams(model=model, prompt=CHECK_PROMPT, seed=CHECK_SEED, width=64,
-                            height=64, steps=20, cfg_scale=5.0)
+    params = GenerateParams(
+        model=model,
+        prompt=CHECK_PROMPT,
+        seed=CHECK_SEED,
+        width=64,
+        height=64,
+        steps=20,
+        cfg_scale=5.0,
+    )
     t0 = time.monotonic()
     t_first_step: float | None = None
     try:
@@ -131,7 +139,12 @@ async def check_embedded_model(controller: AppController, timeout_s: float = 300
     health = controller.engine.health
     t_end = time.monotonic()
     first = t_first_step if t_first_step is not None else t0
-    return CheckResult(png=png, seconds=t_end - t0, model=model or "default model",
-                       device=health.device if health is not None else "?",
-                       engine_seconds=engine_s, load_seconds=first - t0,
-                       generate_seconds=t_end - first)
+    return CheckResult(
+        png=png,
+        seconds=t_end - t0,
+        model=model or "default model",
+        device=health.device if health is not None else "?",
+        engine_seconds=engine_s,
+        load_seconds=first - t0,
+        generate_seconds=t_end - first,
+    )

@@ -48,10 +48,10 @@ def broken_binding_message(lost: int, calls: int = PROBE_CALLS) -> str:
     return (
         f"Sfumato cannot run with PySide6 {PySide6.__version__} on Python {py}: this PySide6 "
         f"loses a reference to Python's None on every Qt call ({lost} of {calls} in a test), "
-        "and after a few minutes Python aborts (\"Fatal Python error: none_dealloc\") and "
+        'and after a few minutes Python aborts ("Fatal Python error: none_dealloc") and '
         "everything unsaved is lost.\n\n"
         "Fix it with one of:\n"
-        f"  pip install \"PySide6-Essentials<{BROKEN_SINCE.rsplit('.', 1)[0]}\"   "
+        f'  pip install "PySide6-Essentials<{BROKEN_SINCE.rsplit(".", 1)[0]}"   '
         "(PySide6 6.11 works on Python 3.11)\n"
         "  or use Python 3.12 or newer, where this PySide6 is safe.\n\n"
         "pip install -e . picks a safe version by itself (see pyproject.toml)."

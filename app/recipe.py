@@ -69,8 +69,7 @@ def decode_user_comment(raw: bytes | str) -> str:
             return body.decode("utf-16")
         even_zeros = body[0::2].count(0)
         odd_zeros = body[1::2].count(0)
-        return body.decode("utf-16-le" if odd_zeros > even_zeros else "utf-16-be",
-                           errors="replace")
+        return body.decode("utf-16-le" if odd_zeros > even_zeros else "utf-16-be", errors="replace")
     if prefix.startswith(b"ASCII"):
         return body.decode("ascii", errors="replace")
     return (body if prefix == b"\0" * 8 else raw).decode("utf-8", errors="replace")
@@ -94,8 +93,9 @@ def read_png_text(path: Path) -> dict[str, str]:
                     text[PNG_PARAMETERS_KEY] = decode_user_comment(comment).rstrip("\0")
                 elif isinstance(img.info.get("comment"), bytes | str):
                     raw = img.info["comment"]
-                    text[PNG_PARAMETERS_KEY] = (raw.decode("utf-8", errors="replace")
-                                                if isinstance(raw, bytes) else raw)
+                    text[PNG_PARAMETERS_KEY] = (
+                        raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+                    )
             return text
     except UnidentifiedImageError as exc:
         raise RecipeError(f"{path.name} is not an image Sfumato can read.") from exc
@@ -116,26 +116,32 @@ def recipe_from_text(text: dict[str, str], name: str = "The image") -> Recipe:
             problems.append(f"its Sfumato recipe is damaged ({_first_line(exc)})")
     if text.get(PNG_PARAMETERS_KEY, "").strip():
         got = a1111.parse(text[PNG_PARAMETERS_KEY])
-        if got.fields - {"prompt", "negative_prompt"} or got.params.prompt.strip() or \
-                got.params.negative_prompt.strip():
-            return Recipe(got.params, "A1111", got.fields, problems + got.notes,
-                          got.not_restored)
+        if (
+            got.fields - {"prompt", "negative_prompt"}
+            or got.params.prompt.strip()
+            or got.params.negative_prompt.strip()
+        ):
+            return Recipe(got.params, "A1111", got.fields, problems + got.notes, got.not_restored)
     if COMFYUI_PROMPT_KEY in text:
         from .comfyui_recipe import ComfyGraphError, parse_graph
 
         try:
             got = parse_graph(json.loads(text[COMFYUI_PROMPT_KEY]))
-            return Recipe(got.params, "ComfyUI", got.fields, problems + got.notes,
-                          got.not_restored)
+            return Recipe(got.params, "ComfyUI", got.fields, problems + got.notes, got.not_restored)
         except (ValueError, ComfyGraphError) as exc:
-            problems.append(str(exc) if isinstance(exc, ComfyGraphError)
-                            else "its ComfyUI graph is not valid JSON")
+            problems.append(
+                str(exc)
+                if isinstance(exc, ComfyGraphError)
+                else "its ComfyUI graph is not valid JSON"
+            )
     if problems:
-        raise RecipeError(f"{name} has generation settings Sfumato cannot use: "
-                          f"{'; '.join(problems)}.")
+        raise RecipeError(
+            f"{name} has generation settings Sfumato cannot use: {'; '.join(problems)}."
+        )
     raise RecipeError(
         f"{name} has no generation settings in it (no A1111 'parameters', ComfyUI graph or "
-        "Sfumato recipe). Was it saved by another program?")
+        "Sfumato recipe). Was it saved by another program?"
+    )
 
 
 def _first_line(exc: Exception) -> str:
@@ -166,13 +172,20 @@ def describe(recipe: Recipe, name: str, known_sampler=None) -> tuple[bool, str]:
     """(worth a warning, the sentence the window shows) after restoring ``recipe``.
 
     ``known_sampler(name) -> bool`` says whether the engine has a sampler (None: unknown)."""
-    parts = [f"Settings restored from {name}" + (f" ({recipe.source})."
-                                                  if recipe.source != "Sfumato" else ".")]
+    parts = [
+        f"Settings restored from {name}"
+        + (f" ({recipe.source})." if recipe.source != "Sfumato" else ".")
+    ]
     warn = False
-    if "sampler" in recipe.fields and known_sampler is not None and \
-            not known_sampler(recipe.params.sampler):
-        parts.append(f"Sampler {recipe.params.sampler!r} is not one Sfumato has: choose "
-                     "another before generating.")
+    if (
+        "sampler" in recipe.fields
+        and known_sampler is not None
+        and not known_sampler(recipe.params.sampler)
+    ):
+        parts.append(
+            f"Sampler {recipe.params.sampler!r} is not one Sfumato has: choose "
+            "another before generating."
+        )
         warn = True
     if recipe.notes:
         parts += recipe.notes
@@ -180,8 +193,12 @@ def describe(recipe: Recipe, name: str, known_sampler=None) -> tuple[bool, str]:
     if recipe.not_restored:
         shown = recipe.not_restored[:8]
         more = len(recipe.not_restored) - len(shown)
-        parts.append("Not restored (Sfumato has no such setting): " + ", ".join(shown)
-                     + (f" and {more} more" if more > 0 else "") + ".")
+        parts.append(
+            "Not restored (Sfumato has no such setting): "
+            + ", ".join(shown)
+            + (f" and {more} more" if more > 0 else "")
+            + "."
+        )
         warn = True
     return warn, " ".join(parts)
 
@@ -209,9 +226,13 @@ def grid_from_file(path: Path | str) -> SavedGrid | None:
         return None
     try:
         params = SamplerGridParams.model_validate(data["grid"])
-        cells = [(GridCell.model_validate({k: v for k, v in c.items() if k != "name"}),
-                  path.parent / str(c.get("name", "")))
-                 for c in data.get("cells", [])]
+        cells = [
+            (
+                GridCell.model_validate({k: v for k, v in c.items() if k != "name"}),
+                path.parent / str(c.get("name", "")),
+            )
+            for c in data.get("cells", [])
+        ]
     except (ValidationError, KeyError, TypeError):
         return None
     return SavedGrid(params, [(cell, p) for cell, p in cells if p.name and p.is_file()])

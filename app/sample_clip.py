@@ -42,6 +42,10 @@ def sample_clip() -> SampleClip | None:
         return None
     if not path.is_file():
         return None
-    return SampleClip(path, str(meta.get("source_prompt", "")),
-                      str(meta.get("target_prompt", "")), str(meta.get("edit_phrase", "")),
-                      str(meta.get("edit_type", "background")))
+    return SampleClip(
+        path,
+        str(meta.get("source_prompt", "")),
+        str(meta.get("target_prompt", "")),
+        str(meta.get("edit_phrase", "")),
+        str(meta.get("edit_type", "background")),
+    )

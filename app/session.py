@@ -62,8 +62,15 @@ class EngineSession(QObject):
     #: Every finished job, whatever its kind (e.g. the Robustness panel times generate jobs).
     job_finished = Signal(object)
 
-    def __init__(self, paths: AppPaths, settings: Settings, options: LaunchOptions,
-                 engine: EngineInfo, jobs: JobsState, parent: QObject | None = None):
+    def __init__(
+        self,
+        paths: AppPaths,
+        settings: Settings,
+        options: LaunchOptions,
+        engine: EngineInfo,
+        jobs: JobsState,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self.paths, self.settings, self.options = paths, settings, options
         self.engine, self.jobs = engine, jobs
@@ -76,7 +83,8 @@ class EngineSession(QObject):
         self._sync_hooks: list[SyncHook] = []
         settings.fast_path_changed.connect(self._fast_path_setting)
         settings.offload_changed.connect(
-            lambda mode: setattr(self.client, "offload", mode) if self.client else None)
+            lambda mode: setattr(self.client, "offload", mode) if self.client else None
+        )
 
     # ================================================================= routing
     def claim(self, kinds: Iterable[str] | None, handler: EventHandler) -> None:
@@ -120,8 +128,11 @@ class EngineSession(QObject):
     # ================================================================= lifecycle
     @property
     def output_dir(self) -> Path:
-        return Path(self.settings.output_dir).expanduser() if self.settings.output_dir \
+        return (
+            Path(self.settings.output_dir).expanduser()
+            if self.settings.output_dir
             else self.paths.outputs
+        )
 
     @property
     def is_remote(self) -> bool:
@@ -134,8 +145,7 @@ class EngineSession(QObject):
 
     async def start_engine(self) -> None:
         if self.options.engine_url:
-            await self.attach(self.options.engine_url, self.options.engine_token or "",
-                               remote=True)
+            await self.attach(self.options.engine_url, self.options.engine_token or "", remote=True)
         elif self.settings.engine_mode == REMOTE:
             await self.attach(self.settings.remote_url, self.settings.remote_token, remote=True)
         elif self.options.spawn_engine:
@@ -150,7 +160,8 @@ class EngineSession(QObject):
             if self.paths.models.is_dir() and self.paths.models not in dirs:
                 dirs.append(self.paths.models)
             command = opts.engine_command or engine_command(
-                opts.engine_python or self.settings.engine_python)
+                opts.engine_python or self.settings.engine_python
+            )
             if command is None:  # the packaged app and no engine Python chosen yet
                 self.engine.connection = Connection.disconnected
                 self.engine.detail = NO_ENGINE_MESSAGE
@@ -191,8 +202,10 @@ class EngineSession(QObject):
         self.engine.connection = Connection.restarting
         last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
         self.engine.detail = f"Engine exited (code {code}); restarting. {last}".strip()
-        self.notice.emit(WARNING, f"The engine crashed (exit code {code}); restarting it. "
-                                  "Queued jobs will resume.")
+        self.notice.emit(
+            WARNING,
+            f"The engine crashed (exit code {code}); restarting it. Queued jobs will resume.",
+        )
 
     def _on_engine_ready(self, url: str) -> None:
         assert self.local is not None
@@ -278,8 +291,9 @@ class EngineSession(QObject):
         except AuthError:
             self.engine.connection = Connection.disconnected
             self.engine.detail = "The engine refused the token."
-            self.notice.emit(ERROR, f"The engine at {client.url} refused the token. "
-                                    "Check the token in Settings.")
+            self.notice.emit(
+                ERROR, f"The engine at {client.url} refused the token. Check the token in Settings."
+            )
 
     async def _pump(self, client: EngineClient) -> None:
         async for item in client.events():

@@ -43,10 +43,33 @@ SAVE_DELAY_MS = 500
 
 #: The Video panel's settings a session keeps (the clip itself by its path on this machine).
 VIDEO_FIELDS = (
-    "start", "end", "stride", "source_prompt", "target_prompt", "edit_phrase", "negative_prompt",
-    "edit_type", "method", "control_type", "low_threshold", "high_threshold", "control_scale",
-    "controlnet", "annotator", "width", "height", "fit", "steps", "cfg_scale", "seed", "window",
-    "smoothing", "interpolator", "rife_weights", "tuning_steps", "learning_rate",
+    "start",
+    "end",
+    "stride",
+    "source_prompt",
+    "target_prompt",
+    "edit_phrase",
+    "negative_prompt",
+    "edit_type",
+    "method",
+    "control_type",
+    "low_threshold",
+    "high_threshold",
+    "control_scale",
+    "controlnet",
+    "annotator",
+    "width",
+    "height",
+    "fit",
+    "steps",
+    "cfg_scale",
+    "seed",
+    "window",
+    "smoothing",
+    "interpolator",
+    "rife_weights",
+    "tuning_steps",
+    "learning_rate",
 )
 #: Set after the clip is back: opening a clip resets its range, and sizes it for the model.
 VIDEO_AFTER_UPLOAD = ("start", "end", "stride", "width", "height")
@@ -69,13 +92,15 @@ def snapshot(c: AppController, window_state: bytes | None = None) -> dict[str, A
         "version": VERSION,
         "generation": generation,
         "options": _jsonable(g.options),
-        "uncertainty_view": {n: getattr(c.uncertainty_view, n)
-                             for n in c.uncertainty_view.properties()},
+        "uncertainty_view": {
+            n: getattr(c.uncertainty_view, n) for n in c.uncertainty_view.properties()
+        },
         "video": {"source_path": v.source_path, **{n: getattr(v, n) for n in VIDEO_FIELDS}},
         "canvas": {
             "paths": canvas_paths,
             "current": canvas_paths.index(str(current.path))
-            if current is not None and str(current.path) in canvas_paths else 0,
+            if current is not None and str(current.path) in canvas_paths
+            else 0,
         },
         "window_state": base64.b64encode(window_state).decode("ascii") if window_state else "",
     }
@@ -124,11 +149,16 @@ def _restore_canvas(c: AppController, canvas: dict[str, Any], lost: list[str]) -
             params = entry.params if entry is not None else recipe_from_file(path)
         except RecipeError:
             params = None
-        images.append(CanvasImage(
-            data=path.read_bytes(), path=path, params=params,
-            seed=entry.seed if entry is not None else (params.seed if params else None),
-            width=entry.width if entry is not None else 0,
-            height=entry.height if entry is not None else 0))
+        images.append(
+            CanvasImage(
+                data=path.read_bytes(),
+                path=path,
+                params=params,
+                seed=entry.seed if entry is not None else (params.seed if params else None),
+                width=entry.width if entry is not None else 0,
+                height=entry.height if entry is not None else 0,
+            )
+        )
     if images:
         c.canvas.show_images(images, int(canvas.get("current") or 0))
 
@@ -179,8 +209,9 @@ def _jsonable(value: Any) -> Any:
 class SessionStore(QObject):
     """Watches the state objects and keeps ``session.json`` current (see the module's doc)."""
 
-    def __init__(self, path: Path, controller: AppController, window=None,
-                 delay_ms: int = SAVE_DELAY_MS):
+    def __init__(
+        self, path: Path, controller: AppController, window=None, delay_ms: int = SAVE_DELAY_MS
+    ):
         super().__init__(controller)
         self.path = Path(path)
         self.controller = controller

@@ -66,9 +66,16 @@ def main() -> None:
             for f in frames[1:]:
                 run(f)
             per_frame = (time.perf_counter() - t0) / args.frames
-            rows.append({"kind": kind, "size": size, "load_s": round(load_s, 3),
-                         "s_per_frame": round(per_frame, 4), "device": args.device,
-                         "threads": torch.get_num_threads()})
+            rows.append(
+                {
+                    "kind": kind,
+                    "size": size,
+                    "load_s": round(load_s, 3),
+                    "s_per_frame": round(per_frame, 4),
+                    "device": args.device,
+                    "threads": torch.get_num_threads(),
+                }
+            )
             print(f"{kind:5s} {size:4d}px  load {load_s:6.2f} s  {per_frame:7.3f} s/frame")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))

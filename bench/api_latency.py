@@ -47,9 +47,20 @@ async def burst(engine, n_jobs: int) -> dict:
     async def submit_all() -> list[str]:
         conn = aiohttp.TCPConnector(limit=n_jobs)
         async with aiohttp.ClientSession(headers=headers, connector=conn) as s:
+
             async def one(i: int) -> str:
-                body = {"job": {"kind": "generate", "params": {
-                    "prompt": f"burst {i}", "width": 64, "height": 64, "steps": 1, "seed": i}}}
+                body = {
+                    "job": {
+                        "kind": "generate",
+                        "params": {
+                            "prompt": f"burst {i}",
+                            "width": 64,
+                            "height": 64,
+                            "steps": 1,
+                            "seed": i,
+                        },
+                    }
+                }
                 async with s.post(f"{url}/jobs", json=body) as r:
                     assert r.status == 201, await r.text()
                     return (await r.json())["id"]
@@ -73,10 +84,15 @@ async def burst(engine, n_jobs: int) -> dict:
     def pct(q: float) -> float:
         return during[min(len(during) - 1, round(q * (len(during) - 1)))] * 1000
 
-    return {"jobs": n_jobs, "burst_s": round(burst_s, 3), "health_samples": len(during),
-            "health_p50_ms": round(pct(0.5), 1), "health_p99_ms": round(pct(0.99), 1),
-            "health_max_ms": round(during[-1] * 1000, 1),
-            "health_mean_ms": round(statistics.fmean(during) * 1000, 1)}
+    return {
+        "jobs": n_jobs,
+        "burst_s": round(burst_s, 3),
+        "health_samples": len(during),
+        "health_p50_ms": round(pct(0.5), 1),
+        "health_p99_ms": round(pct(0.99), 1),
+        "health_max_ms": round(during[-1] * 1000, 1),
+        "health_mean_ms": round(statistics.fmean(during) * 1000, 1),
+    }
 
 
 def main() -> int:

@@ -35,8 +35,12 @@ BATCH_SIZE, BATCH_COUNT = 2, 2
 
 def call(engine, method: str, path: str, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{engine.url}/v1{path}", data=data, method=method,
-                                 headers={**engine.headers, "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{engine.url}/v1{path}",
+        data=data,
+        method=method,
+        headers={**engine.headers, "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read())
 
@@ -68,8 +72,9 @@ def running_job(db: Path) -> str | None:
 
 
 def all_finished(engine, ids) -> bool:
-    return all(call(engine, "GET", f"/jobs/{i}")["state"] in ("done", "failed", "cancelled")
-               for i in ids)
+    return all(
+        call(engine, "GET", f"/jobs/{i}")["state"] in ("done", "failed", "cancelled") for i in ids
+    )
 
 
 def run(kills: int, n_jobs: int, seed: int, root: Path, log=print) -> dict:
@@ -85,10 +90,18 @@ def run(kills: int, n_jobs: int, seed: int, root: Path, log=print) -> dict:
     engine.start()
     ids = []
     for i in range(n_jobs):
-        params = {"prompt": f"durability {i}", "width": 64, "height": 64, "steps": 3,
-                  "seed": 100 * i, "batch_size": BATCH_SIZE, "batch_count": BATCH_COUNT}
-        ids.append(call(engine, "POST", "/jobs",
-                        {"job": {"kind": "generate", "params": params}})["id"])
+        params = {
+            "prompt": f"durability {i}",
+            "width": 64,
+            "height": 64,
+            "steps": 3,
+            "seed": 100 * i,
+            "batch_size": BATCH_SIZE,
+            "batch_count": BATCH_COUNT,
+        }
+        ids.append(
+            call(engine, "POST", "/jobs", {"job": {"kind": "generate", "params": params}})["id"]
+        )
     crashes: dict[str, int] = {}
     modes = {"random": 0, "write": 0}
     t0 = time.monotonic()
@@ -97,11 +110,20 @@ def run(kills: int, n_jobs: int, seed: int, root: Path, log=print) -> dict:
         while done_kills < kills:
             if all_finished(engine, ids):
                 # All done before the kills ran out: queue one more job to crash into.
-                params = {"prompt": f"extra {done_kills}", "width": 64, "height": 64,
-                          "steps": 3, "seed": 7 + done_kills, "batch_size": BATCH_SIZE,
-                          "batch_count": BATCH_COUNT}
-                ids.append(call(engine, "POST", "/jobs",
-                                {"job": {"kind": "generate", "params": params}})["id"])
+                params = {
+                    "prompt": f"extra {done_kills}",
+                    "width": 64,
+                    "height": 64,
+                    "steps": 3,
+                    "seed": 7 + done_kills,
+                    "batch_size": BATCH_SIZE,
+                    "batch_count": BATCH_COUNT,
+                }
+                ids.append(
+                    call(engine, "POST", "/jobs", {"job": {"kind": "generate", "params": params}})[
+                        "id"
+                    ]
+                )
             mode = "write" if rng.random() < 0.5 else "random"
             if mode == "write":
                 hit = wait_for_write(out, engine, timeout=120)
@@ -129,9 +151,12 @@ def run(kills: int, n_jobs: int, seed: int, root: Path, log=print) -> dict:
     finally:
         engine.stop()
     return check(jobs, out, data / "engine.sqlite") | {
-        "kills": kills, "kills_by_mode": modes, "jobs": len(ids),
+        "kills": kills,
+        "kills_by_mode": modes,
+        "jobs": len(ids),
         "seconds": round(time.monotonic() - t0, 1),
-        "max_crashes_per_job": max(crashes.values(), default=0)}
+        "max_crashes_per_job": max(crashes.values(), default=0),
+    }
 
 
 def check(jobs: list[dict], out: Path, db: Path) -> dict:
@@ -174,8 +199,13 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="sfumato-durability-") as tmp:
-        result = run(args.kills, args.jobs, args.seed, Path(tmp),
-                     log=lambda m: print(m, file=sys.stderr, flush=True))
+        result = run(
+            args.kills,
+            args.jobs,
+            args.seed,
+            Path(tmp),
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -25,21 +25,50 @@ ARCHES = {"sd35": ("sd3", "transformer_sd35_medium"), "flux": ("flux", "transfor
 
 #: Overrides for ``tiny=True``: the shapes of tests/support/tiny_flow.py's models.
 _TINY_TRANSFORMER = {
-    "sd35": {"num_layers": 2, "attention_head_dim": 8, "num_attention_heads": 4,
-             "caption_projection_dim": 32, "joint_attention_dim": 32,
-             "pooled_projection_dim": 64, "pos_embed_max_size": 32, "sample_size": 32,
-             "dual_attention_layers": [0]},
-    "flux": {"num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16,
-             "num_attention_heads": 2, "joint_attention_dim": 32, "pooled_projection_dim": 32,
-             "axes_dims_rope": [4, 6, 6]},
+    "sd35": {
+        "num_layers": 2,
+        "attention_head_dim": 8,
+        "num_attention_heads": 4,
+        "caption_projection_dim": 32,
+        "joint_attention_dim": 32,
+        "pooled_projection_dim": 64,
+        "pos_embed_max_size": 32,
+        "sample_size": 32,
+        "dual_attention_layers": [0],
+    },
+    "flux": {
+        "num_layers": 1,
+        "num_single_layers": 1,
+        "attention_head_dim": 16,
+        "num_attention_heads": 2,
+        "joint_attention_dim": 32,
+        "pooled_projection_dim": 32,
+        "axes_dims_rope": [4, 6, 6],
+    },
 }
-_TINY_CLIP = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
-              "num_hidden_layers": 2, "projection_dim": 32}
-_TINY_T5 = {"d_model": 32, "d_ff": 37, "d_kv": 8, "num_heads": 4, "num_layers": 2,
-            "relative_attention_num_buckets": 8}
-_TINY_VAE = {"block_out_channels": [32, 64], "down_block_types": ["DownEncoderBlock2D"] * 2,
-             "up_block_types": ["UpDecoderBlock2D"] * 2, "norm_num_groups": 16,
-             "layers_per_block": 1, "sample_size": 64}
+_TINY_CLIP = {
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "projection_dim": 32,
+}
+_TINY_T5 = {
+    "d_model": 32,
+    "d_ff": 37,
+    "d_kv": 8,
+    "num_heads": 4,
+    "num_layers": 2,
+    "relative_attention_num_buckets": 8,
+}
+_TINY_VAE = {
+    "block_out_channels": [32, 64],
+    "down_block_types": ["DownEncoderBlock2D"] * 2,
+    "up_block_types": ["UpDecoderBlock2D"] * 2,
+    "norm_num_groups": 16,
+    "layers_per_block": 1,
+    "sample_size": 64,
+}
 
 
 def _json(path: Path) -> dict:
@@ -50,11 +79,15 @@ def configs(arch: str, tiny: bool = False) -> dict[str, dict]:
     """Each component's config for ``arch`` ("sd35" or "flux"), shrunk when ``tiny``."""
     folder, transformer = ARCHES[arch]
     root = CONFIGS / folder
-    text = {"sd35": ("text_encoder", "text_encoder_2", "text_encoder_3"),
-            "flux": ("text_encoder", "text_encoder_2")}[arch]
-    out = {"transformer": _json(root / transformer / "config.json"),
-           "vae": _json(root / "vae" / "config.json"),
-           "scheduler": _json(root / "scheduler" / "scheduler_config.json")}
+    text = {
+        "sd35": ("text_encoder", "text_encoder_2", "text_encoder_3"),
+        "flux": ("text_encoder", "text_encoder_2"),
+    }[arch]
+    out = {
+        "transformer": _json(root / transformer / "config.json"),
+        "vae": _json(root / "vae" / "config.json"),
+        "scheduler": _json(root / "scheduler" / "scheduler_config.json"),
+    }
     for name in text:
         out[name] = _json(root / name / "config.json")
     if tiny:
@@ -65,8 +98,9 @@ def configs(arch: str, tiny: bool = False) -> dict[str, dict]:
     return out
 
 
-def build_random_flow(arch: str, out: Path, dtype, device: str = "cpu", tiny: bool = False,
-                      seed: int = 0) -> Path:
+def build_random_flow(
+    arch: str, out: Path, dtype, device: str = "cpu", tiny: bool = False, seed: int = 0
+) -> Path:
     """A random ``arch`` pipeline (see the module docstring) saved as a diffusers folder."""
     import diffusers
     import torch
@@ -97,22 +131,36 @@ def build_random_flow(arch: str, out: Path, dtype, device: str = "cpu", tiny: bo
             text_encoder = clip_cls(CLIPTextConfig(**cfg["text_encoder"]))
             t5_name = "text_encoder_3" if arch == "sd35" else "text_encoder_2"
             t5 = T5EncoderModel(T5Config(**cfg[t5_name]))
-            clip_g = (CLIPTextModelWithProjection(CLIPTextConfig(**cfg["text_encoder_2"]))
-                      if arch == "sd35" else None)
+            clip_g = (
+                CLIPTextModelWithProjection(CLIPTextConfig(**cfg["text_encoder_2"]))
+                if arch == "sd35"
+                else None
+            )
     finally:
         torch.set_default_dtype(previous)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(cfg["scheduler"])
     t5_tok = t5_tokenizer(512)
     if arch == "sd35":
         pipe = diffusers.StableDiffusion3Pipeline(
-            transformer=transformer, scheduler=scheduler, vae=vae,
-            text_encoder=text_encoder, tokenizer=clip_tokenizer(folder / "tokenizer"),
-            text_encoder_2=clip_g, tokenizer_2=clip_tokenizer(folder / "tokenizer_2"),
-            text_encoder_3=t5, tokenizer_3=t5_tok)
+            transformer=transformer,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=clip_tokenizer(folder / "tokenizer"),
+            text_encoder_2=clip_g,
+            tokenizer_2=clip_tokenizer(folder / "tokenizer_2"),
+            text_encoder_3=t5,
+            tokenizer_3=t5_tok,
+        )
     else:
         pipe = diffusers.FluxPipeline(
-            transformer=transformer, scheduler=scheduler, vae=vae,
-            text_encoder=text_encoder, tokenizer=clip_tokenizer(folder / "tokenizer"),
-            text_encoder_2=t5, tokenizer_2=t5_tok)
+            transformer=transformer,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=clip_tokenizer(folder / "tokenizer"),
+            text_encoder_2=t5,
+            tokenizer_2=t5_tok,
+        )
     pipe.save_pretrained(out, safe_serialization=True)
     return Path(out)

@@ -42,9 +42,15 @@ def main() -> int:
 
         healthy = TestClient(app, headers=AUTH).get("/v1/health").status_code == 200
         integrity = engine.store.integrity_check()
-    summary = {"cases": sum(counts.values()), "routes": len(counts),
-               "seconds": round(seconds, 1), "failures": len(failures),
-               "healthy_after": healthy, "integrity_check": integrity, "per_route": counts}
+    summary = {
+        "cases": sum(counts.values()),
+        "routes": len(counts),
+        "seconds": round(seconds, 1),
+        "failures": len(failures),
+        "healthy_after": healthy,
+        "integrity_check": integrity,
+        "per_route": counts,
+    }
     print(json.dumps(summary, indent=1))
     for failure in failures:
         print("----", failure)

@@ -45,8 +45,9 @@ def build_random_pipeline(arch: str, out: Path, dtype) -> Path:
             parts["text_encoder_2"] = CLIPTextModelWithProjection(
                 CLIPTextConfig.from_pretrained(cfg / "text_encoder_2")
             )
-    pipe = DiffusionPipeline.from_pretrained(cfg, **parts, local_files_only=True,
-                                             safety_checker=None, requires_safety_checker=False)
+    pipe = DiffusionPipeline.from_pretrained(
+        cfg, **parts, local_files_only=True, safety_checker=None, requires_safety_checker=False
+    )
     pipe.to(dtype=dtype).save_pretrained(out, safe_serialization=True)
     return out
 
@@ -65,8 +66,15 @@ def plain_diffusers(model_dir: Path, device: str, args, batch: int) -> dict:
     def run():
         gens = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
         t = time.perf_counter()
-        pipe("a photo of a cat", width=args.size, height=args.size, num_inference_steps=args.steps,
-             guidance_scale=args.cfg, num_images_per_prompt=batch, generator=gens)
+        pipe(
+            "a photo of a cat",
+            width=args.size,
+            height=args.size,
+            num_inference_steps=args.steps,
+            guidance_scale=args.cfg,
+            num_images_per_prompt=batch,
+            generator=gens,
+        )
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - t
@@ -88,19 +96,30 @@ async def sfumato_engine(model_dir: Path, device: str, args, batch: int) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
-        engine = EngineProcess(data, model_dir.parent,
-                               extra_args=["--model", model_dir.name, "--device", device]).start()
+        engine = EngineProcess(
+            data, model_dir.parent, extra_args=["--model", model_dir.name, "--device", device]
+        ).start()
         try:
             async with aiohttp.ClientSession() as s:
                 ws = await s.ws_connect(f"{engine.url}/v1/events?token={engine.token}")
-                params = {"prompt": "a photo of a cat", "width": args.size, "height": args.size,
-                          "steps": args.steps, "cfg_scale": args.cfg, "sampler": "Euler",
-                          "batch_size": batch, "seed": 0}
+                params = {
+                    "prompt": "a photo of a cat",
+                    "width": args.size,
+                    "height": args.size,
+                    "steps": args.steps,
+                    "cfg_scale": args.cfg,
+                    "sampler": "Euler",
+                    "batch_size": batch,
+                    "seed": 0,
+                }
                 times = []
                 for i in range(args.repeats + 1):  # the first loads the model: not counted
                     t = time.perf_counter()
-                    async with s.post(f"{engine.url}/v1/jobs", headers=engine.headers,
-                                      json={"job": {"kind": "generate", "params": params}}) as r:
+                    async with s.post(
+                        f"{engine.url}/v1/jobs",
+                        headers=engine.headers,
+                        json={"job": {"kind": "generate", "params": params}},
+                    ) as r:
                         job = await r.json()
                     while True:
                         msg = json.loads((await ws.receive()).data)
@@ -143,14 +162,18 @@ def main() -> int:
             rows.append((batch, plain, ours))
 
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    print(f"\n{args.arch if not args.model_dir else model_dir.name}, {args.size}², {args.steps} "
-          f"steps, CFG {args.cfg}, {gpu}, median of {args.repeats}")
+    print(
+        f"\n{args.arch if not args.model_dir else model_dir.name}, {args.size}², {args.steps} "
+        f"steps, CFG {args.cfg}, {gpu}, median of {args.repeats}"
+    )
     print("| batch | diffusers s/img | Sfumato s/img | overhead | diffusers peak | Sfumato peak |")
     print("|---|---|---|---|---|---|")
     for batch, plain, ours in rows:
         over = ours["s_per_image"] / plain["s_per_image"] - 1
-        print(f"| {batch} | {plain['s_per_image']:.3f} | {ours['s_per_image']:.3f} | "
-              f"{over:+.1%} | {plain['peak'] / 2**30:.2f} GiB | {ours['peak'] / 2**30:.2f} GiB |")
+        print(
+            f"| {batch} | {plain['s_per_image']:.3f} | {ours['s_per_image']:.3f} | "
+            f"{over:+.1%} | {plain['peak'] / 2**30:.2f} GiB | {ours['peak'] / 2**30:.2f} GiB |"
+        )
     return 0
 
 

@@ -67,8 +67,10 @@ STAGES: dict[str, int] = {
 #: ``--only sd35 flux``); the dry run runs them.
 ON_REQUEST = ("sd35", "flux")
 #: The flow stages' recipe: steps, CFG and Flux's distilled guidance.
-FLOW_RECIPES = {"sd35": {"steps": 28, "cfg_scale": 4.5, "flow": None},
-                "flux": {"steps": 28, "cfg_scale": 1.0, "flow": {"guidance": 3.5}}}
+FLOW_RECIPES = {
+    "sd35": {"steps": 28, "cfg_scale": 4.5, "flow": None},
+    "flux": {"steps": 28, "cfg_scale": 1.0, "flow": {"guidance": 3.5}},
+}
 DEFAULT_BUDGET = 540  # 9 minutes
 PROMPT = "a photo of a red fox in the snow, detailed, 35mm"
 
@@ -98,10 +100,30 @@ def _gib(n: float) -> float:
 def _toy(args) -> dict:
     """Sizes per mode: the issue's on a GPU, toy ones for the dry run."""
     if args.dry_run:
-        return {"device": "cpu", "size": 64, "xl_size": 64, "steps": 3, "batches": (1, 2),
-                "repeats": 1, "frames": 4, "cv_frames": 2, "video_steps": 2, "tuning": 2}
-    return {"device": "cuda", "size": 512, "xl_size": 1024, "steps": 25, "batches": (1, 4),
-            "repeats": 3, "frames": 48, "cv_frames": 8, "video_steps": 50, "tuning": 80}
+        return {
+            "device": "cpu",
+            "size": 64,
+            "xl_size": 64,
+            "steps": 3,
+            "batches": (1, 2),
+            "repeats": 1,
+            "frames": 4,
+            "cv_frames": 2,
+            "video_steps": 2,
+            "tuning": 2,
+        }
+    return {
+        "device": "cuda",
+        "size": 512,
+        "xl_size": 1024,
+        "steps": 25,
+        "batches": (1, 4),
+        "repeats": 3,
+        "frames": 48,
+        "cv_frames": 8,
+        "video_steps": 50,
+        "tuning": 80,
+    }
 
 
 def _model_dir(arch: str, args, work: Path) -> Path:
@@ -133,17 +155,30 @@ def _sync(device: str) -> None:
 
 
 def stage_tests(args, part: Partial, work: Path) -> None:
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-           str(REPO / "tests" / "gpu")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "gpu",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        str(REPO / "tests" / "gpu"),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     tail = (proc.stdout + proc.stderr)[-6000:]
     (work / "pytest-gpu.log").write_text(proc.stdout + proc.stderr)
     print(tail, flush=True)
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|errors?|skipped)", tail)}
-    part.set("tests", {"passed": counts.get("passed", 0),
-                       "failed": counts.get("failed", 0) + counts.get("error", 0)
-                       + counts.get("errors", 0),
-                       "skipped": counts.get("skipped", 0)})
+    part.set(
+        "tests",
+        {
+            "passed": counts.get("passed", 0),
+            "failed": counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0),
+            "skipped": counts.get("skipped", 0),
+        },
+    )
 
 
 def _plain(model_dir: Path, sizes: dict, batch: int, size: int) -> tuple[float, float]:
@@ -153,18 +188,27 @@ def _plain(model_dir: Path, sizes: dict, batch: int, size: int) -> tuple[float, 
 
     device = sizes["device"]
     dtype = torch.float16 if device == "cuda" else torch.float32
-    pipe = DiffusionPipeline.from_pretrained(model_dir, torch_dtype=dtype, local_files_only=True,
-                                             safety_checker=None).to(device)
+    pipe = DiffusionPipeline.from_pretrained(
+        model_dir, torch_dtype=dtype, local_files_only=True, safety_checker=None
+    ).to(device)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(
-        pipe.scheduler.config, algorithm_type="dpmsolver++", solver_order=2)
+        pipe.scheduler.config, algorithm_type="dpmsolver++", solver_order=2
+    )
     pipe.set_progress_bar_config(disable=True)
 
     def run() -> float:
         gens = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
         _sync(device)
         t = time.perf_counter()
-        pipe(PROMPT, width=size, height=size, num_inference_steps=sizes["steps"],
-             guidance_scale=7.5, num_images_per_prompt=batch, generator=gens)
+        pipe(
+            PROMPT,
+            width=size,
+            height=size,
+            num_inference_steps=sizes["steps"],
+            guidance_scale=7.5,
+            num_images_per_prompt=batch,
+            generator=gens,
+        )
         _sync(device)
         return (time.perf_counter() - t) / batch
 
@@ -179,9 +223,19 @@ def _plain(model_dir: Path, sizes: dict, batch: int, size: int) -> tuple[float, 
     return s, _gib(peak)
 
 
-async def _engine(model_dir: Path, sizes: dict, batches, size: int, fast: bool, data: Path,
-                  part: Partial, prefix: str, warm_key: str | None = None,
-                  recipe: dict | None = None, extra_args: tuple[str, ...] = ()) -> None:
+async def _engine(
+    model_dir: Path,
+    sizes: dict,
+    batches,
+    size: int,
+    fast: bool,
+    data: Path,
+    part: Partial,
+    prefix: str,
+    warm_key: str | None = None,
+    recipe: dict | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> None:
     """The engine over HTTP (submit → image on disk), DPM++ 2M (or ``recipe``'s sampler and
     settings), per batch: s/image, and peak. With ``recipe`` (the flow models) the fast path's
     state is recorded instead of required."""
@@ -190,9 +244,19 @@ async def _engine(model_dir: Path, sizes: dict, batches, size: int, fast: bool, 
     from tests.support.engine_proc import EngineProcess
 
     data.mkdir(parents=True, exist_ok=True)
-    engine = EngineProcess(data, model_dir.parent, extra_args=[
-        "--model", model_dir.name, "--device", sizes["device"],
-        "--fast-path", "on" if fast else "off", *extra_args]).start(timeout=300)
+    engine = EngineProcess(
+        data,
+        model_dir.parent,
+        extra_args=[
+            "--model",
+            model_dir.name,
+            "--device",
+            sizes["device"],
+            "--fast-path",
+            "on" if fast else "off",
+            *extra_args,
+        ],
+    ).start(timeout=300)
     try:
         async with aiohttp.ClientSession() as s:
             h = engine.headers
@@ -202,8 +266,9 @@ async def _engine(model_dir: Path, sizes: dict, batches, size: int, fast: bool, 
                     return await r.json()
 
             t0 = time.perf_counter()
-            async with s.post(f"{engine.url}/v1/models/load", headers=h,
-                              json={"id": model_dir.name}) as r:
+            async with s.post(
+                f"{engine.url}/v1/models/load", headers=h, json={"id": model_dir.name}
+            ) as r:
                 assert r.status < 300, await r.text()
             if fast:
                 while (state := (await health())["fast_path"]) == "warming up":
@@ -215,17 +280,28 @@ async def _engine(model_dir: Path, sizes: dict, batches, size: int, fast: bool, 
                 if warm_key:
                     part.set(warm_key, round(time.perf_counter() - t0, 2))
             for batch in batches:
-                params = {"prompt": PROMPT, "width": size, "height": size,
-                          "steps": sizes["steps"], "cfg_scale": 7.5, "sampler": "DPM++ 2M",
-                          "batch_size": batch, "seed": 1}
+                params = {
+                    "prompt": PROMPT,
+                    "width": size,
+                    "height": size,
+                    "steps": sizes["steps"],
+                    "cfg_scale": 7.5,
+                    "sampler": "DPM++ 2M",
+                    "batch_size": batch,
+                    "seed": 1,
+                }
                 if recipe is not None:
-                    params.update({k: v for k, v in recipe.items() if v is not None},
-                                  sampler="Flow Euler")
+                    params.update(
+                        {k: v for k, v in recipe.items() if v is not None}, sampler="Flow Euler"
+                    )
                 times = []
                 for i in range(sizes["repeats"] + 1):  # the first is a warm-up
                     t = time.perf_counter()
-                    async with s.post(f"{engine.url}/v1/jobs", headers=h, json={
-                            "job": {"kind": "generate", "params": params}}) as r:
+                    async with s.post(
+                        f"{engine.url}/v1/jobs",
+                        headers=h,
+                        json={"job": {"kind": "generate", "params": params}},
+                    ) as r:
                         job = await r.json()
                     while True:
                         async with s.get(f"{engine.url}/v1/jobs/{job['id']}", headers=h) as r:
@@ -249,14 +325,36 @@ def _three(args, part: Partial, work: Path, arch: str, batches, size: int) -> No
     model_dir = _model_dir(arch, args, work)
     for batch in batches:
         s, peak = _plain(model_dir, sizes, batch, size)
-        part.set("plain_s_per_image" if batch == 1 else f"batch{batch}.plain_s_per_image",
-                 round(s, 4))
+        part.set(
+            "plain_s_per_image" if batch == 1 else f"batch{batch}.plain_s_per_image", round(s, 4)
+        )
         if batch == batches[0]:
             part.set("peak_gib.plain", peak)
-    asyncio.run(_engine(model_dir, sizes, batches, size, False, work / f"{arch}-engine", part,
-                        "engine_s_per_image"))
-    asyncio.run(_engine(model_dir, sizes, batches, size, True, work / f"{arch}-fast", part,
-                        "fast_s_per_image", warm_key="warmup_cold_s"))
+    asyncio.run(
+        _engine(
+            model_dir,
+            sizes,
+            batches,
+            size,
+            False,
+            work / f"{arch}-engine",
+            part,
+            "engine_s_per_image",
+        )
+    )
+    asyncio.run(
+        _engine(
+            model_dir,
+            sizes,
+            batches,
+            size,
+            True,
+            work / f"{arch}-fast",
+            part,
+            "fast_s_per_image",
+            warm_key="warmup_cold_s",
+        )
+    )
 
 
 def stage_sd15(args, part: Partial, work: Path) -> None:
@@ -277,18 +375,28 @@ def _plain_flow(model_dir: Path, sizes: dict, size: int, recipe: dict) -> tuple[
 
     device = sizes["device"]
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    pipe = DiffusionPipeline.from_pretrained(model_dir, torch_dtype=dtype,
-                                             local_files_only=True).to(device)
+    pipe = DiffusionPipeline.from_pretrained(
+        model_dir, torch_dtype=dtype, local_files_only=True
+    ).to(device)
     pipe.set_progress_bar_config(disable=True)
     flux = type(pipe).__name__.startswith("Flux")
-    guidance = {"guidance_scale": recipe["flow"]["guidance"]} if flux else \
-        {"guidance_scale": recipe["cfg_scale"]}
+    guidance = (
+        {"guidance_scale": recipe["flow"]["guidance"]}
+        if flux
+        else {"guidance_scale": recipe["cfg_scale"]}
+    )
 
     def run() -> float:
         _sync(device)
         t = time.perf_counter()
-        pipe(PROMPT, width=size, height=size, num_inference_steps=recipe["steps"],
-             generator=torch.Generator("cpu").manual_seed(1), **guidance)
+        pipe(
+            PROMPT,
+            width=size,
+            height=size,
+            num_inference_steps=recipe["steps"],
+            generator=torch.Generator("cpu").manual_seed(1),
+            **guidance,
+        )
         _sync(device)
         return time.perf_counter() - t
 
@@ -319,8 +427,13 @@ def _flow_stage(arch: str, args, part: Partial, work: Path) -> None:
     model_dir = work / f"{arch}-random"
     if not model_dir.exists():
         t = time.perf_counter()
-        build_random_flow(arch, model_dir, torch.bfloat16 if device == "cuda" else torch.float32,
-                          device, tiny=args.dry_run)
+        build_random_flow(
+            arch,
+            model_dir,
+            torch.bfloat16 if device == "cuda" else torch.float32,
+            device,
+            tiny=args.dry_run,
+        )
         part.set("build_s", round(time.perf_counter() - t, 1))
     try:
         size = sizes["xl_size"]
@@ -329,9 +442,20 @@ def _flow_stage(arch: str, args, part: Partial, work: Path) -> None:
         part.set("peak_gib.plain", peak)
         dtype = ("--dtype", "bf16") if device == "cuda" else ()
         for fast, prefix in ((False, "engine_s_per_image"), (True, "fast_s_per_image")):
-            asyncio.run(_engine(model_dir, {**sizes, "steps": recipe["steps"]}, (1,), size, fast,
-                                work / f"{arch}-{prefix}", part, prefix, recipe=recipe,
-                                extra_args=dtype))
+            asyncio.run(
+                _engine(
+                    model_dir,
+                    {**sizes, "steps": recipe["steps"]},
+                    (1,),
+                    size,
+                    fast,
+                    work / f"{arch}-{prefix}",
+                    part,
+                    prefix,
+                    recipe=recipe,
+                    extra_args=dtype,
+                )
+            )
     finally:
         shutil.rmtree(model_dir, ignore_errors=True)
 
@@ -355,22 +479,54 @@ def stage_warmup(args, part: Partial, work: Path) -> None:
     again = work / "warmup-again"
     shutil.rmtree(again, ignore_errors=True)
     shutil.copytree(cache / "cache", again / "cache")
-    asyncio.run(_engine(model_dir, {**sizes, "repeats": 1}, (1,), sizes["size"], True, again,
-                        part, "fast_s_per_image", warm_key="cached_s"))
+    asyncio.run(
+        _engine(
+            model_dir,
+            {**sizes, "repeats": 1},
+            (1,),
+            sizes["size"],
+            True,
+            again,
+            part,
+            "fast_s_per_image",
+            warm_key="cached_s",
+        )
+    )
 
 
 def stage_uncertainty(args, part: Partial, work: Path) -> None:
-    cmd = [sys.executable, str(REPO / "bench/uncertainty.py"), "--steps", "25", "--samples", "5",
-           "--skip", "5", "--repeats", "2"]
+    cmd = [
+        sys.executable,
+        str(REPO / "bench/uncertainty.py"),
+        "--steps",
+        "25",
+        "--samples",
+        "5",
+        "--skip",
+        "5",
+        "--repeats",
+        "2",
+    ]
     if args.dry_run:
-        cmd = cmd[:2] + ["--steps", "3", "--samples", "2", "--skip", "2", "--repeats", "1",
-                         "--decodes", "2"]
+        cmd = cmd[:2] + [
+            "--steps",
+            "3",
+            "--samples",
+            "2",
+            "--skip",
+            "2",
+            "--repeats",
+            "1",
+            "--decodes",
+            "2",
+        ]
     else:
         cmd.append("--sd15")
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     print(out.stdout[-2000:], out.stderr[-3000:], flush=True)
-    m = re.search(r"without uncertainty: ([\d.]+) s\s+with: ([\d.]+) s\s+ratio: ([\d.]+)",
-                  out.stdout)
+    m = re.search(
+        r"without uncertainty: ([\d.]+) s\s+with: ([\d.]+) s\s+ratio: ([\d.]+)", out.stdout
+    )
     if not m:
         raise RuntimeError(f"bench/uncertainty.py gave no ratio (exit {out.returncode})")
     part.set("overhead", float(m.group(3)))
@@ -381,10 +537,24 @@ def stage_uncertainty(args, part: Partial, work: Path) -> None:
 def stage_video(args, part: Partial, work: Path) -> None:
     sizes = _toy(args)
     out_json = work / "video-runs.json"  # not video.json: that is this stage's Partial file
-    cmd = [sys.executable, str(REPO / "bench/video.py"), "--device", sizes["device"],
-           "--size", str(sizes["size"]), "--frames", str(sizes["frames"]),
-           "--cv-frames", str(sizes["cv_frames"]), "--steps", str(sizes["video_steps"]),
-           "--tuning-steps", str(sizes["tuning"]), "--out", str(out_json)]
+    cmd = [
+        sys.executable,
+        str(REPO / "bench/video.py"),
+        "--device",
+        sizes["device"],
+        "--size",
+        str(sizes["size"]),
+        "--frames",
+        str(sizes["frames"]),
+        "--cv-frames",
+        str(sizes["cv_frames"]),
+        "--steps",
+        str(sizes["video_steps"]),
+        "--tuning-steps",
+        str(sizes["tuning"]),
+        "--out",
+        str(out_json),
+    ]
     if args.dry_run:
         cmd += ["--model-dir", str(REPO / "resources/models/sfumato-tiny")]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -408,9 +578,16 @@ def stage_video(args, part: Partial, work: Path) -> None:
         raise RuntimeError(f"bench/video.py exited {proc.returncode}")
 
 
-RUNNERS = {"tests": stage_tests, "sd15": stage_sd15, "warmup": stage_warmup,
-           "uncertainty": stage_uncertainty, "video": stage_video, "sdxl": stage_sdxl,
-           "sd35": stage_sd35, "flux": stage_flux}
+RUNNERS = {
+    "tests": stage_tests,
+    "sd15": stage_sd15,
+    "warmup": stage_warmup,
+    "uncertainty": stage_uncertainty,
+    "video": stage_video,
+    "sdxl": stage_sdxl,
+    "sd35": stage_sd35,
+    "flux": stage_flux,
+}
 
 
 # ---------------------------------------------------------------------------------- driver
@@ -425,8 +602,9 @@ def run_stage(name: str, args, timeout: float, work: Path) -> tuple[dict, dict]:
         cmd.append("--dry-run")
     t0 = time.perf_counter()
     with open(work / f"{name}.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             rc = proc.wait(timeout=max(timeout, 0.1))
             status = "ok" if rc == 0 else f"failed (exit {rc})"
@@ -446,8 +624,11 @@ def collect(parts: dict[str, dict], stages: dict, dry_run: bool) -> dict:
     import diffusers
     import torch
 
-    device = "cpu (dry run)" if dry_run else (
-        torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")
+    device = (
+        "cpu (dry run)"
+        if dry_run
+        else (torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")
+    )
     sd15 = parts.get("sd15", {})
     warm_cold = sd15.pop("warmup_cold_s", None)
     sdxl = parts.get("sdxl", {})
@@ -459,12 +640,15 @@ def collect(parts: dict[str, dict], stages: dict, dry_run: bool) -> dict:
         "diffusers": diffusers.__version__,
         "tests": {k: parts.get("tests", {}).get("tests", {}).get(k) for k in ("passed", "failed")},
         "sd15": sd15,
-        "sdxl": {k: sdxl.get(k) for k in ("plain_s_per_image", "engine_s_per_image",
-                                          "fast_s_per_image")},
+        "sdxl": {
+            k: sdxl.get(k) for k in ("plain_s_per_image", "engine_s_per_image", "fast_s_per_image")
+        },
         "warmup": {"cold_s": warm_cold, "cached_s": parts.get("warmup", {}).get("cached_s")},
         "uncertainty": {"overhead": parts.get("uncertainty", {}).get("overhead")},
-        "video": {k: parts.get("video", {}).get(k)
-                  for k in ("lovecon_48_s", "lovecon_48_peak_gib", "controlvideo_8_s")},
+        "video": {
+            k: parts.get("video", {}).get(k)
+            for k in ("lovecon_48_s", "lovecon_48_peak_gib", "controlvideo_8_s")
+        },
         **{arch: parts[arch] for arch in ON_REQUEST if arch in parts},
         "stages": stages,
     }
@@ -485,18 +669,28 @@ def table(r: dict) -> str:
     rows = [
         "| figure | plain diffusers | engine | engine + fast path | target |",
         "|---|---|---|---|---|",
-        (f"| SD 1.5 512², 25 steps DPM++ 2M, batch 1 (s/image) | "
-         f"{_fmt(sd.get('plain_s_per_image'))} | {_fmt(sd.get('engine_s_per_image'))} | "
-         f"{_fmt(sd.get('fast_s_per_image'))} | engine ≤ 1.05× plain; fast ≤ 0.20 s and ≥ 5× |"),
-        (f"| same, batch 4 (s/image) | {_fmt(b4.get('plain_s_per_image'))} | "
-         f"{_fmt(b4.get('engine_s_per_image'))} | {_fmt(b4.get('fast_s_per_image'))} | |"),
-        (f"| same, peak GPU memory (GiB) | {_fmt(peak.get('plain'))} | {_fmt(peak.get('engine'))} |"
-         f" {_fmt(peak.get('fast'))} | |"),
-        (f"| SDXL 1024², batch 1 (s/image) | {_fmt(xl.get('plain_s_per_image'))} | "
-         f"{_fmt(xl.get('engine_s_per_image'))} | {_fmt(xl.get('fast_s_per_image'))} | fast ≤ 1.0 s |"),
+        (
+            f"| SD 1.5 512², 25 steps DPM++ 2M, batch 1 (s/image) | "
+            f"{_fmt(sd.get('plain_s_per_image'))} | {_fmt(sd.get('engine_s_per_image'))} | "
+            f"{_fmt(sd.get('fast_s_per_image'))} | engine ≤ 1.05× plain; fast ≤ 0.20 s and ≥ 5× |"
+        ),
+        (
+            f"| same, batch 4 (s/image) | {_fmt(b4.get('plain_s_per_image'))} | "
+            f"{_fmt(b4.get('engine_s_per_image'))} | {_fmt(b4.get('fast_s_per_image'))} | |"
+        ),
+        (
+            f"| same, peak GPU memory (GiB) | {_fmt(peak.get('plain'))} | {_fmt(peak.get('engine'))} |"
+            f" {_fmt(peak.get('fast'))} | |"
+        ),
+        (
+            f"| SDXL 1024², batch 1 (s/image) | {_fmt(xl.get('plain_s_per_image'))} | "
+            f"{_fmt(xl.get('engine_s_per_image'))} | {_fmt(xl.get('fast_s_per_image'))} | fast ≤ 1.0 s |"
+        ),
     ]
-    names = {"sd35": "SD3.5-medium 1024², 28 steps Flow Euler, CFG 4.5",
-             "flux": "Flux.1-dev 1024², 28 steps Flow Euler, guidance 3.5"}
+    names = {
+        "sd35": "SD3.5-medium 1024², 28 steps Flow Euler, CFG 4.5",
+        "flux": "Flux.1-dev 1024², 28 steps Flow Euler, guidance 3.5",
+    }
     for arch in ON_REQUEST:
         f = r.get(arch)
         if f:
@@ -505,29 +699,44 @@ def table(r: dict) -> str:
                 f"| {names[arch]}, bf16 (s/image; peak GiB plain "
                 f"{_fmt(f.get('peak_gib', {}).get('plain'))}) | {_fmt(f.get('plain_s_per_image'))}"
                 f" | {_fmt(f.get('engine_s_per_image'))} | {_fmt(f.get('fast_s_per_image'))}"
-                f"{f' (fast path {state})' if state else ''} | engine ≤ 1.05× plain |")
+                f"{f' (fast path {state})' if state else ''} | engine ≤ 1.05× plain |"
+            )
     more = [
         "",
         "| figure | value | target |",
         "|---|---|---|",
-        (f"| engine ÷ plain (SD 1.5, batch 1) | "
-         f"{ratio(sd.get('engine_s_per_image'), sd.get('plain_s_per_image'))} | ≤ 1.05× |"),
-        (f"| plain ÷ fast (SD 1.5, batch 1) | "
-         f"{ratio(sd.get('plain_s_per_image'), sd.get('fast_s_per_image'))} | ≥ 5× |"),
-        (f"| warm-up to first image, cold / cached (s) | {_fmt(r['warmup']['cold_s'])} / "
-         f"{_fmt(r['warmup']['cached_s'])} | cached ≤ 5 s |"),
-        (f"| BayesDiff overhead (SD 1.5 512², DDIM, S=5, k=5) | "
-         f"{_fmt(r['uncertainty']['overhead'], '×')} | ≤ 1.5× |"),
-        (f"| LOVECon 48 frames 512² (s, peak GiB) | {_fmt(r['video']['lovecon_48_s'])} s, "
-         f"{_fmt(r['video']['lovecon_48_peak_gib'])} GiB | ≤ 15 s |"),
+        (
+            f"| engine ÷ plain (SD 1.5, batch 1) | "
+            f"{ratio(sd.get('engine_s_per_image'), sd.get('plain_s_per_image'))} | ≤ 1.05× |"
+        ),
+        (
+            f"| plain ÷ fast (SD 1.5, batch 1) | "
+            f"{ratio(sd.get('plain_s_per_image'), sd.get('fast_s_per_image'))} | ≥ 5× |"
+        ),
+        (
+            f"| warm-up to first image, cold / cached (s) | {_fmt(r['warmup']['cold_s'])} / "
+            f"{_fmt(r['warmup']['cached_s'])} | cached ≤ 5 s |"
+        ),
+        (
+            f"| BayesDiff overhead (SD 1.5 512², DDIM, S=5, k=5) | "
+            f"{_fmt(r['uncertainty']['overhead'], '×')} | ≤ 1.5× |"
+        ),
+        (
+            f"| LOVECon 48 frames 512² (s, peak GiB) | {_fmt(r['video']['lovecon_48_s'])} s, "
+            f"{_fmt(r['video']['lovecon_48_peak_gib'])} GiB | ≤ 15 s |"
+        ),
         f"| ControlVideo 8 frames (s) | {_fmt(r['video']['controlvideo_8_s'])} | |",
-        (f"| pytest -m gpu | {r['tests']['passed']} passed, {r['tests']['failed']} failed | "
-         "0 failed |"),
+        (
+            f"| pytest -m gpu | {r['tests']['passed']} passed, {r['tests']['failed']} failed | "
+            "0 failed |"
+        ),
         "",
         "| stage | seconds | budget | status |",
         "|---|---|---|---|",
-        *[f"| {k} | {v['seconds']} | {v['budget_s']} | {v['status']} |"
-          for k, v in r["stages"].items()],
+        *[
+            f"| {k} | {v['seconds']} | {v['budget_s']} | {v['status']} |"
+            for k, v in r["stages"].items()
+        ],
     ]
     return "\n".join(rows + more)
 
@@ -535,11 +744,13 @@ def table(r: dict) -> str:
 def write_readme(path: Path, r: dict) -> None:
     """Replace the results section of docs/gpu/README.md (between the markers)."""
     start, end = "<!-- results:start -->", "<!-- results:end -->"
-    body = f"{start}\n\n{r['device']}, {r['date']}, torch {r['torch']}, diffusers " \
-           f"{r['diffusers']}\n\n{table(r)}\n\n{end}"
+    body = (
+        f"{start}\n\n{r['device']}, {r['date']}, torch {r['torch']}, diffusers "
+        f"{r['diffusers']}\n\n{table(r)}\n\n{end}"
+    )
     text = path.read_text() if path.is_file() else f"# GPU results\n\n{start}\n{end}\n"
     if start in text and end in text:
-        text = text[:text.index(start)] + body + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + body + text[text.index(end) + len(end) :]
     else:
         text += "\n" + body + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -551,8 +762,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="CPU, toy sizes, results elsewhere")
     ap.add_argument("--budget", type=float, default=DEFAULT_BUDGET, help="seconds for all stages")
     ap.add_argument("--only", nargs="+", choices=list(STAGES), help="run these stages only")
-    ap.add_argument("--out-dir", type=Path, help="where results.json and README.md go "
-                    "(default docs/gpu; a temporary folder with --dry-run)")
+    ap.add_argument(
+        "--out-dir",
+        type=Path,
+        help="where results.json and README.md go "
+        "(default docs/gpu; a temporary folder with --dry-run)",
+    )
     ap.add_argument("--stage", choices=list(STAGES), help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -566,12 +781,14 @@ def main(argv: list[str] | None = None) -> int:
         RUNNERS[args.stage](args, Partial(args.work / f"{args.stage}.json"), args.work)
         return 0
 
-    out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="gpu-suite-dry-")) if args.dry_run
-                               else REPO / "docs" / "gpu")
+    out_dir = args.out_dir or (
+        Path(tempfile.mkdtemp(prefix="gpu-suite-dry-")) if args.dry_run else REPO / "docs" / "gpu"
+    )
     work = Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     deadline = time.monotonic() + args.budget
-    names = [n for n in STAGES if (n in args.only if args.only else
-                                   args.dry_run or n not in ON_REQUEST)]
+    names = [
+        n for n in STAGES if (n in args.only if args.only else args.dry_run or n not in ON_REQUEST)
+    ]
     parts, stages = {}, {}
     for i, name in enumerate(names):
         left = deadline - time.monotonic()
@@ -579,8 +796,11 @@ def main(argv: list[str] | None = None) -> int:
         timeout = min(STAGES[name], left - 10 * later) if not args.dry_run else left - 5 * later
         print(f"=== {name} (up to {timeout:.0f} s)", flush=True)
         parts[name], stages[name] = run_stage(name, args, timeout, work)
-        print(f"    {stages[name]['status']} in {stages[name]['seconds']} s: "
-              f"{json.dumps(parts[name])[:400]}", flush=True)
+        print(
+            f"    {stages[name]['status']} in {stages[name]['seconds']} s: "
+            f"{json.dumps(parts[name])[:400]}",
+            flush=True,
+        )
     result = collect(parts, stages, args.dry_run)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -57,14 +57,24 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for size in args.sizes:
         a, b = sample_frames(2, size, size)  # the sample clip's sprite moving between them
-        row = {"size": size,
-               "flow_s": round(_time(flow_midpoint, a, b, args.repeat, sync), 5),
-               "rife_s": round(_time(rife, a, b, args.repeat, sync), 5)}
+        row = {
+            "size": size,
+            "flow_s": round(_time(flow_midpoint, a, b, args.repeat, sync), 5),
+            "rife_s": round(_time(rife, a, b, args.repeat, sync), 5),
+        }
         rows.append(row)
-        print(f"{size:>5} px  flow {row['flow_s'] * 1000:8.1f} ms  rife {row['rife_s'] * 1000:8.1f} ms"
-              f"  ({args.device}, {args.dtype}, torch threads {torch.get_num_threads()})")
-    out = {"device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(),
-           "numpy": np.__version__, "torch": torch.__version__, "rows": rows}
+        print(
+            f"{size:>5} px  flow {row['flow_s'] * 1000:8.1f} ms  rife {row['rife_s'] * 1000:8.1f} ms"
+            f"  ({args.device}, {args.dtype}, torch threads {torch.get_num_threads()})"
+        )
+    out = {
+        "device": args.device,
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     if args.out:
         args.out.write_text(json.dumps(out, indent=2))
     return out

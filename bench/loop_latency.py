@@ -80,8 +80,9 @@ def main() -> int:
 
             build_tiny_sd(Path(tmp) / "models" / "tiny-sd")
             model, extra = "tiny-sd", ["--models-dir", str(Path(tmp) / "models")]
-        _, window = create_window(parse_args(["--data-dir", str(Path(tmp) / "data"),
-                                              "--model", model, *extra]))
+        _, window = create_window(
+            parse_args(["--data-dir", str(Path(tmp) / "data"), "--model", model, *extra])
+        )
         window.show()
         loop = qasync.QEventLoop(app)
         asyncio.set_event_loop(loop)
@@ -89,9 +90,11 @@ def main() -> int:
             gaps = loop.run_until_complete(measure(window, args))
     gaps_ms = sorted(g * 1000 for g in gaps)
     p99 = gaps_ms[int(len(gaps_ms) * 0.99)]
-    print(f"{args.jobs} jobs × {args.batch} images, {args.steps} steps, {args.size}²: "
-          f"{len(gaps)} ticks; stall median {statistics.median(gaps_ms):.1f} ms, "
-          f"p99 {p99:.1f} ms, max {gaps_ms[-1]:.1f} ms")
+    print(
+        f"{args.jobs} jobs × {args.batch} images, {args.steps} steps, {args.size}²: "
+        f"{len(gaps)} ticks; stall median {statistics.median(gaps_ms):.1f} ms, "
+        f"p99 {p99:.1f} ms, max {gaps_ms[-1]:.1f} ms"
+    )
     ok = gaps_ms[-1] <= 50
     print("target: no stall > 50 ms:", "met" if ok else "NOT met")
     return 0 if ok else 1

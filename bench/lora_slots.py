@@ -62,16 +62,21 @@ def main() -> None:
         unet = UNet2DConditionModel.from_config(cfg).to(dtype).eval()
     c = unet.config
     h = args.size // 8
-    inputs = {"sample": torch.randn(2, c.in_channels, h, h, device=args.device, dtype=dtype),
-              "timestep": torch.full((2,), 500.0, device=args.device),
-              "encoder_hidden_states": torch.randn(2, 77, c.cross_attention_dim,
-                                                   device=args.device, dtype=dtype)}
+    inputs = {
+        "sample": torch.randn(2, c.in_channels, h, h, device=args.device, dtype=dtype),
+        "timestep": torch.full((2,), 500.0, device=args.device),
+        "encoder_hidden_states": torch.randn(
+            2, 77, c.cross_attention_dim, device=args.device, dtype=dtype
+        ),
+    }
     if c.addition_embed_type == "text_time":
         n_time = 6 * c.addition_time_embed_dim
         inputs["added_cond_kwargs"] = {
-            "text_embeds": torch.randn(2, c.projection_class_embeddings_input_dim - n_time,
-                                       device=args.device, dtype=dtype),
-            "time_ids": torch.randn(2, 6, device=args.device, dtype=dtype)}
+            "text_embeds": torch.randn(
+                2, c.projection_class_embeddings_input_dim - n_time, device=args.device, dtype=dtype
+            ),
+            "time_ids": torch.randn(2, 6, device=args.device, dtype=dtype),
+        }
 
     unet.fuse_qkv_projections()
     fused = _time(unet, inputs, args.reps, args.device)
@@ -81,14 +86,19 @@ def main() -> None:
     plain = _time(unet, inputs, args.reps, args.device)
     slots.set_mode("rest")
     rest = _time(unet, inputs, args.reps, args.device)
-    print(f"{args.arch} {args.size}² on {args.device} ({dtype}), CFG batch 2, eager, median of "
-          f"{args.reps}")
+    print(
+        f"{args.arch} {args.size}² on {args.device} ({dtype}), CFG batch 2, eager, median of "
+        f"{args.reps}"
+    )
     print(f"  fused q/k/v, before any LoRA     {fused:9.1f} ms")
-    print(f"  slots (LoRA jobs)                {with_slots:9.1f} ms  ({with_slots / fused - 1:+.1%};"
-          f" {args.slots} × rank {args.rank}: {slots.parameters() / 1e6:.1f} M parameters, "
-          f"{slots.parameters() * unet.dtype.itemsize / 1e6:.0f} MB)")
+    print(
+        f"  slots (LoRA jobs)                {with_slots:9.1f} ms  ({with_slots / fused - 1:+.1%};"
+        f" {args.slots} × rank {args.rank}: {slots.parameters() / 1e6:.1f} M parameters, "
+        f"{slots.parameters() * unet.dtype.itemsize / 1e6:.0f} MB)"
+    )
     print(f"  plain q/k/v (eager fallback)     {plain:9.1f} ms  ({plain / fused - 1:+.1%})")
     print(f"  rest (jobs without LoRAs after)  {rest:9.1f} ms  ({rest / fused - 1:+.1%})")
+
 
 if __name__ == "__main__":
     main()

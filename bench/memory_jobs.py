@@ -43,8 +43,12 @@ def main() -> int:
 
     def call(method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{engine.url}/v1{path}", data=data, method=method,
-                                     headers={**engine.headers, "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{engine.url}/v1{path}",
+            data=data,
+            method=method,
+            headers={**engine.headers, "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.loads(r.read())
 
@@ -57,9 +61,22 @@ def main() -> int:
         t0 = time.monotonic()
         try:
             for i in range(args.jobs):
-                call("POST", "/jobs", {"job": {"kind": "generate", "params": {
-                    "prompt": f"a small red apple number {i}", "seed": i, "steps": args.steps,
-                    "width": args.size, "height": args.size}}})
+                call(
+                    "POST",
+                    "/jobs",
+                    {
+                        "job": {
+                            "kind": "generate",
+                            "params": {
+                                "prompt": f"a small red apple number {i}",
+                                "seed": i,
+                                "steps": args.steps,
+                                "width": args.size,
+                                "height": args.size,
+                            },
+                        }
+                    },
+                )
             every = max(1, args.jobs // 20)
             next_mark = every
             while True:
@@ -85,14 +102,21 @@ def main() -> int:
     my = sum(y for _, y in rest) / n
     var = sum((x - mx) ** 2 for x, _ in rest)
     slope = sum((x - mx) * (y - my) for x, y in rest) / var if var else 0.0
-    result = {"jobs": args.jobs, "steps": args.steps, "size": args.size,
-              "model": health.get("model"), "device": health.get("device"),
-              "seconds": round(time.monotonic() - t0, 1),
-              "rss_start_mib": round(samples[0][1], 1), "rss_warm_mib": round(warm[1], 1),
-              "warm_after_jobs": warm[0], "rss_end_mib": round(samples[-1][1], 1),
-              "growth_after_warm_mib": round(samples[-1][1] - warm[1], 1),
-              "slope_mib_per_100_jobs": round(slope * 100, 2),
-              "samples": [[x, round(y, 1)] for x, y in samples]}
+    result = {
+        "jobs": args.jobs,
+        "steps": args.steps,
+        "size": args.size,
+        "model": health.get("model"),
+        "device": health.get("device"),
+        "seconds": round(time.monotonic() - t0, 1),
+        "rss_start_mib": round(samples[0][1], 1),
+        "rss_warm_mib": round(warm[1], 1),
+        "warm_after_jobs": warm[0],
+        "rss_end_mib": round(samples[-1][1], 1),
+        "growth_after_warm_mib": round(samples[-1][1] - warm[1], 1),
+        "slope_mib_per_100_jobs": round(slope * 100, 2),
+        "samples": [[x, round(y, 1)] for x, y in samples],
+    }
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

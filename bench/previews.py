@@ -28,8 +28,11 @@ def timed(fn, n: int) -> dict[str, float]:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return {"median_ms": round(1000 * statistics.median(times), 2),
-            "min_ms": round(1000 * min(times), 2), "max_ms": round(1000 * max(times), 2)}
+    return {
+        "median_ms": round(1000 * statistics.median(times), 2),
+        "min_ms": round(1000 * min(times), 2),
+        "max_ms": round(1000 * max(times), 2),
+    }
 
 
 def main() -> int:
@@ -45,10 +48,18 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = {"torch_threads": torch.get_num_threads(), "load_avg": os.getloadavg()[0],
-              "budget_ms": DECODE_BUDGET_S * 1000}
-    cases = [("sfumato-tiny", AutoencoderKL.from_pretrained(
-        REPO / "resources/models/sfumato-tiny/vae"), 16)]
+    result = {
+        "torch_threads": torch.get_num_threads(),
+        "load_avg": os.getloadavg()[0],
+        "budget_ms": DECODE_BUDGET_S * 1000,
+    }
+    cases = [
+        (
+            "sfumato-tiny",
+            AutoencoderKL.from_pretrained(REPO / "resources/models/sfumato-tiny/vae"),
+            16,
+        )
+    ]
     if args.sd:
         config = AutoencoderKL.load_config(REPO / "resources/configs/sd15/vae")
         cases.append(("sd15 (random weights)", AutoencoderKL.from_config(config), 64))
@@ -62,11 +73,14 @@ def main() -> int:
         pv.budget_s = 0.0
         linear = timed(lambda pv=pv, z=z: pv.png_b64(z), args.n)
         pv.budget_s = budget
-        result[name] = {"latent": f"{side}×{side}", "image": f"{side * pv.scale_factor}px",
-                        "vae_decode_preview": decode, "linear_bilinear_preview": linear,
-                        "rule_estimate_ms": round(1000 * pv.decode_s_per_latent_px * side * side,
-                                                  1),
-                        "rule_uses_vae": pv.uses_vae(side, side)}
+        result[name] = {
+            "latent": f"{side}×{side}",
+            "image": f"{side * pv.scale_factor}px",
+            "vae_decode_preview": decode,
+            "linear_bilinear_preview": linear,
+            "rule_estimate_ms": round(1000 * pv.decode_s_per_latent_px * side * side, 1),
+            "rule_uses_vae": pv.uses_vae(side, side),
+        }
     print(json.dumps(result, indent=1))
     return 0
 

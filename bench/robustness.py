@@ -86,13 +86,22 @@ def main(argv: list[str] | None = None) -> None:
             if rule not in variants:
                 continue
             res = two_sample_test(feats["original"], feats[rule], args.permutations, seed=k)
-            row["rules"][rule] = {"prompt": variants[rule], "match": match[rule],
-                                  "mmd2": res.mmd2, "p_value": res.p_value}
+            row["rules"][rule] = {
+                "prompt": variants[rule],
+                "match": match[rule],
+                "mmd2": res.mmd2,
+                "p_value": res.p_value,
+            }
         rows.append(row)
-        print(f"[{k + 1}/{args.prompts}] {time.perf_counter() - t0:.0f} s  {prompt!r} "
-              f"match {row['match']:.2f}; " + "; ".join(
-                  f"{r}: mmd² {v['mmd2']:.3f} p {v['p_value']:.3f} match {v['match']:.2f}"
-                  for r, v in row["rules"].items()), flush=True)
+        print(
+            f"[{k + 1}/{args.prompts}] {time.perf_counter() - t0:.0f} s  {prompt!r} "
+            f"match {row['match']:.2f}; "
+            + "; ".join(
+                f"{r}: mmd² {v['mmd2']:.3f} p {v['p_value']:.3f} match {v['match']:.2f}"
+                for r, v in row["rules"].items()
+            ),
+            flush=True,
+        )
 
     summary = {"original_match": float(np.mean([r["match"] for r in rows]))}
     drops, mmds = [], []
@@ -111,10 +120,17 @@ def main(argv: list[str] | None = None) -> None:
         drops += [b - g["match"] for b, g in zip(base, got, strict=True)]
         mmds += [g["mmd2"] for g in got]
     rho = stats.spearmanr(mmds, drops)
-    summary["spearman_mmd_vs_match_drop"] = {"rho": float(rho.statistic),
-                                             "p_value": float(rho.pvalue), "pairs": len(drops)}
-    result = {"args": {k: str(v) for k, v in vars(args).items()},
-              "seconds": round(time.perf_counter() - t0, 1), "summary": summary, "rows": rows}
+    summary["spearman_mmd_vs_match_drop"] = {
+        "rho": float(rho.statistic),
+        "p_value": float(rho.pvalue),
+        "pairs": len(drops),
+    }
+    result = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "seconds": round(time.perf_counter() - t0, 1),
+        "summary": summary,
+        "rows": rows,
+    }
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     print(json.dumps(summary, indent=1))
 

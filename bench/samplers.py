@@ -68,11 +68,20 @@ def load_images(folder: Path, limit: int):
     from PIL import Image
 
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    return np.stack([np.asarray(Image.open(f).convert("RGB").resize((64, 64))) for f in files[:limit]])
+    return np.stack(
+        [np.asarray(Image.open(f).convert("RGB").resize((64, 64))) for f in files[:limit]]
+    )
 
 
-def fit(kind: str, loaded, fits, data: dict, steps: list[int], calibration_timesteps: int = 100,
-        **analytic):
+def fit(
+    kind: str,
+    loaded,
+    fits,
+    data: dict,
+    steps: list[int],
+    calibration_timesteps: int = 100,
+    **analytic,
+):
     from engine.fit_jobs import run_analytic_fit, run_calibration_fit
     from engine.protocol import AnalyticFitJob, CalibrationFitJob, Job, JobState, utcnow
 
@@ -82,16 +91,18 @@ def fit(kind: str, loaded, fits, data: dict, steps: list[int], calibration_times
     else:
         spec = CalibrationFitJob(params={"data": data, "timesteps": calibration_timesteps})
         run = run_calibration_fit
-    job = Job(id=f"bench-{kind}", kind=spec.kind, state=JobState.running, spec=spec,
-              created_at=utcnow())
+    job = Job(
+        id=f"bench-{kind}", kind=spec.kind, state=JobState.running, spec=spec, created_at=utcnow()
+    )
     t0 = time.monotonic()
     run(job, BenchContext(loaded, job, Path("/tmp")), fits=fits)
     print(f"{kind} fit: {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return job.fit
 
 
-def generate(loaded, fits, sampler: str, steps: int, calibrated: bool, prompts, seeds, cfg: float,
-             batch: int):
+def generate(
+    loaded, fits, sampler: str, steps: int, calibrated: bool, prompts, seeds, cfg: float, batch: int
+):
     """``sampler`` may carry a timestep spacing: ``Analytic-DDPM@optimal``."""
     import numpy as np
     import torch
@@ -102,17 +113,30 @@ def generate(loaded, fits, sampler: str, steps: int, calibrated: bool, prompts, 
     pipe = loaded.pipe
     size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
     name, _, spacing = sampler.partition("@")
-    p = GenerateParams(sampler=name, steps=steps, calibrated=calibrated, cfg_scale=cfg,
-                       width=size, height=size, timestep_spacing=spacing or None)
+    p = GenerateParams(
+        sampler=name,
+        steps=steps,
+        calibrated=calibrated,
+        cfg_scale=cfg,
+        width=size,
+        height=size,
+        timestep_spacing=spacing or None,
+    )
     setup = prepare(loaded, p, fits)
     pipe.scheduler = setup.scheduler
     out = []
     with torch.no_grad(), setup.context(pipe, cfg):
         for i in range(0, len(prompts), batch):
-            res = pipe(prompt=prompts[i:i + batch], width=size, height=size,
-                       num_inference_steps=steps, guidance_scale=cfg, output_type="np",
-                       generator=[torch.Generator().manual_seed(s) for s in seeds[i:i + batch]],
-                       **setup.call_kwargs).images
+            res = pipe(
+                prompt=prompts[i : i + batch],
+                width=size,
+                height=size,
+                num_inference_steps=steps,
+                guidance_scale=cfg,
+                output_type="np",
+                generator=[torch.Generator().manual_seed(s) for s in seeds[i : i + batch]],
+                **setup.call_kwargs,
+            ).images
             out.append((np.clip(res, 0, 1) * 255).round().astype(np.uint8))
     return np.concatenate(out)
 
@@ -123,22 +147,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--classifier", default=str(REPO / "resources/eval/sfumato-tiny-classifier"))
     ap.add_argument("--fitset", default=None, help="Default: resources/fitsets/<model name>")
     ap.add_argument("--fit-folder", default=None, help="Fit on a folder of images instead")
-    ap.add_argument("--reference", default=None, help="Folder of reference images (default: fit set)")
+    ap.add_argument(
+        "--reference", default=None, help="Folder of reference images (default: fit set)"
+    )
     ap.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS))
     ap.add_argument("--steps", default="10,25,50,100")
     ap.add_argument("--count", type=int, default=500)
     ap.add_argument("--fit-count", type=int, default=320)
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--calibration-timesteps", type=int, default=100)
-    ap.add_argument("--fit-cfg", type=float, default=1.0,
-                    help="Fit Γ on the guided ε̂ at this scale (1: the conditional, default)")
+    ap.add_argument(
+        "--fit-cfg",
+        type=float,
+        default=1.0,
+        help="Fit Γ on the guided ε̂ at this scale (1: the conditional, default)",
+    )
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-calibration", action="store_true", help="Skip the calibrated rows")
     ap.add_argument("--fits", default="/tmp/sfumato-bench-fits")
     ap.add_argument("--out", default="/tmp/sfumato-bench-samplers.json")
-    ap.add_argument("--resume", action="store_true",
-                    help="Keep the rows already in --out and the fits already in --fits")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="Keep the rows already in --out and the fits already in --fits",
+    )
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -153,7 +186,9 @@ def main(argv: list[str] | None = None) -> None:
 
     model_path = Path(args.model)
     if not (model_path / "model_index.json").is_file():
-        sys.exit(f"No model at {model_path}: the embedded model has not landed yet, or pass --model")
+        sys.exit(
+            f"No model at {model_path}: the embedded model has not landed yet, or pass --model"
+        )
     info = describe(model_path, embedded=True)
     loaded = ModelManager("cpu").load(info)
     fits = FitStore(Path(args.fits))
@@ -176,22 +211,39 @@ def main(argv: list[str] | None = None) -> None:
         ref_images = load_images(Path(args.fit_folder), 10_000)
     _, ref = classify(clf, ref_images)
     half = len(ref) // 2
-    floor = frechet_distance(ref[:half], ref[half:2 * half])
+    floor = frechet_distance(ref[:half], ref[half : 2 * half])
 
     steps = [int(s) for s in args.steps.split(",")]
     samplers = args.samplers.split(",")
     model_hash = fits.model_hash(info)
-    covered = {n for f in fits.list(model_hash, "analytic") for n in f.steps
-               if f.timestep_spacing != "optimal"}
+    covered = {
+        n
+        for f in fits.list(model_hash, "analytic")
+        for n in f.steps
+        if f.timestep_spacing != "optimal"
+    }
     if any(s.startswith("Analytic") and "@" not in s for s in samplers) and not (
-            args.resume and set(steps) <= covered):
+        args.resume and set(steps) <= covered
+    ):
         fit("analytic", loaded, fits, data, steps, cfg_scale=args.fit_cfg)
-    optimal = {n for f in fits.list(model_hash, "analytic") for n in f.steps
-               if f.timestep_spacing == "optimal"}
+    optimal = {
+        n
+        for f in fits.list(model_hash, "analytic")
+        for n in f.steps
+        if f.timestep_spacing == "optimal"
+    }
     if any(s.endswith("@optimal") for s in samplers) and not (
-            args.resume and set(steps) <= optimal):
-        fit("analytic", loaded, fits, data, steps, timestep_spacing="optimal",
-            cfg_scale=args.fit_cfg)
+        args.resume and set(steps) <= optimal
+    ):
+        fit(
+            "analytic",
+            loaded,
+            fits,
+            data,
+            steps,
+            timestep_spacing="optimal",
+            cfg_scale=args.fit_cfg,
+        )
     calibrations = [False] if args.no_calibration else [False, True]
     if True in calibrations and not (args.resume and fits.list(model_hash, "calibration")):
         fit("calibration", loaded, fits, data, steps, args.calibration_timesteps)
@@ -210,38 +262,66 @@ def main(argv: list[str] | None = None) -> None:
                 if (sampler, calibrated, n) in measured:
                     continue
                 t0 = time.monotonic()
-                images = generate(loaded, fits, sampler, n, calibrated, prompts, seeds, args.cfg,
-                                  args.batch)
+                images = generate(
+                    loaded, fits, sampler, n, calibrated, prompts, seeds, args.cfg, args.batch
+                )
                 seconds = time.monotonic() - t0
                 _, feats = classify(clf, images)
                 fd = frechet_distance(feats, ref)
-                rows.append({"sampler": sampler, "calibrated": calibrated, "steps": n, "fd": fd,
-                             "seconds_per_image": seconds / args.count})
-                print(f"{sampler:14s} cal={calibrated!s:5s} steps={n:4d} FD={fd:8.2f} "
-                      f"{seconds / args.count:.3f} s/img", file=sys.stderr, flush=True)
-                result = {"model": str(model_path), "count": args.count,
-                          "reference_images": len(ref), "fd_floor": floor, "cfg": args.cfg,
-                          "rows": rows, "threads": torch.get_num_threads(),
-                          "torch": torch.__version__}
+                rows.append(
+                    {
+                        "sampler": sampler,
+                        "calibrated": calibrated,
+                        "steps": n,
+                        "fd": fd,
+                        "seconds_per_image": seconds / args.count,
+                    }
+                )
+                print(
+                    f"{sampler:14s} cal={calibrated!s:5s} steps={n:4d} FD={fd:8.2f} "
+                    f"{seconds / args.count:.3f} s/img",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                result = {
+                    "model": str(model_path),
+                    "count": args.count,
+                    "reference_images": len(ref),
+                    "fd_floor": floor,
+                    "cfg": args.cfg,
+                    "rows": rows,
+                    "threads": torch.get_num_threads(),
+                    "torch": torch.__version__,
+                }
                 Path(args.out).write_text(json.dumps(result, indent=1))  # after every row
     print(markdown(result))
 
 
 def markdown(result: dict) -> str:
     steps = sorted({r["steps"] for r in result["rows"]})
-    lines = [f"| sampler | calibrated | {' | '.join(f'{n} steps' for n in steps)} |",
-             "|---|---|" + "---|" * len(steps)]
+    lines = [
+        f"| sampler | calibrated | {' | '.join(f'{n} steps' for n in steps)} |",
+        "|---|---|" + "---|" * len(steps),
+    ]
     keys = []
     for r in result["rows"]:
         if (r["sampler"], r["calibrated"]) not in keys:
             keys.append((r["sampler"], r["calibrated"]))
     for sampler, cal in keys:
-        cells = {r["steps"]: r["fd"] for r in result["rows"]
-                 if r["sampler"] == sampler and r["calibrated"] == cal}
-        lines.append(f"| {sampler} | {'yes' if cal else 'no'} | "
-                     + " | ".join(f"{cells[n]:.2f}" if n in cells else "–" for n in steps) + " |")
-    lines.append(f"\nFD floor (two halves of the {result['reference_images']} reference images): "
-                 f"{result['fd_floor']:.2f}; {result['count']} images per cell, CFG {result['cfg']}.")
+        cells = {
+            r["steps"]: r["fd"]
+            for r in result["rows"]
+            if r["sampler"] == sampler and r["calibrated"] == cal
+        }
+        lines.append(
+            f"| {sampler} | {'yes' if cal else 'no'} | "
+            + " | ".join(f"{cells[n]:.2f}" if n in cells else "–" for n in steps)
+            + " |"
+        )
+    lines.append(
+        f"\nFD floor (two halves of the {result['reference_images']} reference images): "
+        f"{result['fd_floor']:.2f}; {result['count']} images per cell, CFG {result['cfg']}."
+    )
     return "\n".join(lines)
 
 

@@ -82,26 +82,50 @@ def native_mib(pid: int) -> dict[str, float]:
             head = line.split()
             if head and "-" in head[0] and len(head) >= 5:  # a mapping's first line
                 name = head[5] if len(head) > 5 else ""
-                kind = ("heap" if name == "[heap]" else "anon" if not name
-                        else "shm" if name.startswith("/SYSV") or "/dev/shm" in name
-                        or "(deleted)" in line else "stack" if name.startswith("[stack")
-                        else "other" if name.startswith("[") else "file")
+                kind = (
+                    "heap"
+                    if name == "[heap]"
+                    else "anon"
+                    if not name
+                    else "shm"
+                    if name.startswith("/SYSV") or "/dev/shm" in name or "(deleted)" in line
+                    else "stack"
+                    if name.startswith("[stack")
+                    else "other"
+                    if name.startswith("[")
+                    else "file"
+                )
             elif line.startswith("Rss:"):
                 out[kind] += int(head[1]) / 1024
     except OSError:
         pass
 
     class Mallinfo2(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_size_t) for n in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-            "fordblks", "keepcost")]
+        _fields_ = [
+            (n, ctypes.c_size_t)
+            for n in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
 
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallinfo2.restype = Mallinfo2
         m = libc.mallinfo2()
-        out.update(malloc_in_use=m.uordblks / 2**20, malloc_free=m.fordblks / 2**20,
-                   malloc_mmapped=m.hblkhd / 2**20)
+        out.update(
+            malloc_in_use=m.uordblks / 2**20,
+            malloc_free=m.fordblks / 2**20,
+            malloc_mmapped=m.hblkhd / 2**20,
+        )
     except (OSError, AttributeError):
         pass
     return {k: round(v, 1) for k, v in sorted(out.items())}
@@ -121,8 +145,9 @@ def growth(before: collections.Counter, after: collections.Counter, top: int = 2
 
 
 # ------------------------------------------------------------------ the child: the app in use
-def child(minutes: float, every: float, data_dir: str, trace: bool = False,
-          history_page: int = 0) -> int:
+def child(
+    minutes: float, every: float, data_dir: str, trace: bool = False, history_page: int = 0
+) -> int:
     import asyncio
     import gc
     import tracemalloc
@@ -157,8 +182,14 @@ def child(minutes: float, every: float, data_dir: str, trace: bool = False,
     async def session() -> None:
         c = controller
         await c.start()
-        await until(lambda: c.engine.connection in (Connection.ready, Connection.busy)
-                    and c.engine.active_model is not None and c.engine.samplers, 300)
+        await until(
+            lambda: (
+                c.engine.connection in (Connection.ready, Connection.busy)
+                and c.engine.active_model is not None
+                and c.engine.samplers
+            ),
+            300,
+        )
         gc.collect()
         none0 = sys.getrefcount(None)
         t0 = time.monotonic()
@@ -180,13 +211,17 @@ def child(minutes: float, every: float, data_dir: str, trace: bool = False,
                 "t_s": round(t, 1),
                 "app_rss_mib": round(rss_mib(os.getpid()), 1),
                 "engine_rss_mib": round(rss_mib(c.local.pid if c.local else None), 1),
-                "none_drift": sys.getrefcount(None) - none0, **counts,
-                "retained": retained(c, window), "native_mib": native_mib(os.getpid())}
+                "none_drift": sys.getrefcount(None) - none0,
+                **counts,
+                "retained": retained(c, window),
+                "native_mib": native_mib(os.getpid()),
+            }
             if trace:
                 sample["traced_mib"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
                 if not baseline and t >= 60:
-                    baseline.update(t_s=round(t, 1), snapshot=tracemalloc.take_snapshot(),
-                                    types=type_counts())
+                    baseline.update(
+                        t_s=round(t, 1), snapshot=tracemalloc.take_snapshot(), types=type_counts()
+                    )
             print("SOAK " + json.dumps(sample), flush=True)
 
         def trace_report() -> None:
@@ -195,13 +230,30 @@ def child(minutes: float, every: float, data_dir: str, trace: bool = False,
             gc.collect()
             types = growth(baseline["types"], type_counts())  # before the diff's own objects
             diff = tracemalloc.take_snapshot().compare_to(baseline["snapshot"], "traceback")
-            sites = [{"kib": round(d.size_diff / 1024, 1), "count": d.count_diff,
-                      "where": [f"{f.filename.removeprefix(str(REPO) + '/')}:{f.lineno}"
-                                for f in d.traceback][-4:]}
-                     for d in diff[:25] if d.size_diff > 0]
-            print("SOAK_TRACE " + json.dumps({
-                "from_t_s": baseline["t_s"], "to_t_s": round(time.monotonic() - t0, 1),
-                "sites": sites, "types": types}), flush=True)
+            sites = [
+                {
+                    "kib": round(d.size_diff / 1024, 1),
+                    "count": d.count_diff,
+                    "where": [
+                        f"{f.filename.removeprefix(str(REPO) + '/')}:{f.lineno}"
+                        for f in d.traceback
+                    ][-4:],
+                }
+                for d in diff[:25]
+                if d.size_diff > 0
+            ]
+            print(
+                "SOAK_TRACE "
+                + json.dumps(
+                    {
+                        "from_t_s": baseline["t_s"],
+                        "to_t_s": round(time.monotonic() - t0, 1),
+                        "sites": sites,
+                        "types": types,
+                    }
+                ),
+                flush=True,
+            )
 
         while time.monotonic() - t0 < minutes * 60:
             if time.monotonic() >= next_report:
@@ -262,35 +314,58 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--every", type=float, default=30.0, help="seconds between reports")
     p.add_argument("--out", type=Path, help="write the result as JSON here")
-    p.add_argument("--python", default=sys.executable,
-                   help="the Python to soak (e.g. a venv with another PySide6)")
-    p.add_argument("--trace-malloc", action="store_true",
-                   help="attribute the app's memory growth (tracemalloc sites and object "
-                        "types grown from minute 1 to the end) in the result")
-    p.add_argument("--history-page", type=int, default=0,
-                   help="lower the History's list (app.state.history.PAGE, 300) to this many "
-                        "entries, so that a few minutes reach the bound a day of work reaches")
+    p.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the Python to soak (e.g. a venv with another PySide6)",
+    )
+    p.add_argument(
+        "--trace-malloc",
+        action="store_true",
+        help="attribute the app's memory growth (tracemalloc sites and object "
+        "types grown from minute 1 to the end) in the result",
+    )
+    p.add_argument(
+        "--history-page",
+        type=int,
+        default=0,
+        help="lower the History's list (app.state.history.PAGE, 300) to this many "
+        "entries, so that a few minutes reach the bound a day of work reaches",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.minutes, args.every, args.data_dir, args.trace_malloc,
-                     args.history_page)
+        return child(args.minutes, args.every, args.data_dir, args.trace_malloc, args.history_page)
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     env.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
     with tempfile.TemporaryDirectory(prefix="sfumato-soak-") as data_dir:
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [args.python, __file__, "--child", "--minutes", str(args.minutes), "--every",
-             str(args.every), "--data-dir", data_dir]
+            [
+                args.python,
+                __file__,
+                "--child",
+                "--minutes",
+                str(args.minutes),
+                "--every",
+                str(args.every),
+                "--data-dir",
+                data_dir,
+            ]
             + (["--trace-malloc"] if args.trace_malloc else [])
             + (["--history-page", str(args.history_page)] if args.history_page else []),
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         samples, done, trace = [], False, None
         for line in proc.stdout:
             if line.startswith("SOAK_TRACE "):
-                trace = json.loads(line[len("SOAK_TRACE "):])
+                trace = json.loads(line[len("SOAK_TRACE ") :])
             elif line.startswith("SOAK "):
                 samples.append(json.loads(line[5:]))
                 print(line.strip(), flush=True)
@@ -303,8 +378,12 @@ def main() -> int:
 
     result = {
         "python": sys.version.split()[0],
-        "pyside6": subprocess.run([args.python, "-c", "import PySide6; print(PySide6.__version__)"],
-                                  capture_output=True, text=True, check=False).stdout.strip()
+        "pyside6": subprocess.run(
+            [args.python, "-c", "import PySide6; print(PySide6.__version__)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         or PySide6.__version__,
         "platform": env["QT_QPA_PLATFORM"],
         "minutes_asked": args.minutes,

@@ -36,8 +36,12 @@ def one_launch(data_dir: str, program: list[str] | None = None) -> float:
     env.setdefault("QT_QPA_PLATFORM", "offscreen" if not os.environ.get("DISPLAY") else "xcb")
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [*(program or [sys.executable, "-m", "app"]), "--no-engine"], cwd=REPO, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [*(program or [sys.executable, "-m", "app"]), "--no-engine"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for line in proc.stderr:
@@ -54,8 +58,14 @@ def heavy_imports() -> list[str]:
         "import sys, app.main, app.controller, app.client, app.ui.main_window;"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     return [m for m in out.stdout.strip().split(",") if m]
 
 
@@ -74,9 +84,13 @@ def engine_ready(program: list[str], data_dir: str, engine_python: str) -> float
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFUMATO_")}
     env.setdefault("QT_QPA_PLATFORM", "offscreen" if not os.environ.get("DISPLAY") else "xcb")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([*program, "--data-dir", data_dir, "--engine-python", engine_python,
-                             "--smoke-test", "300"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [*program, "--data-dir", data_dir, "--engine-python", engine_python, "--smoke-test", "300"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         for line in proc.stdout:
             if line.startswith("SFUMATO_SMOKE_OK"):
@@ -98,8 +112,10 @@ def frozen(args: argparse.Namespace) -> int:
     kind = "after dropping the page cache" if dropped else "first launch of this run"
     print(f"frozen app {program[0]} ({size / 2**20:.0f} MiB)")
     print(f"cold start → window shown ({kind}): {cold:.2f} s")
-    print(f"warm start → window shown, {args.n} runs: min {min(times):.2f} s, "
-          f"median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+    print(
+        f"warm start → window shown, {args.n} runs: min {min(times):.2f} s, "
+        f"median {statistics.median(times):.2f} s, max {max(times):.2f} s"
+    )
     if ready is not None:
         print(f"launch → engine answering (window, engine process, health): {ready:.2f} s")
     return 0
@@ -109,10 +125,16 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=7)
     ap.add_argument("--frozen", metavar="PATH", help="time the packaged app's executable")
-    ap.add_argument("--drop-caches", action="store_true",
-                    help="with --frozen: empty the OS file cache before the cold start (root)")
-    ap.add_argument("--engine-python", metavar="PYTHON",
-                    help="with --frozen: also time launch → engine answering, with this Python")
+    ap.add_argument(
+        "--drop-caches",
+        action="store_true",
+        help="with --frozen: empty the OS file cache before the cold start (root)",
+    )
+    ap.add_argument(
+        "--engine-python",
+        metavar="PYTHON",
+        help="with --frozen: also time launch → engine answering, with this Python",
+    )
     args = ap.parse_args()
     if args.frozen:
         return frozen(args)
@@ -120,8 +142,10 @@ def main() -> int:
         one_launch(data_dir)  # warm the OS file cache
         times = [one_launch(data_dir) for _ in range(args.n)]
     heavy = heavy_imports()
-    print(f"sfumato start → window shown, {args.n} runs: "
-          f"min {min(times):.2f} s, median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+    print(
+        f"sfumato start → window shown, {args.n} runs: "
+        f"min {min(times):.2f} s, median {statistics.median(times):.2f} s, max {max(times):.2f} s"
+    )
     print(f"heavy modules imported by the GUI: {', '.join(heavy) or 'none'}")
     ok = statistics.median(times) <= 1.5 and not heavy
     print("target ≤ 1.5 s and no torch:", "met" if ok else "NOT met")

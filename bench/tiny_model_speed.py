@@ -39,10 +39,15 @@ def random_pipeline(model: Path, preset: str):
     vae = components.vae(size, 64)
     latent = 64 // 2 ** (len(size.vae_channels) - 1)
     return StableDiffusionPipeline(
-        vae=vae.eval(), text_encoder=text.eval(), tokenizer=tok,
+        vae=vae.eval(),
+        text_encoder=text.eval(),
+        tokenizer=tok,
         unet=components.unet(size, latent).eval(),
         scheduler=DPMSolverMultistepScheduler(**components.scheduler_config()),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def main() -> None:
@@ -53,8 +58,11 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--preset", default=None,
-                   help="time this components.PRESETS size with random weights instead")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="time this components.PRESETS size with random weights instead",
+    )
     args = p.parse_args()
 
     import torch
@@ -67,15 +75,21 @@ def main() -> None:
         pipe = random_pipeline(args.model, args.preset).to(args.device)
     else:
         pipe = StableDiffusionPipeline.from_pretrained(
-            args.model, local_files_only=True, torch_dtype=torch.float32).to(args.device)
+            args.model, local_files_only=True, torch_dtype=torch.float32
+        ).to(args.device)
     load_s = time.perf_counter() - t0
     pipe.set_progress_bar_config(disable=True)
 
     def once(seed: int) -> float:
         t = time.perf_counter()
-        pipe("cat face, noto style, on a blue background", num_inference_steps=args.steps,
-             guidance_scale=args.guidance, height=64, width=64,
-             generator=torch.Generator().manual_seed(seed))
+        pipe(
+            "cat face, noto style, on a blue background",
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            height=64,
+            width=64,
+            generator=torch.Generator().manual_seed(seed),
+        )
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - t

@@ -51,24 +51,39 @@ def main() -> None:
         a, b = runs[:half].var(0, keepdim=True), runs[half:].var(0, keepdim=True)
         mc = runs.var(0, keepdim=True)
         ceiling = {"ratio": float(b.mean() / a.mean()), "corr": _corr(a, b)}
-        print(f"| {name} | — | MC {half} vs MC {half} | {ceiling['ratio']:.2f} | "
-              f"{ceiling['corr']:.2f} |", flush=True)
+        print(
+            f"| {name} | — | MC {half} vs MC {half} | {ceiling['ratio']:.2f} | "
+            f"{ceiling['corr']:.2f} |",
+            flush=True,
+        )
         for skip in (1, 5):
             for samples in (5, 32):
                 got = []
                 for seed in range(args.seeds):
-                    prop, _ = T._propagate(pipe, model, name, args.steps, samples, skip,
-                                           seed=seed)
+                    prop, _ = T._propagate(pipe, model, name, args.steps, samples, skip, seed=seed)
                     got.append((float(prop.var.mean() / mc.mean()), _corr(prop.var, mc)))
-                rows.append({"sampler": name, "skip": skip, "samples": samples,
-                             "ratio": [r for r, _ in got], "corr": [c for _, c in got],
-                             "ceiling": ceiling})
-                print(f"| {name} | {skip} | {samples} | "
-                      + " ".join(f"{r:.2f}" for r, _ in got) + " | "
-                      + " ".join(f"{c:.2f}" for _, c in got) + " |", flush=True)
+                rows.append(
+                    {
+                        "sampler": name,
+                        "skip": skip,
+                        "samples": samples,
+                        "ratio": [r for r, _ in got],
+                        "corr": [c for _, c in got],
+                        "ceiling": ceiling,
+                    }
+                )
+                print(
+                    f"| {name} | {skip} | {samples} | "
+                    + " ".join(f"{r:.2f}" for r, _ in got)
+                    + " | "
+                    + " ".join(f"{c:.2f}" for _, c in got)
+                    + " |",
+                    flush=True,
+                )
     if args.json:
-        args.json.write_text(json.dumps({"draws": args.draws, "steps": args.steps,
-                                         "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps({"draws": args.draws, "steps": args.steps, "rows": rows}, indent=1)
+        )
 
 
 if __name__ == "__main__":

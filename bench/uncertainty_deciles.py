@@ -42,8 +42,9 @@ class Context(BenchContext):
 def run(runner, spec, loaded, fits, out: Path):
     from engine.protocol import Job, JobState, utcnow
 
-    job = Job(id=uuid.uuid4().hex, kind=spec.kind, state=JobState.running,
-              spec=spec, created_at=utcnow())
+    job = Job(
+        id=uuid.uuid4().hex, kind=spec.kind, state=JobState.running, spec=spec, created_at=utcnow()
+    )
     runner(job, Context(loaded, job, out), fits)
     return job
 
@@ -89,16 +90,29 @@ def main() -> None:
     rows = []
     t0 = time.monotonic()
     for start in range(0, args.count, args.batch):
-        batch = prompts[start:start + args.batch]
+        batch = prompts[start : start + args.batch]
         for k, prompt in enumerate(batch):  # one prompt per job: a batch shares its prompt
-            params = GenerateParams(prompt=prompt, seed=5_000_000 + start + k, steps=args.steps,
-                                    cfg_scale=5.0, sampler="DDIM", width=64, height=64,
-                                    uncertainty=True)
+            params = GenerateParams(
+                prompt=prompt,
+                seed=5_000_000 + start + k,
+                steps=args.steps,
+                cfg_scale=5.0,
+                sampler="DDIM",
+                width=64,
+                height=64,
+                uncertainty=True,
+            )
             job = run(run_uncertain_generate, GenerateJob(params=params), loaded, fits, work)
             image = job.results[0]
             u = image.uncertainty
-            rows.append({"prompt": prompt, "latent": u.latent_score, "pixel": u.pixel_score,
-                         "path": image.path})
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "latent": u.latent_score,
+                    "pixel": u.pixel_score,
+                    "path": image.path,
+                }
+            )
         print(f"  {len(rows)}/{args.count} images", file=sys.stderr, flush=True)
     gen_s = time.monotonic() - t0
 
@@ -106,31 +120,47 @@ def main() -> None:
     logits, feats = classify(clf, images)
     for r, lg in zip(rows, logits, strict=True):
         r["match"] = classes[int(lg.argmax())] == r["prompt"].split(",")[0]
-    result = {"count": len(rows), "steps": args.steps, "fit_seconds": fit_s,
-              "generation_seconds": gen_s, "reference_images": len(ref_feats), "scores": {}}
+    result = {
+        "count": len(rows),
+        "steps": args.steps,
+        "fit_seconds": fit_s,
+        "generation_seconds": gen_s,
+        "reference_images": len(ref_feats),
+        "scores": {},
+    }
     a, b = np.array([r["latent"] for r in rows]), np.array([r["pixel"] for r in rows])
-    result["rank_correlation"] = float(np.corrcoef(a.argsort().argsort(),
-                                                   b.argsort().argsort())[0, 1])
+    result["rank_correlation"] = float(
+        np.corrcoef(a.argsort().argsort(), b.argsort().argsort())[0, 1]
+    )
     for kind in ("latent", "pixel"):
         order = np.argsort([r[kind] for r in rows])  # most certain first
         n = max(2, len(rows) // 10)
-        deciles = {"least uncertain 10 %": order[:n], "most uncertain 10 %": order[-n:],
-                   "all": order}
+        deciles = {
+            "least uncertain 10 %": order[:n],
+            "most uncertain 10 %": order[-n:],
+            "all": order,
+        }
         groups = result["scores"][kind] = {}
         print(f"\nscore: {kind}\n")
         print("| group | images | mean score | prompt match (top-1) | FD to the fit set |")
         print("|---|---|---|---|---|")
         for name, idx in deciles.items():
-            group = {"images": len(idx),
-                     "mean_score": float(np.mean([rows[i][kind] for i in idx])),
-                     "prompt_match": float(np.mean([rows[i]["match"] for i in idx])),
-                     "fd": frechet_distance(feats[idx], ref_feats)}
+            group = {
+                "images": len(idx),
+                "mean_score": float(np.mean([rows[i][kind] for i in idx])),
+                "prompt_match": float(np.mean([rows[i]["match"] for i in idx])),
+                "fd": frechet_distance(feats[idx], ref_feats),
+            }
             groups[name] = group
-            print(f"| {name} | {group['images']} | {group['mean_score']:.2e} | "
-                  f"{group['prompt_match'] * 100:.0f} % | {group['fd']:.1f} |")
+            print(
+                f"| {name} | {group['images']} | {group['mean_score']:.2e} | "
+                f"{group['prompt_match'] * 100:.0f} % | {group['fd']:.1f} |"
+            )
     print(f"\nSpearman rank correlation of the two scores: {result['rank_correlation']:.2f}")
-    print(f"\n{len(rows)} generations (DDIM {args.steps} steps, CFG 5, S=5 k=5 M=8) in "
-          f"{gen_s:.0f} s; posterior fit {fit_s:.0f} s; reference {len(ref_feats)} fit-set images.")
+    print(
+        f"\n{len(rows)} generations (DDIM {args.steps} steps, CFG 5, S=5 k=5 M=8) in "
+        f"{gen_s:.0f} s; posterior fit {fit_s:.0f} s; reference {len(ref_feats)} fit-set images."
+    )
     Path(args.out).write_text(json.dumps(result, indent=1))
 
 

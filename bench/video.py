@@ -58,8 +58,11 @@ class StageClock:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--model-dir", type=Path, help="an SD 1.x diffusers folder (default: "
-                    "SD 1.5 architecture with random weights)")
+    ap.add_argument(
+        "--model-dir",
+        type=Path,
+        help="an SD 1.x diffusers folder (default: SD 1.5 architecture with random weights)",
+    )
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=48, help="LOVECon frames")
     ap.add_argument("--cv-frames", type=int, nargs="+", default=[8, 24])
@@ -88,27 +91,55 @@ def main() -> None:
         from bench.gpu_generate import build_random_pipeline
 
         model_dir = build_random_pipeline("sd15", Path(tempfile.mkdtemp()) / "sd15", dtype)
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir, torch_dtype=dtype,
-                                                   safety_checker=None).to(a.device)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        model_dir, torch_dtype=dtype, safety_checker=None
+    ).to(a.device)
     torch.manual_seed(0)
     # the conditioning embedding downsamples images to the latent size: one stage per VAE ×2
     levels = int(math.log2(pipe.vae_scale_factor)) + 1
-    controlnet = ControlNetModel.from_unet(
-        pipe.unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[:levels],
-    ).to(a.device, dtype).eval()
-    nets = VideoNets(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, controlnet,
-                     dict(pipe.scheduler.config), torch.device(a.device), dtype,
-                     frame_chunk=a.frame_chunk)
+    controlnet = (
+        ControlNetModel.from_unet(
+            pipe.unet,
+            conditioning_embedding_out_channels=(16, 32, 96, 256)[:levels],
+        )
+        .to(a.device, dtype)
+        .eval()
+    )
+    nets = VideoNets(
+        pipe.unet,
+        pipe.vae,
+        pipe.text_encoder,
+        pipe.tokenizer,
+        controlnet,
+        dict(pipe.scheduler.config),
+        torch.device(a.device),
+        dtype,
+        frame_chunk=a.frame_chunk,
+    )
     nets.layout.slice_batch = 1 if a.attention_slicing else 0
     if a.vae_tiling:
         pipe.vae.enable_tiling()
-    base = {"source": "bench", "source_prompt": "a t-rex on a white background",
-             "target_prompt": "a t-rex on a blue background", "edit_type": "background",
-             "edit_phrase": "t-rex", "steps": a.steps, "width": a.size, "height": a.size,
-             "tuning_steps": a.tuning_steps, "frame_chunk": a.frame_chunk}
-    report = {"device": torch.cuda.get_device_name() if a.device.startswith("cuda") else a.device,
-              "size": a.size, "steps": a.steps, "tuning_steps": a.tuning_steps,
-              "dtype": str(dtype), "model": str(a.model_dir or "sd15 random"), "runs": {}}
+    base = {
+        "source": "bench",
+        "source_prompt": "a t-rex on a white background",
+        "target_prompt": "a t-rex on a blue background",
+        "edit_type": "background",
+        "edit_phrase": "t-rex",
+        "steps": a.steps,
+        "width": a.size,
+        "height": a.size,
+        "tuning_steps": a.tuning_steps,
+        "frame_chunk": a.frame_chunk,
+    }
+    report = {
+        "device": torch.cuda.get_device_name() if a.device.startswith("cuda") else a.device,
+        "size": a.size,
+        "steps": a.steps,
+        "tuning_steps": a.tuning_steps,
+        "dtype": str(dtype),
+        "model": str(a.model_dir or "sd15 random"),
+        "runs": {},
+    }
 
     frames = sample_frames(a.frames, a.size, a.size)
     maps = canny_maps(frames)
@@ -116,8 +147,11 @@ def main() -> None:
     t = time.perf_counter()
     lovecon.edit(nets, frames, maps, VideoEditParams(**base), clock)
     clock.close()
-    report["runs"][f"lovecon_{a.frames}"] = {"total_s": round(time.perf_counter() - t, 2),
-                                             "frames": a.frames, "stages": clock.out}
+    report["runs"][f"lovecon_{a.frames}"] = {
+        "total_s": round(time.perf_counter() - t, 2),
+        "frames": a.frames,
+        "stages": clock.out,
+    }
     print(json.dumps(report["runs"][f"lovecon_{a.frames}"]), flush=True)
     for n in a.cv_frames:
         frames = sample_frames(n, a.size, a.size)
@@ -126,8 +160,11 @@ def main() -> None:
         t = time.perf_counter()
         controlvideo.edit(nets, frames, maps, VideoEditParams(**base, method="controlvideo"), clock)
         clock.close()
-        report["runs"][f"controlvideo_{n}"] = {"total_s": round(time.perf_counter() - t, 2),
-                                               "frames": n, "stages": clock.out}
+        report["runs"][f"controlvideo_{n}"] = {
+            "total_s": round(time.perf_counter() - t, 2),
+            "frames": n,
+            "stages": clock.out,
+        }
         print(json.dumps(report["runs"][f"controlvideo_{n}"]), flush=True)
     print(json.dumps(report, indent=1))
     if a.out:

@@ -38,8 +38,8 @@ def per_frame_edit(nets, frames, maps, p):
     unc = text_embeddings(nets, p.negative_prompt)
     out = []
     for i in range(len(frames)):
-        z0 = encode_frames(nets, frames[i:i + 1])
-        ctrl = control_tensor(maps[i:i + 1], nets)
+        z0 = encode_frames(nets, frames[i : i + 1])
+        ctrl = control_tensor(maps[i : i + 1], nets)
         zs = ddim_invert(nets, z0, grid, src, ctrl, p.control.scale)
         z = ddim_sample(nets, zs[-1], grid, tgt, ctrl, p.control.scale, p.cfg_scale, unc)
         out.append(decode_latents(nets, z))
@@ -69,18 +69,35 @@ def main() -> None:
     from engine.video_protocol import VideoEditParams
 
     torch.set_num_threads(a.threads)
-    pipe = StableDiffusionPipeline.from_pretrained(RESOURCES / "models" / "sfumato-tiny",
-                                                   safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        RESOURCES / "models" / "sfumato-tiny", safety_checker=None
+    )
     cn = load_controlnet(RESOURCES / "models" / "sfumato-tiny-canny", "cpu", torch.float32)
-    nets = VideoNets(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, cn,
-                     dict(pipe.scheduler.config), torch.device("cpu"), torch.float32)
+    nets = VideoNets(
+        pipe.unet,
+        pipe.vae,
+        pipe.text_encoder,
+        pipe.tokenizer,
+        cn,
+        dict(pipe.scheduler.config),
+        torch.device("cpu"),
+        torch.float32,
+    )
     frames = sample_frames(a.frames)
     maps = canny_maps(frames)
     src = sample_caption()
-    p = VideoEditParams(source="sample", source_prompt=src,
-                        target_prompt=src.replace("white", "blue"), edit_type="background",
-                        edit_phrase="t-rex", steps=a.steps, width=64, height=64,
-                        tuning_steps=a.tuning_steps, cfg_scale=7.5)
+    p = VideoEditParams(
+        source="sample",
+        source_prompt=src,
+        target_prompt=src.replace("white", "blue"),
+        edit_type="background",
+        edit_phrase="t-rex",
+        steps=a.steps,
+        width=64,
+        height=64,
+        tuning_steps=a.tuning_steps,
+        cfg_scale=7.5,
+    )
     quiet = lambda _s, _n: None
     results, outputs = {"source": {"warping_error": warping_error(frames, frames)}}, {}
     for name, fn in [
@@ -91,20 +108,28 @@ def main() -> None:
         t0 = time.perf_counter()
         out = fn()
         outputs[name] = out
-        results[name] = {"warping_error": round(warping_error(out, frames), 3),
-                         "seconds": round(time.perf_counter() - t0, 1)}
+        results[name] = {
+            "warping_error": round(warping_error(out, frames), 3),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         print(name, results[name], flush=True)
-    report = {"frames": a.frames, "steps": a.steps, "tuning_steps": a.tuning_steps,
-              "size": 64, "edit": f"{p.source_prompt!r} -> {p.target_prompt!r} (background)",
-              "results": results}
+    report = {
+        "frames": a.frames,
+        "steps": a.steps,
+        "tuning_steps": a.tuning_steps,
+        "size": 64,
+        "edit": f"{p.source_prompt!r} -> {p.target_prompt!r} (background)",
+        "results": results,
+    }
     print(json.dumps(report, indent=1))
     if a.out:
         a.out.write_text(json.dumps(report, indent=1))
     if a.strip:
         from PIL import Image
 
-        rows = [np.concatenate(list(frames), 1)] + [np.concatenate(list(o), 1)
-                                                    for o in outputs.values()]
+        rows = [np.concatenate(list(frames), 1)] + [
+            np.concatenate(list(o), 1) for o in outputs.values()
+        ]
         Image.fromarray(np.concatenate(rows, 0)).save(a.strip)
 
 

@@ -51,8 +51,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
-def write_clip(path: Path, seconds: float, width: int = 1280, height: int = 720,
-               fps: int = 30) -> Path:
+def write_clip(
+    path: Path, seconds: float, width: int = 1280, height: int = 720, fps: int = 30
+) -> Path:
     import av
     import numpy as np
 
@@ -62,8 +63,9 @@ def write_clip(path: Path, seconds: float, width: int = 1280, height: int = 720,
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
         vs.options = {"preset": "ultrafast", "crf": "28"}
         for i in range(int(seconds * fps)):
-            img = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256,
-                            ((xx + yy) // 4 + i) % 256], -1).astype(np.uint8)
+            img = np.stack(
+                [(xx + 4 * i) % 256, (yy + 2 * i) % 256, ((xx + yy) // 4 + i) % 256], -1
+            ).astype(np.uint8)
             for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)
         for packet in vs.encode():
@@ -73,16 +75,19 @@ def write_clip(path: Path, seconds: float, width: int = 1280, height: int = 720,
 
 def measure(path: Path, case: str) -> int:
     code = _MEASURE.format(repo=str(REPO), path=str(path), case=case)
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return int(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, nargs="+", default=[2, 7, 14])
-    ap.add_argument("--before-up-to", type=float, default=14,
-                    help="measure the full-res path only up to this length (it needs GBs)")
+    ap.add_argument(
+        "--before-up-to",
+        type=float,
+        default=14,
+        help="measure the full-res path only up to this length (it needs GBs)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     rows = []
@@ -96,8 +101,11 @@ def main() -> None:
             for case in cases:
                 row[case] = measure(clip, case)
             rows.append(row)
-            print(f"{seconds:5g} s ({row['frames']:5d} frames 1280×720): " + ", ".join(
-                f"{c} {row[c] / 2**20:.0f} MiB" for c in cases), flush=True)
+            print(
+                f"{seconds:5g} s ({row['frames']:5d} frames 1280×720): "
+                + ", ".join(f"{c} {row[c] / 2**20:.0f} MiB" for c in cases),
+                flush=True,
+            )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
 

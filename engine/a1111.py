@@ -80,8 +80,12 @@ def _schedule(v: str, _kv: dict[str, str]) -> Fields:
 
 def _uncertainty(v: str, _kv: dict[str, str]) -> Fields:
     s, k, m = (int(x) for x in v.split("/"))
-    return {"uncertainty": True, "uncertainty_samples": s, "uncertainty_skip": k,
-            "uncertainty_decodes": m}
+    return {
+        "uncertainty": True,
+        "uncertainty_samples": s,
+        "uncertainty_skip": k,
+        "uncertainty_decodes": m,
+    }
 
 
 def _flow(kv: dict[str, str]) -> Fields:
@@ -130,8 +134,9 @@ def _eta_write(ddim: bool) -> Callable[[GenerateParams], object]:
 
 
 def _order_write(unipc: bool) -> Callable[[GenerateParams], object]:
-    return lambda p: (p.solver_order if p.solver_order is not None
-                      and (p.sampler == "UniPC") == unipc else None)
+    return lambda p: (
+        p.solver_order if p.solver_order is not None and (p.sampler == "UniPC") == unipc else None
+    )
 
 
 #: The A1111 keys Sfumato reads and writes, in A1111's writing order.
@@ -140,54 +145,110 @@ ROWS: list[Row] = [
     # Kept as written: A1111 < 1.9 wrote "DPM++ 2M Karras", which the engine reads as an
     # alias, so a recipe writes back exactly as it came.
     Row("Sampler", ("sampler",), lambda v, kv: {"sampler": v.strip()}, lambda p: p.sampler),
-    Row("Schedule type", ("schedule", "timestep_spacing"), _schedule,
-        lambda p: _schedule_label(p.schedule) if p.schedule != "default" else None),
-    Row("CFG scale", ("cfg_scale",), lambda v, kv: {"cfg_scale": float(v)},
-        lambda p: _num(p.cfg_scale)),
+    Row(
+        "Schedule type",
+        ("schedule", "timestep_spacing"),
+        _schedule,
+        lambda p: _schedule_label(p.schedule) if p.schedule != "default" else None,
+    ),
+    Row(
+        "CFG scale",
+        ("cfg_scale",),
+        lambda v, kv: {"cfg_scale": float(v)},
+        lambda p: _num(p.cfg_scale),
+    ),
     Row("Seed", ("seed",), lambda v, kv: {"seed": int(v)}, lambda p: p.seed),
     Row("Size", ("width", "height"), _size, lambda p: f"{p.width}x{p.height}"),
     Row("Model", ("model",), lambda v, kv: {"model": v.strip()}, lambda p: p.model),
-    Row("Batch size", ("batch_size",), lambda v, kv: {"batch_size": int(v)},
-        lambda p: p.batch_size if p.batch_size > 1 else None),
+    Row(
+        "Batch size",
+        ("batch_size",),
+        lambda v, kv: {"batch_size": int(v)},
+        lambda p: p.batch_size if p.batch_size > 1 else None,
+    ),
     Row("Eta DDIM", ("eta",), lambda v, kv: {"eta": float(v)}, _eta_write(ddim=True)),
     Row("Eta", ("eta",), lambda v, kv: {"eta": float(v)}, _eta_write(ddim=False)),
     Row("ETA", ("eta",), lambda v, kv: {"eta": float(v)}),
-    Row("Timestep spacing", ("timestep_spacing",),
-        lambda v, kv: {"timestep_spacing": v.strip()}, lambda p: p.timestep_spacing),
-    Row("UniPC order", ("solver_order",), lambda v, kv: {"solver_order": int(v)},
-        _order_write(unipc=True)),
-    Row("Solver order", ("solver_order",), lambda v, kv: {"solver_order": int(v)},
-        _order_write(unipc=False)),
-    Row("Calibrated", ("calibrated",),
+    Row(
+        "Timestep spacing",
+        ("timestep_spacing",),
+        lambda v, kv: {"timestep_spacing": v.strip()},
+        lambda p: p.timestep_spacing,
+    ),
+    Row(
+        "UniPC order",
+        ("solver_order",),
+        lambda v, kv: {"solver_order": int(v)},
+        _order_write(unipc=True),
+    ),
+    Row(
+        "Solver order",
+        ("solver_order",),
+        lambda v, kv: {"solver_order": int(v)},
+        _order_write(unipc=False),
+    ),
+    Row(
+        "Calibrated",
+        ("calibrated",),
         lambda v, kv: {"calibrated": v.strip().lower() in ("true", "1", "yes")},
-        lambda p: "True" if p.calibrated else None),
-    Row("Uncertainty", ("uncertainty", "uncertainty_samples", "uncertainty_skip",
-                        "uncertainty_decodes"), _uncertainty, _uq_text),  # "S/k/M"
+        lambda p: "True" if p.calibrated else None,
+    ),
+    Row(
+        "Uncertainty",
+        ("uncertainty", "uncertainty_samples", "uncertainty_skip", "uncertainty_decodes"),
+        _uncertainty,
+        _uq_text,
+    ),  # "S/k/M"
     # BayesDiff variations: "step/seed" (not A1111's "Variation seed", its subseed).
-    Row("Uncertainty variation", ("variation_step", "variation_seed"), _variation,
-        _variation_text),
+    Row("Uncertainty variation", ("variation_step", "variation_seed"), _variation, _variation_text),
     Row("Variation step", ("variation_step", "variation_seed"), _old_variation_step),
     # The prompt language (engine/prompts): clip skip, and what the prompt's <lora:…> tags and
     # embedding names used, by A1111's short hashes (the engine fills these in when it runs).
-    Row("Clip skip", ("clip_skip",), lambda v, kv: {"clip_skip": int(v)},
-        lambda p: p.clip_skip if p.clip_skip != 1 else None),
-    Row("Lora hashes", ("lora_hashes",), lambda v, kv: {"lora_hashes": v.strip()},
-        lambda p: p.lora_hashes or None),
-    Row("TI hashes", ("ti_hashes",), lambda v, kv: {"ti_hashes": v.strip()},
-        lambda p: p.ti_hashes or None),
+    Row(
+        "Clip skip",
+        ("clip_skip",),
+        lambda v, kv: {"clip_skip": int(v)},
+        lambda p: p.clip_skip if p.clip_skip != 1 else None,
+    ),
+    Row(
+        "Lora hashes",
+        ("lora_hashes",),
+        lambda v, kv: {"lora_hashes": v.strip()},
+        lambda p: p.lora_hashes or None,
+    ),
+    Row(
+        "TI hashes",
+        ("ti_hashes",),
+        lambda v, kv: {"ti_hashes": v.strip()},
+        lambda p: p.ti_hashes or None,
+    ),
     # Flow models (docs/flow-models.md): Forge's keys for Flux's distilled guidance and the
     # shift; both rows read both keys into the one ``flow`` group.
-    Row("Distilled CFG Scale", ("flow",), lambda v, kv: {"flow": _flow(kv)},
-        lambda p: _num(p.flow.guidance) if p.flow and p.flow.guidance is not None else None),
-    Row("Shift", ("flow",), lambda v, kv: {"flow": _flow(kv)},
-        lambda p: _num(p.flow.shift) if p.flow and p.flow.shift is not None else None),
+    Row(
+        "Distilled CFG Scale",
+        ("flow",),
+        lambda v, kv: {"flow": _flow(kv)},
+        lambda p: _num(p.flow.guidance) if p.flow and p.flow.guidance is not None else None,
+    ),
+    Row(
+        "Shift",
+        ("flow",),
+        lambda v, kv: {"flow": _flow(kv)},
+        lambda p: _num(p.flow.shift) if p.flow and p.flow.shift is not None else None,
+    ),
 ]
 _BY_LABEL = {row.label: row for row in ROWS}
 
 #: Keys that describe the image but restore nothing: never listed as "not restored".
-INFORMATIONAL = frozenset({
-    "Model hash", "VAE hash", "Version", "Hashes", "Uncertainty score",
-})
+INFORMATIONAL = frozenset(
+    {
+        "Model hash",
+        "VAE hash",
+        "Version",
+        "Hashes",
+        "Uncertainty score",
+    }
+)
 
 
 # ------------------------------------------------------------------------------ flow samplers
@@ -195,10 +256,19 @@ INFORMATIONAL = frozenset({
 #: Forge writes the samplers of flow models (SD3, Flux) with the ε-samplers' names: "Euler" on
 #: Flux is Euler on the flow ODE. The same method for the other model family, both ways; used
 #: for recipes (:func:`parse`) and by the window when the model's family changes.
-FLOW_COUNTERPARTS = {"Euler": "Flow Euler", "Euler a": "Flow Euler", "Heun": "Flow Heun",
-                     "DPM++ 2M": "Flow DPM++ 2M", "UniPC": "Flow UniPC"}
-DIFFUSION_COUNTERPARTS = {"Flow Euler": "Euler", "Flow Heun": "Heun",
-                          "Flow DPM++ 2M": "DPM++ 2M", "Flow UniPC": "UniPC"}
+FLOW_COUNTERPARTS = {
+    "Euler": "Flow Euler",
+    "Euler a": "Flow Euler",
+    "Heun": "Flow Heun",
+    "DPM++ 2M": "Flow DPM++ 2M",
+    "UniPC": "Flow UniPC",
+}
+DIFFUSION_COUNTERPARTS = {
+    "Flow Euler": "Euler",
+    "Flow Heun": "Heun",
+    "Flow DPM++ 2M": "DPM++ 2M",
+    "Flow UniPC": "UniPC",
+}
 _LEGACY_SCHEDULE_SUFFIXES = (" Karras", " Exponential", " SGMUniform", " Simple")
 
 
@@ -232,9 +302,10 @@ def _to_family(data: Fields, family: str, notes: list[str]) -> None:
         if value not in (None, "default", False):
             dropped.append(k)
     where = "a flow model (SD3/Flux)" if family == "flow" else "an SD 1/2/XL model"
-    notes.append(f"Sampler {name} on {where} is {new} here" +
-                 (f" (without {', '.join(dropped)}, which flow samplers do not take)."
-                  if dropped else "."))
+    notes.append(
+        f"Sampler {name} on {where} is {new} here"
+        + (f" (without {', '.join(dropped)}, which flow samplers do not take)." if dropped else ".")
+    )
 
 
 def _schedule_label(schedule: str) -> str:
@@ -264,8 +335,7 @@ def unquote(v: str) -> str:
     return v
 
 
-def write(params: GenerateParams, *, model_name: str | None = None,
-          seed: int | None = None) -> str:
+def write(params: GenerateParams, *, model_name: str | None = None, seed: int | None = None) -> str:
     """A1111's ``parameters`` text for a recipe (``seed``/``model_name``: the image's own)."""
     pairs: list[tuple[str, object]] = []
     for row in ROWS:
@@ -296,7 +366,7 @@ def split(text: str) -> tuple[str, str, dict[str, str]]:
         stripped = line.strip()
         if stripped.startswith("Negative prompt:"):
             in_negative = True
-            stripped = stripped[len("Negative prompt:"):].strip()
+            stripped = stripped[len("Negative prompt:") :].strip()
         (negative if in_negative else prompt).append(stripped)
     pairs = {k.strip(): unquote(v) for k, v in _PAIR.findall(settings)}
     return "\n".join(prompt), "\n".join(negative), pairs
@@ -349,8 +419,14 @@ def parse(text: str, model_family: str | None = None) -> A1111Recipe:
 
 # ------------------------------------------------------------------------------ validation
 
-_CLAMPED = {"steps": (1, 1000), "cfg_scale": (0.0, 100.0), "batch_size": (1, 16),
-            "batch_count": (1, 100), "eta": (0.0, 1.0), "solver_order": (1, 4)}
+_CLAMPED = {
+    "steps": (1, 1000),
+    "cfg_scale": (0.0, 100.0),
+    "batch_size": (1, 16),
+    "batch_count": (1, 100),
+    "eta": (0.0, 1.0),
+    "solver_order": (1, 4),
+}
 
 
 def validate_leniently(data: Fields) -> tuple[GenerateParams, list[str]]:
@@ -367,35 +443,46 @@ def validate_leniently(data: Fields) -> tuple[GenerateParams, list[str]]:
             return GenerateParams(**data), notes
         except ValidationError as exc:
             bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
-            first = {str(e["loc"][0]): str(e["msg"]).removeprefix("Value error, ")
-                     for e in reversed(exc.errors()) if e["loc"]}
+            first = {
+                str(e["loc"][0]): str(e["msg"]).removeprefix("Value error, ")
+                for e in reversed(exc.errors())
+                if e["loc"]
+            }
         if not bad or not bad <= set(data):
             break
         if {"width", "height"} & bad:
             w, h = data.get("width", 512), data.get("height", 512)
             nw, nh = (_snap8(v, MAX_SIDE) if isinstance(v, int) else 512 for v in (w, h))
             data["width"], data["height"] = nw, nh
-            notes.append(f"Size {w}×{h}: Sfumato makes sides in multiples of 8 up to "
-                         f"{MAX_SIDE}; using {nw}×{nh}.")
+            notes.append(
+                f"Size {w}×{h}: Sfumato makes sides in multiples of 8 up to "
+                f"{MAX_SIDE}; using {nw}×{nh}."
+            )
             bad -= {"width", "height"}
         for name in sorted(bad):
             value = data[name]
             if name in ("seed", "variation_seed") and isinstance(value, int) and value >= 0:
                 data[name] = value % (MAX_SEED + 1)
-                notes.append(f"{_label(name)} {value} is larger than Sfumato's 32-bit seeds; "
-                             f"using {data[name]} (its low 32 bits): the image will differ.")
+                notes.append(
+                    f"{_label(name)} {value} is larger than Sfumato's 32-bit seeds; "
+                    f"using {data[name]} (its low 32 bits): the image will differ."
+                )
             elif name in _CLAMPED and isinstance(value, int | float):
                 lo, hi = _CLAMPED[name]
                 data[name] = type(value)(min(max(value, lo), hi))
-                notes.append(f"{_label(name)} {value:g} is outside {lo:g}–{hi:g}; using "
-                             f"{data[name]:g}.")
+                notes.append(
+                    f"{_label(name)} {value:g} is outside {lo:g}–{hi:g}; using {data[name]:g}."
+                )
             else:
                 del data[name]
-                notes.append(f"{_label(name)} {value!r} cannot be used ({first.get(name, '')}); "
-                             "left as it was.")
+                notes.append(
+                    f"{_label(name)} {value!r} cannot be used ({first.get(name, '')}); "
+                    "left as it was."
+                )
     # Only reached if adjusting did not converge (it always should): the plain recipe.
-    return GenerateParams(prompt=str(data.get("prompt", "")),
-                          negative_prompt=str(data.get("negative_prompt", ""))), notes
+    return GenerateParams(
+        prompt=str(data.get("prompt", "")), negative_prompt=str(data.get("negative_prompt", ""))
+    ), notes
 
 
 def _snap8(v: int, hi: int) -> int:

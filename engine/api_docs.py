@@ -38,9 +38,12 @@ def add_docs(app: FastAPI) -> None:
                 "<!doctype html><title>Sfumato engine API</title><h1>Sfumato engine API</h1>"
                 "<p>The interactive page needs the <code>swagger-ui-bundle-v2</code> package "
                 "(<code>pip install swagger-ui-bundle-v2</code>). The schema itself is at "
-                "<a href='/openapi.json'>/openapi.json</a>.</p>")
+                "<a href='/openapi.json'>/openapi.json</a>.</p>"
+            )
         return get_swagger_ui_html(
-            openapi_url="/openapi.json", title=f"{app.title} — API",
+            openapi_url="/openapi.json",
+            title=f"{app.title} — API",
             swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS}/favicon-32x32.png")
+            swagger_favicon_url=f"{ASSETS}/favicon-32x32.png",
+        )

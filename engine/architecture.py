@@ -51,12 +51,14 @@ METHOD_NAMES: dict[Method, str] = {
 FLOW_NOTE = (
     "BayesDiff, Analytic-DPM and calibration are derived for ε-prediction diffusion (DDPM); a "
     "flow model predicts a velocity on a straight path, so they do not apply "
-    "(docs/flow-models.md).")
+    "(docs/flow-models.md)."
+)
 #: Why SDXL has none of the methods yet.
 SDXL_NOTE = (
     "the fits, the methods built on them (BayesDiff, Analytic-DPM, calibration) and video "
     "editing are written for the single text encoder of SD 1.x/2.x; SDXL's second encoder and "
-    "added conditioning are not wired into them yet.")
+    "added conditioning are not wired into them yet."
+)
 
 _DDPM_METHODS = frozenset(Method)
 
@@ -119,28 +121,43 @@ class Architecture(StrEnum):
         """'' where ``method`` applies, else a sentence saying why not."""
         if self.supports(method):
             return ""
-        return (f"{METHOD_NAMES[Method(method)]} is not available for {self.value} models: "
-                f"{self.facts.note}")
+        return (
+            f"{METHOD_NAMES[Method(method)]} is not available for {self.value} models: "
+            f"{self.facts.note}"
+        )
 
 
 _FACTS: dict[Architecture, ArchitectureFacts] = {
-    Architecture.SD1: ArchitectureFacts("Stable Diffusion 1.x", Family.DIFFUSION, 512, None,
-                                        "epsilon", 768, _DDPM_METHODS),
-    Architecture.SD2: ArchitectureFacts("Stable Diffusion 2.x", Family.DIFFUSION, 768, None,
-                                        "v_prediction", 1024, _DDPM_METHODS),
-    Architecture.SDXL: ArchitectureFacts("Stable Diffusion XL", Family.DIFFUSION, 1024, None,
-                                         "epsilon", 2048, frozenset(), SDXL_NOTE),
-    Architecture.SD3: ArchitectureFacts("Stable Diffusion 3", Family.FLOW, 1024,
-                                        "flow_prediction", "flow_prediction", 0, frozenset(),
-                                        FLOW_NOTE),
-    Architecture.FLUX: ArchitectureFacts("Flux.1", Family.FLOW, 1024, "flow_prediction",
-                                         "flow_prediction", 0, frozenset(), FLOW_NOTE),
+    Architecture.SD1: ArchitectureFacts(
+        "Stable Diffusion 1.x", Family.DIFFUSION, 512, None, "epsilon", 768, _DDPM_METHODS
+    ),
+    Architecture.SD2: ArchitectureFacts(
+        "Stable Diffusion 2.x", Family.DIFFUSION, 768, None, "v_prediction", 1024, _DDPM_METHODS
+    ),
+    Architecture.SDXL: ArchitectureFacts(
+        "Stable Diffusion XL", Family.DIFFUSION, 1024, None, "epsilon", 2048, frozenset(), SDXL_NOTE
+    ),
+    Architecture.SD3: ArchitectureFacts(
+        "Stable Diffusion 3",
+        Family.FLOW,
+        1024,
+        "flow_prediction",
+        "flow_prediction",
+        0,
+        frozenset(),
+        FLOW_NOTE,
+    ),
+    Architecture.FLUX: ArchitectureFacts(
+        "Flux.1", Family.FLOW, 1024, "flow_prediction", "flow_prediction", 0, frozenset(), FLOW_NOTE
+    ),
     # Unidentified files cannot be loaded (the registry says why); the checks treat them as
     # SD 1.x-like so that the message a person sees is the loader's, not a method's.
-    Architecture.UNKNOWN: ArchitectureFacts("unknown", Family.DIFFUSION, 0, None, "epsilon", 0,
-                                            _DDPM_METHODS),
+    Architecture.UNKNOWN: ArchitectureFacts(
+        "unknown", Family.DIFFUSION, 0, None, "epsilon", 0, _DDPM_METHODS
+    ),
 }
 
 #: The rectified-flow architectures.
-FLOW_ARCHITECTURES: tuple[str, ...] = tuple(a.value for a in Architecture
-                                            if a.family is Family.FLOW)
+FLOW_ARCHITECTURES: tuple[str, ...] = tuple(
+    a.value for a in Architecture if a.family is Family.FLOW
+)

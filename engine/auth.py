@@ -56,12 +56,18 @@ class TokenGate:
         body = ErrorBody(message=message).model_dump_json().encode()
         if scope["type"] == "websocket":
             return await self._refuse_websocket(scope, receive, send, status, message, body)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
-    def _authorised(self, kind: str, path: str, headers: dict[str, str],
-                    query: dict[str, str]) -> bool:
+    def _authorised(
+        self, kind: str, path: str, headers: dict[str, str], query: dict[str, str]
+    ) -> bool:
         candidates = []
         auth = headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
@@ -73,14 +79,15 @@ class TokenGate:
                 name, _, value = cookie.strip().partition("=")
                 if name == COOKIE_NAME:
                     candidates.append(value)
-        return any(c and hmac.compare_digest(c.encode(), self.token.encode())
-                   for c in candidates)
+        return any(c and hmac.compare_digest(c.encode(), self.token.encode()) for c in candidates)
 
     def _set_cookie(self, send):
         async def wrapped(message):
             if message["type"] == "http.response.start":
-                cookie = (f"{COOKIE_NAME}={self.token}; Max-Age={DOCS_COOKIE_MAX_AGE_S}; "
-                          "HttpOnly; SameSite=Strict; Path=/")
+                cookie = (
+                    f"{COOKIE_NAME}={self.token}; Max-Age={DOCS_COOKIE_MAX_AGE_S}; "
+                    "HttpOnly; SameSite=Strict; Path=/"
+                )
                 message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie.encode())]
             await send(message)
 
@@ -90,8 +97,13 @@ class TokenGate:
     async def _refuse_websocket(scope, receive, send, status: int, message: str, body: bytes):
         await receive()  # websocket.connect
         if "websocket.http.response" in scope.get("extensions", {}):
-            await send({"type": "websocket.http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "websocket.http.response.body", "body": body})
             return
         await send({"type": "websocket.accept"})

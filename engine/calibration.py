@@ -35,11 +35,16 @@ class CalibrationTable:
 
     def spatial_fits(self, hw: tuple[int, int] | None) -> bool:
         """Whether the spatial mean is used for latents of height × width ``hw``."""
-        return (self.mode == "spatial" and self.spatial_cond is not None and hw is not None
-                and tuple(self.spatial_cond.shape[-2:]) == tuple(hw))
+        return (
+            self.mode == "spatial"
+            and self.spatial_cond is not None
+            and hw is not None
+            and tuple(self.spatial_cond.shape[-2:]) == tuple(hw)
+        )
 
-    def mean_at(self, t: float, which: str = "cond",
-                hw: tuple[int, int] | None = None) -> torch.Tensor:
+    def mean_at(
+        self, t: float, which: str = "cond", hw: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """The mean at (possibly fractional) timestep ``t``, linear in between: (C, H, W) where
         :meth:`spatial_fits` ``hw``, else (C,)."""
         if self.spatial_fits(hw):
@@ -60,9 +65,15 @@ def _abar_at(alphas_cumprod: torch.Tensor, t: float) -> float:
     return float((1 - w) * alphas_cumprod[lo] + w * alphas_cumprod[hi])
 
 
-def calibrate_output(out: torch.Tensor, t: float, table: CalibrationTable, *, cfg: bool,
-                     prediction_type: str = "epsilon",
-                     alphas_cumprod: torch.Tensor | None = None) -> torch.Tensor:
+def calibrate_output(
+    out: torch.Tensor,
+    t: float,
+    table: CalibrationTable,
+    *,
+    cfg: bool,
+    prediction_type: str = "epsilon",
+    alphas_cumprod: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Subtract the mean of ε̂ from a batch of model outputs. With CFG the batch is
     [unconditional; conditional] halves (diffusers' order) and each half gets its own mean.
     A v-prediction model's v̂ shifts by m/√ᾱ_t, since ε̂ = √ᾱ v̂ + √(1−ᾱ) x_t, an x₀-model's
@@ -85,8 +96,14 @@ def calibrate_output(out: torch.Tensor, t: float, table: CalibrationTable, *, cf
 
 
 @contextlib.contextmanager
-def calibrated(unet, table: CalibrationTable, *, cfg: bool, prediction_type: str = "epsilon",
-               alphas_cumprod: torch.Tensor | None = None) -> Iterator[None]:
+def calibrated(
+    unet,
+    table: CalibrationTable,
+    *,
+    cfg: bool,
+    prediction_type: str = "epsilon",
+    alphas_cumprod: torch.Tensor | None = None,
+) -> Iterator[None]:
     """Within the block, ``unet(...)`` returns the calibrated prediction. Attached as the named
     UNet hook "calibration" (engine/hooks.py), after the forward: a compiled UNet stays
     compiled."""
@@ -96,8 +113,9 @@ def calibrated(unet, table: CalibrationTable, *, cfg: bool, prediction_type: str
         t = float(torch.as_tensor(timestep).flatten()[0])
 
         def shift(x: torch.Tensor) -> torch.Tensor:
-            return calibrate_output(x, t, table, cfg=cfg, prediction_type=prediction_type,
-                                    alphas_cumprod=alphas_cumprod)
+            return calibrate_output(
+                x, t, table, cfg=cfg, prediction_type=prediction_type, alphas_cumprod=alphas_cumprod
+            )
 
         if isinstance(out, tuple):
             return (shift(out[0]), *out[1:])

@@ -38,36 +38,73 @@ def default_data_dir() -> Path:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="sfumato-engine", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--host", default="127.0.0.1",
-                    help="interface to listen on (default 127.0.0.1; use 0.0.0.0 on a GPU box)")
+    ap.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1; use 0.0.0.0 on a GPU box)",
+    )
     ap.add_argument("--port", type=int, default=7861, help="TCP port; 0 picks a free one")
-    ap.add_argument("--token-file", type=Path, default=None,
-                    help=f"file whose first line is the access token (default: ${TOKEN_ENV}, "
-                         "else a random one, printed)")
-    ap.add_argument("--token", default=None,
-                    help="access token (avoid: other local users see it in the process list; "
-                         "use --token-file or $" + TOKEN_ENV + ")")
-    ap.add_argument("--exit-with-stdin", action="store_true",
-                    help="exit when stdin reaches end of file (the app that started us is gone)")
+    ap.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help=f"file whose first line is the access token (default: ${TOKEN_ENV}, "
+        "else a random one, printed)",
+    )
+    ap.add_argument(
+        "--token",
+        default=None,
+        help="access token (avoid: other local users see it in the process list; "
+        "use --token-file or $" + TOKEN_ENV + ")",
+    )
+    ap.add_argument(
+        "--exit-with-stdin",
+        action="store_true",
+        help="exit when stdin reaches end of file (the app that started us is gone)",
+    )
     ap.add_argument("--data-dir", type=Path, default=None, help="queue database, models/, logs/")
     ap.add_argument("--output-dir", type=Path, default=None, help="where images are saved")
-    ap.add_argument("--models-dir", type=Path, action="append", default=[],
-                    help="extra folder of models (repeatable)")
-    ap.add_argument("--model", default=None,
-                    help="model id or path used when a job names none (default: the embedded one)")
+    ap.add_argument(
+        "--models-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="extra folder of models (repeatable)",
+    )
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="model id or path used when a job names none (default: the embedded one)",
+    )
     ap.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
-    ap.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
-                    help="weights' precision (default auto: fp16 on CUDA/MPS, fp32 on the CPU); "
-                         "the VAE decodes in fp32 wherever fp16 would overflow")
-    ap.add_argument("--fast-path", default="auto", choices=["auto", "on", "off"],
-                    help="compiled UNet/VAE with CUDA graphs, warmed up in the background after "
-                         "a model loads (default auto: on with CUDA, off on the CPU)")
-    ap.add_argument("--offload", default="none", choices=["none", "t5-cpu", "model"],
-                    help="for small GPUs: t5-cpu runs SD3/Flux's T5 text encoder on the CPU; "
-                         "model moves each part to the GPU only while it runs (slower)")
+    ap.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "fp16", "bf16", "fp32"],
+        help="weights' precision (default auto: fp16 on CUDA/MPS, fp32 on the CPU); "
+        "the VAE decodes in fp32 wherever fp16 would overflow",
+    )
+    ap.add_argument(
+        "--fast-path",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="compiled UNet/VAE with CUDA graphs, warmed up in the background after "
+        "a model loads (default auto: on with CUDA, off on the CPU)",
+    )
+    ap.add_argument(
+        "--offload",
+        default="none",
+        choices=["none", "t5-cpu", "model"],
+        help="for small GPUs: t5-cpu runs SD3/Flux's T5 text encoder on the CPU; "
+        "model moves each part to the GPU only while it runs (slower)",
+    )
     ap.add_argument("--preload", action="store_true", help="load the default model at start")
-    ap.add_argument("--max-upload-mb", type=int, default=None,
-                    help="largest upload (video or image) in MiB (default 2048)")
+    ap.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=None,
+        help="largest upload (video or image) in MiB (default 2048)",
+    )
     ap.add_argument("--log-level", default="info")
     return ap.parse_args(argv)
 
@@ -76,7 +113,9 @@ def setup_logging(data_dir: Path, level: str) -> None:
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     handlers: list[logging.Handler] = [
-        logging.handlers.RotatingFileHandler(logs / "engine.log", maxBytes=2_000_000, backupCount=3),
+        logging.handlers.RotatingFileHandler(
+            logs / "engine.log", maxBytes=2_000_000, backupCount=3
+        ),
         logging.StreamHandler(sys.stderr),
     ]
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -106,8 +145,12 @@ def read_token(args: argparse.Namespace) -> str | None:
             raise SystemExit(f"sfumato-engine: the token file {args.token_file} is empty")
         return token
     if args.token:
-        print("sfumato-engine: --token is visible to every local user (ps); prefer "
-              f"--token-file or ${TOKEN_ENV}", file=sys.stderr, flush=True)
+        print(
+            "sfumato-engine: --token is visible to every local user (ps); prefer "
+            f"--token-file or ${TOKEN_ENV}",
+            file=sys.stderr,
+            flush=True,
+        )
         return args.token
     return os.environ.get(TOKEN_ENV) or None
 
@@ -147,8 +190,9 @@ class ParentWatch:
         # Being re-parented away from it means it died.
         starter = os.getppid()
         self._death_signal(starter)
-        threading.Thread(target=self._poll_pid, args=(parent, starter), name="parent-watch",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._poll_pid, args=(parent, starter), name="parent-watch", daemon=True
+        ).start()
 
     def gone(self, why: str) -> None:
         """The app is gone: stop now, and for sure within the grace time."""
@@ -262,8 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     # KEEPALIVE_S), so the app always drops an idle connection first: with uvicorn's 5 s the
     # app could reuse one the engine was closing and a request failed with "Server
     # disconnected" / "Can not write request body" now and then.
-    config = uvicorn.Config(app, log_level="warning", ws_ping_interval=20, lifespan="on",
-                            timeout_graceful_shutdown=3, timeout_keep_alive=ENGINE_KEEPALIVE_S)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        ws_ping_interval=20,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+        timeout_keep_alive=ENGINE_KEEPALIVE_S,
+    )
     server = uvicorn.Server(config)
     ParentWatch(server, on_abandon=engine.queue.abandon).start(stdin=args.exit_with_stdin)
 

@@ -53,7 +53,9 @@ def estimate_eps_stats(
             stop = min(start + batch, n)
             idx = torch.arange(start, stop) % len(x0)
             x = x0[idx]
-            noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
+            noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(
+                x.device, x.dtype
+            )
             xt = a**0.5 * x + (1 - a) ** 0.5 * noise
             rows = slice(start, stop) if stop <= len(x0) else idx  # type: ignore[assignment]
             e = eps(xt, t, rows).float()
@@ -68,5 +70,10 @@ def estimate_eps_stats(
         gammas.append(sq_sum / seen)
         means.append((mean_sum / seen).cpu())
         spatial.append((elem_sum / seen).cpu())
-    return EpsStats(list(timesteps), torch.tensor(gammas, dtype=torch.float64),
-                    torch.stack(means).double(), n, torch.stack(spatial).double())
+    return EpsStats(
+        list(timesteps),
+        torch.tensor(gammas, dtype=torch.float64),
+        torch.stack(means).double(),
+        n,
+        torch.stack(spatial).double(),
+    )

@@ -202,11 +202,16 @@ class FastPath:
     """Compiles one loaded pipeline at a time; ``state`` is what Health shows: ``off``,
     ``warming up``, ``on`` or ``failed``."""
 
-    def __init__(self, cache_dir: Path | None, enabled: bool, backend: Any = None,
-                 mode: str | None = None, lora_rank: int | None = None,
-                 lora_slots: int | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path | None,
+        enabled: bool,
+        backend: Any = None,
+        mode: str | None = None,
+        lora_rank: int | None = None,
+        lora_slots: int | None = None,
+    ) -> None:
         from engine.prompts import lora_slots as slots
-
 
         # SFUMATO_COMPILE_BACKEND: "inductor" (default), "eager" (dynamo only), "none" (no
         # torch.compile: the wrapping, bucketing and warm-up alone; bench/gpu_suite --dry-run)
@@ -261,8 +266,9 @@ class FastPath:
         self.message = f"{getattr(self.backend, '__name__', self.backend)}/{mode}"
         self.on_change()
         if background:
-            self._thread = threading.Thread(target=self._warm_up, args=(pipe,),
-                                            name="fast-path-warm-up", daemon=True)
+            self._thread = threading.Thread(
+                target=self._warm_up, args=(pipe,), name="fast-path-warm-up", daemon=True
+            )
             self._thread.start()
         else:
             self._warm_up(pipe)
@@ -296,8 +302,9 @@ class FastPath:
         self.wait()
         self.state = "warming up"
         self.on_change()
-        self._thread = threading.Thread(target=self._warm_up, args=(pipe,),
-                                        name="fast-path-warm-up", daemon=True)
+        self._thread = threading.Thread(
+            target=self._warm_up, args=(pipe,), name="fast-path-warm-up", daemon=True
+        )
         self._thread.start()
 
     def note_lora(self, note: str) -> None:
@@ -330,8 +337,14 @@ class FastPath:
                 for _ in range(2):  # CUDA graphs: the first call warms, the second records
                     warm_inputs(pipe, lambda **kw: (pipe.unet(**kw), None))
                     h, w = _latent_size(pipe)
-                    z = torch.randn(1, pipe.vae.config.latent_channels, h, w,
-                                    device=pipe.unet.device, dtype=pipe.vae.decoder.conv_in.weight.dtype)
+                    z = torch.randn(
+                        1,
+                        pipe.vae.config.latent_channels,
+                        h,
+                        w,
+                        device=pipe.unet.device,
+                        dtype=pipe.vae.decoder.conv_in.weight.dtype,
+                    )
                     pipe.vae.decoder(z)
             if pipe.unet.device.type == "cuda":
                 torch.cuda.synchronize()
@@ -347,8 +360,10 @@ class FastPath:
     def _artifact_path(self, pipe) -> Path | None:
         if self.cache_dir is None:
             return None
-        key = f"{type(pipe.unet).__name__}|{dict(pipe.unet.config)}|{pipe.unet.dtype}|" \
-              f"{pipe.unet.device.type}|{self.backend}|{self.mode}|{torch.__version__}"
+        key = (
+            f"{type(pipe.unet).__name__}|{dict(pipe.unet.config)}|{pipe.unet.dtype}|"
+            f"{pipe.unet.device.type}|{self.backend}|{self.mode}|{torch.__version__}"
+        )
         return self.cache_dir / f"mega-{hashlib.sha256(key.encode()).hexdigest()[:20]}.bin"
 
     def _load_artifacts(self, pipe) -> None:
@@ -392,15 +407,18 @@ def warm_inputs(pipe, call, batch: int = 2) -> Any:
     kwargs: dict[str, Any] = {
         "sample": torch.randn(batch, cfg.in_channels, h, w, device=dev, dtype=dtype),
         "timestep": torch.full((batch,), 500.0, device=dev),
-        "encoder_hidden_states": torch.randn(batch, 77, cfg.cross_attention_dim, device=dev,
-                                             dtype=dtype),
+        "encoder_hidden_states": torch.randn(
+            batch, 77, cfg.cross_attention_dim, device=dev, dtype=dtype
+        ),
     }
     if cfg.addition_embed_type == "text_time":  # SDXL: pooled text embeds and size ids
         n_time = 6 * cfg.addition_time_embed_dim
         kwargs["added_cond_kwargs"] = {
-            "text_embeds": torch.randn(batch, cfg.projection_class_embeddings_input_dim - n_time,
-                                       device=dev, dtype=dtype),
-            "time_ids": torch.randn(batch, 6, device=dev, dtype=dtype)}
+            "text_embeds": torch.randn(
+                batch, cfg.projection_class_embeddings_input_dim - n_time, device=dev, dtype=dtype
+            ),
+            "time_ids": torch.randn(batch, 6, device=dev, dtype=dtype),
+        }
     return call(**kwargs)
 
 

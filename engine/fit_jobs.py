@@ -44,7 +44,9 @@ def _load_images(data: FitData, model_id: str, size: int):
             raise EngineError(
                 f"{model_id} has no shipped fit set (looked in {folder}). Fit on a folder of "
                 "images like the model's training data (data.source 'folder') or on its own "
-                "samples (data.source 'generated').", "params.data.source")
+                "samples (data.source 'generated').",
+                "params.data.source",
+            )
         from engine.training.dataset import load_fit_set
 
         images, items = load_fit_set(folder)
@@ -70,8 +72,9 @@ def _load_images(data: FitData, model_id: str, size: int):
         source = f"folder:{folder}"
     images, captions = images[: data.count], captions[: data.count]
     if images.shape[1] != size or images.shape[2] != size:
-        images = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.LANCZOS))
-                           for im in images])
+        images = np.stack(
+            [np.asarray(Image.fromarray(im).resize((size, size), Image.LANCZOS)) for im in images]
+        )
     return images, captions, source
 
 
@@ -86,7 +89,7 @@ def _encode(pipe, images, device, dtype, ctx, batch: int = 32):
     with torch.no_grad():
         for i in range(0, len(images), batch):
             ctx.check_cancel()
-            x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
             z = vae.encode(x.to(device, dtype)).latent_dist.mean
             out.append(((z - shift) * scale).float().cpu())
             ctx.progress(min(i + batch, len(images)), stage="encoding images")
@@ -104,9 +107,15 @@ def _generate_latents(pipe, data: FitData, ctx, seed: int):
         ctx.check_cancel()
         prompt = prompts[k % len(prompts)]
         conditioning = encode_for_pipe(pipe, prompt, "", SAMPLE_GUIDANCE, pipe.device)
-        out = pipe(**conditioning.call_kwargs(), guidance_scale=SAMPLE_GUIDANCE, width=size,
-                   height=size, num_inference_steps=data.steps,
-                   generator=torch.Generator("cpu").manual_seed(seed + k), output_type="latent")
+        out = pipe(
+            **conditioning.call_kwargs(),
+            guidance_scale=SAMPLE_GUIDANCE,
+            width=size,
+            height=size,
+            num_inference_steps=data.steps,
+            generator=torch.Generator("cpu").manual_seed(seed + k),
+            output_type="latent",
+        )
         latents.append(out.images.float().cpu())
         captions.append(prompt)
         ctx.progress(k + 1, stage="generating samples")
@@ -138,8 +147,14 @@ def _embed(pipe, prompts: list[str], device):
     return embed_prompts(text_encoders(pipe), prompts, device)
 
 
-def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str,
-             uncond_embeds=None, guidance: float = 1.0):
+def make_eps(
+    loaded,
+    prompt_embeds,
+    alphas_cumprod,
+    prediction_type: str,
+    uncond_embeds=None,
+    guidance: float = 1.0,
+):
     """ε̂(x_t, t, rows): the UNet under the rows' prompt embeddings, as a noise prediction;
     with ``uncond_embeds`` and ``guidance`` > 1, the classifier-free-guided one."""
     import torch
@@ -150,8 +165,11 @@ def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str,
 
     def eps(xt, t: int, rows):
         with torch.no_grad():
-            cond = prompt_embeds[rows] if prompt_embeds.shape[0] > 1 else prompt_embeds.expand(
-                len(xt), -1, -1)
+            cond = (
+                prompt_embeds[rows]
+                if prompt_embeds.shape[0] > 1
+                else prompt_embeds.expand(len(xt), -1, -1)
+            )
             x, tt = xt.to(device, dtype), torch.tensor(t, device=device)
             out = unet(x, tt, encoder_hidden_states=cond.to(device, dtype)).sample.float().cpu()
             if uncond_embeds is not None and guidance > 1:
@@ -159,8 +177,9 @@ def make_eps(loaded, prompt_embeds, alphas_cumprod, prediction_type: str,
                 u = unet(x, tt, encoder_hidden_states=unc).sample.float().cpu()
                 out = u + guidance * (out - u)
         if prediction_type != Prediction.EPSILON:  # v or x̂₀ → ε̂ (engine/denoisers.py)
-            out = to_eps(prediction_type, out, xt.float().cpu(),
-                         *alpha_sigma(float(alphas_cumprod[t])))
+            out = to_eps(
+                prediction_type, out, xt.float().cpu(), *alpha_sigma(float(alphas_cumprod[t]))
+            )
         return out
 
     return eps
@@ -205,11 +224,18 @@ def run_analytic_fit(job: Job, ctx, fits) -> None:
     cfg = sched.config
     spacing = p.timestep_spacing or cfg.timestep_spacing
     if spacing == OPTIMAL:
-        timesteps = sorted(candidate_grid(cfg.num_train_timesteps, max(100, *p.steps)),
-                           reverse=True)
+        timesteps = sorted(
+            candidate_grid(cfg.num_train_timesteps, max(100, *p.steps)), reverse=True
+        )
     else:
-        timesteps = sorted({t for n in p.steps for t in trajectory(
-            cfg.num_train_timesteps, n, spacing, cfg.steps_offset)}, reverse=True)
+        timesteps = sorted(
+            {
+                t
+                for n in p.steps
+                for t in trajectory(cfg.num_train_timesteps, n, spacing, cfg.steps_offset)
+            },
+            reverse=True,
+        )
     x0, captions, source = gather_x0(loaded, p.data, ctx, p.seed)
     embeds = _embed(loaded.pipe, captions, loaded.device)
     uncond = _embed(loaded.pipe, [""], loaded.device) if p.cfg_scale > 1 else None
@@ -217,14 +243,31 @@ def run_analytic_fit(job: Job, ctx, fits) -> None:
     n = p.samples_per_step or len(x0)
     batch = 64
     ctx.begin(-(-n // batch) * len(timesteps), stage="fitting Γ")
-    stats = estimate_eps_stats(eps, x0, timesteps, sched.alphas_cumprod, samples_per_step=n,
-                               batch=batch, generator=torch.Generator().manual_seed(p.seed),
-                               on_batch=_progress(ctx, "fitting Γ"))
+    stats = estimate_eps_stats(
+        eps,
+        x0,
+        timesteps,
+        sched.alphas_cumprod,
+        samples_per_step=n,
+        batch=batch,
+        generator=torch.Generator().manual_seed(p.seed),
+        on_batch=_progress(ctx, "fitting Γ"),
+    )
     model_hash = fits.model_hash(loaded.info)
-    info = FitInfo(id="", kind="analytic", model=loaded.info.id, model_hash=model_hash,
-                   created_at=utcnow(), images=len(x0), source=source, samples_per_step=n,
-                   seconds=time.monotonic() - t0, steps=sorted(p.steps),
-                   timestep_spacing=p.timestep_spacing, timesteps=len(timesteps))
+    info = FitInfo(
+        id="",
+        kind="analytic",
+        model=loaded.info.id,
+        model_hash=model_hash,
+        created_at=utcnow(),
+        images=len(x0),
+        source=source,
+        samples_per_step=n,
+        seconds=time.monotonic() - t0,
+        steps=sorted(p.steps),
+        timestep_spacing=p.timestep_spacing,
+        timesteps=len(timesteps),
+    )
     tensors = {
         "timesteps": torch.tensor(timesteps, dtype=torch.int64),
         "gamma": stats.gamma,
@@ -234,10 +277,16 @@ def run_analytic_fit(job: Job, ctx, fits) -> None:
         gammas = {int(t): float(g) for t, g in zip(timesteps, stats.gamma, strict=True)}
         for k in p.steps:
             tensors[f"optimal_{k}"] = torch.tensor(
-                optimal_trajectory(sched.alphas_cumprod, gammas, k), dtype=torch.int64)
+                optimal_trajectory(sched.alphas_cumprod, gammas, k), dtype=torch.int64
+            )
     job.fit = fits.save(info, tensors)
-    log.info("analytic fit of %s: %d timesteps, Γ in [%.3f, %.3f]", loaded.info.id,
-             len(timesteps), float(stats.gamma.min()), float(stats.gamma.max()))
+    log.info(
+        "analytic fit of %s: %d timesteps, Γ in [%.3f, %.3f]",
+        loaded.info.id,
+        len(timesteps),
+        float(stats.gamma.min()),
+        float(stats.gamma.max()),
+    )
 
 
 def run_calibration_fit(job: Job, ctx, fits) -> None:
@@ -253,8 +302,9 @@ def run_calibration_fit(job: Job, ctx, fits) -> None:
     loaded = ctx.load_model(p.model)
     sched = _alphas(loaded)
     cfg = sched.config
-    timesteps = sorted({round(float(t)) for t in
-                        torch.linspace(0, cfg.num_train_timesteps - 1, p.timesteps)})
+    timesteps = sorted(
+        {round(float(t)) for t in torch.linspace(0, cfg.num_train_timesteps - 1, p.timesteps)}
+    )
     x0, captions, source = gather_x0(loaded, p.data, ctx, p.seed)
     cond = _embed(loaded.pipe, captions, loaded.device)
     uncond = _embed(loaded.pipe, [""], loaded.device)
@@ -264,17 +314,40 @@ def run_calibration_fit(job: Job, ctx, fits) -> None:
     means, spatial = [], []
     for k, embeds in enumerate((cond, uncond)):
         eps = make_eps(loaded, embeds, sched.alphas_cumprod, cfg.prediction_type)
-        stats = estimate_eps_stats(eps, x0, timesteps, sched.alphas_cumprod, batch=batch,
-                                   generator=torch.Generator().manual_seed(p.seed),
-                                   on_batch=_progress(ctx, "fitting calibration", k * per_pass))
+        stats = estimate_eps_stats(
+            eps,
+            x0,
+            timesteps,
+            sched.alphas_cumprod,
+            batch=batch,
+            generator=torch.Generator().manual_seed(p.seed),
+            on_batch=_progress(ctx, "fitting calibration", k * per_pass),
+        )
         means.append(stats.mean)
         spatial.append(stats.spatial_mean)
     model_hash = fits.model_hash(loaded.info)
-    info = FitInfo(id="", kind="calibration", model=loaded.info.id, model_hash=model_hash,
-                   created_at=utcnow(), images=len(x0), source=source, samples_per_step=len(x0),
-                   seconds=time.monotonic() - t0, timesteps=len(timesteps))
-    job.fit = fits.save(info, {"timesteps": torch.tensor(timesteps, dtype=torch.int64),
-                               "mean_cond": means[0], "mean_uncond": means[1],
-                               "spatial_cond": spatial[0], "spatial_uncond": spatial[1]})
-    log.info("calibration fit of %s: |mean ε̂| up to %.4f", loaded.info.id,
-             float(means[0].abs().max()))
+    info = FitInfo(
+        id="",
+        kind="calibration",
+        model=loaded.info.id,
+        model_hash=model_hash,
+        created_at=utcnow(),
+        images=len(x0),
+        source=source,
+        samples_per_step=len(x0),
+        seconds=time.monotonic() - t0,
+        timesteps=len(timesteps),
+    )
+    job.fit = fits.save(
+        info,
+        {
+            "timesteps": torch.tensor(timesteps, dtype=torch.int64),
+            "mean_cond": means[0],
+            "mean_uncond": means[1],
+            "spatial_cond": spatial[0],
+            "spatial_uncond": spatial[1],
+        },
+    )
+    log.info(
+        "calibration fit of %s: |mean ε̂| up to %.4f", loaded.info.id, float(means[0].abs().max())
+    )

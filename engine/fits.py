@@ -37,8 +37,14 @@ class FitStore:
         """SHA-256 over the model's weight files (names and bytes), memoised per file state."""
         path = Path(info.path)
         files = _weight_files(path)
-        state = [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size,
-                  f.stat().st_mtime_ns] for f in files]
+        state = [
+            [
+                str(f.relative_to(path) if path.is_dir() else f.name),
+                f.stat().st_size,
+                f.stat().st_mtime_ns,
+            ]
+            for f in files
+        ]
         key = str(path.resolve())
         with self._lock:
             memo = self._read_memo()
@@ -130,5 +136,11 @@ class FitStore:
         if not fits:
             return None
         t = self.tensors(fits[0])
-        return CalibrationTable(t["timesteps"], t["mean_cond"], t["mean_uncond"],
-                                t.get("spatial_cond"), t.get("spatial_uncond"), mode)
+        return CalibrationTable(
+            t["timesteps"],
+            t["mean_cond"],
+            t["mean_uncond"],
+            t.get("spatial_cond"),
+            t.get("spatial_uncond"),
+            mode,
+        )

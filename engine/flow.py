@@ -30,8 +30,10 @@ def guidance_kwargs(pipe, p: GenerateParams) -> dict[str, Any]:
     if not is_flux(pipe):
         return {"guidance_scale": p.cfg_scale}
     guidance = p.flow.guidance if p.flow is not None and p.flow.guidance is not None else None
-    return {"guidance_scale": FLUX_DEFAULT_GUIDANCE if guidance is None else guidance,
-            "true_cfg_scale": p.cfg_scale}
+    return {
+        "guidance_scale": FLUX_DEFAULT_GUIDANCE if guidance is None else guidance,
+        "true_cfg_scale": p.cfg_scale,
+    }
 
 
 def preview_latents(pipe, latents, p: GenerateParams):

@@ -30,8 +30,9 @@ def run_generate(job: Job, ctx, fits=None) -> None:
     setup = prepare(loaded, p, fits)
     pipe.scheduler = setup.scheduler
     with PromptSession(loaded, ctx.model_folders, [p.prompt, p.negative_prompt]) as prompts:
-        conditioning = prompts.encode(p.prompt, p.negative_prompt, p.cfg_scale, p.steps,
-                                      p.clip_skip)
+        conditioning = prompts.encode(
+            p.prompt, p.negative_prompt, p.cfg_scale, p.steps, p.clip_skip
+        )
         # the saved recipe names its model and the LoRAs and embeddings it used
         recipe = p.model_copy(update={"model": loaded.info.id, **prompts.recipe_update()})
         _render(job, ctx, loaded, setup, conditioning, recipe)
@@ -44,9 +45,21 @@ def _render(job: Job, ctx, loaded, setup, conditioning, recipe) -> None:
     batches = ctx.batches_to_run(p.batch_count, p.batch_size)
     skipped = p.batch_count - len(batches)  # done before a restart: counted as done steps
     ctx.begin(p.steps * p.batch_count, done=skipped * p.steps)
-    render(job, ctx, loaded, (
-        Batch(p, recipe, indices=[b * p.batch_size + i for i in range(p.batch_size)],
-              seeds=image_seeds(p.seed, b * p.batch_size, p.batch_size), setup=setup,
-              conditioning=conditioning, progress_base=(skipped + n_run) * p.steps,
-              preview_indices=list(range(p.batch_size)))
-        for n_run, b in enumerate(batches)))
+    render(
+        job,
+        ctx,
+        loaded,
+        (
+            Batch(
+                p,
+                recipe,
+                indices=[b * p.batch_size + i for i in range(p.batch_size)],
+                seeds=image_seeds(p.seed, b * p.batch_size, p.batch_size),
+                setup=setup,
+                conditioning=conditioning,
+                progress_base=(skipped + n_run) * p.steps,
+                preview_indices=list(range(p.batch_size)),
+            )
+            for n_run, b in enumerate(batches)
+        ),
+    )

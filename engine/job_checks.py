@@ -92,7 +92,9 @@ def _check_calibration(engine, params, field: str) -> None:
     if engine.fits.calibration(engine.fits.model_hash(info), params.calibration_mean) is None:
         raise EngineError(
             f"Calibration of {info.name} is not fitted yet. Run a calibration fit first (job "
-            "kind 'calibration_fit'), or turn calibration off.", f"{field}.calibrated")
+            "kind 'calibration_fit'), or turn calibration off.",
+            f"{field}.calibrated",
+        )
 
 
 def _check_sampler(params, field: str) -> None:
@@ -131,13 +133,15 @@ def _check_robustness(engine, job: RobustnessJob) -> RobustnessJob:
 
     params = job.params
     if not split_words(params.base.prompt):
-        raise EngineError("The prompt has no words to probe: write a prompt first.",
-                          "job.params.base.prompt")
+        raise EngineError(
+            "The prompt has no words to probe: write a prompt first.", "job.params.base.prompt"
+        )
     _check_sampler(params.base, "job.params.base")
     info = _check_model(engine, params.base.model, "job.params.base.model")
     _check_family(params.base, info, "job.params.base")
-    return job.model_copy(update={"params": params.model_copy(
-        update={"base": _random_seed(params.base)})})
+    return job.model_copy(
+        update={"params": params.model_copy(update={"base": _random_seed(params.base)})}
+    )
 
 
 def _check_uncertainty(engine, job: GenerateJob) -> GenerateJob:
@@ -163,15 +167,17 @@ def _check_grid(engine, job: SamplerGridJob) -> SamplerGridJob:
     for i, (sampler, cfg) in enumerate(grid.rows()):
         for name, message in check_options(grid.cell_params(sampler, grid.steps[0], cfg)):
             field = "sampler" if name == "sampler" else name
-            raise EngineError(message, f"job.params.samplers.{i // max(1, len(grid.cfg_scales))}.{field}")
+            raise EngineError(
+                message, f"job.params.samplers.{i // max(1, len(grid.cfg_scales))}.{field}"
+            )
     _check_prompts(grid.base, "job.params.base")
     info = _check_model(engine, grid.base.model, "job.params.base.model")
     for i, (sampler, cfg) in enumerate(grid.rows()):
-        for name, message in check_family(grid.cell_params(sampler, grid.steps[0], cfg),
-                                          info.architecture):
+        for name, message in check_family(
+            grid.cell_params(sampler, grid.steps[0], cfg), info.architecture
+        ):
             field = f"samplers.{i // max(1, len(grid.cfg_scales))}" if name == "sampler" else name
             raise EngineError(message, f"job.params.{field}")
     _check_calibration(engine, grid.base, "job.params.base")
     grid = grid.model_copy(update={"base": _random_seed(grid.base)})
     return job.model_copy(update={"params": grid})
-

@@ -91,11 +91,17 @@ class JobContext:
         # A preview due now goes out with its step's progress, so a client never shows a
         # preview of step 13 beside a progress bar at 12 (issue 14).
         preview_due = now - self._last_preview >= self.PREVIEW_INTERVAL_S
-        if (now - self._last_progress >= self.PROGRESS_INTERVAL_S or step >= self.job.total
-                or new_stage or preview_due):
+        if (
+            now - self._last_progress >= self.PROGRESS_INTERVAL_S
+            or step >= self.job.total
+            or new_stage
+            or preview_due
+        ):
             self._last_progress, self._last_stage = now, stage
             self._queue.publish(
-                JobProgress(job_id=self.job.id, step=step, total=self.job.total, eta_s=eta, stage=stage)
+                JobProgress(
+                    job_id=self.job.id, step=step, total=self.job.total, eta_s=eta, stage=stage
+                )
             )
         if preview_due:
             self._last_preview = now
@@ -105,7 +111,9 @@ class JobContext:
     def preview(self, step: int, index: int, png: tuple[str, int, int]) -> None:
         data, width, height = png
         self._queue.publish(
-            JobPreview(job_id=self.job.id, step=step, index=index, width=width, height=height, png_b64=data)
+            JobPreview(
+                job_id=self.job.id, step=step, index=index, width=width, height=height, png_b64=data
+            )
         )
 
     def saved_indices(self) -> set[int]:
@@ -117,8 +125,11 @@ class JobContext:
         images of one batch leaves that batch to run again (only its missing images are
         saved), and a batch whose images are all saved is never run twice."""
         saved = self.saved_indices()
-        return [b for b in range(batch_count)
-                if any(b * batch_size + i not in saved for i in range(batch_size))]
+        return [
+            b
+            for b in range(batch_count)
+            if any(b * batch_size + i not in saved for i in range(batch_size))
+        ]
 
     def save(self) -> None:
         """Persist the job as it is now (e.g. a report that grew), without an event."""
@@ -157,8 +168,9 @@ class JobQueue:
         self._thread: threading.Thread | None = None
         self._on_state: Callable[[], None] = lambda: None
         #: Entered around each runner on the worker thread (the engine sets the fast path's).
-        self.around_job: Callable[[Job], contextlib.AbstractContextManager] = \
-            lambda _job: contextlib.nullcontext()
+        self.around_job: Callable[[Job], contextlib.AbstractContextManager] = lambda _job: (
+            contextlib.nullcontext()
+        )
         self._requeue_interrupted()
 
     # ------------------------------------------------------------------ public, any thread
@@ -309,7 +321,10 @@ class JobQueue:
                     "or unload other models; the engine keeps serving."
                 )
             log.exception("job %s failed", job.id)
-            return JobState.failed, f"Unexpected error: {type(exc).__name__}: {exc} (see the engine log)"
+            return (
+                JobState.failed,
+                f"Unexpected error: {type(exc).__name__}: {exc} (see the engine log)",
+            )
 
     def _finish(self, job: Job, state: JobState, message: str) -> Job:
         job.state, job.message, job.finished_at = state, message, utcnow()
@@ -359,14 +374,20 @@ class JobQueue:
                 log.info("removed the half-written %s of interrupted job %s", part.name, job.id)
             crashes = self.store.count_crash(job.id)
             if self.store.cancel_requested(job.id):
-                self._finish(job, JobState.cancelled,
-                             "Cancelled (the engine stopped before the job could)")
+                self._finish(
+                    job, JobState.cancelled, "Cancelled (the engine stopped before the job could)"
+                )
             elif crashes >= MAX_CRASHES:
                 log.error("job %s was running in %d engine crashes: failed", job.id, crashes)
-                self._finish(job, JobState.failed, (
-                    f"The engine stopped {crashes} times while running this job, so it was not "
-                    "started again. Its saved images are kept. The engine log says what "
-                    "happened; try smaller settings or another model."))
+                self._finish(
+                    job,
+                    JobState.failed,
+                    (
+                        f"The engine stopped {crashes} times while running this job, so it was not "
+                        "started again. Its saved images are kept. The engine log says what "
+                        "happened; try smaller settings or another model."
+                    ),
+                )
             else:
                 job.state = JobState.queued
                 self.store.put(job)

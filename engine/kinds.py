@@ -75,9 +75,12 @@ def _sampler_grid(engine):
 def _video_edit(engine):
     from engine.video.edit_job import run_video_edit
 
-    return partial(run_video_edit, uploads=engine.uploads,
-                   cache_dir=engine.config.data_dir / "cache",
-                   models_dirs=engine.config.models_dirs)
+    return partial(
+        run_video_edit,
+        uploads=engine.uploads,
+        cache_dir=engine.config.data_dir / "cache",
+        models_dirs=engine.config.models_dirs,
+    )
 
 
 def _analytic_fit(engine):

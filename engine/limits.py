@@ -39,7 +39,9 @@ class BodyLimit:
                 if seen > self.max_bytes:
                     refused = True
                     await self._refuse(send)
-                    return {"type": "http.disconnect"}  # the app stops reading; its answer is dropped
+                    return {
+                        "type": "http.disconnect"
+                    }  # the app stops reading; its answer is dropped
             return message
 
         async def unless_refused(message):
@@ -49,11 +51,22 @@ class BodyLimit:
         await self.app(scope, counted, unless_refused)
 
     async def _refuse(self, send) -> None:
-        body = ErrorBody(message=f"The request body is larger than {self.max_bytes // 1024} KiB, "
-                                 "the limit for JSON requests (files go to POST /v1/uploads)",
-                         field="body").model_dump_json().encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json")]})
+        body = (
+            ErrorBody(
+                message=f"The request body is larger than {self.max_bytes // 1024} KiB, "
+                "the limit for JSON requests (files go to POST /v1/uploads)",
+                field="body",
+            )
+            .model_dump_json()
+            .encode()
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

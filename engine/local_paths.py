@@ -25,8 +25,11 @@ def path_problem(text: str) -> str:
         try:
             Path(text).expanduser()
         except RuntimeError:
-            return f"there is no user {user!r} on the engine's machine" if user else \
-                "the engine's user has no home folder"
+            return (
+                f"there is no user {user!r} on the engine's machine"
+                if user
+                else "the engine's user has no home folder"
+            )
     try:
         os.stat(Path(text).expanduser())
     except OSError as exc:

@@ -36,7 +36,13 @@ def remove_stranded_parts(output_dir: Path, job) -> list[Path]:
 
 
 def save_png(
-    image, path: Path, params: GenerateParams, *, seed: int, model_name: str | None, index: int,
+    image,
+    path: Path,
+    params: GenerateParams,
+    *,
+    seed: int,
+    model_name: str | None,
+    index: int,
     uncertainty: UncertaintyResult | None = None,
 ) -> Path:
     """Save ``image`` (PIL) with A1111 ``parameters`` and Sfumato JSON text chunks (with the
@@ -44,11 +50,16 @@ def save_png(
     a1111 = params.to_a1111(model_name=model_name, seed=seed)
     if uncertainty is not None:
         a1111 += f", Uncertainty score: {uncertainty.score:.6g}"
-    return write_png(image, path, {
-        PNG_PARAMETERS_KEY: a1111,
-        PNG_RECIPE_KEY: recipe_json(params, seed=seed, model_name=model_name, index=index,
-                                    uncertainty=uncertainty),
-    })
+    return write_png(
+        image,
+        path,
+        {
+            PNG_PARAMETERS_KEY: a1111,
+            PNG_RECIPE_KEY: recipe_json(
+                params, seed=seed, model_name=model_name, index=index, uncertainty=uncertainty
+            ),
+        },
+    )
 
 
 def write_png(image, path: Path, texts: dict[str, str]) -> Path:

@@ -67,9 +67,13 @@ class LatentPreviewer:
         images = images.expand(-1, -1, size, size).to(device, dtype)
         # A few textured images too, for the spread of a clean latent (solid colours have none).
         ramps = torch.linspace(-1, 1, size)
-        texture = torch.stack([ramps[None, :].expand(size, size),
-                               ramps[:, None].expand(size, size),
-                               (ramps[None, :] * ramps[:, None])])
+        texture = torch.stack(
+            [
+                ramps[None, :].expand(size, size),
+                ramps[:, None].expand(size, size),
+                (ramps[None, :] * ramps[:, None]),
+            ]
+        )
         with torch.no_grad():
             latents = vae.encode(images).latent_dist.mean
             textured = vae.encode(texture[None].to(device, dtype)).latent_dist.mean
@@ -80,8 +84,13 @@ class LatentPreviewer:
         spread = torch.cat([latents, textured]).float() * scale
         clean_std = spread.std(dim=(0, 2, 3)).cpu().numpy()
         factor = size // latents.shape[-1]
-        previewer = cls(weight=solution[:-1], bias=solution[-1], clean_std=clean_std, vae=vae,
-                        scale_factor=max(1, factor))
+        previewer = cls(
+            weight=solution[:-1],
+            bias=solution[-1],
+            clean_std=clean_std,
+            vae=vae,
+            scale_factor=max(1, factor),
+        )
         previewer.decode_s_per_latent_px = previewer._time_decode(latents.shape[1], device, dtype)
         return previewer
 
@@ -108,8 +117,7 @@ class LatentPreviewer:
     def uses_vae(self, latent_h: int, latent_w: int, budget_s: float | None = None) -> bool:
         """Decode with the real VAE when its estimated time for this latent fits the budget."""
         budget = self.budget_s if budget_s is None else budget_s
-        return (self.vae is not None
-                and self.decode_s_per_latent_px * latent_h * latent_w <= budget)
+        return self.vae is not None and self.decode_s_per_latent_px * latent_h * latent_w <= budget
 
     def _budget_now(self) -> float:
         """DECODE_BUDGET_S, or DECODE_SHARE of the time since the previous preview if more
@@ -132,8 +140,10 @@ class LatentPreviewer:
             return z
         mean = z.mean(dim=(1, 2), keepdim=True)
         std = z.std(dim=(1, 2), keepdim=True).clamp_min(1e-6)
-        target = NOISE_SPREAD * torch.as_tensor(self.clean_std, dtype=z.dtype,
-                                                device=z.device)[:, None, None]
+        target = (
+            NOISE_SPREAD
+            * torch.as_tensor(self.clean_std, dtype=z.dtype, device=z.device)[:, None, None]
+        )
         if bool((std <= target).all()):
             return z
         return mean + (z - mean) * torch.clamp(target / std, max=1.0)
@@ -236,8 +246,9 @@ class DenoisedTap:
         if x0 is not None:
             return x0
         config = getattr(self.scheduler, "config", {})
-        predicts_x0 = (str(config.get("algorithm_type", "")).endswith("dpmsolver++")
-                       or bool(config.get("predict_x0", False)))
+        predicts_x0 = str(config.get("algorithm_type", "")).endswith("dpmsolver++") or bool(
+            config.get("predict_x0", False)
+        )
         outputs = getattr(self.scheduler, "model_outputs", None)
         if predicts_x0 and outputs and outputs[-1] is not None:
             return outputs[-1]

@@ -18,8 +18,12 @@ from pydantic import BaseModel, Field
 class TokenCountRequest(BaseModel):
     prompt: str = ""
     model: str | None = Field(None, description="Whose tokenizer; None = the loaded/default one")
-    steps: int = Field(20, ge=1, le=1000, description="For prompt editing: the longest of its "
-                       "prompts through these steps counts")
+    steps: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="For prompt editing: the longest of its prompts through these steps counts",
+    )
 
 
 class TokenCount(BaseModel):

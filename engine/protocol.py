@@ -86,13 +86,20 @@ class _Model(BaseModel):
 
 #: Sigma schedules: Sfumato id → A1111's "Schedule type" label.
 SCHEDULES: dict[str, str] = {
-    "default": "Automatic", "karras": "Karras", "exponential": "Exponential", "beta": "Beta",
+    "default": "Automatic",
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "beta": "Beta",
 }
 #: Lower-case A1111 labels (and our ids) → schedule id. A1111 schedules Sfumato does not have
 #: (Polyexponential, Align Your Steps, KL Optimal, ...) read as the sampler's default.
 SCHEDULE_IDS: dict[str, str] = {
-    **{k: k for k in SCHEDULES}, **{v.lower(): k for k, v in SCHEDULES.items()},
-    "uniform": "default", "normal": "default", "simple": "default", "ddim": "default",
+    **{k: k for k in SCHEDULES},
+    **{v.lower(): k for k, v in SCHEDULES.items()},
+    "uniform": "default",
+    "normal": "default",
+    "simple": "default",
+    "ddim": "default",
     "sgm uniform": "default",
 }
 A1111_SPACING_SCHEDULES = {"sgm uniform": "trailing"}
@@ -101,33 +108,42 @@ TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
 OPTIMAL_SPACING = "optimal"
 
 
-
 class UncertaintyOptions(_Model):
     """BayesDiff (docs/uncertainty.md): needs an uncertainty_fit of the model and a sampler
     with SamplerInfo.uncertainty (DDIM, DPM2)."""
 
     map: bool = Field(True, description="Per-pixel uncertainty map and score of each image")
     samples: int = Field(
-        5, ge=1, le=64, description="S: Monte-Carlo samples of x_t batched into one UNet call")
+        5, ge=1, le=64, description="S: Monte-Carlo samples of x_t batched into one UNet call"
+    )
     skip: int = Field(5, ge=1, le=100, description="k: full variance propagation every k-th step")
     decodes: int = Field(
-        8, ge=1, le=64, description="M: latent samples decoded in one VAE batch for the map")
+        8, ge=1, le=64, description="M: latent samples decoded in one VAE batch for the map"
+    )
     score: Literal["latent", "pixel"] = Field(
-        "latent", description="The score that ranks images: latent = the sum of Var[x₀] over the "
-        "latent (BayesDiff's official); pixel = the mean per-pixel variance of the M decodes")
+        "latent",
+        description="The score that ranks images: latent = the sum of Var[x₀] over the "
+        "latent (BayesDiff's official); pixel = the mean per-pixel variance of the M decodes",
+    )
     variation_step: int | None = Field(
-        None, ge=0, description="Variations from here: re-run this recipe (same seed) with "
+        None,
+        ge=0,
+        description="Variations from here: re-run this recipe (same seed) with "
         "uncertainty to this step t, draw each of batch_size images' x_t from "
-        "N(E[x_t], Var[x_t]) with variation_seed, then finish sampling")
-    variation_seed: int = Field(-1, ge=-1, le=MAX_SEED,
-                                description="Seed of the x_t draws; -1 picks a random one")
+        "N(E[x_t], Var[x_t]) with variation_seed, then finish sampling",
+    )
+    variation_seed: int = Field(
+        -1, ge=-1, le=MAX_SEED, description="Seed of the x_t draws; -1 picks a random one"
+    )
 
 
 #: Recipe v1's flat names of the uncertainty options → the group's (the app's form and old
 #: API clients still use the flat ones; ``uncertainty`` itself was the map's on/off).
 FLAT_UNCERTAINTY: dict[str, str] = {
-    "uncertainty_samples": "samples", "uncertainty_skip": "skip",
-    "uncertainty_decodes": "decodes", "uncertainty_score": "score",
+    "uncertainty_samples": "samples",
+    "uncertainty_skip": "skip",
+    "uncertainty_decodes": "decodes",
+    "uncertainty_score": "score",
     "variation_step": "variation_step",
     "variation_seed": "variation_seed",
 }
@@ -184,11 +200,19 @@ class FlowOptions(_Model):
     """Options of rectified-flow models (SD3/SD3.5, Flux; docs/flow-models.md)."""
 
     guidance: float | None = Field(
-        None, ge=0.0, le=100.0, description="Forge's 'Distilled CFG Scale': Flux's guidance "
-        "embedding (dev; schnell ignores it). None = 3.5. SD3 has none: its CFG is cfg_scale")
+        None,
+        ge=0.0,
+        le=100.0,
+        description="Forge's 'Distilled CFG Scale': Flux's guidance "
+        "embedding (dev; schnell ignores it). None = 3.5. SD3 has none: its CFG is cfg_scale",
+    )
     shift: float | None = Field(
-        None, gt=0.0, le=100.0, description="Timestep shift s of the flow schedule, "
-        "σ' = s·σ/(1 + (s−1)·σ). None = the model's (SD3: 3; Flux: by resolution)")
+        None,
+        gt=0.0,
+        le=100.0,
+        description="Timestep shift s of the flow schedule, "
+        "σ' = s·σ/(1 + (s−1)·σ). None = the model's (SD3: 3; Flux: by resolution)",
+    )
 
 
 class GenerateParams(_Model):
@@ -212,21 +236,29 @@ class GenerateParams(_Model):
     batch_count: int = Field(1, ge=1, le=100)
     # Sampler options (SamplerInfo.options says which apply to a sampler). None = its default.
     schedule: str = Field("default", description="Sigma schedule: " + ", ".join(SCHEDULES))
-    timestep_spacing: str | None = Field(None, description="linspace, leading or trailing; "
-                                         "Analytic-DDPM/DDIM also: optimal (the trajectory of "
-                                         "their analytic fit, Bao et al. §4)")
+    timestep_spacing: str | None = Field(
+        None,
+        description="linspace, leading or trailing; "
+        "Analytic-DDPM/DDIM also: optimal (the trajectory of "
+        "their analytic fit, Bao et al. §4)",
+    )
     eta: float | None = Field(None, ge=0.0, le=1.0, description="η / stochasticity")
     solver_order: int | None = Field(None, ge=1, le=4)
     calibrated: bool = Field(False, description="Subtract the cached per-step mean of ε̂")
     calibration_mean: Literal["spatial", "channel"] = Field(
-        "spatial", description="Calibration's mean: per element C×H×W (the official; at the fit's "
-        "latent size, else per channel) or per channel")
+        "spatial",
+        description="Calibration's mean: per element C×H×W (the official; at the fit's "
+        "latent size, else per channel) or per channel",
+    )
     # Optional groups: a feature's options travel together, None when it is off (recipe v2).
     uncertainty: UncertaintyOptions | None = Field(
-        None, description="BayesDiff uncertainty map and/or variations; None = off")
+        None, description="BayesDiff uncertainty map and/or variations; None = off"
+    )
     flow: FlowOptions | None = Field(
-        None, description="Flow-model options (Flux's distilled guidance, the shift); None = "
-        "the model's defaults. Refused for SD models")
+        None,
+        description="Flow-model options (Flux's distilled guidance, the shift); None = "
+        "the model's defaults. Refused for SD models",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -235,13 +267,25 @@ class GenerateParams(_Model):
         (``uncertainty: true, uncertainty_samples: 5, variation_step: …``): fold them into the
         group, so every old PNG and script still works."""
         return fold_flat_uncertainty(data) if isinstance(data, dict) else data
+
     # The prompt language (docs/prompts.md). LoRAs and embeddings are named in the prompt.
-    clip_skip: int = Field(1, ge=1, le=12, description="A1111's Clip skip: condition on the "
-                           "n-th from last CLIP layer (SD 1.x; SD 2.x and SDXL ignore it)")
-    lora_hashes: str = Field("", description="A1111's 'Lora hashes' ('name: hash, …') of the "
-                             "LoRAs the prompt used; written by the engine into the recipe")
-    ti_hashes: str = Field("", description="A1111's 'TI hashes' of the embeddings used; "
-                           "written by the engine into the recipe")
+    clip_skip: int = Field(
+        1,
+        ge=1,
+        le=12,
+        description="A1111's Clip skip: condition on the "
+        "n-th from last CLIP layer (SD 1.x; SD 2.x and SDXL ignore it)",
+    )
+    lora_hashes: str = Field(
+        "",
+        description="A1111's 'Lora hashes' ('name: hash, …') of the "
+        "LoRAs the prompt used; written by the engine into the recipe",
+    )
+    ti_hashes: str = Field(
+        "",
+        description="A1111's 'TI hashes' of the embeddings used; "
+        "written by the engine into the recipe",
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -255,8 +299,10 @@ class GenerateParams(_Model):
     @classmethod
     def _spacing(cls, v: str | None) -> str | None:
         if v is not None and v not in (*TIMESTEP_SPACINGS, OPTIMAL_SPACING):
-            raise ValueError(f"must be one of: {', '.join(TIMESTEP_SPACINGS)} (or "
-                             f"{OPTIMAL_SPACING} for Analytic-DDPM/DDIM)")
+            raise ValueError(
+                f"must be one of: {', '.join(TIMESTEP_SPACINGS)} (or "
+                f"{OPTIMAL_SPACING} for Analytic-DDPM/DDIM)"
+            )
         return v
 
     @field_validator("width", "height")
@@ -324,8 +370,11 @@ class FitData(_Model):
     the model generates itself (``prompts`` cycled; empty = unconditional)."""
 
     source: Literal["fitset", "folder", "generated"] = "fitset"
-    folder: str | None = Field(None, description="Images (png/jpg/webp) for source='folder'; "
-                               "captions from a same-named .txt next to each image if present")
+    folder: str | None = Field(
+        None,
+        description="Images (png/jpg/webp) for source='folder'; "
+        "captions from a same-named .txt next to each image if present",
+    )
     count: int = Field(256, ge=8, le=10_000, description="How many images (x₀) to use")
     prompts: list[str] = Field(default_factory=list, description="For source='generated'")
     steps: int = Field(25, ge=1, le=1000, description="Sampling steps for source='generated'")
@@ -340,11 +389,17 @@ class AnalyticFitParams(_Model):
     timestep_spacing: str | None = None
     data: FitData = Field(default_factory=FitData)
     samples_per_step: int | None = Field(
-        None, ge=1, description="Noised images per timestep (default: data.count)")
+        None, ge=1, description="Noised images per timestep (default: data.count)"
+    )
     seed: int = Field(0, ge=0, le=MAX_SEED)
-    cfg_scale: float = Field(1.0, ge=1.0, le=100.0, description="Γ of the guided ε̂ at this "
-                             "scale (1 = the conditional ε̂, the default; docs/samplers.md "
-                             "measures whether a guided fit helps guided sampling)")
+    cfg_scale: float = Field(
+        1.0,
+        ge=1.0,
+        le=100.0,
+        description="Γ of the guided ε̂ at this "
+        "scale (1 = the conditional ε̂, the default; docs/samplers.md "
+        "measures whether a guided fit helps guided sampling)",
+    )
 
 
 class CalibrationFitParams(_Model):
@@ -408,12 +463,15 @@ class SamplerGridParams(_Model):
     """One prompt and seed across samplers × step counts (× CFG values): rows are samplers
     (then CFG values), columns step counts."""
 
-    base: GenerateParams = Field(default_factory=GenerateParams, description="Prompt, seed, "
-                                 "size, model and default options; its sampler/steps are unused")
+    base: GenerateParams = Field(
+        default_factory=GenerateParams,
+        description="Prompt, seed, size, model and default options; its sampler/steps are unused",
+    )
     samplers: list[GridSampler | str] = Field(min_length=1, max_length=32)
     steps: list[int] = Field(min_length=1, max_length=16)
-    cfg_scales: list[float] = Field(default_factory=list, max_length=8,
-                                    description="Empty = the base recipe's CFG scale")
+    cfg_scales: list[float] = Field(
+        default_factory=list, max_length=8, description="Empty = the base recipe's CFG scale"
+    )
 
     @field_validator("samplers")
     @classmethod
@@ -432,8 +490,13 @@ class SamplerGridParams(_Model):
         return [(s, c) for s in self.samplers for c in cfgs]  # type: ignore[misc]
 
     def cell_params(self, sampler: GridSampler, steps: int, cfg: float) -> GenerateParams:
-        update: dict[str, Any] = {"sampler": sampler.sampler, "steps": steps, "cfg_scale": cfg,
-                                  "batch_size": 1, "batch_count": 1}
+        update: dict[str, Any] = {
+            "sampler": sampler.sampler,
+            "steps": steps,
+            "cfg_scale": cfg,
+            "batch_size": 1,
+            "batch_count": 1,
+        }
         for name in ("schedule", "timestep_spacing", "eta", "solver_order", "calibrated"):
             value = getattr(sampler, name)
             if value is not None:
@@ -457,9 +520,11 @@ class RobustnessParams(_Model):
     base: GenerateParams = Field(description="The recipe probed; batch settings are ignored")
     samples: int = Field(8, ge=2, le=64, description="Images per prompt variant (shared seeds)")
     rules: list[Literal["typo", "glyph", "phonetic"]] = Field(
-        default_factory=lambda: list(RULES), min_length=1, description="Perturbation rules")
-    top_k: int | None = Field(3, ge=1, le=64, description="Perturb the k most important words; "
-                                                          "None = every word")
+        default_factory=lambda: list(RULES), min_length=1, description="Perturbation rules"
+    )
+    top_k: int | None = Field(
+        3, ge=1, le=64, description="Perturb the k most important words; None = every word"
+    )
     permutations: int = Field(1000, ge=50, le=20000, description="Permutation-test draws")
     perturb_seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the perturbations")
 
@@ -470,8 +535,9 @@ class RobustnessParams(_Model):
 
     def image_count(self) -> int:
         """Images the probe renders (at most: a rule with no variant for a word is skipped)."""
-        return self.samples * planned_groups(len(split_words(self.base.prompt)), self.rules,
-                                             self.top_k)
+        return self.samples * planned_groups(
+            len(split_words(self.base.prompt)), self.rules, self.top_k
+        )
 
 
 class RobustnessJob(_Model):
@@ -480,7 +546,12 @@ class RobustnessJob(_Model):
 
 
 JobSpec = Annotated[
-    GenerateJob | AnalyticFitJob | CalibrationFitJob | SamplerGridJob | VideoEditJob | UncertaintyFitJob
+    GenerateJob
+    | AnalyticFitJob
+    | CalibrationFitJob
+    | SamplerGridJob
+    | VideoEditJob
+    | UncertaintyFitJob
     | RobustnessJob,
     Field(discriminator="kind"),
 ]
@@ -498,18 +569,22 @@ JOB_SPECS: tuple[type[_Model], ...] = get_args(get_args(JobSpec)[0])
 #: Every job kind's name.
 JOB_KINDS: tuple[str, ...] = tuple(kind_of(spec) for spec in JOB_SPECS)
 #: The jobs that fit a model's statistics, and the ``FitInfo.kind`` of the fit each makes.
-FIT_JOB_KINDS: dict[str, str] = {kind_of(AnalyticFitJob): "analytic",
-                                 kind_of(CalibrationFitJob): "calibration",
-                                 kind_of(UncertaintyFitJob): "uncertainty"}
+FIT_JOB_KINDS: dict[str, str] = {
+    kind_of(AnalyticFitJob): "analytic",
+    kind_of(CalibrationFitJob): "calibration",
+    kind_of(UncertaintyFitJob): "uncertainty",
+}
 
 
 class JobSubmit(_Model):
     job: JobSpec
     priority: int = Field(0, description="Higher runs first; FIFO within a priority")
     fast_path: bool | None = Field(
-        None, description="Compiled UNet/VAE (engine/fast_path.py): false runs this job eager, "
+        None,
+        description="Compiled UNet/VAE (engine/fast_path.py): false runs this job eager, "
         "true turns the fast path on (it warms up in the background; until then jobs run eager); "
-        "null follows the engine (--fast-path: on with CUDA)")
+        "null follows the engine (--fast-path: on with CUDA)",
+    )
 
 
 class GridCell(_Model):
@@ -536,7 +611,8 @@ class UncertaintyResult(_Model):
     map_name: str = Field(description="File under the job: a float32 .npy of shape (H, W)")
     score: float = Field(description="The chosen score: higher = less certain")
     score_kind: Literal["latent", "pixel"] = Field(
-        "pixel", description="Which score ``score`` is (results from before both existed: pixel)")
+        "pixel", description="Which score ``score`` is (results from before both existed: pixel)"
+    )
     latent_score: float | None = Field(None, description="Σ Var[x₀] over the latent")
     pixel_score: float | None = Field(None, description="Mean per-pixel variance of the decodes")
     map_min: float
@@ -551,11 +627,13 @@ class ResultImage(_Model):
     width: int
     height: int
     role: Literal["image", "grid", "video"] = Field(
-        "image", description="'grid': the assembled grid PNG; 'video': an MP4 (see ``video``)")
+        "image", description="'grid': the assembled grid PNG; 'video': an MP4 (see ``video``)"
+    )
     cell: GridCell | None = Field(None, description="Set on the cells of a sampler_grid job")
     video: VideoResult | None = Field(None, description="Set on a video_edit job's MP4")
     uncertainty: UncertaintyResult | None = Field(
-        None, description="Set when the recipe asked for uncertainty")
+        None, description="Set when the recipe asked for uncertainty"
+    )
 
 
 class Job(_Model):
@@ -574,7 +652,8 @@ class Job(_Model):
     results: list[ResultImage] = []
     fit: FitInfo | None = Field(None, description="What a finished *_fit job fitted")
     robustness: RobustnessReport | None = Field(
-        None, description="A prompt_robustness job's report; it grows as groups finish")
+        None, description="A prompt_robustness job's report; it grows as groups finish"
+    )
 
 
 class MoveJob(_Model):
@@ -591,8 +670,9 @@ class PromptVocabulary(_Model):
     subjects: list[str] = Field(description="Names it knows, e.g. 'cat face'")
     symbols: list[str] = Field(default_factory=list, description="A glyph per subject, if any")
     styles: list[str] = Field(default_factory=list, description="Used as '<style> style'")
-    backgrounds: list[str] = Field(default_factory=list,
-                                   description="Colours, used as 'on a <colour> background'")
+    backgrounds: list[str] = Field(
+        default_factory=list, description="Colours, used as 'on a <colour> background'"
+    )
     examples: list[str] = Field(default_factory=list, description="Prompts it draws well")
 
 
@@ -601,23 +681,34 @@ class ModelInfo(_Model):
     name: str
     format: Literal["diffusers", "single_file"]
     path: str
-    architecture: str = Field("sd1", description="sd1, sd2, sdxl (ε/v-prediction UNets) or "
-                              "sd3, flux (rectified-flow transformers)")
+    architecture: str = Field(
+        "sd1",
+        description="sd1, sd2, sdxl (ε/v-prediction UNets) or "
+        "sd3, flux (rectified-flow transformers)",
+    )
     embedded: bool = False
     loaded: bool = False
     size_bytes: int = 0
     problem: str = Field("", description="Why this file cannot be loaded, if it cannot")
-    note: str = Field("", description="How a single-file SD3/Flux model is assembled: what it runs "
-                      "without (e.g. T5) and which file to add, fp8 weights, configs used")
+    note: str = Field(
+        "",
+        description="How a single-file SD3/Flux model is assembled: what it runs "
+        "without (e.g. T5) and which file to add, fp8 weights, configs used",
+    )
     native_size: int = Field(0, description="Square size (px) it was trained at; 0 if unknown")
     vocabulary: PromptVocabulary | None = Field(
-        None, description="The prompts it knows, where its folder says (vocabulary.json)")
+        None, description="The prompts it knows, where its folder says (vocabulary.json)"
+    )
     family: Literal["diffusion", "flow"] | None = Field(
-        None, description="'diffusion' (ε/v-prediction UNets) or 'flow' (rectified flow); "
-        "filled from ``architecture`` (engine/architecture.py) when not given")
+        None,
+        description="'diffusion' (ε/v-prediction UNets) or 'flow' (rectified flow); "
+        "filled from ``architecture`` (engine/architecture.py) when not given",
+    )
     methods: list[str] | None = Field(
-        None, description="The methods that apply to it, of: uncertainty, analytic, "
-        "calibration, fits, video; filled from ``architecture`` when not given")
+        None,
+        description="The methods that apply to it, of: uncertainty, analytic, "
+        "calibration, fits, video; filled from ``architecture`` when not given",
+    )
 
     @model_validator(mode="after")
     def _architecture_facts(self) -> ModelInfo:
@@ -635,10 +726,12 @@ class LoadModelRequest(_Model):
     id: str | None = None
     path: str | None = Field(None, description="A diffusers folder or .safetensors file on disk")
     offload: Literal["none", "t5-cpu", "model"] | None = Field(
-        None, description="Memory placement for this and later loads: 'none' (all on the "
+        None,
+        description="Memory placement for this and later loads: 'none' (all on the "
         "device), 't5-cpu' (SD3/Flux's T5 encoder runs on the CPU), 'model' (diffusers' model CPU "
         "offload: each part on the GPU only while it runs); None keeps the engine's "
-        "(sfumato-engine --offload)")
+        "(sfumato-engine --offload)",
+    )
 
 
 class SamplerOption(_Model):
@@ -647,7 +740,8 @@ class SamplerOption(_Model):
     name: Literal["schedule", "timestep_spacing", "eta", "solver_order", "calibrated"]
     label: str = Field(description="A1111's spelling where it has one")
     default: str | float | int | bool | None = Field(
-        None, description="None: the model's own scheduler config decides")
+        None, description="None: the model's own scheduler config decides"
+    )
     choices: list[str | int] = Field(default_factory=list, description="For enumerated options")
     minimum: float | None = None
     maximum: float | None = None
@@ -659,20 +753,27 @@ class SamplerInfo(_Model):
     options: list[SamplerOption] = []
     aliases: list[str] = Field(default_factory=list, description="Other names that select it")
     alias_of: str | None = Field(
-        None, description="Set on legacy combined names ('DPM++ 2M Karras'): the sampler they "
-        "select; ``schedule`` the schedule they imply")
+        None,
+        description="Set on legacy combined names ('DPM++ 2M Karras'): the sampler they "
+        "select; ``schedule`` the schedule they imply",
+    )
     schedule: str | None = None
     needs_fit: Literal["analytic"] | None = Field(
-        None, description="'analytic': needs an analytic_fit of the model for the step grid")
+        None, description="'analytic': needs an analytic_fit of the model for the step grid"
+    )
     stochastic: bool = False
     family: str = Field("", description="ode, sde, ancestral, multistep, distilled, analytic")
     model_family: Literal["diffusion", "flow"] = Field(
-        "diffusion", description="Which models it samples: 'diffusion' (SD 1/2/XL, ε or v) or "
-        "'flow' (SD3, Flux: rectified flow)")
+        "diffusion",
+        description="Which models it samples: 'diffusion' (SD 1/2/XL, ε or v) or "
+        "'flow' (SD3, Flux: rectified flow)",
+    )
     uncertainty: bool = Field(
-        False, description="BayesDiff uncertainty propagates through it (DDIM, DPM2)")
+        False, description="BayesDiff uncertainty propagates through it (DDIM, DPM2)"
+    )
     uncertainty_note: str = Field(
-        "", description="Why uncertainty is unavailable with this sampler (a tooltip)")
+        "", description="Why uncertainty is unavailable with this sampler (a tooltip)"
+    )
 
 
 class FitInfo(_Model):
@@ -712,17 +813,25 @@ class Health(_Model):
     default_model: str | None = Field(None, description="What a job naming no model will use")
     memory_used: int = Field(0, description="Bytes held by the loaded model (VRAM on GPU)")
     memory_total: int = 0
-    memory_peak: int = Field(0, description="Peak bytes allocated on the GPU since the model loaded")
+    memory_peak: int = Field(
+        0, description="Peak bytes allocated on the GPU since the model loaded"
+    )
     queued: int = 0
     torch: str = ""
     diffusers: str = ""
     gpu: str = Field("", description="GPU name (e.g. 'NVIDIA H100 80GB HBM3'); '' on CPU")
     python: str = Field("", description="The engine's Python version (for About and diagnostics)")
-    fast_path: str = Field("off", description="The compiled fast path: 'off', 'warming up', 'on' "
-                           "or 'failed' (then fast_path_detail says why; jobs run eager)")
+    fast_path: str = Field(
+        "off",
+        description="The compiled fast path: 'off', 'warming up', 'on' "
+        "or 'failed' (then fast_path_detail says why; jobs run eager)",
+    )
     fast_path_detail: str = ""
-    offload: str = Field("none", description="Memory placement of the models: 'none', 't5-cpu' "
-                         "or 'model' (LoadModelRequest.offload)")
+    offload: str = Field(
+        "none",
+        description="Memory placement of the models: 'none', 't5-cpu' "
+        "or 'model' (LoadModelRequest.offload)",
+    )
     offload_detail: str = Field("", description="What the placement means for the loaded model")
 
 
@@ -800,7 +909,14 @@ class EngineStatus(_Event):
 
 
 Event = Annotated[
-    JobQueued | JobStarted | JobProgress | JobPreview | JobResult | JobFinished | QueueChanged | EngineStatus,
+    JobQueued
+    | JobStarted
+    | JobProgress
+    | JobPreview
+    | JobResult
+    | JobFinished
+    | QueueChanged
+    | EngineStatus,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -830,16 +946,24 @@ def migrate_recipe(data: dict[str, Any]) -> dict[str, Any]:
     """Our JSON chunk of any version (no version = 1) brought to :data:`RECIPE_VERSION`."""
     version = int(data.get("version", 1))
     if version > RECIPE_VERSION:
-        raise ValueError(f"it was written by a newer Sfumato (recipe version {version}; this "
-                         f"one reads up to {RECIPE_VERSION})")
+        raise ValueError(
+            f"it was written by a newer Sfumato (recipe version {version}; this "
+            f"one reads up to {RECIPE_VERSION})"
+        )
     while version < RECIPE_VERSION:
         data = RECIPE_MIGRATIONS[version](data)
         version = int(data["version"])
     return data
 
 
-def recipe_json(params: GenerateParams, *, seed: int, model_name: str | None, index: int,
-                uncertainty: UncertaintyResult | None = None) -> str:
+def recipe_json(
+    params: GenerateParams,
+    *,
+    seed: int,
+    model_name: str | None,
+    index: int,
+    uncertainty: UncertaintyResult | None = None,
+) -> str:
     data: dict[str, Any] = {
         "version": RECIPE_VERSION,
         "kind": "generate",

@@ -91,10 +91,16 @@ class Batch:
     tag: Any = None
 
 
-def render(job: Job, ctx, loaded, batches: Iterable[Batch], *,
-           sample: Callable[[Any, Batch, Report], list] | None = None,
-           result_fields: Callable[[Batch, int, Any, Any], dict[str, Any]] | None = None,
-           oom_hint: str = ". Try a smaller size or batch size, or unload other models.") -> None:
+def render(
+    job: Job,
+    ctx,
+    loaded,
+    batches: Iterable[Batch],
+    *,
+    sample: Callable[[Any, Batch, Report], list] | None = None,
+    result_fields: Callable[[Batch, int, Any, Any], dict[str, Any]] | None = None,
+    oom_hint: str = ". Try a smaller size or batch size, or unload other models.",
+) -> None:
     """Run every batch and save its images that are not saved yet.
 
     ``batches`` may be a generator: a caller that prepares each call (a grid cell's sampler, a
@@ -108,21 +114,37 @@ def render(job: Job, ctx, loaded, batches: Iterable[Batch], *,
         for batch in batches:
             images = _sample(ctx, loaded, batch, sample, oom_hint)
             saved = ctx.saved_indices()
-            for i, (index, seed, image) in enumerate(zip(batch.indices, batch.seeds, images,
-                                                         strict=True)):
+            for i, (index, seed, image) in enumerate(
+                zip(batch.indices, batch.seeds, images, strict=True)
+            ):
                 if index in saved:
                     continue  # saved before a restart; the batch ran again for its others
                 path = output_path(ctx.output_dir, job.id, index, job.created_at)
                 fields = result_fields(batch, i, image, path) if result_fields else {}
-                save_png(image, path, batch.recipe, seed=seed, model_name=loaded.info.id,
-                         index=index, uncertainty=fields.get("uncertainty"))
-                ctx.add_result(ResultImage(name=path.name, path=str(path), index=index,
-                                           seed=seed, width=image.width, height=image.height,
-                                           **fields))
+                save_png(
+                    image,
+                    path,
+                    batch.recipe,
+                    seed=seed,
+                    model_name=loaded.info.id,
+                    index=index,
+                    uncertainty=fields.get("uncertainty"),
+                )
+                ctx.add_result(
+                    ResultImage(
+                        name=path.name,
+                        path=str(path),
+                        index=index,
+                        seed=seed,
+                        width=image.width,
+                        height=image.height,
+                        **fields,
+                    )
+                )
     finally:
         close = getattr(batches, "close", None)
         if close is not None:  # a generator's open `with` (a prompt session) ends now, also
-            close()            # on cancel or failure
+            close()  # on cancel or failure
 
 
 def _sample(ctx, loaded, batch: Batch, sample, oom_hint: str) -> list:
@@ -145,7 +167,8 @@ def _sample(ctx, loaded, batch: Batch, sample, oom_hint: str) -> list:
         ctx.free_memory()
         raise EngineError(
             f"Out of memory on {loaded.device} at {p.width}×{p.height} with batch size "
-            f"{len(batch.seeds)}{oom_hint}") from None
+            f"{len(batch.seeds)}{oom_hint}"
+        ) from None
 
 
 def txt2img(loaded, batch: Batch, report: Report) -> list:
@@ -161,8 +184,10 @@ def txt2img(loaded, batch: Batch, report: Report) -> list:
     with setup.context(pipe, p.cfg_scale), DenoisedTap(pipe.scheduler) as tap:
 
         def on_step(_pipe, i, _t, kwargs):
-            report(steps_done(_pipe, i, p.steps),
-                   lambda: preview_latents(_pipe, tap.latest(kwargs["latents"]), p))  # x̂₀
+            report(
+                steps_done(_pipe, i, p.steps),
+                lambda: preview_latents(_pipe, tap.latest(kwargs["latents"]), p),
+            )  # x̂₀
             return cond.on_step_end(i, kwargs)  # prompt editing swaps embeddings
 
         return pipe(

@@ -40,8 +40,10 @@ def describe(err: dict[str, Any], tags: set[str]) -> tuple[str, str]:
         return field, NOT_A_NUMBER
     if kind == "union_tag_invalid":
         expected = ctx.get("expected_tags", "")
-        return (f"{field}.{ctx.get('discriminator', 'kind')}".strip(".").replace("'", ""),
-                f"{ctx.get('tag')!r} is not a kind Sfumato knows; use one of {expected}")
+        return (
+            f"{field}.{ctx.get('discriminator', 'kind')}".strip(".").replace("'", ""),
+            f"{ctx.get('tag')!r} is not a kind Sfumato knows; use one of {expected}",
+        )
     if kind == "union_tag_not_found":
         disc = str(ctx.get("discriminator", "kind")).strip("'")
         return f"{field}.{disc}".strip("."), "is missing: say which kind this is"

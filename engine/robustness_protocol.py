@@ -27,11 +27,11 @@ RULE_LABELS = {
 }
 RULE_HELP = {
     "typo": "Slips of the keyboard at edit distance 1–2: a neighbouring key, a doubled or "
-            "dropped letter, two letters swapped, a stray space (red → rde, sky → skky).",
+    "dropped letter, two letters swapped, a stray space (red → rde, sky → skky).",
     "glyph": "Letters that look alike: a capital, or a look-alike character from another "
-             "alphabet (on → On, o → Cyrillic о, l → 1).",
+    "alphabet (on → On, o → Cyrillic о, l → 1).",
     "phonetic": "A word that sounds the same or nearly so (red → read, sea → see), from the "
-                "CMU Pronouncing Dictionary, or a spelling rule where it has none.",
+    "CMU Pronouncing Dictionary, or a spelling rule where it has none.",
 }
 Rule = Literal["typo", "glyph", "phonetic"]
 GroupKind = Literal["original", "deletion", "perturbation"]
@@ -54,14 +54,16 @@ class PromptWord(_Model):
 def split_words(prompt: str) -> list[PromptWord]:
     """The prompt's words, in order, with their character spans (the app and the engine agree
     on them: the app shades these spans, the engine deletes and perturbs them)."""
-    return [PromptWord(index=i, text=m.group(), start=m.start(), end=m.end())
-            for i, m in enumerate(_WORD.finditer(prompt))]
+    return [
+        PromptWord(index=i, text=m.group(), start=m.start(), end=m.end())
+        for i, m in enumerate(_WORD.finditer(prompt))
+    ]
 
 
 def replace_word(prompt: str, word: PromptWord, text: str) -> str:
     """``prompt`` with ``word`` replaced by ``text``; deleting (``text == ""``) also removes one
     space beside it so that no double space is left."""
-    before, after = prompt[:word.start], prompt[word.end:]
+    before, after = prompt[: word.start], prompt[word.end :]
     if not text:
         if before.endswith(" ") and (after.startswith((" ", ",", ".")) or not after):
             before = before[:-1]
@@ -83,8 +85,9 @@ class WordImportance(_Model):
     index: int
     word: str
     group: int = Field(description="Image group of the prompt without this word")
-    mmd2: float | None = Field(None, description="MMD² against the prompt's images; None "
-                                                 "until its group is rendered")
+    mmd2: float | None = Field(
+        None, description="MMD² against the prompt's images; None until its group is rendered"
+    )
     p_value: float | None = None
     importance: float | None = Field(None, description="mmd2 scaled to [0, 1] over the words")
 

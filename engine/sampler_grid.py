@@ -56,17 +56,33 @@ def _render_cells(job: Job, ctx, fits, loaded, prompts) -> None:
             setup = prepare(loaded, p, fits)
             conditioning = prompts.encode(p.prompt, p.negative_prompt, cfg, steps, p.clip_skip)
             recipe = p.model_copy(update={"model": loaded.info.id, **prompts.recipe_update()})
-            yield Batch(p, recipe, indices=[k], seeds=[grid.base.seed], setup=setup,
-                        conditioning=conditioning, progress_base=offset, preview_indices=[k],
-                        tag=(r, c, sampler, cfg, t0))
+            yield Batch(
+                p,
+                recipe,
+                indices=[k],
+                seeds=[grid.base.seed],
+                setup=setup,
+                conditioning=conditioning,
+                progress_base=offset,
+                preview_indices=[k],
+                tag=(r, c, sampler, cfg, t0),
+            )
             offset += steps
 
     def cell(batch: Batch, _i, _image, _path) -> dict:
         r, c, sampler, cfg, t0 = batch.tag
         seconds = time.perf_counter() - t0
-        return {"cell": GridCell(row=r, col=c, sampler=sampler.sampler,
-                                 label=_row_label(sampler, cfg, grid), steps=batch.params.steps,
-                                 cfg_scale=cfg, seconds=round(seconds, 3))}
+        return {
+            "cell": GridCell(
+                row=r,
+                col=c,
+                sampler=sampler.sampler,
+                label=_row_label(sampler, cfg, grid),
+                steps=batch.params.steps,
+                cfg_scale=cfg,
+                seconds=round(seconds, 3),
+            )
+        }
 
     render(job, ctx, loaded, batches(), result_fields=cell)
 
@@ -86,25 +102,44 @@ def _save_grid(job: Job, ctx, grid, model_id: str) -> None:
     seconds = {(r.cell.row, r.cell.col): r.cell.seconds for r in cells}
     sheet = assemble_grid(images, row_labels, col_labels, seconds)
     first = min(cells, key=lambda r: r.index)
-    recipe = grid.cell_params(grid.samplers[0], grid.steps[0], (grid.cfg_scales or [grid.base.cfg_scale])[0])
+    recipe = grid.cell_params(
+        grid.samplers[0], grid.steps[0], (grid.cfg_scales or [grid.base.cfg_scale])[0]
+    )
     recipe = recipe.model_copy(update={"model": model_id})
     texts = {
         PNG_PARAMETERS_KEY: recipe.to_a1111(model_name=model_id, seed=first.seed),
-        PNG_RECIPE_KEY: json.dumps({
-            "version": 1, "kind": kind_of(SamplerGridJob), "model_name": model_id, "index": len(cells),
-            "params": recipe.with_seed(first.seed).model_dump(mode="json"),
-            "grid": grid.model_dump(mode="json"),
-            "cells": [r.cell.model_dump(mode="json") | {"name": r.name} for r in cells],
-        }),
+        PNG_RECIPE_KEY: json.dumps(
+            {
+                "version": 1,
+                "kind": kind_of(SamplerGridJob),
+                "model_name": model_id,
+                "index": len(cells),
+                "params": recipe.with_seed(first.seed).model_dump(mode="json"),
+                "grid": grid.model_dump(mode="json"),
+                "cells": [r.cell.model_dump(mode="json") | {"name": r.name} for r in cells],
+            }
+        ),
     }
-    path = output_path(ctx.output_dir, job.id, 0, job.created_at).with_name(f"{job.id[:8]}-grid.png")
+    path = output_path(ctx.output_dir, job.id, 0, job.created_at).with_name(
+        f"{job.id[:8]}-grid.png"
+    )
     write_png(sheet, path, texts)
-    ctx.add_result(ResultImage(name=path.name, path=str(path), index=len(cells), seed=first.seed,
-                               width=sheet.width, height=sheet.height, role="grid"))
+    ctx.add_result(
+        ResultImage(
+            name=path.name,
+            path=str(path),
+            index=len(cells),
+            seed=first.seed,
+            width=sheet.width,
+            height=sheet.height,
+            role="grid",
+        )
+    )
 
 
-def assemble_grid(images: dict, row_labels: dict[int, str], col_labels: list[str],
-                  seconds: dict) -> object:
+def assemble_grid(
+    images: dict, row_labels: dict[int, str], col_labels: list[str], seconds: dict
+) -> object:
     """A labelled grid: step counts across the top, samplers down the left, seconds under
     each cell. Small cells (the embedded model's 64 px) are scaled up, pixel-exact."""
     from PIL import Image, ImageDraw, ImageFont
@@ -120,8 +155,11 @@ def assemble_grid(images: dict, row_labels: dict[int, str], col_labels: list[str
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     left = 12 + max((probe.textlength(t, font=font) for t in row_labels.values()), default=0)
     top, foot, pad = 28, 20, 6
-    sheet = Image.new("RGB", (int(left) + len(col_labels) * (cw + pad) + pad,
-                              top + n_rows * (ch + foot + pad)), "white")
+    sheet = Image.new(
+        "RGB",
+        (int(left) + len(col_labels) * (cw + pad) + pad, top + n_rows * (ch + foot + pad)),
+        "white",
+    )
     draw = ImageDraw.Draw(sheet)
     for c, label in enumerate(col_labels):
         draw.text((left + c * (cw + pad) + pad, 6), label, fill="black", font=font)

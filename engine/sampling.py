@@ -30,9 +30,13 @@ class SamplerSetup:
         cfg = guidance_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
         config = self.scheduler.config
         alphas = getattr(self.scheduler, "alphas_cumprod", None)
-        return calibrated(pipe.unet, self.calibration, cfg=cfg,
-                          prediction_type=config.get("prediction_type", "epsilon"),
-                          alphas_cumprod=alphas)
+        return calibrated(
+            pipe.unet,
+            self.calibration,
+            cfg=cfg,
+            prediction_type=config.get("prediction_type", "epsilon"),
+            alphas_cumprod=alphas,
+        )
 
 
 def prepare(loaded, p: GenerateParams, fits) -> SamplerSetup:
@@ -60,20 +64,26 @@ def prepare(loaded, p: GenerateParams, fits) -> SamplerSetup:
                     f"{spec.name} with the optimal trajectory needs it for {p.steps} steps, "
                     f"which is not fitted yet. Run an analytic fit with timestep_spacing "
                     f"'optimal' and steps [{p.steps}] (job kind 'analytic_fit'), then sample "
-                    "again.", "params.timestep_spacing")
+                    "again.",
+                    "params.timestep_spacing",
+                )
         scheduler.set_timesteps(p.steps)
         if scheduler.missing_gammas():
             spacing = f", timestep_spacing {p.timestep_spacing}" if p.timestep_spacing else ""
             raise EngineError(
                 f"{spec.name} needs Γ_t of {loaded.info.name} for {p.steps} steps{spacing}, "
                 f"which is not fitted yet. Run an analytic fit first (job kind 'analytic_fit' "
-                f"with steps [{p.steps}]), then sample again.", "params.sampler")
+                f"with steps [{p.steps}]), then sample again.",
+                "params.sampler",
+            )
     if p.calibrated:
         table = fits.calibration(model_hash, p.calibration_mean) if model_hash else None
         if table is None:
             raise EngineError(
                 f"Calibration of {loaded.info.name} is not fitted yet. Run a calibration fit "
-                "first (job kind 'calibration_fit'), or turn calibration off.", "params.calibrated")
+                "first (job kind 'calibration_fit'), or turn calibration off.",
+                "params.calibrated",
+            )
         setup.calibration = table
     return setup
 

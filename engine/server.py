@@ -59,7 +59,9 @@ def create_app(engine) -> FastAPI:
 
     @app.exception_handler(EngineError)
     async def _engine_error(_request: Request, exc: EngineError):
-        return JSONResponse(ErrorBody(message=exc.message, field=exc.field).model_dump(), exc.status)
+        return JSONResponse(
+            ErrorBody(message=exc.message, field=exc.field).model_dump(), exc.status
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError):
@@ -68,8 +70,11 @@ def create_app(engine) -> FastAPI:
             field, message = request_errors.describe(err, _JOB_KIND_TAGS)
             errors.append({"field": field, "message": message})
         first = errors[0] if errors else {"field": "", "message": "Invalid request"}
-        body = ErrorBody(message=request_errors.summary(first["field"], first["message"]),
-                         field=first["field"] or None, errors=errors)
+        body = ErrorBody(
+            message=request_errors.summary(first["field"], first["message"]),
+            field=first["field"] or None,
+            errors=errors,
+        )
         return JSONResponse(body.model_dump(), 422)
 
     @app.exception_handler(Exception)
@@ -77,9 +82,15 @@ def create_app(engine) -> FastAPI:
         """A bug: the traceback goes to the engine log (logs/engine.log), the client gets a
         message that says where to look."""
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(ErrorBody(message=(
-            f"Unexpected error in the engine: {type(exc).__name__}: {exc}. The engine log "
-            "(logs/engine.log in its data folder) has the details.")).model_dump(), 500)
+        return JSONResponse(
+            ErrorBody(
+                message=(
+                    f"Unexpected error in the engine: {type(exc).__name__}: {exc}. The engine log "
+                    "(logs/engine.log in its data folder) has the details."
+                )
+            ).model_dump(),
+            500,
+        )
 
     app.add_middleware(BodyLimit)
 
@@ -186,7 +197,8 @@ async def _stream_events(ws: WebSocket, queue: asyncio.Queue, first) -> None:
             task.cancel()
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, Exception) and not isinstance(
-                    result, (WebSocketDisconnect, RuntimeError, OSError)):
+                result, (WebSocketDisconnect, RuntimeError, OSError)
+            ):
                 log.error("event stream failed", exc_info=result)
 
 

@@ -65,7 +65,8 @@ class Engine:
         from engine.models.loader import pick_device
 
         fast_on = config.fast_path == "on" or (
-            config.fast_path == "auto" and pick_device(config.device).startswith("cuda"))
+            config.fast_path == "auto" and pick_device(config.device).startswith("cuda")
+        )
         self.fast = FastPath(config.data_dir / "cache" / "torch-compile", enabled=fast_on)
         self.models = ModelManager(config.device, config.dtype, self.fast, config.offload)
         from engine.video import annotators
@@ -80,7 +81,11 @@ class Engine:
         self.uploads = UploadStore(config.data_dir / "uploads", **limit)
         default = str(extra[0].resolve()) if extra else config.model
         self.queue = JobQueue(
-            self.store, self.bus, self.models, self.registry, self.output_dir,
+            self.store,
+            self.bus,
+            self.models,
+            self.registry,
+            self.output_dir,
             runners=runners(self),
             default_model=default,
         )

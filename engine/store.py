@@ -44,8 +44,10 @@ class JobStore:
         # The queued ids in memory, kept by put() (the only writer of a job's state): Health
         # reads their count on the event loop without waiting for this lock behind a burst of
         # submissions (bench/api_latency.py).
-        self._queued_ids = {r[0] for r in self._db.execute(
-            "SELECT id FROM jobs WHERE state=?", (JobState.queued.value,))}
+        self._queued_ids = {
+            r[0]
+            for r in self._db.execute("SELECT id FROM jobs WHERE state=?", (JobState.queued.value,))
+        }
 
     def close(self) -> None:
         with self._lock:
@@ -54,7 +56,9 @@ class JobStore:
     def put(self, job: Job, order_key: int | None = None) -> None:
         with self._lock:
             if order_key is None:
-                row = self._db.execute("SELECT order_key FROM jobs WHERE id=?", (job.id,)).fetchone()
+                row = self._db.execute(
+                    "SELECT order_key FROM jobs WHERE id=?", (job.id,)
+                ).fetchone()
                 order_key = row[0] if row else self._next_key()
             self._db.execute(
                 "INSERT OR REPLACE INTO jobs(id, order_key, state, data) VALUES (?,?,?,?)",
@@ -77,8 +81,9 @@ class JobStore:
     def queued_ids(self) -> list[str]:
         """Ids of the queued jobs in run order (no records parsed: cheap with many queued)."""
         with self._lock:
-            rows = self._db.execute("SELECT id FROM jobs WHERE state=? ORDER BY order_key",
-                                    (JobState.queued.value,)).fetchall()
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE state=? ORDER BY order_key", (JobState.queued.value,)
+            ).fetchall()
         return [r[0] for r in rows]
 
     def count_queued(self) -> int:
@@ -126,8 +131,9 @@ class JobStore:
                 (JobState.queued.value, priority),
             ).fetchone()
             if row is not None:
-                self._db.execute("UPDATE jobs SET order_key=order_key+1 WHERE order_key>=?",
-                                 (row[0],))
+                self._db.execute(
+                    "UPDATE jobs SET order_key=order_key+1 WHERE order_key>=?", (row[0],)
+                )
                 return row[0]
             return self._next_key()
 
@@ -136,7 +142,9 @@ class JobStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO job_flags(id, cancel_requested) VALUES (?, 1) "
-                "ON CONFLICT(id) DO UPDATE SET cancel_requested=1", (job_id,))
+                "ON CONFLICT(id) DO UPDATE SET cancel_requested=1",
+                (job_id,),
+            )
 
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._flag(job_id, "cancel_requested"))
@@ -146,13 +154,16 @@ class JobStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO job_flags(id, crashes) VALUES (?, 1) "
-                "ON CONFLICT(id) DO UPDATE SET crashes=crashes+1", (job_id,))
+                "ON CONFLICT(id) DO UPDATE SET crashes=crashes+1",
+                (job_id,),
+            )
             return self._flag(job_id, "crashes")
 
     def _flag(self, job_id: str, column: str) -> int:
         with self._lock:
-            row = self._db.execute(f"SELECT {column} FROM job_flags WHERE id=?",
-                                   (job_id,)).fetchone()
+            row = self._db.execute(
+                f"SELECT {column} FROM job_flags WHERE id=?", (job_id,)
+            ).fetchone()
         return row[0] if row else 0
 
     def integrity_check(self) -> str:
@@ -167,4 +178,3 @@ class JobStore:
         with self._lock:
             rows = self._db.execute(f"SELECT data FROM jobs WHERE {where}", args).fetchall()
         return [Job.model_validate_json(r[0]) for r in rows]
-

@@ -77,8 +77,10 @@ def install(vae) -> None:
         dtype = z.dtype
         out = original(z.to(decoder_dtype(vae)), *args, **kwargs)
         if decoder_dtype(vae) != torch.float32 and not _finite(out):
-            log.warning("VAE decode overflowed in %s: decoding in float32 from now on",
-                        str(decoder_dtype(vae)).removeprefix("torch."))
+            log.warning(
+                "VAE decode overflowed in %s: decoding in float32 from now on",
+                str(decoder_dtype(vae)).removeprefix("torch."),
+            )
             upcast_decoder(vae)
             out = original(z.to(torch.float32), *args, **kwargs)
         return _cast_output(out, dtype) if dtype.is_floating_point else out

@@ -82,7 +82,8 @@ class VideoProbe(_Model):
     codec: str
     has_audio: bool
     variable_frame_rate: bool = Field(
-        description="Frame intervals differ by > 10 %: edits are resampled to constant `fps`")
+        description="Frame intervals differ by > 10 %: edits are resampled to constant `fps`"
+    )
     rotation: int = Field(0, description="Display rotation in degrees (phones' portrait clips)")
 
 
@@ -123,12 +124,15 @@ class ControlSpec(_Model):
     low_threshold: int = Field(100, ge=0, le=1000, description="Canny hysteresis, low")
     high_threshold: int = Field(200, ge=0, le=1000, description="Canny hysteresis, high")
     controlnet: str | None = Field(
-        None, description="ControlNet folder path or id; None = the model's own "
-        "(sfumato-tiny-canny for the embedded model)")
+        None,
+        description="ControlNet folder path or id; None = the model's own "
+        "(sfumato-tiny-canny for the embedded model)",
+    )
     scale: float = Field(1.0, ge=0.0, le=4.0, description="controlnet_conditioning_scale")
     annotator: str | None = Field(
-        None, description="Weights for hed/depth/pose annotators on disk (a folder); canny "
-        "needs none")
+        None,
+        description="Weights for hed/depth/pose annotators on disk (a folder); canny needs none",
+    )
 
 
 class LoveconFusion(_Model):
@@ -141,8 +145,12 @@ class LoveconFusion(_Model):
     background_steps: int = Field(20, ge=0, description="z ← (1−M)·z + M·z_src")
     style_blend: float = Field(0.05, ge=0, le=1)
     style_steps: int = Field(20, ge=0)
-    mask_threshold: float = Field(100 / 255, ge=0, le=1, description="On each phrase token's "
-                                  "max-normalised map (the official 100 of 255)")
+    mask_threshold: float = Field(
+        100 / 255,
+        ge=0,
+        le=1,
+        description="On each phrase token's max-normalised map (the official 100 of 255)",
+    )
 
 
 class VideoEditParams(_Model):
@@ -153,16 +161,19 @@ class VideoEditParams(_Model):
     frames: FrameRange = Field(default_factory=FrameRange)
     width: OutputSide = Field(512, description="Output size, multiple of 8")
     height: OutputSide = Field(512)
-    fit: Literal["crop", "pad"] = Field("crop", description="Keep the aspect ratio: centre-crop "
-                                        "or letterbox; never squash")
+    fit: Literal["crop", "pad"] = Field(
+        "crop", description="Keep the aspect ratio: centre-crop or letterbox; never squash"
+    )
     source_prompt: str = ""
     target_prompt: str
     negative_prompt: str = ""
     edit_phrase: str = Field(
-        "", description="Words of source_prompt that LOVECon masks. Attribute edit: the object "
+        "",
+        description="Words of source_prompt that LOVECon masks. Attribute edit: the object "
         "whose attribute changes (the edit stays inside it); background edit: the object to keep "
         "(the source is kept inside it, the rest changes). Empty = for attribute, the source words "
-        "target_prompt drops; for background, the content words both prompts share")
+        "target_prompt drops; for background, the content words both prompts share",
+    )
     edit_type: Literal["attribute", "background", "style"] = "attribute"
     method: Literal["lovecon", "controlvideo"] = "lovecon"
     control: ControlSpec = Field(default_factory=ControlSpec)
@@ -174,16 +185,24 @@ class VideoEditParams(_Model):
     fusion: LoveconFusion = Field(default_factory=LoveconFusion)
     smoothing: bool = Field(True, description="Last-step and final frame-interpolation smoothing")
     interpolator: Literal["flow", "rife"] = Field(
-        "flow", description="Smoothing's frame interpolator. flow: optical flow (OpenCV "
-        "Farneback), built in; rife: RIFE 4.6 from `rife_weights` (not bundled)")
+        "flow",
+        description="Smoothing's frame interpolator. flow: optical flow (OpenCV "
+        "Farneback), built in; rife: RIFE 4.6 from `rife_weights` (not bundled)",
+    )
     rife_weights: str | None = Field(
-        None, description="For interpolator rife: path on the engine's machine to Practical-RIFE "
+        None,
+        description="For interpolator rife: path on the engine's machine to Practical-RIFE "
         "4.6's flownet.pkl (or .safetensors of it), or the folder holding flownet.pkl. Needed only "
         "where RIFE runs (LOVECon with smoothing on): there a missing path is refused at "
-        "submit (422), an unreadable or mismatched file fails the job")
+        "submit (422), an unreadable or mismatched file fails the job",
+    )
     # ControlVideo
-    tuning_steps: int = Field(80, ge=0, le=5000, description="One-shot tuning steps "
-                              "(paper: 80 canny, 300 hed, 500 depth, 1500 pose)")
+    tuning_steps: int = Field(
+        80,
+        ge=0,
+        le=5000,
+        description="One-shot tuning steps (paper: 80 canny, 300 hed, 500 depth, 1500 pose)",
+    )
     learning_rate: float = Field(3e-5, gt=0, le=1.0)
     # Memory (ignored where they do not apply, e.g. fp16 on CPU)
     fp16: bool = Field(True, description="Half precision on CUDA; CPU always runs float32")
@@ -204,10 +223,38 @@ class VideoEditParams(_Model):
 
 
 #: Words that never name the object a background edit keeps.
-_FUNCTION_WORDS = frozenset((
-    "a", "an", "the", "on", "in", "at", "of", "with", "and", "or", "to", "from", "by", "for",
-    "into", "onto", "over", "under", "near", "its", "his", "her", "their", "is", "are", "was",
-    "were", "be"))
+_FUNCTION_WORDS = frozenset(
+    (
+        "a",
+        "an",
+        "the",
+        "on",
+        "in",
+        "at",
+        "of",
+        "with",
+        "and",
+        "or",
+        "to",
+        "from",
+        "by",
+        "for",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "near",
+        "its",
+        "his",
+        "her",
+        "their",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+    )
+)
 
 
 def _words(prompt: str) -> list[str]:
@@ -235,11 +282,15 @@ def missing_edit_phrase(p: VideoEditParams) -> str | None:
     if default_edit_phrase(p.source_prompt, p.target_prompt, p.edit_type):
         return None
     if p.edit_type == "background":
-        return ("A background edit masks the object it keeps: write the source prompt with "
-                "it (e.g. 'cows on grass' → 'cows on snow'), or name it as the edit phrase.")
-    return ("An attribute edit masks the object that changes: write the source prompt (what "
-            "the video shows now, e.g. 'a white hat' → 'a pink hat') or an edit phrase, or "
-            "choose the style edit, which changes everything.")
+        return (
+            "A background edit masks the object it keeps: write the source prompt with "
+            "it (e.g. 'cows on grass' → 'cows on snow'), or name it as the edit phrase."
+        )
+    return (
+        "An attribute edit masks the object that changes: write the source prompt (what "
+        "the video shows now, e.g. 'a white hat' → 'a pink hat') or an edit phrase, or "
+        "choose the style edit, which changes everything."
+    )
 
 
 def frame_ranges(indices: list[int]) -> str:
@@ -274,10 +325,15 @@ class VideoResult(_Model):
     method: str = ""
     stages_s: dict[str, float] = Field(default_factory=dict, description="Seconds per stage")
     damaged_frames: list[int] = Field(
-        default_factory=list, description="Source frames of the selection that decoded with "
-        "errors (a corrupt file): edited as decoded, or as the last good frame")
-    notes: list[str] = Field(default_factory=list, description="What the user should know "
-                             "about the result: damaged frames, audio left out or silenced")
+        default_factory=list,
+        description="Source frames of the selection that decoded with "
+        "errors (a corrupt file): edited as decoded, or as the last good frame",
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the user should know "
+        "about the result: damaged frames, audio left out or silenced",
+    )
 
 
 class ControlPreviewRequest(_Model):
@@ -289,20 +345,28 @@ class ControlPreviewRequest(_Model):
     control: ControlSpec = Field(default_factory=ControlSpec)
     count: int = Field(8, ge=1, le=32, description="Maps spread evenly over the selected frames")
     map_count: int | None = Field(
-        None, ge=0, le=32, description="Draw maps for only this many of the `count` frames, "
+        None,
+        ge=0,
+        le=32,
+        description="Draw maps for only this many of the `count` frames, "
         "spread evenly (ends included), e.g. the panel's strip of 8 beside 32 player frames; "
         "0 = frames only (no map drawn, `control` unused); None = every frame. HED / depth / "
-        "pose take seconds per frame on a CPU")
+        "pose take seconds per frame on a CPU",
+    )
 
 
 class ControlPreview(_Model):
     width: int
     height: int
     frame_indices: list[int] = Field(description="Source frame index of each map")
-    maps_png_b64: list[str] = Field(description="One PNG per frame, base64; empty where "
-                                    "`map_count` left the frame without a map")
+    maps_png_b64: list[str] = Field(
+        description="One PNG per frame, base64; empty where "
+        "`map_count` left the frame without a map"
+    )
     frames_png_b64: list[str] = Field(description="The resized source frames, same order")
     damaged_frames: list[int] = Field(
-        default_factory=list, description="Source frames of the whole selection (not only "
+        default_factory=list,
+        description="Source frames of the whole selection (not only "
         "these) that decoded with errors: torn or lost. An edit of it goes on; the panel "
-        "names them so the user can pick another range")
+        "names them so the user can pick another range",
+    )

@@ -20,8 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "packaging" / "sfumato.spec"
 NAME = "Sfumato"
 #: Top-level names that must not appear in the bundle: the GUI never runs a model.
-FORBIDDEN = ("torch", "diffusers", "transformers", "safetensors", "accelerate", "cv2", "scipy",
-             "uvicorn", "fastapi")
+FORBIDDEN = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "safetensors",
+    "accelerate",
+    "cv2",
+    "scipy",
+    "uvicorn",
+    "fastapi",
+)
 
 
 def executable(dist: Path) -> Path:
@@ -74,8 +83,19 @@ def _pyz_names(bundle: Path) -> list[str]:
 
 def build(dist: Path, work: Path, clean: bool = False) -> Path:
     """Run PyInstaller on the spec; returns the built executable. Raises on failure."""
-    cmd = [sys.executable, "-m", "PyInstaller", str(SPEC), "--noconfirm",
-           "--distpath", str(dist), "--workpath", str(work), "--log-level", "WARN"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        str(SPEC),
+        "--noconfirm",
+        "--distpath",
+        str(dist),
+        "--workpath",
+        str(work),
+        "--log-level",
+        "WARN",
+    ]
     if clean:
         cmd.append("--clean")
     subprocess.run(cmd, check=True, cwd=ROOT)

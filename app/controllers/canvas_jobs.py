@@ -34,8 +34,15 @@ from ..state.jobs import JobItem
 class CanvasJobs(QObject):
     """Claims ``kinds`` (their events come here) and shows their images."""
 
-    def __init__(self, kinds: Iterable[str], session: EngineSession, library: Library,
-                 canvas: CanvasState, jobs: JobsState, parent: QObject | None = None):
+    def __init__(
+        self,
+        kinds: Iterable[str],
+        session: EngineSession,
+        library: Library,
+        canvas: CanvasState,
+        jobs: JobsState,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self.session, self.library, self.canvas, self.jobs = session, library, canvas, jobs
         self.kinds = tuple(kinds)
@@ -52,8 +59,9 @@ class CanvasJobs(QObject):
         elif isinstance(event, JobPreview):
             self.show_preview(event, self.jobs.get(event.job_id))
         elif isinstance(event, JobResult):
-            self.session.spawn(self.library.store_result(event.job_id, event.image,
-                                                         self.show_result))
+            self.session.spawn(
+                self.library.store_result(event.job_id, event.image, self.show_result)
+            )
         elif isinstance(event, JobFinished):
             self.finished(event.job)
 
@@ -69,18 +77,23 @@ class CanvasJobs(QObject):
             self.follow(event.job_id)
         slot = item.preview_slot(event.index) if item is not None else event.index
         total = item.total if item is not None else 0
-        self.canvas.set_preview(event.job_id, slot, self.preview_bytes(event), event.step,
-                                total)
+        self.canvas.set_preview(event.job_id, slot, self.preview_bytes(event), event.step, total)
 
     def show_result(self, result: LocalResult) -> None:
         """A stored result: the canvas follows its job unless a newer one is shown."""
         job_id, image = result.job_id, result.image
-        if self.canvas.job_id != job_id and (self.canvas.job_id == "" or
-                                             self.is_latest(job_id)):
+        if self.canvas.job_id != job_id and (self.canvas.job_id == "" or self.is_latest(job_id)):
             self.follow(job_id)
-        self.canvas.set_result(job_id, image.index, result.data, path=result.path,
-                               seed=image.seed, width=image.width, height=image.height,
-                               uncertainty=result.uncertainty)
+        self.canvas.set_result(
+            job_id,
+            image.index,
+            result.data,
+            path=result.path,
+            seed=image.seed,
+            width=image.width,
+            height=image.height,
+            uncertainty=result.uncertainty,
+        )
 
     # ----------------------------------------------------------------- following
     def follow(self, job_id: str) -> None:

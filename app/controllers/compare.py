@@ -24,8 +24,15 @@ GRID_KIND = kind_of(SamplerGridJob)
 class CompareController(CanvasJobs):
     """Owned by :class:`app.controller.AppController` (``controller.compare_jobs``)."""
 
-    def __init__(self, session: EngineSession, library: Library, generation: GenerationSettings,
-                 canvas: CanvasState, jobs: JobsState, parent: QObject | None = None):
+    def __init__(
+        self,
+        session: EngineSession,
+        library: Library,
+        generation: GenerationSettings,
+        canvas: CanvasState,
+        jobs: JobsState,
+        parent: QObject | None = None,
+    ):
         super().__init__((GRID_KIND,), session, library, canvas, jobs, parent)
         self.generation = generation
         session.on_sync(self._on_sync)
@@ -42,11 +49,11 @@ class CompareController(CanvasJobs):
             return
         grid = choice.to_params(params)
         if not self.session.usable:
-            self.session.notice.emit(WARNING, "The engine is not ready yet; try again in a "
-                                              "moment.")
+            self.session.notice.emit(WARNING, "The engine is not ready yet; try again in a moment.")
             return
-        self.session.spawn(self.session.submit_job(JobSubmit(job=SamplerGridJob(params=grid)),
-                                                   "Comparison"))
+        self.session.spawn(
+            self.session.submit_job(JobSubmit(job=SamplerGridJob(params=grid)), "Comparison")
+        )
 
     def open_grid_cell(self, row: int, col: int) -> None:
         """Show one grid cell large, with its recipe."""
@@ -60,8 +67,9 @@ class CompareController(CanvasJobs):
             return
         if self.canvas.job_id != event.job_id and not self.grid_shown(event.job_id):
             self.follow(event.job_id)
-        self.canvas.set_grid_preview(event.job_id, event.index, self.preview_bytes(event),
-                                     event.step)
+        self.canvas.set_grid_preview(
+            event.job_id, event.index, self.preview_bytes(event), event.step
+        )
 
     def show_result(self, result: LocalResult) -> None:
         job_id, image = result.job_id, result.image
@@ -69,11 +77,13 @@ class CompareController(CanvasJobs):
         if item is None or item.grid is None:
             super().show_result(result)
             return
-        if not self.grid_shown(job_id) and (self.canvas.job_id in ("", job_id) or
-                                            self.is_latest(job_id)):
+        if not self.grid_shown(job_id) and (
+            self.canvas.job_id in ("", job_id) or self.is_latest(job_id)
+        ):
             self.follow(job_id)
         if image.cell is not None:
-            self.canvas.set_grid_result(job_id, image.cell, result.data, path=result.path,
-                                        seed=image.seed)
+            self.canvas.set_grid_result(
+                job_id, image.cell, result.data, path=result.path, seed=image.seed
+            )
         elif image.role == "grid":
             self.canvas.set_grid_sheet(job_id, result.path)

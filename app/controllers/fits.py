@@ -43,8 +43,14 @@ from ..state.sampler import (
 class FitsController(QObject):
     """Owned by :class:`app.controller.AppController` (``controller.fit_jobs``)."""
 
-    def __init__(self, session: EngineSession, generation: GenerationSettings, fits: FitsState,
-                 jobs: JobsState, parent: QObject | None = None):
+    def __init__(
+        self,
+        session: EngineSession,
+        generation: GenerationSettings,
+        fits: FitsState,
+        jobs: JobsState,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self.session, self.engine = session, session.engine
         self.generation, self.fits, self.jobs = generation, fits, jobs
@@ -77,14 +83,25 @@ class FitsController(QObject):
         elif kind == "analytic":
             spacing = self.generation.option("timestep_spacing")
             steps = sorted({*ANALYTIC_FIT_STEPS, self.generation.steps})
-            job = AnalyticFitJob(params=AnalyticFitParams(
-                model=model, steps=steps, samples_per_step=ANALYTIC_SAMPLES_PER_STEP,
-                timestep_spacing=spacing if isinstance(spacing, str) else None))
+            job = AnalyticFitJob(
+                params=AnalyticFitParams(
+                    model=model,
+                    steps=steps,
+                    samples_per_step=ANALYTIC_SAMPLES_PER_STEP,
+                    timestep_spacing=spacing if isinstance(spacing, str) else None,
+                )
+            )
             submit = JobSubmit(job=job)
         else:
-            submit = JobSubmit(job=CalibrationFitJob(params=CalibrationFitParams(
-                model=model, timesteps=CALIBRATION_TIMESTEPS,
-                data=FitData(count=CALIBRATION_IMAGES))))
+            submit = JobSubmit(
+                job=CalibrationFitJob(
+                    params=CalibrationFitParams(
+                        model=model,
+                        timesteps=CALIBRATION_TIMESTEPS,
+                        data=FitData(count=CALIBRATION_IMAGES),
+                    )
+                )
+            )
         self.session.spawn(self.session.submit_job(submit, f"{FIT_NAMES[kind]} fit"))
 
     def _fit_finished(self, job: Job) -> None:

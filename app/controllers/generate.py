@@ -33,9 +33,16 @@ GENERATE_KIND = kind_of(GenerateJob)
 class GenerateController(CanvasJobs):
     """Owned by :class:`app.controller.AppController` (``controller.generate_jobs``)."""
 
-    def __init__(self, session: EngineSession, library: Library, results: ResultsController,
-                 generation: GenerationSettings, canvas: CanvasState, jobs: JobsState,
-                 parent: QObject | None = None):
+    def __init__(
+        self,
+        session: EngineSession,
+        library: Library,
+        results: ResultsController,
+        generation: GenerationSettings,
+        canvas: CanvasState,
+        jobs: JobsState,
+        parent: QObject | None = None,
+    ):
         super().__init__((GENERATE_KIND,), session, library, canvas, jobs, parent)
         session.claim(None, self.handle_event)  # a kind nobody claimed shows like an image job
         self.generation, self.engine, self.results = generation, session.engine, results
@@ -55,8 +62,10 @@ class GenerateController(CanvasJobs):
             lacking, self.generation.sampler = self.generation.sampler, samplers[0].name
             # e.g. a dropped A1111 recipe's "Restart", restored before the engine listed its
             # samplers: say so instead of switching in silence.
-            self.session.notice.emit(WARNING, f"Sampler {lacking!r} is not one this engine "
-                                              f"has; using {samplers[0].name}.")
+            self.session.notice.emit(
+                WARNING,
+                f"Sampler {lacking!r} is not one this engine has; using {samplers[0].name}.",
+            )
         pending, self.pending = self.pending, []
         for params in pending:
             await self._submit(params)
@@ -71,8 +80,11 @@ class GenerateController(CanvasJobs):
             self.session.notice.emit(ERROR, f"{_label(name)}: {msg}")
             return
         size = self.size_warning()
-        key = (params.width, params.height, self.engine.active_model.id
-               if self.engine.active_model is not None else "")
+        key = (
+            params.width,
+            params.height,
+            self.engine.active_model.id if self.engine.active_model is not None else "",
+        )
         if size and key != self._size_warned:  # once per size and model: a warning, not a nag
             self._size_warned = key
             self.session.notice.emit(WARNING, f"Queued anyway. {size}")
@@ -82,8 +94,9 @@ class GenerateController(CanvasJobs):
         """Queue ``params`` again as they were asked (the canvas's right-click → Retry)."""
         if not self.session.usable:
             self.pending.append(params)
-            self.session.notice.emit(INFO, "The engine is not ready yet; the job will be sent "
-                                           "when it is.")
+            self.session.notice.emit(
+                INFO, "The engine is not ready yet; the job will be sent when it is."
+            )
             return
         self.session.spawn(self._submit(params))
 
@@ -109,18 +122,24 @@ class GenerateController(CanvasJobs):
         each of ``count`` images resampling x_t from N(E[x_t], Var[x_t]), then finished."""
         image = self.canvas.current_image
         if image is None or image.params is None or image.seed is None or image.seed < 0:
-            self.session.notice.emit(WARNING, "Open an image (with its recipe) to make "
-                                              "variations of it.")
+            self.session.notice.emit(
+                WARNING, "Open an image (with its recipe) to make variations of it."
+            )
             return
         if not self.session.usable:
             self.session.notice.emit(WARNING, "The engine is not connected.")
             return
         base = image.params.with_seed(image.seed)
-        group = (base.uncertainty or UncertaintyOptions()).model_copy(update={
-            "map": True, "variation_step": max(0, min(step, base.steps - 1)),
-            "variation_seed": -1})
-        params = base.model_copy(update={"uncertainty": group,
-                                         "batch_size": max(1, min(16, count)), "batch_count": 1})
+        group = (base.uncertainty or UncertaintyOptions()).model_copy(
+            update={
+                "map": True,
+                "variation_step": max(0, min(step, base.steps - 1)),
+                "variation_seed": -1,
+            }
+        )
+        params = base.model_copy(
+            update={"uncertainty": group, "batch_size": max(1, min(16, count)), "batch_count": 1}
+        )
         self.session.spawn(self._submit(params))
 
     # ----------------------------------------------------------------- recipes in
@@ -182,14 +201,23 @@ class GenerateController(CanvasJobs):
         g = self.generation
         if new and old and new != old and (g.width, g.height) == (old, old):
             g.set_size(new, new)
-            self.session.notice.emit(INFO, f"Size set to {new}×{new}, the native size of "
-                                           f"{model.name}.")
+            self.session.notice.emit(
+                INFO, f"Size set to {new}×{new}, the native size of {model.name}."
+            )
 
 
 _LABELS = {
-    "prompt": "Prompt", "negative_prompt": "Negative prompt", "width": "Width",
-    "height": "Height", "steps": "Steps", "cfg_scale": "CFG scale", "sampler": "Sampler",
-    "seed": "Seed", "batch_size": "Batch size", "batch_count": "Batch count", "model": "Model",
+    "prompt": "Prompt",
+    "negative_prompt": "Negative prompt",
+    "width": "Width",
+    "height": "Height",
+    "steps": "Steps",
+    "cfg_scale": "CFG scale",
+    "sampler": "Sampler",
+    "seed": "Seed",
+    "batch_size": "Batch size",
+    "batch_count": "Batch count",
+    "model": "Model",
 }
 
 

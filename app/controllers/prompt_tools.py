@@ -23,8 +23,13 @@ DEBOUNCE_MS = 250
 class PromptToolsController(QObject):
     """Owned by :class:`app.controller.AppController` (``controller.prompt_tools_jobs``)."""
 
-    def __init__(self, state: PromptTools, generation: GenerationSettings,
-                 session: EngineSession, parent: QObject | None = None):
+    def __init__(
+        self,
+        state: PromptTools,
+        generation: GenerationSettings,
+        session: EngineSession,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self.state, self.generation, self.session = state, generation, session
         engine = self.engine = session.engine

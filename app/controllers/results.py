@@ -30,8 +30,14 @@ class ResultsController(QObject):
     #: Video panel.
     video_opened = Signal(str)
 
-    def __init__(self, session: EngineSession, library: Library, canvas: CanvasState,
-                 history: HistoryState, parent: QObject | None = None):
+    def __init__(
+        self,
+        session: EngineSession,
+        library: Library,
+        canvas: CanvasState,
+        history: HistoryState,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self.session, self.library, self.canvas, self.history = session, library, canvas, history
 
@@ -41,8 +47,9 @@ class ResultsController(QObject):
 
     async def _open_history(self, entry: HistoryEntry) -> None:
         if not entry.exists:
-            self.session.notice.emit(WARNING, f"{entry.path.name} is gone from disk; removed "
-                                              "from history.")
+            self.session.notice.emit(
+                WARNING, f"{entry.path.name} is gone from disk; removed from history."
+            )
             self.history.remove(entry)
             return
         if is_video(entry.path):
@@ -50,8 +57,9 @@ class ResultsController(QObject):
             return
         if await self.show_grid_file(entry.path):
             return
-        image = await self.library.load(entry.path, seed=entry.seed, width=entry.width,
-                                        height=entry.height, params=entry.params)
+        image = await self.library.load(
+            entry.path, seed=entry.seed, width=entry.width, height=entry.height, params=entry.params
+        )
         self.canvas.show_image(image)
         await self.attach_maps([image])
 
@@ -67,13 +75,17 @@ class ResultsController(QObject):
         for cell, cell_path in saved.cells:
             data = await loop.run_in_executor(None, cell_path.read_bytes)
             entry = self.library.index.get(cell_path)
-            self.canvas.set_grid_result(key, cell, data, path=cell_path,
-                                        seed=entry.seed if entry is not None else None)
+            self.canvas.set_grid_result(
+                key, cell, data, path=cell_path, seed=entry.seed if entry is not None else None
+            )
         self.canvas.set_grid_sheet(key, path)
         missing = self.canvas.grid.cell_count - len(saved.cells) if self.canvas.grid else 0
         if missing:
-            self.session.notice.emit(INFO, f"{missing} cell image(s) of this grid are no "
-                                           "longer beside it; those cells stay empty.")
+            self.session.notice.emit(
+                INFO,
+                f"{missing} cell image(s) of this grid are no "
+                "longer beside it; those cells stay empty.",
+            )
         return True
 
     def open_job(self, job_id: str) -> None:
@@ -85,8 +97,12 @@ class ResultsController(QObject):
         if not entries:
             self.session.notice.emit(INFO, "This job's images are not in the history (any more).")
             return
-        images = [await self.library.load(e.path, seed=e.seed, width=e.width, height=e.height,
-                                          params=e.params) for e in entries]
+        images = [
+            await self.library.load(
+                e.path, seed=e.seed, width=e.width, height=e.height, params=e.params
+            )
+            for e in entries
+        ]
         self.canvas.show_images(images)
         await self.attach_maps(images)
 
@@ -94,8 +110,9 @@ class ResultsController(QObject):
         """A dropped file whose recipe was restored: shown (a grid as a grid)."""
         if await self.show_grid_file(path):
             return
-        image = await self.library.load(path, seed=params.seed, width=params.width,
-                                        height=params.height, params=params)
+        image = await self.library.load(
+            path, seed=params.seed, width=params.width, height=params.height, params=params
+        )
         self.canvas.show_image(image)
         await self.attach_maps([image])
 

@@ -44,8 +44,13 @@ ROBUSTNESS_KIND = kind_of(RobustnessJob)
 class RobustnessController(QObject):
     """Owned by :class:`app.controller.AppController` (``controller.robustness_jobs``)."""
 
-    def __init__(self, state: RobustnessState, generation: GenerationSettings,
-                 session: EngineSession, parent: QObject | None = None):
+    def __init__(
+        self,
+        state: RobustnessState,
+        generation: GenerationSettings,
+        session: EngineSession,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self.state, self.generation, self.session = state, generation, session
         self.engine, self.jobs = session.engine, session.jobs

@@ -47,8 +47,13 @@ VIDEO_KIND = kind_of(VideoEditJob)
 class VideoController(QObject):
     """Owned by :class:`app.controller.AppController` (``controller.video_jobs``)."""
 
-    def __init__(self, state: VideoState, session: EngineSession, library: Library,
-                 parent: QObject | None = None):
+    def __init__(
+        self,
+        state: VideoState,
+        session: EngineSession,
+        library: Library,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self.state, self.session, self.library = state, session, library
         self.engine, self.jobs = session.engine, session.jobs
@@ -76,8 +81,10 @@ class VideoController(QObject):
             return None
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             # The engine would say the same; saying it here saves uploading a large file.
-            self._say("error", f"{path.name} is not a video Sfumato reads: use "
-                      f"{', '.join(VIDEO_SUFFIXES)}.")
+            self._say(
+                "error",
+                f"{path.name} is not a video Sfumato reads: use {', '.join(VIDEO_SUFFIXES)}.",
+            )
             return None
         client = self._usable_client()
         if client is None:
@@ -229,16 +236,24 @@ class VideoController(QObject):
                 data = await client.download(job_id, res.name)
                 folder = self.library.output_dir / time.strftime("%Y-%m-%d")
                 local = await asyncio.get_running_loop().run_in_executor(
-                    None, save_unique, folder, res.name, data)
+                    None, save_unique, folder, res.name, data
+                )
         except EngineError as exc:
             s.finished("failed", f"The edit finished but its video could not be fetched: {exc}")
             return
         v = res.video
-        info = {"engine_path": res.path, "name": res.name, "width": res.width,
-                "height": res.height, "frames": v.frames if v else 0,
-                "fps": v.fps if v else 0.0, "duration_s": v.duration_s if v else 0.0,
-                "has_audio": v.has_audio if v else False, "method": v.method if v else "",
-                "stages_s": dict(v.stages_s) if v else {}}
+        info = {
+            "engine_path": res.path,
+            "name": res.name,
+            "width": res.width,
+            "height": res.height,
+            "frames": v.frames if v else 0,
+            "fps": v.fps if v else 0.0,
+            "duration_s": v.duration_s if v else 0.0,
+            "has_audio": v.has_audio if v else False,
+            "method": v.method if v else "",
+            "stages_s": dict(v.stages_s) if v else {},
+        }
         s.result_ready(local, info)
         s.finished("done")
         s.message = ("warning", " ".join(v.notes)) if v is not None and v.notes else ("", "")
@@ -249,8 +264,13 @@ class VideoController(QObject):
             answer = await client.control_preview(request)
         except EngineError as exc:
             log.warning("result frames: %s", exc)
-            s.message = ("warning", (f"The video is saved, but its frames could not be shown: "
-                                    f"{getattr(exc, 'message', exc)}"))
+            s.message = (
+                "warning",
+                (
+                    f"The video is saved, but its frames could not be shown: "
+                    f"{getattr(exc, 'message', exc)}"
+                ),
+            )
             return
         s.result_frames = _frames(answer)
         if s.result_frames.frames:
@@ -263,8 +283,9 @@ class VideoController(QObject):
         s = self.state
         info = s.result_info or {}
         width, height = int(info.get("width") or 0), int(info.get("height") or 0)
-        params = GenerateParams(prompt=s.target_prompt, width=max(8, width or 512),
-                                height=max(8, height or 512))
+        params = GenerateParams(
+            prompt=s.target_prompt, width=max(8, width or 512), height=max(8, height or 512)
+        )
         await self.library.store_video(job_id, path, poster, params, s.seed, width, height)
 
     # ----------------------------------------------------------------- export
@@ -287,7 +308,8 @@ class VideoController(QObject):
 
 
 def _frames(answer: ControlPreview) -> VideoFrames:
-    return VideoFrames(indices=list(answer.frame_indices),
-                       frames=[base64.b64decode(b) for b in answer.frames_png_b64],
-                       maps=[base64.b64decode(b) for b in answer.maps_png_b64])
-
+    return VideoFrames(
+        indices=list(answer.frame_indices),
+        frames=[base64.b64decode(b) for b in answer.frames_png_b64],
+        maps=[base64.b64decode(b) for b in answer.maps_png_b64],
+    )

@@ -8,6 +8,13 @@ from .jobs import JobItem, JobsState
 from .settings import Settings
 
 __all__ = [
-    "CanvasImage", "CanvasState", "Connection", "EngineInfo", "GenerationSettings",
-    "HistoryState", "JobItem", "JobsState", "Settings",
+    "CanvasImage",
+    "CanvasState",
+    "Connection",
+    "EngineInfo",
+    "GenerationSettings",
+    "HistoryState",
+    "JobItem",
+    "JobsState",
+    "Settings",
 ]

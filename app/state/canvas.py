@@ -89,8 +89,15 @@ class CanvasState(QObject):
         self.grid_updated.emit(slot.row, slot.col)
         return True
 
-    def set_grid_result(self, job_id: str, cell: GridCell, data: bytes, *,
-                        path: Path | None = None, seed: int | None = None) -> bool:
+    def set_grid_result(
+        self,
+        job_id: str,
+        cell: GridCell,
+        data: bytes,
+        *,
+        path: Path | None = None,
+        seed: int | None = None,
+    ) -> bool:
         """A finished cell: its image, where it was saved and the seconds it took."""
         grid = self._grid_of(job_id)
         slot = grid.apply_cell(cell, seed) if grid is not None else None
@@ -140,8 +147,9 @@ class CanvasState(QObject):
             self.grid_visible = False
             self.grid_changed.emit()
 
-    def set_preview(self, job_id: str, index: int, data: bytes, step: int = 0,
-                    total: int = 0) -> bool:
+    def set_preview(
+        self, job_id: str, index: int, data: bytes, step: int = 0, total: int = 0
+    ) -> bool:
         """A preview for the followed job at ``step`` of the job's ``total`` (the numbers the
         progress bar shows); ignored once that slot has its final image."""
         slot = self._slot(job_id, index)

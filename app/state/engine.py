@@ -57,8 +57,9 @@ class EngineInfo(Observable):
     def update_health(self, health: Health) -> None:
         """Take a Health answer or event; busy/ready/loading follow the engine's state."""
         if any(m.loaded != (m.id == health.model) for m in self.models):
-            self.models = [m.model_copy(update={"loaded": m.id == health.model})
-                           for m in self.models]
+            self.models = [
+                m.model_copy(update={"loaded": m.id == health.model}) for m in self.models
+            ]
         self.health = health
         if health.state is EngineState.loading:
             self.connection = Connection.loading
@@ -117,8 +118,9 @@ class EngineInfo(Observable):
         if h.fast_path != "off":  # "fast path on", "fast path warming up", "fast path failed"
             parts.append(f"fast path {h.fast_path}")
         if h.offload != "none":
-            parts.append({"t5-cpu": "T5 on the CPU", "model": "model offload"}.get(h.offload,
-                                                                                   h.offload))
+            parts.append(
+                {"t5-cpu": "T5 on the CPU", "model": "model offload"}.get(h.offload, h.offload)
+            )
         return " · ".join(p for p in parts if p)
 
     def device_tip(self) -> str:

@@ -26,8 +26,16 @@ SIZE_PRESETS: list[tuple[str, int, int]] = [
 
 #: The fields of GenerateParams the Prompt dock edits, in form order.
 FIELDS = (
-    "prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "seed",
-    "batch_size", "batch_count",
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "cfg_scale",
+    "sampler",
+    "seed",
+    "batch_size",
+    "batch_count",
 )
 
 
@@ -84,8 +92,11 @@ class GenerationSettings(Observable):
         """The current settings as a request; raises pydantic's ValidationError if invalid."""
         known = form_fields()
         return GenerateParams(
-            **{k: v for k, v in self._options.items()
-               if k in known and k not in FIELDS and k != "model"},
+            **{
+                k: v
+                for k, v in self._options.items()
+                if k in known and k not in FIELDS and k != "model"
+            },
             model=self.model,
             prompt=self.prompt,
             negative_prompt=self.negative_prompt,
@@ -112,13 +123,15 @@ class GenerationSettings(Observable):
             self.set_errors(errors)
             return None
 
-    def apply(self, params: GenerateParams, *, keep_model: bool = True,
-              fields: set[str] | None = None) -> None:
+    def apply(
+        self, params: GenerateParams, *, keep_model: bool = True, fields: set[str] | None = None
+    ) -> None:
         """Restore a recipe (from history or a dropped PNG) into the editable fields.
 
         ``fields``: the ones the recipe really set (an A1111 or ComfyUI file names only some);
         the others keep their current values, as in A1111. None = all. Sampler options follow
         the sampler: a recipe naming one brings its options (or none)."""
+
         def given(name: str) -> bool:
             return fields is None or name in fields
 
@@ -129,7 +142,8 @@ class GenerationSettings(Observable):
             self.model = params.model
         defaults = form_values(GenerateParams())
         recipe_options = {
-            k: v for k, v in form_values(params).items()
+            k: v
+            for k, v in form_values(params).items()
             if k not in FIELDS and k != "model" and v != defaults.get(k)
         }
         if given("sampler"):

@@ -61,21 +61,28 @@ class GridChoice:
         the current sampler's row keeps its options (schedule, η, …), other rows use their
         sampler's defaults; calibration, when on, applies to every row."""
         neutral = GenerateParams()
-        base = current.model_copy(update={
-            name: getattr(neutral, name) for name in ROW_OPTIONS
-        } | {"batch_size": 1, "batch_count": 1})
+        base = current.model_copy(
+            update={name: getattr(neutral, name) for name in ROW_OPTIONS}
+            | {"batch_size": 1, "batch_count": 1}
+        )
         rows: list[GridSampler | str] = []
         for name in self.samplers:
             opts: dict[str, object] = {}
             if name == current.sampler:
-                opts = {k: getattr(current, k) for k in ROW_OPTIONS
-                        if getattr(current, k) != getattr(neutral, k)}
+                opts = {
+                    k: getattr(current, k)
+                    for k in ROW_OPTIONS
+                    if getattr(current, k) != getattr(neutral, k)
+                }
             elif current.calibrated:
                 opts = {"calibrated": True}
             rows.append(GridSampler(sampler=name, **opts))
-        return SamplerGridParams(base=base, samplers=rows, steps=list(self.steps),
-                                 cfg_scales=list(self.cfg_scales) if len(self.cfg_scales) > 1
-                                 else [])
+        return SamplerGridParams(
+            base=base,
+            samplers=rows,
+            steps=list(self.steps),
+            cfg_scales=list(self.cfg_scales) if len(self.cfg_scales) > 1 else [],
+        )
 
 
 @dataclass
@@ -96,15 +103,15 @@ class CanvasGrid:
         self.params = params
         self.rows = params.rows()
         multi_cfg = len(params.cfg_scales) > 1
-        self.row_labels = [s.label() + (f" · CFG {c:g}" if multi_cfg else "")
-                           for s, c in self.rows]
+        self.row_labels = [s.label() + (f" · CFG {c:g}" if multi_cfg else "") for s, c in self.rows]
         self.col_labels = [f"{n} steps" for n in params.steps]
         self.slots: dict[tuple[int, int], GridSlot] = {}
         for r, (sampler, cfg) in enumerate(self.rows):
             for c, steps in enumerate(params.steps):
                 recipe = params.cell_params(sampler, steps, cfg)
-                self.slots[(r, c)] = GridSlot(r, c, CanvasImage(
-                    params=recipe, width=recipe.width, height=recipe.height))
+                self.slots[(r, c)] = GridSlot(
+                    r, c, CanvasImage(params=recipe, width=recipe.width, height=recipe.height)
+                )
         self.sheet_path: Path | None = None
 
     @property

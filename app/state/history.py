@@ -47,8 +47,9 @@ class EntryIndex(Protocol):
     """What the list reads of the History index (:class:`app.library.HistoryIndex`, SQLite:
     the I/O stays there, this module is pure state)."""
 
-    def entries(self, limit: int = 500, offset: int = 0,
-                search: str = "") -> list[HistoryEntry]: ...
+    def entries(
+        self, limit: int = 500, offset: int = 0, search: str = ""
+    ) -> list[HistoryEntry]: ...
 
     def remove(self, path: Path | str) -> None: ...
 
@@ -87,8 +88,11 @@ class HistoryState(QObject):
         """Where ``entry`` goes: after the top entries of the same job that come before it."""
         i = 0
         if entry.job_id:
-            while (i < len(self.entries) and self.entries[i].job_id == entry.job_id
-                   and str(self.entries[i].path) < str(entry.path)):
+            while (
+                i < len(self.entries)
+                and self.entries[i].job_id == entry.job_id
+                and str(self.entries[i].path) < str(entry.path)
+            ):
                 i += 1
         return i
 

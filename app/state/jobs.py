@@ -36,17 +36,19 @@ from .video import fps_text
 #: Job kinds that fit a model's statistics, and the fit each makes ('analytic', 'calibration',
 #: 'uncertainty': what the Sampler panel calls it). The tables below are keyed by the fit.
 FIT_KINDS = FIT_JOB_KINDS
-_FIT_TITLES = {"analytic": "Analytic-DPM fit (the model's noise per step)",
-               "calibration": "Calibration fit (the model's noise bias)",
-               "uncertainty": "Uncertainty fit (how unsure the model is)"}
+_FIT_TITLES = {
+    "analytic": "Analytic-DPM fit (the model's noise per step)",
+    "calibration": "Calibration fit (the model's noise bias)",
+    "uncertainty": "Uncertainty fit (how unsure the model is)",
+}
 #: The maths behind each fit, for the card's tooltip (titles stay in plain words).
 FIT_MATHS = {
     "analytic": "Γ_t = E‖ε̂(x_t, t)‖² / d per timestep (Analytic-DPM, Bao et al. 2022, "
-                "eq. 7): sets the optimal reverse variance",
+    "eq. 7): sets the optimal reverse variance",
     "calibration": "the per-step mean of the predicted noise ε̂, subtracted while sampling "
-                   "(Pang et al. 2023)",
+    "(Pang et al. 2023)",
     "uncertainty": "a last-layer Laplace posterior over the UNet's final conv (BayesDiff, "
-                   "Kou et al. 2024)",
+    "Kou et al. 2024)",
 }
 #: What a fit job's card shows where an image job shows its picture: the statistic it fits.
 _FIT_GLYPHS = {"analytic": "Γ", "calibration": "ε̄", "uncertainty": "σ²"}
@@ -56,7 +58,7 @@ KEEP_FINISHED = 30
 
 
 def step_text(step: int, total: int) -> str:
-    """"Step 13/25" — the one wording of a job's step, for the status bar, the Queue card and
+    """ "Step 13/25" — the one wording of a job's step, for the status bar, the Queue card and
     the canvas's preview caption alike (they read the same step and total)."""
     return f"Step {step}/{total}" if total else "Starting…"
 
@@ -163,14 +165,19 @@ class JobItem:
         if self.grid is not None:
             g = self.grid
             n_s, n_n = len(g.samplers), len(g.steps)
-            parts = [(f"{n_s} sampler{'s' if n_s != 1 else ''} × {n_n} step count"
-                     f"{'s' if n_n != 1 else ''}")]
+            parts = [
+                (
+                    f"{n_s} sampler{'s' if n_s != 1 else ''} × {n_n} step count"
+                    f"{'s' if n_n != 1 else ''}"
+                )
+            ]
             if len(g.cfg_scales) > 1:
                 parts[0] += f" × {len(g.cfg_scales)} CFG"
             parts.append(f"{g.base.width}×{g.base.height}")
             if self.state is JobState.running:
-                parts.append(f"cell {min(self.cells_done + 1, self.cell_count)} of "
-                             f"{self.cell_count}")
+                parts.append(
+                    f"cell {min(self.cells_done + 1, self.cell_count)} of {self.cell_count}"
+                )
             else:
                 parts.append(f"{self.cell_count} cells")
             return " · ".join(parts)
@@ -281,8 +288,9 @@ class JobsState(QObject):
 
     def active_fit(self, fit_kind: str) -> JobItem | None:
         """The queued or running fit job of this kind ('analytic' or 'calibration'), if any."""
-        return next((j for j in self.ordered()
-                     if j.fit_kind == fit_kind and not j.state.finished), None)
+        return next(
+            (j for j in self.ordered() if j.fit_kind == fit_kind and not j.state.finished), None
+        )
 
     def fit_progress(self, fit_kind: str) -> tuple[str, JobState, int | None] | None:
         """What a panel shows of the active fit of this kind: (job id, state, whole percent or

@@ -21,7 +21,9 @@ def native_size(model: ModelInfo | None) -> int:
     else its architecture's (engine/architecture.py); 0 if unknown."""
     if model is None:
         return 0
-    return int(getattr(model, "native_size", 0) or Architecture.parse(model.architecture).native_size)
+    return int(
+        getattr(model, "native_size", 0) or Architecture.parse(model.architecture).native_size
+    )
 
 
 def size_warning(width: int, height: int, model: ModelInfo | None) -> str:
@@ -33,10 +35,14 @@ def size_warning(width: int, height: int, model: ModelInfo | None) -> str:
     name = (model.name or model.id) if model is not None else "the model"
     if big > native * FAR_FACTOR:
         cost = width * height / (native * native)
-        return (f"{width}×{height} is far above {name}'s native {native}×{native}: expect "
-                f"noise or repeated shapes, and about {cost:.0f}× the time of a native image. "
-                f"Try {native}×{native}.")
+        return (
+            f"{width}×{height} is far above {name}'s native {native}×{native}: expect "
+            f"noise or repeated shapes, and about {cost:.0f}× the time of a native image. "
+            f"Try {native}×{native}."
+        )
     if small < native / FAR_FACTOR:
-        return (f"{width}×{height} is far below {name}'s native {native}×{native}: too few "
-                f"pixels for it to draw a picture. Try {native}×{native}.")
+        return (
+            f"{width}×{height} is far below {name}'s native {native}×{native}: too few "
+            f"pixels for it to draw a picture. Try {native}×{native}."
+        )
     return ""

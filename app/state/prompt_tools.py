@@ -31,9 +31,11 @@ def token_tooltip(count: TokenCount | None) -> str:
     if count is None:
         return ""
     parts = ", ".join(str(n) for n in count.chunks)
-    return (f"{count.tokens} tokens in {len(count.chunks)} chunk"
-            f"{'s' if len(count.chunks) != 1 else ''} of 75 ({parts}). Words after a chunk "
-            "start the next one; BREAK starts one early.")
+    return (
+        f"{count.tokens} tokens in {len(count.chunks)} chunk"
+        f"{'s' if len(count.chunks) != 1 else ''} of 75 ({parts}). Words after a chunk "
+        "start the next one; BREAK starts one early."
+    )
 
 
 def lora_tag(name: str, weight: float = 1.0) -> str:

@@ -49,8 +49,11 @@ class PromptGuide:
     def completions(self) -> list[str]:
         """Every phrase a prompt is made of: names, '<style> style', 'on a <colour> background'."""
         v = self.vocabulary
-        return ([*v.subjects, *(f"{s} style" for s in v.styles),
-                 *(f"on a {c} background" for c in v.backgrounds)])
+        return [
+            *v.subjects,
+            *(f"{s} style" for s in v.styles),
+            *(f"on a {c} background" for c in v.backgrounds),
+        ]
 
     def symbol(self, phrase: str) -> str:
         """The glyph of a subject (for the completion list), or ""."""
@@ -66,15 +69,19 @@ class PromptGuide:
         if len(p) < MIN_PREFIX:
             return []
         starts = [c for c in self.completions if c.lower().startswith(p)]
-        inner = [c for c in self.completions
-                 if c not in starts and re.search(r"\b" + re.escape(p), c.lower())]
+        inner = [
+            c
+            for c in self.completions
+            if c not in starts and re.search(r"\b" + re.escape(p), c.lower())
+        ]
         return starts + inner
 
     @cached_property
     def _subject_pattern(self) -> re.Pattern[str]:
         names = sorted(self.vocabulary.subjects, key=len, reverse=True)
-        return re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, names)) + r")(?![\w-])",
-                          re.IGNORECASE)
+        return re.compile(
+            r"(?<![\w-])(" + "|".join(map(re.escape, names)) + r")(?![\w-])", re.IGNORECASE
+        )
 
     def known_subjects(self, prompt: str) -> list[str]:
         """The names the prompt uses, as whole words (longest first where names overlap)."""
@@ -87,8 +94,10 @@ class PromptGuide:
         v = self.vocabulary
         examples = [s for s in ("rocket", "cat face", "pizza") if s in v.subjects] or v.subjects[:3]
         quoted = ", ".join(f"“{s}”" for s in examples[:2])
-        return (f"{self.model_name} knows {len(v.subjects)} emoji names (such as {quoted}), "
-                "not this prompt. Try one of the Prompt ideas, or start typing a name.")
+        return (
+            f"{self.model_name} knows {len(v.subjects)} emoji names (such as {quoted}), "
+            "not this prompt. Try one of the Prompt ideas, or start typing a name."
+        )
 
 
 def fragment_at(text: str, cursor: int) -> tuple[int, str]:

@@ -36,8 +36,10 @@ class RobustnessState(Observable):
         """The request for probing ``base``'s prompt with the panel's settings."""
         return RobustnessParams(
             base=base.model_copy(update={"batch_size": 1, "batch_count": 1, "uncertainty": None}),
-            samples=self.samples, rules=list(self.rules) or list(RULES),
-            top_k=self.top_k or None)
+            samples=self.samples,
+            rules=list(self.rules) or list(RULES),
+            top_k=self.top_k or None,
+        )
 
     def cost_text(self, base: GenerateParams) -> str:
         """What the probe will cost, said before it runs: images, steps and (once measured) time."""

@@ -31,8 +31,7 @@ ANALYTIC_PAIRS: dict[str, str] = {"DDPM": "Analytic-DDPM", "DDIM": "Analytic-DDI
 PANEL_OPTIONS: tuple[str, ...] = ("schedule", "timestep_spacing", "eta", "solver_order")
 #: Step counts an analytic fit covers when the user presses "Fit now" (plus the current one).
 ANALYTIC_FIT_STEPS: tuple[int, ...] = (10, 20, 25, 50, 100)
-FIT_NAMES = {"analytic": "Analytic-DPM", "calibration": "Calibration",
-             "uncertainty": "Uncertainty"}
+FIT_NAMES = {"analytic": "Analytic-DPM", "calibration": "Calibration", "uncertainty": "Uncertainty"}
 #: "Fit now" sizes, chosen so a fit of the built-in model takes about a minute on a laptop CPU:
 #: Γ_t from 64 noised images per timestep (METHODS.md: "a few dozen to a few hundred" suffice),
 #: the calibration mean from 128 images on 50 timesteps (a per-channel mean over 128 × H × W
@@ -57,9 +56,13 @@ def family_note(sampler: SamplerInfo | None, architecture: str | None) -> str:
     if sampler.model_family == family:
         return ""
     if family == "flow":
-        return (f"{sampler.name} samples ε/v-prediction models (SD 1/2/XL); this {architecture} "
-                "model is a rectified flow: pick a Flow sampler.")
-    return f"{sampler.name} samples rectified-flow models (SD3, Flux), not this {architecture} model."
+        return (
+            f"{sampler.name} samples ε/v-prediction models (SD 1/2/XL); this {architecture} "
+            "model is a rectified flow: pick a Flow sampler."
+        )
+    return (
+        f"{sampler.name} samples rectified-flow models (SD3, Flux), not this {architecture} model."
+    )
 
 
 def for_model(samplers: list[SamplerInfo], architecture: str | None) -> list[SamplerInfo]:
@@ -80,9 +83,11 @@ def model_family(architecture: str | None) -> str | None:
 #: and calibration are derived for ε-prediction DDPMs; ``flow`` is for flow models only.
 FOREIGN_OPTIONS = {"flow": ("calibrated", "uncertainty"), "diffusion": ("flow",)}
 #: Why the DDPM-derived methods are greyed on flow models (docs/flow-models.md).
-FLOW_METHODS_NOTE = ("Derived for ε-prediction diffusion models (SD 1/2/XL); a rectified-flow "
-                     "model (SD3, Flux) predicts a velocity, so it does not apply yet "
-                     "(docs/flow-models.md says what carrying it over would take).")
+FLOW_METHODS_NOTE = (
+    "Derived for ε-prediction diffusion models (SD 1/2/XL); a rectified-flow "
+    "model (SD3, Flux) predicts a velocity, so it does not apply yet "
+    "(docs/flow-models.md says what carrying it over would take)."
+)
 #: The same, short enough for a status line under a toggle (the tooltip has the whole reason).
 FLOW_METHODS_SHORT = "Not for flow models (SD3, Flux): derived for ε-prediction diffusion."
 
@@ -95,16 +100,22 @@ def fitted_methods_note(model: ModelInfo | None) -> tuple[str, str]:
     if model_family(model.architecture) == "flow":
         return FLOW_METHODS_SHORT, FLOW_METHODS_NOTE
     arch = Architecture.parse(model.architecture)
-    return (f"Not for {arch.facts.label} yet: written for SD 1.x/2.x.",
-            arch.why_not(Method.CALIBRATION))
+    return (
+        f"Not for {arch.facts.label} yet: written for SD 1.x/2.x.",
+        arch.why_not(Method.CALIBRATION),
+    )
 
 
 def analytic_note(sampler: SamplerInfo | None, model: ModelInfo | None) -> str:
     """Why an Analytic-DPM sampler cannot run on ``model`` of its own family (SDXL: no fit can
     be made), else ''. (A flow model lists no Analytic-DPM sampler at all: family_note.)"""
-    if (sampler is None or sampler.needs_fit != "analytic" or model is None
-            or model_family(model.architecture) != sampler.model_family
-            or Method.ANALYTIC in set(model.methods or ())):
+    if (
+        sampler is None
+        or sampler.needs_fit != "analytic"
+        or model is None
+        or model_family(model.architecture) != sampler.model_family
+        or Method.ANALYTIC in set(model.methods or ())
+    ):
         return ""
     return Architecture.parse(model.architecture).why_not(Method.ANALYTIC)
 
@@ -117,8 +128,9 @@ class SamplerSwitch:
     note: str
 
 
-def sampler_switch(name: str, architecture: str | None,
-                   samplers: list[SamplerInfo]) -> SamplerSwitch | None:
+def sampler_switch(
+    name: str, architecture: str | None, samplers: list[SamplerInfo]
+) -> SamplerSwitch | None:
     """A switch when sampler ``name`` cannot sample a model of ``architecture``: the same method
     for the model's family (engine.protocol.sampler_for_family: Euler ↔ Flow Euler, …), or None."""
     family = model_family(architecture)
@@ -132,8 +144,10 @@ def sampler_switch(name: str, architecture: str | None,
             return None
         target = offered[0]
     kind = "a rectified-flow" if family == "flow" else "an ε/v-prediction"
-    return SamplerSwitch(target, f"{info.name} does not sample {architecture} models ({kind} "
-                                 f"model): switched to {target}.")
+    return SamplerSwitch(
+        target,
+        f"{info.name} does not sample {architecture} models ({kind} model): switched to {target}.",
+    )
 
 
 def flow_options(value: object) -> tuple[float | None, float | None]:
@@ -247,17 +261,30 @@ class FitsState(Observable):
                 text += " · " + "/".join(str(s) for s in steps) + " steps"
         return text
 
-    def needs(self, sampler: SamplerInfo | None, steps: int, spacing: str | None,
-              calibrated: bool) -> list[FitNeed]:
+    def needs(
+        self, sampler: SamplerInfo | None, steps: int, spacing: str | None, calibrated: bool
+    ) -> list[FitNeed]:
         """The fits the recipe would fail without, each with a sentence for the panel."""
         out: list[FitNeed] = []
-        if sampler is not None and sampler.needs_fit == "analytic" and \
-                steps not in self.analytic_steps(spacing):
-            what = "no analytic fit" if self.latest("analytic") is None else \
-                f"no analytic fit for {steps} steps"
-            out.append(FitNeed("analytic", f"{sampler.name} first measures this model's noise "
-                                           f"at each step (a one-off fit): {what} yet."))
+        if (
+            sampler is not None
+            and sampler.needs_fit == "analytic"
+            and steps not in self.analytic_steps(spacing)
+        ):
+            what = (
+                "no analytic fit"
+                if self.latest("analytic") is None
+                else f"no analytic fit for {steps} steps"
+            )
+            out.append(
+                FitNeed(
+                    "analytic",
+                    f"{sampler.name} first measures this model's noise "
+                    f"at each step (a one-off fit): {what} yet.",
+                )
+            )
         if calibrated and self.latest("calibration") is None:
-            out.append(FitNeed("calibration",
-                               "Calibrated sampling needs a calibration fit of the model."))
+            out.append(
+                FitNeed("calibration", "Calibrated sampling needs a calibration fit of the model.")
+            )
         return out

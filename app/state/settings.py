@@ -45,17 +45,26 @@ class Settings(Observable):
     model = Property("", doc="Model id to load at start; '' = the engine's default")
     models_dirs = Property[list[str]]([], doc="Extra folders the local engine scans for models")
     last_params = Property("", doc="The Prompt dock's settings at exit, as GenerateParams JSON")
-    engine_python = Property("", doc="Python that runs the local engine; '' = this app's own "
-                                     "(the packaged app needs one: see packaging/README.md)")
-    theme = Property(SYSTEM, doc="'system' follows the desktop's light/dark scheme; or 'dark', "
-                                 "'light'")
+    engine_python = Property(
+        "",
+        doc="Python that runs the local engine; '' = this app's own "
+        "(the packaged app needs one: see packaging/README.md)",
+    )
+    theme = Property(
+        SYSTEM, doc="'system' follows the desktop's light/dark scheme; or 'dark', 'light'"
+    )
     first_run_done = Property(False, doc="The first-run dialog was shown and closed")
     recent_files = Property[list[str]]([], doc="Images opened or dropped, newest first")
-    fast_path = Property(True, doc="Let the engine use its compiled fast path (on with CUDA); "
-                                   "off: every job runs eager")
-    offload = Property("none", doc="Memory placement asked for when a model loads: 'none', "
-                                   "'t5-cpu' (SD3/Flux's T5 on the CPU) or 'model' (model CPU "
-                                   "offload); engine/models/placement.py")
+    fast_path = Property(
+        True,
+        doc="Let the engine use its compiled fast path (on with CUDA); off: every job runs eager",
+    )
+    offload = Property(
+        "none",
+        doc="Memory placement asked for when a model loads: 'none', "
+        "'t5-cpu' (SD3/Flux's T5 on the CPU) or 'model' (model CPU "
+        "offload); engine/models/placement.py",
+    )
 
     def __init__(self, path: Path | str | None = None):
         super().__init__()
@@ -118,8 +127,10 @@ class Settings(Observable):
     # Window layout is opaque bytes; kept out of the observable properties.
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
         geo, state = self._qs.value("window/geometry"), self._qs.value("window/state")
-        return (geo if isinstance(geo, QByteArray) else None,
-                state if isinstance(state, QByteArray) else None)
+        return (
+            geo if isinstance(geo, QByteArray) else None,
+            state if isinstance(state, QByteArray) else None,
+        )
 
     def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
         self._qs.setValue("window/geometry", geometry)

@@ -35,8 +35,13 @@ RANGE_MODES = {"image": "Per image", "batch": "Shared across the batch"}
 LAYOUTS = {"overlay": "Overlay", "side": "Side by side"}
 #: GenerateParams fields the panel edits (kept in the generation settings' options, so they
 #: go out with the next job and round-trip through recipes).
-PARAM_FIELDS = ("uncertainty", "uncertainty_samples", "uncertainty_skip", "uncertainty_decodes",
-                "uncertainty_score")
+PARAM_FIELDS = (
+    "uncertainty",
+    "uncertainty_samples",
+    "uncertainty_skip",
+    "uncertainty_decodes",
+    "uncertainty_score",
+)
 #: The scores an image can be ranked by (GenerateParams.uncertainty.score).
 SCORES = {
     "latent": "Latent, summed (BayesDiff)",
@@ -93,8 +98,9 @@ def find_map(png: Path) -> UncertaintyMap | None:
         return None
 
 
-def display_range(maps: list[UncertaintyMap | None], current: UncertaintyMap | None,
-                  mode: str) -> tuple[float, float]:
+def display_range(
+    maps: list[UncertaintyMap | None], current: UncertaintyMap | None, mode: str
+) -> tuple[float, float]:
     """(low, high) that the colormap spans: this image's own, or every map of the batch."""
     chosen = [m for m in maps if m is not None] if mode == "batch" else [current]
     chosen = [m for m in chosen if m is not None]
@@ -128,15 +134,19 @@ def colorize(values: np.ndarray, lo: float, hi: float, colormap: str) -> np.ndar
 
 def most_certain_first(scores: list[float | None]) -> list[int]:
     """Indices ordered from the lowest score (most certain) up; images without a map last."""
-    return sorted(range(len(scores)),
-                  key=lambda i: (scores[i] is None, scores[i] if scores[i] is not None else 0.0, i))
+    return sorted(
+        range(len(scores)),
+        key=lambda i: (scores[i] is None, scores[i] if scores[i] is not None else 0.0, i),
+    )
 
 
 def cost_text(samples: int, skip: int, decodes: int) -> str:
     """What S, k and M cost, in words: extra UNet work per step and VAE decodes per image."""
     unet = 1.0 + samples / max(1, skip)
-    return (f"≈ {unet:.1f}× a plain run's UNet work ({samples}/{skip} extra evaluations "
-            f"per step) + {decodes} extra VAE decodes per image")
+    return (
+        f"≈ {unet:.1f}× a plain run's UNet work ({samples}/{skip} extra evaluations "
+        f"per step) + {decodes} extra VAE decodes per image"
+    )
 
 
 def format_value(value: float) -> str:
@@ -173,8 +183,11 @@ def short_value(value: float) -> str:
 
 def is_most_certain_first(scores: list[float | None]) -> bool:
     """Every image has a score and they rise from first to last (what "Sort" leaves)."""
-    return len(scores) > 1 and all(s is not None for s in scores) and all(
-        a <= b for a, b in pairwise(scores))  # type: ignore[operator]
+    return (
+        len(scores) > 1
+        and all(s is not None for s in scores)
+        and all(a <= b for a, b in pairwise(scores))
+    )  # type: ignore[operator]
 
 
 class UncertaintyView(Observable):

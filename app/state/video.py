@@ -34,12 +34,20 @@ from .observable import Observable, Property
 
 #: Method → (label, one-line explanation shown under the choice).
 METHODS: dict[str, tuple[str, str]] = {
-    "lovecon": ("LOVECon",
-                ("Training-free: edits in windows of frames that look at each other, so "
-                 "long clips stay consistent; starts at once.")),
-    "controlvideo": ("ControlVideo",
-                     ("Tunes the model on this clip first (one-shot), then edits all frames "
-                      "together: highest fidelity on short clips; the tuning is cached.")),
+    "lovecon": (
+        "LOVECon",
+        (
+            "Training-free: edits in windows of frames that look at each other, so "
+            "long clips stay consistent; starts at once."
+        ),
+    ),
+    "controlvideo": (
+        "ControlVideo",
+        (
+            "Tunes the model on this clip first (one-shot), then edits all frames "
+            "together: highest fidelity on short clips; the tuning is cached."
+        ),
+    ),
 }
 EDIT_TYPES: dict[str, str] = {
     "attribute": "Change a thing",
@@ -67,7 +75,8 @@ EDIT_PHRASE_HELP = (
     "around it changes. Example: source “cows on grass”, target “cows on snow”, phrase “cows” "
     "(not “grass”: that would keep the grass).\n"
     "Empty: attribute — the source words the target drops; background — the words both "
-    "prompts share.")
+    "prompts share."
+)
 CONTROL_TYPES: dict[str, str] = {
     "canny": "Canny edges",
     "hed": "Soft edges (HED)",
@@ -201,15 +210,20 @@ class VideoState(Observable):
         return self.fps / max(1, self.stride)
 
     def source_summary(self) -> str:
-        """"clip.mp4 · 24 frames · 8 fps · 64×64 · 3.0 s · audio" (for the drop zone)."""
+        """ "clip.mp4 · 24 frames · 8 fps · 64×64 · 3.0 s · audio" (for the drop zone)."""
         s = self.source
         if s is None:
             return ""
         if s.probe is None:
             return f"{s.name} · {s.width}×{s.height} image"
         p = s.probe
-        parts = [s.name, f"{p.frames} frames", f"{fps_text(p.fps)} fps", f"{p.width}×{p.height}",
-                 _duration(p.duration_s)]
+        parts = [
+            s.name,
+            f"{p.frames} frames",
+            f"{fps_text(p.fps)} fps",
+            f"{p.width}×{p.height}",
+            _duration(p.duration_s),
+        ]
         if p.has_audio:
             parts.append("audio")
         if p.variable_frame_rate:
@@ -220,8 +234,12 @@ class VideoState(Observable):
         n = len(self.selected())
         if not self.source:
             return ""
-        return (f"{n} frame{'s' if n != 1 else ''} → {_duration(n / self.output_fps)} at "
-                f"{fps_text(self.output_fps)} fps" if self.output_fps else f"{n} frames")
+        return (
+            f"{n} frame{'s' if n != 1 else ''} → {_duration(n / self.output_fps)} at "
+            f"{fps_text(self.output_fps)} fps"
+            if self.output_fps
+            else f"{n} frames"
+        )
 
     # ----------------------------------------------------------------- validation
     def problems(self) -> dict[str, str]:
@@ -239,19 +257,29 @@ class VideoState(Observable):
                 out["end"] = "The last frame must come after the first."
             count = len(self.selected())
             if count > MAX_EDIT_FRAMES:
-                out["stride"] = (f"{count} frames selected; at most {MAX_EDIT_FRAMES} per edit: "
-                                 "a shorter range or a larger stride.")
+                out["stride"] = (
+                    f"{count} frames selected; at most {MAX_EDIT_FRAMES} per edit: "
+                    "a shorter range or a larger stride."
+                )
         if not self.target_prompt.strip():
             out["target_prompt"] = "Say what the video should become."
         phrase = self.edit_phrase.strip()
-        missing = missing_edit_phrase(VideoEditParams.model_construct(
-            method=self.method, edit_type=self.edit_type, edit_phrase=self.edit_phrase,
-            source_prompt=self.source_prompt, target_prompt=self.target_prompt))
+        missing = missing_edit_phrase(
+            VideoEditParams.model_construct(
+                method=self.method,
+                edit_type=self.edit_type,
+                edit_phrase=self.edit_phrase,
+                source_prompt=self.source_prompt,
+                target_prompt=self.target_prompt,
+            )
+        )
         if missing and self.target_prompt.strip():
             out["edit_phrase"] = missing
         if phrase and self.method == "lovecon" and not _contains_words(self.source_prompt, phrase):
-            out["edit_phrase"] = (f"“{phrase}” is not in the source prompt: LOVECon finds these "
-                                  "source words in the picture.")
+            out["edit_phrase"] = (
+                f"“{phrase}” is not in the source prompt: LOVECon finds these "
+                "source words in the picture."
+            )
         for name in ("width", "height"):
             v = getattr(self, name)
             problem = side_problem(v)  # the engine's own rule, for the edit and its preview
@@ -260,11 +288,15 @@ class VideoState(Observable):
         if self.low_threshold > self.high_threshold:
             out["low_threshold"] = "The low threshold must not exceed the high one."
         if self.uses_rife and not self.rife_weights.strip():
-            out["rife_weights"] = ("RIFE smoothing: choose its weights file (flownet.pkl of "
-                                   "Practical-RIFE 4.6), or use the built-in optical flow.")
+            out["rife_weights"] = (
+                "RIFE smoothing: choose its weights file (flownet.pkl of "
+                "Practical-RIFE 4.6), or use the built-in optical flow."
+            )
         if self.control_type != "canny" and not self.annotator.strip():
-            out["annotator"] = (f"{CONTROL_TYPES[self.control_type]}: choose the folder with "
-                                "its annotator weights, or use canny.")
+            out["annotator"] = (
+                f"{CONTROL_TYPES[self.control_type]}: choose the folder with "
+                "its annotator weights, or use canny."
+            )
         return out
 
     @property
@@ -277,19 +309,29 @@ class VideoState(Observable):
         return FrameRange(start=self.start, end=self.end or None, stride=self.stride)
 
     def control_spec(self) -> ControlSpec:
-        return ControlSpec(type=self.control_type, low_threshold=self.low_threshold,
-                           high_threshold=self.high_threshold, scale=self.control_scale,
-                           controlnet=self.controlnet.strip() or None,
-                           annotator=self.annotator.strip() or None)
+        return ControlSpec(
+            type=self.control_type,
+            low_threshold=self.low_threshold,
+            high_threshold=self.high_threshold,
+            scale=self.control_scale,
+            controlnet=self.controlnet.strip() or None,
+            annotator=self.annotator.strip() or None,
+        )
 
     def preview_request(self, count: int | None = None) -> ControlPreviewRequest:
         """Frames and maps for the player and the strip (up to PLAYER_FRAMES of the selection)."""
         assert self.source is not None
         n = max(1, len(self.selected()))
         return ControlPreviewRequest(
-            source=self.source.id, frames=self.frame_range(), width=self.width,
-            height=self.height, fit=self.fit, control=self.control_spec(),
-            count=count or min(n, PLAYER_FRAMES), map_count=STRIP_MAPS)
+            source=self.source.id,
+            frames=self.frame_range(),
+            width=self.width,
+            height=self.height,
+            fit=self.fit,
+            control=self.control_spec(),
+            count=count or min(n, PLAYER_FRAMES),
+            map_count=STRIP_MAPS,
+        )
 
     def result_request(self) -> ControlPreviewRequest | None:
         """The result's frames, at the same positions as the source's in the player; no maps
@@ -299,9 +341,12 @@ class VideoState(Observable):
             return None
         n = int(info.get("frames") or 1)
         return ControlPreviewRequest(
-            source=info["engine_path"], width=int(info.get("width") or self.width),
-            height=int(info.get("height") or self.height), count=min(n, PLAYER_FRAMES),
-            map_count=0)
+            source=info["engine_path"],
+            width=int(info.get("width") or self.width),
+            height=int(info.get("height") or self.height),
+            count=min(n, PLAYER_FRAMES),
+            map_count=0,
+        )
 
     def to_params(self, model: str | None = None) -> VideoEditParams:
         """The edit as the engine takes it; raises ValueError naming the first problem."""
@@ -310,15 +355,29 @@ class VideoState(Observable):
             raise ValueError(next(iter(problems.values())))
         assert self.source is not None
         return VideoEditParams(
-            model=model, source=self.source.id, frames=self.frame_range(), width=self.width,
-            height=self.height, fit=self.fit, source_prompt=self.source_prompt.strip(),
-            target_prompt=self.target_prompt.strip(), negative_prompt=self.negative_prompt,
-            edit_phrase=self.edit_phrase.strip(), edit_type=self.edit_type, method=self.method,
-            control=self.control_spec(), steps=self.steps, cfg_scale=self.cfg_scale,
-            seed=self.seed, window=self.window, smoothing=self.smoothing,
+            model=model,
+            source=self.source.id,
+            frames=self.frame_range(),
+            width=self.width,
+            height=self.height,
+            fit=self.fit,
+            source_prompt=self.source_prompt.strip(),
+            target_prompt=self.target_prompt.strip(),
+            negative_prompt=self.negative_prompt,
+            edit_phrase=self.edit_phrase.strip(),
+            edit_type=self.edit_type,
+            method=self.method,
+            control=self.control_spec(),
+            steps=self.steps,
+            cfg_scale=self.cfg_scale,
+            seed=self.seed,
+            window=self.window,
+            smoothing=self.smoothing,
             interpolator="rife" if self.uses_rife else "flow",
             rife_weights=self.rife_weights.strip() if self.uses_rife else None,
-            tuning_steps=self.tuning_steps, learning_rate=self.learning_rate)
+            tuning_steps=self.tuning_steps,
+            learning_rate=self.learning_rate,
+        )
 
     # ----------------------------------------------------------------- the job
     def job_submitted(self, job_id: str) -> None:
@@ -341,7 +400,7 @@ class VideoState(Observable):
         return self.job_state in ("queued", "running")
 
     def progress_text(self) -> str:
-        """"window 2 of 3 — step 14 of 40 — about 0:32 left" (the panel's progress line)."""
+        """ "window 2 of 3 — step 14 of 40 — about 0:32 left" (the panel's progress line)."""
         if self.job_state == "queued":
             return "Waiting in the queue…"
         if self.job_state == "done":
@@ -404,10 +463,12 @@ class VideoState(Observable):
 def damaged_message(indices: list[int]) -> str:
     """The panel's warning when the preview found damaged frames in the selection."""
     n = len(indices)
-    return (f"{'Frame' if n == 1 else 'Frames'} {frame_ranges(indices)} of this clip "
-            f"{'is' if n == 1 else 'are'} damaged (the file has decode errors there: torn or "
-            "green blocks). Edit anyway (they are edited as decoded, or as the last good "
-            "frame), or choose a range without them.")
+    return (
+        f"{'Frame' if n == 1 else 'Frames'} {frame_ranges(indices)} of this clip "
+        f"{'is' if n == 1 else 'are'} damaged (the file has decode errors there: torn or "
+        "green blocks). Edit anyway (they are edited as decoded, or as the last good "
+        "frame), or choose a range without them."
+    )
 
 
 def strip_positions(n: int, count: int = STRIP_MAPS) -> list[int]:

@@ -49,6 +49,7 @@ def _accessors(w: QWidget) -> tuple[Any, Any, Any]:
     if isinstance(w, QLineEdit):
         return w.text, w.setText, w.textChanged
     if isinstance(w, QComboBox):
+
         def put(v: str) -> None:
             i = w.findText(v)
             if i >= 0:
@@ -59,6 +60,7 @@ def _accessors(w: QWidget) -> tuple[Any, Any, Any]:
                 # A value the list lacks (e.g. a sampler from another tool's PNG): show it anyway.
                 w.addItem(v)
                 w.setCurrentIndex(w.count() - 1)
+
         return w.currentText, put, w.currentTextChanged
     if isinstance(w, QAbstractButton) and w.isCheckable():
         return w.isChecked, w.setChecked, w.toggled

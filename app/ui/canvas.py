@@ -40,11 +40,14 @@ from .theme import CANVAS_BG
 MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
 EMPTY_CANVAS = "Write a prompt and press Ctrl+Enter"
 #: The caption floats over the (always dark) canvas, so it keeps its own colours in both themes.
-CAPTION_STYLE = ("background: rgba(20,21,23,190); border-radius: 6px; padding: 3px 8px; "
-                 "color: #b8bbc2;")
+CAPTION_STYLE = (
+    "background: rgba(20,21,23,190); border-radius: 6px; padding: 3px 8px; color: #b8bbc2;"
+)
 #: A cancelled job's leftover preview: amber text and border, so it does not pass for a result.
-CANCELLED_CAPTION_STYLE = ("background: rgba(42,34,24,220); border: 1px solid #a3803f; "
-                           "border-radius: 6px; padding: 3px 8px; color: #f2cf9a;")
+CANCELLED_CAPTION_STYLE = (
+    "background: rgba(42,34,24,220); border: 1px solid #a3803f; "
+    "border-radius: 6px; padding: 3px 8px; color: #f2cf9a;"
+)
 THUMB = 84
 SIDE_GAP = 0.04  # gap between image and map in side-by-side, as a fraction of the width
 
@@ -124,8 +127,9 @@ class CanvasView(QGraphicsView):
         self._update_smoothing()
         self.viewport().update()
 
-    def set_heatmap(self, pixmap: QPixmap | None, opacity: float = 0.6,
-                    layout: str = "overlay") -> None:
+    def set_heatmap(
+        self, pixmap: QPixmap | None, opacity: float = 0.6, layout: str = "overlay"
+    ) -> None:
         """Show an uncertainty map over the image (``opacity``) or beside it; None hides it."""
         if pixmap is None or pixmap.isNull() or not self._has_image:
             changed = self._heat.isVisible()
@@ -234,15 +238,18 @@ class CanvasView(QGraphicsView):
     def _update_smoothing(self) -> None:
         # Enlarged small images read better with crisp pixels; reduced ones need smoothing.
         effective = self.zoom * self._item.scale()
-        mode = (Qt.TransformationMode.FastTransformation if effective >= 3.0
-                else Qt.TransformationMode.SmoothTransformation)
+        mode = (
+            Qt.TransformationMode.FastTransformation
+            if effective >= 3.0
+            else Qt.TransformationMode.SmoothTransformation
+        )
         self._item.setTransformationMode(mode)
 
     # ----------------------------------------------------------------- events
     def wheelEvent(self, event: QWheelEvent) -> None:
         steps = event.angleDelta().y() / 120.0
         if steps:
-            self.zoom_by(1.2 ** steps)
+            self.zoom_by(1.2**steps)
 
     def mouseDoubleClickEvent(self, event) -> None:
         if self.fit_mode:
@@ -311,8 +318,13 @@ class CanvasPanel(QWidget):
     #: with a new seed; an unfinished slot as it was asked).
     retry_requested = Signal(object)
 
-    def __init__(self, state: CanvasState, heat: UncertaintyView | None = None,
-                 parent: QWidget | None = None, jobs: JobsState | None = None):
+    def __init__(
+        self,
+        state: CanvasState,
+        heat: UncertaintyView | None = None,
+        parent: QWidget | None = None,
+        jobs: JobsState | None = None,
+    ):
         super().__init__(parent)
         self.setObjectName("canvas")
         self.state = state
@@ -326,7 +338,8 @@ class CanvasPanel(QWidget):
         self.view.hovered.connect(self._on_hover)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(
-            lambda pos: self.context_menu().popup(self.view.mapToGlobal(pos)))
+            lambda pos: self.context_menu().popup(self.view.mapToGlobal(pos))
+        )
         self.view.hover_left.connect(lambda: self.legend.set_readout(""))
         self.grid_view = GridView(state, self)
         self.grid_view.hide()
@@ -341,8 +354,10 @@ class CanvasPanel(QWidget):
         self.use_button = QToolButton(self)
         self.use_button.setObjectName("UseSettings")
         self.use_button.setText("Use these settings")
-        self.use_button.setToolTip("Put this image's recipe (sampler, steps, options, seed…) "
-                                   "into the Prompt and Sampler panels")
+        self.use_button.setToolTip(
+            "Put this image's recipe (sampler, steps, options, seed…) "
+            "into the Prompt and Sampler panels"
+        )
         self.use_button.clicked.connect(self._use_settings)
         self.use_button.hide()
         self.caption = QLabel(self)
@@ -437,9 +452,12 @@ class CanvasPanel(QWidget):
         use.setEnabled(image is not None and image.params is not None)
         retry = menu.addAction("Retry with a new seed" if ready else "Retry", self._retry)
         retry.setEnabled(image is not None and image.params is not None)
-        retry.setToolTip("Queue this image's recipe again with a new random seed (the same "
-                         "seed would draw the same image)" if ready else
-                         "Queue this job's recipe again")
+        retry.setToolTip(
+            "Queue this image's recipe again with a new random seed (the same "
+            "seed would draw the same image)"
+            if ready
+            else "Queue this job's recipe again"
+        )
         menu.setToolTipsVisible(True)
         return menu
 
@@ -459,8 +477,7 @@ class CanvasPanel(QWidget):
         if image is not None and image.params is not None:
             # a finished image again with its seed would be the same image: a new seed; an
             # unfinished one (cancelled, failed) as it was asked
-            self.retry_requested.emit(image.params.with_seed(-1) if image.ready
-                                      else image.params)
+            self.retry_requested.emit(image.params.with_seed(-1) if image.ready else image.params)
 
     def _use_settings(self) -> None:
         image = self.state.current_image
@@ -508,16 +525,25 @@ class CanvasPanel(QWidget):
         item.setText(thumb_text(index, image.score))
         pm = self._pixmap(image)
         if pm is not None:
-            mode = (Qt.TransformationMode.FastTransformation if image.preview
-                    else Qt.TransformationMode.SmoothTransformation)
+            mode = (
+                Qt.TransformationMode.FastTransformation
+                if image.preview
+                else Qt.TransformationMode.SmoothTransformation
+            )
             item.setIcon(QIcon(pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, mode)))
-        tip = "preview" if image.preview else (f"seed {image.seed}" if image.seed is not None
-                                               else "")
+        tip = (
+            "preview" if image.preview else (f"seed {image.seed}" if image.seed is not None else "")
+        )
         if image.score is not None:
-            kind = image.params.uncertainty.score if image.params and image.params.uncertainty \
+            kind = (
+                image.params.uncertainty.score
+                if image.params and image.params.uncertainty
                 else None
-            tip += (f" · uncertainty {format_value(image.score)} (lower = more certain: "
-                    f"{score_meaning(kind)})")
+            )
+            tip += (
+                f" · uncertainty {format_value(image.score)} (lower = more certain: "
+                f"{score_meaning(kind)})"
+            )
         item.setToolTip(tip)
 
     def _on_updated(self, index: int) -> None:
@@ -581,8 +607,12 @@ class CanvasPanel(QWidget):
     def _coloured(self, umap: UncertaintyMap, lo: float, hi: float) -> QPixmap:
         """The map through the colormap over [lo, hi]; coloured again only when one changed."""
         source = self._heat_source
-        if (self._heat_pixmap is None or source is None or source[0] is not umap
-                or source[1:] != (lo, hi, self.heat.colormap)):
+        if (
+            self._heat_pixmap is None
+            or source is None
+            or source[0] is not umap
+            or source[1:] != (lo, hi, self.heat.colormap)
+        ):
             self._heat_pixmap = heatmap_pixmap(umap, lo, hi, self.heat.colormap)
             self._heat_source = (umap, lo, hi, self.heat.colormap)
         return self._heat_pixmap
@@ -591,8 +621,9 @@ class CanvasPanel(QWidget):
         image = self.state.current_image
         umap = image.uncertainty if image is not None else None
         value = umap.value_at(x, y) if umap is not None else None
-        self.legend.set_readout("" if value is None else
-                                f"uncertainty {format_value(value)} at ({int(x)}, {int(y)})")
+        self.legend.set_readout(
+            "" if value is None else f"uncertainty {format_value(value)} at ({int(x)}, {int(y)})"
+        )
 
     def _on_job_updated(self, job_id: str) -> None:
         """The followed job moved on (queued → running → cancelled…): refresh the caption."""
@@ -620,14 +651,19 @@ class CanvasPanel(QWidget):
             self.caption.setProperty("state", "cancelled" if cancelled else "")
             self.caption.setStyleSheet(CANCELLED_CAPTION_STYLE if cancelled else CAPTION_STYLE)
         if image.data is None:
-            text = canvas_status(job, ahead) if self.jobs is not None else \
-                "Waiting for the engine…"
+            text = canvas_status(job, ahead) if self.jobs is not None else "Waiting for the engine…"
         elif image.preview:
-            text = f"Preview · {step_text(image.step, image.total).lower()}" if image.total \
+            text = (
+                f"Preview · {step_text(image.step, image.total).lower()}"
+                if image.total
                 else "Preview"
+            )
             if cancelled:
-                text = f"{cancelled} ({step_text(image.step, image.total).lower()})" \
-                    if image.total else cancelled
+                text = (
+                    f"{cancelled} ({step_text(image.step, image.total).lower()})"
+                    if image.total
+                    else cancelled
+                )
         else:
             parts = []  # most telling first: a narrow canvas shortens the caption's end
             if image.seed is not None and image.seed >= 0:
@@ -655,12 +691,15 @@ class CanvasPanel(QWidget):
         self.back_button.adjustSize()
         self.back_button.move(12, 12)
         self.back_button.raise_()
-        self.use_button.setVisible(not grid_shown and image is not None and image.ready
-                                   and image.params is not None)
+        self.use_button.setVisible(
+            not grid_shown and image is not None and image.ready and image.params is not None
+        )
         self.use_button.adjustSize()
         host = self.grid_view if grid_shown else self.view
-        self.use_button.move(host.width() - self.use_button.width() - 12,
-                             host.height() - self.use_button.height() - 12)
+        self.use_button.move(
+            host.width() - self.use_button.width() - 12,
+            host.height() - self.use_button.height() - 12,
+        )
         self.use_button.raise_()
         self.toolbar.setVisible(self.view.has_image and not grid_shown)
         self.toolbar.adjustSize()
@@ -675,8 +714,10 @@ class CanvasPanel(QWidget):
         if beside >= 12:  # left of the zoom controls, sharing their band
             self.legend.move(beside, self.toolbar.y())
         else:
-            self.legend.move(self.view.width() - self.legend.width() - 12,
-                             self.toolbar.y() + self.toolbar.height() + 8)
+            self.legend.move(
+                self.view.width() - self.legend.width() - 12,
+                self.toolbar.y() + self.toolbar.height() + 8,
+            )
         self.legend.raise_()
         # A fitted image stays clear of the legend and the caption rather than under them.
         top = self.legend.geometry().bottom() + 8 if self.legend.isVisibleTo(self) else 0
@@ -691,8 +732,9 @@ class CanvasPanel(QWidget):
         """The caption in ``room`` pixels, shortened at its end (seed and score stay)."""
         full = self._caption_text
         pad = self.caption.width() - self.caption.contentsRect().width() + 4
-        text = self.caption.fontMetrics().elidedText(full, Qt.TextElideMode.ElideRight,
-                                                     max(40, room - pad))
+        text = self.caption.fontMetrics().elidedText(
+            full, Qt.TextElideMode.ElideRight, max(40, room - pad)
+        )
         if text != self.caption.text():
             self.caption.setText(text)
             self.caption.setToolTip(full if text != full else "")

@@ -25,8 +25,9 @@ class CentralViews(QTabWidget):
         self.addTab(canvas, "Image")
         self.addTab(stage, "Video")
         self.setTabToolTip(IMAGE, "Generated images, grids and their uncertainty maps")
-        self.setTabToolTip(VIDEO, "The clip to edit beside its result (settings in the Video "
-                                  "panel)")
+        self.setTabToolTip(
+            VIDEO, "The clip to edit beside its result (settings in the Video panel)"
+        )
 
     def show_image(self) -> None:
         self.setCurrentIndex(IMAGE)

@@ -28,15 +28,22 @@ SEARCH_ROLE = Qt.ItemDataRole.UserRole + 1
 class CompareDialog(QDialog):
     """Builds a :class:`GridChoice`; the caller submits it (dialogs never call the client)."""
 
-    def __init__(self, samplers: list[SamplerInfo], current: GenerateParams,
-                 missing_fit: set[str] | None = None, parent: QWidget | None = None):
+    def __init__(
+        self,
+        samplers: list[SamplerInfo],
+        current: GenerateParams,
+        missing_fit: set[str] | None = None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setObjectName("CompareDialog")
         self.setWindowTitle("Compare samplers")
         self.current = current
-        intro = QLabel(f"Render “{_short(current.prompt)}” with seed "
-                       f"{current.seed if current.seed >= 0 else 'random (one for all cells)'} "
-                       f"at {current.width}×{current.height} with each sampler and step count.")
+        intro = QLabel(
+            f"Render “{_short(current.prompt)}” with seed "
+            f"{current.seed if current.seed >= 0 else 'random (one for all cells)'} "
+            f"at {current.width}×{current.height} with each sampler and step count."
+        )
         intro.setWordWrap(True)
         intro.setObjectName("Muted")
         self.sampler_list = QListWidget()
@@ -45,8 +52,9 @@ class CompareDialog(QDialog):
         for info in listed(samplers):
             item = QListWidgetItem(info.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if info.name == current.sampler
-                               else Qt.CheckState.Unchecked)
+            item.setCheckState(
+                Qt.CheckState.Checked if info.name == current.sampler else Qt.CheckState.Unchecked
+            )
             tip = info.description
             if info.name in missing_fit:
                 item.setText(f"{info.name}  (needs a fit)")
@@ -62,8 +70,9 @@ class CompareDialog(QDialog):
         self.search_edit.setPlaceholderText("Search samplers (e.g. dpm, karras, ancestral)")
         self.search_edit.setClearButtonEnabled(True)
         self.search_edit.textChanged.connect(self.filter_samplers)
-        self.steps_edit = QLineEdit(DEFAULT_STEPS if current.steps in (10, 20, 30)
-                                    else f"10, {current.steps}, 30")
+        self.steps_edit = QLineEdit(
+            DEFAULT_STEPS if current.steps in (10, 20, 30) else f"10, {current.steps}, 30"
+        )
         self.steps_edit.setObjectName("compare_steps")
         self.steps_edit.setPlaceholderText("e.g. 10, 20, 30")
         self.cfg_edit = QLineEdit()
@@ -77,8 +86,9 @@ class CompareDialog(QDialog):
         none_button.clicked.connect(lambda: self._check_all(False))
         form = QGridLayout()
         form.setHorizontalSpacing(10)
-        for r, (text, w) in enumerate((("Step counts", self.steps_edit),
-                                       ("CFG values", self.cfg_edit))):
+        for r, (text, w) in enumerate(
+            (("Step counts", self.steps_edit), ("CFG values", self.cfg_edit))
+        ):
             lab = QLabel(text)
             lab.setObjectName("FieldLabel")
             form.addWidget(lab, r, 0)
@@ -127,14 +137,22 @@ class CompareDialog(QDialog):
         return shown
 
     def _check_all(self, on: bool) -> None:
-        self.set_samplers([] if not on else [self.sampler_list.item(i).data(
-            Qt.ItemDataRole.UserRole) for i in range(self.sampler_list.count())])
+        self.set_samplers(
+            []
+            if not on
+            else [
+                self.sampler_list.item(i).data(Qt.ItemDataRole.UserRole)
+                for i in range(self.sampler_list.count())
+            ]
+        )
 
     def choice(self) -> tuple[GridChoice, str]:
         """The choice and why it cannot run ('' if it can)."""
-        names = [self.sampler_list.item(i).data(Qt.ItemDataRole.UserRole)
-                 for i in range(self.sampler_list.count())
-                 if self.sampler_list.item(i).checkState() == Qt.CheckState.Checked]
+        names = [
+            self.sampler_list.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.sampler_list.count())
+            if self.sampler_list.item(i).checkState() == Qt.CheckState.Checked
+        ]
         try:
             steps = parse_numbers(self.steps_edit.text(), int)
         except ValueError as exc:
@@ -149,12 +167,13 @@ class CompareDialog(QDialog):
     def _update(self) -> None:
         choice, problem = self.choice()
         n = choice.cell_count
-        self.summary.setText(f"{n} cell{'s' if n != 1 else ''}: {len(choice.samplers)} sampler"
-                             f"{'s' if len(choice.samplers) != 1 else ''} × "
-                             f"{len(choice.steps)} step count{'s' if len(choice.steps) != 1 else ''}"
-                             + (f" × {len(choice.cfg_scales)} CFG" if len(choice.cfg_scales) > 1
-                                else "")
-                             + f" · {sum(choice.steps) * len(choice.samplers) * max(1, len(choice.cfg_scales))} steps in all")
+        self.summary.setText(
+            f"{n} cell{'s' if n != 1 else ''}: {len(choice.samplers)} sampler"
+            f"{'s' if len(choice.samplers) != 1 else ''} × "
+            f"{len(choice.steps)} step count{'s' if len(choice.steps) != 1 else ''}"
+            + (f" × {len(choice.cfg_scales)} CFG" if len(choice.cfg_scales) > 1 else "")
+            + f" · {sum(choice.steps) * len(choice.samplers) * max(1, len(choice.cfg_scales))} steps in all"
+        )
         self.problem_label.setText(problem)
         self.problem_label.setVisible(bool(problem))
         self.run_button.setEnabled(not problem)

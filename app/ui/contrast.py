@@ -21,8 +21,9 @@ def _channel(c: float) -> float:
 def luminance(colour: QColor | str) -> float:
     """Relative luminance in [0, 1] (sRGB, WCAG's definition)."""
     c = QColor(colour)
-    return (0.2126 * _channel(c.redF()) + 0.7152 * _channel(c.greenF())
-            + 0.0722 * _channel(c.blueF()))
+    return (
+        0.2126 * _channel(c.redF()) + 0.7152 * _channel(c.greenF()) + 0.0722 * _channel(c.blueF())
+    )
 
 
 def contrast_ratio(a: QColor | str, b: QColor | str) -> float:
@@ -35,6 +36,8 @@ def contrast_ratio(a: QColor | str, b: QColor | str) -> float:
 def blend(top: QColor, under: QColor) -> QColor:
     """``top`` (with alpha) painted over opaque ``under``."""
     a = top.alphaF()
-    return QColor.fromRgbF(top.redF() * a + under.redF() * (1 - a),
-                           top.greenF() * a + under.greenF() * (1 - a),
-                           top.blueF() * a + under.blueF() * (1 - a))
+    return QColor.fromRgbF(
+        top.redF() * a + under.redF() * (1 - a),
+        top.greenF() * a + under.greenF() * (1 - a),
+        top.blueF() * a + under.blueF() * (1 - a),
+    )

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from app.controller import AppController
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"}
-NO_VIDEO_PANEL = ("Videos open in the Video panel, which is not available in this version yet; "
-                  "drop a PNG to reuse its settings.")
+NO_VIDEO_PANEL = (
+    "Videos open in the Video panel, which is not available in this version yet; "
+    "drop a PNG to reuse its settings."
+)
 
 
 class DesktopActions(QObject):
@@ -38,8 +40,9 @@ class DesktopActions(QObject):
     Given the window's parts rather than the window's class, so that this module and
     main_window.py do not name each other."""
 
-    def __init__(self, window: QMainWindow, controller: AppController, file_menu: QMenu,
-                 view_menu: QMenu):
+    def __init__(
+        self, window: QMainWindow, controller: AppController, file_menu: QMenu, view_menu: QMenu
+    ):
         super().__init__(window)
         self.window = window
         c = controller
@@ -47,10 +50,12 @@ class DesktopActions(QObject):
 
         # ---- shortcuts: Esc from any window of the app (a modal dialog, a menu or an open
         # combo list keeps its own Esc: see shortcuts.py); the others window-wide
-        self.cancel_action = application_action(window, "Cancel running job", "Escape",
-                                                self.cancel_running)
-        self.save_action = self._action("Save image as…", QKeySequence.StandardKey.Save,
-                                        self.save_image_as)
+        self.cancel_action = application_action(
+            window, "Cancel running job", "Escape", self.cancel_running
+        )
+        self.save_action = self._action(
+            "Save image as…", QKeySequence.StandardKey.Save, self.save_image_as
+        )
         self.fullscreen_action = self._action("Full screen", "F11", self.toggle_full_screen)
         self.fullscreen_action.setCheckable(True)
 
@@ -122,7 +127,8 @@ class DesktopActions(QObject):
         if not Path(text).exists():
             self.controller.notice.emit("warning", f"{Path(text).name} is no longer on disk.")
             self.controller.settings.recent_files = [
-                p for p in self.controller.settings.recent_files if p != text]
+                p for p in self.controller.settings.recent_files if p != text
+            ]
             return
         self.open_file(text)
 
@@ -138,7 +144,8 @@ class DesktopActions(QObject):
             return None
         name = image.path.name if image.path is not None else "sfumato.png"
         target, _ = QFileDialog.getSaveFileName(
-            self.window, "Save image as", str(Path.home() / name), "PNG image (*.png)")
+            self.window, "Save image as", str(Path.home() / name), "PNG image (*.png)"
+        )
         if not target:
             return None
         return self.save_image_to(Path(target))
@@ -182,8 +189,9 @@ class DesktopActions(QObject):
     def show_first_run(self) -> FirstRunDialog:
         """The first-run dialog (window-modal); OK applies it and restarts the engine if needed."""
         c = self.controller
-        dialog = FirstRunDialog(c.settings, c.paths.outputs, c.paths.models,
-                                checker=None, parent=self.window)
+        dialog = FirstRunDialog(
+            c.settings, c.paths.outputs, c.paths.models, checker=None, parent=self.window
+        )
 
         async def check() -> CheckResult:
             if dialog.apply():
@@ -217,8 +225,9 @@ class DesktopActions(QObject):
     def copy_diagnostics(self) -> str:
         text = diagnostic_text(self.controller)
         QGuiApplication.clipboard().setText(text)
-        self.controller.notice.emit("info", "Diagnostic info copied to the clipboard "
-                                            "(no tokens in it).")
+        self.controller.notice.emit(
+            "info", "Diagnostic info copied to the clipboard (no tokens in it)."
+        )
         return text
 
     def show_about(self) -> QMessageBox:

@@ -20,8 +20,9 @@ def _colour(mode: QIcon.Mode) -> QColor:
     app = QApplication.instance()
     if app is None:
         return QColor("#808080")
-    group = QPalette.ColorGroup.Disabled if mode == QIcon.Mode.Disabled else \
-        QPalette.ColorGroup.Active
+    group = (
+        QPalette.ColorGroup.Disabled if mode == QIcon.Mode.Disabled else QPalette.ColorGroup.Active
+    )
     return app.palette().color(group, QPalette.ColorRole.ButtonText)
 
 
@@ -29,8 +30,12 @@ def paint_die(p: QPainter, rect: QRectF, colour: QColor) -> None:
     """A die showing five: a rounded outline with five pips, inside ``rect``."""
     side = min(rect.width(), rect.height())
     margin = side * 0.12
-    face = QRectF(rect.center().x() - side / 2 + margin, rect.center().y() - side / 2 + margin,
-                  side - 2 * margin, side - 2 * margin)
+    face = QRectF(
+        rect.center().x() - side / 2 + margin,
+        rect.center().y() - side / 2 + margin,
+        side - 2 * margin,
+        side - 2 * margin,
+    )
     p.save()
     p.setRenderHint(QPainter.RenderHint.Antialiasing)
     p.setPen(QPen(colour, max(1.0, side * 0.07)))

@@ -38,21 +38,29 @@ Checker = Callable[[], Awaitable[CheckResult]]
 INTRO_SOURCE = (
     "Sfumato runs models in a separate <b>engine</b> process. Here it uses this app's own "
     "Python, which already has torch and diffusers — nothing to set up. You can instead point "
-    "the app at an engine on a GPU machine.")
+    "the app at an engine on a GPU machine."
+)
 INTRO_FROZEN = (
     "Sfumato runs models in a separate <b>engine</b> process, with torch. The installed app does "
     "not carry torch (a CUDA build alone is several gigabytes, and it must match your GPU "
     "driver), so choose either a <b>Python environment</b> with Sfumato's engine (run "
     "<tt>pip install .</tt> in Sfumato's source folder, then pick that environment's "
     "<tt>python</tt> below), or an engine running on another machine "
-    "(<tt>sfumato-engine --host 0.0.0.0 --token-file …</tt>).")
+    "(<tt>sfumato-engine --host 0.0.0.0 --token-file …</tt>)."
+)
 
 
 class FirstRunDialog(QDialog):
     """Edits a copy of the values; :meth:`apply` writes them (OK) and marks the dialog seen."""
 
-    def __init__(self, settings: Settings, default_outputs: Path, models_dir: Path,
-                 checker: Checker | None = None, parent: QWidget | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        default_outputs: Path,
+        models_dir: Path,
+        checker: Checker | None = None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setObjectName("FirstRunDialog")
         self.setWindowTitle("Welcome to Sfumato")
@@ -76,8 +84,10 @@ class FirstRunDialog(QDialog):
         self.models_edit = QLineEdit(str(models_dir))
         self.models_edit.setReadOnly(True)
         self.models_edit.setCursorPosition(0)
-        models_hint = QLabel("Put .safetensors checkpoints or diffusers folders there (more "
-                             "folders in Settings). The built-in model needs no download.")
+        models_hint = QLabel(
+            "Put .safetensors checkpoints or diffusers folders there (more "
+            "folders in Settings). The built-in model needs no download."
+        )
         models_hint.setObjectName("Hint")
         models_hint.setWordWrap(True)
         files_box = QGroupBox("Files")
@@ -95,8 +105,10 @@ class FirstRunDialog(QDialog):
         (self.remote_radio if settings.engine_mode == REMOTE else self.local_radio).setChecked(True)
         self.python_edit = QLineEdit(settings.engine_python)
         self.python_edit.setPlaceholderText(
-            "…/bin/python of an environment with Sfumato's engine installed" if is_frozen()
-            else "this app's Python (leave empty)")
+            "…/bin/python of an environment with Sfumato's engine installed"
+            if is_frozen()
+            else "this app's Python (leave empty)"
+        )
         py_browse = QPushButton("Browse…")
         py_browse.clicked.connect(self._browse_python)
         py_row = QHBoxLayout()
@@ -124,8 +136,9 @@ class FirstRunDialog(QDialog):
         # ---- check
         self.check_button = QPushButton("Check the built-in model")
         self.check_button.setObjectName("check_button")
-        self.check_result = QLabel("Generates one 64×64 image through the engine to show that "
-                                   "everything works.")
+        self.check_result = QLabel(
+            "Generates one 64×64 image through the engine to show that everything works."
+        )
         self.check_result.setObjectName("Hint")
         self.check_result.setWordWrap(True)
         self.check_image = QLabel()
@@ -142,8 +155,9 @@ class FirstRunDialog(QDialog):
         cb.addLayout(left, 1)
         cb.addWidget(self.check_image)
 
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Start")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -207,9 +221,14 @@ class FirstRunDialog(QDialog):
             else:
                 pm = QPixmap()
                 pm.loadFromData(result.png)
-                self.check_image.setPixmap(pm.scaled(
-                    128, 128, Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.FastTransformation))
+                self.check_image.setPixmap(
+                    pm.scaled(
+                        128,
+                        128,
+                        Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.FastTransformation,
+                    )
+                )
                 self.check_result.setText(f"<b>Works.</b> {result.summary()}")
             finally:
                 self.check_button.setEnabled(True)
@@ -230,13 +249,15 @@ class FirstRunDialog(QDialog):
         self.python_edit.setEnabled(not remote)
 
     def _browse_output(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Save images to",
-                                                  self.output_edit.text() or str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(
+            self, "Save images to", self.output_edit.text() or str(Path.home())
+        )
         if folder:
             self.output_edit.setText(folder)
 
     def _browse_python(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Python that runs the engine",
-                                              self.python_edit.text() or str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Python that runs the engine", self.python_edit.text() or str(Path.home())
+        )
         if path:
             self.python_edit.setText(path)

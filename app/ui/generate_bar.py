@@ -12,8 +12,13 @@ from app.state.jobs import JobsState
 class GenerateBar(QWidget):
     """``generate_button`` and ``hint`` (from the Prompt panel) with a Cancel button."""
 
-    def __init__(self, generate_button: QPushButton, hint: QLabel, jobs: JobsState,
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        generate_button: QPushButton,
+        hint: QLabel,
+        jobs: JobsState,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setObjectName("GenerateBar")
         self.jobs = jobs
@@ -39,5 +44,7 @@ class GenerateBar(QWidget):
         running = self.jobs.running
         self.cancel_button.setEnabled(running is not None)
         self.cancel_button.setToolTip(
-            f"Cancel {running.title} (Esc, from any panel)" if running is not None
-            else "Nothing is running (Esc cancels the running job from any panel)")
+            f"Cancel {running.title} (Esc, from any panel)"
+            if running is not None
+            else "Nothing is running (Esc cancels the running job from any panel)"
+        )

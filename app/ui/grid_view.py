@@ -44,8 +44,10 @@ class GridView(QWidget):
         font = QFont(self.font())
         font.setWeight(QFont.Weight.DemiBold)
         fm = QFontMetrics(font)
-        return min(max((fm.horizontalAdvance(t) for t in grid.row_labels), default=0) + 20,
-                   max(80, self.width() // 3))
+        return min(
+            max((fm.horizontalAdvance(t) for t in grid.row_labels), default=0) + 20,
+            max(80, self.width() // 3),
+        )
 
     def cell_rects(self) -> dict[tuple[int, int], QRect]:
         """Where each cell's image is drawn, in widget coordinates (for clicks and tests)."""
@@ -63,8 +65,11 @@ class GridView(QWidget):
         total_h = HEADER + grid.n_rows * (ch + FOOT + GAP) - GAP
         x0 = (self.width() - total_w) // 2 + left
         y0 = (self.height() - total_h) // 2 + HEADER
-        return {(r, c): QRect(x0 + c * (cw + GAP), y0 + r * (ch + FOOT + GAP), cw, ch)
-                for r in range(grid.n_rows) for c in range(grid.n_cols)}
+        return {
+            (r, c): QRect(x0 + c * (cw + GAP), y0 + r * (ch + FOOT + GAP), cw, ch)
+            for r in range(grid.n_rows)
+            for c in range(grid.n_cols)
+        }
 
     def cell_at(self, pos: QPoint) -> tuple[int, int] | None:
         return next((k for k, r in self.cell_rects().items() if r.contains(pos)), None)
@@ -100,15 +105,20 @@ class GridView(QWidget):
         p.setPen(QColor("#c9cbd1"))
         for c, text in enumerate(grid.col_labels):
             r = rects[(0, c)]
-            p.drawText(QRect(r.left(), r.top() - HEADER, r.width(), HEADER - 6),
-                       Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, text)
+            p.drawText(
+                QRect(r.left(), r.top() - HEADER, r.width(), HEADER - 6),
+                Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom,
+                text,
+            )
         # row labels
         for r_i, text in enumerate(grid.row_labels):
             r = rects[(r_i, 0)]
             p.setPen(QColor("#e1e2e6"))
-            p.drawText(QRect(r.left() - left, r.top(), left - 12, r.height()),
-                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                       fm.elidedText(text, Qt.TextElideMode.ElideMiddle, left - 12))
+            p.drawText(
+                QRect(r.left() - left, r.top(), left - 12, r.height()),
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                fm.elidedText(text, Qt.TextElideMode.ElideMiddle, left - 12),
+            )
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         for key, rect in rects.items():
             slot = grid.slot(*key)
@@ -142,8 +152,11 @@ class GridView(QWidget):
             else:
                 p.setPen(QColor("#6b6e76"))
                 text = "waiting"
-            p.drawText(QRect(rect.left(), rect.bottom() + 2, rect.width(), FOOT - 2),
-                       Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, text)
+            p.drawText(
+                QRect(rect.left(), rect.bottom() + 2, rect.width(), FOOT - 2),
+                Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
+                text,
+            )
         p.end()
 
     # ----------------------------------------------------------------- mouse
@@ -154,13 +167,17 @@ class GridView(QWidget):
             grid = self.state.grid
             slot = grid.slot(*hit) if grid is not None and hit is not None else None
             ready = slot is not None and slot.image.ready
-            self.setCursor(Qt.CursorShape.PointingHandCursor if ready
-                           else Qt.CursorShape.ArrowCursor)
+            self.setCursor(
+                Qt.CursorShape.PointingHandCursor if ready else Qt.CursorShape.ArrowCursor
+            )
             if slot is not None and ready:
                 p = slot.image.params
-                self.setToolTip(f"{grid.row_labels[slot.row]} · {p.steps} steps · CFG "
-                                f"{p.cfg_scale:g} · seed {slot.image.seed}\nClick to open"
-                                if p is not None else "")
+                self.setToolTip(
+                    f"{grid.row_labels[slot.row]} · {p.steps} steps · CFG "
+                    f"{p.cfg_scale:g} · seed {slot.image.seed}\nClick to open"
+                    if p is not None
+                    else ""
+                )
             else:
                 self.setToolTip("")
             self.update()

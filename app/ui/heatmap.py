@@ -79,6 +79,9 @@ class HeatLegend(QWidget):
         p.drawText(QRect(12, 36, self.BAR_W, 14), Qt.AlignmentFlag.AlignLeft, low_text)
         p.drawText(QRect(12, 36, self.BAR_W, 14), Qt.AlignmentFlag.AlignRight, high_text)
         p.setPen(QColor("#e6e8ec"))
-        p.drawText(QRect(12, 51, self.BAR_W, 16), Qt.AlignmentFlag.AlignLeft,
-                   self.readout or "Hover the image for a value")
+        p.drawText(
+            QRect(12, 51, self.BAR_W, 16),
+            Qt.AlignmentFlag.AlignLeft,
+            self.readout or "Hover the image for a value",
+        )
         p.end()

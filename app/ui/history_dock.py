@@ -70,8 +70,10 @@ class HistoryDockWidget(QWidget):
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.use_button = QPushButton("Use these settings")
         self.use_button.setObjectName("use_settings_button")
-        self.use_button.setToolTip("Copy this image's prompt, seed, size and sampler to the "
-                                   "Prompt panel (double-click does the same)")
+        self.use_button.setToolTip(
+            "Copy this image's prompt, seed, size and sampler to the "
+            "Prompt panel (double-click does the same)"
+        )
         self.use_button.clicked.connect(lambda: self._use(self.view.currentItem()))
         self.folder_button = QPushButton("Open folder")
         self.folder_button.clicked.connect(lambda: self._reveal(self.view.currentItem()))
@@ -119,13 +121,17 @@ class HistoryDockWidget(QWidget):
         item.setData(Qt.ItemDataRole.UserRole, entry)
         item.setSizeHint(QSize(ICON + 8, ICON + 8))
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.created))
-        item.setToolTip(f"{entry.prompt or '(no prompt)'}\nseed {entry.seed} · "
-                        f"{entry.width}×{entry.height} · {when}")
+        item.setToolTip(
+            f"{entry.prompt or '(no prompt)'}\nseed {entry.seed} · "
+            f"{entry.width}×{entry.height} · {when}"
+        )
         key = str(entry.path)
         self._items[key] = item
         if is_video(entry.path):
-            item.setToolTip(f"Video · {entry.prompt or '(no prompt)'}\n{entry.width}×"
-                            f"{entry.height} · {when}\nOpen: play it in the Video panel")
+            item.setToolTip(
+                f"Video · {entry.prompt or '(no prompt)'}\n{entry.width}×"
+                f"{entry.height} · {when}\nOpen: play it in the Video panel"
+            )
         cached = self.thumbs.cached(key)
         if cached is not None:
             item.setIcon(QIcon(QPixmap.fromImage(cached)))
@@ -142,8 +148,11 @@ class HistoryDockWidget(QWidget):
         has = self.view.count() > 0
         self.view.setVisible(has)
         self.empty.setVisible(not has)
-        self.empty.setText("Finished images appear here.\nClick one to view it."
-                           if not self.history.search else "No image matches that search.")
+        self.empty.setText(
+            "Finished images appear here.\nClick one to view it."
+            if not self.history.search
+            else "No image matches that search."
+        )
         self.use_button.setEnabled(has)
         self.folder_button.setEnabled(has)
         if not has:
@@ -157,8 +166,10 @@ class HistoryDockWidget(QWidget):
         params = entry.params
         lines = [f"<b>{_esc(entry.prompt) or '<i>no prompt</i>'}</b>"]
         if params is not None:
-            lines.append(f"{params.width}×{params.height} · {params.steps} steps · "
-                         f"{_esc(params.sampler)} · CFG {params.cfg_scale:g} · seed {entry.seed}")
+            lines.append(
+                f"{params.width}×{params.height} · {params.steps} steps · "
+                f"{_esc(params.sampler)} · CFG {params.cfg_scale:g} · seed {entry.seed}"
+            )
         self.details.setText("<br>".join(lines))
 
     # ----------------------------------------------------------------- actions
@@ -188,8 +199,9 @@ class HistoryDockWidget(QWidget):
         menu.addAction("Use these settings", lambda: self._use(item))
         menu.addSeparator()
         menu.addAction("Copy prompt", lambda: QGuiApplication.clipboard().setText(entry.prompt))
-        menu.addAction("Copy file path",
-                       lambda: QGuiApplication.clipboard().setText(str(entry.path)))
+        menu.addAction(
+            "Copy file path", lambda: QGuiApplication.clipboard().setText(str(entry.path))
+        )
         menu.addAction("Open folder", lambda: self._reveal(item))
         menu.addSeparator()
         menu.addAction("Remove from history", lambda: self.history.remove(entry))

@@ -71,24 +71,33 @@ class MainWindow(QMainWindow):
         self.canvas = CanvasPanel(c.canvas, c.uncertainty_view, jobs=c.jobs)
         self.toast = Toast(self.canvas)
 
-        self.prompt_panel = PromptDockWidget(c.generation, c.engine, c.jobs,
-                                             prompt_tools=c.prompt_tools)
+        self.prompt_panel = PromptDockWidget(
+            c.generation, c.engine, c.jobs, prompt_tools=c.prompt_tools
+        )
         self.prompt_panel.prompt_tools.loras_wanted.connect(c.prompt_tools_jobs.refresh_loras)
         self.queue_panel = QueueDockWidget(c.jobs)
         self.history_panel = HistoryDockWidget(c.history)
         self.sampler_panel = SamplerDockWidget(c.generation, c.engine, c.fits, c.jobs)
-        self.prompt_dock = self._dock("Prompt", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.sampler_dock = self._dock("Sampler", self.sampler_panel,
-                                       Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.uncertainty_panel = UncertaintyDockWidget(c.generation, c.uncertainty_view, c.canvas,
-                                                       c.engine, c.fits, c.jobs)
-        self.uncertainty_dock = self._dock("Uncertainty", self.uncertainty_panel,
-                                           Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.prompt_dock = self._dock(
+            "Prompt", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self.sampler_dock = self._dock(
+            "Sampler", self.sampler_panel, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self.uncertainty_panel = UncertaintyDockWidget(
+            c.generation, c.uncertainty_view, c.canvas, c.engine, c.fits, c.jobs
+        )
+        self.uncertainty_dock = self._dock(
+            "Uncertainty", self.uncertainty_panel, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
         self.robustness_panel = RobustnessDockWidget(c.robustness, c.generation)
-        self.robustness_dock = self._dock("Robustness", self.robustness_panel,
-                                          Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.robustness_dock = self._dock(
+            "Robustness", self.robustness_panel, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
         self.video_panel = VideoDockWidget(c.video)
-        self.video_dock = self._dock("Video", self.video_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.video_dock = self._dock(
+            "Video", self.video_panel, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
         # The central area: the image canvas, or the video stage (clip, source | result
         # players) whose settings are in the Video dock (central_views.py).
         self.central = CentralViews(self.canvas, self.video_panel.player)
@@ -99,14 +108,19 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.uncertainty_dock, self.robustness_dock)
         self.prompt_dock.raise_()
         self.prompt_panel.open_sampler_panel.connect(self._show_sampler_panel)
-        self.queue_dock = self._dock("Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.history_dock = self._dock("History", self.history_panel,
-                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.queue_dock = self._dock(
+            "Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.history_dock = self._dock(
+            "History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea
+        )
         self.splitDockWidget(self.queue_dock, self.history_dock, Qt.Orientation.Vertical)
-        self.resizeDocks([self.prompt_dock, self.queue_dock], [DOCK_WIDTH, QUEUE_WIDTH],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.queue_dock, self.history_dock], [400, 420],
-                         Qt.Orientation.Vertical)
+        self.resizeDocks(
+            [self.prompt_dock, self.queue_dock],
+            [DOCK_WIDTH, QUEUE_WIDTH],
+            Qt.Orientation.Horizontal,
+        )
+        self.resizeDocks([self.queue_dock, self.history_dock], [400, 420], Qt.Orientation.Vertical)
 
         self.model_bar = ModelBar(c.engine)
         self.status = StatusBar(c.engine, c.jobs)
@@ -148,9 +162,11 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(f"{title}Dock")
         dock.setWidget(body)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
         self.addDockWidget(area, dock)
         return dock
 
@@ -164,8 +180,9 @@ class MainWindow(QMainWindow):
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         bar.addWidget(spacer)
         # Generate, its hint and Cancel: in view whichever panel is open.
-        self.generate_bar = GenerateBar(self.prompt_panel.generate_button,
-                                        self.prompt_panel.queue_hint, self.controller.jobs)
+        self.generate_bar = GenerateBar(
+            self.prompt_panel.generate_button, self.prompt_panel.queue_hint, self.controller.jobs
+        )
         bar.addWidget(self.generate_bar)
         bar.addSeparator()
         self.open_action = QAction("Open image…", self)
@@ -197,8 +214,15 @@ class MainWindow(QMainWindow):
         view.addAction("Fit", QKeySequence("F"), self.canvas.view.fit)
         view.addAction("Actual pixels (1:1)", QKeySequence("1"), self.canvas.view.actual_size)
         view.addSeparator()
-        for dock in (self.prompt_dock, self.sampler_dock, self.video_dock, self.uncertainty_dock,
-                     self.robustness_dock, self.queue_dock, self.history_dock):
+        for dock in (
+            self.prompt_dock,
+            self.sampler_dock,
+            self.video_dock,
+            self.uncertainty_dock,
+            self.robustness_dock,
+            self.queue_dock,
+            self.history_dock,
+        ):
             view.addAction(dock.toggleViewAction())
 
     def _wire(self) -> None:
@@ -217,24 +241,35 @@ class MainWindow(QMainWindow):
         self.queue_panel.open_requested.connect(c.results.open_job)
         self.history_panel.open_requested.connect(c.results.open_history)
         self.history_panel.use_settings_requested.connect(
-            lambda e: c.generate_jobs.use_settings(e.params, e.path.name))
+            lambda e: c.generate_jobs.use_settings(e.params, e.path.name)
+        )
         self.sampler_panel.fit_requested.connect(c.fit_jobs.fit_now)
         self.sampler_panel.compare_requested.connect(self.open_compare)
         self.uncertainty_panel.fit_requested.connect(c.fit_jobs.fit_now)
         self.uncertainty_panel.variations_requested.connect(c.generate_jobs.make_variations)
         self.uncertainty_panel.sampler_requested.connect(
-            lambda name: setattr(c.generation, "sampler", name))
+            lambda name: setattr(c.generation, "sampler", name)
+        )
         self.uncertainty_panel.export_requested.connect(self.export_map)
         self.video_panel.open_requested.connect(self.open_video)
         self.video_panel.sample_requested.connect(self.open_sample_clip)
         self.video_dock.visibilityChanged.connect(
-            lambda shown: shown and not self.video_dock.isFloating() and self.central.show_video())
-        for dock in (self.prompt_dock, self.sampler_dock, self.uncertainty_dock,
-                     self.robustness_dock):
+            lambda shown: shown and not self.video_dock.isFloating() and self.central.show_video()
+        )
+        for dock in (
+            self.prompt_dock,
+            self.sampler_dock,
+            self.uncertainty_dock,
+            self.robustness_dock,
+        ):
             # a panel tabbed with the Video panel raised instead of it: back to the image
             dock.visibilityChanged.connect(
-                lambda shown, d=dock: shown and self.video_dock in self.tabifiedDockWidgets(d)
-                and self.central.show_image())
+                lambda shown, d=dock: (
+                    shown
+                    and self.video_dock in self.tabifiedDockWidgets(d)
+                    and self.central.show_image()
+                )
+            )
         c.canvas.reset.connect(self.central.show_image)
         c.video.result_frames_changed.connect(lambda f: f is not None and self.central.show_video())
         self.robustness_panel.run_requested.connect(c.robustness_jobs.run)
@@ -271,8 +306,11 @@ class MainWindow(QMainWindow):
 
     def _open_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open an image to reuse its settings", str(self.controller.output_dir),
-            "Images (*.png *.jpg *.jpeg *.webp);;All files (*)")
+            self,
+            "Open an image to reuse its settings",
+            str(self.controller.output_dir),
+            "Images (*.png *.jpg *.jpeg *.webp);;All files (*)",
+        )
         if path:
             self.desktop.open_file(path)
 
@@ -287,10 +325,10 @@ class MainWindow(QMainWindow):
         stem = image.path.stem if image.path is not None else "uncertainty"
         if target is None:
             pattern = "PNG image (*.png)" if kind == "png" else "NumPy array (*.npy)"
-            start = (image.path.parent if image.path else self.controller.output_dir)
+            start = image.path.parent if image.path else self.controller.output_dir
             target, _ = QFileDialog.getSaveFileName(
-                self, "Save the uncertainty map", str(start / f"{stem}-uncertainty.{kind}"),
-                pattern)
+                self, "Save the uncertainty map", str(start / f"{stem}-uncertainty.{kind}"), pattern
+            )
             if not target:
                 return None
         path = Path(target)
@@ -301,12 +339,19 @@ class MainWindow(QMainWindow):
                 from .heatmap import heatmap_pixmap
 
                 view = self.controller.uncertainty_view
-                lo, hi = display_range([im.uncertainty for im in self.controller.canvas.images],
-                                       umap, view.range_mode)
-                if not heatmap_pixmap(umap, lo, hi, view.colormap).scaled(
-                        image.width or umap.values.shape[1], image.height or umap.values.shape[0],
+                lo, hi = display_range(
+                    [im.uncertainty for im in self.controller.canvas.images], umap, view.range_mode
+                )
+                if (
+                    not heatmap_pixmap(umap, lo, hi, view.colormap)
+                    .scaled(
+                        image.width or umap.values.shape[1],
+                        image.height or umap.values.shape[0],
                         Qt.AspectRatioMode.IgnoreAspectRatio,
-                        Qt.TransformationMode.FastTransformation).save(str(path), "PNG"):
+                        Qt.TransformationMode.FastTransformation,
+                    )
+                    .save(str(path), "PNG")
+                ):
                     raise OSError("Qt could not write the PNG")
             else:
                 import numpy as np
@@ -327,12 +372,15 @@ class MainWindow(QMainWindow):
         self.controller.video_jobs.open_video(path)
 
     def open_sample_clip(self) -> None:
-        """"Try the sample clip": the README's clip, with prompts for a first edit (kept where
+        """ "Try the sample clip": the README's clip, with prompts for a first edit (kept where
         the artist already wrote some)."""
         clip = sample_clip()
         if clip is None:
-            self.status.show_notice("error", "The sample clip is missing from this "
-                                    "installation (resources/video/sample-clip.mp4).")
+            self.status.show_notice(
+                "error",
+                "The sample clip is missing from this "
+                "installation (resources/video/sample-clip.mp4).",
+            )
             return
         v = self.controller.video
         if not v.source_prompt.strip():
@@ -360,8 +408,11 @@ class MainWindow(QMainWindow):
             current = None
         if current is None:
             return None
-        missing = {s.name for s in c.engine.samplers
-                   if s.needs_fit == "analytic" and c.fits.latest("analytic") is None}
+        missing = {
+            s.name
+            for s in c.engine.samplers
+            if s.needs_fit == "analytic" and c.fits.latest("analytic") is None
+        }
         # only the samplers of the model's family (flow vs ε/v): the others' cells would fail
         samplers = for_model(c.engine.samplers, self.sampler_panel.model_architecture())
         dialog = CompareDialog(samplers, current, missing, self)
@@ -409,8 +460,9 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
         if not files:
             self.controller.notice.emit(
-                "error", "Only files from this computer can be dropped (a PNG made by Sfumato or "
-                "A1111).")
+                "error",
+                "Only files from this computer can be dropped (a PNG made by Sfumato or A1111).",
+            )
             return
         images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
         self.desktop.open_file(images[0] if images else files[0])

@@ -48,7 +48,8 @@ class ModelBar(QWidget):
         self.combo.setMinimumWidth(260)
         # A fixed policy: a new list never re-lays out the toolbar (and the window) mid-job.
         self.combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         self.combo.setMinimumContentsLength(28)
         self.combo.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.load_button = QToolButton()
@@ -126,8 +127,9 @@ class ModelBar(QWidget):
         loaded = self.engine.loaded_model
         sel = self.selected_id()
         self.combo.setEnabled(usable and not loading and self.combo.count() > 0 and bool(sel))
-        self.load_button.setEnabled(usable and not loading and bool(sel)
-                                    and (loaded is None or loaded.id != sel))
+        self.load_button.setEnabled(
+            usable and not loading and bool(sel) and (loaded is None or loaded.id != sel)
+        )
         self.load_button.setText("Loading…" if loading else "Load")
         self.unload_button.setEnabled(usable and not loading and loaded is not None)
 

@@ -28,8 +28,13 @@ PHRASE_ROLE = Qt.ItemDataRole.UserRole + 1
 class PromptAssist(QObject):
     """Placeholder, "Prompt ideas" menu, completion popup and hint for one prompt box."""
 
-    def __init__(self, edit: PromptEdit, engine: EngineInfo, settings: GenerationSettings,
-                 parent: QObject | None = None):
+    def __init__(
+        self,
+        edit: PromptEdit,
+        engine: EngineInfo,
+        settings: GenerationSettings,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent or edit)
         self.edit = edit
         self.engine = engine
@@ -122,8 +127,9 @@ class PromptAssist(QObject):
             self.model.appendRow(item)
         self.completer.setCompletionPrefix("")
         rect = self.edit.cursorRect()
-        rect.setWidth(max(260, popup.sizeHintForColumn(0)
-                          + popup.verticalScrollBar().sizeHint().width()))
+        rect.setWidth(
+            max(260, popup.sizeHintForColumn(0) + popup.verticalScrollBar().sizeHint().width())
+        )
         self.completer.complete(rect)
         popup.setCurrentIndex(self.completer.completionModel().index(0, 0))
 

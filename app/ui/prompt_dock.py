@@ -77,8 +77,14 @@ class PromptDockWidget(QWidget):
     #: The sampler summary was clicked: show the Sampler panel.
     open_sampler_panel = Signal()
 
-    def __init__(self, settings: GenerationSettings, engine: EngineInfo, jobs: JobsState,
-                 parent: QWidget | None = None, prompt_tools: PromptTools | None = None):
+    def __init__(
+        self,
+        settings: GenerationSettings,
+        engine: EngineInfo,
+        jobs: JobsState,
+        parent: QWidget | None = None,
+        prompt_tools: PromptTools | None = None,
+    ):
         super().__init__(parent)
         self.settings = settings
         self.engine = engine
@@ -128,26 +134,47 @@ class PromptDockWidget(QWidget):
         self.queue_hint = QLabel("Ctrl+Enter")
         self.queue_hint.setObjectName("Hint")
         self.queue_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        for name in ("prompt_edit", "negative_edit", "size_preset", "width_spin", "height_spin",
-                     "steps_spin", "cfg_spin", "sampler_button", "seed_spin", "dice_button",
-                     "reuse_button", "batch_size_spin", "batch_count_spin", "generate_button"):
+        for name in (
+            "prompt_edit",
+            "negative_edit",
+            "size_preset",
+            "width_spin",
+            "height_spin",
+            "steps_spin",
+            "cfg_spin",
+            "sampler_button",
+            "seed_spin",
+            "dice_button",
+            "reuse_button",
+            "batch_size_spin",
+            "batch_count_spin",
+            "generate_button",
+        ):
             getattr(self, name).setObjectName(getattr(self, name).objectName() or name)
         self.generate_button.setObjectName("GenerateButton")
 
         # Long preset names and 10-digit seeds must not force the dock wider than it is.
         self.size_preset.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         self.size_preset.setMinimumContentsLength(8)
         self.sampler_button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        for widget, width in ((self.width_spin, 72), (self.height_spin, 72), (self.seed_spin, 96),
-                              (self.steps_spin, 64), (self.cfg_spin, 64),
-                              (self.batch_size_spin, 64), (self.batch_count_spin, 64)):
+        for widget, width in (
+            (self.width_spin, 72),
+            (self.height_spin, 72),
+            (self.seed_spin, 96),
+            (self.steps_spin, 64),
+            (self.cfg_spin, 64),
+            (self.batch_size_spin, 64),
+            (self.batch_count_spin, 64),
+        ):
             widget.setMinimumWidth(width)
         # Placeholder, "Prompt ideas", completion and hint from the active model's vocabulary.
         self.prompt_assist = PromptAssist(self.prompt_edit, engine, settings)
         # Weights, BREAK and LoRA tags: highlighting, tokens per chunk, LoRA picker/completion.
-        self.prompt_tools = PromptLanguageTools(self.prompt_edit, self.negative_edit,
-                                                prompt_tools or PromptTools())
+        self.prompt_tools = PromptLanguageTools(
+            self.prompt_edit, self.negative_edit, prompt_tools or PromptTools()
+        )
         self._layout()
         self._bind()
 
@@ -203,8 +230,9 @@ class PromptDockWidget(QWidget):
             form.addWidget(widget, row, col + 1)
 
         section("Prompt")
-        form.addWidget(self.prompt_assist.ideas_button, row - 1, 2, 1, 2,
-                       Qt.AlignmentFlag.AlignRight)
+        form.addWidget(
+            self.prompt_assist.ideas_button, row - 1, 2, 1, 2, Qt.AlignmentFlag.AlignRight
+        )
         form.addWidget(self.prompt_edit, row, 0, 1, 4)
         row += 1
         form.addWidget(self.prompt_assist.hint_label, row, 0, 1, 4)
@@ -218,8 +246,9 @@ class PromptDockWidget(QWidget):
         row += 1
         error_row("prompt", widgets=[self.prompt_edit])
         section("Negative prompt")
-        form.addWidget(self.prompt_tools.negative_tokens, row - 1, 2, 1, 2,
-                       Qt.AlignmentFlag.AlignRight)
+        form.addWidget(
+            self.prompt_tools.negative_tokens, row - 1, 2, 1, 2, Qt.AlignmentFlag.AlignRight
+        )
         form.addWidget(self.negative_edit, row, 0, 1, 4)
         row += 1
         error_row("negative_prompt", widgets=[self.negative_edit])
@@ -273,8 +302,9 @@ class PromptDockWidget(QWidget):
         labelled("Size", self.batch_size_spin, 0)
         labelled("Count", self.batch_count_spin, 2)
         row += 1
-        error_row("batch_size", "batch_count",
-                  widgets=[self.batch_size_spin, self.batch_count_spin])
+        error_row(
+            "batch_size", "batch_count", widgets=[self.batch_size_spin, self.batch_count_spin]
+        )
 
         inner = QWidget()
         inner.setObjectName("DockBody")
@@ -324,8 +354,12 @@ class PromptDockWidget(QWidget):
         for spin in (self.width_spin, self.height_spin):
             spin.editingFinished.connect(lambda sp=spin: sp.setValue(snap8(sp.value())))
         s.errors_changed.connect(self._show_errors)
-        for signal in (s.width_changed, s.height_changed, self.engine.models_changed,
-                       self.engine.health_changed):
+        for signal in (
+            s.width_changed,
+            s.height_changed,
+            self.engine.models_changed,
+            self.engine.health_changed,
+        ):
             signal.connect(lambda _v: self._show_size_warning())
         self._show_size_warning()
         self.jobs.changed.connect(self._update_hint)
@@ -337,7 +371,8 @@ class PromptDockWidget(QWidget):
     # ----------------------------------------------------------------- reactions
     def _show_sampler(self) -> None:
         self.sampler_button.setText(
-            f"{sampler_summary(self.settings.sampler, self.settings.options)}  ›")
+            f"{sampler_summary(self.settings.sampler, self.settings.options)}  ›"
+        )
 
     def _on_preset(self, index: int) -> None:
         data = self.size_preset.itemData(index)
@@ -358,8 +393,11 @@ class PromptDockWidget(QWidget):
 
     def _show_size_warning(self) -> None:
         # no warning about a size still pending (the engine has not listed its models)
-        text = size_warning(self.settings.width, self.settings.height,
-                            self.engine.active_model) if self.engine.models_listed else ""
+        text = (
+            size_warning(self.settings.width, self.settings.height, self.engine.active_model)
+            if self.engine.models_listed
+            else ""
+        )
         self.size_warning_label.setText(text)
         self.size_warning_label.setVisible(bool(text))
 
@@ -386,9 +424,14 @@ class PromptDockWidget(QWidget):
         for name, label in self._error_labels.items():
             by_label.setdefault(label, [])
             if name in errors:
-                prefix = {"width": "Width: ", "height": "Height: ", "steps": "Steps: ",
-                          "cfg_scale": "CFG: ", "batch_size": "Batch size: ",
-                          "batch_count": "Batch count: "}.get(name, "")
+                prefix = {
+                    "width": "Width: ",
+                    "height": "Height: ",
+                    "steps": "Steps: ",
+                    "cfg_scale": "CFG: ",
+                    "batch_size": "Batch size: ",
+                    "batch_count": "Batch count: ",
+                }.get(name, "")
                 by_label[label].append(prefix + errors[name])
         for label, messages in by_label.items():
             label.setText("\n".join(messages))

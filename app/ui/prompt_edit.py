@@ -13,8 +13,13 @@ class PromptEdit(QPlainTextEdit):
     #: A key that may change the text was handled (a completer follows typing with it; it
     #: also hears keys its popup forwards, which event filters do not see).
     typed = Signal()
-    _POPUP_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Tab, Qt.Key.Key_Backtab,
-                   Qt.Key.Key_Escape)
+    _POPUP_KEYS = (
+        Qt.Key.Key_Return,
+        Qt.Key.Key_Enter,
+        Qt.Key.Key_Tab,
+        Qt.Key.Key_Backtab,
+        Qt.Key.Key_Escape,
+    )
 
     def __init__(self, placeholder: str, lines: int, parent: QWidget | None = None):
         super().__init__(parent)
@@ -29,13 +34,14 @@ class PromptEdit(QPlainTextEdit):
         self.other_popups: list[QWidget] = []
 
     def keyPressEvent(self, event) -> None:
-        if (event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-                and event.modifiers() & Qt.KeyboardModifier.ControlModifier):
+        if (
+            event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
+        ):
             event.ignore()  # let the window's shortcut have it
             return
         popups = [self.completion_popup, *self.other_popups]
-        if event.key() in self._POPUP_KEYS and any(p is not None and p.isVisible()
-                                                   for p in popups):
+        if event.key() in self._POPUP_KEYS and any(p is not None and p.isVisible() for p in popups):
             event.ignore()  # the completer inserts the chosen phrase
             return
         super().keyPressEvent(event)

@@ -33,12 +33,19 @@ class PromptLanguageTools(QObject):
     #: The LoRA menu is about to open: the controller refreshes the list.
     loras_wanted = Signal()
 
-    def __init__(self, prompt: PromptEdit, negative: PromptEdit, state: PromptTools,
-                 parent: QObject | None = None):
+    def __init__(
+        self,
+        prompt: PromptEdit,
+        negative: PromptEdit,
+        state: PromptTools,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent or prompt)
         self.prompt, self.negative, self.state = prompt, negative, state
-        self.highlighters = [PromptHighlighter(prompt.document()),
-                             PromptHighlighter(negative.document())]
+        self.highlighters = [
+            PromptHighlighter(prompt.document()),
+            PromptHighlighter(negative.document()),
+        ]
 
         self.prompt_tokens = self._counter("prompt_tokens_label")
         self.negative_tokens = self._counter("negative_tokens_label")
@@ -46,8 +53,10 @@ class PromptLanguageTools(QObject):
         self.lora_button = QToolButton()
         self.lora_button.setObjectName("lora_button")
         self.lora_button.setText("LoRA")
-        self.lora_button.setToolTip("Insert a LoRA tag <lora:name:1> at the cursor: the LoRAs "
-                                    "in the models folders' loras/ (see Settings)")
+        self.lora_button.setToolTip(
+            "Insert a LoRA tag <lora:name:1> at the cursor: the LoRAs "
+            "in the models folders' loras/ (see Settings)"
+        )
         self.lora_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.lora_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.lora_menu = QMenu(self.lora_button)
@@ -86,8 +95,9 @@ class PromptLanguageTools(QObject):
     def _fill_menu(self) -> None:
         self.lora_menu.clear()
         if not self.state.loras:
-            none = self.lora_menu.addAction("No LoRAs installed: put .safetensors files into "
-                                            "a models folder's loras/")
+            none = self.lora_menu.addAction(
+                "No LoRAs installed: put .safetensors files into a models folder's loras/"
+            )
             none.setEnabled(False)
             return
         for lora in self.state.loras:
@@ -118,8 +128,9 @@ class PromptLanguageTools(QObject):
         self.names.setStringList([x.name for x in matches])
         self.completer.setCompletionPrefix("")
         rect = self.prompt.cursorRect()
-        rect.setWidth(max(200, popup.sizeHintForColumn(0)
-                          + popup.verticalScrollBar().sizeHint().width()))
+        rect.setWidth(
+            max(200, popup.sizeHintForColumn(0) + popup.verticalScrollBar().sizeHint().width())
+        )
         self.completer.complete(rect)
         popup.setCurrentIndex(self.completer.completionModel().index(0, 0))
 

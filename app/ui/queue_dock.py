@@ -126,10 +126,14 @@ class JobCard(QFrame):
             self._thumb_src = item.thumbnail
             pm = QPixmap()
             if item.thumbnail and pm.loadFromData(item.thumbnail):
-                mode = (Qt.TransformationMode.SmoothTransformation if item.thumbnail_final
-                        else Qt.TransformationMode.FastTransformation)
-                self.thumb.setPixmap(pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                                               mode))
+                mode = (
+                    Qt.TransformationMode.SmoothTransformation
+                    if item.thumbnail_final
+                    else Qt.TransformationMode.FastTransformation
+                )
+                self.thumb.setPixmap(
+                    pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, mode)
+                )
             else:
                 self.thumb.clear()
                 self.thumb.setText(item.glyph)
@@ -139,7 +143,8 @@ class JobCard(QFrame):
             repolish(self)
             repolish(self.badge)
         label = {JobState.queued: f"#{queue_pos + 1}" if queue_len else "queued"}.get(
-            state, state.value)
+            state, state.value
+        )
         self.badge.setText(label)
         self.title.setText(item.title)
         maths = FIT_MATHS.get(item.fit_kind or "", "")
@@ -151,8 +156,10 @@ class JobCard(QFrame):
         if running:
             step = f"Step {item.step}/{item.total}" if item.total else "Starting…"
             if item.grid is not None:
-                step = (f"Cell {min(item.cells_done + 1, item.cell_count)} of {item.cell_count}"
-                        f" · step {item.step}/{item.total}")
+                step = (
+                    f"Cell {min(item.cells_done + 1, item.cell_count)} of {item.cell_count}"
+                    f" · step {item.step}/{item.total}"
+                )
             elif item.image_count > 1:
                 step += f" · {len(item.results)}/{item.image_count} images done"
             eta = format_eta(item.eta_s)
@@ -163,10 +170,15 @@ class JobCard(QFrame):
                 took = time.strftime("%H:%M", time.localtime(item.finished_at.timestamp()))
             n = len(item.results)
             videos = sum(1 for r in item.results if r.role == "video")
-            what = (f"{item.cells_done} cells + grid" if item.grid is not None
-                    else "fit saved" if item.fit_kind
-                    else f"{videos} video{'s' if videos != 1 else ''}" if videos
-                    else f"{n} image{'s' if n != 1 else ''}")
+            what = (
+                f"{item.cells_done} cells + grid"
+                if item.grid is not None
+                else "fit saved"
+                if item.fit_kind
+                else f"{videos} video{'s' if videos != 1 else ''}"
+                if videos
+                else f"{n} image{'s' if n != 1 else ''}"
+            )
             self.eta.setText(what + (f" · {took}" if took else ""))
         else:
             self.eta.setText("")
@@ -188,8 +200,11 @@ class JobCard(QFrame):
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        if (self._press is not None and self.property("state") == JobState.queued.value
-                and (event.position().toPoint() - self._press).manhattanLength() > 8):
+        if (
+            self._press is not None
+            and self.property("state") == JobState.queued.value
+            and (event.position().toPoint() - self._press).manhattanLength() > 8
+        ):
             self._press = None
             drag = QDrag(self)
             mime = QMimeData()

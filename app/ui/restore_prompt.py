@@ -1,4 +1,4 @@
-""""Sfumato closed unexpectedly — restore?": the question asked after an unclean exit."""
+""" "Sfumato closed unexpectedly — restore?": the question asked after an unclean exit."""
 
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ def ask_restore(parent: QWidget | None, data: dict[str, Any]) -> bool:
     """Ask; True for Restore. Escape or closing the box answers Start fresh."""
     box = QMessageBox(QMessageBox.Icon.Question, TITLE, f"{TITLE} — restore?", parent=parent)
     box.setObjectName("RestoreSession")
-    box.setInformativeText(describe(data) + "\n\nThe details of what happened are in "
-                           "Help → Open log folder.")
+    box.setInformativeText(
+        describe(data) + "\n\nThe details of what happened are in Help → Open log folder."
+    )
     restore = box.addButton("Restore", QMessageBox.ButtonRole.AcceptRole)
     box.addButton("Start fresh", QMessageBox.ButtonRole.RejectRole)
     box.setDefaultButton(restore)

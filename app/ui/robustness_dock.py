@@ -48,6 +48,7 @@ def chip_colours(importance: float | None, scheme_dark: bool) -> tuple[str, str]
         def ch(v: int) -> float:
             v = v / 255
             return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
         r, g, b = (ch(v) for v in c)
         return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
@@ -81,8 +82,14 @@ class _Thumbs(QWidget):
                 continue
             pix = QPixmap()
             pix.loadFromData(data)
-            label.setPixmap(pix.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                                       Qt.TransformationMode.SmoothTransformation))
+            label.setPixmap(
+                pix.scaled(
+                    THUMB,
+                    THUMB,
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            )
 
 
 class PerturbationRow(QFrame):
@@ -118,18 +125,21 @@ class PerturbationRow(QFrame):
     def update_from(self, pert: Perturbation, images: list[bytes | None], best: bool) -> None:
         self.pert = pert
         mark = " · <b>most robust</b>" if best else ""
-        self.title.setText(f"{RULE_LABELS[pert.rule]}: {_esc(pert.original)} → "
-                           f"<b>{_esc(pert.replaced)}</b>{mark}")
+        self.title.setText(
+            f"{RULE_LABELS[pert.rule]}: {_esc(pert.original)} → <b>{_esc(pert.replaced)}</b>{mark}"
+        )
         if pert.mmd2 is None:
             self.verdict.setText("Waiting for its images…")
         else:
             self.verdict.setText(
                 f"Shift (MMD²) {pert.mmd2:.3f} · p = {pert.p_value:.3f}: "
-                f"{significance(pert.p_value)}")
+                f"{significance(pert.p_value)}"
+            )
             self.verdict.setToolTip(
                 "MMD² measures how far this wording moves the images from the original's (0 = "
                 "not at all; higher = further). p is the permutation test of 'same images': "
-                "below 0.05 the change is unlikely to be chance.")
+                "below 0.05 the change is unlikely to be chance."
+            )
         self.thumbs.show_images(images)
 
 
@@ -145,16 +155,19 @@ class RobustnessDockWidget(QWidget):
     #: "Use this wording": the prompt to put into the Prompt panel.
     wording_requested = Signal(str)
 
-    def __init__(self, state: RobustnessState, settings: GenerationSettings,
-                 parent: QWidget | None = None):
+    def __init__(
+        self, state: RobustnessState, settings: GenerationSettings, parent: QWidget | None = None
+    ):
         super().__init__(parent)
         self.state, self.settings = state, settings
         self.setObjectName("DockBody")
 
-        intro = QLabel("Which words do the images hang on, and which slips of the keyboard "
-                       "matter? The probe renders the prompt with shared seeds, deletes each "
-                       "word to rank them, then tries typos, look-alike letters and "
-                       "sounds-alike words on the most important ones.")
+        intro = QLabel(
+            "Which words do the images hang on, and which slips of the keyboard "
+            "matter? The probe renders the prompt with shared seeds, deletes each "
+            "word to rank them, then tries typos, look-alike letters and "
+            "sounds-alike words on the most important ones."
+        )
         intro.setObjectName("Hint")
         intro.setWordWrap(True)
 
@@ -166,8 +179,10 @@ class RobustnessDockWidget(QWidget):
 
         self.samples_spin = QSpinBox()
         self.samples_spin.setRange(2, 64)
-        self.samples_spin.setToolTip("Images per wording, with the same seeds for every "
-                                     "wording. More images see smaller changes (and cost more).")
+        self.samples_spin.setToolTip(
+            "Images per wording, with the same seeds for every "
+            "wording. More images see smaller changes (and cost more)."
+        )
         self.top_k_spin = QSpinBox()
         self.top_k_spin.setRange(1, 32)
         self.top_k_spin.setToolTip("Perturb this many of the most important words")
@@ -252,8 +267,17 @@ class RobustnessDockWidget(QWidget):
             box.toggled.connect(self._rules_changed)
         self.run_button.clicked.connect(self.run_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
-        for prop in ("samples", "top_k", "rules", "status", "progress", "report", "images",
-                     "message", "seconds_per_step"):
+        for prop in (
+            "samples",
+            "top_k",
+            "rules",
+            "status",
+            "progress",
+            "report",
+            "images",
+            "message",
+            "seconds_per_step",
+        ):
             getattr(state, f"{prop}_changed").connect(lambda _v: self.refresh())
         for prop in ("prompt", "steps", "width", "height"):
             signal = getattr(settings, f"{prop}_changed", None)
@@ -273,8 +297,10 @@ class RobustnessDockWidget(QWidget):
     # ----------------------------------------------------------------- view
     def refresh(self) -> None:
         s = self.state
-        for widget, value in ((self.samples_spin, s.samples),
-                              (self.top_k_spin, s.top_k or self.top_k_spin.value())):
+        for widget, value in (
+            (self.samples_spin, s.samples),
+            (self.top_k_spin, s.top_k or self.top_k_spin.value()),
+        ):
             if widget.value() != value:
                 widget.blockSignals(True)
                 widget.setValue(value)
@@ -298,8 +324,9 @@ class RobustnessDockWidget(QWidget):
         self.progress_bar.setRange(0, max(1, total))
         self.progress_bar.setValue(min(step, total))
         left = f" · {duration_text(eta)} left" if eta else ""
-        self.progress_bar.setFormat(f"{'Queued' if s.status == 'queued' else 'Rendering'}"
-                                    f" %p %{left}")
+        self.progress_bar.setFormat(
+            f"{'Queued' if s.status == 'queued' else 'Rendering'} %p %{left}"
+        )
         level, text = s.message
         name = "FieldError" if level == "error" else "Hint"
         if self.message_label.objectName() != name:
@@ -324,23 +351,30 @@ class RobustnessDockWidget(QWidget):
             bg, fg = chip_colours(value, current_scheme() == DARK)
             chip = QLabel(w.text)
             chip.setObjectName("WordChip")
-            chip.setStyleSheet(f"QLabel#WordChip {{ background: {bg}; color: {fg}; "
-                               "border-radius: 4px; padding: 2px 6px; }")
+            chip.setStyleSheet(
+                f"QLabel#WordChip {{ background: {bg}; color: {fg}; "
+                "border-radius: 4px; padding: 2px 6px; }"
+            )
             if known is not None and known.mmd2 is not None:
-                chip.setToolTip(f"Deleting “{w.text}” shifts the images by MMD² "
-                                f"{known.mmd2:.3f} (p = {known.p_value:.3f}: "
-                                f"{significance(known.p_value)})")
+                chip.setToolTip(
+                    f"Deleting “{w.text}” shifts the images by MMD² "
+                    f"{known.mmd2:.3f} (p = {known.p_value:.3f}: "
+                    f"{significance(known.p_value)})"
+                )
             self.chips.addWidget(chip)
         if not words:
             self.chips_hint.setText("Write a prompt in the Prompt panel; its words appear here.")
         elif report is None or not any(w.mmd2 is not None for w in report.words):
-            self.chips_hint.setText("After a probe, the warmer a word, the more the images "
-                                    "hang on it.")
+            self.chips_hint.setText(
+                "After a probe, the warmer a word, the more the images hang on it."
+            )
         else:
-            ranked = sorted((w for w in report.words if w.mmd2 is not None),
-                            key=lambda w: -w.mmd2)
-            self.chips_hint.setText("The warmer a word, the more the images hang on it. Most: "
-                                    + ", ".join(f"“{w.word}”" for w in ranked[:3]) + ".")
+            ranked = sorted((w for w in report.words if w.mmd2 is not None), key=lambda w: -w.mmd2)
+            self.chips_hint.setText(
+                "The warmer a word, the more the images hang on it. Most: "
+                + ", ".join(f"“{w.word}”" for w in ranked[:3])
+                + "."
+            )
         self.chips_box.updateGeometry()
 
     def _show_results(self, report: RobustnessReport | None) -> None:
@@ -352,14 +386,16 @@ class RobustnessDockWidget(QWidget):
         if not has:
             self._set_rows([])
             return
-        self.original_label.setText(f"Original: “{report.prompt}” (seeds {report.seed}…"
-                                    f"{report.seed + report.samples - 1})")
+        self.original_label.setText(
+            f"Original: “{report.prompt}” (seeds {report.seed}…{report.seed + report.samples - 1})"
+        )
         self.original_thumbs.show_images(s.group_images(0))
         best = report.most_robust()
         self._set_rows(report.perturbations)
         for row, pert in zip(self.rows, report.perturbations, strict=True):
-            row.update_from(pert, s.group_images(pert.group),
-                            best is not None and best.group == pert.group)
+            row.update_from(
+                pert, s.group_images(pert.group), best is not None and best.group == pert.group
+            )
 
     def _set_rows(self, perts: list[Perturbation]) -> None:
         while len(self.rows) > len(perts):

@@ -104,15 +104,24 @@ class SamplerDelegate(QStyledItemDelegate):
         painter.setFont(bold)
         pal = option.palette
         dim = bool(index.data(DIM_ROLE))
-        painter.setPen(QColor("#f2e4cc") if selected else
-                       pal.color(pal.ColorRole.PlaceholderText if dim else pal.ColorRole.Text))
-        painter.drawText(QRect(r.left() + pad, r.top() + 5, r.width() - 2 * pad - tag_w,
-                               fm.height()), Qt.AlignmentFlag.AlignVCenter, name)
+        painter.setPen(
+            QColor("#f2e4cc")
+            if selected
+            else pal.color(pal.ColorRole.PlaceholderText if dim else pal.ColorRole.Text)
+        )
+        painter.drawText(
+            QRect(r.left() + pad, r.top() + 5, r.width() - 2 * pad - tag_w, fm.height()),
+            Qt.AlignmentFlag.AlignVCenter,
+            name,
+        )
         painter.setFont(option.font)
         painter.setPen(QColor("#b9a98f") if selected else pal.color(pal.ColorRole.PlaceholderText))
         text = fm.elidedText(desc, Qt.TextElideMode.ElideRight, r.width() - 2 * pad)
-        painter.drawText(QRect(r.left() + pad, r.top() + 7 + fm.height(), r.width() - 2 * pad,
-                               fm.height()), Qt.AlignmentFlag.AlignVCenter, text)
+        painter.drawText(
+            QRect(r.left() + pad, r.top() + 7 + fm.height(), r.width() - 2 * pad, fm.height()),
+            Qt.AlignmentFlag.AlignVCenter,
+            text,
+        )
         painter.restore()
 
 
@@ -142,8 +151,13 @@ class FitRow(QWidget):
         lay.addWidget(self.status)
         self.status.setIndent(24)
 
-    def show_fit(self, fitting: tuple[str, JobState, int | None] | None, fits: FitsState,
-                 doing: str, where: str = "") -> None:
+    def show_fit(
+        self,
+        fitting: tuple[str, JobState, int | None] | None,
+        fits: FitsState,
+        doing: str,
+        where: str = "",
+    ) -> None:
         """Status line and button from the fit's progress (``JobsState.fit_progress``):
         "<doing>… (running · 3%<where>)" while one is queued or running, else what is fitted."""
         if fitting is not None:
@@ -164,8 +178,14 @@ class SamplerDockWidget(QWidget):
     #: "Compare samplers…" pressed.
     compare_requested = Signal()
 
-    def __init__(self, settings: GenerationSettings, engine: EngineInfo, fits: FitsState,
-                 jobs: JobsState, parent: QWidget | None = None):
+    def __init__(
+        self,
+        settings: GenerationSettings,
+        engine: EngineInfo,
+        fits: FitsState,
+        jobs: JobsState,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.settings, self.engine, self.fits, self.jobs = settings, engine, fits, jobs
         self.setObjectName("DockBody")
@@ -197,7 +217,8 @@ class SamplerDockWidget(QWidget):
         self.guidance_spin.setToolTip(
             "Flux's distilled guidance (Forge's 'Distilled CFG Scale'): fed to the model's "
             "guidance embedding, one pass a step. Higher follows the prompt more literally. "
-            "Schnell ignores it.")
+            "Schnell ignores it."
+        )
         self.shift_spin = QDoubleSpinBox()
         self.shift_spin.setObjectName("shift_spin")
         self.shift_spin.setRange(0.0, 20.0)
@@ -206,7 +227,8 @@ class SamplerDockWidget(QWidget):
         self.shift_spin.setSpecialValueText("Model default")
         self.shift_spin.setToolTip(
             "Timestep shift s: σ' = s·σ / (1 + (s − 1)·σ) (Esser et al. 2024, eq. 23) spends "
-            "more steps at high noise for s > 1. Default: SD3's 3; Flux's by resolution.")
+            "more steps at high noise for s > 1. Default: SD3's 3; Flux's by resolution."
+        )
         self.flow_hint = QLabel()
         self.flow_hint.setObjectName("Hint")
         self.flow_hint.setWordWrap(True)
@@ -249,28 +271,33 @@ class SamplerDockWidget(QWidget):
         self.analytic_toggle = self.analytic_row.toggle
         self.analytic_toggle.setToolTip(
             "Optimal reverse variance (Bao et al. 2022): switches DDPM ↔ Analytic-DDPM and "
-            "DDIM ↔ Analytic-DDIM. Needs a one-off fit per model.")
+            "DDIM ↔ Analytic-DDIM. Needs a one-off fit per model."
+        )
         self.calibration_row = FitRow("Calibrated", "calibration")
         self.calibrated_toggle = self.calibration_row.toggle
         self.calibrated_toggle.setToolTip(
             "Subtract the per-step mean of the predicted noise (Pang et al. 2023); works with "
-            "every sampler. Needs a one-off fit per model.")
+            "every sampler. Needs a one-off fit per model."
+        )
         self.need_label = QLabel()
         self.need_label.setObjectName("FieldError")
         self.need_label.setWordWrap(True)
         self.need_label.setToolTip(
             "Analytic-DPM needs Γ_t = E‖ε̂(x_t, t)‖² / d for each timestep (Bao et al. 2022, "
             "eq. 7), estimated once per model from noised images; calibration needs the "
-            "per-step mean of ε̂.")
+            "per-step mean of ε̂."
+        )
         self.need_button = QPushButton("Fit now")
         self.need_button.setObjectName("need_fit_button")
         self.compare_button = QPushButton("Compare samplers…")
         self.compare_button.setObjectName("compare_button")
         self.compare_button.setToolTip(
             "Render the current prompt and seed with several samplers and step counts, side "
-            "by side, with the seconds each took")
-        self._toggle_tips = {row: row.toggle.toolTip()
-                             for row in (self.analytic_row, self.calibration_row)}
+            "by side, with the seconds each took"
+        )
+        self._toggle_tips = {
+            row: row.toggle.toolTip() for row in (self.analytic_row, self.calibration_row)
+        }
         self._layout()
         self._bind()
 
@@ -297,12 +324,14 @@ class SamplerDockWidget(QWidget):
         eta_box = QWidget()
         eta_box.setLayout(eta_row)
         eta_row.setContentsMargins(0, 0, 0, 0)
-        for r, (name, text, widget) in enumerate((
-            ("schedule", "Schedule", self.schedule_combo),
-            ("timestep_spacing", "Spacing", self.spacing_combo),
-            ("eta", "η (eta)", eta_box),
-            ("solver_order", "Order", self.order_combo),
-        )):
+        for r, (name, text, widget) in enumerate(
+            (
+                ("schedule", "Schedule", self.schedule_combo),
+                ("timestep_spacing", "Spacing", self.spacing_combo),
+                ("eta", "η (eta)", eta_box),
+                ("solver_order", "Order", self.order_combo),
+            )
+        ):
             lab = label(text)
             form.addWidget(lab, r, 0)
             form.addWidget(widget, r, 1)
@@ -368,8 +397,12 @@ class SamplerDockWidget(QWidget):
         s.sampler_changed.connect(lambda _v: self._refresh())
         # A model of the other family (flow vs ε/v), picked or loaded, or a recipe's sampler
         # that does not fit it: switch to the sampler that does, and say so.
-        for sig in (self.engine.models_changed, self.engine.health_changed, s.model_changed,
-                    s.sampler_changed):
+        for sig in (
+            self.engine.models_changed,
+            self.engine.health_changed,
+            s.model_changed,
+            s.sampler_changed,
+        ):
             sig.connect(lambda _v: self._fit_to_model())
         s.options_changed.connect(lambda _v: self._refresh())
         s.steps_changed.connect(lambda _v: self._refresh_steps())
@@ -381,25 +414,32 @@ class SamplerDockWidget(QWidget):
 
         self.sampler_list.currentItemChanged.connect(self._on_pick)
         self.schedule_combo.activated.connect(lambda _i: self._on_schedule())
-        self.spacing_combo.activated.connect(lambda _i: self._set_option(
-            "timestep_spacing", self.spacing_combo.currentData()))
-        self.order_combo.activated.connect(lambda _i: self._set_option(
-            "solver_order", self.order_combo.currentData()))
+        self.spacing_combo.activated.connect(
+            lambda _i: self._set_option("timestep_spacing", self.spacing_combo.currentData())
+        )
+        self.order_combo.activated.connect(
+            lambda _i: self._set_option("solver_order", self.order_combo.currentData())
+        )
         self.eta_spin.valueChanged.connect(self._on_eta)
         self.guidance_spin.valueChanged.connect(lambda _v: self._on_flow())
         self.shift_spin.valueChanged.connect(lambda _v: self._on_flow())
         self.eta_slider.valueChanged.connect(
-            lambda v: None if self._updating else self.eta_spin.setValue(v / 100))
+            lambda v: None if self._updating else self.eta_spin.setValue(v / 100)
+        )
         self.steps_slider.valueChanged.connect(
-            lambda v: None if self._updating else setattr(s, "steps", v))
+            lambda v: None if self._updating else setattr(s, "steps", v)
+        )
         self.steps_spin.valueChanged.connect(
-            lambda v: None if self._updating else setattr(s, "steps", v))
+            lambda v: None if self._updating else setattr(s, "steps", v)
+        )
         self.analytic_toggle.clicked.connect(self._on_analytic)
         self.calibrated_toggle.clicked.connect(
-            lambda on: s.set_option("calibrated", True if on else None))
+            lambda on: s.set_option("calibrated", True if on else None)
+        )
         self.analytic_row.fit_button.clicked.connect(lambda: self.fit_requested.emit("analytic"))
         self.calibration_row.fit_button.clicked.connect(
-            lambda: self.fit_requested.emit("calibration"))
+            lambda: self.fit_requested.emit("calibration")
+        )
         self.need_button.clicked.connect(self._on_need_fit)
         self.compare_button.clicked.connect(self.compare_requested.emit)
         self._refresh()
@@ -444,8 +484,11 @@ class SamplerDockWidget(QWidget):
                     break
             else:
                 self.sampler_list.setCurrentRow(-1)
-            self.description.setText(info.description if info is not None else
-                                     f"{s.sampler}: not offered by this engine.")
+            self.description.setText(
+                info.description
+                if info is not None
+                else f"{s.sampler}: not offered by this engine."
+            )
             any_row = False
             for opt_name, widgets in self._option_rows.items():
                 opt = option(info, opt_name)
@@ -456,15 +499,23 @@ class SamplerDockWidget(QWidget):
                     continue
                 value = s.option(opt_name)
                 if opt_name == "schedule":
-                    self._fill_combo(self.schedule_combo,
-                                     [(schedule_label(c), c) for c in opt.choices],
-                                     implied or value or "default")
+                    self._fill_combo(
+                        self.schedule_combo,
+                        [(schedule_label(c), c) for c in opt.choices],
+                        implied or value or "default",
+                    )
                 elif opt_name == "timestep_spacing":
-                    self._fill_combo(self.spacing_combo,
-                                     [(DEFAULT, None)] + [(str(c), c) for c in opt.choices], value)
+                    self._fill_combo(
+                        self.spacing_combo,
+                        [(DEFAULT, None)] + [(str(c), c) for c in opt.choices],
+                        value,
+                    )
                 elif opt_name == "solver_order":
-                    self._fill_combo(self.order_combo,
-                                     [(DEFAULT, None)] + [(str(c), c) for c in opt.choices], value)
+                    self._fill_combo(
+                        self.order_combo,
+                        [(DEFAULT, None)] + [(str(c), c) for c in opt.choices],
+                        value,
+                    )
                 elif opt_name == "eta":
                     eta = float(value if value is not None else (opt.default or 0.0))
                     self.eta_spin.setValue(eta)
@@ -498,7 +549,10 @@ class SamplerDockWidget(QWidget):
         self.shift_spin.setValue(shift or 0.0)
         self.flow_hint.setText(
             "CFG scale (Prompt panel) runs only with a negative prompt on Flux: true CFG, two "
-            "passes a step." if flux else "SD3's guidance is the CFG scale (Prompt panel).")
+            "passes a step."
+            if flux
+            else "SD3's guidance is the CFG scale (Prompt panel)."
+        )
 
     def _on_flow(self) -> None:
         if self._updating:
@@ -522,10 +576,14 @@ class SamplerDockWidget(QWidget):
         if switch is not None:
             notes.append(switch.note)
         if dropped:
-            names = {"calibrated": "calibration", "uncertainty": "uncertainty",
-                     "flow": "the flow options"}
-            notes.append(f"Turned off {', '.join(names[n] for n in dropped)}: not for "
-                         f"{arch} models.")
+            names = {
+                "calibrated": "calibration",
+                "uncertainty": "uncertainty",
+                "flow": "the flow options",
+            }
+            notes.append(
+                f"Turned off {', '.join(names[n] for n in dropped)}: not for {arch} models."
+            )
         if not notes:
             return
         for name in dropped:
@@ -570,16 +628,22 @@ class SamplerDockWidget(QWidget):
         s = self.settings
         info, _ = self.current_info()
         self._fits_shown = self._fits_progress()
-        for row, fitting in zip((self.analytic_row, self.calibration_row), self._fits_shown,
-                                strict=True):
+        for row, fitting in zip(
+            (self.analytic_row, self.calibration_row), self._fits_shown, strict=True
+        ):
             row.show_fit(fitting, self.fits, "Fitting", ", see Queue")
         enabled, _, _ = analytic_toggle(info.name if info else s.sampler)
         if not enabled and self.fits.latest("analytic") is None:
             self.analytic_row.status.setText(
-                self.analytic_row.status.text() + " · applies to DDPM and DDIM")
+                self.analytic_row.status.text() + " · applies to DDPM and DDIM"
+            )
         spacing = s.option("timestep_spacing")
-        needs = self.fits.needs(info, s.steps, spacing if isinstance(spacing, str) else None,
-                                bool(s.option("calibrated")))
+        needs = self.fits.needs(
+            info,
+            s.steps,
+            spacing if isinstance(spacing, str) else None,
+            bool(s.option("calibrated")),
+        )
         self._needs = needs
         busy = any(self.jobs.active_fit(n.kind) is not None for n in needs)
         self.need_label.setText(" ".join(n.message for n in needs))
@@ -589,8 +653,9 @@ class SamplerDockWidget(QWidget):
         architecture = model.architecture if model is not None else None
         for i in range(self.sampler_list.count()):
             item = self.sampler_list.item(i)
-            sampler = next((x for x in self.engine.samplers if x.name == item.data(NAME_ROLE)),
-                           None)
+            sampler = next(
+                (x for x in self.engine.samplers if x.name == item.data(NAME_ROLE)), None
+            )
             tag = ""
             if sampler is not None and sampler.needs_fit == "analytic":
                 tag = "fitted" if self.fits.latest("analytic") is not None else "needs fit"

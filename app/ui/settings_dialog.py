@@ -29,8 +29,11 @@ from app.engine_locator import is_frozen
 from app.state.settings import DARK, LIGHT, LOCAL, REMOTE, SYSTEM, Settings
 
 #: Settings → GPU memory: (label, LoadModelRequest.offload)
-OFFLOAD_CHOICES = (("Everything on the GPU", "none"), ("T5 text encoder on the CPU", "t5-cpu"),
-                   ("Model CPU offload (slower)", "model"))
+OFFLOAD_CHOICES = (
+    ("Everything on the GPU", "none"),
+    ("T5 text encoder on the CPU", "t5-cpu"),
+    ("Model CPU offload (slower)", "model"),
+)
 
 THEMES = ((SYSTEM, "Follow the system"), (DARK, "Dark"), (LIGHT, "Light"))
 
@@ -41,8 +44,13 @@ ConnectionTester = Callable[[str, str], Awaitable[str]]
 class SettingsDialog(QDialog):
     """Edits a copy of the values; :meth:`apply` writes them to Settings on OK."""
 
-    def __init__(self, settings: Settings, default_outputs: Path,
-                 tester: ConnectionTester | None = None, parent: QWidget | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        default_outputs: Path,
+        tester: ConnectionTester | None = None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setMinimumWidth(560)
@@ -82,7 +90,9 @@ class SettingsDialog(QDialog):
         self.python_edit = QLineEdit(settings.engine_python)
         self.python_edit.setPlaceholderText(
             "required in the packaged app: …/bin/python with torch and sfumato's engine"
-            if is_frozen() else "this app's Python (leave empty)")
+            if is_frozen()
+            else "this app's Python (leave empty)"
+        )
         python_browse = QPushButton("Browse…")
         python_browse.clicked.connect(self._browse_python)
         python_row = QHBoxLayout()
@@ -96,7 +106,8 @@ class SettingsDialog(QDialog):
         self.fast_check.setToolTip(
             "On a GPU engine the model is compiled in the background after it loads (the status "
             "bar says 'fast path warming up'; jobs meanwhile run as usual), then each image is "
-            "several times faster. Off: every job runs eager. The CPU engine has no fast path.")
+            "several times faster. Off: every job runs eager. The CPU engine has no fast path."
+        )
         self.fast_check.setChecked(settings.fast_path)
         eb.addWidget(self.fast_check)
         self.offload_combo = QComboBox()
@@ -107,7 +118,8 @@ class SettingsDialog(QDialog):
             "For GPUs with little memory, from the next model load on. T5 on the CPU: SD3/Flux's "
             "T5-XXL text encoder (9.5 GB in 16 bits) stays in host memory and runs on the CPU "
             "once per prompt. Model offload: each part moves to the GPU only while it runs "
-            "(slower). The status bar says what is in force.")
+            "(slower). The status bar says what is in force."
+        )
         memory_form = QFormLayout()
         memory_form.addRow("GPU memory", self.offload_combo)
         eb.addLayout(memory_form)
@@ -132,13 +144,16 @@ class SettingsDialog(QDialog):
         look_box = QGroupBox("Appearance")
         lb = QFormLayout(look_box)
         lb.addRow("Theme", self.theme_combo)
-        note = QLabel("Changing the engine, output or model folders restarts the local engine; "
-                      "queued jobs are kept.")
+        note = QLabel(
+            "Changing the engine, output or model folders restarts the local engine; "
+            "queued jobs are kept."
+        )
         note.setObjectName("Hint")
         note.setWordWrap(True)
 
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
@@ -159,14 +174,16 @@ class SettingsDialog(QDialog):
         self.python_edit.setEnabled(not remote)
 
     def _browse_python(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Python that runs the engine",
-                                              self.python_edit.text() or str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Python that runs the engine", self.python_edit.text() or str(Path.home())
+        )
         if path:
             self.python_edit.setText(path)
 
     def _browse_output(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Save images to",
-                                                  self.output_edit.text() or str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(
+            self, "Save images to", self.output_edit.text() or str(Path.home())
+        )
         if folder:
             self.output_edit.setText(folder)
 

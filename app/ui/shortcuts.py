@@ -20,16 +20,19 @@ class PopupEscape(QObject):
     """Application event filter: while a popup is open, Esc belongs to the popup."""
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        if (event.type() == QEvent.Type.ShortcutOverride
-                and event.key() == Qt.Key.Key_Escape
-                and QApplication.activePopupWidget() is not None):
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and event.key() == Qt.Key.Key_Escape
+            and QApplication.activePopupWidget() is not None
+        ):
             event.accept()  # an accepted override: no shortcut, the key goes to the popup
             return True
         return False
 
 
-def application_action(owner: QWidget, text: str, key: QKeySequence | str,
-                       slot: Callable[[], object]) -> QAction:
+def application_action(
+    owner: QWidget, text: str, key: QKeySequence | str, slot: Callable[[], object]
+) -> QAction:
     """A QAction on ``owner`` whose shortcut fires from any window of the app."""
     action = QAction(text, owner)
     action.setShortcut(QKeySequence(key))

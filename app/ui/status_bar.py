@@ -13,9 +13,13 @@ from .queue_dock import format_eta
 from .theme import repolish
 
 DOT_COLOURS = {
-    Connection.starting: "#d9a35b", Connection.connecting: "#d9a35b",
-    Connection.loading: "#d9a35b", Connection.ready: "#6cc28a", Connection.busy: "#5fa8e8",
-    Connection.restarting: "#e0686b", Connection.disconnected: "#e0686b",
+    Connection.starting: "#d9a35b",
+    Connection.connecting: "#d9a35b",
+    Connection.loading: "#d9a35b",
+    Connection.ready: "#6cc28a",
+    Connection.busy: "#5fa8e8",
+    Connection.restarting: "#e0686b",
+    Connection.disconnected: "#e0686b",
     Connection.stopped: "#7a7d85",
 }
 #: Message levels; their colours are in style.qss (QLabel#status_message[level=…]).
@@ -48,8 +52,12 @@ class StatusBar(QStatusBar):
         self._clear_timer = QTimer(self)
         self._clear_timer.setSingleShot(True)
         self._clear_timer.timeout.connect(lambda: self.message.setText(""))
-        for sig in (engine.connection_changed, engine.health_changed, engine.detail_changed,
-                    engine.url_changed):
+        for sig in (
+            engine.connection_changed,
+            engine.health_changed,
+            engine.detail_changed,
+            engine.url_changed,
+        ):
             sig.connect(lambda _v: self._update_engine())
         jobs.changed.connect(self._update_jobs)
         jobs.job_updated.connect(lambda _id: self._update_jobs())

@@ -25,19 +25,43 @@ CANVAS_BG = QColor("#141517")
 #: Palette colours per scheme. The stylesheet is written for dark; light maps its colours.
 PALETTES = {
     DARK: {
-        "Window": "#1b1c1f", "WindowText": "#d9dade", "Base": "#16171a",
-        "AlternateBase": "#222327", "ToolTipBase": "#2b2d32", "ToolTipText": "#e6e7ea",
-        "Text": "#d9dade", "Button": "#2c2e33", "ButtonText": "#d9dade", "BrightText": "#ffffff",
-        "Highlight": "#7a5a2e", "HighlightedText": "#ffffff", "Link": "#e6b470",
-        "PlaceholderText": "#6b6e76", "Mid": "#34363c", "Dark": "#141517", "Shadow": "#0b0b0c",
+        "Window": "#1b1c1f",
+        "WindowText": "#d9dade",
+        "Base": "#16171a",
+        "AlternateBase": "#222327",
+        "ToolTipBase": "#2b2d32",
+        "ToolTipText": "#e6e7ea",
+        "Text": "#d9dade",
+        "Button": "#2c2e33",
+        "ButtonText": "#d9dade",
+        "BrightText": "#ffffff",
+        "Highlight": "#7a5a2e",
+        "HighlightedText": "#ffffff",
+        "Link": "#e6b470",
+        "PlaceholderText": "#6b6e76",
+        "Mid": "#34363c",
+        "Dark": "#141517",
+        "Shadow": "#0b0b0c",
         "disabled": "#62656d",
     },
     LIGHT: {
-        "Window": "#eeeff1", "WindowText": "#222327", "Base": "#fbfbfc",
-        "AlternateBase": "#e6e7ea", "ToolTipBase": "#ffffff", "ToolTipText": "#222327",
-        "Text": "#222327", "Button": "#e3e4e7", "ButtonText": "#222327", "BrightText": "#000000",
-        "Highlight": "#e8c48f", "HighlightedText": "#1b1c1f", "Link": "#8a5a1c",
-        "PlaceholderText": "#8e919a", "Mid": "#c9cbd0", "Dark": "#b8bbc2", "Shadow": "#9a9da5",
+        "Window": "#eeeff1",
+        "WindowText": "#222327",
+        "Base": "#fbfbfc",
+        "AlternateBase": "#e6e7ea",
+        "ToolTipBase": "#ffffff",
+        "ToolTipText": "#222327",
+        "Text": "#222327",
+        "Button": "#e3e4e7",
+        "ButtonText": "#222327",
+        "BrightText": "#000000",
+        "Highlight": "#e8c48f",
+        "HighlightedText": "#1b1c1f",
+        "Link": "#8a5a1c",
+        "PlaceholderText": "#8e919a",
+        "Mid": "#c9cbd0",
+        "Dark": "#b8bbc2",
+        "Shadow": "#9a9da5",
         "disabled": "#9a9da5",
     },
 }
@@ -77,8 +101,11 @@ def apply_theme(app: QApplication, choice: str = SYSTEM) -> str:
     for name, value in colours.items():
         if name != "disabled":
             pal.setColor(getattr(QPalette.ColorRole, name), QColor(value))
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText,
-                 QPalette.ColorRole.WindowText):
+    for role in (
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+    ):
         pal.setColor(QPalette.ColorGroup.Disabled, role, QColor(colours["disabled"]))
     app.setPalette(pal)
     app.setProperty("sfumatoScheme", scheme)
@@ -98,8 +125,7 @@ def follow_system(app: QApplication, choice: Callable[[], str]) -> None:
     """Re-apply the theme when the desktop switches light/dark and ``choice()`` is 'system'."""
     hints = app.styleHints()
     if hasattr(hints, "colorSchemeChanged"):
-        hints.colorSchemeChanged.connect(
-            lambda _s: choice() == SYSTEM and apply_theme(app, SYSTEM))
+        hints.colorSchemeChanged.connect(lambda _s: choice() == SYSTEM and apply_theme(app, SYSTEM))
 
 
 _COLOUR = re.compile(r"#([0-9a-fA-F]{6})\b|rgba\((\d+),\s*(\d+),\s*(\d+),\s*(\d+)\)")

@@ -37,8 +37,13 @@ class ThumbnailLoader(QObject):
 
     ready = Signal(str, QImage)
 
-    def __init__(self, size: int = 160, parent: QObject | None = None,
-                 cache_bytes: int = CACHE_BYTES, max_items: int = 1000):
+    def __init__(
+        self,
+        size: int = 160,
+        parent: QObject | None = None,
+        cache_bytes: int = CACHE_BYTES,
+        max_items: int = 1000,
+    ):
         super().__init__(parent)
         self.size = size
         self.cache_bytes, self.max_items = cache_bytes, max_items
@@ -83,8 +88,9 @@ class ThumbnailLoader(QObject):
             self._cached_bytes -= old.sizeInBytes()
         self._cache[path] = image
         self._cached_bytes += image.sizeInBytes()
-        while len(self._cache) > 1 and (self._cached_bytes > self.cache_bytes
-                                        or len(self._cache) > self.max_items):
+        while len(self._cache) > 1 and (
+            self._cached_bytes > self.cache_bytes or len(self._cache) > self.max_items
+        ):
             _, dropped = self._cache.popitem(last=False)
             self._cached_bytes -= dropped.sizeInBytes()
 

@@ -55,9 +55,16 @@ class UncertaintyDockWidget(QWidget):
     #: "Use DDIM" pressed on the sampler warning.
     sampler_requested = Signal(str)
 
-    def __init__(self, settings: GenerationSettings, view: UncertaintyView, canvas: CanvasState,
-                 engine: EngineInfo, fits: FitsState, jobs: JobsState,
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        settings: GenerationSettings,
+        view: UncertaintyView,
+        canvas: CanvasState,
+        engine: EngineInfo,
+        fits: FitsState,
+        jobs: JobsState,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.settings, self.view, self.canvas = settings, view, canvas
         self.engine, self.fits, self.jobs = engine, fits, jobs
@@ -72,7 +79,8 @@ class UncertaintyDockWidget(QWidget):
         self.enable_toggle = self.fit_row.toggle
         self.enable_toggle.setToolTip(
             "BayesDiff (Kou et al. 2024): a per-pixel map of where the model was unsure, and a "
-            "score per image. Needs a one-off fit of the model's last layer.")
+            "score per image. Needs a one-off fit of the model's last layer."
+        )
         self.sampler_warning = QLabel()
         self.sampler_warning.setObjectName("FieldError")
         self.sampler_warning.setWordWrap(True)
@@ -82,15 +90,24 @@ class UncertaintyDockWidget(QWidget):
         self.error_label.setObjectName("FieldError")
         self.error_label.setWordWrap(True)
 
-        self.samples_spin = self._spin(1, 64, "S: posterior samples of the model carried "
-                                       "through sampling, batched into one UNet call. More "
-                                       "samples give a steadier map (5: its detail varies "
-                                       "between draws; 32: as close as a Monte-Carlo run)")
-        self.skip_spin = self._spin(1, 100, "k: run the samples through the UNet every k-th "
-                                    "step; the steps between extrapolate their response "
-                                    "(faster; k = 5 reads somewhat low)")
-        self.decodes_spin = self._spin(1, 64, "M: latent samples decoded (one VAE batch) for "
-                                       "the pixel map")
+        self.samples_spin = self._spin(
+            1,
+            64,
+            "S: posterior samples of the model carried "
+            "through sampling, batched into one UNet call. More "
+            "samples give a steadier map (5: its detail varies "
+            "between draws; 32: as close as a Monte-Carlo run)",
+        )
+        self.skip_spin = self._spin(
+            1,
+            100,
+            "k: run the samples through the UNet every k-th "
+            "step; the steps between extrapolate their response "
+            "(faster; k = 5 reads somewhat low)",
+        )
+        self.decodes_spin = self._spin(
+            1, 64, "M: latent samples decoded (one VAE batch) for the pixel map"
+        )
         self.cost_label = QLabel()
         self.cost_label.setObjectName("Hint")
         self.cost_label.setWordWrap(True)
@@ -105,7 +122,8 @@ class UncertaintyDockWidget(QWidget):
         self.score_combo.setToolTip(
             "What ranks the batch (used from the next generation). Latent: the sum of the "
             "final latent's variance, as BayesDiff's code scores images. Pixel: the mean "
-            "per-pixel variance of the M decoded samples (comparable across image sizes).")
+            "per-pixel variance of the M decoded samples (comparable across image sizes)."
+        )
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
         self.opacity_slider.setObjectName("opacity_slider")
         self.opacity_slider.setRange(0, 100)
@@ -117,15 +135,18 @@ class UncertaintyDockWidget(QWidget):
         self.sort_button.setToolTip("Order the batch from the most certain image to the least")
         self.keep_spin = self._spin(1, 1600, "How many images to keep")
         self.keep_button = QPushButton("Keep most certain")
-        self.keep_button.setToolTip("Show only the N most certain images of the batch (the "
-                                    "others stay on disk and in the History)")
+        self.keep_button.setToolTip(
+            "Show only the N most certain images of the batch (the "
+            "others stay on disk and in the History)"
+        )
         self.show_all_button = QPushButton("Show all")
         self.batch_label = QLabel()
         self.batch_label.setObjectName("Hint")
         self.batch_label.setWordWrap(True)
 
-        self.variation_step_spin = self._spin(0, 999, "Resample x_t at this step from "
-                                              "N(E[x_t], Var[x_t]) and finish sampling")
+        self.variation_step_spin = self._spin(
+            0, 999, "Resample x_t at this step from N(E[x_t], Var[x_t]) and finish sampling"
+        )
         self.variation_count_spin = self._spin(1, 16, "How many variations")
         self.variation_button = QPushButton("Make variations")
         self.variation_button.setObjectName("variation_button")
@@ -175,9 +196,13 @@ class UncertaintyDockWidget(QWidget):
         form.setVerticalSpacing(4)
         form.setColumnStretch(1, 1)
         # plain words; the paper's symbols (S, k, M) are in each field's tooltip
-        for r, (text, spin) in enumerate((("Samples", self.samples_spin),
-                                          ("Every k-th step", self.skip_spin),
-                                          ("Decodes", self.decodes_spin))):
+        for r, (text, spin) in enumerate(
+            (
+                ("Samples", self.samples_spin),
+                ("Every k-th step", self.skip_spin),
+                ("Decodes", self.decodes_spin),
+            )
+        ):
             form.addWidget(label(text, spin), r, 0)
             form.addWidget(spin, r, 1)
         body.addLayout(form)
@@ -193,15 +218,22 @@ class UncertaintyDockWidget(QWidget):
         opacity.setContentsMargins(0, 0, 0, 0)
         opacity.addWidget(self.opacity_slider, 1)
         opacity.addWidget(self.opacity_label)
-        for r, (text, widget) in enumerate((("Layout", self.layout_combo),
-                                            ("Colours", self.colormap_combo),
-                                            ("Range", self.range_combo))):
+        for r, (text, widget) in enumerate(
+            (
+                ("Layout", self.layout_combo),
+                ("Colours", self.colormap_combo),
+                ("Range", self.range_combo),
+            )
+        ):
             grid.addWidget(label(text), r, 0)
             grid.addWidget(widget, r, 1)
         opacity_label = label("Opacity", self.opacity_slider)
         grid.addWidget(opacity_label, 3, 0)
-        self.opacity_widgets: list[QWidget] = [opacity_label, self.opacity_slider,
-                                               self.opacity_label]
+        self.opacity_widgets: list[QWidget] = [
+            opacity_label,
+            self.opacity_slider,
+            self.opacity_label,
+        ]
         grid.addLayout(opacity, 3, 1)
         body.addLayout(grid)
 
@@ -249,9 +281,14 @@ class UncertaintyDockWidget(QWidget):
         # own progress; the view state; the canvas batch. Other jobs' progress (a generation
         # sends several events a second) leaves the panel alone.
         s, v = self.settings, self.view
-        for signal in (s.options_changed, s.sampler_changed, s.errors_changed,
-                       self.engine.samplers_changed, self.fits.fits_changed,
-                       self.fits.model_changed):
+        for signal in (
+            s.options_changed,
+            s.sampler_changed,
+            s.errors_changed,
+            self.engine.samplers_changed,
+            self.fits.fits_changed,
+            self.fits.model_changed,
+        ):
             signal.connect(lambda _v: self._refresh_generation())
         self.jobs.changed.connect(self._on_jobs)
         self.jobs.job_updated.connect(self._on_job_updated)
@@ -262,31 +299,43 @@ class UncertaintyDockWidget(QWidget):
             getattr(v, f"{name}_changed").connect(lambda _v: self._refresh_display())
 
         self.enable_toggle.clicked.connect(
-            lambda on: s.set_option("uncertainty", True if on else None))
-        for spin, name in ((self.samples_spin, "uncertainty_samples"),
-                           (self.skip_spin, "uncertainty_skip"),
-                           (self.decodes_spin, "uncertainty_decodes")):
+            lambda on: s.set_option("uncertainty", True if on else None)
+        )
+        for spin, name in (
+            (self.samples_spin, "uncertainty_samples"),
+            (self.skip_spin, "uncertainty_skip"),
+            (self.decodes_spin, "uncertainty_decodes"),
+        ):
             spin.valueChanged.connect(lambda value, n=name: self._set_number(n, value))
-        self.score_combo.activated.connect(lambda _i: self._set_score(self.score_combo.currentData()))
+        self.score_combo.activated.connect(
+            lambda _i: self._set_score(self.score_combo.currentData())
+        )
         self.fit_row.fit_button.clicked.connect(lambda: self.fit_requested.emit("uncertainty"))
         self.use_ddim_button.clicked.connect(lambda: self.sampler_requested.emit("DDIM"))
 
         self.show_toggle.toggled.connect(lambda on: self._set_view("show_map", on))
         self.opacity_slider.valueChanged.connect(lambda x: self._set_view("opacity", x / 100))
         self.layout_combo.activated.connect(
-            lambda _i: self._set_view("layout", self.layout_combo.currentData()))
+            lambda _i: self._set_view("layout", self.layout_combo.currentData())
+        )
         self.colormap_combo.activated.connect(
-            lambda _i: self._set_view("colormap", self.colormap_combo.currentData()))
+            lambda _i: self._set_view("colormap", self.colormap_combo.currentData())
+        )
         self.range_combo.activated.connect(
-            lambda _i: self._set_view("range_mode", self.range_combo.currentData()))
+            lambda _i: self._set_view("range_mode", self.range_combo.currentData())
+        )
 
         self.sort_button.clicked.connect(self.canvas.sort_most_certain)
         self.keep_button.clicked.connect(
-            lambda: self.canvas.keep_most_certain(self.keep_spin.value()))
+            lambda: self.canvas.keep_most_certain(self.keep_spin.value())
+        )
         self.show_all_button.clicked.connect(self.canvas.show_all)
         self.variation_step_spin.valueChanged.connect(lambda _v: self._refresh_batch())
-        self.variation_button.clicked.connect(lambda: self.variations_requested.emit(
-            self.variation_step_spin.value(), self.variation_count_spin.value()))
+        self.variation_button.clicked.connect(
+            lambda: self.variations_requested.emit(
+                self.variation_step_spin.value(), self.variation_count_spin.value()
+            )
+        )
         self.export_png_button.clicked.connect(lambda: self.export_requested.emit("png"))
         self.export_npy_button.clicked.connect(lambda: self.export_requested.emit("npy"))
         self.variation_count_spin.setValue(4)
@@ -354,8 +403,9 @@ class UncertaintyDockWidget(QWidget):
         flow = info is not None and info.model_family == "flow"  # SD3/Flux: greyed, with why
         self.enable_toggle.setEnabled(not flow)
         if bad_sampler or flow:
-            why = info.uncertainty_note or (FLOW_METHODS_NOTE if flow else
-                                            "it has no variance propagation")
+            why = info.uncertainty_note or (
+                FLOW_METHODS_NOTE if flow else "it has no variance propagation"
+            )
             self.sampler_warning.setText(f"{info.name} cannot carry uncertainty: {why}")
         self.warning_box.setVisible(bad_sampler or flow)
         self.use_ddim_button.setVisible(not flow)  # DDIM does not sample SD3/Flux
@@ -364,37 +414,49 @@ class UncertaintyDockWidget(QWidget):
         need_fit = on and not fitted and fitting is None and bool(self.fits.model)
         error = s.error("uncertainty")
         if not error and need_fit:
-            error = "No posterior for this model yet: press Fit now (about a minute on the " \
-                    "built-in model)."
+            error = (
+                "No posterior for this model yet: press Fit now (about a minute on the "
+                "built-in model)."
+            )
         self.error_label.setText(error)
         self.error_label.setVisible(bool(error))
-        values = [int(s.option(name) or DEFAULTS[name]) for name in
-                  ("uncertainty_samples", "uncertainty_skip", "uncertainty_decodes")]
-        for spin, value in zip((self.samples_spin, self.skip_spin, self.decodes_spin), values,
-                               strict=True):
+        values = [
+            int(s.option(name) or DEFAULTS[name])
+            for name in ("uncertainty_samples", "uncertainty_skip", "uncertainty_decodes")
+        ]
+        for spin, value in zip(
+            (self.samples_spin, self.skip_spin, self.decodes_spin), values, strict=True
+        ):
             spin.setValue(value)
             spin.setEnabled(on)
         kind = s.option("uncertainty_score") or DEFAULTS["uncertainty_score"]
         self.score_combo.setCurrentIndex(max(0, self.score_combo.findData(kind)))
         self.score_combo.setEnabled(on)
-        self.cost_label.setText(cost_text(*values) if on else
-                                "Off: images are generated without uncertainty.")
+        self.cost_label.setText(
+            cost_text(*values) if on else "Off: images are generated without uncertainty."
+        )
 
     def _show_display(self) -> None:
         v = self.view
         self.show_toggle.setChecked(bool(v.show_map))
         self.opacity_slider.setValue(round(v.opacity * 100))
         self.opacity_label.setText(f"{v.opacity * 100:.0f}%")
-        for combo, value in ((self.layout_combo, v.layout), (self.colormap_combo, v.colormap),
-                             (self.range_combo, v.range_mode)):
+        for combo, value in (
+            (self.layout_combo, v.layout),
+            (self.colormap_combo, v.colormap),
+            (self.range_combo, v.range_mode),
+        ):
             combo.setCurrentIndex(max(0, combo.findData(value)))
         # Side by side draws the map opaque beside the image: opacity does not apply there.
         overlay = v.layout == "overlay"
         for w in self.opacity_widgets:
             w.setEnabled(overlay)
-        self.opacity_slider.setToolTip("How strongly the map covers the image" if overlay else
-                                       "Opacity applies to the overlay only: side by side shows "
-                                       "the map opaque, beside the image")
+        self.opacity_slider.setToolTip(
+            "How strongly the map covers the image"
+            if overlay
+            else "Opacity applies to the overlay only: side by side shows "
+            "the map opaque, beside the image"
+        )
 
     def _show_batch(self) -> None:
         images = self.canvas.images
@@ -414,17 +476,21 @@ class UncertaintyDockWidget(QWidget):
             self.keep_spin.setValue(max(1, (total + 1) // 2))
         self.show_all_button.setVisible(bool(self.canvas.hidden))
         if self.canvas.hidden:
-            self.batch_label.setText(f"Showing the {len(images)} most certain; "
-                                     f"{len(self.canvas.hidden)} set aside.")
+            self.batch_label.setText(
+                f"Showing the {len(images)} most certain; {len(self.canvas.hidden)} set aside."
+            )
         elif is_most_certain_first([im.score for im in images]):
             self.batch_label.setText(
                 f"Most certain first: uncertainty {short_value(images[0].score)} (left) to "
                 f"{short_value(images[-1].score)} (right), under each thumbnail; lower = more "
-                "certain.")
+                "certain."
+            )
         elif scored:
-            self.batch_label.setText(f"{len(scored)} of {len(images)} images have a map (their "
-                                     "uncertainty under each thumbnail: lower = more certain). "
-                                     "Sort to put the most certain first.")
+            self.batch_label.setText(
+                f"{len(scored)} of {len(images)} images have a map (their "
+                "uncertainty under each thumbnail: lower = more certain). "
+                "Sort to put the most certain first."
+            )
         else:
             self.batch_label.setText("Generate a batch with uncertainty on to rank it.")
         current = self.canvas.current_image
@@ -441,5 +507,7 @@ class UncertaintyDockWidget(QWidget):
         self.variation_hint.setText(
             f"Re-runs this image's recipe (seed {current.seed}) to step "
             f"{self.variation_step_spin.value()} of {steps}, then draws each variation's "
-            "x_t from the propagated mean and variance." if usable else
-            "Open an image made with uncertainty on to vary it from an intermediate step.")
+            "x_t from the propagated mean and variance."
+            if usable
+            else "Open an image made with uncertainty on to vary it from an intermediate step."
+        )

@@ -102,7 +102,7 @@ class FrameView(QLabel):
 
 
 class DropZone(QFrame):
-    """"Drop a video here" with Open video…; shows the clip's facts once the engine took it."""
+    """ "Drop a video here" with Open video…; shows the clip's facts once the engine took it."""
 
     file_dropped = Signal(str)
 
@@ -113,16 +113,20 @@ class DropZone(QFrame):
         self.title = QLabel("Drop a video here")
         self.title.setObjectName("DropTitle")
         self.title.setWordWrap(True)
-        self.detail = QLabel(f"{', '.join(s.lstrip('.') for s in VIDEO_SUFFIXES)} — any length; "
-                             "you pick the frames below")
+        self.detail = QLabel(
+            f"{', '.join(s.lstrip('.') for s in VIDEO_SUFFIXES)} — any length; "
+            "you pick the frames below"
+        )
         self.detail.setObjectName("Hint")
         self.detail.setWordWrap(True)
         self.open_button = QPushButton("Open video…")
         self.open_button.setObjectName("open_video_button")
         self.sample_button = QPushButton("Try the sample clip")
         self.sample_button.setObjectName("sample_clip_button")
-        self.sample_button.setToolTip("Open the README's sample: a t-rex gliding over 24 frames "
-                                      "(64×64, 8 fps), with prompts for a first edit filled in")
+        self.sample_button.setToolTip(
+            "Open the README's sample: a t-rex gliding over 24 frames "
+            "(64×64, 8 fps), with prompts for a first edit filled in"
+        )
         row = QHBoxLayout(self)
         row.setContentsMargins(12, 10, 12, 10)
         text = QVBoxLayout()
@@ -224,9 +228,11 @@ class VideoDockWidget(QWidget):
         self.edit_type_combo = _combo(EDIT_TYPES)
         for i, key in enumerate(EDIT_TYPES):
             self.edit_type_combo.setItemData(i, EDIT_TYPE_TIPS[key], Qt.ItemDataRole.ToolTipRole)
-        self.edit_type_combo.setToolTip("What the edit changes and what it keeps: LOVECon "
-                                        "blends the source's latents back in where the edit "
-                                        "should not reach")
+        self.edit_type_combo.setToolTip(
+            "What the edit changes and what it keeps: LOVECon "
+            "blends the source's latents back in where the edit "
+            "should not reach"
+        )
         self.method_combo = _combo({k: v[0] for k, v in METHODS.items()})
         self.method_combo.setObjectName("method_combo")
         self.method_hint = QLabel()
@@ -235,9 +241,11 @@ class VideoDockWidget(QWidget):
 
         # control
         self.control_combo = _combo(CONTROL_TYPES)
-        self.control_combo.setToolTip("What the ControlNet follows in each frame: canny edges are "
-                                      "built in; soft edges, depth and pose need their annotator "
-                                      "weights on disk")
+        self.control_combo.setToolTip(
+            "What the ControlNet follows in each frame: canny edges are "
+            "built in; soft edges, depth and pose need their annotator "
+            "weights on disk"
+        )
         self.low_spin = _spin(0, 1000, "Canny: weaker edges than this are dropped")
         self.high_spin = _spin(0, 1000, "Canny: edges stronger than this always count")
         self.scale_spin = QDoubleSpinBox()
@@ -246,13 +254,15 @@ class VideoDockWidget(QWidget):
         self.scale_spin.setToolTip("How strongly the ControlNet holds the edit to the maps")
         self.controlnet_edit = QLineEdit()
         self.controlnet_edit.setPlaceholderText("the model's own")
-        self.controlnet_edit.setToolTip("A ControlNet folder or id; empty = <model>-<type> beside "
-                                        "the model")
+        self.controlnet_edit.setToolTip(
+            "A ControlNet folder or id; empty = <model>-<type> beside the model"
+        )
         self.annotator_edit = QLineEdit()
         self.annotator_edit.setPlaceholderText("annotator weights folder (hed/depth/pose)")
         self.annotator_edit.setToolTip(
             "A folder laid out like lllyasviel/Annotators: ControlNetHED.pth (HED), "
-            "dpt_hybrid-midas-501f0c75.pt (depth), body_pose_model.pth (pose)")
+            "dpt_hybrid-midas-501f0c75.pt (depth), body_pose_model.pth (pose)"
+        )
         self.annotator_browse = QPushButton("Browse…")
         self.annotator_browse.setToolTip("Choose the folder with the annotator weights")
         self.strip = QHBoxLayout()
@@ -275,18 +285,23 @@ class VideoDockWidget(QWidget):
         self.smoothing_check = QCheckBox("Smooth (frame interpolation)")
         self.interp_combo = _combo(INTERPOLATORS)
         self.interp_combo.setObjectName("interpolator_combo")
-        self.interp_combo.setToolTip("How smoothing makes in-between frames: optical flow (built "
-                                     "in), or RIFE, a learned interpolation network whose weights "
-                                     "you have on disk")
+        self.interp_combo.setToolTip(
+            "How smoothing makes in-between frames: optical flow (built "
+            "in), or RIFE, a learned interpolation network whose weights "
+            "you have on disk"
+        )
         self.rife_edit = QLineEdit()
         self.rife_edit.setObjectName("rife_weights_edit")
         self.rife_edit.setPlaceholderText("flownet.pkl of RIFE 4.6, or its folder")
-        self.rife_edit.setToolTip("Practical-RIFE 4.6's flownet.pkl (its train_log folder), a path "
-                                  "on the engine's machine; not bundled")
+        self.rife_edit.setToolTip(
+            "Practical-RIFE 4.6's flownet.pkl (its train_log folder), a path "
+            "on the engine's machine; not bundled"
+        )
         self.rife_browse = QPushButton("Browse…")
         self.rife_browse.setToolTip("Choose RIFE's weights file")
-        self.tuning_spin = _spin(0, 5000, "ControlVideo one-shot tuning steps (paper: 80 for "
-                                 "canny)")
+        self.tuning_spin = _spin(
+            0, 5000, "ControlVideo one-shot tuning steps (paper: 80 for canny)"
+        )
         self.lr_spin = QDoubleSpinBox()
         self.lr_spin.setDecimals(6)
         self.lr_spin.setRange(0.000001, 1.0)
@@ -322,10 +337,15 @@ class VideoDockWidget(QWidget):
         self.export_button.setObjectName("video_export_button")
 
         self._field_widgets: dict[str, QWidget] = {
-            "start": self.start_spin, "end": self.end_spin, "stride": self.stride_spin,
-            "target_prompt": self.target_prompt_edit, "edit_phrase": self.edit_phrase_edit,
-            "width": self.width_spin, "height": self.height_spin,
-            "low_threshold": self.low_spin, "annotator": self.annotator_edit,
+            "start": self.start_spin,
+            "end": self.end_spin,
+            "stride": self.stride_spin,
+            "target_prompt": self.target_prompt_edit,
+            "edit_phrase": self.edit_phrase_edit,
+            "width": self.width_spin,
+            "height": self.height_spin,
+            "low_threshold": self.low_spin,
+            "annotator": self.annotator_edit,
             "rife_weights": self.rife_edit,
         }
         self._layout()
@@ -391,9 +411,13 @@ class VideoDockWidget(QWidget):
         form.setHorizontalSpacing(8)
         form.setVerticalSpacing(4)
         form.setColumnStretch(1, 1)
-        rows = (("Source", self.source_prompt_edit), ("Target", self.target_prompt_edit),
-                ("Phrase", self.edit_phrase_edit), ("Edit type", self.edit_type_combo),
-                ("Method", self.method_combo))
+        rows = (
+            ("Source", self.source_prompt_edit),
+            ("Target", self.target_prompt_edit),
+            ("Phrase", self.edit_phrase_edit),
+            ("Edit type", self.edit_type_combo),
+            ("Method", self.method_combo),
+        )
         for r, (text, w) in enumerate(rows):
             if w is self.target_prompt_edit:
                 # on the field's first line of text, not its top edge: below its frame, padding
@@ -401,7 +425,8 @@ class VideoDockWidget(QWidget):
                 lbl = label(text, w)
                 w.ensurePolished()
                 lbl.setContentsMargins(
-                    0, w.contentsMargins().top() + round(w.document().documentMargin()), 0, 0)
+                    0, w.contentsMargins().top() + round(w.document().documentMargin()), 0, 0
+                )
                 form.addWidget(lbl, r, 0, Qt.AlignmentFlag.AlignTop)
             else:
                 form.addWidget(label(text, w), r, 0, Qt.AlignmentFlag.AlignVCenter)
@@ -432,8 +457,11 @@ class VideoDockWidget(QWidget):
         annotator_row.addWidget(self.annotator_edit, 1)
         annotator_row.addWidget(self.annotator_browse)
         ctl.addLayout(annotator_row, 4, 1, 1, 3)
-        self.annotator_widgets: list[QWidget] = [annotator_label, self.annotator_edit,
-                                                 self.annotator_browse]
+        self.annotator_widgets: list[QWidget] = [
+            annotator_label,
+            self.annotator_edit,
+            self.annotator_browse,
+        ]
         body.addLayout(ctl)
         body.addLayout(self.strip)
         body.addWidget(self.strip_label)
@@ -444,8 +472,10 @@ class VideoDockWidget(QWidget):
         out.setVerticalSpacing(4)
         out.setColumnStretch(1, 1)
         out.setColumnStretch(3, 1)
-        pairs = ((("Width", self.width_spin), ("Height", self.height_spin)),
-                 (("Steps", self.steps_spin), ("CFG", self.cfg_spin)))
+        pairs = (
+            (("Width", self.width_spin), ("Height", self.height_spin)),
+            (("Steps", self.steps_spin), ("CFG", self.cfg_spin)),
+        )
         for r, pair in enumerate(pairs):
             for c, (text, w) in enumerate(pair):
                 out.addWidget(label(text, w), r, 2 * c)
@@ -458,8 +488,10 @@ class VideoDockWidget(QWidget):
         # The method's own rows share the grid's columns, so every field lines up; a method's rows
         # are hidden together (hidden rows take no space).
         r += 2
-        window_label, interp_label = label("Window", self.window_spin), label("Smoothing",
-                                                                               self.interp_combo)
+        window_label, interp_label = (
+            label("Window", self.window_spin),
+            label("Smoothing", self.interp_combo),
+        )
         self.rife_label = label("RIFE weights", self.rife_edit)
         out.addWidget(window_label, r, 0)
         out.addWidget(self.window_spin, r, 1)
@@ -478,12 +510,20 @@ class VideoDockWidget(QWidget):
         out.addWidget(self.tuning_spin, r + 4, 1)
         out.addWidget(lr_label, r + 4, 2)
         out.addWidget(self.lr_spin, r + 4, 3)
-        self.lovecon_widgets: list[QWidget] = [window_label, self.window_spin,
-                                               self.smoothing_check, interp_label,
-                                               self.interp_combo]
+        self.lovecon_widgets: list[QWidget] = [
+            window_label,
+            self.window_spin,
+            self.smoothing_check,
+            interp_label,
+            self.interp_combo,
+        ]
         self.rife_widgets: list[QWidget] = [self.rife_label, self.rife_edit, self.rife_browse]
-        self.controlvideo_widgets: list[QWidget] = [tuning_label, self.tuning_spin, lr_label,
-                                                    self.lr_spin]
+        self.controlvideo_widgets: list[QWidget] = [
+            tuning_label,
+            self.tuning_spin,
+            lr_label,
+            self.lr_spin,
+        ]
         body.addLayout(out)
 
         body.addStretch(1)
@@ -523,22 +563,37 @@ class VideoDockWidget(QWidget):
 
     def _bind(self) -> None:
         s = self.state
-        for name, w in (("start", self.start_spin), ("end", self.end_spin),
-                        ("stride", self.stride_spin), ("source_prompt", self.source_prompt_edit),
-                        ("target_prompt", self.target_prompt_edit),
-                        ("edit_phrase", self.edit_phrase_edit),
-                        ("low_threshold", self.low_spin), ("high_threshold", self.high_spin),
-                        ("control_scale", self.scale_spin), ("controlnet", self.controlnet_edit),
-                        ("annotator", self.annotator_edit), ("width", self.width_spin),
-                        ("height", self.height_spin), ("steps", self.steps_spin),
-                        ("cfg_scale", self.cfg_spin), ("seed", self.seed_spin),
-                        ("window", self.window_spin), ("smoothing", self.smoothing_check),
-                        ("tuning_steps", self.tuning_spin), ("learning_rate", self.lr_spin),
-                        ("rife_weights", self.rife_edit)):
+        for name, w in (
+            ("start", self.start_spin),
+            ("end", self.end_spin),
+            ("stride", self.stride_spin),
+            ("source_prompt", self.source_prompt_edit),
+            ("target_prompt", self.target_prompt_edit),
+            ("edit_phrase", self.edit_phrase_edit),
+            ("low_threshold", self.low_spin),
+            ("high_threshold", self.high_spin),
+            ("control_scale", self.scale_spin),
+            ("controlnet", self.controlnet_edit),
+            ("annotator", self.annotator_edit),
+            ("width", self.width_spin),
+            ("height", self.height_spin),
+            ("steps", self.steps_spin),
+            ("cfg_scale", self.cfg_spin),
+            ("seed", self.seed_spin),
+            ("window", self.window_spin),
+            ("smoothing", self.smoothing_check),
+            ("tuning_steps", self.tuning_spin),
+            ("learning_rate", self.lr_spin),
+            ("rife_weights", self.rife_edit),
+        ):
             bind(s, name, w)
-        for name, combo in (("edit_type", self.edit_type_combo), ("method", self.method_combo),
-                            ("control_type", self.control_combo), ("fit", self.fit_combo),
-                            ("interpolator", self.interp_combo)):
+        for name, combo in (
+            ("edit_type", self.edit_type_combo),
+            ("method", self.method_combo),
+            ("control_type", self.control_combo),
+            ("fit", self.fit_combo),
+            ("interpolator", self.interp_combo),
+        ):
             _bind_choice(s, name, combo)
 
         self.drop_zone.file_dropped.connect(self.open_requested)
@@ -560,16 +615,51 @@ class VideoDockWidget(QWidget):
         self._preview_timer.setSingleShot(True)
         self._preview_timer.setInterval(400)
         self._preview_timer.timeout.connect(self.preview_requested)
-        for name in ("start", "end", "stride", "width", "height", "fit", "control_type",
-                     "low_threshold", "high_threshold", "annotator"):
+        for name in (
+            "start",
+            "end",
+            "stride",
+            "width",
+            "height",
+            "fit",
+            "control_type",
+            "low_threshold",
+            "high_threshold",
+            "annotator",
+        ):
             getattr(s, f"{name}_changed").connect(lambda _v: self._schedule_preview())
 
-        for name in ("source", "uploading", "preview", "preview_busy", "result_frames",
-                     "result_info", "position", "playing", "job_state", "stage", "step",
-                     "message", "method", "start", "end", "stride", "target_prompt",
-                     "edit_phrase", "source_prompt", "width", "height", "low_threshold",
-                     "annotator", "control_type", "eta_s", "smoothing", "interpolator",
-                     "rife_weights", "edit_type"):
+        for name in (
+            "source",
+            "uploading",
+            "preview",
+            "preview_busy",
+            "result_frames",
+            "result_info",
+            "position",
+            "playing",
+            "job_state",
+            "stage",
+            "step",
+            "message",
+            "method",
+            "start",
+            "end",
+            "stride",
+            "target_prompt",
+            "edit_phrase",
+            "source_prompt",
+            "width",
+            "height",
+            "low_threshold",
+            "annotator",
+            "control_type",
+            "eta_s",
+            "smoothing",
+            "interpolator",
+            "rife_weights",
+            "edit_type",
+        ):
             getattr(s, f"{name}_changed").connect(lambda _v: self._refresh_all())
 
     # ----------------------------------------------------------------- intents
@@ -579,8 +669,9 @@ class VideoDockWidget(QWidget):
 
     def _open_dialog(self) -> None:
         pattern = " ".join(f"*{s}" for s in VIDEO_SUFFIXES)
-        path, _ = QFileDialog.getOpenFileName(self, "Open a video to edit", "",
-                                              f"Videos ({pattern});;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a video to edit", "", f"Videos ({pattern});;All files (*)"
+        )
         if path:
             self.open_requested.emit(path)
 
@@ -592,15 +683,20 @@ class VideoDockWidget(QWidget):
 
     def _rife_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "RIFE 4.6 weights (flownet.pkl)", _start_folder(self.state.rife_weights),
-            "RIFE weights (*.pkl *.pth *.safetensors);;All files (*)")
+            self,
+            "RIFE 4.6 weights (flownet.pkl)",
+            _start_folder(self.state.rife_weights),
+            "RIFE weights (*.pkl *.pth *.safetensors);;All files (*)",
+        )
         if path:
             self.state.rife_weights = path
 
     def _annotator_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(
-            self, "Annotator weights (the lllyasviel/Annotators folder)",
-            _start_folder(self.state.annotator))
+            self,
+            "Annotator weights (the lllyasviel/Annotators folder)",
+            _start_folder(self.state.annotator),
+        )
         if path:
             self.state.annotator = path
 
@@ -610,9 +706,9 @@ class VideoDockWidget(QWidget):
             return
         stem = Path(s.source_path).stem if s.source_path else "video"
         start = Path(s.source_path).parent if s.source_path else Path(s.result_path).parent
-        path, _ = QFileDialog.getSaveFileName(self, "Export the edited video",
-                                              str(start / f"{stem}-edit.mp4"),
-                                              "MP4 video (*.mp4)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export the edited video", str(start / f"{stem}-edit.mp4"), "MP4 video (*.mp4)"
+        )
         if path:
             self.export_requested.emit(path)
 
@@ -661,8 +757,9 @@ class VideoDockWidget(QWidget):
             facts = [f.replace(" ", "\N{NO-BREAK SPACE}") for f in s.source_summary().split(" · ")]
             self.clip_label.setText("Clip: " + " · ".join(facts))
         else:
-            self.clip_label.setText("No clip yet: drop a video on the window, or open one in "
-                                    "the Video view.")
+            self.clip_label.setText(
+                "No clip yet: drop a video on the window, or open one in the Video view."
+            )
         self.open_button.setEnabled(s.uploading < 0)
         self.drop_zone.sample_button.setEnabled(s.uploading < 0)
         self.drop_zone.sample_button.setVisible(not has_source or s.uploading >= 0)
@@ -729,8 +826,9 @@ class VideoDockWidget(QWidget):
         lines = [text] if text else []
         lines += [p for p in problems.values() if p not in lines]
         self.message_label.setText("\n".join(lines))
-        self.message_label.setObjectName("FieldError" if level in ("error", "warning") or
-                                         problems else "Hint")
+        self.message_label.setObjectName(
+            "FieldError" if level in ("error", "warning") or problems else "Hint"
+        )
         repolish(self.message_label)
         self.message_label.setVisible(bool(lines))
         for name, w in self._field_widgets.items():
@@ -741,11 +839,17 @@ class VideoDockWidget(QWidget):
         info = s.result_info
         if info and s.result_path is not None:
             method = METHODS.get(info.get("method", ""), (info.get("method", ""),))[0]
-            facts = [method, f"{info['frames']} frames", f"{info['width']}×{info['height']}",
-                     f"{fps_text(info['fps'])} fps"] + (["audio"] if info.get("has_audio") else [])
+            facts = [
+                method,
+                f"{info['frames']} frames",
+                f"{info['width']}×{info['height']}",
+                f"{fps_text(info['fps'])} fps",
+            ] + (["audio"] if info.get("has_audio") else [])
             # no-break spaces inside a stage: a line breaks between stages, never in "0.1 s"
-            stages = ", ".join(f"{k} {v:.1f} s".replace(" ", "\N{NO-BREAK SPACE}")
-                               for k, v in info.get("stages_s", {}).items())
+            stages = ", ".join(
+                f"{k} {v:.1f} s".replace(" ", "\N{NO-BREAK SPACE}")
+                for k, v in info.get("stages_s", {}).items()
+            )
             self.result_label.setText(f"{Path(s.result_path).name}\n{' · '.join(facts)}")
             self.result_label.setToolTip(str(s.result_path))
             self.result_times_label.setText(stages)
@@ -781,8 +885,10 @@ class VideoDockWidget(QWidget):
         if s.preview_busy:
             self.strip_label.setText("Drawing the control maps…")
         elif pv is not None:
-            self.strip_label.setText(f"{CONTROL_TYPES[s.control_type]} of {len(picks)} frames "
-                                     "spread over the selection: what the ControlNet follows.")
+            self.strip_label.setText(
+                f"{CONTROL_TYPES[s.control_type]} of {len(picks)} frames "
+                "spread over the selection: what the ControlNet follows."
+            )
         elif s.source is None:
             self.strip_label.setText("Control maps appear here once a clip is open.")
         self.strip_label.setVisible(True)

@@ -49,9 +49,17 @@ def pass_on(widget: QWidget, event: QWheelEvent) -> None:
         w = w.parentWidget()
         if w is None:
             return
-        copy = QWheelEvent(pos, event.globalPosition(), event.pixelDelta(), event.angleDelta(),
-                           event.buttons(), event.modifiers(), event.phase(), event.inverted(),
-                           event.source())
+        copy = QWheelEvent(
+            pos,
+            event.globalPosition(),
+            event.pixelDelta(),
+            event.angleDelta(),
+            event.buttons(),
+            event.modifiers(),
+            event.phase(),
+            event.inverted(),
+            event.source(),
+        )
         QApplication.sendEvent(w, copy)
         if copy.isAccepted():
             return

@@ -33,15 +33,18 @@ from engine.models.single_file import CONFIGS, read_safetensors_header
 
 ORIGINAL = "model.diffusion_model."
 #: Prefixes of the text encoders inside SD3 single files (Stability's layout).
-IN_FILE_TEXT = {"clip_l": "text_encoders.clip_l.transformer.",
-                "clip_g": "text_encoders.clip_g.transformer.",
-                "t5": "text_encoders.t5xxl.transformer."}
+IN_FILE_TEXT = {
+    "clip_l": "text_encoders.clip_l.transformer.",
+    "clip_g": "text_encoders.clip_g.transformer.",
+    "t5": "text_encoders.t5xxl.transformer.",
+}
 IN_FILE_VAE = ("first_stage_model.", "vae.")
 T5_TOKENIZER = "t5_tokenizer.json"
 T5_TOKENIZER_HELP = (
     f"put T5's tokenizer beside it as {T5_TOKENIZER}: the tokenizer.json from the "
     "tokenizer_2 folder of FLUX.1-dev/schnell (or tokenizer_3 of SD3; ComfyUI keeps the same file "
-    "as comfy/text_encoders/t5_tokenizer/tokenizer.json). No installable package ships it")
+    "as comfy/text_encoders/t5_tokenizer/tokenizer.json). No installable package ships it"
+)
 #: Where separate parts are looked for, relative to the checkpoint's folder and its parent
 #: (ComfyUI keeps models/checkpoints, models/unet, models/vae, models/clip, models/text_encoders).
 PART_FOLDERS = ("", "vae", "clip", "text_encoders")
@@ -58,7 +61,9 @@ class FlowPlan:
 
     path: Path
     architecture: str  # "sd3" or "flux"
-    variant: str  # "sd3-medium", "sd3.5-medium", "sd3.5-large", "flux-dev", "flux-schnell", "custom"
+    variant: (
+        str  # "sd3-medium", "sd3.5-medium", "sd3.5-large", "flux-dev", "flux-schnell", "custom"
+    )
     config_dir: Path | None
     transformer_subfolder: str = "transformer"
     scheduler_subfolder: str = "scheduler"
@@ -103,11 +108,13 @@ def part_role(shapes: dict[str, list[int]]) -> tuple[str, int]:
     for key, shape in shapes.items():
         if key == "decoder.conv_in.weight" and len(shape) == 4:
             return "vae", int(shape[1])
-        if key.endswith("embeddings.position_embedding.weight") and \
-                not key.startswith(("text_encoders.", "cond_stage_model.", "conditioner.")):
+        if key.endswith("embeddings.position_embedding.weight") and not key.startswith(
+            ("text_encoders.", "cond_stage_model.", "conditioner.")
+        ):
             return "clip", int(shape[-1])
-        if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight") and \
-                not key.startswith("text_encoders."):
+        if key.endswith("encoder.block.0.layer.0.SelfAttention.q.weight") and not key.startswith(
+            "text_encoders."
+        ):
             return "t5", int(shape[-1])
     return "", 0
 
@@ -141,9 +148,14 @@ def _variant(arch: str, shapes: dict[str, list[int]], label: str) -> tuple[str, 
         kind = "Fill (inpainting)" if img_in[1] == 384 else "Depth"
         raise ModelLoadError(
             f"{label} is a FLUX.1 {kind} model, which needs an image beside the prompt; Sfumato "
-            "runs FLUX.1-dev and -schnell (text to image).", field="model")
+            "runs FLUX.1-dev and -schnell (text to image).",
+            field="model",
+        )
     guided = any(k.removeprefix(ORIGINAL).startswith("guidance_in.") for k in shapes)
-    n_double, n_single = len(_blocks(shapes, "double_blocks")), len(_blocks(shapes, "single_blocks"))
+    n_double, n_single = (
+        len(_blocks(shapes, "double_blocks")),
+        len(_blocks(shapes, "single_blocks")),
+    )
     if img_in[0] != 3072 or (n_double, n_single) != (19, 38):
         return "custom", "transformer", "scheduler"
     if guided:
@@ -164,8 +176,10 @@ def _config(folder: Path, name: str) -> dict:
 
 def expected_widths(arch: str, config_dir: Path) -> dict[str, int]:
     """Widths the parts must have to fit the configs: {"vae": latent channels, "clip_l": …}."""
-    out = {"vae": int(_config(config_dir, "vae").get("latent_channels", 16)),
-           "clip_l": int(_config(config_dir, "text_encoder").get("hidden_size", 768))}
+    out = {
+        "vae": int(_config(config_dir, "vae").get("latent_channels", 16)),
+        "clip_l": int(_config(config_dir, "text_encoder").get("hidden_size", 768)),
+    }
     if arch == "sd3":
         out["clip_g"] = int(_config(config_dir, "text_encoder_2").get("hidden_size", 1280))
         out["t5"] = int(_config(config_dir, "text_encoder_3").get("d_model", 4096))
@@ -227,17 +241,22 @@ def _candidates(checkpoint: Path) -> list[tuple[Path, str, int]]:
 def _preference(path: Path, role: str) -> tuple[int, int, str]:
     """Sort key: a name that says the role first, then 16/32-bit before fp8, then the name."""
     name = path.name.lower()
-    hints = {"vae": ("ae.", "vae"), "clip_l": ("clip_l",), "clip_g": ("clip_g",),
-             "t5": ("t5",)}[role]
+    hints = {"vae": ("ae.", "vae"), "clip_l": ("clip_l",), "clip_g": ("clip_g",), "t5": ("t5",)}[
+        role
+    ]
     return (0 if any(h in name for h in hints) else 1, 1 if "fp8" in name else 0, name)
 
 
-def find_part(checkpoint: Path, role: str, width: int,
-              candidates: list[tuple[Path, str, int]] | None = None) -> Path | None:
+def find_part(
+    checkpoint: Path, role: str, width: int, candidates: list[tuple[Path, str, int]] | None = None
+) -> Path | None:
     """The separate file that gives ``role`` ("vae", "clip_l", "clip_g", "t5") at ``width``."""
     kind = "clip" if role.startswith("clip") else role
-    fits = [p for p, r, w in (candidates if candidates is not None else _candidates(checkpoint))
-            if r == kind and w == width]
+    fits = [
+        p
+        for p, r, w in (candidates if candidates is not None else _candidates(checkpoint))
+        if r == kind and w == width
+    ]
     if role.startswith("clip"):  # CLIP-L and -G differ in width; a name settles equal widths
         other = "clip_g" if role == "clip_l" else "clip_l"
         fits = [p for p in fits if other not in p.name.lower()]
@@ -268,16 +287,20 @@ def check_t5_tokenizer(path: Path, vocab_rows: int | None = None) -> str:
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"{path} is not a tokenizer.json ({type(e).__name__}: {e})"
     if model.get("type") != "Unigram":
-        return (f"{path} is a {model.get('type', 'unknown')} tokenizer, not T5's (a SentencePiece "
-                "unigram model)")
+        return (
+            f"{path} is a {model.get('type', 'unknown')} tokenizer, not T5's (a SentencePiece "
+            "unigram model)"
+        )
     pieces = {p[0] for p in vocab if isinstance(p, list) and p}
     added = {t.get("content") for t in data.get("added_tokens", []) if isinstance(t, dict)}
     if not {"</s>", "<pad>"} <= pieces | added:
         return f"{path} lacks T5's </s> and <pad> tokens: it is another model's tokenizer"
     size = len(vocab) + len([t for t in added if t not in pieces])
     if vocab_rows is not None and size > vocab_rows:
-        return (f"{path} has {size} tokens but the T5 encoder only {vocab_rows}: it is another "
-                "model's tokenizer")
+        return (
+            f"{path} has {size} tokens but the T5 encoder only {vocab_rows}: it is another "
+            "model's tokenizer"
+        )
     return ""
 
 
@@ -310,11 +333,16 @@ def plan(path: Path) -> FlowPlan:
         notes.append(f"configs from {sidecar.name}/.")
     elif variant == "custom":
         config_dir = None
-        known = ("SD3-medium, SD3.5-medium and SD3.5-large" if arch == "sd3"
-                 else "FLUX.1-dev and -schnell")
-        problems.append(f"{label} is an {arch.upper()} model of a size Sfumato has no config for "
-                        f"(it knows {known}): put its diffusers config folder beside it as "
-                        f"{sidecar.name}/.")
+        known = (
+            "SD3-medium, SD3.5-medium and SD3.5-large"
+            if arch == "sd3"
+            else "FLUX.1-dev and -schnell"
+        )
+        problems.append(
+            f"{label} is an {arch.upper()} model of a size Sfumato has no config for "
+            f"(it knows {known}): put its diffusers config folder beside it as "
+            f"{sidecar.name}/."
+        )
     else:
         config_dir = CONFIGS / arch
     fp8 = any(d in _FP8 for d, _s in tensors.values())
@@ -326,8 +354,11 @@ def plan(path: Path) -> FlowPlan:
     candidates = _candidates(path) if widths else []
     roles = ("vae", "clip_l", "clip_g", "t5") if arch == "sd3" else ("vae", "clip_l", "t5")
     for role in roles:
-        inside = (any(k.startswith(IN_FILE_VAE) for k in shapes) if role == "vae"
-                  else any(k.startswith(IN_FILE_TEXT[role]) for k in shapes))
+        inside = (
+            any(k.startswith(IN_FILE_VAE) for k in shapes)
+            if role == "vae"
+            else any(k.startswith(IN_FILE_TEXT[role]) for k in shapes)
+        )
         if inside:
             parts[role] = "file"
             continue
@@ -339,40 +370,62 @@ def plan(path: Path) -> FlowPlan:
     t5_rows = None
     if parts.get("t5") and parts["t5"] != "file":
         t5_tensors, _ = read_safetensors_header(Path(parts["t5"]))
-        t5_rows = next((s[0] for k, (_d, s) in t5_tensors.items() if k.endswith("shared.weight")),
-                       None)
+        t5_rows = next(
+            (s[0] for k, (_d, s) in t5_tensors.items() if k.endswith("shared.weight")), None
+        )
     elif parts.get("t5") == "file":
         t5_rows = (shapes.get(IN_FILE_TEXT["t5"] + "shared.weight") or [None])[0]
     tokenizer_problem = check_t5_tokenizer(tokenizer, t5_rows) if tokenizer else ""
 
     if config_dir is not None:
-        files = {"vae": "ae.safetensors", "clip_l": "clip_l.safetensors",
-                 "clip_g": "clip_g.safetensors", "t5": "t5xxl_fp16.safetensors"}
-        what = {"vae": "autoencoder (VAE)", "clip_l": "CLIP-L text encoder",
-                "clip_g": "CLIP-G text encoder", "t5": "T5-XXL text encoder"}
+        files = {
+            "vae": "ae.safetensors",
+            "clip_l": "clip_l.safetensors",
+            "clip_g": "clip_g.safetensors",
+            "t5": "t5xxl_fp16.safetensors",
+        }
+        what = {
+            "vae": "autoencoder (VAE)",
+            "clip_l": "CLIP-L text encoder",
+            "clip_g": "CLIP-G text encoder",
+            "t5": "T5-XXL text encoder",
+        }
         required = ("vae", "clip_l", "clip_g") if arch == "sd3" else ("vae", "clip_l", "t5")
         lacking = [r for r in required if not parts.get(r)]
         if lacking:
             problems.append(
                 f"{label} has no {', '.join(what[r] for r in lacking)} and none was found beside "
                 f"it: put {', '.join(files[r] for r in lacking)} (from the model's download page) "
-                "into the same folder.")
+                "into the same folder."
+            )
         if parts.get("t5") and tokenizer is None:
             if arch == "flux":
                 problems.append(f"{label} needs T5's tokenizer: {T5_TOKENIZER_HELP}.")
             else:
-                notes.append(f"runs without T5 (its prompts follow less closely) until you "
-                             f"{T5_TOKENIZER_HELP}.")
+                notes.append(
+                    f"runs without T5 (its prompts follow less closely) until you "
+                    f"{T5_TOKENIZER_HELP}."
+                )
         elif parts.get("t5") and tokenizer_problem:
             (problems if arch == "flux" else notes).append(tokenizer_problem + ".")
         elif arch == "sd3" and not parts.get("t5"):
-            notes.append("runs without T5 (as SD3's incl_clips files are meant to); put "
-                         "t5xxl_fp16.safetensors beside it for closer prompt following.")
+            notes.append(
+                "runs without T5 (as SD3's incl_clips files are meant to); put "
+                "t5xxl_fp16.safetensors beside it for closer prompt following."
+            )
     return FlowPlan(
-        path=path, architecture=arch, variant=variant, config_dir=config_dir,
-        transformer_subfolder=t_sub, scheduler_subfolder=s_sub, parts=parts,
+        path=path,
+        architecture=arch,
+        variant=variant,
+        config_dir=config_dir,
+        transformer_subfolder=t_sub,
+        scheduler_subfolder=s_sub,
+        parts=parts,
         t5_tokenizer=str(tokenizer) if tokenizer and not tokenizer_problem else "",
-        fp8=fp8, problems=tuple(problems), notes=tuple(notes))
+        fp8=fp8,
+        problems=tuple(problems),
+        notes=tuple(notes),
+    )
 
 
 def is_flow_part(path: Path) -> bool:

@@ -40,7 +40,8 @@ def _read(path: Path) -> dict[str, Any]:
     except (safetensors.SafetensorError, OSError, ValueError) as e:
         raise ModelLoadError(
             f"{path.name} is not a valid safetensors file (truncated or corrupt): re-download it.",
-            field="model") from e
+            field="model",
+        ) from e
 
 
 def _check_loaded(model: Any, component: str, source: str) -> None:
@@ -48,7 +49,9 @@ def _check_loaded(model: Any, component: str, source: str) -> None:
     if missing:
         raise ModelLoadError(
             f"{source} is missing {len(missing)} weights of its {component} (e.g. {missing[0]}): "
-            "the file is incomplete or another model's. Re-download it.", field="model")
+            "the file is incomplete or another model's. Re-download it.",
+            field="model",
+        )
 
 
 def _wrap(component: str, source: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -61,7 +64,8 @@ def _wrap(component: str, source: str, fn: Any, *args: Any, **kwargs: Any) -> An
         raise ModelLoadError(
             f"{source}: its {component} weights do not fit the expected architecture "
             f"({type(e).__name__}: {e}). The file may be damaged or another model's.",
-            field="model") from e
+            field="model",
+        ) from e
     _check_loaded(model, component, source)
     return model
 
@@ -77,17 +81,22 @@ def _cast(model: Any, dtype: torch.dtype) -> Any:
 def _transformer(p: FlowPlan, state: dict[str, Any], dtype: torch.dtype) -> Any:
     from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
-    cfg = {"config": str(p.config_dir), "subfolder": p.transformer_subfolder,
-           "local_files_only": True}
+    cfg = {
+        "config": str(p.config_dir),
+        "subfolder": p.transformer_subfolder,
+        "local_files_only": True,
+    }
     if p.architecture == "sd3":
         # diffusers' converter pops what it converts: give it its own dict
         return _cast(SD3Transformer2DModel.from_single_file(dict(state), **cfg), dtype)
     from engine.models.flow_keys import flux_to_diffusers
 
-    config = FluxTransformer2DModel.load_config(str(p.config_dir), subfolder=p.transformer_subfolder,
-                                                local_files_only=True)
-    return _cast(FluxTransformer2DModel.from_single_file(flux_to_diffusers(state, config), **cfg),
-                 dtype)
+    config = FluxTransformer2DModel.load_config(
+        str(p.config_dir), subfolder=p.transformer_subfolder, local_files_only=True
+    )
+    return _cast(
+        FluxTransformer2DModel.from_single_file(flux_to_diffusers(state, config), **cfg), dtype
+    )
 
 
 def _vae(p: FlowPlan, state: dict[str, Any], dtype: torch.dtype) -> Any:
@@ -95,12 +104,17 @@ def _vae(p: FlowPlan, state: dict[str, Any], dtype: torch.dtype) -> Any:
 
     if not any(k.startswith(IN_FILE_VAE) for k in state):  # ae.safetensors: bare original keys
         state = {"first_stage_model." + k: v for k, v in state.items()}
-    return _cast(AutoencoderKL.from_single_file(state, config=str(p.config_dir), subfolder="vae",
-                                                local_files_only=True), dtype)
+    return _cast(
+        AutoencoderKL.from_single_file(
+            state, config=str(p.config_dir), subfolder="vae", local_files_only=True
+        ),
+        dtype,
+    )
 
 
-def _text_encoder(cls: Any, folder: Path, state: dict[str, Any], prefix: str,
-                  dtype: torch.dtype) -> Any:
+def _text_encoder(
+    cls: Any, folder: Path, state: dict[str, Any], prefix: str, dtype: torch.dtype
+) -> Any:
     """A transformers text encoder from ``folder``'s config with the tensors under ``prefix``
     (``""`` for a separate file), in ``dtype``."""
     import torch
@@ -115,23 +129,32 @@ def _text_encoder(cls: Any, folder: Path, state: dict[str, Any], prefix: str,
     for key, value in state.items():
         if not key.startswith(prefix) or key.endswith("position_ids"):
             continue
-        key = key[len(prefix):]
+        key = key[len(prefix) :]
         if not wrapped:  # transformers >= 5.6 flattened CLIPTextModel
             key = key.removeprefix("text_model.")
-        elif not key.startswith(("text_model.", "text_projection.")) and \
-                key.startswith(("embeddings.", "encoder.", "final_layer_norm.")):
+        elif not key.startswith(("text_model.", "text_projection.")) and key.startswith(
+            ("embeddings.", "encoder.", "final_layer_norm.")
+        ):
             key = "text_model." + key
         if key in expected:
             weights[key] = value.to(dtype) if value.is_floating_point() else value
     if "text_projection.weight" in expected and "text_projection.weight" not in weights:
         # SD3's CLIP-L in Stability's files has none: the pooled output is used as it is
-        weights["text_projection.weight"] = torch.eye(expected["text_projection.weight"].shape[0],
-                                                      dtype=dtype)
-    if "shared.weight" in expected and "shared.weight" not in weights and \
-            "encoder.embed_tokens.weight" in weights:
+        weights["text_projection.weight"] = torch.eye(
+            expected["text_projection.weight"].shape[0], dtype=dtype
+        )
+    if (
+        "shared.weight" in expected
+        and "shared.weight" not in weights
+        and "encoder.embed_tokens.weight" in weights
+    ):
         weights["shared.weight"] = weights["encoder.embed_tokens.weight"]
     for key, value in expected.items():  # T5's embedding appears once, tied to encoder.embed_tokens
-        if key not in weights and key == "encoder.embed_tokens.weight" and "shared.weight" in weights:
+        if (
+            key not in weights
+            and key == "encoder.embed_tokens.weight"
+            and "shared.weight" in weights
+        ):
             weights[key] = weights["shared.weight"]
     bad = [k for k, v in weights.items() if tuple(v.shape) != tuple(expected[k].shape)]
     if bad:
@@ -147,9 +170,14 @@ def _t5_tokenizer(path: str, max_length: int):
     from tokenizers import Tokenizer
     from transformers import T5TokenizerFast
 
-    return T5TokenizerFast(tokenizer_object=Tokenizer.from_file(path), eos_token="</s>",
-                           unk_token="<unk>", pad_token="<pad>", extra_ids=0,
-                           model_max_length=max_length)
+    return T5TokenizerFast(
+        tokenizer_object=Tokenizer.from_file(path),
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_ids=0,
+        model_max_length=max_length,
+    )
 
 
 def load_flow_single_file(path: Path, torch_dtype: torch.dtype | None = None) -> DiffusionPipeline:
@@ -187,30 +215,59 @@ def load_flow_single_file(path: Path, torch_dtype: torch.dtype | None = None) ->
     vae = _wrap("VAE", vae_name, _vae, p, vae_state, dtype)
     clip_cls = CLIPTextModelWithProjection if p.architecture == "sd3" else CLIPTextModel
     sd, prefix, name = tensors("clip_l")
-    clip_l = _wrap("CLIP-L text encoder", name, _text_encoder, clip_cls, cfg / "text_encoder", sd,
-                   prefix, dtype)
+    clip_l = _wrap(
+        "CLIP-L text encoder",
+        name,
+        _text_encoder,
+        clip_cls,
+        cfg / "text_encoder",
+        sd,
+        prefix,
+        dtype,
+    )
     t5 = t5_tok = None
     t5_folder = cfg / ("text_encoder_3" if p.architecture == "sd3" else "text_encoder_2")
     if p.uses_t5:
         sd, prefix, name = tensors("t5")
-        t5 = _wrap("T5 text encoder", name, _text_encoder, T5EncoderModel, t5_folder, sd, prefix,
-                   dtype)
+        t5 = _wrap(
+            "T5 text encoder", name, _text_encoder, T5EncoderModel, t5_folder, sd, prefix, dtype
+        )
         t5_tok = _t5_tokenizer(p.t5_tokenizer, 512)
     scheduler_cls = diffusers.FlowMatchEulerDiscreteScheduler
-    scheduler = scheduler_cls.from_pretrained(str(cfg), subfolder=p.scheduler_subfolder,
-                                              local_files_only=True)
+    scheduler = scheduler_cls.from_pretrained(
+        str(cfg), subfolder=p.scheduler_subfolder, local_files_only=True
+    )
     if p.architecture == "sd3":
         sd, prefix, name = tensors("clip_g")
-        clip_g = _wrap("CLIP-G text encoder", name, _text_encoder, CLIPTextModelWithProjection,
-                       cfg / "text_encoder_2", sd, prefix, dtype)
+        clip_g = _wrap(
+            "CLIP-G text encoder",
+            name,
+            _text_encoder,
+            CLIPTextModelWithProjection,
+            cfg / "text_encoder_2",
+            sd,
+            prefix,
+            dtype,
+        )
         pipe = diffusers.StableDiffusion3Pipeline(
-            transformer=transformer, scheduler=scheduler, vae=vae,
-            text_encoder=clip_l, tokenizer=clip_tokenizer(cfg / "tokenizer"),
-            text_encoder_2=clip_g, tokenizer_2=clip_tokenizer(cfg / "tokenizer_2"),
-            text_encoder_3=t5, tokenizer_3=t5_tok)
+            transformer=transformer,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=clip_l,
+            tokenizer=clip_tokenizer(cfg / "tokenizer"),
+            text_encoder_2=clip_g,
+            tokenizer_2=clip_tokenizer(cfg / "tokenizer_2"),
+            text_encoder_3=t5,
+            tokenizer_3=t5_tok,
+        )
     else:
         pipe = diffusers.FluxPipeline(
-            transformer=transformer, scheduler=scheduler, vae=vae,
-            text_encoder=clip_l, tokenizer=clip_tokenizer(cfg / "tokenizer"),
-            text_encoder_2=t5, tokenizer_2=t5_tok)
+            transformer=transformer,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=clip_l,
+            tokenizer=clip_tokenizer(cfg / "tokenizer"),
+            text_encoder_2=t5,
+            tokenizer_2=t5_tok,
+        )
     return pipe

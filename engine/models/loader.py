@@ -36,8 +36,14 @@ def pick_device(requested: str = "auto") -> str:
 
 
 #: ``--dtype`` choices and the torch dtype each names; "auto" is resolved by :func:`pick_dtype`.
-DTYPE_NAMES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32",
-               "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
+DTYPE_NAMES = {
+    "fp16": "float16",
+    "bf16": "bfloat16",
+    "fp32": "float32",
+    "float16": "float16",
+    "bfloat16": "bfloat16",
+    "float32": "float32",
+}
 
 
 def pick_dtype(device: str, requested: str = "auto"):
@@ -50,7 +56,8 @@ def pick_dtype(device: str, requested: str = "auto"):
             return getattr(torch, DTYPE_NAMES[requested])
         except KeyError:
             raise ModelLoadError(
-                f"Unknown dtype {requested!r}: use auto, fp16, bf16 or fp32") from None
+                f"Unknown dtype {requested!r}: use auto, fp16, bf16 or fp32"
+            ) from None
     return torch.float16 if device.startswith(("cuda", "mps")) else torch.float32
 
 
@@ -68,8 +75,9 @@ class LoadedModel:
 
 
 class ModelManager:
-    def __init__(self, device: str = "auto", dtype: str = "auto", fast=None,
-                 offload: str = "none") -> None:
+    def __init__(
+        self, device: str = "auto", dtype: str = "auto", fast=None, offload: str = "none"
+    ) -> None:
         self.requested_device = device
         self.requested_dtype = dtype
         #: engine/models/placement.py: "none", "t5-cpu" or "model" for the next loads.
@@ -89,8 +97,7 @@ class ModelManager:
     @property
     def dtype(self):
         """The dtype of the loaded model, or the one the next load will use."""
-        return self.current.dtype if self.current else pick_dtype(self.device,
-                                                                  self.requested_dtype)
+        return self.current.dtype if self.current else pick_dtype(self.device, self.requested_dtype)
 
     def load(self, info: ModelInfo, offload: str | None = None) -> LoadedModel:
         """Load ``info`` (a no-op if it is loaded with the same placement); ``offload`` sets
@@ -99,12 +106,16 @@ class ModelManager:
 
         if offload is not None:
             if offload not in OFFLOAD_MODES:
-                raise ModelLoadError(f"Unknown offload {offload!r}: use one of "
-                                     f"{', '.join(OFFLOAD_MODES)}", "offload")
+                raise ModelLoadError(
+                    f"Unknown offload {offload!r}: use one of {', '.join(OFFLOAD_MODES)}", "offload"
+                )
             self.offload = offload
         with self.lock:
-            if self.current and self.current.info.path == info.path and \
-                    self.current.offload == self.offload:
+            if (
+                self.current
+                and self.current.info.path == info.path
+                and self.current.offload == self.offload
+            ):
                 return self.current
             self.unload()
             device = pick_device(self.requested_device)
@@ -194,7 +205,10 @@ def _load_pipeline(info: ModelInfo, dtype):
         from diffusers import DiffusionPipeline
 
         return DiffusionPipeline.from_pretrained(
-            path, torch_dtype=dtype, local_files_only=True, safety_checker=None,
+            path,
+            torch_dtype=dtype,
+            local_files_only=True,
+            safety_checker=None,
             requires_safety_checker=False,
         )
     except ModelLoadError:

@@ -56,8 +56,11 @@ def place(pipe: Any, device: str, dtype: Any, mode: str) -> str:
     t5 = t5_encoder(pipe) if mode == "t5-cpu" else None
     if t5 is None:
         pipe.to(device)
-        return "this model has no T5 text encoder: every part is on the device" \
-            if mode == "t5-cpu" else ""
+        return (
+            "this model has no T5 text encoder: every part is on the device"
+            if mode == "t5-cpu"
+            else ""
+        )
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module) and component is not t5:
             component.to(device)

@@ -54,7 +54,9 @@ class ModelRegistry:
 
     def _scan(self) -> list[ModelInfo]:
         found: dict[str, ModelInfo] = {}
-        candidates = [p for folder in self.folders if folder.is_dir() for p in sorted(folder.iterdir())]
+        candidates = [
+            p for folder in self.folders if folder.is_dir() for p in sorted(folder.iterdir())
+        ]
         for path in candidates + self.extra:
             info = describe(path, embedded=path.parent == EMBEDDED_MODELS)
             if info is None:

@@ -41,9 +41,14 @@ def _no_embeddings(_tokens: Sequence[int], _position: int) -> tuple[None, int]:
     return None, 0
 
 
-def chunk_tokens(pieces: list[tuple[list[int], float]], bos: int, eos: int,
-                 comma: int | None, find_embedding: EmbeddingLookup = _no_embeddings,
-                 backtrack: int = COMMA_BACKTRACK) -> Chunked:
+def chunk_tokens(
+    pieces: list[tuple[list[int], float]],
+    bos: int,
+    eos: int,
+    comma: int | None,
+    find_embedding: EmbeddingLookup = _no_embeddings,
+    backtrack: int = COMMA_BACKTRACK,
+) -> Chunked:
     """Cut ``pieces`` — (token ids, weight) runs from :func:`parser.parse_emphasis`, a weight of
     −1 meaning BREAK — into padded 77-token chunks with their weights."""
     chunks: list[Chunk] = []
@@ -71,11 +76,18 @@ def chunk_tokens(pieces: list[tuple[list[int], float]], bos: int, eos: int,
             token = tokens[position]
             if token == comma:
                 last_comma = len(chunk.tokens)
-            elif (backtrack and len(chunk.tokens) == CHUNK and last_comma != -1
-                  and len(chunk.tokens) - last_comma <= backtrack):
+            elif (
+                backtrack
+                and len(chunk.tokens) == CHUNK
+                and last_comma != -1
+                and len(chunk.tokens) - last_comma <= backtrack
+            ):
                 cut = last_comma + 1
-                moved = Chunk(chunk.tokens[cut:], chunk.weights[cut:],
-                              [(o - cut, e) for o, e in chunk.fixes if o >= cut])
+                moved = Chunk(
+                    chunk.tokens[cut:],
+                    chunk.weights[cut:],
+                    [(o - cut, e) for o, e in chunk.fixes if o >= cut],
+                )
                 chunk.tokens, chunk.weights = chunk.tokens[:cut], chunk.weights[:cut]
                 chunk.fixes = [(o, e) for o, e in chunk.fixes if o < cut]
                 close()
@@ -104,8 +116,10 @@ def tokenize_pieces(tokenizer, runs: list[tuple[str, float]]) -> list[tuple[list
     """Token ids of each (text, weight) run, tokenized on its own as A1111 does."""
     texts = [text for text, _ in runs]
     ids = tokenizer(texts, truncation=False, add_special_tokens=False)["input_ids"]
-    return [([] if text == BREAK and w == -1 else tok, w)
-            for tok, (text, w) in zip(ids, runs, strict=True)]
+    return [
+        ([] if text == BREAK and w == -1 else tok, w)
+        for tok, (text, w) in zip(ids, runs, strict=True)
+    ]
 
 
 def comma_token(tokenizer) -> int | None:

@@ -64,8 +64,10 @@ def load_embedding(path: Path) -> Embedding:
     elif len(state) == 1:
         tensors = {"": next(iter(state.values()))}
     else:
-        raise EngineError(f"Embedding {path.name} has none of the known layouts (emb_params, "
-                          "clip_l/clip_g, or one token's vectors)")
+        raise EngineError(
+            f"Embedding {path.name} has none of the known layouts (emb_params, "
+            "clip_l/clip_g, or one token's vectors)"
+        )
     tensors = {k: (t.unsqueeze(0) if t.ndim == 1 else t).float() for k, t in tensors.items()}
     return Embedding(path.stem, path, tensors)
 
@@ -90,8 +92,11 @@ class EmbeddingLibrary:
 
     def named_in(self, *texts: str) -> list[str]:
         """The embeddings whose name appears as a word in the texts."""
-        return [n for n in self.files
-                if any(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", t) for t in texts)]
+        return [
+            n
+            for n in self.files
+            if any(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", t) for t in texts)
+        ]
 
     def prepare(self, texts: list[str], encoders) -> None:
         """Load the embeddings the texts call; refuse pickles and ones made for another model."""
@@ -100,17 +105,21 @@ class EmbeddingLibrary:
             if path.suffix.lower() != ".safetensors":
                 raise EngineError(
                     f"Embedding '{name}' ({path.name}) is a pickle, which Sfumato never loads "
-                    "(it can run code); use its .safetensors version.", "params.prompt")
+                    "(it can run code); use its .safetensors version.",
+                    "params.prompt",
+                )
             emb = self.loaded.get(name) or load_embedding(path)
             for enc in encoders:
                 width = enc.model.get_input_embeddings().weight.shape[1]
                 if not emb.fits(enc.key, width):
-                    have = ", ".join(f"{k or 'vectors'} {tuple(t.shape)}"
-                                     for k, t in emb.tensors.items())
+                    have = ", ".join(
+                        f"{k or 'vectors'} {tuple(t.shape)}" for k, t in emb.tensors.items()
+                    )
                     raise EngineError(
                         f"Embedding '{name}' does not fit this model's {enc.key} text encoder "
                         f"(width {width}; the file has {have}): it was made for another base.",
-                        "params.prompt")
+                        "params.prompt",
+                    )
             self.loaded[name] = emb
 
     def lookup(self, encoder):
@@ -125,7 +134,7 @@ class EmbeddingLibrary:
 
         def find(tokens, position):
             for ids, emb in table.get(tokens[position], ()):
-                if list(tokens[position:position + len(ids)]) == ids:
+                if list(tokens[position : position + len(ids)]) == ids:
                     self.used[emb.name] = emb
                     return emb, len(ids)
             return None, 0
@@ -134,5 +143,7 @@ class EmbeddingLibrary:
 
     def hashes(self) -> str:
         """A1111's ``TI hashes``: 'name: hash, …' of the embeddings used."""
-        return ", ".join(f"{n.replace(':', '').replace(',', '')}: {e.shorthash}"
-                         for n, e in sorted(self.used.items()))
+        return ", ".join(
+            f"{n.replace(':', '').replace(',', '')}: {e.shorthash}"
+            for n, e in sorted(self.used.items())
+        )

@@ -74,11 +74,12 @@ class TextEncoder:
         ids = torch.tensor([c.tokens for c in chunks])
         if self.pad != self.eos:  # SD 2 / SDXL's OpenCLIP: pad after the first end token
             for row, c in enumerate(chunks):
-                ids[row, c.tokens.index(self.eos) + 1:] = self.pad
+                ids[row, c.tokens.index(self.eos) + 1 :] = self.pad
         hook = None
         if any(c.fixes for c in chunks):
             hook = self.model.get_input_embeddings().register_forward_hook(
-                _fixes_hook(self.key, [c.fixes for c in chunks]))
+                _fixes_hook(self.key, [c.fixes for c in chunks])
+            )
         try:
             with torch.no_grad():
                 skip = self.clip_skip > 1 and not self.hidden
@@ -116,7 +117,7 @@ def _fixes_hook(key: str, fixes: list[list[tuple[int, Any]]]):
             for offset, embedding in row_fixes:
                 vectors = embedding.vectors_for(key).to(output.device, output.dtype)
                 n = min(output.shape[1] - offset, vectors.shape[0])
-                output[row, offset:offset + n] = vectors[:n]
+                output[row, offset : offset + n] = vectors[:n]
         return output
 
     return hook
@@ -127,9 +128,10 @@ def text_encoders(pipe, clip_skip: int = 1) -> list[TextEncoder]:
     (clip skip does not apply), SD 2's OpenCLIP as it is (clip skip does not apply), SD 1's
     CLIP with clip skip."""
     if getattr(pipe, "text_encoder_2", None) is not None:
-        return [TextEncoder("clip_l", pipe.tokenizer, pipe.text_encoder, hidden=True),
-                TextEncoder("clip_g", pipe.tokenizer_2, pipe.text_encoder_2, hidden=True,
-                            pooled=True)]
+        return [
+            TextEncoder("clip_l", pipe.tokenizer, pipe.text_encoder, hidden=True),
+            TextEncoder("clip_g", pipe.tokenizer_2, pipe.text_encoder_2, hidden=True, pooled=True),
+        ]
     return [single_encoder(pipe.tokenizer, pipe.text_encoder, clip_skip)]
 
 
@@ -150,8 +152,9 @@ class Encoded:
     token_count: int = 0
 
 
-def encode_texts(encoders: list[TextEncoder], texts: list[str], device,
-                 embeddings=None, chunks: int = 0) -> Encoded:
+def encode_texts(
+    encoders: list[TextEncoder], texts: list[str], device, embeddings=None, chunks: int = 0
+) -> Encoded:
     """Encode texts as one batch per chunk (A1111 normalises weights over that batch); texts
     with fewer chunks than the longest (or than ``chunks``) are padded with empty chunks."""
     import torch
@@ -172,8 +175,9 @@ def encode_texts(encoders: list[TextEncoder], texts: list[str], device,
     return Encoded(torch.cat(zs, dim=-1) if len(zs) > 1 else zs[0], pooled, count)
 
 
-def embed_prompts(encoders: list[TextEncoder], prompts: list[str], device,
-                  embeddings=None, max_chunks: int = 0) -> Any:
+def embed_prompts(
+    encoders: list[TextEncoder], prompts: list[str], device, embeddings=None, max_chunks: int = 0
+) -> Any:
     """(N, T, C) conditioning of each prompt as it reads at the first step, padded with empty
     chunks to a common length (fits' captions, video prompts); ``max_chunks`` > 0 keeps only
     that many 75-token chunks. ``<lora:…>`` tags are dropped, never read as words (these
@@ -185,7 +189,7 @@ def embed_prompts(encoders: list[TextEncoder], prompts: list[str], device,
 
         raise EngineError(str(exc), "params.prompt") from None
     z = encode_texts(encoders, texts, device, embeddings).z
-    return z[:, :77 * max_chunks] if max_chunks else z
+    return z[:, : 77 * max_chunks] if max_chunks else z
 
 
 # --------------------------------------------------------------------------- pipeline calls
@@ -232,9 +236,12 @@ class PipeConditioning:
         c, u = self.cond, self.uncond
         i = c.index(step)
         j = u.index(step) if u is not None else 0
-        return (c.z[i:i + 1], u.z[j:j + 1] if u is not None else None,
-                c.pooled[i:i + 1] if c.pooled is not None else None,
-                u.pooled[j:j + 1] if u is not None and u.pooled is not None else None)
+        return (
+            c.z[i : i + 1],
+            u.z[j : j + 1] if u is not None else None,
+            c.pooled[i : i + 1] if c.pooled is not None else None,
+            u.pooled[j : j + 1] if u is not None and u.pooled is not None else None,
+        )
 
     def call_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``pipe(...)``: the first step's embeddings instead of text."""
@@ -300,8 +307,17 @@ def _schedule(encoders, prompt: str, steps: int, device, embeddings, zero: bool)
     return Schedule([end for end, _ in entries], z, pooled), enc.token_count
 
 
-def encode_for_pipe(pipe, prompt: str, negative_prompt: str, guidance_scale: float, device, *,
-                    steps: int = 1, clip_skip: int = 1, embeddings=None) -> PipeConditioning:
+def encode_for_pipe(
+    pipe,
+    prompt: str,
+    negative_prompt: str,
+    guidance_scale: float,
+    device,
+    *,
+    steps: int = 1,
+    clip_skip: int = 1,
+    embeddings=None,
+) -> PipeConditioning:
     """Encode ``prompt`` and ``negative_prompt`` (may be empty) for one pipeline call of
     ``steps`` steps. ``embeddings``: an :class:`engine.prompts.embeddings.EmbeddingLibrary`."""
     import torch
@@ -311,9 +327,11 @@ def encode_for_pipe(pipe, prompt: str, negative_prompt: str, guidance_scale: flo
     uncond, n_uncond = None, 0
     if guided(pipe, guidance_scale):
         zero = not negative_prompt and bool(
-            getattr(pipe.config, "force_zeros_for_empty_prompt", False))
-        uncond, n_uncond = _schedule(encoders, negative_prompt or "", steps, device, embeddings,
-                                     zero)
+            getattr(pipe.config, "force_zeros_for_empty_prompt", False)
+        )
+        uncond, n_uncond = _schedule(
+            encoders, negative_prompt or "", steps, device, embeddings, zero
+        )
         tokens = max(cond.z.shape[1], uncond.z.shape[1])
         if cond.z.shape[1] != uncond.z.shape[1]:
             # A1111's "pad prompt/negative prompt to be same length": empty chunks
@@ -338,8 +356,13 @@ def plain_text(prompt: str) -> str:
     return "".join(run for run, weight in parse_emphasis(text) if weight >= 0).strip()
 
 
-def encode_flow(pipe, prompt: str, negative_prompt: str, guidance_scale: float, device,
-                ) -> PipeConditioning:
+def encode_flow(
+    pipe,
+    prompt: str,
+    negative_prompt: str,
+    guidance_scale: float,
+    device,
+) -> PipeConditioning:
     """SD3 and Flux conditioning through the pipeline's own ``encode_prompt``.
 
     SD3/SD3.5: CLIP-L and CLIP-G (penultimate layers, concatenated, zero-padded to T5's width)
@@ -361,16 +384,24 @@ def encode_flow(pipe, prompt: str, negative_prompt: str, guidance_scale: float, 
     with torch.no_grad():
         if sd3:
             z, neg_z, pooled, neg_pooled = pipe.encode_prompt(
-                text, None, None, device=device, do_classifier_free_guidance=cfg,
-                negative_prompt=negative, max_sequence_length=length)
+                text,
+                None,
+                None,
+                device=device,
+                do_classifier_free_guidance=cfg,
+                negative_prompt=negative,
+                max_sequence_length=length,
+            )
         else:  # Flux
-            z, pooled, _ids = pipe.encode_prompt(text, None, device=device,
-                                                 max_sequence_length=length)
+            z, pooled, _ids = pipe.encode_prompt(
+                text, None, device=device, max_sequence_length=length
+            )
             neg_z = neg_pooled = None
             cfg = cfg and bool(negative)  # diffusers' rule: true CFG needs a negative prompt
             if cfg:
-                neg_z, neg_pooled, _ids = pipe.encode_prompt(negative, None, device=device,
-                                                             max_sequence_length=length)
+                neg_z, neg_pooled, _ids = pipe.encode_prompt(
+                    negative, None, device=device, max_sequence_length=length
+                )
     # T5 on the CPU (engine/models/placement.py) answers in its own dtype: the transformer's here
     dtype = pipe.transformer.dtype
     z, pooled = z.to(dtype), pooled.to(dtype)

@@ -44,8 +44,10 @@ def network_tags(*texts: str) -> list[NetworkTag]:
             raise EngineError(str(exc), "params.prompt") from None
         for tag in found:
             if tag.kind not in ("lora", "lyco"):
-                raise EngineError(f"{tag.text}: Sfumato knows <lora:…> and <lyco:…> tags, not "
-                                  f"<{tag.kind}:…>", "params.prompt")
+                raise EngineError(
+                    f"{tag.text}: Sfumato knows <lora:…> and <lyco:…> tags, not <{tag.kind}:…>",
+                    "params.prompt",
+                )
             tags.append(tag)
     return tags
 
@@ -57,8 +59,10 @@ def context_dim_of(info) -> int:
     path = Path(info.path)
     if path.is_dir():
         try:
-            return int(json.loads((path / "unet" / "config.json").read_text())
-                       .get("cross_attention_dim") or 0)
+            return int(
+                json.loads((path / "unet" / "config.json").read_text()).get("cross_attention_dim")
+                or 0
+            )
         except (OSError, ValueError, TypeError):
             return 0
     return Architecture.parse(info.architecture).facts.context_dim
@@ -69,8 +73,11 @@ def check_prompts(texts: list[str], info, folders) -> None:
     base. (Embeddings are checked against the loaded encoders when the job runs.)"""
     tags = network_tags(*texts)
     if tags and info.architecture in FLOW_ARCHITECTURES:
-        raise EngineError(f"{tags[0].text}: LoRAs are not supported for {info.architecture} "
-                          "models yet (docs/flow-models.md)", "params.prompt")
+        raise EngineError(
+            f"{tags[0].text}: LoRAs are not supported for {info.architecture} "
+            "models yet (docs/flow-models.md)",
+            "params.prompt",
+        )
     if tags:
         loras.check(tags, loras.scan(folders), context_dim_of(info), info.name)
 
@@ -87,9 +94,11 @@ class PromptSession:
 
     def __enter__(self) -> Self:
         if self.tags and is_flow_pipe(self.loaded.pipe):
-            raise EngineError(f"{self.tags[0].text}: LoRAs are not supported for "
-                              f"{self.loaded.info.architecture} models yet (docs/flow-models.md)",
-                              "params.prompt")
+            raise EngineError(
+                f"{self.tags[0].text}: LoRAs are not supported for "
+                f"{self.loaded.info.architecture} models yet (docs/flow-models.md)",
+                "params.prompt",
+            )
         if self.tags:
             available = loras.scan(self.folders)
             info = self.loaded.info
@@ -115,23 +124,38 @@ class PromptSession:
                 loras.remove(self.loaded.pipe)
             self._applied = False
 
-    def encode(self, prompt: str, negative_prompt: str, guidance_scale: float, steps: int,
-               clip_skip: int = 1) -> PipeConditioning:
+    def encode(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        guidance_scale: float,
+        steps: int,
+        clip_skip: int = 1,
+    ) -> PipeConditioning:
         pipe = self.loaded.pipe
         prompt, _ = extract_networks(prompt)
         negative_prompt, _ = extract_networks(negative_prompt)
         if is_flow_pipe(pipe):  # SD3/Flux: CLIP + T5 through the pipeline's encoders
             return encode_flow(pipe, prompt, negative_prompt, guidance_scale, self.loaded.device)
         self.embeddings.prepare([prompt, negative_prompt], text_encoders(pipe, clip_skip))
-        return encode_for_pipe(pipe, prompt, negative_prompt, guidance_scale, self.loaded.device,
-                               steps=steps, clip_skip=clip_skip, embeddings=self.embeddings)
+        return encode_for_pipe(
+            pipe,
+            prompt,
+            negative_prompt,
+            guidance_scale,
+            self.loaded.device,
+            steps=steps,
+            clip_skip=clip_skip,
+            embeddings=self.embeddings,
+        )
 
     def recipe_update(self) -> dict[str, str]:
         """A1111's ``Lora hashes``/``TI hashes`` of what this session used, for the recipe."""
         out = {}
         if self.lora_files:
             out["lora_hashes"] = ", ".join(
-                f"{name}: {loras.shorthash(f.path)}" for name, f in self.lora_files.items())
+                f"{name}: {loras.shorthash(f.path)}" for name, f in self.lora_files.items()
+            )
         if self.embeddings.used:
             out["ti_hashes"] = self.embeddings.hashes()
         return out

@@ -57,8 +57,16 @@ SLOT_NAMES = tuple(f"sfumato_slot{i}" for i in range(8))
 _ATTR = "_sfumato_lora_slots"
 _PEFT_ATTRS = ("peft_config", "_hf_peft_config_loaded")
 #: The layers of an attention block (Transformer2DModel) that the slots hold.
-_TARGET_TAILS = (".proj_in", ".proj_out", ".to_q", ".to_k", ".to_v", ".to_out.0",
-                 ".ff.net.0.proj", ".ff.net.2")
+_TARGET_TAILS = (
+    ".proj_in",
+    ".proj_out",
+    ".to_q",
+    ".to_k",
+    ".to_v",
+    ".to_out.0",
+    ".ff.net.0.proj",
+    ".ff.net.2",
+)
 
 
 def default_rank() -> int:
@@ -94,19 +102,22 @@ class LoraParts:
     unet: dict = field(default_factory=dict)
 
     def text_encoders(self) -> list[str]:
-        return [p for p in ("text_encoder", "text_encoder_2")
-                if any(k.startswith(p + ".") for k in self.state_dict)]
+        return [
+            p
+            for p in ("text_encoder", "text_encoder_2")
+            if any(k.startswith(p + ".") for k in self.state_dict)
+        ]
 
 
 def read(pipe, lora: loras.LoraFile) -> LoraParts:
     from diffusers.utils import convert_unet_state_dict_to_peft
 
     try:
-        sd, alphas, metadata = type(pipe).lora_state_dict(str(lora.path),
-                                                          return_lora_metadata=True)
+        sd, alphas, metadata = type(pipe).lora_state_dict(str(lora.path), return_lora_metadata=True)
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds on bad files
-        raise EngineError(f"LoRA '{lora.name}' could not be loaded: {type(exc).__name__}: {exc}",
-                          "params.prompt") from None
+        raise EngineError(
+            f"LoRA '{lora.name}' could not be loaded: {type(exc).__name__}: {exc}", "params.prompt"
+        ) from None
     unet = {k.removeprefix("unet."): v for k, v in sd.items() if k.startswith("unet.")}
     if unet and "lora_A" not in next(iter(unet)):  # what load_lora_adapter does
         unet = convert_unet_state_dict_to_peft(unet)
@@ -180,8 +191,13 @@ class LoraSlots:
         self.config = unet.peft_config[self.names[0]]  # what a LoRA must match to hotswap
         self.clear()
         setattr(unet, _ATTR, self)
-        log.info("LoRA slots installed: %d × rank %d on %d layers (%.1f M parameters)",
-                 len(self.names), rank, len(self.targets), self.parameters() / 1e6)
+        log.info(
+            "LoRA slots installed: %d × rank %d on %d layers (%.1f M parameters)",
+            len(self.names),
+            rank,
+            len(self.targets),
+            self.parameters() / 1e6,
+        )
         return self
 
     def parameters(self) -> int:
@@ -202,35 +218,50 @@ class LoraSlots:
 
         with_unet = [p for p in parts if p.unet]
         if len(with_unet) > len(self.names):
-            return (f"{len(with_unet)} LoRAs with UNet weights, the fast path has "
-                    f"{len(self.names)} slots")
+            return (
+                f"{len(with_unet)} LoRAs with UNet weights, the fast path has "
+                f"{len(self.names)} slots"
+            )
         for p in with_unet:
             for key, value in p.unet.items():
                 module, _, tail = key.rpartition(".lora_")
                 if "lokr_" in key or "hada_" in key:
                     return f"'{p.name}' is a LoKr/LoHa network (diffusers hotswaps plain LoRA only)"
                 if tail not in ("A.weight", "B.weight"):
-                    return f"'{p.name}' has {key.rpartition('.')[2]} weights ({key}), not plain LoRA"
+                    return (
+                        f"'{p.name}' has {key.rpartition('.')[2]} weights ({key}), not plain LoRA"
+                    )
                 if module not in self.targets:
-                    return (f"'{p.name}' changes {module}, outside the attention layers the "
-                            "slots hold")
+                    return (
+                        f"'{p.name}' changes {module}, outside the attention layers the slots hold"
+                    )
                 if value.ndim != self.targets[module][0]:
                     return f"'{p.name}' has a {value.ndim}-d weight for {module}"
                 if tail == "A.weight" and value.shape[0] > self.rank:
-                    return (f"'{p.name}' has rank {value.shape[0]} (on {module}); the slots "
-                            f"hold rank ≤ {self.rank} (SFUMATO_LORA_SLOT_RANK)")
+                    return (
+                        f"'{p.name}' has rank {value.shape[0]} (on {module}); the slots "
+                        f"hold rank ≤ {self.rank} (SFUMATO_LORA_SLOT_RANK)"
+                    )
             # diffusers builds this config from the file and refuses to hotswap one whose
             # dropout, rsLoRA, DoRA or per-layer alphas differ from the slot's
             try:
                 if p.metadata:
-                    kwargs = {k.removeprefix("unet."): v for k, v in p.metadata.items()
-                              if k.startswith("unet.")} or dict(p.metadata)
+                    kwargs = {
+                        k.removeprefix("unet."): v
+                        for k, v in p.metadata.items()
+                        if k.startswith("unet.")
+                    } or dict(p.metadata)
                 else:
-                    ranks = {f"^{k}": v.shape[1] for k, v in p.unet.items()
-                             if "lora_B" in k and v.ndim > 1}
-                    alphas = {k.removeprefix("unet."): v
-                              for k, v in (p.network_alphas or {}).items()
-                              if k.startswith("unet.")}
+                    ranks = {
+                        f"^{k}": v.shape[1]
+                        for k, v in p.unet.items()
+                        if "lora_B" in k and v.ndim > 1
+                    }
+                    alphas = {
+                        k.removeprefix("unet."): v
+                        for k, v in (p.network_alphas or {}).items()
+                        if k.startswith("unet.")
+                    }
                     kwargs = get_peft_kwargs(ranks, alphas, p.unet, is_unet=True)
                 check_hotswap_configs_compatible(self.config, LoraConfig(**kwargs))
             except (ValueError, TypeError) as exc:
@@ -245,8 +276,14 @@ class LoraSlots:
         with torch.no_grad():
             for slot, (parts, weight) in zip(self.names, items, strict=False):
                 self.unet.load_lora_adapter(
-                    parts.state_dict, prefix="unet", network_alphas=parts.network_alphas,
-                    metadata=parts.metadata, adapter_name=slot, hotswap=True, _pipeline=pipe)
+                    parts.state_dict,
+                    prefix="unet",
+                    network_alphas=parts.network_alphas,
+                    metadata=parts.metadata,
+                    adapter_name=slot,
+                    hotswap=True,
+                    _pipeline=pipe,
+                )
                 touched = {key.rpartition(".lora_")[0] for key in parts.unet}
                 for name, layer in self._layers():
                     # the hotswap set alpha/rank on the layers it touched and zeroed the rest
@@ -254,7 +291,7 @@ class LoraSlots:
                         layer.scaling[slot].mul_(weight)
                     else:
                         layer.scaling[slot].fill_(0.0)
-            for slot in self.names[len(items):]:
+            for slot in self.names[len(items) :]:
                 self._zero(slot)
 
     def clear(self) -> None:
@@ -405,14 +442,19 @@ class JobLoras:
                     continue
                 adapter = loras.adapter_name(p.name)
                 type(pipe).load_lora_into_text_encoder(
-                    p.state_dict, network_alphas=p.network_alphas, text_encoder=encoder,
-                    prefix=attr, lora_scale=pipe.lora_scale, adapter_name=adapter,
-                    _pipeline=pipe, metadata=p.metadata)
+                    p.state_dict,
+                    network_alphas=p.network_alphas,
+                    text_encoder=encoder,
+                    prefix=attr,
+                    lora_scale=pipe.lora_scale,
+                    adapter_name=adapter,
+                    _pipeline=pipe,
+                    metadata=p.metadata,
+                )
                 names.append((adapter, weights[p.name][0]))
             if names:
                 self._text_encoders.append(attr)
-                set_adapters_for_text_encoder([n for n, _ in names], encoder,
-                                              [w for _, w in names])
+                set_adapters_for_text_encoder([n for n, _ in names], encoder, [w for _, w in names])
 
     def _remove_text_encoders(self) -> None:
         # what unload_lora_weights does to a text encoder: the original layers come back
@@ -421,4 +463,3 @@ class JobLoras:
         for attr in self._text_encoders:
             _remove_text_encoder_monkey_patch(getattr(self.pipe, attr))
         self._text_encoders = []
-

@@ -96,8 +96,13 @@ def scan(model_folders: Iterable[Path]) -> dict[str, LoraFile]:
                 found[path.stem] = describe(path)
             elif suffix in (".pt", ".ckpt", ".bin", ".pth"):
                 found[path.stem] = LoraFile(
-                    path.stem, path, 0, "", f"{path.name} is a pickle, which Sfumato never "
-                    "loads (it can run code); convert it to .safetensors")
+                    path.stem,
+                    path,
+                    0,
+                    "",
+                    f"{path.name} is a pickle, which Sfumato never "
+                    "loads (it can run code); convert it to .safetensors",
+                )
     return found
 
 
@@ -118,15 +123,18 @@ def check(tags, available: dict[str, LoraFile], context_dim: int, model_name: st
         lora = available.get(tag.name)
         if lora is None:
             known = ", ".join(sorted(available)) or "none installed"
-            raise EngineError(f"LoRA '{tag.name}' ({tag.text}) is not in any loras/ folder "
-                              f"(installed: {known}).", "params.prompt")
+            raise EngineError(
+                f"LoRA '{tag.name}' ({tag.text}) is not in any loras/ folder (installed: {known}).",
+                "params.prompt",
+            )
         if lora.problem:
             raise EngineError(f"LoRA '{tag.name}': {lora.problem}", "params.prompt")
         if lora.context_dim and context_dim and lora.context_dim != context_dim:
             raise EngineError(
                 f"LoRA '{tag.name}' is made for {lora.base}; {model_name} is "
                 f"{base_label(context_dim)}. Choose a LoRA for this model or another model.",
-                "params.prompt")
+                "params.prompt",
+            )
 
 
 def adapter_name(name: str) -> str:
@@ -152,8 +160,10 @@ def apply(pipe, tags, available: dict[str, LoraFile]) -> list[str]:
             try:
                 pipe.load_lora_weights(str(available[name].path), adapter_name=adapter)
             except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds on bad files
-                raise EngineError(f"LoRA '{name}' could not be loaded: {type(exc).__name__}: "
-                                  f"{exc}", "params.prompt") from None
+                raise EngineError(
+                    f"LoRA '{name}' could not be loaded: {type(exc).__name__}: {exc}",
+                    "params.prompt",
+                ) from None
             names.append(adapter)
             weights.append(_component_weights(pipe, te, unet))
         pipe.set_adapters(names, adapter_weights=weights)

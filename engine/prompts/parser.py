@@ -56,8 +56,9 @@ def extract_networks(prompt: str) -> tuple[str, list[NetworkTag]]:
             te = float(args[1]) if len(args) > 1 and args[1].strip() else 1.0
             unet = float(args[2]) if len(args) > 2 and args[2].strip() else te
         except ValueError:
-            raise ValueError(f"{m.group(0)}: the weight must be a number, e.g. "
-                             f"<{kind}:{args[0]}:0.8>") from None
+            raise ValueError(
+                f"{m.group(0)}: the weight must be a number, e.g. <{kind}:{args[0]}:0.8>"
+            ) from None
         tags.append(NetworkTag(kind, args[0].strip(), te, unet, m.group(0)))
         return ""
 

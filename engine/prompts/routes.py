@@ -52,12 +52,12 @@ def count_tokens(tokenizer, prompt: str, steps: int = 20) -> TokenCount:
     best = None
     for _, entry in prompt_schedule(text, steps):
         pieces = tokenize_pieces(tokenizer, parse_emphasis(entry))
-        chunked = chunk_tokens(pieces, tokenizer.bos_token_id, tokenizer.eos_token_id,
-                               comma_token(tokenizer))
+        chunked = chunk_tokens(
+            pieces, tokenizer.bos_token_id, tokenizer.eos_token_id, comma_token(tokenizer)
+        )
         if best is None or chunked.token_count > best.token_count:
             best = chunked
-    per_chunk = [sum(1 for t in c.tokens[1:-1] if t != tokenizer.eos_token_id)
-                 for c in best.chunks]
+    per_chunk = [sum(1 for t in c.tokens[1:-1] if t != tokenizer.eos_token_id) for c in best.chunks]
     return TokenCount(tokens=best.token_count, limit=75 * len(best.chunks), chunks=per_chunk)
 
 
@@ -76,16 +76,32 @@ def prompts_router(engine, prefix: str) -> APIRouter:
         from engine.prompts import loras as lora_files
 
         found = await asyncio.to_thread(lora_files.scan, engine.registry.folders)
-        return [LoraInfo(name=f.name, path=str(f.path), base=f.base, context_dim=f.context_dim,
-                         format=f.format, problem=f.problem) for f in found.values()]
+        return [
+            LoraInfo(
+                name=f.name,
+                path=str(f.path),
+                base=f.base,
+                context_dim=f.context_dim,
+                format=f.format,
+                problem=f.problem,
+            )
+            for f in found.values()
+        ]
 
     @router.get("/embeddings", response_model=list[EmbeddingInfo])
     async def embeddings() -> list[EmbeddingInfo]:
         from engine.prompts import embeddings as ti
 
         found = await asyncio.to_thread(ti.scan, engine.registry.folders)
-        return [EmbeddingInfo(name=n, path=str(p), problem="" if p.suffix == ".safetensors"
-                              else "a pickle: Sfumato never loads it; use .safetensors")
-                for n, p in found.items()]
+        return [
+            EmbeddingInfo(
+                name=n,
+                path=str(p),
+                problem=""
+                if p.suffix == ".safetensors"
+                else "a pickle: Sfumato never loads it; use .safetensors",
+            )
+            for n, p in found.items()
+        ]
 
     return router

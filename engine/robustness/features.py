@@ -25,10 +25,14 @@ import numpy as np
 
 CLASSIFIER = Path(__file__).resolve().parents[2] / "resources" / "eval" / "sfumato-tiny-classifier"
 
-CLASSIFIER_NOTE = ("the built-in model's evaluation classifier (256-d penultimate layer, trained "
-                   "on the emoji it draws)")
-VAE_NOTE = ("the model's VAE latents: 4×4 average-pooled means and per-channel spread of each "
-            "image's latent (68 numbers; no CLIP vision model is assumed)")
+CLASSIFIER_NOTE = (
+    "the built-in model's evaluation classifier (256-d penultimate layer, trained "
+    "on the emoji it draws)"
+)
+VAE_NOTE = (
+    "the model's VAE latents: 4×4 average-pooled means and per-channel spread of each "
+    "image's latent (68 numbers; no CLIP vision model is assumed)"
+)
 
 
 class ClassifierFeatures:
@@ -63,7 +67,7 @@ class VaeLatentFeatures:
         out = []
         with torch.no_grad():
             for i in range(0, len(images), batch):
-                x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))
+                x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch]))
                 x = x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
                 x = x.to(self.device, self.vae.dtype)
                 z = self.vae.encode(x).latent_dist.mean.float()

@@ -51,21 +51,27 @@ def run_prompt_robustness(job: Job, ctx, fits=None) -> None:
     base = r.base
     words = split_words(base.prompt)
     if not words:
-        raise EngineError("The prompt has no words to probe: write a prompt first.",
-                          "job.params.base.prompt")
+        raise EngineError(
+            "The prompt has no words to probe: write a prompt first.", "job.params.base.prompt"
+        )
     loaded = ctx.load_model(base.model)
     n = r.samples
     extractor = features_for(loaded)
     report = job.robustness or RobustnessReport(
-        prompt=base.prompt, samples=n, seed=base.seed, features=extractor.note,
-        permutations=r.permutations)
+        prompt=base.prompt,
+        samples=n,
+        seed=base.seed,
+        features=extractor.note,
+        permutations=r.permutations,
+    )
     job.robustness = report
     if not report.groups:
         report.groups = [RobustnessGroup(group=0, kind="original", prompt=base.prompt)]
         for w in words:
             g = len(report.groups)
-            report.groups.append(RobustnessGroup(group=g, kind="deletion",
-                                                 prompt=replace_word(base.prompt, w, "")))
+            report.groups.append(
+                RobustnessGroup(group=g, kind="deletion", prompt=replace_word(base.prompt, w, ""))
+            )
             report.words.append(WordImportance(index=w.index, word=w.text, group=g))
 
     renderer = _Renderer(job, ctx, loaded, base, fits, n)
@@ -101,9 +107,16 @@ def run_prompt_robustness(job: Job, ctx, fits=None) -> None:
                 g = len(report.groups)
                 prompt = replace_word(base.prompt, words[w.index], new)
                 report.groups.append(RobustnessGroup(group=g, kind="perturbation", prompt=prompt))
-                report.perturbations.append(Perturbation(
-                    group=g, word_index=w.index, rule=rule, original=w.word, replaced=new,
-                    prompt=prompt))
+                report.perturbations.append(
+                    Perturbation(
+                        group=g,
+                        word_index=w.index,
+                        rule=rule,
+                        original=w.word,
+                        replaced=new,
+                        prompt=prompt,
+                    )
+                )
         renderer.begin(groups=len(report.groups))
         ctx.save()
 
@@ -129,8 +142,9 @@ class _Renderer:
     def __init__(self, job: Job, ctx, loaded, base, fits, samples: int) -> None:
         self.job, self.ctx, self.loaded, self.base, self.n = job, ctx, loaded, base, samples
         self.setup = prepare(loaded, base, fits)
-        self.recipe = base.model_copy(update={
-            "model": loaded.info.id, "batch_size": 1, "batch_count": 1, "uncertainty": None})
+        self.recipe = base.model_copy(
+            update={"model": loaded.info.id, "batch_size": 1, "batch_count": 1, "uncertainty": None}
+        )
         self.chunk = render_batch_size(base.width, base.height)
 
     def _done(self) -> dict[int, ResultImage]:
@@ -149,16 +163,24 @@ class _Renderer:
         def batches():
             todo = missing((g * self.n + i for i in range(self.n)), self.ctx)
             for start in range(0, len(todo), self.chunk):
-                part = todo[start:start + self.chunk]
+                part = todo[start : start + self.chunk]
                 step0 = len(self._done()) * p.steps
-                with PromptSession(self.loaded, self.ctx.model_folders,
-                                   [prompt, p.negative_prompt]) as prompts:
-                    cond = prompts.encode(prompt, p.negative_prompt, p.cfg_scale, p.steps,
-                                          p.clip_skip)
-                    yield Batch(p, recipe, indices=part,
-                                seeds=[(p.seed + index - g * self.n) % 2**32 for index in part],
-                                setup=self.setup, conditioning=cond, progress_base=step0,
-                                progress_weight=len(part))
+                with PromptSession(
+                    self.loaded, self.ctx.model_folders, [prompt, p.negative_prompt]
+                ) as prompts:
+                    cond = prompts.encode(
+                        prompt, p.negative_prompt, p.cfg_scale, p.steps, p.clip_skip
+                    )
+                    yield Batch(
+                        p,
+                        recipe,
+                        indices=part,
+                        seeds=[(p.seed + index - g * self.n) % 2**32 for index in part],
+                        setup=self.setup,
+                        conditioning=cond,
+                        progress_base=step0,
+                        progress_weight=len(part),
+                    )
 
         render(self.job, self.ctx, self.loaded, batches())
         done = self._done()

@@ -44,8 +44,11 @@ def median_bandwidth(d2: np.ndarray) -> float:
 def _mmd2_from_kernel(k: np.ndarray, in_x: np.ndarray) -> float:
     x, y = in_x, ~in_x
     n, m = x.sum(), y.sum()
-    return float(k[np.ix_(x, x)].sum() / n**2 + k[np.ix_(y, y)].sum() / m**2
-                 - 2.0 * k[np.ix_(x, y)].sum() / (n * m))
+    return float(
+        k[np.ix_(x, x)].sum() / n**2
+        + k[np.ix_(y, y)].sum() / m**2
+        - 2.0 * k[np.ix_(x, y)].sum() / (n * m)
+    )
 
 
 def mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> float:
@@ -57,8 +60,9 @@ def mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> float:
     return _mmd2_from_kernel(np.exp(-d2 / (2 * h * h)), in_x)
 
 
-def two_sample_test(x: np.ndarray, y: np.ndarray, permutations: int = 1000,
-                    seed: int = 0) -> TwoSampleResult:
+def two_sample_test(
+    x: np.ndarray, y: np.ndarray, permutations: int = 1000, seed: int = 0
+) -> TwoSampleResult:
     """MMD² of ``x`` vs ``y`` and the permutation test's p-value (``permutations`` draws)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if len(x) < 2 or len(y) < 2:

@@ -40,10 +40,33 @@ for _r, _row in enumerate(_ROWS):
 #: Look-alike characters (Unicode confusables): Latin letter → characters drawn the same or
 #: nearly so in common fonts. A text encoder's tokenizer sees entirely different tokens.
 HOMOGLYPHS: dict[str, str] = {
-    "a": "а", "c": "с", "e": "е", "i": "і1", "j": "ј", "l": "1І", "o": "о0", "p": "р",
-    "s": "ѕ", "x": "х", "y": "у", "A": "АΑ", "B": "ВΒ", "C": "С", "E": "ЕΕ", "H": "НΗ",
-    "I": "Іl", "K": "КΚ", "M": "МΜ", "N": "Ν", "O": "О0Ο", "P": "РΡ", "S": "Ѕ", "T": "ТΤ",
-    "X": "ХΧ", "Y": "Υ", "Z": "Ζ",
+    "a": "а",
+    "c": "с",
+    "e": "е",
+    "i": "і1",
+    "j": "ј",
+    "l": "1І",
+    "o": "о0",
+    "p": "р",
+    "s": "ѕ",
+    "x": "х",
+    "y": "у",
+    "A": "АΑ",
+    "B": "ВΒ",
+    "C": "С",
+    "E": "ЕΕ",
+    "H": "НΗ",
+    "I": "Іl",
+    "K": "КΚ",
+    "M": "МΜ",
+    "N": "Ν",
+    "O": "О0Ο",
+    "P": "РΡ",
+    "S": "Ѕ",
+    "T": "ТΤ",
+    "X": "ХΧ",
+    "Y": "Υ",
+    "Z": "Ζ",
 }
 
 
@@ -61,20 +84,20 @@ def _one_typo(word: str, rng: random.Random) -> str:
         else:
             i = rng.choice(letters)
             new = rng.choice(KEYBOARD_NEIGHBOURS[word[i].lower()])
-            return word[:i] + (new.upper() if word[i].isupper() else new) + word[i + 1:]
+            return word[:i] + (new.upper() if word[i].isupper() else new) + word[i + 1 :]
     if op == "double":
         i = rng.randrange(len(word))
-        return word[:i + 1] + word[i] + word[i + 1:]
+        return word[: i + 1] + word[i] + word[i + 1 :]
     if op == "swap":
         pairs = [i for i in range(len(word) - 1) if word[i] != word[i + 1]]
         if pairs:
             i = rng.choice(pairs)
-            return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+            return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
         i = rng.randrange(len(word))
-        return word[:i + 1] + word[i] + word[i + 1:]
+        return word[: i + 1] + word[i] + word[i + 1 :]
     if op == "drop":
         i = rng.randrange(len(word))
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     i = rng.randrange(1, len(word) - 1)  # space: never at either end, it would vanish
     return word[:i] + " " + word[i:]
 
@@ -98,7 +121,7 @@ def glyph(word: str, rng: random.Random) -> str | None:
         options.append((first.lower() if first.isupper() else first.upper()) + word[1:])
     for i, ch in enumerate(word):
         for alike in HOMOGLYPHS.get(ch, ""):
-            options.append(word[:i] + alike + word[i + 1:])
+            options.append(word[:i] + alike + word[i + 1 :])
     options = [o for o in options if o != word]
     return rng.choice(options) if options else None
 
@@ -119,7 +142,9 @@ def phonetic(word: str, rng: random.Random) -> str | None:
 
 
 RULE_FUNCTIONS: dict[str, Callable[[str, random.Random], str | None]] = {
-    "typo": typo, "glyph": glyph, "phonetic": phonetic,
+    "typo": typo,
+    "glyph": glyph,
+    "phonetic": phonetic,
 }
 
 

@@ -18,12 +18,32 @@ import re
 #: (pattern, replacement) pairs that keep an English word's sound; tried in order, each where it
 #: matches. Written for the kinds of words prompts use.
 SPELLING_RULES: tuple[tuple[str, str], ...] = (
-    (r"ph", "f"), (r"f", "ph"), (r"ck", "k"), (r"c(?=[aou])", "k"), (r"k(?=[aou])", "c"),
-    (r"ee", "ea"), (r"ea", "ee"), (r"tion\b", "shun"), (r"ight\b", "ite"), (r"oo", "u"),
-    (r"ou", "ow"), (r"(?<=[aeiou])s\b", "z"), (r"y\b", "ie"), (r"qu", "kw"), (r"x", "ks"),
-    (r"([bdfglmnprt])\1", r"\1"), (r"er\b", "ur"), (r"or\b", "er"), (r"wh", "w"),
-    (r"^kn", "n"), (r"^wr", "r"), (r"ai", "ay"), (r"ay\b", "ey"), (r"ing\b", "in"),
-    (r"eon\b", "ian"), (r"i(?=[^aeiou]e\b)", "y"),
+    (r"ph", "f"),
+    (r"f", "ph"),
+    (r"ck", "k"),
+    (r"c(?=[aou])", "k"),
+    (r"k(?=[aou])", "c"),
+    (r"ee", "ea"),
+    (r"ea", "ee"),
+    (r"tion\b", "shun"),
+    (r"ight\b", "ite"),
+    (r"oo", "u"),
+    (r"ou", "ow"),
+    (r"(?<=[aeiou])s\b", "z"),
+    (r"y\b", "ie"),
+    (r"qu", "kw"),
+    (r"x", "ks"),
+    (r"([bdfglmnprt])\1", r"\1"),
+    (r"er\b", "ur"),
+    (r"or\b", "er"),
+    (r"wh", "w"),
+    (r"^kn", "n"),
+    (r"^wr", "r"),
+    (r"ai", "ay"),
+    (r"ay\b", "ey"),
+    (r"ing\b", "in"),
+    (r"eon\b", "ian"),
+    (r"i(?=[^aeiou]e\b)", "y"),
 )
 
 

@@ -58,10 +58,15 @@ def betas_for(config) -> torch.Tensor:
     if config.beta_schedule == "linear":
         return torch.linspace(config.beta_start, config.beta_end, n, dtype=torch.float64)
     if config.beta_schedule == "scaled_linear":
-        return torch.linspace(config.beta_start**0.5, config.beta_end**0.5, n, dtype=torch.float64) ** 2
+        return (
+            torch.linspace(config.beta_start**0.5, config.beta_end**0.5, n, dtype=torch.float64)
+            ** 2
+        )
     if config.beta_schedule == "squaredcos_cap_v2":
         f = [math.cos((i / n + 0.008) / 1.008 * math.pi / 2) ** 2 for i in range(n + 1)]
-        return torch.tensor([min(1 - f[i + 1] / f[i], 0.999) for i in range(n)], dtype=torch.float64)
+        return torch.tensor(
+            [min(1 - f[i + 1] / f[i], 0.999) for i in range(n)], dtype=torch.float64
+        )
     raise NotImplementedError(f"beta_schedule {config.beta_schedule!r} is not supported")
 
 
@@ -118,8 +123,9 @@ def _dp(cost, steps: int) -> list[int]:
     return path[::-1]
 
 
-def optimal_trajectory(alphas_cumprod: torch.Tensor, gammas: dict[int, float],
-                       steps: int) -> list[int]:
+def optimal_trajectory(
+    alphas_cumprod: torch.Tensor, gammas: dict[int, float], steps: int
+) -> list[int]:
     """The ``steps``-point trajectory over the fitted timesteps (from the smallest to the
     largest, both kept) that minimises Σ J(τ_{k−1}, τ_k): dynamic programming, O(K·M²) for M
     fitted timesteps. Returned decreasing, as a scheduler's timesteps.
@@ -135,8 +141,9 @@ def optimal_trajectory(alphas_cumprod: torch.Tensor, gammas: dict[int, float],
     if not 2 <= steps <= m:
         if steps == 1 and m:
             return [cand[-1]]
-        raise ValueError(f"an optimal trajectory of {steps} steps needs Γ at ≥ {steps} timesteps "
-                         f"(fitted: {m})")
+        raise ValueError(
+            f"an optimal trajectory of {steps} steps needs Γ at ≥ {steps} timesteps (fitted: {m})"
+        )
     first_bad = next((i for i, t in enumerate(cand) if gammas[t] > 1), m)
     bad = min(2 * (m - first_bad), m - 2)
     m1, k2 = m - bad, 0
@@ -161,8 +168,9 @@ def optimal_trajectory(alphas_cumprod: torch.Tensor, gammas: dict[int, float],
     return [cand[j] for j in reversed(path)]
 
 
-def trajectory_bound(alphas_cumprod: torch.Tensor, gammas: dict[int, float],
-                     timesteps: list[int]) -> float:
+def trajectory_bound(
+    alphas_cumprod: torch.Tensor, gammas: dict[int, float], timesteps: list[int]
+) -> float:
     """Σ J(τ_{k−1}, τ_k)/d·2 of a trajectory (any order): the part of the bound it changes."""
     ts = sorted(int(t) for t in timesteps)
     return sum(step_cost(alphas_cumprod, s, t, gammas[t]) for s, t in pairwise(ts))
@@ -211,16 +219,24 @@ class AnalyticDPMScheduler(SchedulerMixin, ConfigMixin):
         """Optimal trajectories per step count, cached with an ``analytic_fit`` (§4)."""
         self.trajectories = {int(k): [int(t) for t in v] for k, v in trajectories.items()}
 
-    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+    def set_timesteps(
+        self, num_inference_steps: int, device: str | torch.device | None = None
+    ) -> None:
         if self.config.timestep_spacing == OPTIMAL:
             ts = self.trajectories.get(num_inference_steps)
             if ts is None:
-                raise KeyError(f"No optimal trajectory of {num_inference_steps} steps: run an "
-                               f"analytic_fit with timestep_spacing 'optimal' and steps "
-                               f"[{num_inference_steps}]")
+                raise KeyError(
+                    f"No optimal trajectory of {num_inference_steps} steps: run an "
+                    f"analytic_fit with timestep_spacing 'optimal' and steps "
+                    f"[{num_inference_steps}]"
+                )
         else:
-            ts = trajectory(self.config.num_train_timesteps, num_inference_steps,
-                            self.config.timestep_spacing, self.config.steps_offset)
+            ts = trajectory(
+                self.config.num_train_timesteps,
+                num_inference_steps,
+                self.config.timestep_spacing,
+                self.config.steps_offset,
+            )
         self.num_inference_steps = num_inference_steps
         self.timesteps = torch.tensor(ts, dtype=torch.long, device=device)
         self._step_index = 0
@@ -302,7 +318,9 @@ class AnalyticDPMScheduler(SchedulerMixin, ConfigMixin):
             return (prev_sample, x0)
         return SchedulerOutput(prev_sample=prev_sample)
 
-    def add_noise(self, original: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    def add_noise(
+        self, original: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor:
         a = self.alphas_cumprod.to(original.device)[timesteps.long()].to(original.dtype)
         while a.dim() < original.dim():
             a = a.unsqueeze(-1)
@@ -312,9 +330,15 @@ class AnalyticDPMScheduler(SchedulerMixin, ConfigMixin):
 def _randn(like: torch.Tensor, generator) -> torch.Tensor:
     """Noise drawn on the CPU per generator (one per image), as the pipelines do."""
     if isinstance(generator, list):
-        parts = [torch.randn(like.shape[1:], generator=g, dtype=torch.float32).unsqueeze(0)
-                 for g in generator]
+        parts = [
+            torch.randn(like.shape[1:], generator=g, dtype=torch.float32).unsqueeze(0)
+            for g in generator
+        ]
         return torch.cat(parts).to(like.device, like.dtype)
-    noise = torch.randn(like.shape, generator=generator, dtype=torch.float32,
-                        device=generator.device if generator is not None else "cpu")
+    noise = torch.randn(
+        like.shape,
+        generator=generator,
+        dtype=torch.float32,
+        device=generator.device if generator is not None else "cpu",
+    )
     return noise.to(like.device, like.dtype)

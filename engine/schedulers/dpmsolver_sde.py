@@ -40,15 +40,26 @@ def _seeds(generator, batch: int):
 
 
 class DPMSolverSDEScheduler(diffusers.DPMSolverSDEScheduler):
-    def step(self, model_output, timestep, sample, return_dict: bool = True,
-             s_noise: float = 1.0, generator=None):
+    def step(
+        self,
+        model_output,
+        timestep,
+        sample,
+        return_dict: bool = True,
+        s_noise: float = 1.0,
+        generator=None,
+    ):
         if self.noise_sampler is None:
             seed = self.noise_sampler_seed
             if seed is None:
                 seed = _seeds(generator, sample.shape[0])
             positive = self.sigmas[self.sigmas > 0]
-            self.noise_sampler = _Float32Noise(BrownianTreeNoiseSampler(
-                sample.float(), positive.min().item(), self.sigmas.max().item(), seed),
-                sample.dtype)
-        return super().step(model_output, timestep, sample, return_dict=return_dict,
-                            s_noise=s_noise)
+            self.noise_sampler = _Float32Noise(
+                BrownianTreeNoiseSampler(
+                    sample.float(), positive.min().item(), self.sigmas.max().item(), seed
+                ),
+                sample.dtype,
+            )
+        return super().step(
+            model_output, timestep, sample, return_dict=return_dict, s_noise=s_noise
+        )

@@ -26,12 +26,21 @@ class FlowHeunScheduler(FlowMatchHeunDiscreteScheduler):
     ``FlowMatchEulerDiscreteScheduler`` does; else by the configured ``shift`` (SD3)."""
 
     @register_to_config
-    def __init__(self, num_train_timesteps: int = 1000, shift: float = 1.0,
-                 use_dynamic_shifting: bool = False) -> None:
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        shift: float = 1.0,
+        use_dynamic_shifting: bool = False,
+    ) -> None:
         super().__init__(num_train_timesteps=num_train_timesteps, shift=shift)
 
-    def set_timesteps(self, num_inference_steps: int | None = None, device=None,
-                      sigmas=None, mu: float | None = None) -> None:
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device=None,
+        sigmas=None,
+        mu: float | None = None,
+    ) -> None:
         import torch
 
         if sigmas is None and not (mu is not None and self.config.use_dynamic_shifting):

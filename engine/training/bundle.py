@@ -35,16 +35,26 @@ def pack(tree: Path, dest: Path, part_bytes: int = PART_BYTES) -> list[Path]:
     data = buf.getvalue()
     count = max(1, -(-len(data) // part_bytes))
     if count + 1 > MAX_PARTS:  # + the manifest
-        raise ValueError(f"the export is {len(data) / 2**20:.1f} MiB: more than {MAX_PARTS - 1} "
-                         f"parts of {part_bytes / 2**20:.0f} MiB, which the device cannot return")
+        raise ValueError(
+            f"the export is {len(data) / 2**20:.1f} MiB: more than {MAX_PARTS - 1} "
+            f"parts of {part_bytes / 2**20:.0f} MiB, which the device cannot return"
+        )
     parts = []
     for k in range(count):
         part = dest / f"bundle.tar.{k:02d}"
-        part.write_bytes(data[k * part_bytes:(k + 1) * part_bytes])
+        part.write_bytes(data[k * part_bytes : (k + 1) * part_bytes])
         parts.append(part)
-    manifest = {"parts": [{"name": p.name, "bytes": p.stat().st_size,
-                           "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in parts],
-                "bytes": len(data)}
+    manifest = {
+        "parts": [
+            {
+                "name": p.name,
+                "bytes": p.stat().st_size,
+                "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+            }
+            for p in parts
+        ],
+        "bytes": len(data),
+    }
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return [*parts, dest / MANIFEST]
 

@@ -28,16 +28,33 @@ PRESETS = {
     # Candidates for the GPU recipe, timed with random weights by bench/tiny_model_speed.py
     # --preset (one 64x64 image, 25 steps, CFG, 2 CPU threads; the budget is 2 s): see
     # docs/embedded-model.md for the numbers and the pick.
-    "wide": ModelSize(text_width=192, text_layers=3, unet_channels=(96, 192, 192),
-                      attention_heads=6),
-    "deep": ModelSize(text_width=192, text_layers=4, unet_channels=(64, 128, 192), unet_layers=2,
-                      attention_heads=6),
-    "gpu": ModelSize(text_width=256, text_layers=4, vae_channels=(32, 64, 128),
-                     unet_channels=(96, 192, 288), unet_layers=2, attention_heads=8),
+    "wide": ModelSize(
+        text_width=192, text_layers=3, unet_channels=(96, 192, 192), attention_heads=6
+    ),
+    "deep": ModelSize(
+        text_width=192,
+        text_layers=4,
+        unet_channels=(64, 128, 192),
+        unet_layers=2,
+        attention_heads=6,
+    ),
+    "gpu": ModelSize(
+        text_width=256,
+        text_layers=4,
+        vae_channels=(32, 64, 128),
+        unet_channels=(96, 192, 288),
+        unet_layers=2,
+        attention_heads=8,
+    ),
     # The dry run's toy: every code path, seconds on a CPU.
-    "toy": ModelSize(text_width=32, text_layers=1, vae_channels=(16, 16, 16),
-                     unet_channels=(32, 32, 64), attention_heads=2,
-                     controlnet_embed=(8, 16, 16)),
+    "toy": ModelSize(
+        text_width=32,
+        text_layers=1,
+        vae_channels=(16, 16, 16),
+        unet_channels=(32, 32, 64),
+        attention_heads=2,
+        controlnet_embed=(8, 16, 16),
+    ),
 }
 
 LATENT_CHANNELS = 4
@@ -46,19 +63,21 @@ LATENT_CHANNELS = 4
 def text_encoder(size: ModelSize, vocab_size: int, bos: int, eos: int):
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    return CLIPTextModel(CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=size.text_width,
-        intermediate_size=4 * size.text_width,
-        num_hidden_layers=size.text_layers,
-        num_attention_heads=max(1, size.text_width // 32),
-        max_position_embeddings=77,
-        hidden_act="quick_gelu",
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=eos,
-        projection_dim=size.text_width,
-    ))
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=size.text_width,
+            intermediate_size=4 * size.text_width,
+            num_hidden_layers=size.text_layers,
+            num_attention_heads=max(1, size.text_width // 32),
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            bos_token_id=bos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+            projection_dim=size.text_width,
+        )
+    )
 
 
 def vae(size: ModelSize, image_size: int):

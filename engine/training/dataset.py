@@ -83,9 +83,7 @@ def emoji_name(char: str) -> str:
 
 def emoji_table(chars: list[str] | None = None) -> list[EmojiInfo]:
     chars = EMOJI if chars is None else chars
-    return [
-        EmojiInfo(c, emoji_name(c), "-".join(f"{ord(x):X}" for x in c)) for c in chars
-    ]
+    return [EmojiInfo(c, emoji_name(c), "-".join(f"{ord(x):X}" for x in c)) for c in chars]
 
 
 def caption(name: str, style: str | None, background: str | None) -> str:
@@ -134,7 +132,9 @@ def _render_noto(info: EmojiInfo, size: int) -> Image.Image:
     glyph = _crop_to_alpha(canvas)
     # A missing glyph draws as a monochrome box: reject anything without colour.
     rgb = np.asarray(glyph.convert("RGB"), dtype=np.int16)
-    grey = np.abs(rgb[..., 0] - rgb[..., 1]).max() < 8 and np.abs(rgb[..., 1] - rgb[..., 2]).max() < 8
+    grey = (
+        np.abs(rgb[..., 0] - rgb[..., 1]).max() < 8 and np.abs(rgb[..., 1] - rgb[..., 2]).max() < 8
+    )
     if grey and glyph.width < 40:
         raise ValueError(f"Noto has no colour glyph for {info.char!r}")
     return _fit(glyph, size)
@@ -195,8 +195,9 @@ def render_sprite(info: EmojiInfo, style: str, size: int) -> Image.Image:
     return _RENDERERS[style](info, size)
 
 
-def compose(sprite: Image.Image, background: tuple[int, int, int], size: int,
-            rng: np.random.Generator) -> Image.Image:
+def compose(
+    sprite: Image.Image, background: tuple[int, int, int], size: int, rng: np.random.Generator
+) -> Image.Image:
     """Place ``sprite`` at 66-88 % of the image, jittered by up to 6 %, on a jittered colour."""
     colour = tuple(int(np.clip(c + rng.integers(-12, 13), 0, 255)) for c in background)
     glyph_px = round(size * rng.uniform(0.66, 0.88))
@@ -284,8 +285,9 @@ class SpriteSet:
     def save(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = json.dumps({"emoji": [asdict(e) for e in self.emoji], "styles": self.styles},
-                          ensure_ascii=False)
+        meta = json.dumps(
+            {"emoji": [asdict(e) for e in self.emoji], "styles": self.styles}, ensure_ascii=False
+        )
         np.savez_compressed(path, sprites=self.sprites, meta=np.array(meta))
         return path
 
@@ -296,8 +298,9 @@ class SpriteSet:
             return cls(f["sprites"], [EmojiInfo(**e) for e in meta["emoji"]], meta["styles"])
 
 
-def render_sprites(size: int = 64, styles: tuple[str, ...] = DEFAULT_STYLES,
-                   limit: int | None = None) -> SpriteSet:
+def render_sprites(
+    size: int = 64, styles: tuple[str, ...] = DEFAULT_STYLES, limit: int | None = None
+) -> SpriteSet:
     """Draw every emoji of ``EMOJI`` (the first ``limit``) in every style at ``2 * size`` px.
 
     An emoji is kept only if every requested style has it, so that the classes are the same
@@ -322,13 +325,24 @@ def _compose_emoji(job: tuple) -> np.ndarray:
     sprites, e, bgs, variants, size, seed = job
     rng = np.random.default_rng([seed, e])
     sheets = [Image.fromarray(s, "RGBA") for s in sprites]
-    return np.stack([np.asarray(compose(sheet, BACKGROUNDS[b], size, rng))
-                     for sheet in sheets for b in bgs for _ in range(variants)])
+    return np.stack(
+        [
+            np.asarray(compose(sheet, BACKGROUNDS[b], size, rng))
+            for sheet in sheets
+            for b in bgs
+            for _ in range(variants)
+        ]
+    )
 
 
-def compose_dataset(sprites: SpriteSet, size: int = 64, variants: int = 1,
-                    backgrounds: tuple[str, ...] | None = None, seed: int = 0,
-                    workers: int = 1) -> EmojiDataset:
+def compose_dataset(
+    sprites: SpriteSet,
+    size: int = 64,
+    variants: int = 1,
+    backgrounds: tuple[str, ...] | None = None,
+    seed: int = 0,
+    workers: int = 1,
+) -> EmojiDataset:
     """Every (emoji, style, background) ``variants`` times, each with its own jitter; in
     ``workers`` processes (the same bytes for any number of workers)."""
     bgs = list(backgrounds or BACKGROUNDS)
@@ -366,8 +380,9 @@ def build_dataset(
 ) -> EmojiDataset:
     """Render every (emoji, style, background, variant) once: :func:`render_sprites`, then
     :func:`compose_dataset`. ``limit`` keeps the first ``limit`` emoji (tests, quick runs)."""
-    return compose_dataset(render_sprites(size, styles, limit), size, variants, backgrounds,
-                           seed, workers)
+    return compose_dataset(
+        render_sprites(size, styles, limit), size, variants, backgrounds, seed, workers
+    )
 
 
 # --- the compact fit set that ships -------------------------------------------------------
@@ -396,7 +411,7 @@ def write_fit_set(data: EmojiDataset, folder: Path, count: int = 320, seed: int 
     sheet = np.zeros((rows * h, cols * w, 3), np.uint8)
     for k, i in enumerate(picked):
         r, c = divmod(k, cols)
-        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = data.images[i]
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = data.images[i]
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(folder / "images.png", optimize=True)
     records = [
@@ -411,8 +426,9 @@ def write_fit_set(data: EmojiDataset, folder: Path, count: int = 320, seed: int 
         for i in picked
     ]
     (folder / "captions.json").write_text(
-        json.dumps({"tile": [h, w], "columns": cols, "items": records}, ensure_ascii=False,
-                   indent=1)
+        json.dumps(
+            {"tile": [h, w], "columns": cols, "items": records}, ensure_ascii=False, indent=1
+        )
     )
     return folder
 
@@ -425,10 +441,12 @@ def load_fit_set(folder: Path) -> tuple[np.ndarray, list[dict]]:
     h, w = meta["tile"]
     cols = meta["columns"]
     items = meta["items"]
-    images = np.stack([
-        sheet[(k // cols) * h:(k // cols + 1) * h, (k % cols) * w:(k % cols + 1) * w]
-        for k in range(len(items))
-    ])
+    images = np.stack(
+        [
+            sheet[(k // cols) * h : (k // cols + 1) * h, (k % cols) * w : (k % cols + 1) * w]
+            for k in range(len(items))
+        ]
+    )
     return images, items
 
 
@@ -441,21 +459,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N emoji")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="processes composing images")
-    p.add_argument("--sprite-archive", action="store_true",
-                   help="write only the sprite archive (--out is a .npz file), for a machine "
-                   "without the fonts, Twemoji or Qt; train.py --dataset-archive takes it")
+    p.add_argument(
+        "--sprite-archive",
+        action="store_true",
+        help="write only the sprite archive (--out is a .npz file), for a machine "
+        "without the fonts, Twemoji or Qt; train.py --dataset-archive takes it",
+    )
     args = p.parse_args(argv)
     sprites = render_sprites(args.size, tuple(args.styles.split(",")), args.limit)
     if args.sprite_archive:
         path = sprites.save(args.out)
-        print(f"{len(sprites.emoji)} emoji x {len(sprites.styles)} styles -> {path} "
-              f"({path.stat().st_size / 2**20:.1f} MB)")
+        print(
+            f"{len(sprites.emoji)} emoji x {len(sprites.styles)} styles -> {path} "
+            f"({path.stat().st_size / 2**20:.1f} MB)"
+        )
         return
-    data = compose_dataset(sprites, args.size, args.variants, seed=args.seed,
-                           workers=args.workers)
+    data = compose_dataset(sprites, args.size, args.variants, seed=args.seed, workers=args.workers)
     data.save(args.out)
-    print(f"{len(data)} images of {len(data.emoji)} emoji x {len(data.styles)} styles x "
-          f"{len(data.backgrounds)} backgrounds -> {args.out}")
+    print(
+        f"{len(data)} images of {len(data.emoji)} emoji x {len(data.styles)} styles x "
+        f"{len(data.backgrounds)} backgrounds -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -52,23 +52,31 @@ def load_pipeline(path: Path = MODEL, device: str = "cpu"):
     """The model in float32 (what CPUs run; shipped fp16 weights are upcast) on ``device``."""
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True,
-                                                   torch_dtype=torch.float32).to(device)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        path, local_files_only=True, torch_dtype=torch.float32
+    ).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 @torch.no_grad()
-def generate(pipe, prompts: list[str], seeds: list[int], steps: int = 25, guidance: float = 5.0,
-             batch: int = 50, **kwargs) -> np.ndarray:
+def generate(
+    pipe,
+    prompts: list[str],
+    seeds: list[int],
+    steps: int = 25,
+    guidance: float = 5.0,
+    batch: int = 50,
+    **kwargs,
+) -> np.ndarray:
     """(N, 64, 64, 3) uint8, one image per prompt, each from its own seeded generator."""
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     out = []
     for i in range(0, len(prompts), batch):
-        extra = {k: (v[i:i + batch] if k == "image" else v) for k, v in kwargs.items()}
+        extra = {k: (v[i : i + batch] if k == "image" else v) for k, v in kwargs.items()}
         res = pipe(
-            prompt=prompts[i:i + batch],
-            generator=[torch.Generator().manual_seed(s) for s in seeds[i:i + batch]],
+            prompt=prompts[i : i + batch],
+            generator=[torch.Generator().manual_seed(s) for s in seeds[i : i + batch]],
             num_inference_steps=steps,
             guidance_scale=guidance,
             height=size,
@@ -85,8 +93,10 @@ def _draw(data: EmojiDataset, n: int, seed: int):
     labels = rng.integers(len(data.emoji), size=n)
     styles = rng.integers(len(data.styles), size=n)
     bgs = rng.integers(len(data.backgrounds), size=n)
-    prompts = [caption(data.emoji[e].name, data.styles[s], data.backgrounds[b])
-               for e, s, b in zip(labels, styles, bgs)]
+    prompts = [
+        caption(data.emoji[e].name, data.styles[s], data.backgrounds[b])
+        for e, s, b in zip(labels, styles, bgs)
+    ]
     return prompts, labels, styles, bgs
 
 
@@ -100,9 +110,14 @@ def border_colour(image: np.ndarray, ring: int = 3) -> np.ndarray:
     """The dominant colour of an (H, W, 3) uint8 image's ``ring``-px border: the most common
     cell of a 8x8x8 RGB grid, averaged over its pixels (so a glyph touching the edge, or
     antialiasing, does not pull it off the background)."""
-    px = np.concatenate([image[:ring].reshape(-1, 3), image[-ring:].reshape(-1, 3),
-                         image[ring:-ring, :ring].reshape(-1, 3),
-                         image[ring:-ring, -ring:].reshape(-1, 3)]).astype(np.int32)
+    px = np.concatenate(
+        [
+            image[:ring].reshape(-1, 3),
+            image[-ring:].reshape(-1, 3),
+            image[ring:-ring, :ring].reshape(-1, 3),
+            image[ring:-ring, -ring:].reshape(-1, 3),
+        ]
+    ).astype(np.int32)
     cell = (px[:, 0] >> 5) * 64 + (px[:, 1] >> 5) * 8 + (px[:, 2] >> 5)
     mode = np.bincount(cell).argmax()
     return px[cell == mode].mean(0)
@@ -116,8 +131,9 @@ def nearest_background(colour: np.ndarray, names: list[str]) -> str:
 
 def background_followed(images: np.ndarray, named: list[str], names: list[str]) -> np.ndarray:
     """Per image: whether its border's dominant colour is nearest the named background."""
-    return np.array([nearest_background(border_colour(im), names) == want
-                     for im, want in zip(images, named)])
+    return np.array(
+        [nearest_background(border_colour(im), names) == want for im, want in zip(images, named)]
+    )
 
 
 class StyleHead:
@@ -150,8 +166,9 @@ class StyleHead:
         return self.head(x).argmax(1).numpy()
 
 
-def prompt_measures(pipe, clf, data, n=200, steps=25, guidance=5.0, seed=1_000_000,
-                    batch: int = 50):
+def prompt_measures(
+    pipe, clf, data, n=200, steps=25, guidance=5.0, seed=1_000_000, batch: int = 50
+):
     """Prompt match, background followed and style followed on the same ``n`` generations."""
     prompts, labels, styles, bgs = _draw(data, n, seed)
     seeds = [seed + i for i in range(n)]
@@ -160,18 +177,32 @@ def prompt_measures(pipe, clf, data, n=200, steps=25, guidance=5.0, seed=1_000_0
     top5 = np.argsort(-logits, axis=1)[:, :5]
     named_bg = [data.backgrounds[b] for b in bgs]
     bg_ok = background_followed(images, named_bg, list(data.backgrounds))
-    common = {"prompts": n, "steps": steps, "guidance_scale": guidance,
-              "seeds": f"{seed}..{seed + n - 1}"}
-    match = {**common, "top1": float((top5[:, 0] == labels).mean()),
-             "top5": float((top5 == labels[:, None]).any(1).mean())}
-    background = {**common, "followed": float(bg_ok.mean()),
-                  "method": "dominant colour of the 3 px border, nearest named colour (RGB)"}
+    common = {
+        "prompts": n,
+        "steps": steps,
+        "guidance_scale": guidance,
+        "seeds": f"{seed}..{seed + n - 1}",
+    }
+    match = {
+        **common,
+        "top1": float((top5[:, 0] == labels).mean()),
+        "top5": float((top5 == labels[:, None]).any(1).mean()),
+    }
+    background = {
+        **common,
+        "followed": float(bg_ok.mean()),
+        "method": "dominant colour of the 3 px border, nearest named colour (RGB)",
+    }
     style: dict = {**common, "styles": list(data.styles)}
     if len(data.styles) > 1:
         head = StyleHead(clf, data)
-        style.update({"followed": float((head.predict_features(feats) == styles).mean()),
-                      "head_accuracy_on_data": head.val_accuracy,
-                      "method": "logistic head on the evaluation classifier's features"})
+        style.update(
+            {
+                "followed": float((head.predict_features(feats) == styles).mean()),
+                "head_accuracy_on_data": head.val_accuracy,
+                "method": "logistic head on the evaluation classifier's features",
+            }
+        )
     return match, background, style, images, prompts
 
 
@@ -185,7 +216,7 @@ def fd_scores(pipe, clf, data, n=2000, steps=25, guidance=5.0, seed=2_000_000):
     perm = rng.permutation(len(data))
     half = min(n, len(data) // 2)
     _, fa = classify(clf, data.images[perm[:half]])
-    _, fb = classify(clf, data.images[perm[half:2 * half]])
+    _, fb = classify(clf, data.images[perm[half : 2 * half]])
     prompts, _, seeds = eval_prompts(data, n, seed)
     t0 = time.time()
     images = generate(pipe, prompts, seeds, steps, guidance)
@@ -215,14 +246,14 @@ def edge_f1(pred: np.ndarray, target: np.ndarray, tol: int = 1) -> float:
     return float(2 * precision * recall / max(precision + recall, 1e-9))
 
 
-def controlnet_fidelity(pipe, data, n=48, steps=25, guidance=5.0, seed=3_000_000,
-                        path: Path = CANNY):
+def controlnet_fidelity(
+    pipe, data, n=48, steps=25, guidance=5.0, seed=3_000_000, path: Path = CANNY
+):
     """Edge F1 of outputs vs the input canny map, with and without the ControlNet.
 
     The prompt names the same emoji as the edge map, so 'without' is a fair baseline: it knows
     what to draw, not where or how big."""
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
-
 
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(data), size=n, replace=False)
@@ -232,16 +263,22 @@ def controlnet_fidelity(pipe, data, n=48, steps=25, guidance=5.0, seed=3_000_000
     net = ControlNetModel.from_pretrained(path, torch_dtype=torch.float32).to(pipe.device)
     cn = StableDiffusionControlNetPipeline(**pipe.components, controlnet=net)
     cn.set_progress_bar_config(disable=True)
-    with_cn = generate(cn, prompts, seeds, steps, guidance,
-                       image=[Image.fromarray(e) for e in edges])
+    with_cn = generate(
+        cn, prompts, seeds, steps, guidance, image=[Image.fromarray(e) for e in edges]
+    )
     without = generate(pipe, prompts, seeds, steps, guidance)
-    f_with = [edge_f1(canny(with_cn[i:i + 1])[0, ..., 0], edges[i, ..., 0]) for i in range(n)]
-    f_without = [edge_f1(canny(without[i:i + 1])[0, ..., 0], edges[i, ..., 0]) for i in range(n)]
-    return {
-        "images": n,
-        "edge_f1_with_controlnet": float(np.mean(f_with)),
-        "edge_f1_without_controlnet": float(np.mean(f_without)),
-    }, edges, with_cn, without
+    f_with = [edge_f1(canny(with_cn[i : i + 1])[0, ..., 0], edges[i, ..., 0]) for i in range(n)]
+    f_without = [edge_f1(canny(without[i : i + 1])[0, ..., 0], edges[i, ..., 0]) for i in range(n)]
+    return (
+        {
+            "images": n,
+            "edge_f1_with_controlnet": float(np.mean(f_with)),
+            "edge_f1_without_controlnet": float(np.mean(f_without)),
+        },
+        edges,
+        with_cn,
+        without,
+    )
 
 
 def grid(images: list[np.ndarray], labels: list[str], cols: int, scale: int = 2) -> Image.Image:
@@ -268,18 +305,33 @@ def grid(images: list[np.ndarray], labels: list[str], cols: int, scale: int = 2)
     return sheet
 
 
-SHOWCASE = ["cat face", "red apple", "rocket", "pizza", "ghost", "sunflower", "taxi", "crown",
-            "octopus", "birthday cake", "soccer ball", "fire"]
+SHOWCASE = [
+    "cat face",
+    "red apple",
+    "rocket",
+    "pizza",
+    "ghost",
+    "sunflower",
+    "taxi",
+    "crown",
+    "octopus",
+    "birthday cake",
+    "soccer ball",
+    "fire",
+]
 
 
-def sample_grid(pipe, data, steps=25, guidance=5.0, seed=4_000_000,
-                subjects: int = 12) -> Image.Image:
+def sample_grid(
+    pipe, data, steps=25, guidance=5.0, seed=4_000_000, subjects: int = 12
+) -> Image.Image:
     names = {e.name for e in data.emoji}
     picks = ([n for n in SHOWCASE if n in names] or [e.name for e in data.emoji])[:subjects]
     prompts = []
     for k, name in enumerate(picks):
         for j, style in enumerate(data.styles):
-            prompts.append(caption(name, style, data.backgrounds[(k + 3 * j) % len(data.backgrounds)]))
+            prompts.append(
+                caption(name, style, data.backgrounds[(k + 3 * j) % len(data.backgrounds)])
+            )
     images = generate(pipe, prompts, [seed + i for i in range(len(prompts))], steps, guidance)
     return grid(list(images), prompts, cols=4 * len(data.styles))
 
@@ -297,17 +349,20 @@ def judge(metrics: dict) -> dict:
         add("prompt_match_top1", metrics["prompt_match"]["top1"], TARGETS["prompt_match_top1"])
         add("prompt_match_top5", metrics["prompt_match"]["top5"], TARGETS["prompt_match_top5"])
     if "background" in metrics:
-        add("background_followed", metrics["background"]["followed"],
-            TARGETS["background_followed"])
+        add(
+            "background_followed", metrics["background"]["followed"], TARGETS["background_followed"]
+        )
     if "frechet" in metrics:
         fd = metrics["frechet"]
         ratio = fd["fd_generated_vs_data"] / max(fd["fd_data_vs_data_floor"], 1e-9)
         add("fd_over_floor", ratio, TARGETS["fd_over_floor_max"], higher_is_better=False)
     if "controlnet" in metrics:
         cn = metrics["controlnet"]
-        add("controlnet_edge_f1_gain",
+        add(
+            "controlnet_edge_f1_gain",
             cn["edge_f1_with_controlnet"] - cn["edge_f1_without_controlnet"],
-            TARGETS["controlnet_edge_f1_gain"])
+            TARGETS["controlnet_edge_f1_gain"],
+        )
     return out
 
 
@@ -317,28 +372,46 @@ def _finish(metrics: dict) -> dict:
     return metrics
 
 
-def evaluate_all(data: EmojiDataset, model: Path, controlnet: Path, classifier: Path,
-                 device: str = "cpu", prompts: int = 200, fd_count: int = 2000,
-                 controlnet_images: int = 48, steps: int = 25, guidance: float = 5.0,
-                 batch: int = 50, figures: Path | None = None, grid_subjects: int = 12) -> dict:
+def evaluate_all(
+    data: EmojiDataset,
+    model: Path,
+    controlnet: Path,
+    classifier: Path,
+    device: str = "cpu",
+    prompts: int = 200,
+    fd_count: int = 2000,
+    controlnet_images: int = 48,
+    steps: int = 25,
+    guidance: float = 5.0,
+    batch: int = 50,
+    figures: Path | None = None,
+    grid_subjects: int = 12,
+) -> dict:
     """Every measure of this module on one model folder; the metrics.json dict, judged."""
     t0 = time.time()
     pipe = load_pipeline(model, device)
     clf, _ = EmojiClassifier.load(classifier)
     metrics: dict = {"device": device}
     match, background, style, images, names = prompt_measures(
-        pipe, clf, data, prompts, steps, guidance, batch=batch)
+        pipe, clf, data, prompts, steps, guidance, batch=batch
+    )
     metrics.update(prompt_match=match, background=background, style=style)
     if controlnet.exists():
         res, edges, with_cn, without = controlnet_fidelity(
-            pipe, data, n=min(controlnet_images, len(data)), steps=steps, guidance=guidance,
-            path=controlnet)
+            pipe,
+            data,
+            n=min(controlnet_images, len(data)),
+            steps=steps,
+            guidance=guidance,
+            path=controlnet,
+        )
         metrics["controlnet"] = res
     metrics["frechet"] = fd_scores(pipe, clf, data, fd_count, steps, guidance)
     if figures is not None:
         figures.mkdir(parents=True, exist_ok=True)
         sample_grid(pipe, data, steps, guidance, subjects=grid_subjects).save(
-            figures / "sfumato-tiny-samples.png")
+            figures / "sfumato-tiny-samples.png"
+        )
         k = min(24, len(images))
         grid(list(images[:k]), names[:k], cols=8).save(figures / "sfumato-tiny-eval-prompts.png")
         if controlnet.exists():
@@ -352,18 +425,29 @@ def evaluate_all(data: EmojiDataset, model: Path, controlnet: Path, classifier: 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Evaluate the embedded model.")
-    p.add_argument("--work", type=Path, default=Path("/tmp/sfumato-train"),
-                   help="training folder (for the dataset; metrics.json is written here)")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/sfumato-train"),
+        help="training folder (for the dataset; metrics.json is written here)",
+    )
     p.add_argument("--model", type=Path, default=MODEL)
     p.add_argument("--controlnet", type=Path, default=CANNY)
     p.add_argument("--classifier", type=Path, default=CLASSIFIER)
-    p.add_argument("--only", default="grid,match,controlnet,fd",
-                   help="'match' also measures background and style followed")
+    p.add_argument(
+        "--only",
+        default="grid,match,controlnet,fd",
+        help="'match' also measures background and style followed",
+    )
     p.add_argument("--prompts", type=int, default=200)
     p.add_argument("--fd-count", type=int, default=2000)
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--fd-steps", type=int, default=None,
-                   help="sampler steps for the Fréchet generations (default: --steps)")
+    p.add_argument(
+        "--fd-steps",
+        type=int,
+        default=None,
+        help="sampler steps for the Fréchet generations (default: --steps)",
+    )
     p.add_argument("--guidance", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -385,18 +469,21 @@ def main(argv: list[str] | None = None) -> None:
 
     if "grid" in only:
         sample_grid(pipe, data, args.steps, args.guidance).save(
-            args.figures / "sfumato-tiny-samples.png")
+            args.figures / "sfumato-tiny-samples.png"
+        )
     if "match" in only:
         match, background, style, images, prompts = prompt_measures(
-            pipe, clf, data, args.prompts, args.steps, args.guidance)
+            pipe, clf, data, args.prompts, args.steps, args.guidance
+        )
         metrics.update(prompt_match=match, background=background, style=style)
         grid(list(images[:24]), prompts[:24], cols=8).save(
-            args.figures / "sfumato-tiny-eval-prompts.png")
+            args.figures / "sfumato-tiny-eval-prompts.png"
+        )
         save()
     if "controlnet" in only and args.controlnet.exists():
-        res, edges, with_cn, without = controlnet_fidelity(pipe, data, steps=args.steps,
-                                                           guidance=args.guidance,
-                                                           path=args.controlnet)
+        res, edges, with_cn, without = controlnet_fidelity(
+            pipe, data, steps=args.steps, guidance=args.guidance, path=args.controlnet
+        )
         metrics["controlnet"] = res
         k = 8
         ims = list(edges[:k]) + list(with_cn[:k]) + list(without[:k])
@@ -404,8 +491,9 @@ def main(argv: list[str] | None = None) -> None:
         grid(ims, labels, cols=k).save(args.figures / "sfumato-tiny-canny.png")
         save()
     if "fd" in only:
-        metrics["frechet"] = fd_scores(pipe, clf, data, args.fd_count,
-                                       args.fd_steps or args.steps, args.guidance)
+        metrics["frechet"] = fd_scores(
+            pipe, clf, data, args.fd_count, args.fd_steps or args.steps, args.guidance
+        )
         save()
 
 

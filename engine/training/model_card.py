@@ -66,15 +66,21 @@ def _minutes(s: float) -> str:
     return f"{s / 60:.1f} min"
 
 
-def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
-               canny: Path = MODELS / "sfumato-tiny-canny") -> Path:
+def write_card(
+    work: Path, model: Path = MODELS / "sfumato-tiny", canny: Path = MODELS / "sfumato-tiny-canny"
+) -> Path:
     summary = json.loads((work / "summary.json").read_text())
-    metrics = json.loads((work / "metrics.json").read_text()) if (work / "metrics.json").exists() else {}
+    metrics = (
+        json.loads((work / "metrics.json").read_text()) if (work / "metrics.json").exists() else {}
+    )
     speed = json.loads((work / "speed.json").read_text()) if (work / "speed.json").exists() else {}
     s = summary.get("settings", {})
     data = summary.get("data", {})
-    stage_s = {k: summary[k]["seconds"] for k in ("data", "vae", "unet", "unet_resume",
-                                                  "controlnet", "classifier") if k in summary}
+    stage_s = {
+        k: summary[k]["seconds"]
+        for k in ("data", "vae", "unet", "unet_resume", "controlnet", "classifier")
+        if k in summary
+    }
     total_s = sum(stage_s.values())
 
     for fig in ("sfumato-tiny-samples.png", "sfumato-tiny-canny.png"):
@@ -112,10 +118,12 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
         "## Prompts",
         "",
         "`<emoji name>[, <style> style][, on a <colour> background]`, e.g. `rocket, twemoji style, on a",
-        ("black background`. Names are the Unicode CLDR short names of the "
-        f"{data.get('emoji', '?')} emoji listed in `engine/training/dataset.py` (`EMOJI`); styles: "
-        f"{', '.join(data.get('styles', []))}; colours: white, black, gray, red, orange, yellow, "
-        "green, blue, purple, pink. Other words tokenize (byte-level BPE) but mean nothing to it."),
+        (
+            "black background`. Names are the Unicode CLDR short names of the "
+            f"{data.get('emoji', '?')} emoji listed in `engine/training/dataset.py` (`EMOJI`); styles: "
+            f"{', '.join(data.get('styles', []))}; colours: white, black, gray, red, orange, yellow, "
+            "green, blue, purple, pink. Other words tokenize (byte-level BPE) but mean nothing to it."
+        ),
         "",
         "## Architecture",
         "",
@@ -124,20 +132,26 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
         f"| text encoder | `CLIPTextModel` ({s.get('preset', 'cpu')} preset), tokenizer: CLIP BPE learnt on the captions | {parts['text_encoder']:.2f} M params |",
         f"| VAE | `AutoencoderKL`, 3 blocks, latents 4x16x16 for 64x64 (factor 4) | {parts['vae']:.2f} M params |",
         f"| UNet | `UNet2DConditionModel`, cross-attention at 1/2, 1/4 and middle | {parts['unet']:.2f} M params |",
-        f"| ControlNet | `ControlNetModel.from_unet`, canny (OpenCV 80/160) | {_params(canny):.2f} M params |" if canny.exists() else "",
+        f"| ControlNet | `ControlNetModel.from_unet`, canny (OpenCV 80/160) | {_params(canny):.2f} M params |"
+        if canny.exists()
+        else "",
         "| scheduler | `DPMSolverMultistepScheduler`, SD 1.x betas (scaled_linear 0.00085-0.012), epsilon | |",
         "",
-        f"On disk: model {_mb(model):.1f} MB, ControlNet {_mb(canny):.1f} MB (safetensors, {_dtype(model)}; loaded as float32 on CPUs)." if canny.exists() else "",
+        f"On disk: model {_mb(model):.1f} MB, ControlNet {_mb(canny):.1f} MB (safetensors, {_dtype(model)}; loaded as float32 on CPUs)."
+        if canny.exists()
+        else "",
         "",
         "## Data",
         "",
-        (f"{data.get('images', '?')} images = {data.get('emoji', '?')} emoji x "
-        f"{len(data.get('styles', []))} styles x 10 background colours x {s.get('variants', 1)} variant(s), "
-        f"{s.get('size', 64)}x{s.get('size', 64)}: each glyph scaled to 66-88 % of the image, "
-        "shifted up to 6 %, on a flat colour jittered by up to 12/255. Captions "
-        "`<name>, <style> style, on a <colour> background`; training also drops the style, the "
-        "background or both (so short prompts work) and 10 % of captions entirely (for "
-        "classifier-free guidance). Built by `python -m engine.training.dataset`."),
+        (
+            f"{data.get('images', '?')} images = {data.get('emoji', '?')} emoji x "
+            f"{len(data.get('styles', []))} styles x 10 background colours x {s.get('variants', 1)} variant(s), "
+            f"{s.get('size', 64)}x{s.get('size', 64)}: each glyph scaled to 66-88 % of the image, "
+            "shifted up to 6 %, on a flat colour jittered by up to 12/255. Captions "
+            "`<name>, <style> style, on a <colour> background`; training also drops the style, the "
+            "background or both (so short prompts work) and 10 % of captions entirely (for "
+            "classifier-free guidance). Built by `python -m engine.training.dataset`."
+        ),
         "",
         "Sources and licences: see [LICENSES.md](LICENSES.md). Noto Color Emoji (Apache-2.0 images,",
         "OFL-1.1 font) and Twemoji (CC-BY-4.0). OpenMoji (CC BY-SA 4.0) is supported by the builder",
@@ -145,50 +159,93 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
         "",
         "## Training",
         "",
-        (f"Device: {summary.get('device_name', '?')}, torch {summary.get('torch', '?')}, seed "
-        f"{s.get('seed', 0)}, batch {s.get('batch', '?')}."),
+        (
+            f"Device: {summary.get('device_name', '?')}, torch {summary.get('torch', '?')}, seed "
+            f"{s.get('seed', 0)}, batch {s.get('batch', '?')}."
+        ),
         "",
         "| stage | steps | wall time | result |",
         "|---|---|---|---|",
     ]
     if "vae" in summary:
         v = summary["vae"]
-        lines.append(f"| VAE (L1 + gradient L1 + KL {s.get('vae_kl')}) | {v['steps']} | "
-                     f"{_minutes(v['seconds'])} | PSNR {v['psnr_db']:.1f} dB on the data, "
-                     f"scaling_factor {v['scaling_factor']:.3f} |")
+        lines.append(
+            f"| VAE (L1 + gradient L1 + KL {s.get('vae_kl')}) | {v['steps']} | "
+            f"{_minutes(v['seconds'])} | PSNR {v['psnr_db']:.1f} dB on the data, "
+            f"scaling_factor {v['scaling_factor']:.3f} |"
+        )
     if "unet" in summary:
         u = summary["unet"]
-        lines.append(f"| text encoder + UNet (eps, Min-SNR-5, EMA {s.get('ema')}) | {u['steps']} | "
-                     f"{_minutes(u['seconds'])} | final loss {u['final_loss']:.4f} |")
+        lines.append(
+            f"| text encoder + UNet (eps, Min-SNR-5, EMA {s.get('ema')}) | {u['steps']} | "
+            f"{_minutes(u['seconds'])} | final loss {u['final_loss']:.4f} |"
+        )
     if "unet_resume" in summary:
         u = summary["unet_resume"]
-        lines.append(f"| text encoder + UNet, continued (`--resume`, lr {u.get('lr')}, EMA "
-                     f"{u.get('ema')}) | {u['steps']} | {_minutes(u['seconds'])} | final loss "
-                     f"{u['final_loss']:.4f} |")
+        lines.append(
+            f"| text encoder + UNet, continued (`--resume`, lr {u.get('lr')}, EMA "
+            f"{u.get('ema')}) | {u['steps']} | {_minutes(u['seconds'])} | final loss "
+            f"{u['final_loss']:.4f} |"
+        )
     if "controlnet" in summary:
         c = summary["controlnet"]
-        lines.append(f"| ControlNet (UNet frozen, 50 % captions dropped) | {c['steps']} | "
-                     f"{_minutes(c['seconds'])} | |")
+        lines.append(
+            f"| ControlNet (UNet frozen, 50 % captions dropped) | {c['steps']} | "
+            f"{_minutes(c['seconds'])} | |"
+        )
     if "classifier" in summary:
         c = summary["classifier"]
-        lines.append(f"| evaluation classifier | {c['steps']} | {_minutes(c['seconds'])} | "
-                     f"held-out top-1 {100 * c['val_top1']:.1f} % |")
+        lines.append(
+            f"| evaluation classifier | {c['steps']} | {_minutes(c['seconds'])} | "
+            f"held-out top-1 {100 * c['val_top1']:.1f} % |"
+        )
     lines += [
         "",
-        (f"Sum of stage wall times: {_minutes(total_s)}, " + (
-            f"recipe `{summary['recipe']['name']}` (a time budget per stage, "
-            "engine/training/recipes.py). " if "recipe" in summary else
-            "one thread per process on a 2-core CPU shared with other work (the classifier ran "
-            "beside the VAE, the UNet continuation beside the ControlNet). ")
-         + "Losses, and the JSON this card was written from, are in `training-logs/`. Commands:"),
+        (
+            f"Sum of stage wall times: {_minutes(total_s)}, "
+            + (
+                f"recipe `{summary['recipe']['name']}` (a time budget per stage, "
+                "engine/training/recipes.py). "
+                if "recipe" in summary
+                else "one thread per process on a 2-core CPU shared with other work (the classifier ran "
+                "beside the VAE, the UNet continuation beside the ControlNet). "
+            )
+            + "Losses, and the JSON this card was written from, are in `training-logs/`. Commands:"
+        ),
         "",
         "```",
-        *(summary.get("commands") or ([
-            (f"python -m engine.training.train --recipe {s.get('recipe')} --work <work> "
-             "--dataset-archive .train-data/sprites.npz")] if s.get("recipe") else None) or ["python -m engine.training.train " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in s.items()
-            if k in ("device", "preset", "threads", "batch", "vae_steps", "unet_steps",
-                     "controlnet_steps", "classifier_steps", "seed"))]),
+        *(
+            summary.get("commands")
+            or (
+                [
+                    (
+                        f"python -m engine.training.train --recipe {s.get('recipe')} --work <work> "
+                        "--dataset-archive .train-data/sprites.npz"
+                    )
+                ]
+                if s.get("recipe")
+                else None
+            )
+            or [
+                "python -m engine.training.train "
+                + " ".join(
+                    f"--{k.replace('_', '-')} {v}"
+                    for k, v in s.items()
+                    if k
+                    in (
+                        "device",
+                        "preset",
+                        "threads",
+                        "batch",
+                        "vae_steps",
+                        "unet_steps",
+                        "controlnet_steps",
+                        "classifier_steps",
+                        "seed",
+                    )
+                )
+            ]
+        ),
         "```",
         "",
         "## Quality (measured)",
@@ -196,46 +253,63 @@ def write_card(work: Path, model: Path = MODELS / "sfumato-tiny",
     ]
     if pm:
         lines += [
-            (f"- **Prompt match**: {pm['prompts']} prompts naming a known emoji (random style and "
-            f"background, seeds {pm['seeds']}), {pm['steps']} steps, CFG {pm['guidance_scale']}: "
-            f"top-1 **{100 * pm['top1']:.1f} %**, top-5 **{100 * pm['top5']:.1f} %** (evaluation "
-            f"classifier; chance is {100 / max(1, data.get('emoji', 1)):.1f} %)."),
+            (
+                f"- **Prompt match**: {pm['prompts']} prompts naming a known emoji (random style and "
+                f"background, seeds {pm['seeds']}), {pm['steps']} steps, CFG {pm['guidance_scale']}: "
+                f"top-1 **{100 * pm['top1']:.1f} %**, top-5 **{100 * pm['top5']:.1f} %** (evaluation "
+                f"classifier; chance is {100 / max(1, data.get('emoji', 1)):.1f} %)."
+            ),
         ]
     if fd:
         lines += [
-            (f"- **Fréchet distance** in the classifier's 256-d features: {fd['generated']} "
-            f"generations ({fd['steps']} DPM-Solver++ steps, CFG {fd['guidance_scale']}) vs "
-            f"{fd['reference_images']} dataset images: **{fd['fd_generated_vs_data']:.2f}**; "
-            f"floor (two disjoint halves of the dataset): **{fd['fd_data_vs_data_floor']:.2f}**."),
+            (
+                f"- **Fréchet distance** in the classifier's 256-d features: {fd['generated']} "
+                f"generations ({fd['steps']} DPM-Solver++ steps, CFG {fd['guidance_scale']}) vs "
+                f"{fd['reference_images']} dataset images: **{fd['fd_generated_vs_data']:.2f}**; "
+                f"floor (two disjoint halves of the dataset): **{fd['fd_data_vs_data_floor']:.2f}**."
+            ),
         ]
     if cn:
         lines += [
-            (f"- **ControlNet**: edge F1 (1 px tolerance) of output canny vs input canny over "
-            f"{cn['images']} dataset edge maps: **{cn['edge_f1_with_controlnet']:.3f}** with the "
-            f"ControlNet vs {cn['edge_f1_without_controlnet']:.3f} without (same prompt and seed)."),
+            (
+                f"- **ControlNet**: edge F1 (1 px tolerance) of output canny vs input canny over "
+                f"{cn['images']} dataset edge maps: **{cn['edge_f1_with_controlnet']:.3f}** with the "
+                f"ControlNet vs {cn['edge_f1_without_controlnet']:.3f} without (same prompt and seed)."
+            ),
             "",
             "![canny](canny.png)",
         ]
     if speed:
         lines += [
             "",
-            (f"- **Speed**: one 64x64 image, {speed['steps']} steps, CFG: "
-            f"**{speed['seconds_per_image_median']:.2f} s** median ({speed['threads']} CPU threads, "
-            f"{speed['device']}; `python bench/tiny_model_speed.py`)."),
+            (
+                f"- **Speed**: one 64x64 image, {speed['steps']} steps, CFG: "
+                f"**{speed['seconds_per_image_median']:.2f} s** median ({speed['threads']} CPU threads, "
+                f"{speed['device']}; `python bench/tiny_model_speed.py`)."
+            ),
         ]
     lines += [
         "",
         "Commands: `python -m engine.training.evaluate --work <work>` (metrics.json and figures),",
-        ("`python bench/tiny_model_speed.py` (speed), then this card: "
-        "`python -m engine.training.model_card --work <work>`."),
+        (
+            "`python bench/tiny_model_speed.py` (speed), then this card: "
+            "`python -m engine.training.model_card --work <work>`."
+        ),
         "",
         "## Limits",
         "",
         "- 64x64 only (the UNet is convolutional, other sizes run but were never trained).",
         "- One emoji per image; no composition, no text, no people (skin tones are not in the set).",
-        *(_UNDERTRAINED if not metrics.get("passed") else [
-            ("- Measured against the project's targets in `training-logs/metrics.json` "
-             "(`targets`): all met.")]),
+        *(
+            _UNDERTRAINED
+            if not metrics.get("passed")
+            else [
+                (
+                    "- Measured against the project's targets in `training-logs/metrics.json` "
+                    "(`targets`): all met."
+                )
+            ]
+        ),
         "",
     ]
     logs = model / "training-logs"

@@ -105,7 +105,8 @@ def dry_run(recipe: Recipe) -> Recipe:
         controlnet=StagePlan(seconds=1, batch=8, lr=recipe.controlnet.lr),
         bf16=False,
         compile=(),
-        evaluation=EvalPlan(prompts=6, fd_count=6, controlnet_images=2, steps=2, batch=8,
-                            grid_subjects=2),
+        evaluation=EvalPlan(
+            prompts=6, fd_count=6, controlnet_images=2, steps=2, batch=8, grid_subjects=2
+        ),
         log_every=5,
     )

@@ -84,10 +84,9 @@ def build_clip_tokenizer(captions: list[str], folder: Path, max_length: int = 77
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    (folder / "merges.txt").write_text(
-        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    tok = CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length
     )
-    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
-                        model_max_length=max_length)
     tok.save_pretrained(folder)
     return CLIPTokenizer.from_pretrained(folder)

@@ -106,7 +106,7 @@ class StageClock:
 
     def last(self, every: int) -> bool:
         """Whether to log now: every ``every`` steps, and near the end of the budget."""
-        near_end = (self.plan.steps is not None and self.step == self.plan.steps - 1)
+        near_end = self.plan.steps is not None and self.step == self.plan.steps - 1
         return self.step % every == 0 or near_end
 
 
@@ -173,8 +173,8 @@ def _images(data: EmojiDataset, device: str) -> torch.Tensor:
     float copy never exists on the host."""
     out = torch.empty((len(data), 3, *data.images.shape[1:3]), device=device)
     for i in range(0, len(data), 4096):
-        chunk = torch.from_numpy(data.images[i:i + 4096]).to(device)
-        out[i:i + 4096] = chunk.permute(0, 3, 1, 2).float() / 127.5 - 1
+        chunk = torch.from_numpy(data.images[i : i + 4096]).to(device)
+        out[i : i + 4096] = chunk.permute(0, 3, 1, 2).float() / 127.5 - 1
     return out
 
 
@@ -206,8 +206,9 @@ def stage_vae(data: EmojiDataset, args, log: Log) -> None:
             rec = vae.decode(post.sample(generator=g)).sample
         rec = rec.float()
         l1 = (rec - x).abs().mean()
-        grad = ((rec.diff(dim=-1) - x.diff(dim=-1)).abs().mean()
-                + (rec.diff(dim=-2) - x.diff(dim=-2)).abs().mean())
+        grad = (rec.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (
+            rec.diff(dim=-2) - x.diff(dim=-2)
+        ).abs().mean()
         kl = post.kl().float().mean()
         return l1 + 0.5 * grad + args.vae_kl * kl, l1, kl
 
@@ -219,16 +220,23 @@ def stage_vae(data: EmojiDataset, args, log: Log) -> None:
         if clock.progress < 0.9:
             c = x.shape[-1] // 2
             oy, ox = (torch.randint(0, c // 4 + 1, (2,), generator=gc) * 4).tolist()
-            x = x[:, :, oy:oy + c, ox:ox + c]
+            x = x[:, :, oy : oy + c, ox : ox + c]
         loss, l1, kl = step_fn(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         if clock.last(args.log_every):
-            log({"stage": "vae", "step": step, "loss": round(loss.item(), 5),
-                 "l1": round(l1.item(), 5), "kl": round(kl.item(), 2),
-                 "elapsed_s": round(clock.elapsed, 1)})
+            log(
+                {
+                    "stage": "vae",
+                    "step": step,
+                    "loss": round(loss.item(), 5),
+                    "l1": round(l1.item(), 5),
+                    "kl": round(kl.item(), 2),
+                    "elapsed_s": round(clock.elapsed, 1),
+                }
+            )
     vae.eval()
     steps = clock.step
     # SD's scaling_factor convention: latents * factor have unit variance over the data.
@@ -236,23 +244,40 @@ def stage_vae(data: EmojiDataset, args, log: Log) -> None:
         mean, std = _encode_all(vae, x_all)
         sample = mean + std * torch.randn(mean.shape, generator=g, device=args.device)
         factor = float(1.0 / sample.std())
-        rec = torch.cat([vae.decode(mean[i:i + 256]).sample for i in range(0, len(mean), 256)])
+        rec = torch.cat([vae.decode(mean[i : i + 256]).sample for i in range(0, len(mean), 256)])
         mse = float(((rec.clamp(-1, 1) - x_all) ** 2).mean())
     vae.register_to_config(scaling_factor=factor)
     vae.save_pretrained(args.work / "vae", safe_serialization=True)
     psnr = 10 * math.log10(4 / max(mse, 1e-12))
-    log({"stage": "vae", "done": True, "steps": steps, "scaling_factor": factor,
-         "psnr_db": round(psnr, 2), "elapsed_s": round(clock.elapsed, 1)})
-    _summary(args, "vae", clock.elapsed, {"psnr_db": psnr, "scaling_factor": factor,
-                                          "steps": steps, "batch": plan.batch,
-                                          "budget_s": plan.seconds})
+    log(
+        {
+            "stage": "vae",
+            "done": True,
+            "steps": steps,
+            "scaling_factor": factor,
+            "psnr_db": round(psnr, 2),
+            "elapsed_s": round(clock.elapsed, 1),
+        }
+    )
+    _summary(
+        args,
+        "vae",
+        clock.elapsed,
+        {
+            "psnr_db": psnr,
+            "scaling_factor": factor,
+            "steps": steps,
+            "batch": plan.batch,
+            "budget_s": plan.seconds,
+        },
+    )
 
 
 @torch.no_grad()
 def _encode_all(vae, x_all: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     means, stds = [], []
     for i in range(0, len(x_all), 256):
-        d = vae.encode(x_all[i:i + 256]).latent_dist
+        d = vae.encode(x_all[i : i + 256]).latent_dist
         means.append(d.mean)
         stds.append(d.std)
     return torch.cat(means), torch.cat(stds)
@@ -262,23 +287,41 @@ def _caption_ids(data: EmojiDataset, tokenizer) -> torch.Tensor:
     """Token ids (N, 4, 77) per image: full caption, without style, without background, name
     only. Training draws one per step, so short prompts work as well as the full template.
     Tokenized once per (emoji, style, background), not once per variant."""
-    keys = list(zip(data.labels.tolist(), data.styles_idx.tolist(),
-                    data.backgrounds_idx.tolist(), strict=True))
+    keys = list(
+        zip(
+            data.labels.tolist(),
+            data.styles_idx.tolist(),
+            data.backgrounds_idx.tolist(),
+            strict=True,
+        )
+    )
     unique = list(dict.fromkeys(keys))
     rows = []
     for e, si, bi in unique:
         name, s, b = data.emoji[e].name, data.styles[si], data.backgrounds[bi]
-        rows.append([caption(name, s, b), caption(name, None, b), caption(name, s, None),
-                     caption(name, None, None)])
+        rows.append(
+            [
+                caption(name, s, b),
+                caption(name, None, b),
+                caption(name, s, None),
+                caption(name, None, None),
+            ]
+        )
     flat = [c for r in rows for c in r]
-    ids = tokenizer(flat, padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="pt").input_ids.view(len(unique), 4, -1)
+    ids = tokenizer(
+        flat,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids.view(len(unique), 4, -1)
     where = {k: i for i, k in enumerate(unique)}
     return ids[torch.tensor([where[k] for k in keys])]
 
 
-def _draw_ids(ids: torch.Tensor, empty: torch.Tensor, idx: torch.Tensor, p_empty: float,
-              g: torch.Generator) -> torch.Tensor:
+def _draw_ids(
+    ids: torch.Tensor, empty: torch.Tensor, idx: torch.Tensor, p_empty: float, g: torch.Generator
+) -> torch.Tensor:
     """One caption form per image (``ids``, ``empty`` and ``g`` on ``idx``'s device)."""
     n = len(idx)
     # Full caption half the time, each shortened form a sixth; p_empty unconditional (for CFG).
@@ -308,7 +351,9 @@ def _noise_setup(device: str):
 def _noisy_latents(mean, std, factor, idx, ac, g):
     """z_t = sqrt(ᾱ_t) z_0 + sqrt(1 - ᾱ_t) ε (DDPM, Ho et al. 2020 eq. 4), z_0 drawn from the
     VAE posterior of each image."""
-    z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g, device=mean.device)) * factor
+    z0 = (
+        mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g, device=mean.device)
+    ) * factor
     noise = torch.randn(z0.shape, generator=g, device=z0.device)
     t = torch.randint(0, len(ac), (len(idx),), generator=g, device=z0.device)
     a = ac[t][:, None, None, None]
@@ -317,8 +362,13 @@ def _noisy_latents(mean, std, factor, idx, ac, g):
 
 def _tokenizer_ids(data: EmojiDataset, tokenizer, device: str):
     ids = _caption_ids(data, tokenizer).to(device)
-    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
-                      return_tensors="pt").input_ids[0].to(device)
+    empty = (
+        tokenizer(
+            [""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
+        )
+        .input_ids[0]
+        .to(device)
+    )
     return ids, empty
 
 
@@ -356,8 +406,13 @@ def stage_unet(data: EmojiDataset, args, log: Log) -> None:
         unet = UNet2DConditionModel.from_pretrained(args.work / "unet").to(args.device).train()
         log({"stage": "unet", "resumed_from": str(args.work / "unet")})
     else:
-        text = components.text_encoder(size, len(tokenizer), tokenizer.bos_token_id,
-                                       tokenizer.eos_token_id).to(args.device).train()
+        text = (
+            components.text_encoder(
+                size, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id
+            )
+            .to(args.device)
+            .train()
+        )
         unet = components.unet(size, latent_size).to(args.device).train()
     ema_text, ema_unet = copy.deepcopy(text).eval(), copy.deepcopy(unet).eval()
     params = list(text.parameters()) + list(unet.parameters())
@@ -385,15 +440,30 @@ def stage_unet(data: EmojiDataset, args, log: Log) -> None:
         _ema_update(ema_unet, unet, step, args.ema)
         _ema_update(ema_text, text, step, args.ema)
         if clock.last(args.log_every):
-            log({"stage": "unet", "step": step, "loss": round(loss.item(), 5),
-                 "lr": round(opt.param_groups[0]["lr"], 6),
-                 "elapsed_s": round(clock.elapsed, 1)})
+            log(
+                {
+                    "stage": "unet",
+                    "step": step,
+                    "loss": round(loss.item(), 5),
+                    "lr": round(opt.param_groups[0]["lr"], 6),
+                    "elapsed_s": round(clock.elapsed, 1),
+                }
+            )
         if args.save_every and step and step % args.save_every == 0:
             _save_unet(args, ema_text, ema_unet)
     _save_unet(args, ema_text, ema_unet)
     log({"stage": "unet", "done": True, "steps": clock.step, "elapsed_s": round(clock.elapsed, 1)})
-    _summary(args, "unet", clock.elapsed, {"steps": clock.step, "batch": plan.batch,
-                                           "final_loss": loss.item(), "budget_s": plan.seconds})
+    _summary(
+        args,
+        "unet",
+        clock.elapsed,
+        {
+            "steps": clock.step,
+            "batch": plan.batch,
+            "final_loss": loss.item(),
+            "budget_s": plan.seconds,
+        },
+    )
 
 
 def _save_unet(args, text, unet) -> None:
@@ -434,8 +504,9 @@ def stage_controlnet(data: EmojiDataset, args, log: Log) -> None:
             with torch.no_grad():
                 cond = text(tokens)[0]
             down, mid = net(zt, t, cond, controlnet_cond=hint, return_dict=False)
-            pred = unet(zt, t, cond, down_block_additional_residuals=down,
-                        mid_block_additional_residual=mid).sample
+            pred = unet(
+                zt, t, cond, down_block_additional_residuals=down, mid_block_additional_residual=mid
+            ).sample
         return _diffusion_loss(pred, noise, snr_all[t])
 
     step_fn = _maybe_compile(step_fn, "controlnet", args, log)
@@ -453,28 +524,61 @@ def stage_controlnet(data: EmojiDataset, args, log: Log) -> None:
         opt.step()
         _ema_update(ema, net, step, args.ema)
         if clock.last(args.log_every):
-            log({"stage": "controlnet", "step": step, "loss": round(loss.item(), 5),
-                 "elapsed_s": round(clock.elapsed, 1)})
+            log(
+                {
+                    "stage": "controlnet",
+                    "step": step,
+                    "loss": round(loss.item(), 5),
+                    "elapsed_s": round(clock.elapsed, 1),
+                }
+            )
     ema.save_pretrained(args.work / "controlnet", safe_serialization=True)
-    log({"stage": "controlnet", "done": True, "steps": clock.step,
-         "elapsed_s": round(clock.elapsed, 1)})
-    _summary(args, "controlnet", clock.elapsed, {"steps": clock.step, "batch": plan.batch,
-                                                 "budget_s": plan.seconds})
+    log(
+        {
+            "stage": "controlnet",
+            "done": True,
+            "steps": clock.step,
+            "elapsed_s": round(clock.elapsed, 1),
+        }
+    )
+    _summary(
+        args,
+        "controlnet",
+        clock.elapsed,
+        {"steps": clock.step, "batch": plan.batch, "budget_s": plan.seconds},
+    )
 
 
 def stage_classifier(data: EmojiDataset, args, log: Log) -> None:
     from engine.training.classifier import train_classifier
 
     plan = args.plans["classifier"]
-    model, info = train_classifier(data.images, data.labels, len(data.emoji),
-                                   steps=plan.steps, seconds=plan.seconds, batch=plan.batch,
-                                   lr=plan.lr, seed=args.seed + 3, device=args.device, log=log,
-                                   bf16=args.bf16, log_every=args.log_every)
-    model.save(args.work / "classifier", [e.name for e in data.emoji],
-               {"emoji": [e.char for e in data.emoji], "val_top1": info["val_top1"]})
+    model, info = train_classifier(
+        data.images,
+        data.labels,
+        len(data.emoji),
+        steps=plan.steps,
+        seconds=plan.seconds,
+        batch=plan.batch,
+        lr=plan.lr,
+        seed=args.seed + 3,
+        device=args.device,
+        log=log,
+        bf16=args.bf16,
+        log_every=args.log_every,
+    )
+    model.save(
+        args.work / "classifier",
+        [e.name for e in data.emoji],
+        {"emoji": [e.char for e in data.emoji], "val_top1": info["val_top1"]},
+    )
     log({"stage": "classifier", "done": True, **info})
-    _summary(args, "classifier", info["train_seconds"], {**info, "batch": plan.batch,
-                                                         "budget_s": plan.seconds})
+    _summary(
+        args,
+        "classifier",
+        info["train_seconds"],
+        {**info, "batch": plan.batch, "budget_s": plan.seconds},
+    )
 
 
 #: Largest file the export writes: the device tool returns files of at most 16 MiB, and the
@@ -523,7 +627,8 @@ def stage_export(data: EmojiDataset, args, log: Log) -> None:
     write_vocabulary(data, model_dir)
     if (args.work / "controlnet").exists():
         ControlNetModel.from_pretrained(args.work / "controlnet", **half).save_pretrained(
-            out / "sfumato-tiny-canny", safe_serialization=True, max_shard_size=MAX_FILE)
+            out / "sfumato-tiny-canny", safe_serialization=True, max_shard_size=MAX_FILE
+        )
     if (args.work / "classifier").exists():
         dest = args.eval_out / "sfumato-tiny-classifier"
         dest.mkdir(parents=True, exist_ok=True)
@@ -555,8 +660,9 @@ def write_vocabulary(data: EmojiDataset, model_dir: Path) -> Path:
     in /v1/models, and the app turns it into placeholder, prompt ideas and completion."""
     from engine.training import vocabulary
 
-    vocab = vocabulary.from_dataset([e.name for e in data.emoji], [e.char for e in data.emoji],
-                                    data.styles, data.backgrounds)
+    vocab = vocabulary.from_dataset(
+        [e.name for e in data.emoji], [e.char for e in data.emoji], data.styles, data.backgrounds
+    )
     return vocabulary.save(vocab, model_dir)
 
 
@@ -564,37 +670,68 @@ def _summary(args, stage: str, seconds: float, extra: dict) -> None:
     path = args.work / "summary.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
     summary[stage] = {"seconds": round(seconds, 1), **extra}
-    summary["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                           if k not in ("plans", "recipe_settings")}
+    summary["settings"] = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in ("plans", "recipe_settings")
+    }
     summary["plans"] = {k: vars(v) for k, v in args.plans.items()}
     if args.recipe_settings is not None:
         summary["recipe"] = dataclasses.asdict(args.recipe_settings)
     summary["torch"] = torch.__version__
-    summary["device_name"] = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-                              else f"cpu x{torch.get_num_threads()} threads")
+    summary["device_name"] = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"cpu x{torch.get_num_threads()} threads"
+    )
     path.write_text(json.dumps(summary, indent=1))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Train the embedded model from scratch.")
-    p.add_argument("--recipe", choices=sorted(RECIPES),
-                   help="everything in one command with a time budget per stage (recipes.py): "
-                   "data, stages, fp16 export to <work>/export, evaluation, bundle")
-    p.add_argument("--dry-run", action="store_true",
-                   help="with --recipe: the same run on the CPU with toy budgets, model and data")
-    p.add_argument("--dataset-archive", type=Path, default=None,
-                   help="a sprite archive (python -m engine.training.dataset --sprite-archive): "
-                   "build the dataset from it, without fonts, Twemoji or Qt")
-    p.add_argument("--workers", type=int, default=0,
-                   help="processes that compose the dataset (0: one per CPU core)")
-    p.add_argument("--compile", default=None,
-                   help="comma-separated stages whose step runs through torch.compile "
-                   "(default: the recipe's choice, none by hand)")
-    p.add_argument("--work", type=Path, default=Path("/tmp/sfumato-train"),
-                   help="checkpoints, dataset, log.jsonl, summary.json")
-    p.add_argument("--out", type=Path, default=None,
-                   help="models folder the export writes (default: resources/models; with "
-                   "--recipe: <work>/export/resources/models)")
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="everything in one command with a time budget per stage (recipes.py): "
+        "data, stages, fp16 export to <work>/export, evaluation, bundle",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --recipe: the same run on the CPU with toy budgets, model and data",
+    )
+    p.add_argument(
+        "--dataset-archive",
+        type=Path,
+        default=None,
+        help="a sprite archive (python -m engine.training.dataset --sprite-archive): "
+        "build the dataset from it, without fonts, Twemoji or Qt",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes that compose the dataset (0: one per CPU core)",
+    )
+    p.add_argument(
+        "--compile",
+        default=None,
+        help="comma-separated stages whose step runs through torch.compile "
+        "(default: the recipe's choice, none by hand)",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/sfumato-train"),
+        help="checkpoints, dataset, log.jsonl, summary.json",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="models folder the export writes (default: resources/models; with "
+        "--recipe: <work>/export/resources/models)",
+    )
     p.add_argument("--eval-out", type=Path, default=None)
     p.add_argument("--fitset-out", type=Path, default=None)
     p.add_argument("--stages", default=",".join(STAGES))
@@ -616,8 +753,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--controlnet-lr", type=float, default=3e-4)
     p.add_argument("--classifier-steps", type=int, default=1500)
     p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--resume", action="store_true",
-                   help="UNet stage: start from <work>/unet and <work>/text_encoder")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="UNet stage: start from <work>/unet and <work>/text_encoder",
+    )
     p.add_argument("--save-every", type=int, default=1000, help="UNet checkpoint interval")
     args = p.parse_args(argv)
     if args.dry_run and not args.recipe:
@@ -641,11 +781,19 @@ def _with_plans(args: argparse.Namespace) -> argparse.Namespace:
         args.log_every = recipe.log_every
         args.save_every = 0
         args.stages = ",".join(STAGES)
-        compile_ = recipe.compile if args.compile is None else tuple(
-            c for c in args.compile.split(",") if c)
-        args.plans = {name: Plan(batch=getattr(recipe, name).batch, lr=getattr(recipe, name).lr,
-                                 seconds=getattr(recipe, name).seconds)
-                      for name in ("classifier", "vae", "unet", "controlnet")}
+        compile_ = (
+            recipe.compile
+            if args.compile is None
+            else tuple(c for c in args.compile.split(",") if c)
+        )
+        args.plans = {
+            name: Plan(
+                batch=getattr(recipe, name).batch,
+                lr=getattr(recipe, name).lr,
+                seconds=getattr(recipe, name).seconds,
+            )
+            for name in ("classifier", "vae", "unet", "controlnet")
+        }
         export = args.work / "export"
         args.out = args.out or export / "resources" / "models"
         args.eval_out = args.eval_out or export / "resources" / "eval"
@@ -659,8 +807,9 @@ def _with_plans(args: argparse.Namespace) -> argparse.Namespace:
             "classifier": Plan(batch=64, lr=2e-3, steps=args.classifier_steps),
             "vae": Plan(batch=args.batch, lr=args.vae_lr, steps=args.vae_steps),
             "unet": Plan(batch=args.batch, lr=args.unet_lr, steps=args.unet_steps),
-            "controlnet": Plan(batch=args.batch, lr=args.controlnet_lr,
-                               steps=args.controlnet_steps),
+            "controlnet": Plan(
+                batch=args.batch, lr=args.controlnet_lr, steps=args.controlnet_steps
+            ),
         }
         args.out = args.out or REPO / "resources" / "models"
         args.eval_out = args.eval_out or REPO / "resources" / "eval"
@@ -677,23 +826,41 @@ def build_data(args, log: Log) -> EmojiDataset:
     if args.dataset_archive:
         sprites = SpriteSet.load(args.dataset_archive)
         if args.limit:
-            sprites = SpriteSet(sprites.sprites[:args.limit], sprites.emoji[:args.limit],
-                                sprites.styles)
+            sprites = SpriteSet(
+                sprites.sprites[: args.limit], sprites.emoji[: args.limit], sprites.styles
+            )
         source = str(args.dataset_archive)
     else:
         sprites = render_sprites(args.size, styles, args.limit)
         sprites.save(args.work / "data" / "sprites.npz")
         source = "rendered here"
     workers = args.workers or os.cpu_count() or 1
-    data = compose_dataset(sprites, args.size, args.variants, seed=args.seed,
-                           workers=min(workers, len(sprites.emoji)))
+    data = compose_dataset(
+        sprites, args.size, args.variants, seed=args.seed, workers=min(workers, len(sprites.emoji))
+    )
     data.save(args.work / "data")
     seconds = time.monotonic() - t0
-    _summary(args, "data", seconds, {"images": len(data), "emoji": len(data.emoji),
-                                     "styles": data.styles, "variants": args.variants,
-                                     "sprites": source, "workers": workers})
-    log({"stage": "data", "images": len(data), "emoji": len(data.emoji),
-         "elapsed_s": round(seconds, 1)})
+    _summary(
+        args,
+        "data",
+        seconds,
+        {
+            "images": len(data),
+            "emoji": len(data.emoji),
+            "styles": data.styles,
+            "variants": args.variants,
+            "sprites": source,
+            "workers": workers,
+        },
+    )
+    log(
+        {
+            "stage": "data",
+            "images": len(data),
+            "emoji": len(data.emoji),
+            "elapsed_s": round(seconds, 1),
+        }
+    )
     return data
 
 
@@ -714,8 +881,13 @@ def main(argv: list[str] | None = None) -> None:
         data = build_data(args, log)
     else:
         data = EmojiDataset.load(data_dir)
-    for name, fn in (("classifier", stage_classifier), ("vae", stage_vae), ("unet", stage_unet),
-                     ("controlnet", stage_controlnet), ("export", stage_export)):
+    for name, fn in (
+        ("classifier", stage_classifier),
+        ("vae", stage_vae),
+        ("unet", stage_unet),
+        ("controlnet", stage_controlnet),
+        ("export", stage_export),
+    ):
         if name in stages:
             fn(data, args, log)
     if args.recipe_settings is not None:
@@ -732,21 +904,38 @@ def finish_recipe(data: EmojiDataset, args, log: Log, t_start: float) -> None:
     plan = recipe.evaluation
     t0 = time.monotonic()
     metrics = evaluate.evaluate_all(
-        data, model_dir, args.out / "sfumato-tiny-canny",
-        args.eval_out / "sfumato-tiny-classifier", device=args.device, prompts=plan.prompts,
-        fd_count=plan.fd_count, controlnet_images=plan.controlnet_images, steps=plan.steps,
-        batch=plan.batch, figures=args.work / "export" / "docs" / "images",
-        grid_subjects=plan.grid_subjects)
-    metrics["recipe"] = {"name": recipe.name, "train_seconds_budget": recipe.train_seconds,
-                         "wall_seconds_to_evaluated": round(time.monotonic() - t_start, 1)}
+        data,
+        model_dir,
+        args.out / "sfumato-tiny-canny",
+        args.eval_out / "sfumato-tiny-classifier",
+        device=args.device,
+        prompts=plan.prompts,
+        fd_count=plan.fd_count,
+        controlnet_images=plan.controlnet_images,
+        steps=plan.steps,
+        batch=plan.batch,
+        figures=args.work / "export" / "docs" / "images",
+        grid_subjects=plan.grid_subjects,
+    )
+    metrics["recipe"] = {
+        "name": recipe.name,
+        "train_seconds_budget": recipe.train_seconds,
+        "wall_seconds_to_evaluated": round(time.monotonic() - t_start, 1),
+    }
     path = model_dir / "training-logs" / "metrics.json"
     path.write_text(json.dumps(metrics, indent=1))
     _summary(args, "evaluate", time.monotonic() - t0, {"metrics": str(path)})
     for f in ("summary.json", "log.jsonl"):
         (model_dir / "training-logs" / f).write_bytes((args.work / f).read_bytes())
     parts = bundle.pack(args.work / "export", args.work / "bundle")
-    log({"stage": "done", "wall_s": round(time.monotonic() - t_start, 1),
-         "passed": metrics.get("passed"), "bundle": [str(p) for p in parts]})
+    log(
+        {
+            "stage": "done",
+            "wall_s": round(time.monotonic() - t_start, 1),
+            "passed": metrics.get("passed"),
+            "bundle": [str(p) for p in parts],
+        }
+    )
 
 
 if __name__ == "__main__":

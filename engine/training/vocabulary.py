@@ -19,8 +19,20 @@ from engine.training.dataset import BACKGROUNDS, DEFAULT_STYLES, caption, emoji_
 FILE = "vocabulary.json"
 
 #: Subjects for the example prompts (when the model knows them): varied shapes and colours.
-EXAMPLE_SUBJECTS = ("hamburger", "rocket", "cat face", "sunflower", "pizza", "ghost", "taxi",
-                    "crown", "octopus", "birthday cake", "soccer ball", "red apple")
+EXAMPLE_SUBJECTS = (
+    "hamburger",
+    "rocket",
+    "cat face",
+    "sunflower",
+    "pizza",
+    "ghost",
+    "taxi",
+    "crown",
+    "octopus",
+    "birthday cake",
+    "soccer ball",
+    "red apple",
+)
 
 #: Prompts the shipped CPU-trained weights draw recognisably (the four picks of
 #: tests/training/test_tiny_model.py, confirmed by the evaluation classifier); they lead the
@@ -33,8 +45,13 @@ KNOWN_GOOD = (
 )
 
 
-def build(names: list[str], symbols: list[str], styles: list[str], backgrounds: list[str],
-          lead: tuple[str, ...] = ()) -> PromptVocabulary:
+def build(
+    names: list[str],
+    symbols: list[str],
+    styles: list[str],
+    backgrounds: list[str],
+    lead: tuple[str, ...] = (),
+) -> PromptVocabulary:
     """A vocabulary for a model trained on ``caption(name, style, background)`` captions."""
     known = set(names)
     examples = [p for p in lead if p.split(",")[0] in known]
@@ -47,12 +64,18 @@ def build(names: list[str], symbols: list[str], styles: list[str], backgrounds: 
         prompt = caption(name, style, colour)
         if prompt not in examples and not any(e.startswith(name + ",") for e in examples):
             examples.append(prompt)
-    return PromptVocabulary(subjects=list(names), symbols=list(symbols), styles=list(styles),
-                            backgrounds=list(backgrounds), examples=examples[:12])
+    return PromptVocabulary(
+        subjects=list(names),
+        symbols=list(symbols),
+        styles=list(styles),
+        backgrounds=list(backgrounds),
+        examples=examples[:12],
+    )
 
 
-def from_dataset(names: list[str], symbols: list[str], styles: list[str],
-                 backgrounds: list[str]) -> PromptVocabulary:
+def from_dataset(
+    names: list[str], symbols: list[str], styles: list[str], backgrounds: list[str]
+) -> PromptVocabulary:
     return build(names, symbols, styles, backgrounds)
 
 
@@ -65,9 +88,13 @@ def save(vocab: PromptVocabulary, model_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, required=True, help="the model folder to write into")
-    p.add_argument("--classifier", type=Path, default=None,
-                   help="take the emoji names from this evaluation classifier's config.json "
-                   "(the classes it was trained on) instead of engine/training/dataset.py")
+    p.add_argument(
+        "--classifier",
+        type=Path,
+        default=None,
+        help="take the emoji names from this evaluation classifier's config.json "
+        "(the classes it was trained on) instead of engine/training/dataset.py",
+    )
     args = p.parse_args(argv)
     if args.classifier:
         cfg = json.loads((args.classifier / "config.json").read_text())

@@ -28,8 +28,15 @@ class EpsOut:
 class EpsModel:
     """Call the UNet on a batch whose rows cycle through ``cond``'s rows (one per image)."""
 
-    def __init__(self, unet, post: LastLayerPosterior, cond: torch.Tensor,
-                 uncond: torch.Tensor | None, guidance: float, prediction_type: str) -> None:
+    def __init__(
+        self,
+        unet,
+        post: LastLayerPosterior,
+        cond: torch.Tensor,
+        uncond: torch.Tensor | None,
+        guidance: float,
+        prediction_type: str,
+    ) -> None:
         self.unet = unet
         self.post = post.to(unet.device)
         self.cond = cond

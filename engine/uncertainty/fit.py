@@ -33,14 +33,16 @@ def fit_posterior(
     handle = unet.conv_out.register_forward_pre_hook(lambda _m, args: acc.add(args[0]))
     try:
         for i in range(0, n, batch):
-            x = x0[i:i + batch].float()
+            x = x0[i : i + batch].float()
             t = torch.randint(0, T, (len(x),), generator=gen)
             eps = torch.randn(x.shape, generator=gen)
             a = alphas_cumprod[t].float().view(-1, 1, 1, 1)
             xt = a.sqrt() * x + (1 - a).sqrt() * eps
-            emb = embeds[i:i + batch] if embeds.shape[0] > 1 else embeds.expand(len(x), -1, -1)
+            emb = embeds[i : i + batch] if embeds.shape[0] > 1 else embeds.expand(len(x), -1, -1)
             with torch.no_grad():
-                unet(xt.to(device, dtype), t.to(device), encoder_hidden_states=emb.to(device, dtype))
+                unet(
+                    xt.to(device, dtype), t.to(device), encoder_hidden_states=emb.to(device, dtype)
+                )
             if on_batch is not None:
                 on_batch(min(i + batch, n), n)
     finally:

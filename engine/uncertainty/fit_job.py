@@ -57,15 +57,37 @@ def run_uncertainty_fit(job: Job, ctx, fits) -> None:
         ctx.check_cancel()
         ctx.progress(done, stage="fitting uncertainty")
 
-    post = fit_posterior(loaded.pipe.unet, x0, embeds, alphas, prior_precision=p.prior_precision,
-                         noise=p.noise, generator=torch.Generator().manual_seed(p.seed),
-                         batch=batch, on_batch=on_batch)
+    post = fit_posterior(
+        loaded.pipe.unet,
+        x0,
+        embeds,
+        alphas,
+        prior_precision=p.prior_precision,
+        noise=p.noise,
+        generator=torch.Generator().manual_seed(p.seed),
+        batch=batch,
+        on_batch=on_batch,
+    )
     model_hash = fits.model_hash(loaded.info)
-    info = FitInfo(id="", kind="uncertainty", model=loaded.info.id, model_hash=model_hash,
-                   created_at=utcnow(), images=len(x0), source=source, samples_per_step=1,
-                   seconds=time.monotonic() - t0, prior_precision=p.prior_precision,
-                   noise=p.noise)
+    info = FitInfo(
+        id="",
+        kind="uncertainty",
+        model=loaded.info.id,
+        model_hash=model_hash,
+        created_at=utcnow(),
+        images=len(x0),
+        source=source,
+        samples_per_step=1,
+        seconds=time.monotonic() - t0,
+        prior_precision=p.prior_precision,
+        noise=p.noise,
+    )
     job.fit = fits.save(info, post.tensors())
-    log.info("uncertainty fit of %s on %d images: Var[W] in [%.3g, %.3g], Var[b] %.3g",
-             loaded.info.id, len(x0), float(post.weight_var.min()),
-             float(post.weight_var.max()), float(post.bias_var.max()))
+    log.info(
+        "uncertainty fit of %s on %d images: Var[W] in [%.3g, %.3g], Var[b] %.3g",
+        loaded.info.id,
+        len(x0),
+        float(post.weight_var.min()),
+        float(post.weight_var.max()),
+        float(post.bias_var.max()),
+    )

@@ -13,8 +13,10 @@ from engine.errors import EngineError
 from engine.protocol import GenerateParams, Job, UncertaintyResult
 
 #: Why other samplers cannot carry uncertainty (the Sampler panel's tooltip).
-UNSUPPORTED_NOTE = ("BayesDiff propagates uncertainty through DDIM and DPM-Solver-2 (DPM2) only; "
-                    "choose one of those to see uncertainty.")
+UNSUPPORTED_NOTE = (
+    "BayesDiff propagates uncertainty through DDIM and DPM-Solver-2 (DPM2) only; "
+    "choose one of those to see uncertainty."
+)
 
 
 def uncertainty_problem(params: GenerateParams, fits, model_info) -> tuple[str, str] | None:
@@ -31,14 +33,24 @@ def uncertainty_problem(params: GenerateParams, fits, model_info) -> tuple[str, 
     except (KeyError, ValueError) as exc:
         return "sampler", exc.args[0]
     if spec.scheduler not in SUPPORTED:
-        return "sampler", (f"Uncertainty is not available with {spec.name}: BayesDiff defines it "
-                           "for DDIM and DPM-Solver-2 only; choose DDIM or DPM2.")
+        return "sampler", (
+            f"Uncertainty is not available with {spec.name}: BayesDiff defines it "
+            "for DDIM and DPM-Solver-2 only; choose DDIM or DPM2."
+        )
     if u.variation_step is not None and not 1 <= u.variation_step < params.steps:
-        return "uncertainty.variation_step", f"Variations start after a step between 1 and {params.steps - 1}"
-    if (fits is not None and model_info is not None
-            and cached_posterior(fits, fits.model_hash(model_info)) is None):
-        return "uncertainty", (f"{model_info.name} has no uncertainty fit yet: run Fit in the "
-                                   "Uncertainty panel (job kind 'uncertainty_fit') first.")
+        return (
+            "uncertainty.variation_step",
+            f"Variations start after a step between 1 and {params.steps - 1}",
+        )
+    if (
+        fits is not None
+        and model_info is not None
+        and cached_posterior(fits, fits.model_hash(model_info)) is None
+    ):
+        return "uncertainty", (
+            f"{model_info.name} has no uncertainty fit yet: run Fit in the "
+            "Uncertainty panel (job kind 'uncertainty_fit') first."
+        )
     return None
 
 
@@ -72,12 +84,19 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
     setup = prepare(loaded, p, fits)
     sched = pipe.scheduler = setup.scheduler
     with PromptSession(loaded, ctx.model_folders, [p.prompt, p.negative_prompt]) as prompts:
-        conditioning = prompts.encode(p.prompt, p.negative_prompt, p.cfg_scale, p.steps,
-                                      p.clip_skip)
+        conditioning = prompts.encode(
+            p.prompt, p.negative_prompt, p.cfg_scale, p.steps, p.clip_skip
+        )
         recipe = p.model_copy(update={"model": loaded.info.id, **prompts.recipe_update()})
         cond, uncond = conditioning.at(0)[:2]
-        model = EpsModel(pipe.unet, post, cond, uncond, p.cfg_scale,
-                         sched.config.get("prediction_type", "epsilon"))
+        model = EpsModel(
+            pipe.unet,
+            post,
+            cond,
+            uncond,
+            p.cfg_scale,
+            sched.config.get("prediction_type", "epsilon"),
+        )
         u = p.uncertainty
         assert u is not None
         varying = u.variation_step is not None
@@ -89,16 +108,29 @@ def run_uncertain_generate(job: Job, ctx, fits) -> None:
             seeds = image_seeds(p.seed, b * p.batch_size, p.batch_size)
             if varying:
                 seeds = [seeds[0]] * p.batch_size  # one trajectory, then batch_size draws
-            return Batch(p, recipe, indices=[b * p.batch_size + i for i in range(p.batch_size)],
-                         seeds=seeds, setup=setup, conditioning=conditioning,
-                         progress_base=(skipped + n_run) * p.steps,
-                         preview_indices=list(range(p.batch_size)), tag=b)
+            return Batch(
+                p,
+                recipe,
+                indices=[b * p.batch_size + i for i in range(p.batch_size)],
+                seeds=seeds,
+                setup=setup,
+                conditioning=conditioning,
+                progress_base=(skipped + n_run) * p.steps,
+                preview_indices=list(range(p.batch_size)),
+                tag=b,
+            )
 
         sampler = _Propagation(model, u)
-        render(job, ctx, loaded, (batch(n, b) for n, b in enumerate(batches)),
-               sample=sampler, result_fields=sampler.result_fields,
-               oom_hint=f" and {u.samples} uncertainty samples. Try fewer samples (S) or "
-                        "decodes (M), or a smaller size or batch.")
+        render(
+            job,
+            ctx,
+            loaded,
+            (batch(n, b) for n, b in enumerate(batches)),
+            sample=sampler,
+            result_fields=sampler.result_fields,
+            oom_hint=f" and {u.samples} uncertainty samples. Try fewer samples (S) or "
+            "decodes (M), or a smaller size or batch.",
+        )
 
 
 class _Propagation:
@@ -125,17 +157,27 @@ class _Propagation:
         n_traj = 1 if varying else p.batch_size
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[:n_traj]]
         sched.set_timesteps(p.steps, device=device)
-        x_T = pipe.prepare_latents(n_traj, pipe.unet.config.in_channels, p.height, p.width,
-                                   conditioning.at(0)[0].dtype, device, generators)
+        x_T = pipe.prepare_latents(
+            n_traj,
+            pipe.unet.config.in_channels,
+            p.height,
+            p.width,
+            conditioning.at(0)[0].dtype,
+            device,
+            generators,
+        )
         step_kwargs = pipe.prepare_extra_step_kwargs(generators, setup.call_kwargs.get("eta", 0.0))
         variation = None
         if varying:
             vgen = torch.Generator().manual_seed((u.variation_seed + b) % 2**32)
-            variation = (u.variation_step, torch.randn((p.batch_size, *x_T.shape[1:]),
-                                                      generator=vgen))
+            variation = (
+                u.variation_step,
+                torch.randn((p.batch_size, *x_T.shape[1:]), generator=vgen),
+            )
             if "generator" in step_kwargs:  # η-noise after the draw: one generator per image
-                step_kwargs["generator"] = [torch.Generator("cpu").manual_seed(s + k)
-                                            for k, s in enumerate(seeds)]
+                step_kwargs["generator"] = [
+                    torch.Generator("cpu").manual_seed(s + k) for k, s in enumerate(seeds)
+                ]
 
         def on_iter(i, done, latents):
             if conditioning.scheduled:  # prompt editing: the next iteration's embeddings
@@ -143,17 +185,26 @@ class _Propagation:
             report(done, lambda: tap.latest(latents))  # x̂₀: the picture being made
 
         with setup.context(pipe, p.cfg_scale), DenoisedTap(sched) as tap:
-            prop = propagate(model, sched, x_T, samples=u.samples, skip=u.skip,
-                             generator=torch.Generator().manual_seed(seeds[0]),
-                             step_kwargs=step_kwargs, on_iter=on_iter, variation=variation)
+            prop = propagate(
+                model,
+                sched,
+                x_T,
+                samples=u.samples,
+                skip=u.skip,
+                generator=torch.Generator().manual_seed(seeds[0]),
+                step_kwargs=step_kwargs,
+                on_iter=on_iter,
+                variation=variation,
+            )
         with torch.no_grad():
             latents = prop.mean.to(dtype)
             images = decode(pipe.vae, latents, dtype, unit=False)
             maps = None
             if u.map:
                 m = u.decodes
-                z = latent_samples(prop.mean, prop.var, m,
-                                   torch.Generator().manual_seed(seeds[0] + 1))
+                z = latent_samples(
+                    prop.mean, prop.var, m, torch.Generator().manual_seed(seeds[0] + 1)
+                )
                 maps = pixel_variance(decode(pipe.vae, z, dtype), m).cpu()
         self.prop, self.maps = prop, maps
         return pipe.image_processor.postprocess(images, output_type="pil")
@@ -168,7 +219,14 @@ class _Propagation:
         arr = self.maps[i].numpy()
         npy = _save_npy(arr, path.with_suffix(".uncertainty.npy"))
         scores = {"latent": latent_score(prop.var[i]), "pixel": pixel_score(self.maps[i])}
-        return {"uncertainty": UncertaintyResult(
-            map_name=npy.name, score=scores[u.score], score_kind=u.score,
-            latent_score=scores["latent"], pixel_score=scores["pixel"],
-            map_min=float(arr.min()), map_max=float(arr.max()))}
+        return {
+            "uncertainty": UncertaintyResult(
+                map_name=npy.name,
+                score=scores[u.score],
+                score_kind=u.score,
+                latent_score=scores["latent"],
+                pixel_score=scores["pixel"],
+                map_min=float(arr.min()),
+                map_max=float(arr.max()),
+            )
+        }

@@ -32,12 +32,16 @@ class LastLayerPosterior:
     padding: tuple[int, int]
 
     def to(self, device, dtype=torch.float32) -> LastLayerPosterior:
-        return LastLayerPosterior(self.weight_var.to(device, dtype), self.bias_var.to(device, dtype),
-                                  self.padding)
+        return LastLayerPosterior(
+            self.weight_var.to(device, dtype), self.bias_var.to(device, dtype), self.padding
+        )
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"weight_var": self.weight_var, "bias_var": self.bias_var,
-                "padding": torch.tensor(self.padding, dtype=torch.int64)}
+        return {
+            "weight_var": self.weight_var,
+            "bias_var": self.bias_var,
+            "padding": torch.tensor(self.padding, dtype=torch.int64),
+        }
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> LastLayerPosterior:
@@ -66,7 +70,9 @@ class GGNAccumulator:
         sq = F.pad(sq, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
         for dy in range(self.kernel[0]):
             for dx in range(self.kernel[1]):
-                self.weight[:, dy, dx] += sq[:, :, dy:dy + out_h, dx:dx + out_w].sum((0, 2, 3)).cpu()
+                self.weight[:, dy, dx] += (
+                    sq[:, :, dy : dy + out_h, dx : dx + out_w].sum((0, 2, 3)).cpu()
+                )
         self.bias += phi.shape[0] * out_h * out_w
         self.samples += phi.shape[0]
 
@@ -74,8 +80,9 @@ class GGNAccumulator:
         """Diagonal Laplace posterior: variance = 1 / (λ + GGN/σ²)."""
         w = 1.0 / (prior_precision + self.weight / noise)
         w = w.unsqueeze(0).expand(self.out_channels, -1, -1, -1).contiguous()
-        b = torch.full((self.out_channels,), 1.0 / (prior_precision + self.bias / noise),
-                       dtype=torch.float64)
+        b = torch.full(
+            (self.out_channels,), 1.0 / (prior_precision + self.bias / noise), dtype=torch.float64
+        )
         return LastLayerPosterior(w.float(), b.float(), self.padding)
 
 
@@ -90,8 +97,9 @@ def predictive_variance(phi: torch.Tensor, post: LastLayerPosterior) -> torch.Te
     return F.conv2d(phi.square(), w, b, padding=post.padding)
 
 
-def sample_weights(weight: torch.Tensor, bias: torch.Tensor, post: LastLayerPosterior,
-                   generator: torch.Generator):
+def sample_weights(
+    weight: torch.Tensor, bias: torch.Tensor, post: LastLayerPosterior, generator: torch.Generator
+):
     """One draw (W, b) ~ N((weight, bias), Var) of conv_out's parameters around the trained
     ``weight``/``bias`` (pass copies: a layer already holding a draw would random-walk)."""
     w = weight.detach().float().cpu()

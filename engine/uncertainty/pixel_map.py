@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def latent_samples(mean: torch.Tensor, var: torch.Tensor, m: int,
-                   generator: torch.Generator) -> torch.Tensor:
+def latent_samples(
+    mean: torch.Tensor, var: torch.Tensor, m: int, generator: torch.Generator
+) -> torch.Tensor:
     """M draws z ~ N(E[x₀], Var[x₀]) per image: (M·B, C, h, w), draw-major."""
     z = torch.randn((m, *mean.shape), generator=generator).to(mean.device)
     return (mean.float().unsqueeze(0) + var.clamp_min(0).sqrt().unsqueeze(0) * z).flatten(0, 1)

@@ -92,7 +92,10 @@ def _ddim_stage(sched, t) -> _Stage:
 
 
 def _ddim_d(stage: _Stage, a_prev: float, sigma2: float) -> float:
-    return max(1 - a_prev - sigma2, 0.0) ** 0.5 - a_prev**0.5 * (1 - stage.abar) ** 0.5 / stage.abar**0.5
+    return (
+        max(1 - a_prev - sigma2, 0.0) ** 0.5
+        - a_prev**0.5 * (1 - stage.abar) ** 0.5 / stage.abar**0.5
+    )
 
 
 def _stage(sched, t, eta: float) -> _Stage:
@@ -113,8 +116,9 @@ def _stage(sched, t, eta: float) -> _Stage:
             s, s_in, s_to = sched.sigmas[i - 1], sched.sigmas_interpol[i], sched.sigmas[i]
             key = 1
         s, s_in, s_to = float(s), float(s_in), float(s_to)
-        return _Stage(A=1.0, d=s_to - s, in_scale=(s_in**2 + 1) ** -0.5,
-                      abar=1.0 / (s_in**2 + 1), key=key)
+        return _Stage(
+            A=1.0, d=s_to - s, in_scale=(s_in**2 + 1) ** -0.5, abar=1.0 / (s_in**2 + 1), key=key
+        )
     raise ValueError(f"uncertainty propagates through DDIM and DPM2 only, not {name}")
 
 
@@ -216,8 +220,9 @@ def propagate(
             V_origin = V
             if P is not None:
                 P.D_origin = P.D
-        full = P is not None and ((step >= 1 and (step - 1) % skip == 0)
-                                  or (step == 0 and st.key == 1))
+        full = P is not None and (
+            (step >= 1 and (step - 1) % skip == 0) or (step == 0 and st.key == 1)
+        )
         if full:
             B = E.shape[0]
             D_in = P.D * st.in_scale
@@ -262,8 +267,9 @@ def propagate(
             # The mean path drew σ_t·z₀ (the seed's); a particle's own draw σ_t·z_s replaces it,
             # so each particle E + D_s is an independent sample path, and V is their spread.
             quiet = {k: v for k, v in kwargs.items() if k != "generator"}
-            noiseless = sched.step(raw_mean, t, E_prev, variance_noise=torch.zeros_like(E),
-                                   **quiet).prev_sample
+            noiseless = sched.step(
+                raw_mean, t, E_prev, variance_noise=torch.zeros_like(E), **quiet
+            ).prev_sample
             P.D = P.D - (E - noiseless).float()
             V = _smooth(P.D.var(0))
         if first_order() or i == len(timesteps) - 1:

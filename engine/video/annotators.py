@@ -49,8 +49,16 @@ _loading: dict[Key, threading.Lock] = {}
 _generation = 0
 _ALIAS = "_sfumato_controlnet_aux"
 #: What torch.load and load_state_dict raise on a file that is not the network's weights.
-_UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, TypeError, KeyError, AttributeError,
-               pickle.UnpicklingError)
+_UNREADABLE = (
+    OSError,
+    EOFError,
+    RuntimeError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    pickle.UnpicklingError,
+)
 
 
 def weights_file(kind: str, folder: str | Path, field: str = "control.annotator") -> Path:
@@ -59,13 +67,19 @@ def weights_file(kind: str, folder: str | Path, field: str = "control.annotator"
     root = Path(folder).expanduser()
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
-        raise EngineError(f"{name} control: the annotator folder {root} {what}. Choose the folder "
-                          f"that holds {WEIGHTS[kind]} (the lllyasviel/Annotators layout).", field)
+        raise EngineError(
+            f"{name} control: the annotator folder {root} {what}. Choose the folder "
+            f"that holds {WEIGHTS[kind]} (the lllyasviel/Annotators layout).",
+            field,
+        )
     path = root / WEIGHTS[kind]
     if not path.is_file():
-        raise EngineError(f"{name} control: {WEIGHTS[kind]} is not in {root}. Put the "
-                          f"annotator's weights there (from lllyasviel/Annotators) or choose "
-                          "the folder that has them.", field)
+        raise EngineError(
+            f"{name} control: {WEIGHTS[kind]} is not in {root}. Put the "
+            f"annotator's weights there (from lllyasviel/Annotators) or choose "
+            "the folder that has them.",
+            field,
+        )
     return path
 
 
@@ -76,8 +90,9 @@ def generation() -> int:
         return _generation
 
 
-def annotator(kind: str, folder: str | Path, device: str = "cpu",
-              generation: int | None = None) -> Annotator:
+def annotator(
+    kind: str, folder: str | Path, device: str = "cpu", generation: int | None = None
+) -> Annotator:
     """A function (H, W, 3) uint8 RGB → (H, W, 3) uint8 map, loaded once per (kind, folder,
     device). ``generation`` (default: now) is when the caller chose ``device``: if the cache
     has been released since, or is released while this loads, the annotator is returned for
@@ -119,19 +134,25 @@ def _build(kind: str, path: Path, device: str) -> Annotator:
     try:
         build = {"hed": _hed, "depth": _depth, "pose": _pose}[kind]
         modules = _modules(kind)
-    except (ImportError, RuntimeError) as exc:  # RuntimeError: a torchvision built for another torch
+    except (
+        ImportError,
+        RuntimeError,
+    ) as exc:  # RuntimeError: a torchvision built for another torch
         raise EngineError(
             f"{NAMES[kind]} maps need controlnet_aux (pip install --no-deps "
             f"controlnet_aux==0.0.10, or 'sfumato[annotators]'); this engine cannot import "
             f"it: {exc}. Use canny, which needs nothing.",
-            "control.type") from None
+            "control.type",
+        ) from None
     try:
         return build(modules, path, device)
     except _UNREADABLE as exc:  # corrupt, truncated, or another network's weights
         raise EngineError(
             f"{NAMES[kind]} control: {path.name} in {path.parent} could not be read as its "
             f"weights ({type(exc).__name__}: {str(exc)[:200]}). Replace it with the file from "
-            "lllyasviel/Annotators.", "control.annotator") from None
+            "lllyasviel/Annotators.",
+            "control.annotator",
+        ) from None
 
 
 def _modules(kind: str) -> list[types.ModuleType]:
@@ -241,8 +262,9 @@ def _pose(modules, path: Path, device: str) -> Annotator:
             candidate, subset = body(image[:, :, ::-1].copy())  # OpenPose reads BGR
         canvas = np.zeros((h, w, 3), dtype=np.uint8)
         for found in body.format_body_result(candidate, subset):
-            points = [None if k is None else k._replace(x=k.x / w, y=k.y / h)
-                      for k in found.keypoints]
+            points = [
+                None if k is None else k._replace(x=k.x / w, y=k.y / h) for k in found.keypoints
+            ]
             canvas = pose_util.draw_bodypose(canvas, points)
         return canvas
 

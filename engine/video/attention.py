@@ -96,8 +96,12 @@ class CrossFrameAttnProcessor(nn.Module):
     """Self-attention across frames (see the module docstring). An ``nn.Module`` so that an
     attached :class:`TemporalAttention` trains and saves with the model."""
 
-    def __init__(self, layout: FrameLayout, kv_frames: KvFrames = key_frame,
-                 temporal: TemporalAttention | None = None) -> None:
+    def __init__(
+        self,
+        layout: FrameLayout,
+        kv_frames: KvFrames = key_frame,
+        temporal: TemporalAttention | None = None,
+    ) -> None:
         super().__init__()
         self.layout = layout
         self.kv_frames = kv_frames
@@ -116,8 +120,16 @@ class CrossFrameAttnProcessor(nn.Module):
         x = x.view(g, n, *x.shape[1:])[:, idx]  # (G, F, |S|, N, C)
         return x.reshape(g * n, -1, x.shape[-1])
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
-                 temb=None, *args, **kwargs):
+    def __call__(
+        self,
+        attn,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        *args,
+        **kwargs,
+    ):
         hidden_states, restore = _prologue(attn, hidden_states, temb)
         normed = hidden_states
         if encoder_hidden_states is not None:  # not self-attention: behave as usual
@@ -129,8 +141,12 @@ class CrossFrameAttnProcessor(nn.Module):
             key, value = self.gather(attn.to_k(normed)), self.gather(attn.to_v(normed))
         query = attn.to_q(normed)
         step = self.layout.slice_batch or query.shape[0]
-        out = torch.cat([_attend(attn, query[a:a + step], key[a:a + step], value[a:a + step])
-                         for a in range(0, query.shape[0], step)])
+        out = torch.cat(
+            [
+                _attend(attn, query[a : a + step], key[a : a + step], value[a : a + step])
+                for a in range(0, query.shape[0], step)
+            ]
+        )
         out = attn.to_out[1](attn.to_out[0](out))
         if self.temporal is not None and encoder_hidden_states is None:
             out = out + self.temporal(normed, self.layout.frames)
@@ -163,8 +179,12 @@ class TemporalAttention(nn.Module):
         self.to_v = nn.Linear(c, inner, bias=attn.to_v.bias is not None)
         self.to_out = nn.Linear(inner, attn.to_out[0].out_features)
         with torch.no_grad():
-            for mine, theirs in ((self.to_q, attn.to_q), (self.to_k, attn.to_k),
-                                 (self.to_v, attn.to_v), (self.to_out, attn.to_out[0])):
+            for mine, theirs in (
+                (self.to_q, attn.to_q),
+                (self.to_k, attn.to_k),
+                (self.to_v, attn.to_v),
+                (self.to_out, attn.to_out[0]),
+            ):
                 mine.weight.copy_(theirs.weight)
                 if mine.bias is not None:
                     mine.bias.copy_(theirs.bias)
@@ -233,8 +253,10 @@ def install_lovecon(unet, controlnet, layout: FrameLayout) -> tuple[dict, dict |
     """Cross-window attention in the UNet's deep blocks, per-frame in the shallow ones;
     sparse-causal attention in the ControlNet."""
     n_up = len(unet.up_blocks)
-    before_u = install(unet, lambda n: CrossFrameAttnProcessor(
-        layout, cross_window if is_deep(n, n_up) else per_frame))
+    before_u = install(
+        unet,
+        lambda n: CrossFrameAttnProcessor(layout, cross_window if is_deep(n, n_up) else per_frame),
+    )
     before_c = None
     if controlnet is not None:
         before_c = install(controlnet, lambda n: CrossFrameAttnProcessor(layout, sparse_causal))
@@ -247,8 +269,9 @@ def has_temporal(name: str) -> bool:
     return _block_of(name)[0] in ("down", "up")
 
 
-def install_controlvideo(unet, controlnet, layout: FrameLayout,
-                         temporal: bool = True) -> tuple[dict, dict | None, nn.ModuleDict]:
+def install_controlvideo(
+    unet, controlnet, layout: FrameLayout, temporal: bool = True
+) -> tuple[dict, dict | None, nn.ModuleDict]:
     """Key-frame attention in every attn1 of the UNet and ControlNet; temporal attention in
     the UNet's down/up transformer blocks. Returns the temporal layers by processor name."""
     layers = nn.ModuleDict()

@@ -15,8 +15,10 @@ def canny_maps(frames: np.ndarray, low: int = 100, high: int = 200) -> np.ndarra
     import cv2
 
     if low > high:
-        raise EngineError(f"The canny low threshold ({low}) is above the high one ({high})",
-                          "control.low_threshold")
+        raise EngineError(
+            f"The canny low threshold ({low}) is above the high one ({high})",
+            "control.low_threshold",
+        )
     out = np.empty_like(frames)
     for i, frame in enumerate(frames):
         edges = cv2.Canny(np.ascontiguousarray(frame), low, high)
@@ -24,8 +26,9 @@ def canny_maps(frames: np.ndarray, low: int = 100, high: int = 200) -> np.ndarra
     return out
 
 
-def control_maps(frames: np.ndarray, spec: ControlSpec, device: str = "cpu",
-                 generation: int | None = None) -> np.ndarray:
+def control_maps(
+    frames: np.ndarray, spec: ControlSpec, device: str = "cpu", generation: int | None = None
+) -> np.ndarray:
     """(N, H, W, 3) uint8 RGB → (N, H, W, 3) uint8 maps of ``spec.type``. HED, depth and pose
     run their annotator (:mod:`engine.video.annotators`) on ``device``; ``generation`` is the
     annotator cache's when ``device`` was chosen (see :func:`annotators.annotator`)."""
@@ -35,7 +38,9 @@ def control_maps(frames: np.ndarray, spec: ControlSpec, device: str = "cpu",
         raise EngineError(
             f"{spec.type} control needs its annotator's weights on disk (e.g. lllyasviel/"
             "Annotators), and no folder was given. Use canny, which needs none, or set "
-            "control.annotator to the weights' folder.", "control.annotator")
+            "control.annotator to the weights' folder.",
+            "control.annotator",
+        )
     import cv2
 
     from engine.video.annotators import annotator
@@ -45,8 +50,9 @@ def control_maps(frames: np.ndarray, spec: ControlSpec, device: str = "cpu",
     out = np.empty_like(frames)
     for i, frame in enumerate(frames):
         m = run(np.ascontiguousarray(frame))
-        out[i] = m if m.shape[:2] == (h, w) else cv2.resize(m, (w, h),
-                                                            interpolation=cv2.INTER_LINEAR)
+        out[i] = (
+            m if m.shape[:2] == (h, w) else cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+        )
     return out
 
 

@@ -41,15 +41,22 @@ def units(n_frames: int, p: VideoEditParams) -> int:
     return p.tuning_steps + 2 * p.steps
 
 
-def cache_key(video_hash: str, model_path: str, controlnet_path: str | None,
-              p: VideoEditParams) -> str:
+def cache_key(
+    video_hash: str, model_path: str, controlnet_path: str | None, p: VideoEditParams
+) -> str:
     """What the tuned weights depend on: the frames (file hash + selection + size), the
     networks, the control maps' recipe, the source prompt and the tuning recipe."""
     recipe = {
-        "video": video_hash, "frames": p.frames.model_dump(), "size": [p.width, p.height, p.fit],
-        "model": model_path, "controlnet": controlnet_path,
-        "control": p.control.model_dump(exclude={"scale"}), "scale": p.control.scale,
-        "prompt": p.source_prompt, "steps": p.tuning_steps, "lr": p.learning_rate,
+        "video": video_hash,
+        "frames": p.frames.model_dump(),
+        "size": [p.width, p.height, p.fit],
+        "model": model_path,
+        "controlnet": controlnet_path,
+        "control": p.control.model_dump(exclude={"scale"}),
+        "scale": p.control.scale,
+        "prompt": p.source_prompt,
+        "steps": p.tuning_steps,
+        "lr": p.learning_rate,
         "seed": p.seed,
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:24]
@@ -74,8 +81,15 @@ def trainable(nets: VideoNets, temporal: torch.nn.ModuleDict) -> dict[str, torch
     return params
 
 
-def tune(nets: VideoNets, z0: torch.Tensor, cond: torch.Tensor, control: torch.Tensor | None,
-         params: dict[str, torch.nn.Parameter], p: VideoEditParams, progress: Progress) -> list[float]:
+def tune(
+    nets: VideoNets,
+    z0: torch.Tensor,
+    cond: torch.Tensor,
+    control: torch.Tensor | None,
+    params: dict[str, torch.nn.Parameter],
+    p: VideoEditParams,
+    progress: Progress,
+) -> list[float]:
     """One-shot tuning; returns the loss of every step."""
     gen = torch.Generator("cpu").manual_seed(p.seed)
     ac = nets.alphas_cumprod
@@ -116,8 +130,14 @@ def tune(nets: VideoNets, z0: torch.Tensor, cond: torch.Tensor, control: torch.T
     return losses
 
 
-def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditParams,
-         progress: Progress, cache_file: Path | None = None) -> tuple[np.ndarray, dict]:
+def edit(
+    nets: VideoNets,
+    frames: np.ndarray,
+    maps: np.ndarray,
+    p: VideoEditParams,
+    progress: Progress,
+    cache_file: Path | None = None,
+) -> tuple[np.ndarray, dict]:
     """Tune (or load the cached tuning), invert, sample. Returns (frames, info) where info
     says whether the tuning came from the cache and its losses."""
     from safetensors.torch import load_file, save_file
@@ -153,10 +173,20 @@ def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditPara
                 save_file({k: v.detach().cpu().contiguous() for k, v in params.items()}, str(tmp))
                 tmp.replace(cache_file)
         grid = ddim_grid(nets, p.steps)
-        zs = ddim_invert(nets, z0, grid, src, ctrl, p.control.scale,
-                         on_step=lambda _i: progress("inversion", 1))
-        z = ddim_sample(nets, zs[-1], grid, tgt, ctrl, p.control.scale, p.cfg_scale, unc,
-                        on_step=lambda _i: progress("sampling", 1))
+        zs = ddim_invert(
+            nets, z0, grid, src, ctrl, p.control.scale, on_step=lambda _i: progress("inversion", 1)
+        )
+        z = ddim_sample(
+            nets,
+            zs[-1],
+            grid,
+            tgt,
+            ctrl,
+            p.control.scale,
+            p.cfg_scale,
+            unc,
+            on_step=lambda _i: progress("sampling", 1),
+        )
         out = decode_latents(nets, z)
     finally:
         with torch.no_grad():  # the loaded model is shared: put its weights back

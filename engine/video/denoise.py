@@ -55,8 +55,9 @@ def load_controlnet(path: Path, device, dtype):
     try:
         net = ControlNetModel.from_pretrained(str(path), torch_dtype=dtype)
     except (OSError, ValueError) as exc:
-        raise EngineError(f"{path} is not a ControlNet diffusers can load ({exc})",
-                          "control.controlnet") from None
+        raise EngineError(
+            f"{path} is not a ControlNet diffusers can load ({exc})", "control.controlnet"
+        ) from None
     return net.to(device).eval().requires_grad_(False)
 
 
@@ -80,7 +81,7 @@ def token_indices(tokenizer, prompt: str, phrase: str) -> list[int]:
     for word in phrase.split():
         wids = tokenizer(word, add_special_tokens=False).input_ids
         for s in range(len(ids) - len(wids) + 1):
-            if wids and ids[s:s + len(wids)] == wids:
+            if wids and ids[s : s + len(wids)] == wids:
                 found += range(s, s + len(wids))
     return sorted(set(found))
 
@@ -109,7 +110,9 @@ def decode_latents(nets: VideoNets, z: torch.Tensor) -> np.ndarray:
     out = []
     for sl in _chunks(len(z), nets.frame_chunk):
         img = nets.vae.decode((z[sl] / scale).to(nets.device, nets.vae.dtype)).sample
-        out.append(((img.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu())
+        out.append(
+            ((img.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu()
+        )
     return torch.cat(out).numpy()
 
 
@@ -120,25 +123,42 @@ def control_tensor(maps: np.ndarray, nets: VideoNets) -> torch.Tensor:
 # --------------------------------------------------------------------------- ε
 
 
-def predict_eps(nets: VideoNets, z: torch.Tensor, t: int, cond: torch.Tensor,
-                control: torch.Tensor | None = None, control_scale: float = 1.0,
-                cfg: float = 1.0, uncond: torch.Tensor | None = None,
-                alpha: float | None = None) -> torch.Tensor:
+def predict_eps(
+    nets: VideoNets,
+    z: torch.Tensor,
+    t: int,
+    cond: torch.Tensor,
+    control: torch.Tensor | None = None,
+    control_scale: float = 1.0,
+    cfg: float = 1.0,
+    uncond: torch.Tensor | None = None,
+    alpha: float | None = None,
+) -> torch.Tensor:
     """ε_θ for F frames (one video) at timestep ``t``; with CFG (cfg > 1 and ``uncond``) the
     batch is [F unconditional, F conditional] and ε = ε_u + cfg·(ε_c − ε_u). v- and
     x₀-prediction models are converted to ε with ``alpha`` = ᾱ_t."""
     f = z.shape[0]
     guided = cfg != 1.0 and uncond is not None
     zin = torch.cat([z, z]) if guided else z
-    emb = torch.cat([uncond.expand(f, -1, -1), cond.expand(f, -1, -1)]) if guided else cond.expand(f, -1, -1)
+    emb = (
+        torch.cat([uncond.expand(f, -1, -1), cond.expand(f, -1, -1)])
+        if guided
+        else cond.expand(f, -1, -1)
+    )
     zin = zin.to(nets.dtype)
     nets.layout.frames = f
     tt = torch.full((zin.shape[0],), t, device=nets.device, dtype=torch.long)
     kwargs = {}
     if nets.controlnet is not None and control is not None:
         c = torch.cat([control, control]) if guided else control
-        down, mid = nets.controlnet(zin, tt, encoder_hidden_states=emb, controlnet_cond=c,
-                                    conditioning_scale=control_scale, return_dict=False)
+        down, mid = nets.controlnet(
+            zin,
+            tt,
+            encoder_hidden_states=emb,
+            controlnet_cond=c,
+            conditioning_scale=control_scale,
+            return_dict=False,
+        )
         kwargs = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
     out = nets.unet(zin, tt, encoder_hidden_states=emb, **kwargs).sample.float()
     if nets.prediction_type != Prediction.EPSILON:  # v or x̂₀ → ε̂ (engine/denoisers.py)
@@ -181,15 +201,22 @@ def ddim_step(z: torch.Tensor, eps: torch.Tensor, a_from: float, a_to: float) ->
 
 
 @torch.no_grad()
-def ddim_invert(nets: VideoNets, z0: torch.Tensor, grid: DdimGrid, cond: torch.Tensor,
-                control: torch.Tensor | None = None, control_scale: float = 1.0,
-                on_step: StepHook | None = None) -> list[torch.Tensor]:
+def ddim_invert(
+    nets: VideoNets,
+    z0: torch.Tensor,
+    grid: DdimGrid,
+    cond: torch.Tensor,
+    control: torch.Tensor | None = None,
+    control_scale: float = 1.0,
+    on_step: StepHook | None = None,
+) -> list[torch.Tensor]:
     """DDIM inversion with the conditional model only; returns [z_0, z_1, …, z_S]."""
     zs = [z0.float()]
     for i in range(1, grid.steps + 1):
         a = grid.alphas[i]
-        eps = predict_eps(nets, zs[-1], grid.timesteps[i - 1], cond, control, control_scale,
-                          alpha=a)
+        eps = predict_eps(
+            nets, zs[-1], grid.timesteps[i - 1], cond, control, control_scale, alpha=a
+        )
         zs.append(ddim_step(zs[-1], eps, grid.alphas[i - 1], a))
         if on_step:
             on_step(i)
@@ -200,16 +227,33 @@ FuseHook = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def ddim_sample(nets: VideoNets, z_T: torch.Tensor, grid: DdimGrid, cond: torch.Tensor,
-                control: torch.Tensor | None = None, control_scale: float = 1.0,
-                cfg: float = 1.0, uncond: torch.Tensor | None = None,
-                fuse: FuseHook | None = None, on_step: StepHook | None = None) -> torch.Tensor:
+def ddim_sample(
+    nets: VideoNets,
+    z_T: torch.Tensor,
+    grid: DdimGrid,
+    cond: torch.Tensor,
+    control: torch.Tensor | None = None,
+    control_scale: float = 1.0,
+    cfg: float = 1.0,
+    uncond: torch.Tensor | None = None,
+    fuse: FuseHook | None = None,
+    on_step: StepHook | None = None,
+) -> torch.Tensor:
     """DDIM from z_S to z_0. ``fuse(k, z)`` (k = 0-based sampling step) edits the latent after ε
     is predicted and before the step, as LOVECon's latent fusion needs."""
     z = z_T.float()
     for k, i in enumerate(range(grid.steps, 0, -1)):
-        eps = predict_eps(nets, z, grid.timesteps[i - 1], cond, control, control_scale, cfg,
-                          uncond, alpha=grid.alphas[i])
+        eps = predict_eps(
+            nets,
+            z,
+            grid.timesteps[i - 1],
+            cond,
+            control,
+            control_scale,
+            cfg,
+            uncond,
+            alpha=grid.alphas[i],
+        )
         if fuse is not None:
             z = fuse(k, z)
         z = ddim_step(z, eps, grid.alphas[i], grid.alphas[i - 1])

@@ -31,9 +31,11 @@ def find_controlnet(info, spec, models_dirs: list[Path]) -> Path:
         for root in [RESOURCES / "models", *models_dirs]:
             if (root / spec.controlnet / "config.json").is_file():
                 return root / spec.controlnet
-        raise EngineError(f"No ControlNet {spec.controlnet!r}: give a diffusers ControlNet folder "
-                          "(with config.json) or its name in a models folder",
-                          "job.params.control.controlnet")
+        raise EngineError(
+            f"No ControlNet {spec.controlnet!r}: give a diffusers ControlNet folder "
+            "(with config.json) or its name in a models folder",
+            "job.params.control.controlnet",
+        )
     model_path = Path(info.path)
     for cand in (model_path.parent / f"{model_path.name}-{spec.type}", model_path / "controlnet"):
         if (cand / "config.json").is_file():
@@ -41,7 +43,9 @@ def find_controlnet(info, spec, models_dirs: list[Path]) -> Path:
     raise EngineError(
         f"No {spec.type} ControlNet is available for {info.name}. Put an SD 1.x ControlNet "
         f"(diffusers folder) on disk and name it in control.controlnet (e.g. "
-        f"lllyasviel/sd-controlnet-{spec.type}).", "job.params.control.controlnet")
+        f"lllyasviel/sd-controlnet-{spec.type}).",
+        "job.params.control.controlnet",
+    )
 
 
 def file_hash(path: Path) -> str:
@@ -95,10 +99,14 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     loaded = ctx.load_model(p.model)
     generation = annotators.generation()  # the annotator cache that goes with this model
     pipe = loaded.pipe
-    if not all(hasattr(pipe, a) for a in ("unet", "vae", "text_encoder", "tokenizer")) or \
-            hasattr(pipe, "text_encoder_2"):
-        raise EngineError(f"Video editing needs a Stable Diffusion 1.x model; {loaded.info.name} "
-                          f"is {loaded.info.architecture}.", "params.model")
+    if not all(hasattr(pipe, a) for a in ("unet", "vae", "text_encoder", "tokenizer")) or hasattr(
+        pipe, "text_encoder_2"
+    ):
+        raise EngineError(
+            f"Video editing needs a Stable Diffusion 1.x model; {loaded.info.name} "
+            f"is {loaded.info.architecture}.",
+            "params.model",
+        )
     prog = _Progress(ctx, 1)
     prog("decoding", 0)
     clip = decode(source, p.frames, max_frames=MAX_EDIT_FRAMES, size=(p.width, p.height, p.fit))
@@ -109,8 +117,10 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     audio = read_audio(source, clip.start_s, clip.end_s) if clip.probe.has_audio else None
     notes = []
     if clip.damaged:
-        notes.append(f"Source frames {frame_ranges(clip.damaged)} were damaged (decode "
-                     "errors); they were edited as decoded, or as the last good frame.")
+        notes.append(
+            f"Source frames {frame_ranges(clip.damaged)} were damaged (decode "
+            "errors); they were edited as decoded, or as the last good frame."
+        )
     if clip.probe.has_audio and audio is None:
         notes.append("The source's audio could not be decoded; the video has none.")
     method = lovecon if p.method == "lovecon" else controlvideo
@@ -121,9 +131,17 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     device = torch.device(loaded.device)
     dtype = loaded.dtype
     controlnet = load_controlnet(cn_path, device, dtype)
-    nets = VideoNets(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, controlnet,
-                     dict(loaded.base_scheduler_config), device, dtype,
-                     frame_chunk=p.frame_chunk)
+    nets = VideoNets(
+        pipe.unet,
+        pipe.vae,
+        pipe.text_encoder,
+        pipe.tokenizer,
+        controlnet,
+        dict(loaded.base_scheduler_config),
+        device,
+        dtype,
+        frame_chunk=p.frame_chunk,
+    )
     nets.layout.slice_batch = 1 if p.attention_slicing else 0
     prog("control maps", 1)
     with _memory_options(nets, p):
@@ -132,8 +150,9 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
             info = {}
         else:
             key = controlvideo.cache_key(file_hash(source), loaded.info.path, str(cn_path), p)
-            out, info = controlvideo.edit(nets, frames, maps, p, prog,
-                                          cache_dir / "controlvideo" / f"{key}.safetensors")
+            out, info = controlvideo.edit(
+                nets, frames, maps, p, prog, cache_dir / "controlvideo" / f"{key}.safetensors"
+            )
     del controlnet, nets
     prog("encoding", 0)
     name = f"{job.id[:8]}-video.mp4"
@@ -143,12 +162,27 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     stages = prog.finish()
     if info.get("cached"):
         stages["tuning (cached)"] = stages.pop("tuning", 0.0)
-    ctx.add_result(ResultImage(
-        name=name, path=str(path), index=0, seed=p.seed, width=p.width, height=p.height,
-        role="video", video=VideoResult(frames=n, fps=round(clip.fps, 4), duration_s=round(n / clip.fps, 4),
-                                        has_audio=audio is not None, method=p.method,
-                                        stages_s=stages, damaged_frames=clip.damaged,
-                                        notes=notes)))
+    ctx.add_result(
+        ResultImage(
+            name=name,
+            path=str(path),
+            index=0,
+            seed=p.seed,
+            width=p.width,
+            height=p.height,
+            role="video",
+            video=VideoResult(
+                frames=n,
+                fps=round(clip.fps, 4),
+                duration_s=round(n / clip.fps, 4),
+                has_audio=audio is not None,
+                method=p.method,
+                stages_s=stages,
+                damaged_frames=clip.damaged,
+                notes=notes,
+            ),
+        )
+    )
 
 
 @contextlib.contextmanager

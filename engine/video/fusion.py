@@ -34,8 +34,15 @@ def scaled(step_count: int, steps: int) -> int:
     return round(step_count * steps / PAPER_STEPS)
 
 
-def fuse(z: torch.Tensor, z_src: torch.Tensor, mask: torch.Tensor | None, k: int, steps: int,
-         edit_type: str, p: LoveconFusion) -> torch.Tensor:
+def fuse(
+    z: torch.Tensor,
+    z_src: torch.Tensor,
+    mask: torch.Tensor | None,
+    k: int,
+    steps: int,
+    edit_type: str,
+    p: LoveconFusion,
+) -> torch.Tensor:
     """The fused latent at sampling step ``k`` (0-based) of ``steps``; ``mask`` (F, 1, h, w)
     is 1 where the edit phrase is (None = everywhere)."""
     m = torch.ones_like(z[:, :1]) if mask is None else mask.to(z)
@@ -59,8 +66,11 @@ def mask_layers(names) -> list[str]:
     """The UNet attention processors whose cross-attention feeds the mask: the ``attn2`` of the
     down and up blocks (the official ``from_where = ["up", "down"]``; the mid block is left
     out)."""
-    return [n for n in names if n.endswith("attn2.processor")
-            and n.startswith(("down_blocks.", "up_blocks."))]
+    return [
+        n
+        for n in names
+        if n.endswith("attn2.processor") and n.startswith(("down_blocks.", "up_blocks."))
+    ]
 
 
 class CrossAttnMaps:
@@ -112,8 +122,16 @@ class _StoreProcessor:
     def __init__(self, store: CrossAttnMaps) -> None:
         self.store = store
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
-                 temb=None, *args, **kwargs):
+    def __call__(
+        self,
+        attn,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        *args,
+        **kwargs,
+    ):
         residual = hidden_states
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         if attn.norm_cross and encoder_hidden_states is not None:

@@ -31,8 +31,9 @@ def warp(img: np.ndarray, f: np.ndarray) -> np.ndarray:
 
     h, w = f.shape[:2]
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img, xs + f[..., 0], ys + f[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(
+        img, xs + f[..., 0], ys + f[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def flow_midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -42,8 +43,9 @@ def flow_midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(mid.round(), 0, 255).astype(np.uint8)
 
 
-def make_interpolator(name: str, rife_weights: str | None = None, device="cpu",
-                      dtype=None) -> Interpolator:
+def make_interpolator(
+    name: str, rife_weights: str | None = None, device="cpu", dtype=None
+) -> Interpolator:
     """The interpolator called ``name``: ``flow`` (built in) or ``rife`` (the weights file or
     folder at ``rife_weights``, run on ``device``/``dtype``; a missing, unreadable or
     mismatched file raises :class:`EngineError`)."""
@@ -55,12 +57,14 @@ def make_interpolator(name: str, rife_weights: str | None = None, device="cpu",
         from engine.video.rife import load_rife
 
         return load_rife(rife_weights, device, dtype or torch.float32)
-    raise EngineError(f"Unknown interpolator {name!r}: use 'flow' or 'rife'.",
-                      "job.params.interpolator")
+    raise EngineError(
+        f"Unknown interpolator {name!r}: use 'flow' or 'rife'.", "job.params.interpolator"
+    )
 
 
-def reinterpolate(frames: np.ndarray, first: int, interp: Interpolator = flow_midpoint
-                  ) -> np.ndarray:
+def reinterpolate(
+    frames: np.ndarray, first: int, interp: Interpolator = flow_midpoint
+) -> np.ndarray:
     """LOVECon's last-step re-interpolation of one window (the official
     ``DDIMInterpolationScheduler.step``): the frames from position ``first`` (the first new
     frame, after the context frames) to the second last are replaced *in order*, each by the

@@ -41,7 +41,8 @@ def _open(path: Path):
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(
             f"{path.name} is not a video FFmpeg can read, or it is corrupt or truncated "
-            f"({type(exc).__name__}). Re-export it as MP4 (H.264) and try again.", "source"
+            f"({type(exc).__name__}). Re-export it as MP4 (H.264) and try again.",
+            "source",
         ) from None
     if not container.streams.video:
         container.close()
@@ -49,9 +50,12 @@ def _open(path: Path):
     kind = _picture_format(container.format.name)
     if kind:
         container.close()
-        raise VideoError(f"{path.name} is a picture ({kind}), not a video, whatever its name "
-                         "says. Drop a video clip (MP4, MOV, MKV, WebM, AVI or GIF); a picture's "
-                         "recipe is read by dropping it on the window.", "source")
+        raise VideoError(
+            f"{path.name} is a picture ({kind}), not a video, whatever its name "
+            "says. Drop a video clip (MP4, MOV, MKV, WebM, AVI or GIF); a picture's "
+            "recipe is read by dropping it on the window.",
+            "source",
+        )
     return container
 
 
@@ -84,7 +88,8 @@ def probe(path: Path) -> VideoProbe:
             raise VideoError(
                 f"{name} is {_hms(duration)} long; Sfumato edits clips of up to "
                 f"{_hms(MAX_VIDEO_SECONDS)}. Cut the part you want to edit and upload that.",
-                "source")
+                "source",
+            )
         # The first frame proves the codec and pixel format work.
         first = None
         try:
@@ -92,8 +97,10 @@ def probe(path: Path) -> VideoProbe:
                 first = frame
                 break
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            raise VideoError(f"{name}: its video cannot be decoded ({exc}); the file is "
-                             "corrupt or truncated", "source") from None
+            raise VideoError(
+                f"{name}: its video cannot be decoded ({exc}); the file is corrupt or truncated",
+                "source",
+            ) from None
         if first is None:
             raise VideoError(f"{name} has no video frames", "source")
         try:
@@ -101,7 +108,9 @@ def probe(path: Path) -> VideoProbe:
         except (av.error.FFmpegError, ValueError, TypeError):
             raise VideoError(
                 f"{name} uses pixel format {first.format.name}, which cannot be converted to "
-                "RGB. Re-export it as 8-bit MP4 (yuv420p).", "source") from None
+                "RGB. Re-export it as 8-bit MP4 (yuv420p).",
+                "source",
+            ) from None
         pix_fmt, rotation = first.format.name, _rotation(first)
         codec = stream.codec_context.name
         has_audio = bool(container.streams.audio)
@@ -128,14 +137,26 @@ def probe(path: Path) -> VideoProbe:
         vfr, fps = False, float(stream.average_rate or 1)
     duration = frames / fps
     if duration > MAX_VIDEO_SECONDS:
-        raise VideoError(f"{name} is {_hms(duration)} long; Sfumato edits clips of up to "
-                         f"{_hms(MAX_VIDEO_SECONDS)}. Cut the part you want to edit.", "source")
+        raise VideoError(
+            f"{name} is {_hms(duration)} long; Sfumato edits clips of up to "
+            f"{_hms(MAX_VIDEO_SECONDS)}. Cut the part you want to edit.",
+            "source",
+        )
     w, h = first.width, first.height
     if rotation in (90, 270):
         w, h = h, w
-    return VideoProbe(frames=frames, fps=round(fps, 4), duration_s=round(duration, 4), width=w,
-                      height=h, pixel_format=pix_fmt, codec=codec, has_audio=has_audio,
-                      variable_frame_rate=vfr, rotation=rotation)
+    return VideoProbe(
+        frames=frames,
+        fps=round(fps, 4),
+        duration_s=round(duration, 4),
+        width=w,
+        height=h,
+        pixel_format=pix_fmt,
+        codec=codec,
+        has_audio=has_audio,
+        variable_frame_rate=vfr,
+        rotation=rotation,
+    )
 
 
 def _hms(seconds: float) -> str:
@@ -147,8 +168,10 @@ def selected_indices(total: int, frames: FrameRange) -> list[int]:
     """Indices of the frames a :class:`FrameRange` picks from ``total`` frames."""
     end = total if frames.end is None else min(frames.end, total)
     if frames.start >= end:
-        raise VideoError(f"The frame range starts at {frames.start} but the video has only "
-                         f"{total} frames", "frames.start")
+        raise VideoError(
+            f"The frame range starts at {frames.start} but the video has only {total} frames",
+            "frames.start",
+        )
     return list(range(frames.start, end, frames.stride))
 
 
@@ -172,9 +195,15 @@ class Clip:
 MAX_BAD_PACKETS_IN_A_ROW = 250
 
 
-def decode(path: Path, frames: FrameRange | None = None, max_frames: int | None = None, *,
-           size: tuple[int, int, str] | None = None, keep: list[int] | None = None,
-           info: VideoProbe | None = None) -> Clip:
+def decode(
+    path: Path,
+    frames: FrameRange | None = None,
+    max_frames: int | None = None,
+    *,
+    size: tuple[int, int, str] | None = None,
+    keep: list[int] | None = None,
+    info: VideoProbe | None = None,
+) -> Clip:
     """Decode the selected frames as RGB. A variable-frame-rate video is first resampled to a
     constant rate (its average): frame i is the one shown at time i / fps.
 
@@ -193,8 +222,11 @@ def decode(path: Path, frames: FrameRange | None = None, max_frames: int | None 
     info = info or probe(path)
     wanted = selected_indices(info.frames, frames)
     if max_frames is not None and len(wanted) > max_frames:
-        raise VideoError(f"{len(wanted)} frames are selected; at most {max_frames} can be edited "
-                         "at once. Select a shorter range or a larger stride.", "frames")
+        raise VideoError(
+            f"{len(wanted)} frames are selected; at most {max_frames} can be edited "
+            "at once. Select a shorter range or a larger stride.",
+            "frames",
+        )
     kept = wanted if keep is None else [wanted[k] for k in keep if 0 <= k < len(wanted)]
     if not kept:
         raise VideoError("No frames are selected", "frames")
@@ -211,8 +243,11 @@ def decode(path: Path, frames: FrameRange | None = None, max_frames: int | None 
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     tb = float(stream.time_base) if stream.time_base else 1 / info.fps
-    t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None and \
-        stream.time_base else 0.0
+    t0 = (
+        float(stream.start_time * stream.time_base)
+        if stream.start_time is not None and stream.time_base
+        else 0.0
+    )
     keep_set, want_set, last = set(kept), set(wanted), wanted[-1]
     # VFR: grid point i shows the last frame whose time is <= t_first + wanted_i / fps.
     vfr = info.variable_frame_rate
@@ -268,14 +303,23 @@ def decode(path: Path, frames: FrameRange | None = None, max_frames: int | None 
             if k > decoded:
                 picked[k] = rgb(shown)
     if not picked:
-        raise VideoError(f"{Path(path).name}: none of the selected frames could be decoded; the "
-                         "file is corrupt there. Pick another range, or re-export the clip.",
-                         "frames")
+        raise VideoError(
+            f"{Path(path).name}: none of the selected frames could be decoded; the "
+            "file is corrupt there. Pick another range, or re-export the clip.",
+            "frames",
+        )
     idx = [i for i in kept if i in picked]  # a truncated file ends early
     arr = np.stack([picked.pop(i) for i in idx])
     fps = info.fps / frames.stride
-    return Clip(arr, idx, fps, idx[0] / info.fps, (idx[-1] + frames.stride) / info.fps, info,
-                sorted(damaged & want_set))
+    return Clip(
+        arr,
+        idx,
+        fps,
+        idx[0] / info.fps,
+        (idx[-1] + frames.stride) / info.fps,
+        info,
+        sorted(damaged & want_set),
+    )
 
 
 def fit_frames(frames: np.ndarray, width: int, height: int, mode: str = "crop") -> np.ndarray:
@@ -293,10 +337,10 @@ def fit_frames(frames: np.ndarray, width: int, height: int, mode: str = "crop") 
         im = np.asarray(Image.fromarray(frames[i]).resize((sw, sh), Image.BICUBIC))
         if mode == "crop":
             x, y = (sw - width) // 2, (sh - height) // 2
-            out[i] = im[y:y + height, x:x + width]
+            out[i] = im[y : y + height, x : x + width]
         else:
             x, y = (width - sw) // 2, (height - sh) // 2
-            out[i, y:y + sh, x:x + sw] = im
+            out[i, y : y + sh, x : x + sw] = im
     return out
 
 
@@ -334,8 +378,10 @@ def read_audio(path: Path, start_s: float = 0.0, end_s: float | None = None) -> 
 
     def add(arr: np.ndarray) -> None:
         nonlocal pos
-        lo, hi = max(first - pos, 0), arr.shape[1] if stop is None else min(arr.shape[1],
-                                                                                  stop - pos)
+        lo, hi = (
+            max(first - pos, 0),
+            arr.shape[1] if stop is None else min(arr.shape[1], stop - pos),
+        )
         if hi > lo:
             chunks.append(arr[:, lo:hi])
         pos += arr.shape[1]
@@ -412,8 +458,10 @@ def encode_video(frames: np.ndarray, path: Path, fps: float, audio=None, crf: in
             size = a_stream.codec_context.frame_size or 1024
             pts = 0
             for a in range(0, samples.shape[1], size):
-                chunk = np.ascontiguousarray(samples[:, a:a + size])
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=a_stream.layout.name)
+                chunk = np.ascontiguousarray(samples[:, a : a + size])
+                frame = av.AudioFrame.from_ndarray(
+                    chunk, format="fltp", layout=a_stream.layout.name
+                )
                 frame.sample_rate, frame.pts = sr, pts
                 pts += chunk.shape[1]
                 for packet in a_stream.encode(frame):
@@ -432,9 +480,11 @@ def encode_like(frames: np.ndarray, path: Path, clip: Clip, audio: Audio | None)
 
     notes: list[str] = []
     if audio is not None and audio.damaged_packets:
-        notes.append(f"The source's audio had {audio.damaged_packets} damaged packet"
-                     f"{'s' if audio.damaged_packets != 1 else ''} "
-                     f"({audio.damaged_s:g} s): silent there.")
+        notes.append(
+            f"The source's audio had {audio.damaged_packets} damaged packet"
+            f"{'s' if audio.damaged_packets != 1 else ''} "
+            f"({audio.damaged_s:g} s): silent there."
+        )
     pair = (audio.samples, audio.rate) if audio is not None else None
     try:
         encode_video(frames, path, clip.fps, audio=pair)
@@ -443,8 +493,7 @@ def encode_like(frames: np.ndarray, path: Path, clip: Clip, audio: Audio | None)
             raise
         log.warning("audio could not be encoded (%s); writing the video without it", exc)
         encode_video(frames, path, clip.fps, audio=None)
-        notes.append(f"The audio could not be encoded ({type(exc).__name__}); the video has "
-                     "none.")
+        notes.append(f"The audio could not be encoded ({type(exc).__name__}); the video has none.")
     return notes
 
 

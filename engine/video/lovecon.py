@@ -56,16 +56,21 @@ def windows(n: int, size: int) -> list[tuple[list[int], int]]:
 def mask_tokens(nets: VideoNets, p: VideoEditParams) -> list[int]:
     if p.edit_type == "style":
         return []
-    phrase = p.edit_phrase.strip() or default_edit_phrase(p.source_prompt, p.target_prompt,
-                                                          p.edit_type)
+    phrase = p.edit_phrase.strip() or default_edit_phrase(
+        p.source_prompt, p.target_prompt, p.edit_type
+    )
     tokens = token_indices(nets.tokenizer, p.source_prompt, phrase) if phrase else []
     if not tokens:
-        what = ("the object to keep, e.g. 'cows' in 'cows on grass' → 'cows on snow'"
-                if p.edit_type == "background" else
-                "the object that changes, e.g. 'hat' in 'a white hat' → 'a pink hat'")
+        what = (
+            "the object to keep, e.g. 'cows' in 'cows on grass' → 'cows on snow'"
+            if p.edit_type == "background"
+            else "the object that changes, e.g. 'hat' in 'a white hat' → 'a pink hat'"
+        )
         raise EngineError(
             f"LOVECon's {p.edit_type} edit needs an edit phrase found in the source prompt "
-            f"({what}); {phrase!r} is not in {p.source_prompt!r}.", "job.params.edit_phrase")
+            f"({what}); {phrase!r} is not in {p.source_prompt!r}.",
+            "job.params.edit_phrase",
+        )
     return tokens
 
 
@@ -73,13 +78,17 @@ def units(n_frames: int, p: VideoEditParams) -> int:
     return len(windows(n_frames, p.window)) * 2 * p.steps
 
 
-def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditParams,
-         progress: Progress) -> np.ndarray:
+def edit(
+    nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditParams, progress: Progress
+) -> np.ndarray:
     """Edit (N, H, W, 3) uint8 frames with control maps of the same shape; returns the
     edited frames."""
     # first, so that bad RIFE weights fail the job before any denoising
-    interp = make_interpolator(p.interpolator, p.rife_weights, nets.device, nets.dtype) \
-        if p.smoothing else None
+    interp = (
+        make_interpolator(p.interpolator, p.rife_weights, nets.device, nets.dtype)
+        if p.smoothing
+        else None
+    )
     grid = ddim_grid(nets, p.steps)
     src = text_embeddings(nets, p.source_prompt)
     tgt = text_embeddings(nets, p.target_prompt)
@@ -99,8 +108,15 @@ def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditPara
             store = CrossAttnMaps(nets.layout, tokens, hw)
             attn2 = _install_store(nets.unet, store) if tokens else None
             try:
-                zs = ddim_invert(nets, z0, grid, src, ctrl, p.control.scale,
-                                 on_step=lambda _i, label=label: progress(f"inversion ({label})", 1))
+                zs = ddim_invert(
+                    nets,
+                    z0,
+                    grid,
+                    src,
+                    ctrl,
+                    p.control.scale,
+                    on_step=lambda _i, label=label: progress(f"inversion ({label})", 1),
+                )
             finally:
                 if attn2 is not None:
                     va.restore(nets.unet, attn2)
@@ -110,12 +126,22 @@ def edit(nets: VideoNets, frames: np.ndarray, maps: np.ndarray, p: VideoEditPara
             def fusion(step: int, z: torch.Tensor, zs=zs, mask=mask, s=s) -> torch.Tensor:
                 return fuse(z, zs[s - step].to(z), mask, step, s, p.edit_type, p.fusion)
 
-            z = ddim_sample(nets, zs[-1], grid, tgt, ctrl, p.control.scale, p.cfg_scale, unc,
-                            fuse=fusion, on_step=lambda _i, label=label: progress(label, 1))
+            z = ddim_sample(
+                nets,
+                zs[-1],
+                grid,
+                tgt,
+                ctrl,
+                p.control.scale,
+                p.cfg_scale,
+                unc,
+                fuse=fusion,
+                on_step=lambda _i, label=label: progress(label, 1),
+            )
             imgs = decode_latents(nets, z)
             if interp is not None:
                 imgs = reinterpolate(imgs, n_ctx, interp)
-            out[idx[n_ctx]:idx[-1] + 1] = imgs[n_ctx:]
+            out[idx[n_ctx] : idx[-1] + 1] = imgs[n_ctx:]
     finally:
         va.restore(nets.unet, before[0])
         if nets.controlnet is not None and before[1] is not None:

@@ -20,29 +20,51 @@ _RULES: list[tuple[str, str]] = [
     (r"pretrained\.model\.cls_token", "dpt.embeddings.cls_token"),
     (r"pretrained\.model\.pos_embed", "dpt.embeddings.position_embeddings"),
     (r"pretrained\.model\.patch_embed\.proj\.(weight|bias)", r"dpt.embeddings.projection.\1"),
-    (r"pretrained\.model\.patch_embed\.backbone\.stem\.conv\.weight",
-     _BACKBONE + "embedder.convolution.weight"),
-    (r"pretrained\.model\.patch_embed\.backbone\.stem\.norm\.(weight|bias)",
-     _BACKBONE + r"embedder.norm.\1"),
-    (r"pretrained\.model\.patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.+)",
-     _BACKBONE + r"encoder.stages.\1.layers.\2.\3"),
+    (
+        r"pretrained\.model\.patch_embed\.backbone\.stem\.conv\.weight",
+        _BACKBONE + "embedder.convolution.weight",
+    ),
+    (
+        r"pretrained\.model\.patch_embed\.backbone\.stem\.norm\.(weight|bias)",
+        _BACKBONE + r"embedder.norm.\1",
+    ),
+    (
+        r"pretrained\.model\.patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.+)",
+        _BACKBONE + r"encoder.stages.\1.layers.\2.\3",
+    ),
     (r"pretrained\.model\.blocks\.(\d+)\.norm1\.(.+)", r"dpt.encoder.layer.\1.layernorm_before.\2"),
     (r"pretrained\.model\.blocks\.(\d+)\.norm2\.(.+)", r"dpt.encoder.layer.\1.layernorm_after.\2"),
-    (r"pretrained\.model\.blocks\.(\d+)\.attn\.proj\.(.+)",
-     r"dpt.encoder.layer.\1.attention.output.dense.\2"),
-    (r"pretrained\.model\.blocks\.(\d+)\.mlp\.fc1\.(.+)", r"dpt.encoder.layer.\1.intermediate.dense.\2"),
+    (
+        r"pretrained\.model\.blocks\.(\d+)\.attn\.proj\.(.+)",
+        r"dpt.encoder.layer.\1.attention.output.dense.\2",
+    ),
+    (
+        r"pretrained\.model\.blocks\.(\d+)\.mlp\.fc1\.(.+)",
+        r"dpt.encoder.layer.\1.intermediate.dense.\2",
+    ),
     (r"pretrained\.model\.blocks\.(\d+)\.mlp\.fc2\.(.+)", r"dpt.encoder.layer.\1.output.dense.\2"),
     (r"pretrained\.model\.norm\.(weight|bias)", r"dpt.layernorm.\1"),
-    (r"pretrained\.act_postprocess([34])\.0\.project\.0\.(weight|bias)",
-     r"neck.reassemble_stage.readout_projects.{\1-1}.0.\2"),
-    (r"pretrained\.act_postprocess([34])\.3\.(weight|bias)",
-     r"neck.reassemble_stage.layers.{\1-1}.projection.\2"),
-    (r"pretrained\.act_postprocess4\.4\.(weight|bias)", r"neck.reassemble_stage.layers.3.resize.\1"),
+    (
+        r"pretrained\.act_postprocess([34])\.0\.project\.0\.(weight|bias)",
+        r"neck.reassemble_stage.readout_projects.{\1-1}.0.\2",
+    ),
+    (
+        r"pretrained\.act_postprocess([34])\.3\.(weight|bias)",
+        r"neck.reassemble_stage.layers.{\1-1}.projection.\2",
+    ),
+    (
+        r"pretrained\.act_postprocess4\.4\.(weight|bias)",
+        r"neck.reassemble_stage.layers.3.resize.\1",
+    ),
     (r"scratch\.layer([1-4])_rn\.weight", r"neck.convs.{\1-1}.weight"),
-    (r"scratch\.refinenet([1-4])\.out_conv\.(weight|bias)",
-     r"neck.fusion_stage.layers.{4-\1}.projection.\2"),
-    (r"scratch\.refinenet([1-4])\.resConfUnit([12])\.conv([12])\.(weight|bias)",
-     r"neck.fusion_stage.layers.{4-\1}.residual_layer\2.convolution\3.\4"),
+    (
+        r"scratch\.refinenet([1-4])\.out_conv\.(weight|bias)",
+        r"neck.fusion_stage.layers.{4-\1}.projection.\2",
+    ),
+    (
+        r"scratch\.refinenet([1-4])\.resConfUnit([12])\.conv([12])\.(weight|bias)",
+        r"neck.fusion_stage.layers.{4-\1}.residual_layer\2.convolution\3.\4",
+    ),
     (r"scratch\.output_conv\.(\d)\.(weight|bias)", r"head.head.\1.\2"),
 ]
 _QKV = re.compile(r"pretrained\.model\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)")
@@ -54,9 +76,15 @@ def dpt_hybrid_config():
     """transformers' ``DPTConfig`` of MiDaS v3 DPT-hybrid (ViT-B/16 on ResNet-50 at 384²)."""
     from transformers import DPTConfig
 
-    return DPTConfig(is_hybrid=True, neck_hidden_sizes=[256, 512, 768, 768],
-                     reassemble_factors=[1, 1, 1, 0.5], backbone_featmap_shape=[1, 1024, 24, 24],
-                     readout_type="project", layer_norm_eps=1e-6, use_auxiliary_head=False)
+    return DPTConfig(
+        is_hybrid=True,
+        neck_hidden_sizes=[256, 512, 768, 768],
+        reassemble_factors=[1, 1, 1, 0.5],
+        backbone_featmap_shape=[1, 1024, 24, 24],
+        readout_type="project",
+        layer_norm_eps=1e-6,
+        use_auxiliary_head=False,
+    )
 
 
 def _arith(name: str) -> str:

@@ -70,8 +70,9 @@ def backward_warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def blend(img0: torch.Tensor, img1: torch.Tensor, flow: torch.Tensor,
-          mask_logit: torch.Tensor) -> torch.Tensor:
+def blend(
+    img0: torch.Tensor, img1: torch.Tensor, flow: torch.Tensor, mask_logit: torch.Tensor
+) -> torch.Tensor:
     """The frame at t from both frames, the flow t→0 (channels 0–1) and t→1 (2–3) and the mask
     logit: M ⊙ warp(img0, f_t→0) + (1 − M) ⊙ warp(img1, f_t→1), M = σ(mask_logit) (Eq. 1)."""
     m = torch.sigmoid(mask_logit)
@@ -113,8 +114,9 @@ class IFBlock(nn.Module):
         # back up ×2 by the transposed conv and ×2 by the shuffle: 24 = 6 channels × 2 × 2
         self.lastconv = nn.Sequential(nn.ConvTranspose2d(width, 24, 4, 2, 1), nn.PixelShuffle(2))
 
-    def forward(self, x: torch.Tensor, flow: torch.Tensor | None,
-                scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, flow: torch.Tensor | None, scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = _resize(x, 1.0 / scale)
         if flow is not None:
             x = torch.cat((x, _resize(flow, 1.0 / scale) / scale), 1)
@@ -130,14 +132,16 @@ class IFNet(nn.Module):
         super().__init__()
         self.block0, self.block1, self.block2, self.block3 = (IFBlock(i, c) for i, c in BLOCKS)
 
-    def estimate(self, img0: torch.Tensor, img1: torch.Tensor,
-                 t: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    def estimate(
+        self, img0: torch.Tensor, img1: torch.Tensor, t: float = 0.5
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(flow t→0 | t→1 (N, 4, H, W) in pixels, mask logit (N, 1, H, W))."""
         tt = torch.full_like(img0[:, :1], t)
         flow = mask = None
         warped0, warped1 = img0, img1
-        for block, scale in zip((self.block0, self.block1, self.block2, self.block3), SCALES,
-                                strict=True):
+        for block, scale in zip(
+            (self.block0, self.block1, self.block2, self.block3), SCALES, strict=True
+        ):
             if flow is None:
                 flow, mask = block(torch.cat((img0, img1, tt), 1), None, scale)
             else:
@@ -155,18 +159,25 @@ class IFNet(nn.Module):
 def weights_file(path: str | Path | None) -> Path:
     """The flownet file the user named: the file, or a release folder holding flownet.pkl."""
     if not path or not str(path).strip():
-        raise EngineError("RIFE smoothing needs its weights: set rife_weights to RIFE 4.6's "
-                          "flownet.pkl (Practical-RIFE) or the folder holding it, or use the "
-                          "built-in interpolator 'flow'.", FIELD)
+        raise EngineError(
+            "RIFE smoothing needs its weights: set rife_weights to RIFE 4.6's "
+            "flownet.pkl (Practical-RIFE) or the folder holding it, or use the "
+            "built-in interpolator 'flow'.",
+            FIELD,
+        )
     p = Path(str(path).strip()).expanduser()
     if p.is_dir():
         if (p / WEIGHTS_NAME).is_file():
             return p / WEIGHTS_NAME
-        raise EngineError(f"The folder {p} has no {WEIGHTS_NAME}: point rife_weights at RIFE "
-                          "4.6's flownet.pkl or the folder that holds it.", FIELD)
+        raise EngineError(
+            f"The folder {p} has no {WEIGHTS_NAME}: point rife_weights at RIFE "
+            "4.6's flownet.pkl or the folder that holds it.",
+            FIELD,
+        )
     if not p.is_file():
-        raise EngineError(f"RIFE weights not found: {p} does not exist on the engine's machine.",
-                          FIELD)
+        raise EngineError(
+            f"RIFE weights not found: {p} does not exist on the engine's machine.", FIELD
+        )
     return p
 
 
@@ -181,12 +192,21 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any unreadable file gets the same message
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise EngineError(f"Could not read {path.name} as RIFE weights ({reason}). Is it RIFE "
-                          "4.6's flownet.pkl, complete and not corrupted?", FIELD) from e
-    if not isinstance(sd, dict) or not sd or \
-            not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
-        raise EngineError(f"{path.name} does not hold a state dict of tensors, so it is not RIFE "
-                          "4.6's flownet.pkl.", FIELD)
+        raise EngineError(
+            f"Could not read {path.name} as RIFE weights ({reason}). Is it RIFE "
+            "4.6's flownet.pkl, complete and not corrupted?",
+            FIELD,
+        ) from e
+    if (
+        not isinstance(sd, dict)
+        or not sd
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items())
+    ):
+        raise EngineError(
+            f"{path.name} does not hold a state dict of tensors, so it is not RIFE "
+            "4.6's flownet.pkl.",
+            FIELD,
+        )
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
@@ -195,8 +215,11 @@ def load_state(net: IFNet, sd: dict[str, torch.Tensor], name: str = "the file") 
     want = net.state_dict()
     missing = [k for k in want if k not in sd]
     extra = [k for k in sd if k not in want]
-    shapes = [f"{k} is {tuple(sd[k].shape)}, expected {tuple(v.shape)}"
-              for k, v in want.items() if k in sd and sd[k].shape != v.shape]
+    shapes = [
+        f"{k} is {tuple(sd[k].shape)}, expected {tuple(v.shape)}"
+        for k, v in want.items()
+        if k in sd and sd[k].shape != v.shape
+    ]
     if missing or extra or shapes:
         parts = []
         if missing:
@@ -210,8 +233,11 @@ def load_state(net: IFNet, sd: dict[str, torch.Tensor], name: str = "the file") 
             hint = " It looks like RIFE 4.7 or later (it has a feature encoder)."
         elif any(k.startswith(("contextnet.", "unet.")) for k in extra):
             hint = " It looks like RIFE v3.x (it has a context net and a refinement U-Net)."
-        raise EngineError(f"{name} is not a RIFE 4.6 flownet: {'; '.join(parts)}.{hint} This "
-                          "engine loads Practical-RIFE 4.6's flownet.pkl.", FIELD)
+        raise EngineError(
+            f"{name} is not a RIFE 4.6 flownet: {'; '.join(parts)}.{hint} This "
+            "engine loads Practical-RIFE 4.6's flownet.pkl.",
+            FIELD,
+        )
     net.load_state_dict(sd, strict=True)
 
 
@@ -221,8 +247,9 @@ class RifeInterpolator:
     a black band would be a false edge for the flow) to a multiple of :data:`PAD` and the
     result cropped back."""
 
-    def __init__(self, net: IFNet, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, net: IFNet, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> None:
         self.device, self.dtype = torch.device(device), dtype
         self.net = net.to(self.device, dtype).eval().requires_grad_(False)
 
@@ -233,11 +260,14 @@ class RifeInterpolator:
         x = x.contiguous().to(self.dtype) / 255.0  # NCHW: ~1.5× faster on CPU
         x = F.pad(x, (0, -w % PAD, 0, -h % PAD), mode="replicate")
         mid = self.net(x[:1], x[1:], t)[0, :, :h, :w]
-        return (mid.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        return (
+            (mid.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        )
 
 
-def load_rife(path: str | Path | None, device: torch.device | str = "cpu",
-              dtype: torch.dtype = torch.float32) -> RifeInterpolator:
+def load_rife(
+    path: str | Path | None, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> RifeInterpolator:
     """The interpolator for the weights at ``path`` (file or folder), on ``device``/``dtype``."""
     file = weights_file(path)
     net = IFNet()

@@ -31,8 +31,10 @@ def video_router(engine, prefix: str) -> APIRouter:
         if length and length.isdigit() and int(length) > engine.uploads.max_bytes:
             from engine.video.uploads import TooLarge
 
-            raise TooLarge(f"{name} is larger than {engine.uploads.max_bytes // 2**20} MiB, the "
-                           "upload limit", "body")
+            raise TooLarge(
+                f"{name} is larger than {engine.uploads.max_bytes // 2**20} MiB, the upload limit",
+                "body",
+            )
         return await engine.uploads.save(name, request.stream())
 
     @router.get("/uploads", response_model=list[UploadInfo])
@@ -77,8 +79,14 @@ def _control_preview(engine, req: ControlPreviewRequest) -> ControlPreview:
     # does not grow with the clip (bench/video_memory.py).
     info = probe(path)
     pick = preview_indices(len(selected_indices(info.frames, req.frames)), req.count)
-    clip = decode(path, req.frames, max_frames=None, size=(req.width, req.height, req.fit),
-                  keep=pick, info=info)
+    clip = decode(
+        path,
+        req.frames,
+        max_frames=None,
+        size=(req.width, req.height, req.fit),
+        keep=pick,
+        info=info,
+    )
     frames = clip.frames
     drawn = preview_indices(len(frames), len(frames) if req.map_count is None else req.map_count)
     maps_b64 = [""] * len(frames)
@@ -87,9 +95,13 @@ def _control_preview(engine, req: ControlPreviewRequest) -> ControlPreview:
         for i, m in zip(drawn, maps, strict=True):
             maps_b64[i] = _png_b64(m)
     return ControlPreview(
-        width=req.width, height=req.height, frame_indices=clip.indices,
-        maps_png_b64=maps_b64, frames_png_b64=[_png_b64(f) for f in frames],
-        damaged_frames=clip.damaged)
+        width=req.width,
+        height=req.height,
+        frame_indices=clip.indices,
+        maps_png_b64=maps_b64,
+        frames_png_b64=[_png_b64(f) for f in frames],
+        damaged_frames=clip.damaged,
+    )
 
 
 def _annotator_device(engine) -> str:
@@ -109,12 +121,18 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     info = probe(path)
     n = len(selected_indices(info.frames, p.frames))
     if n > MAX_EDIT_FRAMES:
-        raise EngineError(f"{n} frames are selected; at most {MAX_EDIT_FRAMES} can be edited in "
-                          "one job. Select a shorter range or a larger stride.", "job.params.frames")
+        raise EngineError(
+            f"{n} frames are selected; at most {MAX_EDIT_FRAMES} can be edited in "
+            "one job. Select a shorter range or a larger stride.",
+            "job.params.frames",
+        )
     if p.control.type != "canny":
         if not p.control.annotator:
-            raise EngineError(f"{p.control.type} control needs its annotator's weights on disk; "
-                              "set control.annotator or use canny.", "job.params.control.annotator")
+            raise EngineError(
+                f"{p.control.type} control needs its annotator's weights on disk; "
+                "set control.annotator or use canny.",
+                "job.params.control.annotator",
+            )
         from engine.video.annotators import weights_file
 
         weights_file(p.control.type, p.control.annotator, "job.params.control.annotator")
@@ -129,4 +147,3 @@ def check_video_edit(engine, job: VideoEditJob) -> VideoEditJob:
     if phrase_problem:
         raise EngineError(phrase_problem, "job.params.edit_phrase")
     return job
-

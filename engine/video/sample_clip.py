@@ -31,8 +31,9 @@ def sample_sprite(index: int = SAMPLE_INDEX) -> tuple[np.ndarray, np.ndarray, di
     return tile, mask, items[index]
 
 
-def sample_frames(frames: int = 24, width: int = 64, height: int = 64,
-                  index: int = SAMPLE_INDEX) -> np.ndarray:
+def sample_frames(
+    frames: int = 24, width: int = 64, height: int = 64, index: int = SAMPLE_INDEX
+) -> np.ndarray:
     """(frames, height, width, 3) uint8: the sprite moving on its own background colour."""
     from PIL import Image
 
@@ -48,7 +49,7 @@ def sample_frames(frames: int = 24, width: int = 64, height: int = 64,
         x = round((width - side) * phase)
         y = round((height - side) / 2 + (height - side) / 2 * math.sin(2 * math.pi * phase))
         out[i] = background
-        region = out[i, y:y + side, x:x + side]
+        region = out[i, y : y + side, x : x + side]
         region[smask] = sprite[smask]
     return out
 
@@ -57,8 +58,14 @@ def sample_caption(index: int = SAMPLE_INDEX) -> str:
     return sample_sprite(index)[2]["caption"]
 
 
-def write_sample_clip(path: Path, frames: int = 24, fps: float = 8, width: int = 64,
-                      height: int = 64, audio: bool = False) -> Path:
+def write_sample_clip(
+    path: Path,
+    frames: int = 24,
+    fps: float = 8,
+    width: int = 64,
+    height: int = 64,
+    audio: bool = False,
+) -> Path:
     """Write the sample clip as H.264 MP4 (with a quiet 440 Hz tone when ``audio``)."""
     from engine.video.io import encode_video
 

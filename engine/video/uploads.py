@@ -31,11 +31,14 @@ MAX_NAME_BYTES = 200
 def check_upload_name(name: str) -> None:
     """A file name the upload can be stored under, or a 400 that says why not."""
     if any(ord(c) < 32 for c in name):
-        raise UploadError("The file name contains a control character (such as a NUL byte); "
-                          "rename the file", "name")
+        raise UploadError(
+            "The file name contains a control character (such as a NUL byte); rename the file",
+            "name",
+        )
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        raise UploadError(f"The file name is longer than {MAX_NAME_BYTES} bytes; rename the "
-                          "file", "name")
+        raise UploadError(
+            f"The file name is longer than {MAX_NAME_BYTES} bytes; rename the file", "name"
+        )
 
 
 def _could_be_id(text: str) -> bool:
@@ -56,7 +59,9 @@ class UploadStore:
             return "image"
         raise UploadError(
             f"{name or 'The file'} is not a video or image Sfumato accepts: use "
-            f"{', '.join(VIDEO_SUFFIXES + IMAGE_SUFFIXES)}", "name")
+            f"{', '.join(VIDEO_SUFFIXES + IMAGE_SUFFIXES)}",
+            "name",
+        )
 
     async def save(self, name: str, chunks: AsyncIterator[bytes]) -> UploadInfo:
         """Store the bytes; refuse a wrong type, an empty or too large file, an unreadable
@@ -76,8 +81,11 @@ class UploadStore:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise TooLarge(f"{name} is larger than {self.max_bytes // 2**20} MiB, the "
-                                       "upload limit", "body")
+                        raise TooLarge(
+                            f"{name} is larger than {self.max_bytes // 2**20} MiB, the "
+                            "upload limit",
+                            "body",
+                        )
                     f.write(chunk)
             if size == 0:
                 raise UploadError(f"{name} is empty (0 bytes)", "body")
@@ -104,14 +112,28 @@ class UploadStore:
                     im.verify()
                     width, height = im.size
             except Image.DecompressionBombError:
-                raise UploadError(f"{name} declares more pixels than Sfumato opens "
-                                  f"({Image.MAX_IMAGE_PIXELS:,} at most): a damaged file or a "
-                                  "decompression bomb", "body") from None
+                raise UploadError(
+                    f"{name} declares more pixels than Sfumato opens "
+                    f"({Image.MAX_IMAGE_PIXELS:,} at most): a damaged file or a "
+                    "decompression bomb",
+                    "body",
+                ) from None
             except (UnidentifiedImageError, OSError, SyntaxError):
-                raise UploadError(f"{name} is not an image Sfumato can read (corrupt or not "
-                                  "PNG/JPEG/WebP)", "body") from None
-        return UploadInfo(id=upload_id, name=name, kind=kind, size_bytes=size, path=str(path),
-                          created_at=utcnow(), width=width, height=height, probe=probe)
+                raise UploadError(
+                    f"{name} is not an image Sfumato can read (corrupt or not PNG/JPEG/WebP)",
+                    "body",
+                ) from None
+        return UploadInfo(
+            id=upload_id,
+            name=name,
+            kind=kind,
+            size_bytes=size,
+            path=str(path),
+            created_at=utcnow(),
+            width=width,
+            height=height,
+            probe=probe,
+        )
 
     def get(self, upload_id: str) -> UploadInfo:
         if not _could_be_id(upload_id):
@@ -142,5 +164,8 @@ class UploadStore:
             return path
         if len(source) > 200:
             source = source[:200] + "…"
-        raise EngineError(f"{source!r} is neither an upload id nor a video file on the engine's "
-                          "machine. Upload the clip first (POST /v1/uploads).", field)
+        raise EngineError(
+            f"{source!r} is neither an upload id nor a video file on the engine's "
+            "machine. Upload the clip first (POST /v1/uploads).",
+            field,
+        )

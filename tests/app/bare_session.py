@@ -12,9 +12,13 @@ from app.state import EngineInfo, HistoryState, JobsState, Settings
 
 def bare_session(tmp_path: Path, jobs: JobsState | None = None) -> EngineSession:
     """A session that never starts an engine (its client stays None until a test sets one)."""
-    return EngineSession(AppPaths(tmp_path / "data"), Settings(tmp_path / "settings.ini"),
-                         LaunchOptions(spawn_engine=False), EngineInfo(),
-                         jobs if jobs is not None else JobsState())
+    return EngineSession(
+        AppPaths(tmp_path / "data"),
+        Settings(tmp_path / "settings.ini"),
+        LaunchOptions(spawn_engine=False),
+        EngineInfo(),
+        jobs if jobs is not None else JobsState(),
+    )
 
 
 def bare_library(session: EngineSession) -> Library:

@@ -51,8 +51,15 @@ def sfumato_png(tmp_path: Path) -> Path:
 
     from engine.protocol import GenerateParams, recipe_json
 
-    params = GenerateParams(prompt="a quiet harbour", width=64, height=64, steps=8,
-                            sampler="Euler", seed=-1, cfg_scale=5.0)
+    params = GenerateParams(
+        prompt="a quiet harbour",
+        width=64,
+        height=64,
+        steps=8,
+        sampler="Euler",
+        seed=-1,
+        cfg_scale=5.0,
+    )
     info = PngInfo()
     info.add_text("parameters", params.to_a1111(seed=777))
     info.add_text("sfumato", recipe_json(params, seed=777, model_name="tiny", index=0))

@@ -34,9 +34,13 @@ HEALTH = Health(version="0.1", state="ready", device="cpu", dtype="float32")
 
 
 def make_job(job_id: str = "j1", **kw) -> Job:
-    return Job(id=job_id, kind="generate", state=JobState.queued,
-               spec=GenerateJob(params=GenerateParams(**kw)),
-               created_at=datetime(2024, 1, 1, tzinfo=UTC))
+    return Job(
+        id=job_id,
+        kind="generate",
+        state=JobState.queued,
+        spec=GenerateJob(params=GenerateParams(**kw)),
+        created_at=datetime(2024, 1, 1, tzinfo=UTC),
+    )
 
 
 def answer(data: object, status: int = 200):
@@ -59,27 +63,50 @@ class FakeApi:
         r = app.router
         r.add_get("/v1/health", answer(HEALTH.model_dump(mode="json")))
         r.add_get("/v1/samplers", answer([{"name": "Euler a", "description": "ancestral"}]))
-        r.add_get("/v1/models", answer([{
-            "id": "tiny", "name": "Tiny", "format": "diffusers", "path": "/m", "embedded": True}]))
+        r.add_get(
+            "/v1/models",
+            answer(
+                [
+                    {
+                        "id": "tiny",
+                        "name": "Tiny",
+                        "format": "diffusers",
+                        "path": "/m",
+                        "embedded": True,
+                    }
+                ]
+            ),
+        )
         r.add_post("/v1/jobs", self.submit)
         r.add_get("/v1/jobs", answer([]))
         r.add_delete("/v1/jobs/{id}", self.cancel)
         r.add_post("/v1/jobs/{id}/move", self.move)
         r.add_get("/v1/jobs/{id}/files/{name}", self.file)
         r.add_get("/v1/jobs/{id}", answer({"message": "No job nope"}, 404))
-        r.add_get("/v1/legacy", answer(
-            {"detail": [{"loc": ["body", "job", "params", "steps"], "msg": "too many"}]}, 422))
+        r.add_get(
+            "/v1/legacy",
+            answer(
+                {"detail": [{"loc": ["body", "job", "params", "steps"], "msg": "too many"}]}, 422
+            ),
+        )
         r.add_get("/v1/events", self.events)
         return app
 
     @web.middleware
     async def auth(self, request: web.Request, handler):
         body = await request.text() if request.can_read_body else ""
-        self.requests.append((request.method, request.path,
-                              json.loads(body) if body else None,
-                              request.headers.get("Authorization", "")))
-        token_ok = (request.headers.get("Authorization") == f"Bearer {TOKEN}"
-                    or request.query.get("token") == TOKEN)
+        self.requests.append(
+            (
+                request.method,
+                request.path,
+                json.loads(body) if body else None,
+                request.headers.get("Authorization", ""),
+            )
+        )
+        token_ok = (
+            request.headers.get("Authorization") == f"Bearer {TOKEN}"
+            or request.query.get("token") == TOKEN
+        )
         if not token_ok:
             return web.json_response({"message": "Missing or wrong token"}, status=401)
         return await handler(request)
@@ -88,15 +115,21 @@ class FakeApi:
         body = await request.json()
         params = body["job"]["params"]
         if params["sampler"] == "Bogus":
-            return web.json_response({"message": "Unknown sampler 'Bogus'",
-                                      "field": "job.params.sampler"}, status=422)
+            return web.json_response(
+                {"message": "Unknown sampler 'Bogus'", "field": "job.params.sampler"}, status=422
+            )
         if params["width"] % 8:
-            return web.json_response({
-                "message": "Width: must be a multiple of 8 (try 64 or 72)",
-                "field": "job.params.width",
-                "errors": [{"field": "job.params.width", "message": "must be a multiple of 8"},
-                           {"field": "job.params.height", "message": "too big"}],
-            }, status=422)
+            return web.json_response(
+                {
+                    "message": "Width: must be a multiple of 8 (try 64 or 72)",
+                    "field": "job.params.width",
+                    "errors": [
+                        {"field": "job.params.width", "message": "must be a multiple of 8"},
+                        {"field": "job.params.height", "message": "too big"},
+                    ],
+                },
+                status=422,
+            )
         job = make_job("new", **params)
         return web.json_response(job.model_dump(mode="json"), status=201)
 
@@ -160,14 +193,17 @@ async def test_validation_error_keeps_field_and_message(server):
     _api, url = server
     async with EngineClient(url, TOKEN) as c:
         with pytest.raises(ApiError) as info:
-            await c.submit(GenerateParams.model_construct(
-                **{**GenerateParams().model_dump(), "width": 65}))
+            await c.submit(
+                GenerateParams.model_construct(**{**GenerateParams().model_dump(), "width": 65})
+            )
     err = info.value
     assert err.status == 422
     assert err.field == "job.params.width"
     assert err.message.startswith("Width: must be a multiple of 8")
-    assert err.field_messages() == {"job.params.width": "must be a multiple of 8",
-                                    "job.params.height": "too big"}
+    assert err.field_messages() == {
+        "job.params.width": "must be a multiple of 8",
+        "job.params.height": "too big",
+    }
 
 
 async def test_error_kinds(server):
@@ -198,11 +234,19 @@ async def test_events_parse_and_reconnect(server, monkeypatch):
         async for item in events:
             got.append(item)
             if sum(isinstance(i, StreamConnected) for i in got) == 2 and isinstance(
-                    item, JobProgress):
+                item, JobProgress
+            ):
                 break
     kinds = [type(i).__name__ for i in got]
-    assert kinds == ["StreamConnected", "EngineStatus", "JobProgress", "StreamLost",
-                     "StreamConnected", "EngineStatus", "JobProgress"]
+    assert kinds == [
+        "StreamConnected",
+        "EngineStatus",
+        "JobProgress",
+        "StreamLost",
+        "StreamConnected",
+        "EngineStatus",
+        "JobProgress",
+    ]
     assert isinstance(got[3], StreamLost)
     assert api.ws_connects == 2
     ws_request = next(r for r in api.requests if r[1] == "/v1/events")

@@ -42,8 +42,7 @@ def png_bytes(color=(255, 0, 0), size=(64, 64)) -> bytes:
 @pytest.fixture
 def controller(qapp, tmp_path: Path):
     paths = AppPaths(tmp_path / "data")
-    c = AppController(paths, Settings(tmp_path / "settings.ini"),
-                      LaunchOptions(spawn_engine=False))
+    c = AppController(paths, Settings(tmp_path / "settings.ini"), LaunchOptions(spawn_engine=False))
     notices: list[tuple[str, str]] = []
     c.notice.connect(lambda level, text: notices.append((level, text)))
     c.notices = notices  # type: ignore[attr-defined]
@@ -60,8 +59,13 @@ async def settle(c: AppController) -> None:
 
 def make_job(job_id: str = "job1", state=JobState.queued, **kw) -> Job:
     params = GenerateParams(prompt="harbour", width=64, height=64, steps=4, seed=9, **kw)
-    return Job(id=job_id, kind="generate", state=state, spec=GenerateJob(params=params),
-               created_at=utcnow())
+    return Job(
+        id=job_id,
+        kind="generate",
+        state=state,
+        spec=GenerateJob(params=params),
+        created_at=utcnow(),
+    )
 
 
 async def test_result_on_local_disk_is_indexed_and_shown(controller: AppController):
@@ -75,8 +79,9 @@ async def test_result_on_local_disk_is_indexed_and_shown(controller: AppControll
     preview = base64.b64encode(png_bytes((0, 0, 255), (8, 8))).decode()
     c.handle_event(JobPreview(job_id="job1", step=2, width=8, height=8, png_b64=preview))
     assert c.canvas.current_image is not None and c.canvas.current_image.preview
-    image = ResultImage(name="job1-000.png", path=str(out / "job1-000.png"), index=0, seed=9,
-                        width=64, height=64)
+    image = ResultImage(
+        name="job1-000.png", path=str(out / "job1-000.png"), index=0, seed=9, width=64, height=64
+    )
     c.handle_event(JobResult(job_id="job1", image=image))
     await settle(c)
     shown = c.canvas.current_image
@@ -85,8 +90,9 @@ async def test_result_on_local_disk_is_indexed_and_shown(controller: AppControll
     entry = c.history.entries[0]
     assert entry.seed == 9 and entry.job_id == "job1"
     # the finished event repeats the result: not indexed twice
-    c.handle_event(JobFinished(job=make_job(state=JobState.done).model_copy(
-        update={"results": [image]})))
+    c.handle_event(
+        JobFinished(job=make_job(state=JobState.done).model_copy(update={"results": [image]}))
+    )
     await settle(c)
     assert len(c.history.index) == 1
 
@@ -114,7 +120,9 @@ def test_generate_validates_locally_and_waits_for_the_engine(controller: AppCont
     assert len(c.generate_jobs.pending) == 2
 
 
-async def test_drop_restores_or_explains(controller: AppController, a1111_png: Path, tmp_path: Path):
+async def test_drop_restores_or_explains(
+    controller: AppController, a1111_png: Path, tmp_path: Path
+):
     c = controller
     c.generation.prompt = "keep me"
     bad = tmp_path / "notes.txt"
@@ -154,7 +162,8 @@ async def api_url():
 
 
 async def test_remote_engine_errors_land_on_fields_and_results_download(
-        controller: AppController, api_url: str):
+    controller: AppController, api_url: str
+):
     c = controller
     await c.session.attach(api_url, TOKEN, remote=True)
     for _ in range(500):
@@ -173,8 +182,9 @@ async def test_remote_engine_errors_land_on_fields_and_results_download(
     await settle(c)
     assert c.jobs.get("new") is not None
     # A remote result is downloaded into the local outputs folder.
-    image = ResultImage(name="new-000.png", path="/on/the/gpu/box/new-000.png", index=0,
-                        seed=3, width=64, height=64)
+    image = ResultImage(
+        name="new-000.png", path="/on/the/gpu/box/new-000.png", index=0, seed=3, width=64, height=64
+    )
     c.handle_event(JobResult(job_id="new", image=image))
     await settle(c)
     saved = next(c.output_dir.glob("*/new-000.png"))
@@ -205,8 +215,9 @@ def test_size_follows_the_model_until_the_user_picks_one(controller: AppControll
     ]
 
     def load(model_id: str) -> None:
-        c.engine.update_health(Health(version="1", state="ready", device="cpu", dtype="float32",
-                                      model=model_id))
+        c.engine.update_health(
+            Health(version="1", state="ready", device="cpu", dtype="float32", model=model_id)
+        )
 
     load("sd15")
     assert (c.generation.width, c.generation.height) == (512, 512)

@@ -30,10 +30,15 @@ faulthandler._sigabrt()   # a hard crash, as CPython's none_dealloc abort
 
 
 def test_uncaught_exceptions_qt_messages_and_hard_crashes_go_to_the_log(tmp_path: Path):
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], check=False, cwd=ROOT,
-                         capture_output=True, text=True, timeout=60,
-                         env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin",
-                              "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode != 0  # it aborted at the end, as planned
     text = (tmp_path / "sfumato.log").read_text()
     assert "uncaught exception in thread worker-7" in text and "ZeroDivisionError" in text

@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def open_window(qtbot, data_dir: Path, *extra: str):
-    controller, win = create_window(parse_args(["--data-dir", str(data_dir), "--no-engine",
-                                                *extra]))
+    controller, win = create_window(
+        parse_args(["--data-dir", str(data_dir), "--no-engine", *extra])
+    )
     qtbot.addWidget(win)
     win.show()
     return controller, win
@@ -63,8 +64,13 @@ def restore_look(qapp):
 def drop(win, path: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPoint(300, 300).toPointF(), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPoint(300, 300).toPointF(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     win.dropEvent(event)
 
 
@@ -131,8 +137,11 @@ def test_dropping_a_video_without_a_video_panel_says_so(window, notices, tmp_pat
 
 # --------------------------------------------------------------------------- shortcuts
 def test_standard_shortcuts_exist(window):
-    keys = {a.shortcut().toString() for a in window.actions() + window.findChildren(
-        type(window.desktop.save_action)) if not a.shortcut().isEmpty()}
+    keys = {
+        a.shortcut().toString()
+        for a in window.actions() + window.findChildren(type(window.desktop.save_action))
+        if not a.shortcut().isEmpty()
+    }
     for key in ("Esc", "Ctrl+S", "F11", "Ctrl+O"):
         assert key in keys, key
     assert {s.key().toString() for s in window._shortcuts} >= {"Ctrl+Return", "Ctrl+Enter"}
@@ -150,14 +159,16 @@ def test_f11_toggles_full_screen(window):
     assert not window.isFullScreen() and not window.desktop.fullscreen_action.isChecked()
 
 
-def test_save_image_as_copies_the_png_with_its_recipe(window, notices, sfumato_png: Path,
-                                                      tmp_path: Path):
+def test_save_image_as_copies_the_png_with_its_recipe(
+    window, notices, sfumato_png: Path, tmp_path: Path
+):
     assert window.desktop.save_image_to(tmp_path / "x.png") is None  # nothing on the canvas
     window.desktop.save_image_as()
     assert notices[-1] == ("info", "No finished image on the canvas to save.")
     data = sfumato_png.read_bytes()
-    window.controller.canvas.show_image(CanvasImage(data=data, path=sfumato_png, width=64,
-                                                    height=64))
+    window.controller.canvas.show_image(
+        CanvasImage(data=data, path=sfumato_png, width=64, height=64)
+    )
     out = window.desktop.save_image_to(tmp_path / "copy")
     assert out == tmp_path / "copy.png" and out.read_bytes() == data
 
@@ -165,8 +176,7 @@ def test_save_image_as_copies_the_png_with_its_recipe(window, notices, sfumato_p
 # --------------------------------------------------------------------------- Help menu
 def test_help_menu_and_diagnostics(window, notices):
     texts = [a.text() for a in window.desktop.help_menu.actions() if a.text()]
-    assert texts == ["First-run setup…", "Open log folder", "Copy diagnostic info",
-                     "About Sfumato"]
+    assert texts == ["First-run setup…", "Open log folder", "Copy diagnostic info", "About Sfumato"]
     text = window.desktop.copy_diagnostics()
     assert QGuiApplication.clipboard().text() == text
     c = window.controller
@@ -180,9 +190,18 @@ def test_diagnostics_never_show_the_token_and_name_the_gpu(window):
     c = window.controller
     c.settings.remote_token = "s3cret-token"
     c.engine.url = "http://user:s3cret-token@gpu-box:8765/?token=s3cret-token"
-    c.engine.update_health(Health(version="0.1.0", state=EngineState.ready, device="cuda",
-                                  dtype="float16", torch="2.13.0", diffusers="0.42.0",
-                                  gpu="NVIDIA H100 80GB HBM3", python="3.11.7"))
+    c.engine.update_health(
+        Health(
+            version="0.1.0",
+            state=EngineState.ready,
+            device="cuda",
+            dtype="float16",
+            torch="2.13.0",
+            diffusers="0.42.0",
+            gpu="NVIDIA H100 80GB HBM3",
+            python="3.11.7",
+        )
+    )
     text = diagnostic_text(c)
     assert "s3cret" not in text
     assert "url: http://gpu-box:8765/" in text
@@ -216,7 +235,11 @@ def test_first_run_dialog_applies_and_is_marked_seen(qtbot, tmp_path: Path):
     assert dialog.apply() is True
     again = Settings(tmp_path / "s.ini")
     assert (again.engine_mode, again.remote_url, again.remote_token, again.output_dir) == (
-        "remote", "http://gpu-box:8765", "tok", str(tmp_path / "mine"))
+        "remote",
+        "http://gpu-box:8765",
+        "tok",
+        str(tmp_path / "mine"),
+    )
     assert again.first_run_done is True
     assert FirstRunDialog(settings, tmp_path, tmp_path).apply() is False  # nothing changed
 
@@ -270,8 +293,12 @@ def test_section_headings_have_room_above_and_line_up_with_the_fields(restore_lo
 
     def first_ink_column(label) -> int:
         image = label.grab().toImage()
-        return min(x for x in range(image.width()) for y in range(image.height())
-                   if image.pixelColor(x, y).lightness() > 100)
+        return min(
+            x
+            for x in range(image.width())
+            for y in range(image.height())
+            if image.pixelColor(x, y).lightness() > 100
+        )
 
     apply_theme(restore_look, DARK)
     host = QWidget()
@@ -347,8 +374,7 @@ def test_engine_command_from_source_frozen_and_settings(monkeypatch, tmp_path: P
     assert engine_command(str(venv_python)) == ["my-engine", "--fast"]
 
 
-async def test_packaged_app_without_an_engine_python_says_what_to_do(qtbot, tmp_path,
-                                                                     monkeypatch):
+async def test_packaged_app_without_an_engine_python_says_what_to_do(qtbot, tmp_path, monkeypatch):
     monkeypatch.delenv("SFUMATO_ENGINE_CMD", raising=False)
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     controller, win = create_window(parse_args(["--data-dir", str(tmp_path / "d")]))

@@ -60,8 +60,13 @@ def test_the_engine_exits_when_the_app_dies(tmp_path, tiny_models_dir, sig):
     script = tmp_path / "app_stand_in.py"
     script.write_text(APP)
     env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
-    app = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(tiny_models_dir),
-                            str(REPO)], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    app = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path), str(tiny_models_dir), str(REPO)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     engine_pid = None
     try:
         deadline = time.monotonic() + 240

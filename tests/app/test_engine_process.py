@@ -24,19 +24,39 @@ def script(tmp_path: Path, body: str) -> list[str]:
 
 
 def launch(tmp_path: Path, command: list[str], **kw) -> EngineLaunch:
-    return EngineLaunch(data_dir=tmp_path / "data", output_dir=tmp_path / "out",
-                        command=command, **kw)
+    return EngineLaunch(
+        data_dir=tmp_path / "data", output_dir=tmp_path / "out", command=command, **kw
+    )
 
 
 def test_argv_passes_everything_through(tmp_path: Path):
-    la = EngineLaunch(data_dir=tmp_path / "d", output_dir=tmp_path / "o", model="tinysd",
-                      models_dirs=[Path("/m1"), Path("/m2")], extra_args=["--device", "cpu"],
-                      command=["engine"])
+    la = EngineLaunch(
+        data_dir=tmp_path / "d",
+        output_dir=tmp_path / "o",
+        model="tinysd",
+        models_dirs=[Path("/m1"), Path("/m2")],
+        extra_args=["--device", "cpu"],
+        command=["engine"],
+    )
     assert la.argv() == [
-        "engine", "--host", "127.0.0.1", "--port", "0", "--exit-with-stdin",
-        "--data-dir", str(tmp_path / "d"),
-        "--output-dir", str(tmp_path / "o"), "--model", "tinysd", "--models-dir", "/m1",
-        "--models-dir", "/m2", "--device", "cpu",
+        "engine",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--exit-with-stdin",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--output-dir",
+        str(tmp_path / "o"),
+        "--model",
+        "tinysd",
+        "--models-dir",
+        "/m1",
+        "--models-dir",
+        "/m2",
+        "--device",
+        "cpu",
     ]
 
 
@@ -48,7 +68,9 @@ def test_env_overrides(monkeypatch):
 
 
 async def test_ready_line_gives_the_url_and_token_is_passed(tmp_path: Path):
-    cmd = script(tmp_path, """
+    cmd = script(
+        tmp_path,
+        """
         import os, sys, time
         print("some noise", flush=True)
         print("noise on stderr", file=sys.stderr, flush=True)
@@ -59,7 +81,8 @@ async def test_ready_line_gives_the_url_and_token_is_passed(tmp_path: Path):
         open(sys.argv[sys.argv.index("--data-dir") + 1] + "/token", "w").write(
             os.environ["SFUMATO_ENGINE_TOKEN"])
         time.sleep(60)
-    """)
+    """,
+    )
     engine = LocalEngine(launch(tmp_path, cmd))
     try:
         url = await engine.start()
@@ -72,8 +95,11 @@ async def test_ready_line_gives_the_url_and_token_is_passed(tmp_path: Path):
         assert (tmp_path / "data" / "token").read_text() == engine.token
         assert len(engine.token) >= 32
         if hasattr(os, "getpriority"):  # reniced so the window stays responsive
-            assert os.getpriority(os.PRIO_PROCESS, engine.pid) >= os.getpriority(
-                os.PRIO_PROCESS, 0) + 5 or os.getpriority(os.PRIO_PROCESS, engine.pid) == 19
+            assert (
+                os.getpriority(os.PRIO_PROCESS, engine.pid)
+                >= os.getpriority(os.PRIO_PROCESS, 0) + 5
+                or os.getpriority(os.PRIO_PROCESS, engine.pid) == 19
+            )
     finally:
         await engine.stop()
     assert not engine.running
@@ -82,11 +108,14 @@ async def test_ready_line_gives_the_url_and_token_is_passed(tmp_path: Path):
 
 
 async def test_exit_before_ready_is_an_error_with_output(tmp_path: Path):
-    cmd = script(tmp_path, """
+    cmd = script(
+        tmp_path,
+        """
         import sys
         print("ImportError: no module named torch", file=sys.stderr)
         sys.exit(3)
-    """)
+    """,
+    )
     engine = LocalEngine(launch(tmp_path, cmd))
     with pytest.raises(EngineStartError, match="code 3") as info:
         await engine.start()
@@ -101,7 +130,9 @@ async def test_missing_program(tmp_path: Path):
 
 async def test_crash_restarts_with_the_same_data_dir(tmp_path: Path, monkeypatch):
     monkeypatch.setattr("app.engine_process.RESTART_DELAYS_S", (0.05,))
-    cmd = script(tmp_path, """
+    cmd = script(
+        tmp_path,
+        """
         import sys, time
         from pathlib import Path
         data = Path(sys.argv[sys.argv.index("--data-dir") + 1])
@@ -113,7 +144,8 @@ async def test_crash_restarts_with_the_same_data_dir(tmp_path: Path, monkeypatch
             time.sleep(0.3)
             sys.exit(9)  # crash after being ready
         time.sleep(60)
-    """)
+    """,
+    )
     engine = LocalEngine(launch(tmp_path, cmd))
     urls: list[str] = []
     crashes: list[tuple[int, str]] = []
@@ -135,11 +167,14 @@ async def test_crash_restarts_with_the_same_data_dir(tmp_path: Path, monkeypatch
 async def test_gives_up_after_repeated_crashes(tmp_path: Path, monkeypatch):
     monkeypatch.setattr("app.engine_process.RESTART_DELAYS_S", (0.01,))
     monkeypatch.setattr("app.engine_process.MAX_CRASHES", 2)
-    cmd = script(tmp_path, """
+    cmd = script(
+        tmp_path,
+        """
         import sys
         print("SFUMATO_ENGINE_READY http://127.0.0.1:1", flush=True)
         sys.exit(1)
-    """)
+    """,
+    )
     engine = LocalEngine(launch(tmp_path, cmd))
     gave_up: list[str] = []
     engine.gave_up.connect(gave_up.append)

@@ -5,15 +5,23 @@ from engine.protocol import EngineState, Health, ModelInfo
 
 
 def health(state: EngineState = EngineState.ready, model: str | None = "tiny") -> Health:
-    return Health(version="0.1", state=state, device="cuda:0", dtype="float16", model=model,
-                  memory_used=2_500_000_000, memory_total=24_000_000_000)
+    return Health(
+        version="0.1",
+        state=state,
+        device="cuda:0",
+        dtype="float16",
+        model=model,
+        memory_used=2_500_000_000,
+        memory_total=24_000_000_000,
+    )
 
 
 def test_health_drives_connection_and_loaded_model(qapp):
     e = EngineInfo()
-    e.models = [ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m/tiny",
-                          embedded=True),
-                ModelInfo(id="sd15", name="SD 1.5", format="single_file", path="/m/sd15.st")]
+    e.models = [
+        ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m/tiny", embedded=True),
+        ModelInfo(id="sd15", name="SD 1.5", format="single_file", path="/m/sd15.st"),
+    ]
     seen: list[Connection] = []
     e.connection_changed.connect(seen.append)
     e.update_health(health(EngineState.busy))
@@ -53,8 +61,16 @@ def test_unload_clears_the_loaded_mark(qapp):
 
 def test_before_any_load_the_engine_default_is_the_active_model(qapp):
     e = EngineInfo()
-    e.models = [ModelInfo(id="sfumato-tiny", name="Tiny", format="diffusers", path="/m/t",
-                          embedded=True, native_size=64)]
+    e.models = [
+        ModelInfo(
+            id="sfumato-tiny",
+            name="Tiny",
+            format="diffusers",
+            path="/m/t",
+            embedded=True,
+            native_size=64,
+        )
+    ]
     h = health(model=None).model_copy(update={"default_model": "sfumato-tiny"})
     e.update_health(h)
     assert e.loaded_model is None
@@ -74,8 +90,7 @@ def test_device_tip_says_why_a_lora_job_ran_eager(qapp):
     e.update_health(health())
     assert e.device_tip() == ""
     detail = "inductor/reduce-overhead · last LoRA job ran eager: 'big' has rank 128"
-    e.update_health(health().model_copy(update={"fast_path": "on",
-                                                 "fast_path_detail": detail}))
+    e.update_health(health().model_copy(update={"fast_path": "on", "fast_path_detail": detail}))
     assert e.device_tip() == f"fast path on: {detail}"
 
 

@@ -66,8 +66,11 @@ def test_a_batch_reads_in_generation_order(qapp, tmp_path: Path):
     entry = idx.add(tmp_path / "next-001.png", p("next"), created=200.0, job_id="next")
     state.add(entry)
     state.add(idx.add(tmp_path / "next-000.png", p("next"), created=201.0, job_id="next"))
-    assert [e.path.name for e in state.entries][:3] == ["next-000.png", "next-001.png",
-                                                        "new-000.png"]
+    assert [e.path.name for e in state.entries][:3] == [
+        "next-000.png",
+        "next-001.png",
+        "new-000.png",
+    ]
 
 
 def test_history_dock_shows_the_batch_in_order(window, tmp_path: Path):  # noqa: F811
@@ -83,7 +86,10 @@ def test_history_dock_shows_the_batch_in_order(window, tmp_path: Path):  # noqa:
 
 # --------------------------------------------------------------------------- video results
 async def test_a_video_result_enters_the_history_and_opens_in_the_video_panel(
-        window, tmp_path: Path, monkeypatch):  # noqa: F811
+    window,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch,
+):
     c = window.controller
     c.video.target_prompt = "a t-rex on a blue background"
     mp4 = tmp_path / "job9-video.mp4"
@@ -132,8 +138,15 @@ def test_the_canvas_says_where_its_job_stands(window):  # noqa: F811
     c.handle_event(JobStarted(job_id="next"))
     assert canvas._caption_text == "Starting…"
     c.handle_event(JobProgress(job_id="next", step=2, total=4))
-    c.handle_event(JobPreview(job_id="next", step=2, width=16, height=16,
-                              png_b64=__import__("base64").b64encode(png()).decode()))
+    c.handle_event(
+        JobPreview(
+            job_id="next",
+            step=2,
+            width=16,
+            height=16,
+            png_b64=__import__("base64").b64encode(png()).decode(),
+        )
+    )
     assert canvas._caption_text.startswith("Preview")
     c.handle_event(JobFinished(job=make_job("next", state=JobState.cancelled)))
     assert canvas._caption_text.startswith("Cancelled · this preview was not saved")
@@ -160,14 +173,19 @@ def test_back_to_grid_goes_when_a_new_job_starts(window):  # noqa: F811
 def test_right_click_copy_save_use_retry(window, tmp_path, monkeypatch):  # noqa: F811
     c = window.controller
     canvas = window.canvas
-    assert [a.text() for a in canvas.context_menu().actions() if a.text()] == \
-        ["Copy image", "Save as…", "Use settings", "Retry"]
+    assert [a.text() for a in canvas.context_menu().actions() if a.text()] == [
+        "Copy image",
+        "Save as…",
+        "Use settings",
+        "Retry",
+    ]
     assert not any(a.isEnabled() for a in canvas.context_menu().actions() if a.text())
     params = p("a lighthouse").model_copy(update={"seed": 7})  # as the engine resolved it
     path = tmp_path / "x.png"
     path.write_bytes(png((1, 2, 3), (24, 16)))
-    c.canvas.show_image(CanvasImage(data=path.read_bytes(), path=path, seed=42, width=24,
-                                    height=16, params=params))
+    c.canvas.show_image(
+        CanvasImage(data=path.read_bytes(), path=path, seed=42, width=24, height=16, params=params)
+    )
     menu = canvas.context_menu()
     actions = {a.text(): a for a in menu.actions() if a.text()}
     assert all(a.isEnabled() for a in actions.values())
@@ -175,13 +193,16 @@ def test_right_click_copy_save_use_retry(window, tmp_path, monkeypatch):  # noqa
     copied = QGuiApplication.clipboard().image()
     assert (copied.width(), copied.height()) == (24, 16)
     target = tmp_path / "saved.png"
-    monkeypatch.setattr("app.ui.desktop.QFileDialog.getSaveFileName",
-                        lambda *a, **k: (str(target), ""))
+    monkeypatch.setattr(
+        "app.ui.desktop.QFileDialog.getSaveFileName", lambda *a, **k: (str(target), "")
+    )
     actions["Save as…"].trigger()
     assert target.read_bytes() == path.read_bytes()
     before = len(c.generate_jobs.pending)
     actions["Retry with a new seed"].trigger()
-    assert len(c.generate_jobs.pending) == before + 1 and c.generate_jobs.pending[-1].seed == -1  # not the same image
+    assert (
+        len(c.generate_jobs.pending) == before + 1 and c.generate_jobs.pending[-1].seed == -1
+    )  # not the same image
     assert c.generate_jobs.pending[-1].prompt == "a lighthouse"
     c.generation.prompt = "something else"
     actions["Use settings"].trigger()
@@ -197,23 +218,31 @@ def test_right_click_copy_save_use_retry(window, tmp_path, monkeypatch):  # noqa
 # --------------------------------------------------------------------------- compare dialog
 def _samplers() -> list[SamplerInfo]:
     names = ["Euler", "Euler a", "DPM++ 2M", "DPM++ 2M SDE", "DDIM", "UniPC", "LMS", "Heun"]
-    return [SamplerInfo(name=n, description=f"{n} sampler",
-                        aliases=["k_dpmpp_2m"] if n == "DPM++ 2M" else []) for n in names]
+    return [
+        SamplerInfo(
+            name=n, description=f"{n} sampler", aliases=["k_dpmpp_2m"] if n == "DPM++ 2M" else []
+        )
+        for n in names
+    ]
 
 
 @pytest.mark.parametrize("theme", [DARK, LIGHT])
 def test_compare_dialog_search_and_visible_tick_boxes(window, qtbot, theme):  # noqa: F811
     apply_theme(QApplication.instance(), theme)
-    dialog = CompareDialog(_samplers(), p("x").model_copy(update={"sampler": "Euler"}),
-                           parent=window)
+    dialog = CompareDialog(
+        _samplers(), p("x").model_copy(update={"sampler": "Euler"}), parent=window
+    )
     qtbot.addWidget(dialog)
     dialog.show()
     qtbot.waitExposed(dialog)
     assert dialog.filter_samplers("dpm") == 2
     assert dialog.filter_samplers("k_dpmpp") == 1  # by its other names too
     dialog.search_edit.setText("euler")
-    shown = [dialog.sampler_list.item(i).text() for i in range(dialog.sampler_list.count())
-             if not dialog.sampler_list.item(i).isHidden()]
+    shown = [
+        dialog.sampler_list.item(i).text()
+        for i in range(dialog.sampler_list.count())
+        if not dialog.sampler_list.item(i).isHidden()
+    ]
     assert shown == ["Euler", "Euler a"]
     dialog.set_samplers(["Euler", "DDIM"])
     dialog.search_edit.setText("")
@@ -222,14 +251,16 @@ def test_compare_dialog_search_and_visible_tick_boxes(window, qtbot, theme):  # 
 
     # an unticked box shows: its frame stands out from the row at 3:1 (WCAG, UI components)
     lst = dialog.sampler_list
-    row = next(i for i in range(lst.count())
-               if lst.item(i).checkState() == Qt.CheckState.Unchecked)
+    row = next(i for i in range(lst.count()) if lst.item(i).checkState() == Qt.CheckState.Unchecked)
     rect = lst.visualItemRect(lst.item(row))
     shot = lst.viewport().grab().toImage()
     dpr = shot.devicePixelRatio()
     background = shot.pixelColor(round((rect.right() - 4) * dpr), round(rect.center().y() * dpr))
-    box = [shot.pixelColor(round(x * dpr), round(y * dpr))
-           for x in range(rect.left(), rect.left() + 24) for y in range(rect.top(), rect.bottom())]
+    box = [
+        shot.pixelColor(round(x * dpr), round(y * dpr))
+        for x in range(rect.left(), rect.left() + 24)
+        for y in range(rect.top(), rect.bottom())
+    ]
     try:
         assert max(contrast_ratio(px, background) for px in box) >= 3.0
     finally:
@@ -262,6 +293,7 @@ def test_the_sample_caption_is_the_fit_sets():
 
     from app.sample_clip import video_resources
 
-    captions = json.loads((video_resources().parents[0] / "fitsets" / "sfumato-tiny" /
-                           "captions.json").read_text())
+    captions = json.loads(
+        (video_resources().parents[0] / "fitsets" / "sfumato-tiny" / "captions.json").read_text()
+    )
     assert captions["items"][0]["caption"] == sample_clip().source_prompt

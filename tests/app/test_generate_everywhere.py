@@ -28,8 +28,11 @@ def test_generate_and_its_hint_are_in_view_on_every_panel(window, qtbot):  # noq
             dock.show()
             dock.raise_()
             qtbot.wait(10)
-            for w in (window.generate_button, window.generate_bar.hint,
-                      window.generate_bar.cancel_button):
+            for w in (
+                window.generate_button,
+                window.generate_bar.hint,
+                window.generate_bar.cancel_button,
+            ):
                 assert w.isVisible(), (name, size, w.objectName())
                 assert _inside_window(window, w), (name, size, w.objectName())
             assert "Ctrl+Enter" in window.generate_bar.hint.text()
@@ -55,8 +58,12 @@ def test_escape_cancels_from_any_panel_and_floating_dock(window, qtbot, monkeypa
     job_id = _running(window)
     assert window.generate_bar.cancel_button.isEnabled()
     window.activateWindow()
-    for focus in (window.prompt_edit, window.video_panel.source_prompt_edit,
-                  window.uncertainty_panel.keep_spin, window.canvas.view):
+    for focus in (
+        window.prompt_edit,
+        window.video_panel.source_prompt_edit,
+        window.uncertainty_panel.keep_spin,
+        window.canvas.view,
+    ):
         focus.setFocus()
         qtbot.keyClick(focus, Qt.Key.Key_Escape)
     assert cancelled == [job_id] * 4

@@ -36,9 +36,19 @@ def test_api_field_paths_map_to_form_fields():
 def test_apply_recipe_keeps_the_loaded_model(qapp):
     g = GenerationSettings()
     g.set_error("steps", "bad")
-    params = GenerateParams(prompt="p", negative_prompt="n", width=256, height=128, steps=9,
-                            cfg_scale=3.5, sampler="DDIM", seed=5, batch_size=2, batch_count=3,
-                            model="some-a1111-checkpoint")
+    params = GenerateParams(
+        prompt="p",
+        negative_prompt="n",
+        width=256,
+        height=128,
+        steps=9,
+        cfg_scale=3.5,
+        sampler="DDIM",
+        seed=5,
+        batch_size=2,
+        batch_count=3,
+        model="some-a1111-checkpoint",
+    )
     g.apply(params)
     assert g.to_params() == params.model_copy(update={"model": None})
     assert g.errors == {}

@@ -22,17 +22,42 @@ from engine.protocol import (
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def job(job_id: str, state: JobState = JobState.queued, *, batch_size: int = 1,
-        batch_count: int = 1, minutes: int = 0, **kw) -> Job:
-    params = GenerateParams(prompt=f"prompt {job_id}", width=64, height=64, steps=10,
-                            batch_size=batch_size, batch_count=batch_count)
-    return Job(id=job_id, kind="generate", state=state, spec=GenerateJob(params=params),
-               created_at=T0 + timedelta(minutes=minutes), **kw)
+def job(
+    job_id: str,
+    state: JobState = JobState.queued,
+    *,
+    batch_size: int = 1,
+    batch_count: int = 1,
+    minutes: int = 0,
+    **kw,
+) -> Job:
+    params = GenerateParams(
+        prompt=f"prompt {job_id}",
+        width=64,
+        height=64,
+        steps=10,
+        batch_size=batch_size,
+        batch_count=batch_count,
+    )
+    return Job(
+        id=job_id,
+        kind="generate",
+        state=state,
+        spec=GenerateJob(params=params),
+        created_at=T0 + timedelta(minutes=minutes),
+        **kw,
+    )
 
 
 def result(index: int) -> ResultImage:
-    return ResultImage(name=f"r{index}.png", path=f"/tmp/r{index}.png", index=index, seed=index,
-                       width=64, height=64)
+    return ResultImage(
+        name=f"r{index}.png",
+        path=f"/tmp/r{index}.png",
+        index=index,
+        seed=index,
+        width=64,
+        height=64,
+    )
 
 
 def test_queue_order_follows_events(qapp):
@@ -75,8 +100,14 @@ def test_progress_preview_result_finished(qapp):
     assert len(item.results) == 2
     assert item.preview_slot(0) == 2  # second batch: previews count within it
     assert item.preview_slot(3) == 3  # already job-wide
-    done = job("a", JobState.done, batch_size=2, batch_count=2,
-               results=[result(i) for i in range(4)], finished_at=T0)
+    done = job(
+        "a",
+        JobState.done,
+        batch_size=2,
+        batch_count=2,
+        results=[result(i) for i in range(4)],
+        finished_at=T0,
+    )
     s.apply(JobFinished(job=done))
     assert item.state is JobState.done and item.progress == 1.0
     assert len(item.results) == 4
@@ -97,8 +128,9 @@ def test_failed_job_keeps_its_message(qapp):
 
 def test_cancelling_a_queued_job_leaves_the_running_one(qapp):
     s = JobsState()
-    s.reset([job("run", JobState.running, step=3, total=10), job("q1", minutes=1),
-             job("q2", minutes=2)])
+    s.reset(
+        [job("run", JobState.running, step=3, total=10), job("q1", minutes=1), job("q2", minutes=2)]
+    )
     s.upsert(job("q1", JobState.cancelled, finished_at=T0))
     assert s.running is not None and s.running.id == "run" and s.running.step == 3
     assert s.queued_ids() == ["q2"]
@@ -106,8 +138,10 @@ def test_cancelling_a_queued_job_leaves_the_running_one(qapp):
 
 def test_reset_and_trim(qapp):
     s = JobsState()
-    many = [job(f"d{i}", JobState.done, finished_at=T0 + timedelta(seconds=i))
-            for i in range(KEEP_FINISHED + 5)]
+    many = [
+        job(f"d{i}", JobState.done, finished_at=T0 + timedelta(seconds=i))
+        for i in range(KEEP_FINISHED + 5)
+    ]
     s.reset([job("q"), *many])
     assert len(s) == KEEP_FINISHED + 1
     newest = [j.id for j in s.ordered()][1]

@@ -59,9 +59,12 @@ def _clip_rect(w: QWidget) -> QRect:
     while p is not None and not p.isWindow():
         if isinstance(p, QAbstractScrollArea) and p.viewport().isAncestorOf(w):
             vp = _global_rect(p.viewport())
-            rect = QRect(max(rect.left(), vp.left()), rect.top(),
-                         min(rect.right(), vp.right()) - max(rect.left(), vp.left()) + 1,
-                         rect.height())
+            rect = QRect(
+                max(rect.left(), vp.left()),
+                rect.top(),
+                min(rect.right(), vp.right()) - max(rect.left(), vp.left()) + 1,
+                rect.height(),
+            )
         elif isinstance(p, QDockWidget):
             d = _global_rect(p)
             rect = rect.intersected(d)
@@ -81,8 +84,9 @@ def layout_problems(root: QWidget) -> list[str]:
         clip = _clip_rect(w)
         mine = _global_rect(w)
         if mine.left() < clip.left() - 1 or mine.right() > clip.right() + 1:
-            out.append(f"{what}: x {mine.left()}..{mine.right()} outside {clip.left()}.."
-                       f"{clip.right()}")
+            out.append(
+                f"{what}: x {mine.left()}..{mine.right()} outside {clip.left()}..{clip.right()}"
+            )
             continue
         if isinstance(w, ElidedLabel):
             continue  # shortens by design, with the full text in its tooltip
@@ -100,12 +104,18 @@ def layout_problems(root: QWidget) -> list[str]:
             elif isinstance(w, QComboBox) and w.currentText() and not w.isEditable():
                 opt = QStyleOptionComboBox()
                 w.initStyleOption(opt)
-                field = w.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, opt,
-                                                 QStyle.SubControl.SC_ComboBoxEditField, w)
+                field = w.style().subControlRect(
+                    QStyle.ComplexControl.CC_ComboBox,
+                    opt,
+                    QStyle.SubControl.SC_ComboBoxEditField,
+                    w,
+                )
                 need = w.fontMetrics().horizontalAdvance(w.currentText())
                 if need > field.width() + 1:
-                    out.append(f"combo {w.currentText()!r}: text needs {need} px, its field "
-                               f"has {field.width()}")
+                    out.append(
+                        f"combo {w.currentText()!r}: text needs {need} px, its field "
+                        f"has {field.width()}"
+                    )
     return out
 
 
@@ -139,9 +149,15 @@ def contrast_problems(win: QMainWindow, root: QWidget) -> list[str]:
     """Every visible, enabled label under ``root`` whose text colour against the background
     painted behind it is under WCAG AA (4.5:1; 3:1 for large text)."""
     out: list[str] = []
-    labels = [lab for lab in root.findChildren(QLabel)
-              if lab.isVisible() and lab.isEnabled() and lab.text().strip()
-              and lab.pixmap().isNull() and "<" not in lab.text()]
+    labels = [
+        lab
+        for lab in root.findChildren(QLabel)
+        if lab.isVisible()
+        and lab.isEnabled()
+        and lab.text().strip()
+        and lab.pixmap().isNull()
+        and "<" not in lab.text()
+    ]
     shot = win.grab().toImage()
     dpr = shot.devicePixelRatio()
     for lab in labels:
@@ -151,16 +167,22 @@ def contrast_problems(win: QMainWindow, root: QWidget) -> list[str]:
         if seen.isEmpty():
             continue
         top_left = lab.mapTo(win, seen.topLeft())
-        rect = QRect(round(top_left.x() * dpr), round(top_left.y() * dpr),
-                     round(seen.width() * dpr), round(seen.height() * dpr))
+        rect = QRect(
+            round(top_left.x() * dpr),
+            round(top_left.y() * dpr),
+            round(seen.width() * dpr),
+            round(seen.height() * dpr),
+        )
         bg = _background(shot, rect)
         font = lab.font()
         large = font.pointSizeF() >= 18 or (font.bold() and font.pointSizeF() >= 14)
         need = AA_LARGE if large else AA_BODY
         ratio = contrast_ratio(fg, bg)
         if ratio < need:
-            out.append(f"{lab.objectName() or 'QLabel'} {lab.text()[:40]!r}: {fg.name()} on "
-                       f"{bg.name()} = {ratio:.2f}:1 < {need}")
+            out.append(
+                f"{lab.objectName() or 'QLabel'} {lab.text()[:40]!r}: {fg.name()} on "
+                f"{bg.name()} = {ratio:.2f}:1 < {need}"
+            )
     return out
 
 
@@ -186,10 +208,19 @@ def test_every_panel_fits_and_reads_at_both_sizes(window, qtbot, theme):  # noqa
     c.handle_event(JobQueued(job=make_job("running")))
     c.handle_event(JobStarted(job_id="running"))
     c.handle_event(JobQueued(job=make_job("waiting")))
-    c.engine.models = [ModelInfo(id="tiny", name="Sfumato tiny", format="diffusers", path="/m",
-                                 native_size=64, loaded=True)]
-    c.engine.update_health(Health(version="t", state=EngineState.busy, device="cpu",
-                                  dtype="float32", model="tiny"))
+    c.engine.models = [
+        ModelInfo(
+            id="tiny",
+            name="Sfumato tiny",
+            format="diffusers",
+            path="/m",
+            native_size=64,
+            loaded=True,
+        )
+    ]
+    c.engine.update_health(
+        Health(version="t", state=EngineState.busy, device="cpu", dtype="float32", model="tiny")
+    )
     c.engine.models_listed = True
     c.generation.set_size(512, 512)
     problems: list[str] = []
@@ -204,10 +235,19 @@ def test_every_panel_fits_and_reads_at_both_sizes(window, qtbot, theme):  # noqa
                 assert window.size().width() == size[0], "the window did not take the size"
                 # the raised panel and what is always in view; the panels tabbed behind it
                 # are parked off-screen by Qt and checked on their own turn
-                roots = [dock, window.central, window.queue_dock, window.history_dock,
-                         window.findChild(QToolBar, "MainToolbar"), window.statusBar()]
-                found = [line for root in roots for line in
-                         layout_problems(root) + contrast_problems(window, root)]
+                roots = [
+                    dock,
+                    window.central,
+                    window.queue_dock,
+                    window.history_dock,
+                    window.findChild(QToolBar, "MainToolbar"),
+                    window.statusBar(),
+                ]
+                found = [
+                    line
+                    for root in roots
+                    for line in layout_problems(root) + contrast_problems(window, root)
+                ]
                 found += tab_problems(window)
                 for line in found:
                     problems.append(f"{theme} {size[0]}x{size[1]} {name}: {line}")

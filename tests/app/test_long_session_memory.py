@@ -44,8 +44,22 @@ from .test_window import window  # noqa: F401
 PAGE = 24  # History's page, lowered from 300 so that a few dozen jobs overflow it
 BATCH = 2
 #: Types whose live count must not follow the number of images made.
-WATCHED = ("HistoryEntry", "QListWidgetItem", "QImage", "QPixmap", "QIcon", "JobItem", "JobCard",
-           "CanvasImage", "ResultImage", "GenerateParams", "PosixPath", "tuple", "partial", "_Job")
+WATCHED = (
+    "HistoryEntry",
+    "QListWidgetItem",
+    "QImage",
+    "QPixmap",
+    "QIcon",
+    "JobItem",
+    "JobCard",
+    "CanvasImage",
+    "ResultImage",
+    "GenerateParams",
+    "PosixPath",
+    "tuple",
+    "partial",
+    "_Job",
+)
 
 
 def png(i: int, size: int = 64) -> bytes:
@@ -70,13 +84,15 @@ async def make_jobs(window, first: int, count: int) -> None:  # noqa: F811
         for i in range(BATCH):
             path = out / f"{job_id}-{i:03d}.png"
             path.write_bytes(png(n * BATCH + i))
-            image = ResultImage(name=path.name, path=str(path), index=i, seed=n, width=64,
-                                height=64)
+            image = ResultImage(
+                name=path.name, path=str(path), index=i, seed=n, width=64, height=64
+            )
             c.handle_event(JobResult(job_id=job_id, image=image))
             results.append(image)
         await settle(c)
-        c.handle_event(JobFinished(job=job.model_copy(update={"state": JobState.done,
-                                                              "results": results})))
+        c.handle_event(
+            JobFinished(job=job.model_copy(update={"state": JobState.done, "results": results}))
+        )
         await settle(c)
     window.history_panel.thumbs.wait()
     for _ in range(5):  # the thumbnails' queued deliveries
@@ -88,8 +104,9 @@ def live_counts() -> collections.Counter:
     # widgets let go by deleteLater() (Queue cards of trimmed jobs) are deleted by the loop
     QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     gc.collect()
-    return collections.Counter(name for o in gc.get_objects()
-                               if (name := type(o).__qualname__) in WATCHED)
+    return collections.Counter(
+        name for o in gc.get_objects() if (name := type(o).__qualname__) in WATCHED
+    )
 
 
 async def test_a_long_session_keeps_a_bounded_number_of_objects(window, monkeypatch):  # noqa: F811

@@ -13,10 +13,23 @@ def test_a_flow_single_file_shows_its_note_and_its_problem(qapp):
     engine = EngineInfo()
     bar = ModelBar(engine)
     engine.models = [
-        ModelInfo(id="sd3", name="SD3", format="single_file", path="/m/sd3.safetensors",
-                  architecture="sd3", note="runs without T5 (…) t5_tokenizer.json"),
-        ModelInfo(id="flux", name="Flux", format="single_file", path="/m/flux.safetensors",
-                  architecture="flux", problem="put ae.safetensors into the same folder.")]
+        ModelInfo(
+            id="sd3",
+            name="SD3",
+            format="single_file",
+            path="/m/sd3.safetensors",
+            architecture="sd3",
+            note="runs without T5 (…) t5_tokenizer.json",
+        ),
+        ModelInfo(
+            id="flux",
+            name="Flux",
+            format="single_file",
+            path="/m/flux.safetensors",
+            architecture="flux",
+            problem="put ae.safetensors into the same folder.",
+        ),
+    ]
     tips = [bar.combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(2)]
     assert "ⓘ runs without T5" in tips[0] and "⚠" not in tips[0]
     assert "⚠ put ae.safetensors" in tips[1]

@@ -45,19 +45,36 @@ def _png() -> bytes:
 
 
 def _job(job_id="a", *, batch_size=1, batch_count=1, steps=25, results=0) -> Job:
-    params = GenerateParams(prompt="p", width=64, height=64, steps=steps,
-                            batch_size=batch_size, batch_count=batch_count)
-    res = [ResultImage(name=f"{i}.png", path=f"/x/{i}.png", index=i, seed=i, width=64, height=64)
-           for i in range(results)]
-    return Job(id=job_id, kind="generate", state=JobState.running, created_at=utcnow(),
-               spec=GenerateJob(params=params), results=res)
+    params = GenerateParams(
+        prompt="p", width=64, height=64, steps=steps, batch_size=batch_size, batch_count=batch_count
+    )
+    res = [
+        ResultImage(name=f"{i}.png", path=f"/x/{i}.png", index=i, seed=i, width=64, height=64)
+        for i in range(results)
+    ]
+    return Job(
+        id=job_id,
+        kind="generate",
+        state=JobState.running,
+        created_at=utcnow(),
+        spec=GenerateJob(params=params),
+        results=res,
+    )
 
 
 def _grid_job(job_id="g") -> Job:
-    grid = SamplerGridParams(base=GenerateParams(prompt="p", seed=3, width=64, height=64),
-                             samplers=["Euler", "DDIM"], steps=[2, 3])
-    return Job(id=job_id, kind="sampler_grid", state=JobState.running, created_at=utcnow(),
-               spec=SamplerGridJob(params=grid))
+    grid = SamplerGridParams(
+        base=GenerateParams(prompt="p", seed=3, width=64, height=64),
+        samplers=["Euler", "DDIM"],
+        steps=[2, 3],
+    )
+    return Job(
+        id=job_id,
+        kind="sampler_grid",
+        state=JobState.running,
+        created_at=utcnow(),
+        spec=SamplerGridJob(params=grid),
+    )
 
 
 # ----------------------------------------------------------------- preview step vs progress
@@ -78,8 +95,8 @@ def test_a_preview_goes_out_with_the_progress_of_its_step():
     queue = _Queue()
     ctx = JobContext(queue, _job())
     ctx.begin(25)
-    ctx.PREVIEW_INTERVAL_S = 0.0        # a preview due at every step…
-    ctx.PROGRESS_INTERVAL_S = 3600.0    # …while progress would be throttled
+    ctx.PREVIEW_INTERVAL_S = 0.0  # a preview due at every step…
+    ctx.PROGRESS_INTERVAL_S = 3600.0  # …while progress would be throttled
     for step in range(1, 14):
         if ctx.progress(step):
             ctx.preview(step, 0, ("", 8, 8))
@@ -116,22 +133,26 @@ def test_status_bar_and_canvas_caption_say_the_same_step(qtbot, tmp_path: Path):
     controller.handle_event(JobQueued(job=_job(steps=25)))
     controller.handle_event(JobStarted(job_id="a"))
     controller.handle_event(JobProgress(job_id="a", step=13, total=25))
-    controller.handle_event(JobPreview(job_id="a", step=13, index=0, width=8, height=8,
-                                       png_b64=png))
+    controller.handle_event(
+        JobPreview(job_id="a", step=13, index=0, width=8, height=8, png_b64=png)
+    )
     assert win.status.job_label.text().startswith("Step 13/25")
     assert win.canvas._caption_text == "Preview · step 13/25"
     controller.history.index.close()
 
 
 # ----------------------------------------------------------------- which images
-@pytest.mark.parametrize(("size", "count", "results", "text"), [
-    (1, 1, 0, ""),
-    (4, 1, 0, "4 images"),           # a batch renders together: not "Image 1/4"
-    (1, 3, 1, "Image 2 of 3"),       # one image at a time
-    (4, 2, 0, "Images 1–4 of 8"),
-    (4, 2, 4, "Images 5–8 of 8"),
-    (4, 2, 8, "Images 5–8 of 8"),    # the last result arrived, the job not yet finished
-])
+@pytest.mark.parametrize(
+    ("size", "count", "results", "text"),
+    [
+        (1, 1, 0, ""),
+        (4, 1, 0, "4 images"),  # a batch renders together: not "Image 1/4"
+        (1, 3, 1, "Image 2 of 3"),  # one image at a time
+        (4, 2, 0, "Images 1–4 of 8"),
+        (4, 2, 4, "Images 5–8 of 8"),
+        (4, 2, 8, "Images 5–8 of 8"),  # the last result arrived, the job not yet finished
+    ],
+)
 def test_images_text_says_what_renders_now(size, count, results, text):
     item = JobItem.from_job(_job(batch_size=size, batch_count=count, results=results))
     assert item.images_text() == text
@@ -175,8 +196,7 @@ def test_the_scrubber_counts_the_selected_frames_not_the_shown_ones(qapp):
     selected = s.selected()
     assert len(selected) == 36
     shown = [selected[round(i * 35 / (PLAYER_FRAMES - 1))] for i in range(PLAYER_FRAMES)]
-    s.preview = VideoFrames(indices=shown, frames=[b""] * PLAYER_FRAMES,
-                            maps=[b""] * PLAYER_FRAMES)
+    s.preview = VideoFrames(indices=shown, frames=[b""] * PLAYER_FRAMES, maps=[b""] * PLAYER_FRAMES)
     assert "36 frames" in s.selection_summary()
     assert s.frame_text(0) == "1 / 36 · #0"
     assert s.frame_text(PLAYER_FRAMES - 1) == "36 / 36 · #35"
@@ -191,10 +211,23 @@ def test_one_frame_rate_wording_for_source_selection_result_and_queue(qapp):
     assert "30.02 fps" in s.selection_summary()
     from engine.video_protocol import VideoResult
 
-    item = JobItem(id="v", state=JobState.done, params=None, created_at=utcnow(),
-                   label="Video edit (LOVECon): x",
-                   results=[ResultImage(name="v.mp4", path="/x/v.mp4", index=0, seed=0, width=64,
-                                        height=64, role="video",
-                                        video=VideoResult(frames=30, fps=30.02,
-                                                          duration_s=1.0))])
+    item = JobItem(
+        id="v",
+        state=JobState.done,
+        params=None,
+        created_at=utcnow(),
+        label="Video edit (LOVECon): x",
+        results=[
+            ResultImage(
+                name="v.mp4",
+                path="/x/v.mp4",
+                index=0,
+                seed=0,
+                width=64,
+                height=64,
+                role="video",
+                video=VideoResult(frames=30, fps=30.02, duration_s=1.0),
+            )
+        ],
+    )
     assert item.summary() == "30 frames · 30.02 fps"

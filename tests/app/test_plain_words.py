@@ -38,8 +38,7 @@ def test_panels_print_no_maths(window, qtbot):  # noqa: F811
     c = window.controller
     c.generation.set_option("uncertainty", True)
     c.fits.model = "tiny"
-    c.engine.samplers = [SamplerInfo(name="Analytic-DDIM", description="d",
-                                     needs_fit="analytic")]
+    c.engine.samplers = [SamplerInfo(name="Analytic-DDIM", description="d", needs_fit="analytic")]
     c.generation.sampler = "Analytic-DDIM"
     for dock in (window.sampler_dock, window.uncertainty_dock):
         dock.show()
@@ -56,12 +55,18 @@ def test_panels_print_no_maths(window, qtbot):  # noqa: F811
 
 
 def test_fit_cards_read_in_words_with_the_maths_in_the_tooltip(window):  # noqa: F811
-    job = Job(id="f1", kind="uncertainty_fit", state=JobState.queued,
-              spec=UncertaintyFitJob(params=UncertaintyFitParams()), created_at=utcnow())
+    job = Job(
+        id="f1",
+        kind="uncertainty_fit",
+        state=JobState.queued,
+        spec=UncertaintyFitJob(params=UncertaintyFitParams()),
+        created_at=utcnow(),
+    )
     item = JobItem.from_job(job)
     assert not MATHS.search(item.title)
-    assert set(FIT_MATHS) == set(FIT_JOB_KINDS.values()) == {"analytic", "calibration",
-                                                             "uncertainty"}
+    assert (
+        set(FIT_MATHS) == set(FIT_JOB_KINDS.values()) == {"analytic", "calibration", "uncertainty"}
+    )
     assert "Γ_t" in FIT_MATHS["analytic"]
     assert (item.fit_kind, item.glyph) == ("uncertainty", "σ²")
     assert FitsState().needs is not None

@@ -28,14 +28,19 @@ def tiny() -> ModelInfo:
 
 @pytest.fixture
 def sd15() -> ModelInfo:
-    return ModelInfo(id="sd15", name="Sd15", format="single_file", path="/m/sd15.safetensors",
-                     native_size=512, loaded=True)
+    return ModelInfo(
+        id="sd15",
+        name="Sd15",
+        format="single_file",
+        path="/m/sd15.safetensors",
+        native_size=512,
+        loaded=True,
+    )
 
 
 @pytest.fixture
 def window(qtbot, tmp_path: Path):
-    controller, win = create_window(parse_args(["--data-dir", str(tmp_path / "d"),
-                                                "--no-engine"]))
+    controller, win = create_window(parse_args(["--data-dir", str(tmp_path / "d"), "--no-engine"]))
     qtbot.addWidget(win)
     win.show()
     yield win
@@ -83,7 +88,9 @@ def test_builtin_model_sets_placeholder_ideas_and_hint_other_models_do_not(windo
     assert assist.ideas_button.isHidden()
 
     engine.models = [tiny]
-    assert window.prompt_edit.placeholderText() == "hamburger, twemoji style, on a purple background"
+    assert (
+        window.prompt_edit.placeholderText() == "hamburger, twemoji style, on a purple background"
+    )
     assert not assist.ideas_button.isHidden()
     actions = assist.ideas_menu.actions()
     assert len(actions) >= 6 and actions[0].text() == window.prompt_edit.placeholderText()
@@ -161,8 +168,11 @@ def test_model_picker_and_size_say_loading_until_the_engine_lists_models(window,
 def test_a_size_picked_before_the_engine_answers_shows_at_once(window):
     panel = window.prompt_panel
     assert panel.size_preset.isEnabled() and panel.width_spin.text() == ""
-    i = next(k for k in range(panel.size_preset.count())
-             if tuple(panel.size_preset.itemData(k) or ()) == (64, 64))
+    i = next(
+        k
+        for k in range(panel.size_preset.count())
+        if tuple(panel.size_preset.itemData(k) or ()) == (64, 64)
+    )
     panel.size_preset.setCurrentIndex(i)
     panel.size_preset.activated.emit(i)
     assert (window.controller.generation.width, window.controller.generation.height) == (64, 64)

@@ -19,9 +19,11 @@ def test_tag_being_typed_and_matches():
     assert tag_being_typed(text, len(text)) == (12, "in")
     assert tag_being_typed("a <lora:ink:1> b", 16) is None
     assert tag_being_typed("<lyco:", 6) == (6, "")
-    loras = [LoraInfo(name="ink", path="/l/ink.safetensors", base="SD 1.x"),
-             LoraInfo(name="Paper", path="/l/p.safetensors", base="SD 1.x"),
-             LoraInfo(name="old", path="/l/old.pt", base="?", problem="a pickle")]
+    loras = [
+        LoraInfo(name="ink", path="/l/ink.safetensors", base="SD 1.x"),
+        LoraInfo(name="Paper", path="/l/p.safetensors", base="SD 1.x"),
+        LoraInfo(name="old", path="/l/old.pt", base="?", problem="a pickle"),
+    ]
     assert [x.name for x in matching_loras(loras, "")] == ["ink", "Paper"]
     assert [x.name for x in matching_loras(loras, "pa")] == ["Paper"]
     assert lora_tag("ink") == "<lora:ink:1>" and lora_tag("ink", 0.75) == "<lora:ink:0.75>"

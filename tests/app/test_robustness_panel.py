@@ -27,9 +27,10 @@ from .bare_session import bare_session
 
 def _contrast(a: str, b: str) -> float:
     def lum(h: str) -> float:
-        vals = [int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        vals = [int(h[i : i + 2], 16) / 255 for i in (1, 3, 5)]
         vals = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in vals]
         return 0.2126 * vals[0] + 0.7152 * vals[1] + 0.0722 * vals[2]
+
     hi, lo = sorted((lum(a), lum(b)), reverse=True)
     return (hi + 0.05) / (lo + 0.05)
 
@@ -51,26 +52,56 @@ def test_cost_is_said_before_running(qapp):
     assert "about 10 s here" in s.cost_text(base)
     s.top_k = 0  # every word
     assert s.params(base).top_k is None and s.params(base).image_count() == 4 * (1 + 6 + 18)
-    assert s.cost_text(GenerateParams(prompt="  ")) .startswith("Write a prompt")
+    assert s.cost_text(GenerateParams(prompt="  ")).startswith("Write a prompt")
     assert significance(0.001) == "clearly changes the images"
     assert significance(0.6) == "no change detected"
 
 
 def _report() -> RobustnessReport:
     return RobustnessReport(
-        prompt="red apple", samples=2, seed=1, features="x", permutations=100,
-        groups=[RobustnessGroup(group=g, kind=k, prompt=p) for g, k, p in [
-            (0, "original", "red apple"), (1, "deletion", "apple"), (2, "deletion", "red"),
-            (3, "perturbation", "rde apple"), (4, "perturbation", "Red apple")]],
-        words=[WordImportance(index=0, word="red", group=1, mmd2=0.4, p_value=0.01, importance=1),
-               WordImportance(index=1, word="apple", group=2, mmd2=0.1, p_value=0.3,
-                              importance=0.25)],
+        prompt="red apple",
+        samples=2,
+        seed=1,
+        features="x",
+        permutations=100,
+        groups=[
+            RobustnessGroup(group=g, kind=k, prompt=p)
+            for g, k, p in [
+                (0, "original", "red apple"),
+                (1, "deletion", "apple"),
+                (2, "deletion", "red"),
+                (3, "perturbation", "rde apple"),
+                (4, "perturbation", "Red apple"),
+            ]
+        ],
+        words=[
+            WordImportance(index=0, word="red", group=1, mmd2=0.4, p_value=0.01, importance=1),
+            WordImportance(index=1, word="apple", group=2, mmd2=0.1, p_value=0.3, importance=0.25),
+        ],
         perturbations=[
-            Perturbation(group=3, word_index=0, rule="typo", original="red", replaced="rde",
-                         prompt="rde apple", mmd2=0.3, p_value=0.02),
-            Perturbation(group=4, word_index=0, rule="glyph", original="red", replaced="Red",
-                         prompt="Red apple", mmd2=0.05, p_value=0.7)],
-        done=True)
+            Perturbation(
+                group=3,
+                word_index=0,
+                rule="typo",
+                original="red",
+                replaced="rde",
+                prompt="rde apple",
+                mmd2=0.3,
+                p_value=0.02,
+            ),
+            Perturbation(
+                group=4,
+                word_index=0,
+                rule="glyph",
+                original="red",
+                replaced="Red",
+                prompt="Red apple",
+                mmd2=0.05,
+                p_value=0.7,
+            ),
+        ],
+        done=True,
+    )
 
 
 def test_panel_shows_chips_rows_and_uses_a_wording(qtbot, tmp_path):
@@ -89,8 +120,14 @@ def test_panel_shows_chips_rows_and_uses_a_wording(qtbot, tmp_path):
     assert panel.chips.count() == 2 and not panel.rows
 
     spec = RobustnessJob(params=RobustnessParams(base=GenerateParams(prompt="red apple")))
-    job = Job(id="j1", kind="prompt_robustness", state=JobState.done, spec=spec,
-              created_at=datetime.now(UTC), robustness=_report())
+    job = Job(
+        id="j1",
+        kind="prompt_robustness",
+        state=JobState.done,
+        spec=spec,
+        created_at=datetime.now(UTC),
+        robustness=_report(),
+    )
     state.job_id = "j1"
     session.handle_event(JobFinished(job=job))
     assert not others  # claimed: not the canvas's
@@ -105,8 +142,13 @@ def test_panel_shows_chips_rows_and_uses_a_wording(qtbot, tmp_path):
     assert generation.prompt == "Red apple"
 
     # A generate job's events are left to the rest of the app.
-    other = Job(id="g", kind="generate", state=JobState.done, spec={"kind": "generate",
-                "params": {}}, created_at=datetime.now(UTC))
+    other = Job(
+        id="g",
+        kind="generate",
+        state=JobState.done,
+        spec={"kind": "generate", "params": {}},
+        created_at=datetime.now(UTC),
+    )
     session.handle_event(JobFinished(job=other))
     assert len(others) == 1 and state.status == "done"
 
@@ -133,8 +175,9 @@ def test_probe_request_is_a_plain_recipe(qapp):
 
     from engine.protocol import UncertaintyOptions
 
-    base = GenerateParams(prompt="red apple", batch_size=4, batch_count=2,
-                          uncertainty=UncertaintyOptions())
+    base = GenerateParams(
+        prompt="red apple", batch_size=4, batch_count=2, uncertainty=UncertaintyOptions()
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pydantic warns when a field holds the wrong type
         params = RobustnessState().params(base)

@@ -34,27 +34,51 @@ from engine.protocol import (
 from .test_controller import controller, png_bytes  # noqa: F401
 from .test_window import window  # noqa: F401
 
-SCHED = SamplerOption(name="schedule", label="Schedule type", default="default",
-                      choices=["default", "karras", "exponential"])
+SCHED = SamplerOption(
+    name="schedule",
+    label="Schedule type",
+    default="default",
+    choices=["default", "karras", "exponential"],
+)
 CAL = SamplerOption(name="calibrated", label="Calibrated", default=False)
 SAMPLERS = [
     SamplerInfo(name="Euler", description="First-order ODE solver.", options=[SCHED, CAL]),
     SamplerInfo(name="DPM++ 2M", description="Multistep.", options=[SCHED, CAL]),
-    SamplerInfo(name="DDIM", description="DDIM.", options=[
-        SamplerOption(name="timestep_spacing", label="Timestep spacing",
-                      choices=["linspace", "leading", "trailing"]),
-        SamplerOption(name="eta", label="Eta DDIM", default=0.0, minimum=0, maximum=1), CAL]),
-    SamplerInfo(name="Analytic-DDIM", description="Analytic.", options=[CAL],
-                needs_fit="analytic"),
-    SamplerInfo(name="DPM++ 2M Karras", description="legacy", options=[SCHED, CAL],
-                alias_of="DPM++ 2M", schedule="karras"),
+    SamplerInfo(
+        name="DDIM",
+        description="DDIM.",
+        options=[
+            SamplerOption(
+                name="timestep_spacing",
+                label="Timestep spacing",
+                choices=["linspace", "leading", "trailing"],
+            ),
+            SamplerOption(name="eta", label="Eta DDIM", default=0.0, minimum=0, maximum=1),
+            CAL,
+        ],
+    ),
+    SamplerInfo(name="Analytic-DDIM", description="Analytic.", options=[CAL], needs_fit="analytic"),
+    SamplerInfo(
+        name="DPM++ 2M Karras",
+        description="legacy",
+        options=[SCHED, CAL],
+        alias_of="DPM++ 2M",
+        schedule="karras",
+    ),
 ]
 
 
 def fit(kind: str, minutes: float = 2, steps: list[int] | None = None, images: int = 500):
-    return FitInfo(id=kind, kind=kind, model="tiny", model_hash="h", images=images,
-                   created_at=datetime.now(UTC) - timedelta(minutes=minutes), source="fitset",
-                   steps=steps or [])
+    return FitInfo(
+        id=kind,
+        kind=kind,
+        model="tiny",
+        model_hash="h",
+        images=images,
+        created_at=datetime.now(UTC) - timedelta(minutes=minutes),
+        source="fitset",
+        steps=steps or [],
+    )
 
 
 # --------------------------------------------------------------------------- state
@@ -94,8 +118,9 @@ def test_grid_choice_keeps_current_options_on_its_own_row():
     assert parse_numbers("4; 7.5", float) == [4.0, 7.5]
     with pytest.raises(ValueError):
         parse_numbers("10, x")
-    current = GenerateParams(prompt="p", sampler="DPM++ 2M", schedule="karras", seed=5,
-                             batch_size=4)
+    current = GenerateParams(
+        prompt="p", sampler="DPM++ 2M", schedule="karras", seed=5, batch_size=4
+    )
     choice = GridChoice(["DPM++ 2M", "Euler"], [10, 20])
     assert choice.cell_count == 4 and choice.problem() == ""
     grid = choice.to_params(current)
@@ -107,9 +132,11 @@ def test_grid_choice_keeps_current_options_on_its_own_row():
 
 
 def grid_params() -> SamplerGridParams:
-    return SamplerGridParams(base=GenerateParams(prompt="p", seed=3, width=64, height=64),
-                             samplers=["Euler", GridSampler(sampler="DDIM", eta=0.5)],
-                             steps=[2, 3])
+    return SamplerGridParams(
+        base=GenerateParams(prompt="p", seed=3, width=64, height=64),
+        samplers=["Euler", GridSampler(sampler="DDIM", eta=0.5)],
+        steps=[2, 3],
+    )
 
 
 def test_canvas_grid_fills_cells_and_opens_one(qapp):
@@ -122,8 +149,9 @@ def test_canvas_grid_fills_cells_and_opens_one(qapp):
     assert grid.slot(0, 1).image.preview
     assert not canvas.open_cell(0, 1) or canvas.current_image.preview
     canvas.show_grid()
-    cell = GridCell(row=1, col=1, sampler="DDIM", label="DDIM · η 0.5", steps=3, cfg_scale=7,
-                    seconds=0.5)
+    cell = GridCell(
+        row=1, col=1, sampler="DDIM", label="DDIM · η 0.5", steps=3, cfg_scale=7, seconds=0.5
+    )
     assert canvas.set_grid_result("g", cell, png_bytes(), path=Path("/x/c3.png"), seed=3)
     slot = grid.slot(1, 1)
     assert slot.seconds == 0.5 and slot.image.ready
@@ -138,8 +166,14 @@ def test_canvas_grid_fills_cells_and_opens_one(qapp):
 
 
 def grid_job(state=JobState.queued, results=()) -> Job:
-    return Job(id="g1", kind="sampler_grid", state=state, created_at=utcnow(),
-               spec=SamplerGridJob(params=grid_params()), results=list(results))
+    return Job(
+        id="g1",
+        kind="sampler_grid",
+        state=state,
+        created_at=utcnow(),
+        spec=SamplerGridJob(params=grid_params()),
+        results=list(results),
+    )
 
 
 async def test_grid_job_events_fill_the_canvas_grid(controller: AppController, tmp_path):  # noqa: F811
@@ -147,24 +181,34 @@ async def test_grid_job_events_fill_the_canvas_grid(controller: AppController, t
     c.handle_event(JobQueued(job=grid_job()))
     item = c.jobs.get("g1")
     assert item.title == "Compare: p" and item.image_count == 5
-    c.handle_event(JobPreview(job_id="g1", step=1, index=2, width=8, height=8,
-                              png_b64="iVBORw0KGgo="))
+    c.handle_event(
+        JobPreview(job_id="g1", step=1, index=2, width=8, height=8, png_b64="iVBORw0KGgo=")
+    )
     assert c.canvas.grid is not None and c.canvas.grid_visible
     results = []
     for k in range(4):
         r, col = divmod(k, 2)
         path = tmp_path / f"c{k}.png"
         path.write_bytes(png_bytes())
-        cell = GridCell(row=r, col=col, sampler="x", label="x", steps=2 + col, cfg_scale=7,
-                        seconds=0.1 * (k + 1))
-        res = ResultImage(name=path.name, path=str(path), index=k, seed=3, width=64,
-                          height=64, cell=cell)
+        cell = GridCell(
+            row=r,
+            col=col,
+            sampler="x",
+            label="x",
+            steps=2 + col,
+            cfg_scale=7,
+            seconds=0.1 * (k + 1),
+        )
+        res = ResultImage(
+            name=path.name, path=str(path), index=k, seed=3, width=64, height=64, cell=cell
+        )
         results.append(res)
         c.handle_event(JobResult(job_id="g1", image=res))
     sheet = tmp_path / "g1-grid.png"
     sheet.write_bytes(png_bytes())
-    grid_res = ResultImage(name=sheet.name, path=str(sheet), index=4, seed=3, width=200,
-                           height=200, role="grid")
+    grid_res = ResultImage(
+        name=sheet.name, path=str(sheet), index=4, seed=3, width=200, height=200, role="grid"
+    )
     c.handle_event(JobResult(job_id="g1", image=grid_res))
     from .test_controller import settle
 
@@ -189,8 +233,12 @@ def test_panel_shows_only_the_options_of_the_sampler(window):  # noqa: F811
     c.fits.model = "tiny"
     g = c.generation
     g.sampler = "Euler"
-    assert [panel.sampler_list.item(i).text() for i in range(panel.sampler_list.count())] == \
-        ["Euler", "DPM++ 2M", "DDIM", "Analytic-DDIM"]
+    assert [panel.sampler_list.item(i).text() for i in range(panel.sampler_list.count())] == [
+        "Euler",
+        "DPM++ 2M",
+        "DDIM",
+        "Analytic-DDIM",
+    ]
     assert panel.schedule_combo.isVisibleTo(panel) and not panel.eta_spin.isVisibleTo(panel)
     assert not panel.analytic_toggle.isEnabled()
     panel.sampler_list.setCurrentRow(2)  # DDIM
@@ -224,8 +272,14 @@ async def test_dropped_recipe_shows_its_sampler_and_options(window, tmp_path):  
     c = window.controller
     c.engine.samplers = SAMPLERS
     panel = window.sampler_panel
-    params = GenerateParams(prompt="harbour", sampler="DPM++ 2M", schedule="exponential",
-                            steps=30, calibrated=True, seed=1)
+    params = GenerateParams(
+        prompt="harbour",
+        sampler="DPM++ 2M",
+        schedule="exponential",
+        steps=30,
+        calibrated=True,
+        seed=1,
+    )
     info = PngInfo()
     info.add_text("sfumato", recipe_json(params, seed=1, model_name="tiny", index=0))
     path = tmp_path / "r.png"
@@ -292,16 +346,26 @@ async def test_panel_follows_its_fits_not_other_jobs(window, monkeypatch):  # no
         refresh()
 
     monkeypatch.setattr(panel, "_refresh_fits", counted)
-    gen = Job(id="gen", kind="generate", state=JobState.queued, created_at=utcnow(),
-              spec=GenerateJob(params=GenerateParams(prompt="harbour", steps=30)))
+    gen = Job(
+        id="gen",
+        kind="generate",
+        state=JobState.queued,
+        created_at=utcnow(),
+        spec=GenerateJob(params=GenerateParams(prompt="harbour", steps=30)),
+    )
     c.handle_event(JobQueued(job=gen))
     c.handle_event(JobStarted(job_id="gen"))
     for step in range(1, 31):
         c.handle_event(JobProgress(job_id="gen", step=step, total=30))
     assert calls[0] == 0
 
-    fit = Job(id="fit", kind="analytic_fit", state=JobState.queued, created_at=utcnow(),
-              spec=AnalyticFitJob())
+    fit = Job(
+        id="fit",
+        kind="analytic_fit",
+        state=JobState.queued,
+        created_at=utcnow(),
+        spec=AnalyticFitJob(),
+    )
     c.handle_event(JobQueued(job=fit))
     assert calls[0] == 1 and "queued" in panel.analytic_row.status.text()
     assert not panel.analytic_row.fit_button.isEnabled()
@@ -323,15 +387,22 @@ def test_the_sampler_panel_follows_the_model_family(window):  # noqa: F811
 
     c = window.controller
     panel = window.sampler_panel
-    flow = [SamplerInfo(name=n, description=f"{n} on the flow ODE.", model_family="flow")
-            for n in ("Flow Euler", "Flow Heun")]
+    flow = [
+        SamplerInfo(name=n, description=f"{n} on the flow ODE.", model_family="flow")
+        for n in ("Flow Euler", "Flow Heun")
+    ]
     c.engine.samplers = [*SAMPLERS, *flow]
     c.engine.models = [
         ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m/tiny", architecture="sd1"),
-        ModelInfo(id="flux", name="Flux", format="diffusers", path="/m/flux",
-                  architecture="flux"),
-        ModelInfo(id="sd3", name="SD3", format="single_file", path="/m/sd3.safetensors",
-                  architecture="sd3")]
+        ModelInfo(id="flux", name="Flux", format="diffusers", path="/m/flux", architecture="flux"),
+        ModelInfo(
+            id="sd3",
+            name="SD3",
+            format="single_file",
+            path="/m/sd3.safetensors",
+            architecture="sd3",
+        ),
+    ]
     g = c.generation
 
     def shown() -> list[str]:
@@ -364,8 +435,10 @@ def test_the_sampler_panel_follows_the_model_family(window):  # noqa: F811
     # Compare… offers the flow samplers only
     g.prompt = "a cat"
     dialog = window.open_compare()
-    assert [dialog.sampler_list.item(i).text() for i in range(dialog.sampler_list.count())] == \
-        ["Flow Euler", "Flow Heun"]
+    assert [dialog.sampler_list.item(i).text() for i in range(dialog.sampler_list.count())] == [
+        "Flow Euler",
+        "Flow Heun",
+    ]
     dialog.reject()
 
     # Distilled CFG and Shift write the recipe's flow group
@@ -401,16 +474,21 @@ def test_analytic_dpm_and_calibration_are_greyed_on_sdxl_with_the_reason(window)
     c.engine.samplers = list(SAMPLERS)
     c.engine.models = [
         ModelInfo(id="tiny", name="Tiny", format="diffusers", path="/m/tiny", architecture="sd1"),
-        ModelInfo(id="xl", name="XL", format="single_file", path="/m/xl.safetensors",
-                  architecture="sdxl")]
+        ModelInfo(
+            id="xl", name="XL", format="single_file", path="/m/xl.safetensors", architecture="sdxl"
+        ),
+    ]
     g = c.generation
     g.model = "xl"
     for row in (panel.analytic_row, panel.calibration_row):
         assert not row.toggle.isEnabled() and not row.fit_button.isEnabled()
         assert row.status.text() == "Not for Stable Diffusion XL yet: written for SD 1.x/2.x."
         assert "SDXL's second encoder" in row.toggle.toolTip()
-    analytic = next(panel.sampler_list.item(i) for i in range(panel.sampler_list.count())
-                    if panel.sampler_list.item(i).text() == "Analytic-DDIM")
+    analytic = next(
+        panel.sampler_list.item(i)
+        for i in range(panel.sampler_list.count())
+        if panel.sampler_list.item(i).text() == "Analytic-DDIM"
+    )
     assert analytic.data(TAG_ROLE) == "no fits (SDXL)" and analytic.data(DIM_ROLE)
     assert "Analytic-DPM is not available for sdxl models" in analytic.toolTip()
     g.model = "tiny"

@@ -30,8 +30,9 @@ def test_saved_debounced_and_offered_back_only_after_an_unclean_exit(qtbot, tmp_
     for text in ("a", "a c", "a ca", "a cat"):  # typing
         c.generation.prompt = text
     c.video.start, c.video.end = 3, 9
-    qtbot.waitUntil(lambda: json.loads(path.read_text())["generation"]["prompt"] == "a cat",
-                    timeout=3000)
+    qtbot.waitUntil(
+        lambda: json.loads(path.read_text())["generation"]["prompt"] == "a cat", timeout=3000
+    )
     assert len(writes) == 1  # one write for the whole burst
     saved = json.loads(path.read_text())
     assert (saved["video"]["start"], saved["video"]["end"]) == (3, 9)
@@ -56,9 +57,12 @@ def test_a_damaged_file_or_missing_image_loses_nothing_else(qtbot, tmp_path: Pat
     path = session_path(c.paths.data_dir)
     path.write_text("{ not json")
     assert SessionStore(path, c).unclean() is None
-    data = {"version": 1, "clean": False,
-            "generation": {"prompt": "kept", "steps": "many"},
-            "canvas": {"paths": [str(tmp_path / "gone.png")], "current": 0}}
+    data = {
+        "version": 1,
+        "clean": False,
+        "generation": {"prompt": "kept", "steps": "many"},
+        "canvas": {"paths": [str(tmp_path / "gone.png")], "current": 0},
+    }
     lost = restore(c, data)
     assert c.generation.prompt == "kept"
     assert any("steps" in w for w in lost) and any("gone.png" in w for w in lost)

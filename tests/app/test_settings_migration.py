@@ -20,8 +20,13 @@ def _ini(path: Path, **values) -> Path:
 
 
 def test_a_v1_file_is_migrated_and_its_last_recipe_kept(tmp_path):
-    flat = {"prompt": "kept", "sampler": "DDIM", "uncertainty": True, "uncertainty_samples": 7,
-            "variation_step": 3}
+    flat = {
+        "prompt": "kept",
+        "sampler": "DDIM",
+        "uncertainty": True,
+        "uncertainty_samples": 7,
+        "variation_step": 3,
+    }
     path = _ini(tmp_path / "v1.ini", last_params=json.dumps(flat), theme="dark")
     s = Settings(path)
     assert s.theme == "dark"
@@ -30,8 +35,11 @@ def test_a_v1_file_is_migrated_and_its_last_recipe_kept(tmp_path):
     p = GenerateParams.model_validate_json(s.last_params)
     assert (p.prompt, p.uncertainty.samples, p.uncertainty.variation_step) == ("kept", 7, 3)
     s.sync()
-    assert int(QSettings(str(path), QSettings.Format.IniFormat).value("schema_version")) == \
-        SETTINGS_VERSION == 2
+    assert (
+        int(QSettings(str(path), QSettings.Format.IniFormat).value("schema_version"))
+        == SETTINGS_VERSION
+        == 2
+    )
 
 
 def test_a_damaged_last_recipe_is_dropped_and_new_files_start_current(tmp_path):
@@ -39,5 +47,9 @@ def test_a_damaged_last_recipe_is_dropped_and_new_files_start_current(tmp_path):
     assert s.last_params == ""
     fresh = Settings(tmp_path / "new.ini")
     fresh.sync()
-    assert int(QSettings(str(tmp_path / "new.ini"),
-                         QSettings.Format.IniFormat).value("schema_version")) == SETTINGS_VERSION
+    assert (
+        int(
+            QSettings(str(tmp_path / "new.ini"), QSettings.Format.IniFormat).value("schema_version")
+        )
+        == SETTINGS_VERSION
+    )

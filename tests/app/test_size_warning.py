@@ -8,8 +8,14 @@ from engine.protocol import EngineState, Health, ModelInfo
 
 from .test_window import window  # noqa: F401
 
-TINY = ModelInfo(id="sfumato-tiny", name="Sfumato tiny", format="diffusers", path="/m",
-                 embedded=True, native_size=64)
+TINY = ModelInfo(
+    id="sfumato-tiny",
+    name="Sfumato tiny",
+    format="diffusers",
+    path="/m",
+    embedded=True,
+    native_size=64,
+)
 SD15 = ModelInfo(id="sd15", name="SD 1.5", format="single_file", path="/x.safetensors")
 
 
@@ -28,8 +34,9 @@ def test_native_sizes_and_the_far_rule():
 def _load(window, model: ModelInfo) -> None:  # noqa: F811
     engine = window.controller.engine
     engine.models = [model.model_copy(update={"loaded": True})]
-    engine.update_health(Health(version="t", state=EngineState.ready, device="cpu",
-                                dtype="float32", model=model.id))
+    engine.update_health(
+        Health(version="t", state=EngineState.ready, device="cpu", dtype="float32", model=model.id)
+    )
     engine.models_listed = True
 
 

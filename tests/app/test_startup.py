@@ -30,8 +30,13 @@ print("ENGINE", engine)
 
 def test_window_imports_nothing_heavy(tmp_path: Path):
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(tmp_path)], check=False, cwd=ROOT, capture_output=True, text=True,
-        timeout=120, env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-c", PROBE, str(tmp_path)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
@@ -39,9 +44,15 @@ def test_window_imports_nothing_heavy(tmp_path: Path):
 
 
 def test_cli_help():
-    out = subprocess.run([sys.executable, "-m", "app", "--help"], check=False, cwd=ROOT,
-                         capture_output=True,
-                         text=True, timeout=60, env={"QT_QPA_PLATFORM": "offscreen"})
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "--help"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"QT_QPA_PLATFORM": "offscreen"},
+    )
     assert out.returncode == 0
     for flag in ("--data-dir", "--engine-url", "--engine-token", "--model", "--models-dir"):
         assert flag in out.stdout

@@ -30,7 +30,8 @@ def test_the_composition_root_stays_small():
     lines = len((APP / "controller.py").read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_ROOT_LINES, (
         f"app/controller.py has {lines} lines (at most {MAX_ROOT_LINES}): put feature work in "
-        "app/controllers/, the connection in app/session.py, files in app/library.py")
+        "app/controllers/, the connection in app/session.py, files in app/library.py"
+    )
 
 
 def _module_name(path: Path) -> str:
@@ -54,8 +55,12 @@ def _load_time_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
                     visit(node.body)
                 visit(node.orelse)
             elif isinstance(node, ast.Try):
-                for block in (node.body, node.orelse, node.finalbody,
-                              *[h.body for h in node.handlers]):
+                for block in (
+                    node.body,
+                    node.orelse,
+                    node.finalbody,
+                    *[h.body for h in node.handlers],
+                ):
                     visit(block)
             elif isinstance(node, ast.With):
                 visit(node.body)
@@ -158,8 +163,11 @@ def test_state_is_pure_state():
 
 
 def test_every_job_kind_has_one_controller(qapp, tmp_path: Path):
-    c = AppController(AppPaths(tmp_path / "data"), Settings(tmp_path / "settings.ini"),
-                      LaunchOptions(spawn_engine=False))
+    c = AppController(
+        AppPaths(tmp_path / "data"),
+        Settings(tmp_path / "settings.ini"),
+        LaunchOptions(spawn_engine=False),
+    )
     try:
         claims = c.session.claims()
         assert set(claims) == set(JOB_KINDS), "a job kind no feature controller listens to"

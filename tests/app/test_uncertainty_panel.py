@@ -70,8 +70,10 @@ def test_maps_load_colour_and_rank(tmp_path: Path):
 
 def test_canvas_sorts_keeps_and_restores_by_certainty(qapp):
     state = CanvasState()
-    images = [CanvasImage(data=png(), seed=i, uncertainty=umap([[s]]))
-              for i, s in enumerate((0.3, 0.1, 0.2, 0.4))]
+    images = [
+        CanvasImage(data=png(), seed=i, uncertainty=umap([[s]]))
+        for i, s in enumerate((0.3, 0.1, 0.2, 0.4))
+    ]
     state.show_images(images, current=0)
     assert state.sort_most_certain()
     assert [im.seed for im in state.images] == [1, 2, 0, 3]
@@ -94,10 +96,24 @@ def test_overlay_legend_hover_and_layouts(window, qtbot):  # noqa: F811
     canvas = window.canvas
     values = np.zeros((8, 8), np.float32)
     values[2, 5] = 0.01
-    images = [CanvasImage(data=png(), seed=1, width=8, height=8, params=GenerateParams(steps=10),
-                          uncertainty=umap(values)),
-              CanvasImage(data=png(), seed=2, width=8, height=8, params=GenerateParams(steps=10),
-                          uncertainty=umap(np.full((8, 8), 0.04, np.float32)))]
+    images = [
+        CanvasImage(
+            data=png(),
+            seed=1,
+            width=8,
+            height=8,
+            params=GenerateParams(steps=10),
+            uncertainty=umap(values),
+        ),
+        CanvasImage(
+            data=png(),
+            seed=2,
+            width=8,
+            height=8,
+            params=GenerateParams(steps=10),
+            uncertainty=umap(np.full((8, 8), 0.04, np.float32)),
+        ),
+    ]
     c.canvas.show_images(images)
     assert canvas.view.heatmap_shown and canvas.legend.isVisible()
     lo, hi, name = canvas.legend.texts()
@@ -126,8 +142,11 @@ def test_panel_edits_the_recipe_and_exports(window, qtbot, tmp_path):  # noqa: F
     g = c.generation
     c.engine.samplers = [
         SamplerInfo(name="DDIM", description="DDIM.", uncertainty=True),
-        SamplerInfo(name="Euler", description="Euler.",
-                    uncertainty_note="BayesDiff propagates variance only through DDIM and DPM2"),
+        SamplerInfo(
+            name="Euler",
+            description="Euler.",
+            uncertainty_note="BayesDiff propagates variance only through DDIM and DPM2",
+        ),
     ]
     c.fits.model = "tiny"
     g.sampler = "Euler"
@@ -142,8 +161,17 @@ def test_panel_edits_the_recipe_and_exports(window, qtbot, tmp_path):  # noqa: F
     assert "No posterior" in panel.error_label.text()
     panel.use_ddim_button.click()
     assert g.sampler == "DDIM" and not panel.warning_box.isVisibleTo(panel)
-    c.fits.fits = [FitInfo(id="u", kind="uncertainty", model="tiny", model_hash="h", images=320,
-                           created_at=utcnow(), source="fitset")]
+    c.fits.fits = [
+        FitInfo(
+            id="u",
+            kind="uncertainty",
+            model="tiny",
+            model_hash="h",
+            images=320,
+            created_at=utcnow(),
+            source="fitset",
+        )
+    ]
     assert not panel.error_label.isVisibleTo(panel)
     assert "fitted on 320 images" in panel.fit_row.status.text().lower()
     panel.samples_spin.setValue(10)
@@ -170,9 +198,18 @@ def test_panel_edits_the_recipe_and_exports(window, qtbot, tmp_path):  # noqa: F
 
     # export what is shown, and make variations of it
     values = np.random.default_rng(0).random((8, 8), dtype=np.float32) * 0.01
-    c.canvas.show_images([CanvasImage(data=png(), seed=9, width=8, height=8,
-                                      params=GenerateParams(steps=12, uncertainty=True),
-                                      uncertainty=umap(values))])
+    c.canvas.show_images(
+        [
+            CanvasImage(
+                data=png(),
+                seed=9,
+                width=8,
+                height=8,
+                params=GenerateParams(steps=12, uncertainty=True),
+                uncertainty=umap(values),
+            )
+        ]
+    )
     assert panel.export_png_button.isEnabled() and panel.variation_button.isEnabled()
     assert panel.variation_step_spin.maximum() == 11
     out_png = window.export_map("png", str(tmp_path / "m.png"))
@@ -201,8 +238,15 @@ def test_a_map_is_coloured_once_per_change(window, monkeypatch):  # noqa: F811
     coloured = counting(monkeypatch, app.ui.canvas, "heatmap_pixmap")
     params = GenerateParams(steps=4, uncertainty=True)
     c.canvas.follow_job("j1", 2, params)
-    c.canvas.set_result("j1", 0, png(), seed=1, width=8, height=8,
-                        uncertainty=umap(np.eye(8, dtype=np.float32) * 0.01))
+    c.canvas.set_result(
+        "j1",
+        0,
+        png(),
+        seed=1,
+        width=8,
+        height=8,
+        uncertainty=umap(np.eye(8, dtype=np.float32) * 0.01),
+    )
     assert window.canvas.view.heatmap_shown and coloured[0] == 1
     # a map fetched after its image (the controller's path for maps beside history images)
     c.canvas.follow_job("j2", 1, params)
@@ -234,15 +278,22 @@ def test_panels_ignore_other_jobs_progress(window, monkeypatch):  # noqa: F811
 
     c = window.controller
     panel, sampler = window.uncertainty_panel, window.sampler_panel
-    refreshes = {name: counting(monkeypatch, panel, name) for name in
-                 ("_refresh_generation", "_refresh_display", "_refresh_batch")}
+    refreshes = {
+        name: counting(monkeypatch, panel, name)
+        for name in ("_refresh_generation", "_refresh_display", "_refresh_batch")
+    }
     fits_refreshes = counting(monkeypatch, sampler, "_refresh_fits")
 
     def total() -> int:
         return sum(n[0] for n in refreshes.values())
 
-    gen = Job(id="gen", kind="generate", state=JobState.queued, created_at=utcnow(),
-              spec=GenerateJob(params=GenerateParams(prompt="harbour", steps=40, batch_size=2)))
+    gen = Job(
+        id="gen",
+        kind="generate",
+        state=JobState.queued,
+        created_at=utcnow(),
+        spec=GenerateJob(params=GenerateParams(prompt="harbour", steps=40, batch_size=2)),
+    )
     c.handle_event(JobQueued(job=gen))
     c.handle_event(JobStarted(job_id="gen"))
     before, fits_before = total(), fits_refreshes[0]
@@ -255,8 +306,13 @@ def test_panels_ignore_other_jobs_progress(window, monkeypatch):  # noqa: F811
     assert total() == before and fits_refreshes[0] == fits_before  # ...and left both alone
 
     # the uncertainty fit's own progress shows, once per percent the status line prints
-    fit = Job(id="fit", kind="uncertainty_fit", state=JobState.queued, created_at=utcnow(),
-              spec=UncertaintyFitJob())
+    fit = Job(
+        id="fit",
+        kind="uncertainty_fit",
+        state=JobState.queued,
+        created_at=utcnow(),
+        spec=UncertaintyFitJob(),
+    )
     c.handle_event(JobQueued(job=fit))
     c.handle_event(JobStarted(job_id="fit"))
     assert "running" in panel.fit_row.status.text()
@@ -278,10 +334,18 @@ def test_overlays_leave_the_fitted_image_and_scores_readable(window, qtbot):  # 
     c = window.controller
     canvas, panel = window.canvas, window.uncertainty_panel
     # 64×64, as the built-in model makes: shown 8× enlarged where there is room
-    images = [CanvasImage(data=png(size=(64, 64)), seed=i, width=64, height=64,
-                          path=Path(f"long-name-{i}.png"), params=GenerateParams(steps=10),
-                          uncertainty=umap(np.full((64, 64), s, np.float32)))
-              for i, s in enumerate((0.3, 0.1, 0.2))]
+    images = [
+        CanvasImage(
+            data=png(size=(64, 64)),
+            seed=i,
+            width=64,
+            height=64,
+            path=Path(f"long-name-{i}.png"),
+            params=GenerateParams(steps=10),
+            uncertainty=umap(np.full((64, 64), s, np.float32)),
+        )
+        for i, s in enumerate((0.3, 0.1, 0.2))
+    ]
     c.canvas.show_images(images)
 
     def clear_of_overlays() -> None:
@@ -298,8 +362,9 @@ def test_overlays_leave_the_fitted_image_and_scores_readable(window, qtbot):  # 
     clear_of_overlays()
     assert canvas.legend.y() > canvas.toolbar.geometry().bottom()
     full = canvas.caption.toolTip()  # shortened at its end: seed and score come first
-    assert full.startswith("seed 0 · uncertainty 0.3000 (lower = more certain) · 64×64 · "
-                           "long-name-0.png")
+    assert full.startswith(
+        "seed 0 · uncertainty 0.3000 (lower = more certain) · 64×64 · long-name-0.png"
+    )
     assert canvas.caption.text().endswith("…") and full.startswith(canvas.caption.text()[:-1])
     # the score under each thumbnail, and the panel says when they run most certain first
     assert [canvas.strip.item(i).text() for i in range(3)] == ["1 · 0.3", "2 · 0.1", "3 · 0.2"]

@@ -16,8 +16,7 @@ from .test_video_state import upload
 def window(qtbot, tmp_path):
     from app.main import create_window, parse_args
 
-    controller, win = create_window(parse_args(["--data-dir", str(tmp_path / "d"),
-                                                "--no-engine"]))
+    controller, win = create_window(parse_args(["--data-dir", str(tmp_path / "d"), "--no-engine"]))
     qtbot.addWidget(win)
     win.show()
     yield win
@@ -31,9 +30,11 @@ def png(value: int, size=(16, 16)) -> bytes:
 
 
 def frames(n: int, start: int = 0) -> VideoFrames:
-    return VideoFrames(indices=list(range(start, start + n)),
-                       frames=[png(10 * i) for i in range(n)],
-                       maps=[png(255 - 10 * i) for i in range(n)])
+    return VideoFrames(
+        indices=list(range(start, start + n)),
+        frames=[png(10 * i) for i in range(n)],
+        maps=[png(255 - 10 * i) for i in range(n)],
+    )
 
 
 def test_dock_is_tabbed_with_the_others_and_in_the_view_menu(window):
@@ -112,8 +113,11 @@ def test_strip_shows_the_maps_the_engine_drew(window):
     s.set_source(upload(), "/here/clip.mp4")
     full = frames(32)
     drawn = [0, 5, 9, 31]  # maps for only some frames (map_count): the others are empty
-    s.preview = VideoFrames(indices=full.indices, frames=full.frames,
-                            maps=[m if i in drawn else b"" for i, m in enumerate(full.maps)])
+    s.preview = VideoFrames(
+        indices=full.indices,
+        frames=full.frames,
+        maps=[m if i in drawn else b"" for i, m in enumerate(full.maps)],
+    )
     shown = [w for w in panel.strip_views if w.isVisibleTo(panel)]
     assert len(shown) == 4 and all(w.has_frame() for w in shown)
     assert [w.toolTip() for w in shown] == [f"Control map of source frame #{i}" for i in drawn]
@@ -159,8 +163,9 @@ def test_rife_choice_asks_for_its_weights_file(window, monkeypatch):
     assert asked == []
     assert "choose its weights file" in panel.message_label.text()
     assert panel.rife_edit.property("error") == "true"
-    monkeypatch.setattr(QFileDialog, "getOpenFileName",
-                        staticmethod(lambda *a, **k: ("/w/rife46/flownet.pkl", "")))
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: ("/w/rife46/flownet.pkl", ""))
+    )
     panel.rife_browse.click()  # the file chooser fills the field
     assert s.rife_weights == "/w/rife46/flownet.pkl"
     assert panel.rife_edit.text() == "/w/rife46/flownet.pkl"
@@ -191,9 +196,11 @@ def test_choosers_open_where_the_field_points(window, monkeypatch, tmp_path):
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(open_file))
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(open_folder))
     s.interpolator = "rife"
-    for typed, folder in (("~/models/rife-4.6/flownet.pkl", Path.home() / "models/rife-4.6"),
-                          (str(tmp_path), tmp_path),  # the release folder itself
-                          ("", "")):
+    for typed, folder in (
+        ("~/models/rife-4.6/flownet.pkl", Path.home() / "models/rife-4.6"),
+        (str(tmp_path), tmp_path),  # the release folder itself
+        ("", ""),
+    ):
         s.rife_weights = typed
         panel.rife_browse.click()
         assert opened[-1] == str(folder)
@@ -222,8 +229,18 @@ def test_progress_cancel_and_result(window, tmp_path):
     assert cancels == [1]
     mp4 = tmp_path / "j1-video.mp4"
     mp4.write_bytes(b"x")
-    s.result_ready(mp4, {"frames": 4, "fps": 4.0, "width": 64, "height": 64, "method": "lovecon",
-                         "has_audio": True, "stages_s": {"inversion": 1.25}})
+    s.result_ready(
+        mp4,
+        {
+            "frames": 4,
+            "fps": 4.0,
+            "width": 64,
+            "height": 64,
+            "method": "lovecon",
+            "has_audio": True,
+            "stages_s": {"inversion": 1.25},
+        },
+    )
     s.finished("done")
     assert not panel.cancel_button.isVisibleTo(panel) and panel.edit_button.isEnabled()
     assert "LOVECon · 4 frames · 64×64 · 4 fps · audio" in panel.result_label.text()
@@ -271,8 +288,9 @@ def test_non_canny_control_asks_for_the_annotator_folder(window, monkeypatch):
     assert "dpt_hybrid-midas-501f0c75.pt" in panel.annotator_edit.toolTip()
     panel.edit_button.click()
     assert "annotator weights" in panel.message_label.text()
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
-                        staticmethod(lambda *a, **k: "/w/Annotators"))
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: "/w/Annotators")
+    )
     panel.annotator_browse.click()  # the folder chooser fills the field
     assert s.annotator == "/w/Annotators" and panel.annotator_edit.text() == "/w/Annotators"
     assert s.to_params().control.annotator == "/w/Annotators"

@@ -30,12 +30,28 @@ from .bare_session import bare_library, bare_session
 
 
 def upload(frames=24, fps=8.0, width=64, height=64, audio=False) -> UploadInfo:
-    probe = VideoProbe(frames=frames, fps=fps, duration_s=frames / fps, width=width,
-                       height=height, pixel_format="yuv420p", codec="h264", has_audio=audio,
-                       variable_frame_rate=False)
-    return UploadInfo(id="abc123", name="clip.mp4", kind="video", size_bytes=1000,
-                      path="/engine/uploads/abc123/clip.mp4", created_at=utcnow(), width=width,
-                      height=height, probe=probe)
+    probe = VideoProbe(
+        frames=frames,
+        fps=fps,
+        duration_s=frames / fps,
+        width=width,
+        height=height,
+        pixel_format="yuv420p",
+        codec="h264",
+        has_audio=audio,
+        variable_frame_rate=False,
+    )
+    return UploadInfo(
+        id="abc123",
+        name="clip.mp4",
+        kind="video",
+        size_bytes=1000,
+        path="/engine/uploads/abc123/clip.mp4",
+        created_at=utcnow(),
+        width=width,
+        height=height,
+        probe=probe,
+    )
 
 
 def ready_state() -> VideoState:
@@ -50,11 +66,25 @@ def ready_state() -> VideoState:
 def test_defaults_are_the_engines():
     s, p = VideoState(), VideoEditParams(source="x", target_prompt="y")
     assert (s.steps, s.cfg_scale, s.seed, s.window, s.tuning_steps, s.learning_rate) == (
-        p.steps, p.cfg_scale, p.seed, p.window, p.tuning_steps, p.learning_rate)
-    assert (s.method, s.edit_type, s.fit, s.smoothing) == (p.method, p.edit_type, p.fit,
-                                                           p.smoothing)
+        p.steps,
+        p.cfg_scale,
+        p.seed,
+        p.window,
+        p.tuning_steps,
+        p.learning_rate,
+    )
+    assert (s.method, s.edit_type, s.fit, s.smoothing) == (
+        p.method,
+        p.edit_type,
+        p.fit,
+        p.smoothing,
+    )
     assert (s.control_type, s.low_threshold, s.high_threshold, s.control_scale) == (
-        p.control.type, p.control.low_threshold, p.control.high_threshold, p.control.scale)
+        p.control.type,
+        p.control.low_threshold,
+        p.control.high_threshold,
+        p.control.scale,
+    )
     assert set(METHODS) == {"lovecon", "controlvideo"}
     assert all(len(text) > 30 for _, text in METHODS.values())
 
@@ -110,7 +140,13 @@ def test_to_params_carries_everything():
     assert p.model == "sfumato-tiny" and p.source == "abc123"
     assert (p.frames.start, p.frames.end, p.frames.stride) == (0, 8, 2)
     assert (p.width, p.height, p.method, p.edit_type, p.steps, p.tuning_steps) == (
-        64, 64, "controlvideo", "background", 3, 2)
+        64,
+        64,
+        "controlvideo",
+        "background",
+        3,
+        2,
+    )
     assert p.control.controlnet == "my-canny" and p.control.annotator is None
     # and the wire accepts it
     VideoEditJob.model_validate_json(VideoEditJob(params=p).model_dump_json())
@@ -123,8 +159,10 @@ def test_result_request_asks_for_frames_not_maps():
     s = ready_state()
     s.control_type, s.annotator = "depth", "/weights/depth"
     assert s.result_request() is None  # no result yet
-    s.result_ready(Path("/tmp/edit.mp4"), {"engine_path": "/engine/out/edit.mp4", "frames": 40,
-                                          "width": 96, "height": 64})
+    s.result_ready(
+        Path("/tmp/edit.mp4"),
+        {"engine_path": "/engine/out/edit.mp4", "frames": 40, "width": 96, "height": 64},
+    )
     req = s.result_request()
     assert (req.source, req.width, req.height, req.count) == ("/engine/out/edit.mp4", 96, 64, 32)
     assert req.map_count == 0  # the player shows frames only; no map is drawn for them
@@ -192,10 +230,14 @@ def test_player_rate_matches_the_clip():
 
 
 def _job(job_id: str, kind: str, state=JobState.running, results=()) -> Job:
-    spec = (VideoEditJob(params=VideoEditParams(source="abc123", target_prompt="blue"))
-            if kind == "video_edit" else GenerateJob(params=GenerateParams(prompt="x")))
-    return Job(id=job_id, kind=kind, state=state, spec=spec, created_at=utcnow(),
-               results=list(results))
+    spec = (
+        VideoEditJob(params=VideoEditParams(source="abc123", target_prompt="blue"))
+        if kind == "video_edit"
+        else GenerateJob(params=GenerateParams(prompt="x"))
+    )
+    return Job(
+        id=job_id, kind=kind, state=state, spec=spec, created_at=utcnow(), results=list(results)
+    )
 
 
 def _controller(state: VideoState, jobs: JobsState, tmp_path: Path):
@@ -223,10 +265,10 @@ def test_controller_takes_only_video_jobs_events(tmp_path):
     session.handle_event(JobQueued(job=vid))
     assert jobs.get("v1").title == "Video edit (LOVECon): blue"
     s.job_submitted("v1")
-    session.handle_event(JobProgress(job_id="v1", step=3, total=9, eta_s=5.0,
-                                     stage="inversion (window 1 of 2)"))
-    assert (s.stage, s.step, s.total, s.job_state) == ("inversion (window 1 of 2)", 3, 9,
-                                                       "running")
+    session.handle_event(
+        JobProgress(job_id="v1", step=3, total=9, eta_s=5.0, stage="inversion (window 1 of 2)")
+    )
+    assert (s.stage, s.step, s.total, s.job_state) == ("inversion (window 1 of 2)", 3, 9, "running")
     # another video job (an earlier session's) is the Queue's, not the panel's
     other = _job("v0", "video_edit")
     session.handle_event(JobQueued(job=other))
@@ -234,14 +276,22 @@ def test_controller_takes_only_video_jobs_events(tmp_path):
     assert s.stage == "inversion (window 1 of 2)"
 
     failed = _job("v1", "video_edit", JobState.failed).model_copy(
-        update={"message": "No ControlNet found for sfumato-tiny"})
+        update={"message": "No ControlNet found for sfumato-tiny"}
+    )
     session.handle_event(JobFinished(job=failed))
     assert s.job_state == "failed" and "No ControlNet" in s.message[1]
 
     s.job_submitted("v2")
-    res = ResultImage(name="v2-video.mp4", path=str(tmp_path / "v2-video.mp4"), index=0, seed=0,
-                      width=64, height=64, role="video",
-                      video=VideoResult(frames=4, fps=4.0, duration_s=1.0, method="lovecon"))
+    res = ResultImage(
+        name="v2-video.mp4",
+        path=str(tmp_path / "v2-video.mp4"),
+        index=0,
+        seed=0,
+        width=64,
+        height=64,
+        role="video",
+        video=VideoResult(frames=4, fps=4.0, duration_s=1.0, method="lovecon"),
+    )
     session.handle_event(JobFinished(job=_job("v2", "video_edit", JobState.done, [res])))
     assert len(spawned) == 1  # fetching the MP4 and its frames
     spawned[0].close()
@@ -278,9 +328,16 @@ def test_queue_card_of_a_finished_edit_counts_videos(qapp, tmp_path):
 
     jobs = JobsState()
     dock = QueueDockWidget(jobs)
-    res = ResultImage(name="v3-video.mp4", path=str(tmp_path / "v3-video.mp4"), index=0, seed=0,
-                      width=64, height=64, role="video",
-                      video=VideoResult(frames=4, fps=4.0, duration_s=1.0, method="lovecon"))
+    res = ResultImage(
+        name="v3-video.mp4",
+        path=str(tmp_path / "v3-video.mp4"),
+        index=0,
+        seed=0,
+        width=64,
+        height=64,
+        role="video",
+        video=VideoResult(frames=4, fps=4.0, duration_s=1.0, method="lovecon"),
+    )
     jobs.upsert(_job("v3", "video_edit", JobState.done, [res]))
     assert dock.card("v3").eta.text().startswith("1 video")
 
@@ -292,8 +349,14 @@ async def test_damaged_frames_and_result_notes_reach_the_panel(tmp_path):
 
     class Client:
         async def control_preview(self, request):
-            return ControlPreview(width=64, height=64, frame_indices=[0, 23], maps_png_b64=[],
-                                  frames_png_b64=[], damaged_frames=[17, 18, 19, 30])
+            return ControlPreview(
+                width=64,
+                height=64,
+                frame_indices=[0, 23],
+                maps_png_b64=[],
+                frames_png_b64=[],
+                damaged_frames=[17, 18, 19, 30],
+            )
 
     s = ready_state()
     s.target_prompt = "a blue t-rex"
@@ -307,14 +370,28 @@ async def test_damaged_frames_and_result_notes_reach_the_panel(tmp_path):
     mp4 = tmp_path / "v3-video.mp4"
     mp4.write_bytes(b"x")
     s.job_submitted("v3")
-    res = ResultImage(name=mp4.name, path=str(mp4), index=0, seed=0, width=64, height=64,
-                      role="video", video=VideoResult(
-                          frames=4, fps=4.0, duration_s=1.0, method="lovecon", has_audio=True,
-                          notes=[("The source's audio had 1 damaged packet (0.035 s): silent "
-                                 "there.")]))
+    res = ResultImage(
+        name=mp4.name,
+        path=str(mp4),
+        index=0,
+        seed=0,
+        width=64,
+        height=64,
+        role="video",
+        video=VideoResult(
+            frames=4,
+            fps=4.0,
+            duration_s=1.0,
+            method="lovecon",
+            has_audio=True,
+            notes=[("The source's audio had 1 damaged packet (0.035 s): silent there.")],
+        ),
+    )
     await ctl._fetch_result("v3", res)
     assert s.job_state == "done" and s.message == (
-        "warning", "The source's audio had 1 damaged packet (0.035 s): silent there.")
+        "warning",
+        "The source's audio had 1 damaged packet (0.035 s): silent there.",
+    )
 
 
 def test_an_edit_with_nothing_to_mask_is_flagged_before_it_is_sent():

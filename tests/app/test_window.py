@@ -19,8 +19,7 @@ from .test_controller import make_job, png_bytes
 
 @pytest.fixture
 def window(qtbot, tmp_path: Path):
-    controller, win = create_window(parse_args(["--data-dir", str(tmp_path / "d"),
-                                                "--no-engine"]))
+    controller, win = create_window(parse_args(["--data-dir", str(tmp_path / "d"), "--no-engine"]))
     qtbot.addWidget(win)
     win.show()
     yield win
@@ -30,14 +29,25 @@ def window(qtbot, tmp_path: Path):
 def drop(win, path: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPoint(300, 300).toPointF(), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPoint(300, 300).toPointF(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     win.dropEvent(event)
 
 
 def test_widgets_are_findable_and_bound(window):
-    for name in ("prompt_edit", "generate_button", "canvas", "queue_view", "history_view",
-                 "model_combo"):
+    for name in (
+        "prompt_edit",
+        "generate_button",
+        "canvas",
+        "queue_view",
+        "history_view",
+        "model_combo",
+    ):
         assert getattr(window, name).objectName() == name
     window.prompt_edit.setPlainText("a fox")
     assert window.controller.generation.prompt == "a fox"
@@ -86,7 +96,8 @@ async def test_drop_png_restores_and_wrong_type_explains(window, a1111_png, tmp_
     from app.recipe import recipe_from_file
 
     assert c.generation.to_params() == recipe_from_file(a1111_png).model_copy(
-        update={"model": None})
+        update={"model": None}
+    )
     await window.canvas.wait_for_image(5)
 
 
@@ -100,23 +111,37 @@ async def test_drop_other_tools_files_says_what_it_restored(window, tmp_path):
     from .test_recipe import _png, comfy_graph
 
     c = window.controller
-    c.engine.samplers = [SamplerInfo(name="DPM++ 2M", description="."),
-                         SamplerInfo(name="Euler", description=".")]
+    c.engine.samplers = [
+        SamplerInfo(name="DPM++ 2M", description="."),
+        SamplerInfo(name="Euler", description="."),
+    ]
     c.generation.steps, c.generation.prompt = 17, "unchanged"
     drop(window, _png(tmp_path / "empty.png", parameters=" "))
-    assert c.generation.prompt == "unchanged" and "no generation settings" in \
-        window.status.message.text()
+    assert (
+        c.generation.prompt == "unchanged"
+        and "no generation settings" in window.status.message.text()
+    )
     drop(window, _png(tmp_path / "p.png", parameters="only a prompt\nNegative prompt: dull"))
     assert (c.generation.prompt, c.generation.negative_prompt) == ("only a prompt", "dull")
     assert c.generation.steps == 17  # not in the file: kept, as A1111 does
-    drop(window, _png(tmp_path / "w.png", parameters=(
-        "wide\nSteps: 30, Sampler: Restart, Size: 1366x768, Hires upscale: 2, Hires steps: 9")))
+    drop(
+        window,
+        _png(
+            tmp_path / "w.png",
+            parameters=(
+                "wide\nSteps: 30, Sampler: Restart, Size: 1366x768, Hires upscale: 2, Hires steps: 9"
+            ),
+        ),
+    )
     text = window.toast.label.text()
     assert (c.generation.width, c.generation.height) == (1368, 768)
     assert "1366×768" in text and "Hires upscale, Hires steps" in text and "'Restart'" in text
     drop(window, _png(tmp_path / "comfy.png", prompt=json.dumps(comfy_graph())))
     assert (c.generation.prompt, c.generation.sampler, c.generation.width) == (
-        "a fox in snow", "DPM++ 2M", 768)
+        "a fox in snow",
+        "DPM++ 2M",
+        768,
+    )
     assert c.generation.option("schedule") == "karras"
     assert "(ComfyUI)" in window.toast.label.text()
 
@@ -144,8 +169,13 @@ async def test_queue_dock_cards_cancel_and_move(window, qtbot):
     mime = QMimeData()
     mime.setData(JOB_MIME, b"c")
     top = panel.card("b").geometry().top() + 2
-    event = QDropEvent(QPoint(20, top).toPointF(), Qt.DropAction.MoveAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPoint(20, top).toPointF(),
+        Qt.DropAction.MoveAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     with qtbot.waitSignal(panel.move_requested) as sig:
         panel.list.dropEvent(event)
     assert sig.args == ["c", 0]
@@ -155,8 +185,17 @@ def test_fit_job_cards_show_what_they_fit_where_image_jobs_show_a_picture(window
     from engine.protocol import Job, JobState, UncertaintyFitJob, utcnow
 
     c = window.controller
-    c.handle_event(JobQueued(job=Job(id="fit", kind="uncertainty_fit", state=JobState.queued,
-                                     created_at=utcnow(), spec=UncertaintyFitJob())))
+    c.handle_event(
+        JobQueued(
+            job=Job(
+                id="fit",
+                kind="uncertainty_fit",
+                state=JobState.queued,
+                created_at=utcnow(),
+                spec=UncertaintyFitJob(),
+            )
+        )
+    )
     c.handle_event(JobQueued(job=make_job("gen")))
     panel = window.queue_panel
     assert panel.card("fit").thumb.text() == "σ²"
@@ -178,8 +217,9 @@ async def test_canvas_shows_images_and_waits(window):
     c = window.controller
     waiter = asyncio.ensure_future(window.canvas.wait_for_image(5))
     await asyncio.sleep(0)
-    c.canvas.show_image(CanvasImage(data=png_bytes(), path=Path("/x/y.png"), seed=5,
-                                    width=64, height=64))
+    c.canvas.show_image(
+        CanvasImage(data=png_bytes(), path=Path("/x/y.png"), seed=5, width=64, height=64)
+    )
     assert await waiter == "/x/y.png"
     view = window.canvas.view
     assert view.has_image

@@ -17,14 +17,39 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 def test_dry_run_runs_every_stage(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(REPO / "bench/gpu_suite.py"), "--dry-run",
-                           "--budget", "1500", "--out-dir", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=1700,
-                          check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench/gpu_suite.py"),
+            "--dry-run",
+            "--budget",
+            "1500",
+            "--out-dir",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1700,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     r = json.loads((out / "results.json").read_text())
-    assert set(r) == {"device", "date", "torch", "diffusers", "tests", "sd15", "sdxl", "warmup",
-                      "uncertainty", "video", "sd35", "flux", "stages"}
+    assert set(r) == {
+        "device",
+        "date",
+        "torch",
+        "diffusers",
+        "tests",
+        "sd15",
+        "sdxl",
+        "warmup",
+        "uncertainty",
+        "video",
+        "sd35",
+        "flux",
+        "stages",
+    }
     assert r["device"] == "cpu (dry run)"
     assert all(s["status"] == "ok" for s in r["stages"].values()), r["stages"]
     assert r["tests"]["failed"] == 0  # the gpu tests are skipped on the CPU

@@ -59,17 +59,27 @@ async def _open_studio(qtbot, args: list[str]):
     qtbot.addWidget(window)
     window.show()
     await controller.start()
-    await until(lambda: controller.engine.connection in (Connection.ready, Connection.busy),
-                what="the engine to be ready")
+    await until(
+        lambda: controller.engine.connection in (Connection.ready, Connection.busy),
+        what="the engine to be ready",
+    )
     return window
 
 
 @pytest.fixture
 async def studio(qtbot, tmp_path: Path, tiny_models_dir: Path):
     """The app window with its own local engine, as a user starts it."""
-    window = await _open_studio(qtbot, ["--data-dir", str(tmp_path / "data"),
-                                        "--models-dir", str(tiny_models_dir),
-                                        "--model", "tiny-sd"])
+    window = await _open_studio(
+        qtbot,
+        [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--models-dir",
+            str(tiny_models_dir),
+            "--model",
+            "tiny-sd",
+        ],
+    )
     yield window
     await window.controller.shutdown()
 

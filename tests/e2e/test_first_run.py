@@ -46,16 +46,21 @@ async def test_first_run_check_shows_an_image_from_the_embedded_model(qtbot, tmp
         assert window.prompt_panel.width_spin.text() == "64 px"
         dialog = window.desktop.show_first_run()
         # The dialog loads the built-in model while it is read: the check then only generates.
-        await until(lambda: controller.engine.loaded_model is not None, 240,
-                    "the preloaded model")
+        await until(lambda: controller.engine.loaded_model is not None, 240, "the preloaded model")
         assert controller.engine.loaded_model.id == EMBEDDED_MODEL
         seen: list[str] = []
         show = dialog.show_progress
         dialog.show_progress = lambda text: (seen.append(text), show(text))[-1]
         qtbot.mouseClick(dialog.check_button, Qt.MouseButton.LeftButton)
-        await until(lambda: dialog.check_button.isEnabled() and "Works" in
-                    dialog.check_result.text() or "Not working" in dialog.check_result.text(),
-                    240, "the check to finish")
+        await until(
+            lambda: (
+                dialog.check_button.isEnabled()
+                and "Works" in dialog.check_result.text()
+                or "Not working" in dialog.check_result.text()
+            ),
+            240,
+            "the check to finish",
+        )
         assert "Works." in dialog.check_result.text(), dialog.check_result.text()
         assert EMBEDDED_MODEL in dialog.check_result.text()
         assert "one image in" in dialog.check_result.text()
@@ -90,8 +95,9 @@ async def _screenshots(window, dialog, out: Path) -> None:
     apply_theme(app, DARK)
 
 
-async def test_packaged_first_run_choosing_an_engine_python_makes_it_work(qtbot, tmp_path: Path,
-                                                                         monkeypatch):
+async def test_packaged_first_run_choosing_an_engine_python_makes_it_work(
+    qtbot, tmp_path: Path, monkeypatch
+):
     """As in the packaged app: no engine until the user picks a Python in the dialog; the
     check then starts the engine with it and generates."""
     import sys
@@ -109,8 +115,7 @@ async def test_packaged_first_run_choosing_an_engine_python_makes_it_work(qtbot,
         await dialog.run_check()
         assert "Works." in dialog.check_result.text(), dialog.check_result.text()
         assert controller.settings.engine_python == sys.executable
-        assert controller.local is not None and controller.local.launch.command[0] == \
-            sys.executable
+        assert controller.local is not None and controller.local.launch.command[0] == sys.executable
         dialog.accept()
     finally:
         await controller.shutdown()

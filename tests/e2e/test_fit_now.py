@@ -15,8 +15,11 @@ async def test_fit_now_then_generate_with_analytic_ddim(builtin_studio, qtbot):
     window = builtin_studio
     c = window.controller
     panel = window.sampler_panel
-    await until(lambda: len(c.engine.samplers) > 0 and c.fits.model == "sfumato-tiny", 60,
-                "the samplers and the built-in model's fits")
+    await until(
+        lambda: len(c.engine.samplers) > 0 and c.fits.model == "sfumato-tiny",
+        60,
+        "the samplers and the built-in model's fits",
+    )
     window.sampler_dock.raise_()
     g = c.generation
     g.prompt, g.seed, g.steps = "rocket, twemoji style, on a blue background", 7, 10
@@ -35,7 +38,14 @@ async def test_fit_now_then_generate_with_analytic_ddim(builtin_studio, qtbot):
     assert not panel.need_box.isVisibleTo(panel)
 
     qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
-    await until(lambda: c.canvas.current_image is not None and c.canvas.current_image.ready
-                and not c.canvas.current_image.preview, 120, "the Analytic-DDIM image")
+    await until(
+        lambda: (
+            c.canvas.current_image is not None
+            and c.canvas.current_image.ready
+            and not c.canvas.current_image.preview
+        ),
+        120,
+        "the Analytic-DDIM image",
+    )
     image = c.canvas.current_image
     assert image.params.sampler == "Analytic-DDIM" and image.params.steps == 10

@@ -57,17 +57,24 @@ async def test_engine_killed_mid_job_restarts_and_finishes_the_queue(studio, qtb
     window.generate_button.click()
 
     await until(lambda: len(controller.jobs) == 2, 30, "both jobs queued")
-    await until(lambda: (r := controller.jobs.running) is not None and r.step >= 3, 120,
-                "the first job to be sampling")
+    await until(
+        lambda: (r := controller.jobs.running) is not None and r.step >= 3,
+        120,
+        "the first job to be sampling",
+    )
     running_id = controller.jobs.running.id
     old_pid = controller.local.pid
     os.kill(old_pid, signal.SIGKILL)
 
-    await until(lambda: controller.engine.connection == Connection.restarting, 30,
-                "the app to notice the crash")
+    await until(
+        lambda: controller.engine.connection == Connection.restarting,
+        30,
+        "the app to notice the crash",
+    )
     await until(lambda: controller.local.pid not in (None, old_pid), 60, "a new engine")
     await until(
-        lambda: all(j.state == JobState.done for j in controller.jobs.ordered()), 240,
+        lambda: all(j.state == JobState.done for j in controller.jobs.ordered()),
+        240,
         "both jobs to finish after the restart",
     )
     done = {j.id: j for j in controller.jobs.ordered()}

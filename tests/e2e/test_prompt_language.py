@@ -24,11 +24,21 @@ async def studio_with_lora(qtbot, tmp_path: Path):
     from tests.support.loras import write_kohya_lora
 
     models = tmp_path / "models"
-    pipe = StableDiffusionPipeline.from_pretrained(RESOURCES / "models" / "sfumato-tiny",
-                                                   local_files_only=True)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        RESOURCES / "models" / "sfumato-tiny", local_files_only=True
+    )
     write_kohya_lora(pipe, models / "loras" / "ink.safetensors")
-    window = await _open_studio(qtbot, ["--data-dir", str(tmp_path / "data"),
-                                        "--models-dir", str(models), "--model", "sfumato-tiny"])
+    window = await _open_studio(
+        qtbot,
+        [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--models-dir",
+            str(models),
+            "--model",
+            "sfumato-tiny",
+        ],
+    )
     yield window
     await window.controller.shutdown()
 

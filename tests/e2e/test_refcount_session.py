@@ -53,7 +53,8 @@ class NoneWatch:
         self.log.append((where, d))
         assert self.lowest > -MAX_LOSS, (
             f"None lost {-self.lowest} references by '{where}' (start {self.start}): the Qt "
-            f"binding drops references to None and CPython will abort. Checkpoints: {self.log}")
+            f"binding drops references to None and CPython will abort. Checkpoints: {self.log}"
+        )
 
 
 async def until(watch: NoneWatch, predicate, timeout: float, what: str) -> None:
@@ -66,13 +67,18 @@ async def until(watch: NoneWatch, predicate, timeout: float, what: str) -> None:
 
 
 @pytest.mark.timeout(900)
-async def test_a_scripted_session_through_every_panel_keeps_none_alive(builtin_studio, qtbot,
-                                                                        tmp_path):
+async def test_a_scripted_session_through_every_panel_keeps_none_alive(
+    builtin_studio, qtbot, tmp_path
+):
     window = builtin_studio
     c = window.controller
     g = c.generation
-    await until(NoneWatch(), lambda: len(c.engine.samplers) > 0 and c.engine.active_model, 120,
-                "the built-in model")
+    await until(
+        NoneWatch(),
+        lambda: len(c.engine.samplers) > 0 and c.engine.active_model,
+        120,
+        "the built-in model",
+    )
     watch = NoneWatch()
 
     # Every panel in turn, as a person looks around.
@@ -83,12 +89,20 @@ async def test_a_scripted_session_through_every_panel_keeps_none_alive(builtin_s
     watch.check("showing every panel")
 
     # A batch of two, with previews.
-    g.prompt, g.seed, g.steps, g.sampler = "rocket, twemoji style, on a blue background", 7, 12, \
-        "Euler a"
+    g.prompt, g.seed, g.steps, g.sampler = (
+        "rocket, twemoji style, on a blue background",
+        7,
+        12,
+        "Euler a",
+    )
     g.batch_size = 2
     qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
-    await until(watch, lambda: len(c.canvas.images) == 2 and all(im.ready for im in c.canvas.images),
-                240, "the batch")
+    await until(
+        watch,
+        lambda: len(c.canvas.images) == 2 and all(im.ready for im in c.canvas.images),
+        240,
+        "the batch",
+    )
     for i in range(2):
         c.canvas.select(i)
         await asyncio.sleep(0.05)
@@ -101,12 +115,20 @@ async def test_a_scripted_session_through_every_panel_keeps_none_alive(builtin_s
     window.sampler_dock.raise_()
     window.sampler_panel.analytic_toggle.click()
     c.fit_jobs.fit_now("analytic")
-    await until(watch, lambda: (j := c.jobs.active_fit("analytic")) is not None and j.step > 0,
-                120, "the analytic fit to run")
+    await until(
+        watch,
+        lambda: (j := c.jobs.active_fit("analytic")) is not None and j.step > 0,
+        120,
+        "the analytic fit to run",
+    )
     fit_id = c.jobs.active_fit("analytic").id
     deadline = time.monotonic() + 30
-    await until(watch, lambda: time.monotonic() > deadline or c.jobs.get(fit_id).state.finished,
-                60, "half a minute of the fit")
+    await until(
+        watch,
+        lambda: time.monotonic() > deadline or c.jobs.get(fit_id).state.finished,
+        60,
+        "half a minute of the fit",
+    )
     c.queue.cancel(fit_id)
     await until(watch, lambda: c.jobs.get(fit_id).state.finished, 60, "the fit to stop")
     watch.check("analytic fit")
@@ -119,16 +141,21 @@ async def test_a_scripted_session_through_every_panel_keeps_none_alive(builtin_s
     dialog.set_samplers(["Euler", "DDIM"])
     dialog.steps_edit.setText("2, 3")
     qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
-    await until(watch, lambda: c.canvas.grid is not None and c.canvas.grid.complete, 300,
-                "the grid")
+    await until(
+        watch, lambda: c.canvas.grid is not None and c.canvas.grid.complete, 300, "the grid"
+    )
     watch.check("sampler grid")
 
     # A video: open, preview, scrub, play.
     clip = write_sample_clip(tmp_path / "sample.mp4")
     window.open_video(clip)
     v, panel = c.video, window.video_panel
-    await until(watch, lambda: v.preview is not None and len(v.preview.frames) > 1, 120,
-                "the clip's preview")
+    await until(
+        watch,
+        lambda: v.preview is not None and len(v.preview.frames) > 1,
+        120,
+        "the clip's preview",
+    )
     for position in range(len(v.preview.frames)):
         panel.frame_slider.setValue(position)
         await asyncio.sleep(0.01)

@@ -27,8 +27,10 @@ async def test_probe_from_the_panel_ranks_words_and_offers_wordings(builtin_stud
     assert c.robustness.rules == ["typo", "glyph"]
     # The cost is said before it runs: 1 + 2 deletions + 1 word × 2 rules = 5 groups of 3.
     assert panel.cost_label.text().startswith("Up to 15 images of 4 steps")
-    assert [panel.chips.itemAt(i).widget().text() for i in range(panel.chips.count())] == \
-        ["red", "apple"]
+    assert [panel.chips.itemAt(i).widget().text() for i in range(panel.chips.count())] == [
+        "red",
+        "apple",
+    ]
 
     qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
     await until(lambda: c.robustness.status == "running", 120, "the probe to start")
@@ -46,12 +48,15 @@ async def test_probe_from_the_panel_ranks_words_and_offers_wordings(builtin_stud
     assert len(panel.rows) == 2
     for row, pert in zip(panel.rows, report.perturbations, strict=True):
         assert "MMD²" in row.verdict.text() and "p =" in row.verdict.text()
-        assert sum(1 for lab in row.thumbs.labels if lab.pixmap() and not lab.pixmap().isNull()) == 3
+        assert (
+            sum(1 for lab in row.thumbs.labels if lab.pixmap() and not lab.pixmap().isNull()) == 3
+        )
         assert pert.replaced in row.title.text()
     assert "most robust" in "".join(r.title.text() for r in panel.rows)
     # The probe's images stay out of the canvas and the history.
-    assert not any("apple" in (e.params.prompt if e.params else "")
-                   for e in c.history.index.entries())
+    assert not any(
+        "apple" in (e.params.prompt if e.params else "") for e in c.history.index.entries()
+    )
 
     best = report.most_robust()
     row = next(r for r in panel.rows if r.pert.group == best.group)

@@ -58,8 +58,12 @@ async def test_compare_two_samplers_by_two_step_counts(studio, qtbot):
     image = c.canvas.current_image
     assert image.params.sampler == "DDIM" and image.params.steps == 3 and image.seed == 4242
     saved = recipe_from_file(image.path)
-    assert (saved.sampler, saved.steps, saved.seed, saved.prompt) == ("DDIM", 3, 4242,
-                                                                       "a red square")
+    assert (saved.sampler, saved.steps, saved.seed, saved.prompt) == (
+        "DDIM",
+        3,
+        4242,
+        "a red square",
+    )
     assert window.canvas.view.isVisible() and window.canvas.back_button.isVisible()
 
     # "Use these settings" puts the cell's recipe into the panels
@@ -69,23 +73,39 @@ async def test_compare_two_samplers_by_two_step_counts(studio, qtbot):
     assert window.sampler_panel.sampler_list.currentItem().text() == "DDIM"
 
     # the assembled grid PNG is in the history
-    await until(lambda: any(Path(e.path) == grid.sheet_path for e in c.history.index.entries()),
-                10, "the grid PNG in the history")
+    await until(
+        lambda: any(Path(e.path) == grid.sheet_path for e in c.history.index.entries()),
+        10,
+        "the grid PNG in the history",
+    )
     qtbot.mouseClick(window.canvas.back_button, Qt.MouseButton.LeftButton)
     assert window.canvas.grid_view.isVisible()
 
     # Later, from the History: the grid PNG opens as a grid again, its cells clickable.
     sheet = next(e for e in c.history.index.entries() if Path(e.path) == grid.sheet_path)
     c.results.open_history(sheet)
-    await until(lambda: c.canvas.grid is not None and c.canvas.grid.job_id == f"file:{sheet.path}"
-                and c.canvas.grid.complete, 10, "the saved grid reopened with its cells")
+    await until(
+        lambda: (
+            c.canvas.grid is not None
+            and c.canvas.grid.job_id == f"file:{sheet.path}"
+            and c.canvas.grid.complete
+        ),
+        10,
+        "the saved grid reopened with its cells",
+    )
     reopened = c.canvas.grid
     assert reopened.row_labels == ["Euler", "DDIM"]
-    assert [reopened.slot(r, k).seconds for r in (0, 1) for k in (0, 1)] == \
-        [grid.slot(r, k).seconds for r in (0, 1) for k in (0, 1)]
+    assert [reopened.slot(r, k).seconds for r in (0, 1) for k in (0, 1)] == [
+        grid.slot(r, k).seconds for r in (0, 1) for k in (0, 1)
+    ]
     await until(lambda: window.canvas.grid_view.isVisible(), 5, "the grid view")
     rect = window.canvas.grid_view.cell_rects()[(0, 1)]
     qtbot.mouseClick(window.canvas.grid_view, Qt.MouseButton.LeftButton, pos=rect.center())
-    await until(lambda: c.canvas.current_image is not None
-                and c.canvas.current_image.params.sampler == "Euler", 10, "the reopened cell")
+    await until(
+        lambda: (
+            c.canvas.current_image is not None and c.canvas.current_image.params.sampler == "Euler"
+        ),
+        10,
+        "the reopened cell",
+    )
     assert c.canvas.current_image.params.steps == 3 and c.canvas.current_image.seed == 4242

@@ -44,7 +44,12 @@ class AppProcess:
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.app_driver", *script, "--", *app_args],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True)
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
         self.lines: list[str] = []
 
     def wait_for(self, word: str, timeout: float = 180) -> str:
@@ -77,8 +82,7 @@ def test_killed_app_offers_its_session_back(tmp_path: Path, tiny_models_dir: Pat
     engine.start(timeout=120)
     clip = write_sample_clip(tmp_path / "sample.mp4", frames=16)
     data = tmp_path / "data"
-    args = ["--data-dir", str(data), "--engine-url", engine.url,
-            "--engine-token", engine.token]
+    args = ["--data-dir", str(data), "--engine-url", engine.url, "--engine-token", engine.token]
     log = tmp_path / "app-stderr.log"
     try:
         first = AppProcess(["work", str(sfumato_png), str(clip)], args, log)
@@ -94,10 +98,16 @@ def test_killed_app_offers_its_session_back(tmp_path: Path, tiny_models_dir: Pat
         state = json.loads(second.wait_for("restored"))
         assert second.stop() == 0
         assert state == {
-            "prompt": "a lighthouse in the fog, oil painting", "steps": 17, "seed": 1234,
-            "uncertainty": True, "colormap": "cividis", "canvas": str(sfumato_png),
-            "clip": str(clip), "range": [2, 10, 2],
-            "target_prompt": "t-rex on a blue background", "video_dock": True,
+            "prompt": "a lighthouse in the fog, oil painting",
+            "steps": 17,
+            "seed": 1234,
+            "uncertainty": True,
+            "colormap": "cividis",
+            "canvas": str(sfumato_png),
+            "clip": str(clip),
+            "range": [2, 10, 2],
+            "target_prompt": "t-rex on a blue background",
+            "video_dock": True,
         }
         assert json.loads((data / "session.json").read_text())["clean"] is True
 

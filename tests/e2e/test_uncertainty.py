@@ -20,11 +20,19 @@ async def test_generate_with_uncertainty_see_the_map_and_rank_the_batch(builtin_
     window = builtin_studio
     c = window.controller
     panel = window.uncertainty_panel
-    await until(lambda: len(c.engine.samplers) > 0 and c.fits.model == "sfumato-tiny", 60,
-                "the samplers and the built-in model's fits")
+    await until(
+        lambda: len(c.engine.samplers) > 0 and c.fits.model == "sfumato-tiny",
+        60,
+        "the samplers and the built-in model's fits",
+    )
     window.uncertainty_dock.raise_()
     g = c.generation
-    g.prompt, g.seed, g.steps, g.batch_size = "red apple, noto style, on a white background", 3, 8, 4
+    g.prompt, g.seed, g.steps, g.batch_size = (
+        "red apple, noto style, on a white background",
+        3,
+        8,
+        4,
+    )
     g.sampler = "Euler a"
     qtbot.mouseClick(panel.enable_toggle, Qt.MouseButton.LeftButton)
     assert g.to_params().uncertainty
@@ -38,9 +46,14 @@ async def test_generate_with_uncertainty_see_the_map_and_rank_the_batch(builtin_
     assert "fitted on" in panel.fit_row.status.text().lower()
 
     qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
-    await until(lambda: len(c.canvas.images) == 4 and all(
-        im.ready and im.uncertainty is not None for im in c.canvas.images), 300,
-        "four images with their maps")
+    await until(
+        lambda: (
+            len(c.canvas.images) == 4
+            and all(im.ready and im.uncertainty is not None for im in c.canvas.images)
+        ),
+        300,
+        "four images with their maps",
+    )
     images = list(c.canvas.images)
     for im in images:
         assert im.path is not None and im.path.with_suffix(".uncertainty.npy").is_file()

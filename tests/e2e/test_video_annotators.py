@@ -36,8 +36,11 @@ async def test_hed_strip_and_missing_weights(builtin_studio, qtbot, tmp_path):
 
     folder = write_annotator_folder(tmp_path / "annotators", kinds=("hed",))
     panel.annotator_edit.setText(str(folder))
-    await until(lambda: v.preview is not None and v.preview.maps != canny
-                and v.message[0] == "", 120, "the HED strip")
+    await until(
+        lambda: v.preview is not None and v.preview.maps != canny and v.message[0] == "",
+        120,
+        "the HED strip",
+    )
     shown = [w for w in panel.strip_views if w.isVisibleTo(panel)]
     assert len(shown) == 8 and all(w.has_frame() for w in shown)
     assert (await c.client.health()).version

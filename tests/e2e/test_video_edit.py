@@ -26,8 +26,13 @@ def _drop(window, path: Path) -> None:
     """A real drop event on the main window, as a file manager sends it."""
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPointF(200, 200), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(200, 200),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     window.dropEvent(event)
 
 
@@ -69,8 +74,11 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
     _drop(window, cut)
-    await until(lambda: v.message[0] == "error" and "cut.mp4" in v.message[1], 30,
-                "the truncated file refused")
+    await until(
+        lambda: v.message[0] == "error" and "cut.mp4" in v.message[1],
+        30,
+        "the truncated file refused",
+    )
     assert v.message[0] == "error" and re.search("corrupt|truncated|no video frames", v.message[1])
     assert v.source is None
 
@@ -88,8 +96,11 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     fill_sample_clip_edit(panel, window=2)  # 4 frames (0, 2, 4, 6) at 4 fps, 3 steps
     panel.tuning_spin.setValue(2)
     assert "4 frames" in panel.selection_label.text()
-    await until(lambda: v.preview is not None and len(v.preview.frames) == 4, 30,
-                "the preview of the selection")
+    await until(
+        lambda: v.preview is not None and len(v.preview.frames) == 4,
+        30,
+        "the preview of the selection",
+    )
 
     shots = os.environ.get("SFUMATO_SHOTS")
     if shots:  # the docs' screenshot: more steps so the edit reads as one
@@ -153,8 +164,9 @@ async def test_drop_clip_edit_with_lovecon_and_controlvideo(builtin_studio, qtbo
     # message, in the panel.
     panel.controlnet_edit.setText("no-such-controlnet")
     qtbot.mouseClick(panel.edit_button, Qt.MouseButton.LeftButton)
-    await until(lambda: v.message[0] == "error" and "no-such-controlnet" in v.message[1], 300,
-                "the refusal")
+    await until(
+        lambda: v.message[0] == "error" and "no-such-controlnet" in v.message[1], 300, "the refusal"
+    )
     assert "controlnet" in panel.message_label.text().lower() and not v.busy
     # …and the engine keeps serving.
     assert (await c.client.health()).version

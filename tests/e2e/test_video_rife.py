@@ -26,8 +26,11 @@ async def _submit(window, qtbot) -> None:
     before = v.job_id
     v.message = ("", "")
     qtbot.mouseClick(panel.edit_button, Qt.MouseButton.LeftButton)
-    await until(lambda: v.job_id not in ("", before) or v.message[0] == "error", 30,
-                "the edit to be queued or refused")
+    await until(
+        lambda: v.job_id not in ("", before) or v.message[0] == "error",
+        30,
+        "the edit to be queued or refused",
+    )
     if v.job_id not in ("", before):
         await until(lambda: v.job_state in ("done", "failed", "cancelled"), 600, "the edit")
 
@@ -50,8 +53,9 @@ async def test_lovecon_with_rife_from_the_panel(builtin_studio, qtbot, tmp_path,
     assert "does not exist" in panel.message_label.text()
 
     # another layout: the job fails before denoising and says what differs
-    bad = write_rife_release(tmp_path / "bad" / "flownet.pkl",
-                             edit=lambda sd: sd.pop("module.block1.convblock.0.beta"))
+    bad = write_rife_release(
+        tmp_path / "bad" / "flownet.pkl", edit=lambda sd: sd.pop("module.block1.convblock.0.beta")
+    )
     panel.rife_edit.setText(str(bad))
     await _submit(window, qtbot)
     assert v.job_state == "failed" and "not a RIFE 4.6 flownet" in v.message[1]
@@ -59,8 +63,9 @@ async def test_lovecon_with_rife_from_the_panel(builtin_studio, qtbot, tmp_path,
 
     # the release's file, picked with the file chooser
     good = write_rife_release(tmp_path / "rife46" / "flownet.pkl")
-    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(good),
-                                                                                      "")))
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(good), ""))
+    )
     panel.rife_browse.click()
     assert v.rife_weights == str(good) and panel.rife_edit.text() == str(good)
     await _submit(window, qtbot)

@@ -26,7 +26,9 @@ class Api:
         return f"{self.engine.url}/v1{path}"
 
     async def call(self, method: str, path: str, body=None, expect: int | None = None):
-        async with self.s.request(method, self.url(path), json=body, headers=self.engine.headers) as r:
+        async with self.s.request(
+            method, self.url(path), json=body, headers=self.engine.headers
+        ) as r:
             data = await r.json() if r.content_type == "application/json" else await r.read()
             if expect is not None:
                 assert r.status == expect, (r.status, data)
@@ -34,8 +36,12 @@ class Api:
 
     async def generate(self, expect: int = 201, priority: int = 0, **params):
         params = {"width": 64, "height": 64, "steps": 4, **params}
-        _, job = await self.call("POST", "/jobs", {"job": {"kind": "generate", "params": params},
-                                                     "priority": priority}, expect)
+        _, job = await self.call(
+            "POST",
+            "/jobs",
+            {"job": {"kind": "generate", "params": params}, "priority": priority},
+            expect,
+        )
         return job
 
     async def wait(self, job_id: str, timeout: float = 120) -> dict:
@@ -58,7 +64,9 @@ async def next_event(ws, type_: str, job_id: str | None = None, timeout: float =
         while True:
             msg = json.loads((await ws.receive()).data)
             if msg["type"] == type_ and (
-                job_id is None or msg.get("job_id") == job_id or msg.get("job", {}).get("id") == job_id
+                job_id is None
+                or msg.get("job_id") == job_id
+                or msg.get("job", {}).get("id") == job_id
             ):
                 return msg
 

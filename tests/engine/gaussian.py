@@ -17,13 +17,20 @@ SIGMA = _A @ _A.T
 
 #: DDPM's linear schedule: ᾱ_T ≈ 4e-5, so N(0, I) is the right start and samplers can be
 #: compared with the data itself.
-CONFIG = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
-          "beta_schedule": "linear", "prediction_type": "epsilon", "steps_offset": 1}
+CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "prediction_type": "epsilon",
+    "steps_offset": 1,
+}
 
 
 def alphas_cumprod(config: dict = CONFIG) -> torch.Tensor:
-    betas = torch.linspace(config["beta_start"], config["beta_end"], config["num_train_timesteps"],
-                           dtype=torch.float64)
+    betas = torch.linspace(
+        config["beta_start"], config["beta_end"], config["num_train_timesteps"], dtype=torch.float64
+    )
     return torch.cumprod(1 - betas, 0)
 
 
@@ -45,8 +52,12 @@ def cov_t(a: float) -> torch.Tensor:
 class ExactModel:
     """ε*(x_t, t) (or v*) for the Gaussian data, plus an optional constant bias."""
 
-    def __init__(self, prediction_type: str = "epsilon", bias: torch.Tensor | None = None,
-                 config: dict = CONFIG) -> None:
+    def __init__(
+        self,
+        prediction_type: str = "epsilon",
+        bias: torch.Tensor | None = None,
+        config: dict = CONFIG,
+    ) -> None:
         self.prediction_type = prediction_type
         self.bias = bias
         self.ac = alphas_cumprod(config)
@@ -87,8 +98,15 @@ def sample_data(n: int, seed: int = 0) -> torch.Tensor:
     return (MU + z @ _A.T).float().reshape(n, D, 1, 1)
 
 
-def run_sampler(scheduler, model, steps: int, n: int = 4000, seed: int = 0,
-                x_T: torch.Tensor | None = None, **step_kwargs) -> torch.Tensor:
+def run_sampler(
+    scheduler,
+    model,
+    steps: int,
+    n: int = 4000,
+    seed: int = 0,
+    x_T: torch.Tensor | None = None,
+    **step_kwargs,
+) -> torch.Tensor:
     """The pipelines' loop: set_timesteps, then scale_model_input → model → step."""
     import inspect
 

@@ -38,7 +38,7 @@ def read_like_a1111(text: str) -> dict[str, str]:
     prompt, negative, in_negative = [], [], False
     for line in (line.strip() for line in lines):
         if line.startswith("Negative prompt:"):
-            in_negative, line = True, line[len("Negative prompt:"):].strip()
+            in_negative, line = True, line[len("Negative prompt:") :].strip()
         (negative if in_negative else prompt).append(line)
     fields = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
     for key, value in A1111_PAIR.findall(last):
@@ -58,8 +58,22 @@ def test_every_written_label_is_a_key_a1111_reads():
             assert A1111_KEY.fullmatch(row.label), f"A1111 cannot read the key {row.label!r}"
 
 
-WORDS = ["castle", "(red:1.3)", "[blue]", "BREAK", "<lora:ink_v2:0.8>", "a, b", "x: y",
-         'say "hi"', "émoji 🎨", "50%", "\\(esc\\)", "[a:b:0.5]", "[cat|dog]", "Steps: 3,"]
+WORDS = [
+    "castle",
+    "(red:1.3)",
+    "[blue]",
+    "BREAK",
+    "<lora:ink_v2:0.8>",
+    "a, b",
+    "x: y",
+    'say "hi"',
+    "émoji 🎨",
+    "50%",
+    "\\(esc\\)",
+    "[a:b:0.5]",
+    "[cat|dog]",
+    "Steps: 3,",
+]
 phrase = st.lists(st.sampled_from(WORDS), min_size=1, max_size=10).map(" ".join)
 
 
@@ -68,24 +82,52 @@ def recipes(draw) -> GenerateParams:
     prompt = draw(phrase)
     if draw(st.booleans()):
         prompt += "\n" + draw(phrase)  # a prompt over two lines
-    uncertainty = draw(st.none() | st.builds(
-        UncertaintyOptions, samples=st.integers(1, 9), skip=st.integers(1, 6),
-        decodes=st.integers(1, 9)))
+    uncertainty = draw(
+        st.none()
+        | st.builds(
+            UncertaintyOptions,
+            samples=st.integers(1, 9),
+            skip=st.integers(1, 6),
+            decodes=st.integers(1, 9),
+        )
+    )
     return GenerateParams(
-        prompt=prompt, negative_prompt=draw(st.just("") | phrase),
-        sampler=draw(st.sampled_from(["Euler a", "DPM++ 2M Karras", "DDIM", "DPM++ SDE", "UniPC",
-                                      "Flow Euler", "Analytic-DDIM"])),
-        seed=draw(st.integers(0, 2**32 - 1)), steps=draw(st.integers(1, 150)),
+        prompt=prompt,
+        negative_prompt=draw(st.just("") | phrase),
+        sampler=draw(
+            st.sampled_from(
+                [
+                    "Euler a",
+                    "DPM++ 2M Karras",
+                    "DDIM",
+                    "DPM++ SDE",
+                    "UniPC",
+                    "Flow Euler",
+                    "Analytic-DDIM",
+                ]
+            )
+        ),
+        seed=draw(st.integers(0, 2**32 - 1)),
+        steps=draw(st.integers(1, 150)),
         cfg_scale=draw(st.sampled_from([1, 4.5, 7, 12.25])),
-        width=draw(st.sampled_from([64, 512, 768])), height=draw(st.sampled_from([64, 512, 1024])),
+        width=draw(st.sampled_from([64, 512, 768])),
+        height=draw(st.sampled_from([64, 512, 1024])),
         model=draw(st.sampled_from(["sfumato-tiny", "sd15, v1", "my:model"])),
-        batch_size=draw(st.integers(1, 4)), clip_skip=draw(st.sampled_from([1, 2])),
+        batch_size=draw(st.integers(1, 4)),
+        clip_skip=draw(st.sampled_from([1, 2])),
         lora_hashes=draw(st.sampled_from(["", "ink_v2: 0123456789ab, paper: ba9876543210"])),
         ti_hashes=draw(st.sampled_from(["", "bad_hands: 0123456789ab"])),
-        calibrated=draw(st.booleans()), uncertainty=uncertainty,
+        calibrated=draw(st.booleans()),
+        uncertainty=uncertainty,
         schedule=draw(st.sampled_from(["default", "karras", "exponential"])),
-        flow=draw(st.none() | st.builds(FlowOptions, guidance=st.sampled_from([None, 3.5]),
-                                         shift=st.sampled_from([None, 1.15, 3.0]))),
+        flow=draw(
+            st.none()
+            | st.builds(
+                FlowOptions,
+                guidance=st.sampled_from([None, 3.5]),
+                shift=st.sampled_from([None, 1.15, 3.0]),
+            )
+        ),
     )
 
 

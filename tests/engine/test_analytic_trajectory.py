@@ -59,8 +59,10 @@ def test_dp_equals_brute_force_on_a_small_grid(k):
     dp = optimal_trajectory(AC, gammas_on(grid), k)
     assert len(dp) == k and dp == sorted(dp, reverse=True)
     assert dp[0] == 999 and dp[-1] == 0
-    best = min((exact_total((0, *mid, 999)), (0, *mid, 999))
-               for mid in itertools.combinations(grid[1:-1], k - 2))
+    best = min(
+        (exact_total((0, *mid, 999)), (0, *mid, 999))
+        for mid in itertools.combinations(grid[1:-1], k - 2)
+    )
     assert exact_total(dp) == pytest.approx(best[0], rel=1e-9)
     assert sorted(dp) == list(best[1])
 
@@ -71,6 +73,7 @@ def test_dp_bound_is_at_most_the_even_schedules(k):
     gammas = gammas_on(grid)
     dp = optimal_trajectory(AC, gammas, k)
     assert exact_total(dp) <= exact_total(even(grid, k)) + 1e-12
+
     # the scheduler's own cost ranks trajectories like the closed form: the same sum up to the
     # terms that telescope (log β̄_t/ᾱ_t at the two ends, the same for every trajectory)
     def telescoped(ts):
@@ -91,7 +94,9 @@ def test_scheduler_samples_on_the_cached_trajectory():
     assert sched.timesteps.tolist() == traj and not sched.missing_gammas()
     x = torch.randn(4, D, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for t in sched.timesteps:
-        x = sched.step(torch.zeros_like(x), t, x, generator=torch.Generator().manual_seed(1)).prev_sample
+        x = sched.step(
+            torch.zeros_like(x), t, x, generator=torch.Generator().manual_seed(1)
+        ).prev_sample
     assert torch.isfinite(x).all()
 
 

@@ -86,8 +86,14 @@ async def test_generate_streams_progress_previews_and_saves_recipe(api):
     ws = await api.events()
     first = json.loads((await ws.receive()).data)
     assert first["type"] == "engine"
-    job = await api.generate(prompt="a red apple", seed=1234, steps=12, batch_size=2,
-                             sampler="DPM++ 2M Karras", negative_prompt="blurry")
+    job = await api.generate(
+        prompt="a red apple",
+        seed=1234,
+        steps=12,
+        batch_size=2,
+        sampler="DPM++ 2M Karras",
+        negative_prompt="blurry",
+    )
     assert job["state"] == "queued"
     progress = await next_event(ws, "progress", job["id"])
     while progress["stage"] != "sampling":  # first comes "loading <model>"

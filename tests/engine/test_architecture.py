@@ -23,8 +23,9 @@ def _folder(root: Path, name: str, pipeline: str, cross_attention_dim: int = 768
     path = root / name
     (path / "unet").mkdir(parents=True)
     (path / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
-    (path / "unet" / "config.json").write_text(json.dumps(
-        {"cross_attention_dim": cross_attention_dim}))
+    (path / "unet" / "config.json").write_text(
+        json.dumps({"cross_attention_dim": cross_attention_dim})
+    )
     return path
 
 
@@ -52,8 +53,11 @@ def test_single_files_get_the_members_native_size(arch, tmp_path):
     path = write_header_only(tmp_path / f"{arch}.safetensors", real_shapes(arch))
     info = registry.describe(path, embedded=False)
     assert info is not None and info.architecture == arch
-    assert info.native_size == Architecture(arch).native_size == {"sd1": 512, "sd2": 768,
-                                                                   "sdxl": 1024}[arch]
+    assert (
+        info.native_size
+        == Architecture(arch).native_size
+        == {"sd1": 512, "sd2": 768, "sdxl": 1024}[arch]
+    )
 
 
 def test_every_detectable_string_is_a_member_and_no_member_is_undetectable():
@@ -94,8 +98,9 @@ def test_refusals_follow_the_methods():
         check_fits(ModelInfo(id="m", name="M", format="diffusers", path="/m", architecture=arch))
     for arch, note in (("sdxl", "SDXL's second encoder"), ("sd3", "velocity")):
         with pytest.raises(EngineError, match=note):
-            check_fits(ModelInfo(id="m", name="M", format="diffusers", path="/m",
-                                 architecture=arch))
+            check_fits(
+                ModelInfo(id="m", name="M", format="diffusers", path="/m", architecture=arch)
+            )
     p = GenerateParams(sampler="DDIM", calibrated=True, uncertainty=UncertaintyOptions())
     assert check_family(p, "sd1") == [] and check_family(p, "sd2") == []
     problems = dict(check_family(p, "sdxl"))
@@ -134,8 +139,10 @@ def test_a_video_edit_on_sdxl_is_refused_at_submit_with_the_reason(tmp_path):
     write_header_only(models / "my-xl.safetensors", real_shapes("sdxl"))
     app, _engine = engine_app(tmp_path / "data", models)
     client = TestClient(app, raise_server_exceptions=False, headers=AUTH)
-    job = {"kind": "video_edit", "params": {"model": "my-xl", "source": "nope",
-                                            "target_prompt": "a red car"}}
+    job = {
+        "kind": "video_edit",
+        "params": {"model": "my-xl", "source": "nope", "target_prompt": "a red car"},
+    }
     r = client.post("/v1/jobs", json={"job": job})
     assert r.status_code == 422, r.text
     body = r.text

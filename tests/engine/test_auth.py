@@ -20,8 +20,12 @@ pytestmark = pytest.mark.slow
 async def test_token_rules_docs_page_and_a_quick_shutdown(tmp_path, tiny_models_dir):
     token_file = tmp_path / "token"
     token_file.write_text("from-the-file\n")
-    engine = EngineProcess(tmp_path / "data", tiny_models_dir, token="from-the-file",
-                           extra_args=["--token-file", str(token_file)])
+    engine = EngineProcess(
+        tmp_path / "data",
+        tiny_models_dir,
+        token="from-the-file",
+        extra_args=["--token-file", str(token_file)],
+    )
     engine.data_dir.mkdir()
     engine.start()
     try:
@@ -29,7 +33,9 @@ async def test_token_rules_docs_page_and_a_quick_shutdown(tmp_path, tiny_models_
         assert b"from-the-file" not in cmdline  # not in any local user's process list
         base, good = engine.url, {"Authorization": "Bearer from-the-file"}
         async with aiohttp.ClientSession() as s:
-            async with s.get(f"{base}/v1/health", headers={"Authorization": "Bearer test-token"}) as r:
+            async with s.get(
+                f"{base}/v1/health", headers={"Authorization": "Bearer test-token"}
+            ) as r:
                 assert r.status == 401  # the environment's token lost to the file's
             async with s.get(f"{base}/v1/health", headers=good) as r:
                 assert r.status == 200
@@ -40,8 +46,10 @@ async def test_token_rules_docs_page_and_a_quick_shutdown(tmp_path, tiny_models_
             with pytest.raises(aiohttp.WSServerHandshakeError) as bad:
                 await s.ws_connect(f"{base}/v1/events?token=wrong")
             with pytest.raises(aiohttp.WSServerHandshakeError) as page:
-                await s.ws_connect(f"{base}/v1/events?token=from-the-file",
-                                   headers={"Origin": "https://evil.example"})
+                await s.ws_connect(
+                    f"{base}/v1/events?token=from-the-file",
+                    headers={"Origin": "https://evil.example"},
+                )
             assert (bad.value.status, page.value.status) == (401, 403)
 
         # /docs: the cookie expires, and the page loads nothing from another host. (A browser
@@ -63,8 +71,9 @@ async def test_token_rules_docs_page_and_a_quick_shutdown(tmp_path, tiny_models_
 
         # Shutdown with event streams open: no waiting out the grace time, no tracebacks
         async with aiohttp.ClientSession() as s:
-            streams = [await s.ws_connect(f"{base}/v1/events?token=from-the-file")
-                       for _ in range(3)]
+            streams = [
+                await s.ws_connect(f"{base}/v1/events?token=from-the-file") for _ in range(3)
+            ]
             for ws in streams:
                 await ws.receive(timeout=30)  # the engine status each stream starts with
             t0 = time.monotonic()

@@ -23,8 +23,9 @@ def setup(tmp_path_factory, tiny_models_dir):
     extra = data / "more-models"
     extra.mkdir()
     (extra / "old.ckpt").write_bytes(b"not a safetensors file")  # listed, with its problem
-    app, engine = engine_app(data / "data", tiny_models_dir, max_upload_mb=1,
-                             extra_models_dirs=[extra])
+    app, engine = engine_app(
+        data / "data", tiny_models_dir, max_upload_mb=1, extra_models_dirs=[extra]
+    )
     return TestClient(app, raise_server_exceptions=False, headers=AUTH), engine
 
 
@@ -39,54 +40,134 @@ def _gen(**params):
 
 def _png(width: int, height: int) -> bytes:
     """A PNG header declaring ``width``×``height`` with a tiny (truncated) image stream."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 4096))
+        + chunk(b"IEND", b"")
+    )
 
 
 CASES = {
-    "~user model path (load)": ("POST", "/v1/models/load", {"json": {"path": "~unknownuser/m"}}, "no user"),
-    "~user model id (load)": ("POST", "/v1/models/load", {"json": {"id": "~unknownuser"}}, "no user"),
+    "~user model path (load)": (
+        "POST",
+        "/v1/models/load",
+        {"json": {"path": "~unknownuser/m"}},
+        "no user",
+    ),
+    "~user model id (load)": (
+        "POST",
+        "/v1/models/load",
+        {"json": {"id": "~unknownuser"}},
+        "no user",
+    ),
     "~user model (fits)": ("GET", "/v1/fits", {"params": {"model": "~unknownuser/m"}}, "no user"),
     "~user model (generate)": ("POST", "/v1/jobs", _gen(model="~unknownuser/m"), "no user"),
-    "~user model (fit job)": ("POST", "/v1/jobs", {"json": {"job": {
-        "kind": "analytic_fit", "params": {"model": "~unknownuser/m"}}}}, "no user"),
-    "~user video source (preview)": ("POST", "/v1/video/control_preview",
-                                     {"json": {"source": "~unknownuser/v.mp4"}}, "upload"),
-    "~user video source (edit)": ("POST", "/v1/jobs", {"json": {"job": {"kind": "video_edit",
-        "params": {"source": "~unknownuser/v.mp4", "target_prompt": "x"}}}}, "upload"),
+    "~user model (fit job)": (
+        "POST",
+        "/v1/jobs",
+        {"json": {"job": {"kind": "analytic_fit", "params": {"model": "~unknownuser/m"}}}},
+        "no user",
+    ),
+    "~user video source (preview)": (
+        "POST",
+        "/v1/video/control_preview",
+        {"json": {"source": "~unknownuser/v.mp4"}},
+        "upload",
+    ),
+    "~user video source (edit)": (
+        "POST",
+        "/v1/jobs",
+        {
+            "json": {
+                "job": {
+                    "kind": "video_edit",
+                    "params": {"source": "~unknownuser/v.mp4", "target_prompt": "x"},
+                }
+            }
+        },
+        "upload",
+    ),
     "long model path (load)": ("POST", "/v1/models/load", {"json": {"path": LONG}}, "too long"),
     "long model (fits)": ("GET", "/v1/fits", {"params": {"model": LONG}}, "too long"),
     "long model (generate)": ("POST", "/v1/jobs", _gen(model=LONG), "too long"),
-    "long video source (preview)": ("POST", "/v1/video/control_preview", {"json": {"source": LONG}},
-                                    "upload"),
+    "long video source (preview)": (
+        "POST",
+        "/v1/video/control_preview",
+        {"json": {"source": LONG}},
+        "upload",
+    ),
     "long upload id": ("GET", f"/v1/uploads/{LONG}", {}, "No upload"),
-    "long upload name": ("POST", "/v1/uploads", {"params": {"name": LONG + ".png"},
-                                                 "content": b"x"}, "longer than"),
-    "NUL in upload name": ("POST", "/v1/uploads", {"params": {"name": "a\x00.png"},
-                                                   "content": b"x"}, "NUL"),
+    "long upload name": (
+        "POST",
+        "/v1/uploads",
+        {"params": {"name": LONG + ".png"}, "content": b"x"},
+        "longer than",
+    ),
+    "NUL in upload name": (
+        "POST",
+        "/v1/uploads",
+        {"params": {"name": "a\x00.png"}, "content": b"x"},
+        "NUL",
+    ),
     "NUL in model path": ("POST", "/v1/models/load", {"json": {"path": "m\x00"}}, "NUL"),
-    "decompression bomb": ("POST", "/v1/uploads", {"params": {"name": "bomb.png"},
-                                                   "content": _png(20000, 20000)}, "pixels"),
-    "malformed JSON": ("POST", "/v1/jobs", {"content": b'{"job": {kind',
-                                            "headers": {"content-type": "application/json"}},
-                       "not valid JSON"),
-    "NaN": ("POST", "/v1/jobs", {"content": b'{"job":{"kind":"generate","params":{"cfg_scale":NaN}}}',
-                                 "headers": {"content-type": "application/json"}}, "not a number"),
-    "infinity": ("POST", "/v1/jobs", {"content": b'{"job":{"kind":"generate","params":{"eta":-Infinity}}}',
-                                      "headers": {"content-type": "application/json"}}, "not a number"),
+    "decompression bomb": (
+        "POST",
+        "/v1/uploads",
+        {"params": {"name": "bomb.png"}, "content": _png(20000, 20000)},
+        "pixels",
+    ),
+    "malformed JSON": (
+        "POST",
+        "/v1/jobs",
+        {"content": b'{"job": {kind', "headers": {"content-type": "application/json"}},
+        "not valid JSON",
+    ),
+    "NaN": (
+        "POST",
+        "/v1/jobs",
+        {
+            "content": b'{"job":{"kind":"generate","params":{"cfg_scale":NaN}}}',
+            "headers": {"content-type": "application/json"},
+        },
+        "not a number",
+    ),
+    "infinity": (
+        "POST",
+        "/v1/jobs",
+        {
+            "content": b'{"job":{"kind":"generate","params":{"eta":-Infinity}}}',
+            "headers": {"content-type": "application/json"},
+        },
+        "not a number",
+    ),
     "unknown job kind": ("POST", "/v1/jobs", {"json": {"job": {"kind": "paint"}}}, "not a kind"),
     "over-long prompt": ("POST", "/v1/jobs", _gen(prompt="x" * 100_000), "at most"),
-    "body over the limit": ("POST", "/v1/jobs", {"content": b"{" + b" " * (2 * 1024**2) + b"}",
-                                                 "headers": {"content-type": "application/json"}},
-                            "larger than"),
-    "upload over the limit": ("POST", "/v1/uploads", {"params": {"name": "big.png"},
-                                                      "content": b"\x00" * (2 * 1024**2)},
-                              "upload limit"),
+    "body over the limit": (
+        "POST",
+        "/v1/jobs",
+        {
+            "content": b"{" + b" " * (2 * 1024**2) + b"}",
+            "headers": {"content-type": "application/json"},
+        },
+        "larger than",
+    ),
+    "upload over the limit": (
+        "POST",
+        "/v1/uploads",
+        {"params": {"name": "big.png"}, "content": b"\x00" * (2 * 1024**2)},
+        "upload limit",
+    ),
     "calibration without a fit": ("POST", "/v1/jobs", _gen(calibrated=True), "calibration_fit"),
     "model marked broken": ("POST", "/v1/jobs", _gen(model="old"), "cannot be used"),
 }
@@ -100,8 +181,13 @@ def test_refused_with_a_message_not_a_500(client, case):
     body = r.json()
     assert words.lower() in body["message"].lower(), body["message"]
     text = json.dumps(body)
-    for jargon in ("pydantic", "errors.pydantic.dev", "Input tag", "JSON decode error",
-                   "less than or equal"):
+    for jargon in (
+        "pydantic",
+        "errors.pydantic.dev",
+        "Input tag",
+        "JSON decode error",
+        "less than or equal",
+    ):
         assert jargon not in text
     assert len(body["message"]) < 600  # the 300-character inputs are cut in messages
 

@@ -38,11 +38,18 @@ def v_biased(x: torch.Tensor, t: float) -> torch.Tensor:
 
 def _table(mode: str) -> CalibrationTable:
     x0 = torch.randn(3000, *SHAPE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    stats = estimate_eps_stats(lambda x, t, rows: eps_biased(x, t), x0, TS, AC, batch=1000,
-                               generator=torch.Generator().manual_seed(3))
+    stats = estimate_eps_stats(
+        lambda x, t, rows: eps_biased(x, t),
+        x0,
+        TS,
+        AC,
+        batch=1000,
+        generator=torch.Generator().manual_seed(3),
+    )
     assert stats.spatial_mean.shape == (len(TS), *SHAPE)
-    return CalibrationTable(torch.tensor(TS), stats.mean, stats.mean, stats.spatial_mean,
-                            stats.spatial_mean, mode)
+    return CalibrationTable(
+        torch.tensor(TS), stats.mean, stats.mean, stats.spatial_mean, stats.spatial_mean, mode
+    )
 
 
 def test_spatial_mean_finds_a_bias_the_channel_mean_cannot():
@@ -64,15 +71,27 @@ def test_spatial_calibration_removes_the_bias_for_eps_and_v():
             assert (err < 0.08) == removed, (mode, t, float(err))
             # v-prediction: the same bias in ε is m/√ᾱ in v
             exact_v = (exact_eps - (1 - a) ** 0.5 * x) / a**0.5
-            out_v = calibrate_output(v_biased(x, t), t, table, cfg=False,
-                                     prediction_type="v_prediction", alphas_cumprod=AC)
+            out_v = calibrate_output(
+                v_biased(x, t),
+                t,
+                table,
+                cfg=False,
+                prediction_type="v_prediction",
+                alphas_cumprod=AC,
+            )
             err_v = (out_v - exact_v).abs().max()
             assert (err_v < 0.08 / a**0.5) == removed, (mode, t, float(err_v))
 
 
 def test_spatial_mean_falls_back_to_the_channel_mean_at_another_size():
-    table = CalibrationTable(torch.tensor([0, 999]), torch.ones(2, 2), torch.ones(2, 2),
-                             torch.full((2, 2, 4, 4), 5.0), torch.full((2, 2, 4, 4), 5.0))
+    table = CalibrationTable(
+        torch.tensor([0, 999]),
+        torch.ones(2, 2),
+        torch.ones(2, 2),
+        torch.full((2, 2, 4, 4), 5.0),
+        torch.full((2, 2, 4, 4), 5.0),
+    )
+
     def out(h):
         return calibrate_output(torch.zeros(1, 2, h, h), 10.0, table, cfg=False)
 
@@ -83,7 +102,14 @@ def test_spatial_mean_falls_back_to_the_channel_mean_at_another_size():
 
 
 def test_spatial_calibration_with_cfg_uses_each_halfs_mean():
-    table = CalibrationTable(torch.tensor([0, 999]), torch.zeros(2, 2), torch.zeros(2, 2),
-                             torch.ones(2, 2, 3, 3), -torch.ones(2, 2, 3, 3))
+    table = CalibrationTable(
+        torch.tensor([0, 999]),
+        torch.zeros(2, 2),
+        torch.zeros(2, 2),
+        torch.ones(2, 2, 3, 3),
+        -torch.ones(2, 2, 3, 3),
+    )
     out = calibrate_output(torch.zeros(4, 2, 3, 3), 10.0, table, cfg=True)
-    assert torch.allclose(out[:2], torch.tensor(1.0)) and torch.allclose(out[2:], torch.tensor(-1.0))
+    assert torch.allclose(out[:2], torch.tensor(1.0)) and torch.allclose(
+        out[2:], torch.tensor(-1.0)
+    )

@@ -57,16 +57,24 @@ class FakeContext:
 
     def batches_to_run(self, batch_count: int, batch_size: int) -> list[int]:
         saved = self.saved_indices()
-        return [b for b in range(batch_count)
-                if any(b * batch_size + i not in saved for i in range(batch_size))]
+        return [
+            b
+            for b in range(batch_count)
+            if any(b * batch_size + i not in saved for i in range(batch_size))
+        ]
 
     def save(self) -> None:
         pass
 
 
 def make_job(spec) -> Job:
-    return Job(id="0123456789abcdef", kind=spec.kind, state=JobState.running, spec=spec,
-               created_at=utcnow())
+    return Job(
+        id="0123456789abcdef",
+        kind=spec.kind,
+        state=JobState.running,
+        spec=spec,
+        created_at=utcnow(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +107,10 @@ def fits(loaded, fit_images, tmp_path_factory):
 
     store = FitStore(tmp_path_factory.mktemp("fits"))
     data = {"source": "folder", "folder": str(fit_images), "count": 8}
-    for spec, run in ((AnalyticFitJob(params={"steps": [4, 6], "data": data}), run_analytic_fit),
-                      (CalibrationFitJob(params={"timesteps": 5, "data": data}), run_calibration_fit)):
+    for spec, run in (
+        (AnalyticFitJob(params={"steps": [4, 6], "data": data}), run_analytic_fit),
+        (CalibrationFitJob(params={"timesteps": 5, "data": data}), run_calibration_fit),
+    ):
         job = make_job(spec)
         ctx = FakeContext(loaded, job, tmp_path_factory.mktemp("out"))
         run(job, ctx, fits=store)
@@ -126,14 +136,22 @@ def render(loaded, fits, **params):
 
     from engine.sampling import prepare
 
-    p = GenerateParams(prompt="a red square", width=64, height=64, steps=4, cfg_scale=5.0,
-                       seed=3, **params)
+    p = GenerateParams(
+        prompt="a red square", width=64, height=64, steps=4, cfg_scale=5.0, seed=3, **params
+    )
     setup = prepare(loaded, p, fits)
     loaded.pipe.scheduler = setup.scheduler
     with setup.context(loaded.pipe, p.cfg_scale):
-        out = loaded.pipe(prompt=p.prompt, width=64, height=64, num_inference_steps=p.steps,
-                          guidance_scale=p.cfg_scale, output_type="np",
-                          generator=[torch.Generator().manual_seed(3)], **setup.call_kwargs)
+        out = loaded.pipe(
+            prompt=p.prompt,
+            width=64,
+            height=64,
+            num_inference_steps=p.steps,
+            guidance_scale=p.cfg_scale,
+            output_type="np",
+            generator=[torch.Generator().manual_seed(3)],
+            **setup.call_kwargs,
+        )
     return out.images[0]
 
 
@@ -144,17 +162,20 @@ def test_every_sampler_renders_a_finite_non_blank_image(loaded, fits, name):
     assert np.isfinite(image).all() and image.std() > 0.01
 
 
-@pytest.mark.parametrize("options", [
-    {"sampler": "DPM++ 2M", "schedule": "karras"},
-    {"sampler": "DPM++ 2M Karras"},
-    {"sampler": "Euler", "schedule": "exponential", "timestep_spacing": "trailing"},
-    {"sampler": "LMS", "schedule": "beta"},
-    {"sampler": "DDIM", "eta": 0.5},
-    {"sampler": "UniPC", "solver_order": 3},
-    {"sampler": "SA-Solver", "eta": 0.5, "solver_order": 2},
-    {"sampler": "DPM++ 2M", "calibrated": True},
-    {"sampler": "Analytic-DDIM", "calibrated": True, "steps": 6},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sampler": "DPM++ 2M", "schedule": "karras"},
+        {"sampler": "DPM++ 2M Karras"},
+        {"sampler": "Euler", "schedule": "exponential", "timestep_spacing": "trailing"},
+        {"sampler": "LMS", "schedule": "beta"},
+        {"sampler": "DDIM", "eta": 0.5},
+        {"sampler": "UniPC", "solver_order": 3},
+        {"sampler": "SA-Solver", "eta": 0.5, "solver_order": 2},
+        {"sampler": "DPM++ 2M", "calibrated": True},
+        {"sampler": "Analytic-DDIM", "calibrated": True, "steps": 6},
+    ],
+)
 def test_options_render(loaded, fits, options):
     steps = options.pop("steps", 4)
     image = render(loaded, fits, **options) if steps == 4 else None
@@ -187,7 +208,9 @@ def test_options_that_do_not_apply_are_refused():
     assert check_options(GenerateParams(sampler="DDIM", schedule="karras"))[0][0] == "schedule"
     assert check_options(GenerateParams(sampler="Euler", eta=0.3))[0][0] == "eta"
     assert check_options(GenerateParams(sampler="DPM++ 2M", solver_order=3))[0][0] == "solver_order"
-    assert check_options(GenerateParams(sampler="DPM++ 2M Karras", schedule="beta"))[0][0] == "sampler"
+    assert (
+        check_options(GenerateParams(sampler="DPM++ 2M Karras", schedule="beta"))[0][0] == "sampler"
+    )
     assert check_options(GenerateParams(sampler="Nope"))[0][0] == "sampler"
     assert check_options(GenerateParams(sampler="k_dpmpp_2m")) == []
 
@@ -201,26 +224,48 @@ def test_sampler_infos_list_options_and_aliases():
     assert "eta" not in options and "calibrated" in options
     assert {o.name: o for o in infos["DDIM"].options}["eta"].label == "Eta DDIM"
     assert infos["Analytic-DDPM"].needs_fit == "analytic"
-    for required in ("DDIM", "DDPM", "PLMS", "LMS", "Euler", "Euler a", "Heun", "DPM2", "DPM2 a",
-                     "DPM++ 2M", "DPM++ 2M SDE", "DPM++ SDE", "DPM++ 2S a", "DPM++ 3M SDE",
-                     "UniPC", "DEIS", "SA-Solver", "LCM", "TCD"):
+    for required in (
+        "DDIM",
+        "DDPM",
+        "PLMS",
+        "LMS",
+        "Euler",
+        "Euler a",
+        "Heun",
+        "DPM2",
+        "DPM2 a",
+        "DPM++ 2M",
+        "DPM++ 2M SDE",
+        "DPM++ SDE",
+        "DPM++ 2S a",
+        "DPM++ 3M SDE",
+        "UniPC",
+        "DEIS",
+        "SA-Solver",
+        "LCM",
+        "TCD",
+    ):
         assert required in infos
 
 
-@pytest.mark.parametrize("params", [
-    GenerateParams(sampler="DPM++ 2M", schedule="karras"),
-    GenerateParams(sampler="DPM++ 2M Karras"),  # A1111 < 1.9 spelling stays as written
-    GenerateParams(sampler="DDIM", eta=0.3, timestep_spacing="trailing"),
-    GenerateParams(sampler="UniPC", solver_order=3, calibrated=True),
-    GenerateParams(sampler="SA-Solver", eta=0.7, solver_order=2, schedule="beta"),
-    GenerateParams(sampler="Analytic-DDIM", steps=50),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        GenerateParams(sampler="DPM++ 2M", schedule="karras"),
+        GenerateParams(sampler="DPM++ 2M Karras"),  # A1111 < 1.9 spelling stays as written
+        GenerateParams(sampler="DDIM", eta=0.3, timestep_spacing="trailing"),
+        GenerateParams(sampler="UniPC", solver_order=3, calibrated=True),
+        GenerateParams(sampler="SA-Solver", eta=0.7, solver_order=2, schedule="beta"),
+        GenerateParams(sampler="Analytic-DDIM", steps=50),
+    ],
+)
 def test_recipes_round_trip_through_png_metadata(params, tmp_path):
     from engine.outputs import save_png
 
     params = params.model_copy(update={"prompt": "a cat, sitting", "seed": 5})
-    path = save_png(Image.new("RGB", (8, 8)), tmp_path / "x.png", params, seed=5,
-                    model_name=None, index=0)
+    path = save_png(
+        Image.new("RGB", (8, 8)), tmp_path / "x.png", params, seed=5, model_name=None, index=0
+    )
     text = Image.open(path).text
     assert recipe_from_png_text(text) == params
     # the A1111 text alone carries the sampler and its options too
@@ -230,7 +275,8 @@ def test_recipes_round_trip_through_png_metadata(params, tmp_path):
 def test_a1111_spellings_are_read():
     p = GenerateParams.from_a1111(
         "x\nSteps: 20, Sampler: DPM++ 2M SDE, Schedule type: Exponential, CFG scale: 7, "
-        "Seed: 1, Size: 64x64, Eta: 0.4")
+        "Seed: 1, Size: 64x64, Eta: 0.4"
+    )
     assert (p.sampler, p.schedule, p.eta) == ("DPM++ 2M SDE", "exponential", 0.4)
     p = GenerateParams.from_a1111("x\nSteps: 20, Sampler: DDIM, Eta DDIM: 0.2, Seed: 1")
     assert p.eta == 0.2
@@ -244,10 +290,14 @@ def test_a1111_spellings_are_read():
 def test_sampler_grid_renders_cells_and_a_labelled_grid(loaded, fits, tmp_path):
     from engine.sampler_grid import run_sampler_grid
 
-    spec = SamplerGridJob(params={
-        "base": {"prompt": "a blue square", "seed": 11, "width": 64, "height": 64},
-        "samplers": ["Euler", {"sampler": "DPM++ 2M", "schedule": "karras"}], "steps": [2, 3],
-        "cfg_scales": [1.0, 4.0]})
+    spec = SamplerGridJob(
+        params={
+            "base": {"prompt": "a blue square", "seed": 11, "width": 64, "height": 64},
+            "samplers": ["Euler", {"sampler": "DPM++ 2M", "schedule": "karras"}],
+            "steps": [2, 3],
+            "cfg_scales": [1.0, 4.0],
+        }
+    )
     job = make_job(spec)
     ctx = FakeContext(loaded, job, tmp_path)
     run_sampler_grid(job, ctx, fits=fits)
@@ -260,7 +310,12 @@ def test_sampler_grid_renders_cells_and_a_labelled_grid(loaded, fits, tmp_path):
     # a cell opens with its own recipe
     recipe = recipe_from_png_text(Image.open(cells[5].path).text)
     assert (recipe.sampler, recipe.schedule, recipe.steps, recipe.cfg_scale, recipe.seed) == (
-        "DPM++ 2M", "karras", 3, 1.0, 11)
+        "DPM++ 2M",
+        "karras",
+        3,
+        1.0,
+        11,
+    )
     grid = Image.open(grids[0].path)
     assert grid.width > 2 * 64 and "sfumato" in grid.text and "parameters" in grid.text
     assert recipe_from_png_text(grid.text).prompt == "a blue square"
@@ -279,8 +334,9 @@ def test_sa_solver_builds_from_the_built_in_models_dpm_solver_config():
     from engine.models.registry import EMBEDDED_MODELS
     from engine.samplers import CATALOGUE
 
-    config = json.loads((EMBEDDED_MODELS / "sfumato-tiny" / "scheduler" /
-                         "scheduler_config.json").read_text())
+    config = json.loads(
+        (EMBEDDED_MODELS / "sfumato-tiny" / "scheduler" / "scheduler_config.json").read_text()
+    )
     assert config["algorithm_type"] == "dpmsolver++"
     scheduler = CATALOGUE["SA-Solver"].build(config, GenerateParams(sampler="SA-Solver", eta=0.5))
     assert scheduler.config.algorithm_type == "data_prediction"  # x̂₀, as dpmsolver++ is

@@ -16,7 +16,8 @@ ABARS = (0.9991, 0.5, 0.0470, 0.9429470213131631)
 def _pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(2, 4, 8, 8, generator=g, dtype=torch.float64), torch.randn(
-        2, 4, 8, 8, generator=g, dtype=torch.float64)
+        2, 4, 8, 8, generator=g, dtype=torch.float64
+    )
 
 
 @pytest.mark.parametrize("abar", ABARS)
@@ -33,8 +34,9 @@ def test_vp_conversions_invert_each_other(abar):
     for prediction, out in (("epsilon", eps), ("v_prediction", v), ("sample", x0)):
         torch.testing.assert_close(d.to_eps(prediction, out, x, alpha, sigma), eps, **close)
     # the mean-shift and scale rules are the derivative of eps_from_v in v
-    torch.testing.assert_close(d.eps_from_v(v + d.eps_shift_as_v(eps, alpha), x, alpha, sigma),
-                               2 * eps, **close)
+    torch.testing.assert_close(
+        d.eps_from_v(v + d.eps_shift_as_v(eps, alpha), x, alpha, sigma), 2 * eps, **close
+    )
     assert d.eps_scale("v_prediction", alpha) == alpha and d.eps_scale("epsilon", alpha) == 1.0
     assert d.eps_variance_from_v(2.0, abar) == 2.0 * abar
 
@@ -49,8 +51,12 @@ def test_to_eps_refuses_what_it_cannot_convert():
 def test_v_matches_diffusers_get_velocity():
     from diffusers import DDPMScheduler
 
-    sched = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                          prediction_type="v_prediction")
+    sched = DDPMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="v_prediction",
+    )
     x0, eps = (a.float() for a in _pair(1))
     t = torch.tensor([10, 700])
     v = sched.get_velocity(x0, eps, t)
@@ -58,7 +64,9 @@ def test_v_matches_diffusers_get_velocity():
     for i in range(2):
         alpha, sigma = d.alpha_sigma(float(abar[i]))
         x = d.noised(x0[i], eps[i], alpha, sigma)
-        torch.testing.assert_close(d.eps_from_v(v[i], x, alpha, sigma), eps[i], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            d.eps_from_v(v[i], x, alpha, sigma), eps[i], rtol=1e-5, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("t", (0.0, 0.25, 0.7, 1.0))
@@ -80,7 +88,7 @@ def test_flow_matches_diffusers_scale_noise():
     sched.set_timesteps(10)
     x0, eps = (a.float() for a in _pair(3))
     i = 4
-    x = sched.scale_noise(x0, sched.timesteps[i:i + 1], eps)
+    x = sched.scale_noise(x0, sched.timesteps[i : i + 1], eps)
     torch.testing.assert_close(x, d.flow_noised(x0, eps, float(sched.sigmas[i])))
     # Euler's step x + (σ_next − σ)·v lands on the path at σ_next when v is the true velocity
     step = sched.step(eps - x0, sched.timesteps[i], x).prev_sample
@@ -137,7 +145,15 @@ def test_the_fits_and_video_read_every_prediction_type_as_eps(prediction):
     ac = torch.full((10,), abar, dtype=torch.float64)
     got = make_eps(loaded, torch.zeros(1, 3, 4), ac, prediction)(x, 5, [0, 1])
     torch.testing.assert_close(got, eps, rtol=1e-5, atol=1e-5)
-    nets = VideoNets(unet, None, None, None, None, {"prediction_type": prediction},
-                     torch.device("cpu"), torch.float32)
+    nets = VideoNets(
+        unet,
+        None,
+        None,
+        None,
+        None,
+        {"prediction_type": prediction},
+        torch.device("cpu"),
+        torch.float32,
+    )
     got = predict_eps(nets, x, 5, torch.zeros(1, 3, 4), alpha=abar)
     torch.testing.assert_close(got, eps, rtol=1e-5, atol=1e-5)

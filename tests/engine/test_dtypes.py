@@ -31,16 +31,23 @@ MODEL = "sfumato-tiny"
 #: bf16 ≈ 1-4 with the pipeline's own prompt encoding, 12-14 since prompts are encoded by
 #: engine/prompts (DPM++ 2M Karras, DPM++ SDE; to look into: docs/gpu/README.md); a wrong cast,
 #: a NaN or a black image gives 30+.
-RECIPE = {"model": MODEL, "prompt": "a red square", "seed": 3, "cfg_scale": 5.0, "width": 64,
-          "height": 64}
+RECIPE = {
+    "model": MODEL,
+    "prompt": "a red square",
+    "seed": 3,
+    "cfg_scale": 5.0,
+    "width": 64,
+    "height": 64,
+}
 TOLERANCE = {"fp16": 2.0, "bf16": 16.0}
 
 
 @pytest.fixture(scope="module", params=["fp16", "bf16"])
 def dtype_engine(request, tmp_path_factory, tiny_models_dir):
     data = tmp_path_factory.mktemp(f"data-{request.param}")
-    proc = EngineProcess(data, tiny_models_dir,
-                         extra_args=["--model", MODEL, "--dtype", request.param]).start()
+    proc = EngineProcess(
+        data, tiny_models_dir, extra_args=["--model", MODEL, "--dtype", request.param]
+    ).start()
     proc.dtype = request.param
     yield proc
     proc.stop()
@@ -92,9 +99,16 @@ async def _fit(api: Api, kind: str, folder: Path, **extra) -> None:
     _, fits = await api.call("GET", f"/fits?model={MODEL}", expect=200)
     if any(f["kind"] == kind for f in fits):
         return
-    body = {"job": {"kind": f"{kind}_fit", "params": {
-        "model": MODEL, "data": {"source": "folder", "folder": str(folder), "count": 8},
-        **extra}}}
+    body = {
+        "job": {
+            "kind": f"{kind}_fit",
+            "params": {
+                "model": MODEL,
+                "data": {"source": "folder", "folder": str(folder), "count": 8},
+                **extra,
+            },
+        }
+    }
     _, job = await api.call("POST", "/jobs", body, 201)
     job = await api.wait(job["id"], timeout=300)
     assert job["state"] == "done", job["message"]
@@ -123,11 +137,14 @@ async def test_health_names_the_dtype_and_the_fast_path(api):
     assert (await api.wait(job["id"], timeout=300))["state"] == "done"
 
 
-@pytest.mark.parametrize("params", [
-    {"sampler": "Euler a"},
-    {"sampler": "DPM++ 2M Karras"},
-    {"sampler": "DPM++ SDE"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"sampler": "Euler a"},
+        {"sampler": "DPM++ 2M Karras"},
+        {"sampler": "DPM++ SDE"},
+    ],
+)
 async def test_generate(api, reference, tmp_path, params):
     _, image = await _image(api, steps=4, **params)
     _close_to_fp32(image, reference(tmp_path, steps=4, **params), api.engine.dtype)
@@ -148,9 +165,15 @@ async def test_analytic_ddim_and_calibration(api, fit_folder, reference, tmp_pat
 async def test_uncertainty_ddim_and_dpm2(api, fit_folder):
     await _fit(api, "uncertainty", fit_folder)
     for sampler in ("DDIM", "DPM2"):
-        job, image = await _image(api, sampler=sampler, steps=4, uncertainty=True,
-                                  uncertainty_skip=2, uncertainty_samples=3,
-                                  uncertainty_decodes=4)
+        job, image = await _image(
+            api,
+            sampler=sampler,
+            steps=4,
+            uncertainty=True,
+            uncertainty_skip=2,
+            uncertainty_samples=3,
+            uncertainty_decodes=4,
+        )
         assert image.std() > 2
         u = job["results"][0]["uncertainty"]
         _, raw = await api.call("GET", f"/jobs/{job['id']}/files/{u['map_name']}", expect=200)
@@ -165,22 +188,39 @@ async def test_video_edit_with_canny_controlnet(api, sample_clip, tmp_path, meth
     from engine.video.io import probe
     from engine.video.sample_clip import sample_caption
 
-    async with api.s.post(api.url("/uploads"), params={"name": sample_clip.name},
-                          data=sample_clip.read_bytes(), headers=api.engine.headers) as r:
+    async with api.s.post(
+        api.url("/uploads"),
+        params={"name": sample_clip.name},
+        data=sample_clip.read_bytes(),
+        headers=api.engine.headers,
+    ) as r:
         assert r.status == 201
         up = await r.json()
     src = sample_caption()
-    params = {"model": MODEL, "source": up["id"], "width": 64, "height": 64, "method": method,
-              "frames": {"start": 0, "end": 8, "stride": 2}, "source_prompt": src,
-              "target_prompt": src.replace("white", "blue"), "edit_type": "background",
-              "edit_phrase": "t-rex", "steps": 3, "window": 2, "tuning_steps": 2,
-              "control": {"type": "canny"}}
-    _, job = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": params}},
-                            expect=201)
+    params = {
+        "model": MODEL,
+        "source": up["id"],
+        "width": 64,
+        "height": 64,
+        "method": method,
+        "frames": {"start": 0, "end": 8, "stride": 2},
+        "source_prompt": src,
+        "target_prompt": src.replace("white", "blue"),
+        "edit_type": "background",
+        "edit_phrase": "t-rex",
+        "steps": 3,
+        "window": 2,
+        "tuning_steps": 2,
+        "control": {"type": "canny"},
+    }
+    _, job = await api.call(
+        "POST", "/jobs", {"job": {"kind": "video_edit", "params": params}}, expect=201
+    )
     job = await api.wait(job["id"], timeout=600)
     assert job["state"] == "done", job["message"]
-    _, data = await api.call("GET", f"/jobs/{job['id']}/files/{job['results'][0]['name']}",
-                             expect=200)
+    _, data = await api.call(
+        "GET", f"/jobs/{job['id']}/files/{job['results'][0]['name']}", expect=200
+    )
     out = tmp_path / "edit.mp4"
     out.write_bytes(data)
     assert probe(out).frames == 4
@@ -199,4 +239,3 @@ def sample_clip(tmp_path_factory) -> Path:
     from engine.video.sample_clip import write_sample_clip
 
     return write_sample_clip(tmp_path_factory.mktemp("clips") / "sample.mp4")
-

@@ -99,9 +99,25 @@ def test_random_kills_lose_nothing_and_duplicate_nothing(tmp_path):
     from tests.support.engine_proc import REPO
 
     out = tmp_path / "durability.json"
-    run = subprocess.run([sys.executable, "bench/durability.py", "--kills", "3", "--jobs", "2",
-                          "--seed", "1", "--json", str(out)],
-                         check=False, cwd=REPO, capture_output=True, text=True, timeout=1500)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "bench/durability.py",
+            "--kills",
+            "3",
+            "--jobs",
+            "2",
+            "--seed",
+            "1",
+            "--json",
+            str(out),
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     result = json.loads(out.read_text())
     assert result["problems"] == []

@@ -28,8 +28,16 @@ def _load(fast: FastPath):
 def _render(loaded, tmp_path, fits=None, **params) -> np.ndarray:
     from engine.generate import run_generate
 
-    params = {"model": MODEL, "prompt": "a red square", "seed": 3, "width": 64, "height": 64,
-              "steps": 3, "cfg_scale": 5.0, **params}
+    params = {
+        "model": MODEL,
+        "prompt": "a red square",
+        "seed": 3,
+        "width": 64,
+        "height": 64,
+        "steps": 3,
+        "cfg_scale": 5.0,
+        **params,
+    }
     job = make_job(GenerateJob(params=params))
     run_generate(job, FakeContext(loaded, job, tmp_path), fits)
     return np.stack([np.asarray(Image.open(r.path), np.float32) for r in job.results])
@@ -59,9 +67,13 @@ def test_sampler_seed_prompt_cfg_and_steps_never_recompile(counted, tmp_path):
     fast, counter, loaded = counted
     _render(loaded, tmp_path)  # the warm-up's shapes: batch 1 with CFG, 64²
     after_first = counter.frame_count
-    for params in ({"sampler": "DDIM", "seed": 9}, {"sampler": "DPM++ 2M Karras", "steps": 5},
-                   {"sampler": "Euler", "prompt": "a long prompt about a blue circle " * 4},
-                   {"sampler": "DPM2", "cfg_scale": 9.0}, {"sampler": "LMS", "seed": 123}):
+    for params in (
+        {"sampler": "DDIM", "seed": 9},
+        {"sampler": "DPM++ 2M Karras", "steps": 5},
+        {"sampler": "Euler", "prompt": "a long prompt about a blue circle " * 4},
+        {"sampler": "DPM2", "cfg_scale": 9.0},
+        {"sampler": "LMS", "seed": 123},
+    ):
         _render(loaded, tmp_path, **params)
     assert counter.frame_count == after_first, "a sampler/seed/prompt change recompiled"
     assert fast.state == "on"
@@ -102,8 +114,9 @@ def test_calibration_hook_acts_on_the_compiled_unet(counted):
 
     _fast, _counter, loaded = counted
     unet = loaded.pipe.unet
-    table = CalibrationTable(torch.tensor([0.0, 999.0]), torch.full((2, 4), 0.5),
-                             torch.full((2, 4), 0.5))
+    table = CalibrationTable(
+        torch.tensor([0.0, 999.0]), torch.full((2, 4), 0.5), torch.full((2, 4), 0.5)
+    )
     x = torch.randn(2, 4, 8, 8)
     ehs = torch.randn(2, 77, unet.config.cross_attention_dim)
     with torch.no_grad():

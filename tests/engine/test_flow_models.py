@@ -61,11 +61,18 @@ def flow_engine(tmp_path_factory, flow_models_dir):
 def test_the_engine_lists_flow_models_with_their_architecture(client):
     r = client.get("/v1/models")
     assert r.status_code == 200
-    arch = {m["id"]: (m["format"], m["architecture"], m["problem"]) for m in r.json()
-            if not m["embedded"]}
-    assert arch == {"tiny-sd3": ("diffusers", "sd3", ""), "tiny-flux": ("diffusers", "flux", ""),
-                    "tiny-sd": ("diffusers", "sd1", ""), "sd3-single": ("single_file", "sd3", ""),
-                    "flux-single": ("single_file", "flux", "")}  # no ae/clip_l/t5xxl entries
+    arch = {
+        m["id"]: (m["format"], m["architecture"], m["problem"])
+        for m in r.json()
+        if not m["embedded"]
+    }
+    assert arch == {
+        "tiny-sd3": ("diffusers", "sd3", ""),
+        "tiny-flux": ("diffusers", "flux", ""),
+        "tiny-sd": ("diffusers", "sd1", ""),
+        "sd3-single": ("single_file", "sd3", ""),
+        "flux-single": ("single_file", "flux", ""),
+    }  # no ae/clip_l/t5xxl entries
 
 
 def test_the_sampler_catalogue_says_which_family_each_sampler_samples(client):
@@ -86,20 +93,41 @@ def _submit(client, **params):
 
 
 REFUSALS = {
-    "ε-sampler on SD3": ({"model": "tiny-sd3", "sampler": "Euler a"}, "sampler",
-                         "does not sample sd3"),
-    "ε-sampler on Flux": ({"model": "tiny-flux", "sampler": "DPM++ 2M Karras"}, "sampler",
-                          "Flow Euler"),
-    "flow sampler on SD": ({"model": "tiny-sd", "sampler": "Flow Euler"}, "sampler",
-                           "does not sample sd1"),
-    "Analytic-DPM on Flux": ({"model": "tiny-flux", "sampler": "Analytic-DDPM"}, "sampler",
-                             "ε-prediction"),
-    "calibration on SD3": ({"model": "tiny-sd3", "sampler": "Flow Euler", "calibrated": True},
-                           "calibrated", "ε-prediction"),
-    "BayesDiff on Flux": ({"model": "tiny-flux", "sampler": "Flow Euler",
-                           "uncertainty": {"samples": 2}}, "uncertainty", "ε-prediction"),
-    "flow options on SD": ({"model": "tiny-sd", "sampler": "Euler", "flow": {"shift": 3.0}},
-                           "flow", "flow models"),
+    "ε-sampler on SD3": (
+        {"model": "tiny-sd3", "sampler": "Euler a"},
+        "sampler",
+        "does not sample sd3",
+    ),
+    "ε-sampler on Flux": (
+        {"model": "tiny-flux", "sampler": "DPM++ 2M Karras"},
+        "sampler",
+        "Flow Euler",
+    ),
+    "flow sampler on SD": (
+        {"model": "tiny-sd", "sampler": "Flow Euler"},
+        "sampler",
+        "does not sample sd1",
+    ),
+    "Analytic-DPM on Flux": (
+        {"model": "tiny-flux", "sampler": "Analytic-DDPM"},
+        "sampler",
+        "ε-prediction",
+    ),
+    "calibration on SD3": (
+        {"model": "tiny-sd3", "sampler": "Flow Euler", "calibrated": True},
+        "calibrated",
+        "ε-prediction",
+    ),
+    "BayesDiff on Flux": (
+        {"model": "tiny-flux", "sampler": "Flow Euler", "uncertainty": {"samples": 2}},
+        "uncertainty",
+        "ε-prediction",
+    ),
+    "flow options on SD": (
+        {"model": "tiny-sd", "sampler": "Euler", "flow": {"shift": 3.0}},
+        "flow",
+        "flow models",
+    ),
 }
 
 
@@ -133,8 +161,15 @@ async def test_every_flow_sampler_generates_on_both_architectures(flow_engine, m
             # SD3: CFG with a negative prompt; Flux: distilled guidance, CFG 1; a shift on one
             flow = {"shift": 2.0, "guidance": 4.0} if sampler == "Flow Euler" else None
             cfg = 3.0 if "sd3" in model else 1.0
-            done = await _run(api, model=model, sampler=sampler, seed=7, cfg_scale=cfg,
-                              negative_prompt="blue", flow=flow)
+            done = await _run(
+                api,
+                model=model,
+                sampler=sampler,
+                seed=7,
+                cfg_scale=cfg,
+                negative_prompt="blue",
+                flow=flow,
+            )
             assert done["state"] == "done", (sampler, done.get("error"))
             image = Image.open(done["results"][0]["path"])
             assert image.size == (32, 32)
@@ -149,10 +184,18 @@ async def test_every_flow_sampler_generates_on_both_architectures(flow_engine, m
 async def test_a_flux_generation_is_deterministic_and_follows_the_guidance(flow_engine):
     async with aiohttp.ClientSession() as session:
         api = Api(flow_engine, session)
-        runs = [await _run(api, model="tiny-flux", sampler="Flow Euler", seed=3, cfg_scale=cfg,
-                           negative_prompt=neg, flow={"guidance": g})
-                for g, cfg, neg in ((3.5, 1.0, ""), (3.5, 7.0, ""), (8.0, 1.0, ""),
-                                    (3.5, 7.0, "blue"))]
+        runs = [
+            await _run(
+                api,
+                model="tiny-flux",
+                sampler="Flow Euler",
+                seed=3,
+                cfg_scale=cfg,
+                negative_prompt=neg,
+                flow={"guidance": g},
+            )
+            for g, cfg, neg in ((3.5, 1.0, ""), (3.5, 7.0, ""), (8.0, 1.0, ""), (3.5, 7.0, "blue"))
+        ]
         pixels = [Image.open(r["results"][0]["path"]).tobytes() for r in runs]
         assert pixels[0] == pixels[1]  # no negative prompt: no true CFG, CFG scale unused
         assert pixels[0] != pixels[2]  # the distilled guidance reaches the transformer
@@ -167,16 +210,24 @@ def test_sfumato_engine_lists_the_flow_models(flow_engine):
 
     listed = asyncio.run(models())
     assert {(m["id"], m["architecture"]) for m in listed} >= {
-        ("tiny-sd3", "sd3"), ("tiny-flux", "flux"), ("sd3-single", "sd3"),
-        ("flux-single", "flux")}
+        ("tiny-sd3", "sd3"),
+        ("tiny-flux", "flux"),
+        ("sd3-single", "sd3"),
+        ("flux-single", "flux"),
+    }
 
 
 def test_forge_flow_keys_round_trip_through_the_a1111_text():
     from engine import a1111
     from engine.protocol import FlowOptions, GenerateParams
 
-    p = GenerateParams(prompt="a cat", sampler="Flow Euler", cfg_scale=1.0, seed=3,
-                       flow=FlowOptions(guidance=3.5, shift=1.15))
+    p = GenerateParams(
+        prompt="a cat",
+        sampler="Flow Euler",
+        cfg_scale=1.0,
+        seed=3,
+        flow=FlowOptions(guidance=3.5, shift=1.15),
+    )
     text = a1111.write(p)
     assert "Distilled CFG Scale: 3.5" in text and "Shift: 1.15" in text
     back = a1111.parse(text)
@@ -205,8 +256,13 @@ def test_previews_of_flow_samplers_show_the_clean_estimate(name):
         assert torch.allclose(tap.latest(x), x0, atol=1e-5)
 
 
-@pytest.mark.parametrize(("key", "arch"), [("model.diffusion_model.joint_blocks.0.x.weight", "sd3"),
-                                           ("double_blocks.0.img_attn.qkv.weight", "flux")])
+@pytest.mark.parametrize(
+    ("key", "arch"),
+    [
+        ("model.diffusion_model.joint_blocks.0.x.weight", "sd3"),
+        ("double_blocks.0.img_attn.qkv.weight", "flux"),
+    ],
+)
 def test_a_flow_checkpoint_of_an_unknown_size_says_what_to_put_beside_it(tmp_path, key, arch):
     import torch
     from safetensors.torch import save_file
@@ -221,30 +277,42 @@ def test_a_flow_checkpoint_of_an_unknown_size_says_what_to_put_beside_it(tmp_pat
 
 
 async def test_t5_on_the_cpu_and_model_offload_are_load_options_reported_in_health(
-        tmp_path_factory, flow_models_dir):
+    tmp_path_factory, flow_models_dir
+):
     """``--offload t5-cpu`` with float16 weights: T5 runs on the CPU in bfloat16, the
     transformer in float16, and generation works across the two dtypes; a load request can
     change the placement, and Health says what is in force."""
-    proc = EngineProcess(tmp_path_factory.mktemp("offload-engine"), flow_models_dir,
-                         extra_args=["--dtype", "fp16", "--offload", "t5-cpu"])
+    proc = EngineProcess(
+        tmp_path_factory.mktemp("offload-engine"),
+        flow_models_dir,
+        extra_args=["--dtype", "fp16", "--offload", "t5-cpu"],
+    )
     proc.start()
     try:
         async with aiohttp.ClientSession() as session:
             api = Api(proc, session)
             _, health = await api.call("GET", "/health", expect=200)
             assert health["offload"] == "t5-cpu" and health["offload_detail"] == ""
-            done = await _run(api, model="flux-single", sampler="Flow Euler", seed=1,
-                              cfg_scale=2.0, negative_prompt="blue")  # true CFG: both prompts
+            done = await _run(
+                api,
+                model="flux-single",
+                sampler="Flow Euler",
+                seed=1,
+                cfg_scale=2.0,
+                negative_prompt="blue",
+            )  # true CFG: both prompts
             assert done["state"] == "done", done.get("error")
             _, health = await api.call("GET", "/health", expect=200)
             assert health["offload_detail"] == "T5 on the CPU (bfloat16); the rest on cpu"
             assert health["dtype"] == "float16"
-            await api.call("POST", "/models/load", {"id": "tiny-flux", "offload": "model"},
-                           expect=200)
+            await api.call(
+                "POST", "/models/load", {"id": "tiny-flux", "offload": "model"}, expect=200
+            )
             _, health = await api.call("GET", "/health", expect=200)
             assert health["offload"] == "model" and "applies to a GPU" in health["offload_detail"]
-            status, body = await api.call("POST", "/models/load",
-                                          {"id": "tiny-flux", "offload": "disk"})
+            status, body = await api.call(
+                "POST", "/models/load", {"id": "tiny-flux", "offload": "disk"}
+            )
             assert status == 422 and "offload" in json.dumps(body)
     finally:
         proc.stop()
@@ -253,26 +321,33 @@ async def test_t5_on_the_cpu_and_model_offload_are_load_options_reported_in_heal
 def test_forge_euler_on_a_flow_model_reads_as_flow_euler():
     from engine import a1111
 
-    forge = ("a cat\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
-             "Distilled CFG Scale: 3.5, Seed: 1, Size: 896x1152, Model: flux1-dev")
+    forge = (
+        "a cat\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
+        "Distilled CFG Scale: 3.5, Seed: 1, Size: 896x1152, Model: flux1-dev"
+    )
     r = a1111.parse(forge)  # Forge's flow keys say it is a flow model
     assert r.params.sampler == "Flow Euler" and r.params.flow.guidance == 3.5
     assert r.params.schedule == "default"
     assert any("Euler" in n and "Flow Euler" in n for n in r.notes)
-    r = a1111.parse("a cat\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 1",
-                    model_family="flow")
+    r = a1111.parse(
+        "a cat\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 1", model_family="flow"
+    )
     assert r.params.sampler == "Flow DPM++ 2M"
-    r = a1111.parse("a cat\nSteps: 20, Sampler: Heun, Schedule type: Karras, Seed: 1",
-                    model_family="flow")
+    r = a1111.parse(
+        "a cat\nSteps: 20, Sampler: Heun, Schedule type: Karras, Seed: 1", model_family="flow"
+    )
     assert r.params.sampler == "Flow Heun" and r.params.schedule == "default"
     assert "without schedule" in r.notes[0]
-    r = a1111.parse("a cat\nSteps: 20, Sampler: Flow UniPC, CFG scale: 5, Seed: 1",
-                    model_family="diffusion")
+    r = a1111.parse(
+        "a cat\nSteps: 20, Sampler: Flow UniPC, CFG scale: 5, Seed: 1", model_family="diffusion"
+    )
     assert r.params.sampler == "UniPC"
     plain = a1111.parse("a cat\nSteps: 20, Sampler: Euler a, CFG scale: 5, Seed: 1")
     assert plain.params.sampler == "Euler a" and plain.notes == []  # SD's text stays as it is
     assert {a1111.sampler_for(n, "flow") for n in ("Euler", "DDIM", "Flow Heun")} == {
-        "Flow Euler", "Flow Heun"}
+        "Flow Euler",
+        "Flow Heun",
+    }
 
 
 async def test_a_sampler_grid_runs_on_a_flux_single_file(flow_engine):
@@ -280,11 +355,31 @@ async def test_a_sampler_grid_runs_on_a_flux_single_file(flow_engine):
     distilled guidance passed as generate passes it)."""
     async with aiohttp.ClientSession() as session:
         api = Api(flow_engine, session)
-        base = {"model": "flux-single", "prompt": "a red cat", "width": 32, "height": 32,
-                "seed": 4, "cfg_scale": 1.0, "sampler": "Flow Euler", "flow": {"guidance": 4.0}}
-        _, job = await api.call("POST", "/jobs", {"job": {"kind": "sampler_grid", "params": {
-            "base": base, "samplers": ["Flow Euler", "Flow Heun"], "steps": [2, 3]}}},
-            expect=201)
+        base = {
+            "model": "flux-single",
+            "prompt": "a red cat",
+            "width": 32,
+            "height": 32,
+            "seed": 4,
+            "cfg_scale": 1.0,
+            "sampler": "Flow Euler",
+            "flow": {"guidance": 4.0},
+        }
+        _, job = await api.call(
+            "POST",
+            "/jobs",
+            {
+                "job": {
+                    "kind": "sampler_grid",
+                    "params": {
+                        "base": base,
+                        "samplers": ["Flow Euler", "Flow Heun"],
+                        "steps": [2, 3],
+                    },
+                }
+            },
+            expect=201,
+        )
         done = await api.wait(job["id"], timeout=300)
         assert done["state"] == "done", done.get("message")
         cells = [r for r in done["results"] if r["role"] == "image"]

@@ -95,15 +95,20 @@ def test_text_encoder_and_vae_configs_are_the_published_ones():
     with init_empty_weights():
         t5 = T5EncoderModel(T5Config.from_pretrained(CONFIGS / "flux" / "text_encoder_2"))
         clip_g = CLIPTextModelWithProjection(
-            CLIPTextConfig.from_pretrained(CONFIGS / "sd3" / "text_encoder_2"))
+            CLIPTextConfig.from_pretrained(CONFIGS / "sd3" / "text_encoder_2")
+        )
     t5.tie_weights()
     unique = {id(p): p.numel() for p in t5.parameters()}
-    assert sum(unique.values()) - (0 if t5.encoder.embed_tokens.weight is t5.shared.weight
-                                   else t5.shared.weight.numel()) == 4_762_310_656  # T5-v1.1-XXL
+    assert (
+        sum(unique.values())
+        - (0 if t5.encoder.embed_tokens.weight is t5.shared.weight else t5.shared.weight.numel())
+        == 4_762_310_656
+    )  # T5-v1.1-XXL
     assert _count(clip_g) == 694_659_840  # OpenCLIP ViT-bigG text tower
     assert _count(_meta(AutoencoderKL, CONFIGS / "flux", "vae")) == 83_819_683  # 16-channel AE
-    assert json.loads((CONFIGS / "sd3" / "text_encoder_3" / "config.json").read_text()) == \
-        json.loads((CONFIGS / "flux" / "text_encoder_2" / "config.json").read_text())
+    assert json.loads(
+        (CONFIGS / "sd3" / "text_encoder_3" / "config.json").read_text()
+    ) == json.loads((CONFIGS / "flux" / "text_encoder_2" / "config.json").read_text())
 
 
 def test_flux_fill_and_depth_are_refused_with_the_reason():
@@ -152,7 +157,10 @@ def test_flux_finds_ae_clip_l_and_t5xxl_beside_it_and_loads_the_same_weights(tin
     p = plan(ckpt)
     assert p.problem == "", p.problem
     assert {k: Path(v).name for k, v in p.parts.items()} == {
-        "vae": "ae.safetensors", "clip_l": "clip_l.safetensors", "t5": "t5xxl_fp16.safetensors"}
+        "vae": "ae.safetensors",
+        "clip_l": "clip_l.safetensors",
+        "t5": "t5xxl_fp16.safetensors",
+    }
     assert Path(p.t5_tokenizer).name == "t5_tokenizer.json"
     pipe = load_flow_single_file(ckpt)
     assert type(pipe).__name__ == "FluxPipeline"
@@ -169,22 +177,30 @@ def test_a_comfyui_all_in_one_flux_checkpoint_loads_the_same_weights(tiny_dirs, 
 def test_comfyui_folders_are_searched(tiny_dirs, tmp_path):
     """models/unet/flux.safetensors with models/vae/ae.safetensors and models/clip/…"""
     ckpt = export_flux(tiny_dirs["flux"], tmp_path / "unet")
-    for name, sub in (("ae.safetensors", "vae"), ("clip_l.safetensors", "clip"),
-                      ("t5xxl_fp16.safetensors", "text_encoders")):
+    for name, sub in (
+        ("ae.safetensors", "vae"),
+        ("clip_l.safetensors", "clip"),
+        ("t5xxl_fp16.safetensors", "text_encoders"),
+    ):
         (tmp_path / sub).mkdir(exist_ok=True)
         shutil.move(tmp_path / "unet" / name, tmp_path / sub / name)
     p = plan(ckpt)
     assert p.problem == ""
-    assert Path(p.parts["vae"]).parent.name == "vae" and Path(p.parts["t5"]).parent.name == \
-        "text_encoders"
+    assert (
+        Path(p.parts["vae"]).parent.name == "vae"
+        and Path(p.parts["t5"]).parent.name == "text_encoders"
+    )
 
 
-@pytest.mark.parametrize(("remove", "words"), [
-    ("ae.safetensors", "put ae.safetensors"),
-    ("clip_l.safetensors", "put clip_l.safetensors"),
-    ("t5xxl_fp16.safetensors", "put t5xxl_fp16.safetensors"),
-    ("t5_tokenizer.json", "beside it as t5_tokenizer.json"),
-])
+@pytest.mark.parametrize(
+    ("remove", "words"),
+    [
+        ("ae.safetensors", "put ae.safetensors"),
+        ("clip_l.safetensors", "put clip_l.safetensors"),
+        ("t5xxl_fp16.safetensors", "put t5xxl_fp16.safetensors"),
+        ("t5_tokenizer.json", "beside it as t5_tokenizer.json"),
+    ],
+)
 def test_a_missing_flux_part_is_named_in_the_list_and_at_load(tiny_dirs, tmp_path, remove, words):
     ckpt = export_flux(tiny_dirs["flux"], tmp_path)
     (tmp_path / remove).unlink()
@@ -196,11 +212,16 @@ def test_a_missing_flux_part_is_named_in_the_list_and_at_load(tiny_dirs, tmp_pat
 
 def test_a_tokenizer_that_is_not_t5s_is_refused(tiny_dirs, tmp_path):
     ckpt = export_flux(tiny_dirs["flux"], tmp_path)
-    (tmp_path / "t5_tokenizer.json").write_text(json.dumps(
-        {"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}))
+    (tmp_path / "t5_tokenizer.json").write_text(
+        json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})
+    )
     assert "not T5's" in describe(ckpt, embedded=False).problem
-    assert flow_checkpoint.check_t5_tokenizer(tiny_dirs["flux"] / "tokenizer_2" /
-                                              "tokenizer.json", vocab_rows=10) != ""
+    assert (
+        flow_checkpoint.check_t5_tokenizer(
+            tiny_dirs["flux"] / "tokenizer_2" / "tokenizer.json", vocab_rows=10
+        )
+        != ""
+    )
 
 
 def test_sd3_runs_without_t5_and_says_so(tiny_dirs, tmp_path):
@@ -209,8 +230,13 @@ def test_sd3_runs_without_t5_and_says_so(tiny_dirs, tmp_path):
     assert info.problem == "" and "without T5" in info.note
     pipe = load_flow_single_file(ckpt)
     assert pipe.text_encoder_3 is None
-    image = pipe("a red cat", num_inference_steps=2, height=32, width=32,
-                 generator=torch.Generator().manual_seed(0)).images[0]
+    image = pipe(
+        "a red cat",
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        generator=torch.Generator().manual_seed(0),
+    ).images[0]
     assert image.size == (32, 32)
     # T5 weights in the file but no tokenizer: still runs, and the note names the file to add
     ckpt = export_sd3(tiny_dirs["sd3"], tmp_path / "with-t5")
@@ -237,10 +263,18 @@ def test_fp8_files_load_upcast_to_the_compute_dtype(tiny_dirs, tmp_path):
 
     src = FluxPipeline.from_pretrained(tiny_dirs["flux"], local_files_only=True).transformer
     w = src.state_dict()["x_embedder.weight"]
-    assert torch.equal(pipe.transformer.state_dict()["x_embedder.weight"],
-                       w.to(torch.float8_e4m3fn).to(torch.float32))
-    image = pipe("a red cat", num_inference_steps=2, height=32, width=32, guidance_scale=3.5,
-                 generator=torch.Generator().manual_seed(0)).images[0]
+    assert torch.equal(
+        pipe.transformer.state_dict()["x_embedder.weight"],
+        w.to(torch.float8_e4m3fn).to(torch.float32),
+    )
+    image = pipe(
+        "a red cat",
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        guidance_scale=3.5,
+        generator=torch.Generator().manual_seed(0),
+    ).images[0]
     assert image.size == (32, 32)
 
 

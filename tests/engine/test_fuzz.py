@@ -25,9 +25,23 @@ EXAMPLES = int(os.environ.get("SFUMATO_FUZZ_EXAMPLES", "15"))
 
 def test_no_request_gets_a_server_error_and_the_engine_stays_healthy(tmp_path):
     out = tmp_path / "fuzz.json"
-    run = subprocess.run([sys.executable, "bench/fuzz.py", "--examples", str(EXAMPLES),
-                          "--seed", "0", "--json", str(out)],
-                         check=False, cwd=REPO, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "bench/fuzz.py",
+            "--examples",
+            str(EXAMPLES),
+            "--seed",
+            "0",
+            "--json",
+            str(out),
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     result = json.loads(out.read_text())
     assert result["failures"] == 0 and result["healthy_after"]

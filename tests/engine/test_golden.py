@@ -33,16 +33,17 @@ def same_machine() -> tuple[bool, str]:
     there = {k: RECORDED[k] for k in here}
     if here == there:
         return True, ""
-    return False, (f"recorded on torch {there['torch']} / {there['cpu_capability']}, running on "
-                   f"torch {here['torch']} / {here['cpu_capability']}: float rounding differs, "
-                   f"so compared within {TOLERANCE:.4f} (2/255), not bit for bit")
+    return False, (
+        f"recorded on torch {there['torch']} / {there['cpu_capability']}, running on "
+        f"torch {here['torch']} / {here['cpu_capability']}: float rounding differs, "
+        f"so compared within {TOLERANCE:.4f} (2/255), not bit for bit"
+    )
 
 
 def compare(name: str, got: np.ndarray, want: np.ndarray, exact: bool, why: str) -> str | None:
     """None when ``got`` matches ``want``; otherwise what differs, naming the output."""
     if got.shape != want.shape or got.dtype != want.dtype:
-        return (f"{name}: shape/dtype {got.shape} {got.dtype}, recorded {want.shape} "
-                f"{want.dtype}")
+        return f"{name}: shape/dtype {got.shape} {got.dtype}, recorded {want.shape} {want.dtype}"
     if exact and np.array_equal(got, want):
         return None
     diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
@@ -55,18 +56,23 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, exact: bool, why: str)
         return None
     changed = int((diff > 0).sum())
     how = "bit-identical" if exact else f"within {tol:g}{unit}"
-    return (f"{name} is not {how} to tests/golden/{name}: max |Δ| {diff.max():g}{unit}, mean "
-            f"{diff.mean():.3g}{unit}, {changed} of {diff.size} values differ "
-            f"({RECORDED['files'].get(name, {}).get('case', 'not recorded')}). {why}".rstrip()
-            + (" If this change of behaviour is intended, re-record (python -m "
-               "tests.support.golden --record) and say why in the commit message."))
+    return (
+        f"{name} is not {how} to tests/golden/{name}: max |Δ| {diff.max():g}{unit}, mean "
+        f"{diff.mean():.3g}{unit}, {changed} of {diff.size} values differ "
+        f"({RECORDED['files'].get(name, {}).get('case', 'not recorded')}). {why}".rstrip()
+        + (
+            " If this change of behaviour is intended, re-record (python -m "
+            "tests.support.golden --record) and say why in the commit message."
+        )
+    )
 
 
 def test_the_set_is_complete(fresh):
     missing = sorted(set(RECORDED["files"]) - set(fresh))
     extra = sorted(set(fresh) - set(RECORDED["files"]))
     assert not missing and not extra, (
-        f"the golden set changed: not produced any more {missing}, not recorded {extra}")
+        f"the golden set changed: not produced any more {missing}, not recorded {extra}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(RECORDED["files"]))

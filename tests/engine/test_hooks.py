@@ -18,6 +18,7 @@ def test_named_hooks_replace_stack_and_go():
         def fn(out, sample, timestep):
             seen.append((float(sample[0]), timestep))
             return out + k
+
         return fn
 
     add_hook(net, "a", plus(1))

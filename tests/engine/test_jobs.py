@@ -19,8 +19,14 @@ def make_queue(tmp_path):
     queues = []
 
     def make(runner):
-        q = JobQueue(JobStore(tmp_path / "q.sqlite"), EventBus(), ModelManager("cpu"),
-                     ModelRegistry([]), tmp_path / "out", runners={"generate": runner})
+        q = JobQueue(
+            JobStore(tmp_path / "q.sqlite"),
+            EventBus(),
+            ModelManager("cpu"),
+            ModelRegistry([]),
+            tmp_path / "out",
+            runners={"generate": runner},
+        )
         q.start()
         queues.append(q)
         return q
@@ -104,8 +110,14 @@ def test_a_cancel_asked_for_while_running_survives_a_crash(tmp_path):
         release.wait(10)  # stuck inside one long step: the cancel is not seen yet
 
     db = tmp_path / "q.sqlite"
-    crashed = JobQueue(JobStore(db), EventBus(), ModelManager("cpu"), ModelRegistry([]),
-                       tmp_path / "out", runners={"generate": runner})
+    crashed = JobQueue(
+        JobStore(db),
+        EventBus(),
+        ModelManager("cpu"),
+        ModelRegistry([]),
+        tmp_path / "out",
+        runners={"generate": runner},
+    )
     crashed.start()
     job = crashed.submit(GenerateJob())
     assert running.wait(5)
@@ -113,8 +125,14 @@ def test_a_cancel_asked_for_while_running_survives_a_crash(tmp_path):
     assert answer.state == JobState.running and "Cancelling" in answer.message
     # The "crash": a new engine opens the database while the old one never finished the job.
     ran = []
-    restarted = JobQueue(JobStore(db), EventBus(), ModelManager("cpu"), ModelRegistry([]),
-                         tmp_path / "out", runners={"generate": lambda j, c: ran.append(j.id)})
+    restarted = JobQueue(
+        JobStore(db),
+        EventBus(),
+        ModelManager("cpu"),
+        ModelRegistry([]),
+        tmp_path / "out",
+        runners={"generate": lambda j, c: ran.append(j.id)},
+    )
     restarted.start()
     try:
         again = restarted.get(job.id)
@@ -130,8 +148,9 @@ def test_a_cancel_asked_for_while_running_survives_a_crash(tmp_path):
 def test_a_job_that_crashed_the_engine_three_times_is_failed(tmp_path):
     db = tmp_path / "q.sqlite"
     store = JobStore(db)
-    q = JobQueue(store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out",
-                 runners={})
+    q = JobQueue(
+        store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out", runners={}
+    )
     job = q.submit(GenerateJob())
     for crash in range(1, 4):
         record = store.get(job.id)
@@ -139,8 +158,9 @@ def test_a_job_that_crashed_the_engine_three_times_is_failed(tmp_path):
         record.state = JobState.running  # what the worker stores when it starts the job
         store.put(record)
         # the engine dies; a new one opens the same database
-        JobQueue(store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out",
-                 runners={})
+        JobQueue(
+            store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out", runners={}
+        )
     final = store.get(job.id)
     assert final.state == JobState.failed
     assert "3 times" in final.message and "engine log" in final.message
@@ -150,8 +170,9 @@ def test_half_written_images_of_an_interrupted_job_are_removed(tmp_path):
     from engine.outputs import output_path
 
     store = JobStore(tmp_path / "q.sqlite")
-    q = JobQueue(store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out",
-                 runners={})
+    q = JobQueue(
+        store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out", runners={}
+    )
     job = q.submit(GenerateJob())
     job.state = JobState.running
     store.put(job)
@@ -160,8 +181,9 @@ def test_half_written_images_of_an_interrupted_job_are_removed(tmp_path):
     part.write_bytes(b"\x89PNG half")
     other = part.with_name("0123abcd-001.png.part")  # another job's: not touched
     other.write_bytes(b"x")
-    JobQueue(store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out",
-             runners={})
+    JobQueue(
+        store, EventBus(), ModelManager("cpu"), ModelRegistry([]), tmp_path / "out", runners={}
+    )
     assert not part.exists() and other.exists()
     assert store.get(job.id).state == JobState.queued
 
@@ -178,8 +200,16 @@ def test_the_queued_count_follows_every_state_change_and_survives_a_reopen(tmp_p
     def count_in_db() -> int:
         return len(store.queued_ids())
 
-    jobs = [Job(id=f"j{i}", kind="generate", state=JobState.queued,
-                spec=GenerateJob(), created_at="2026-12-06T00:00:00Z") for i in range(5)]
+    jobs = [
+        Job(
+            id=f"j{i}",
+            kind="generate",
+            state=JobState.queued,
+            spec=GenerateJob(),
+            created_at="2026-12-06T00:00:00Z",
+        )
+        for i in range(5)
+    ]
     for job in jobs:
         store.put(job)
     assert store.count_queued() == count_in_db() == 5

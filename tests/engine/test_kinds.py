@@ -47,8 +47,11 @@ def test_a_kinds_name_is_its_spec_tag():
 
 
 def _kind_literals(source: str, where: str) -> list[str]:
-    return [f"{where}:{node.lineno} {node.value!r}" for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.Constant) and node.value in KINDS]
+    return [
+        f"{where}:{node.lineno} {node.value!r}"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and node.value in KINDS
+    ]
 
 
 def test_no_other_module_spells_a_kind_name():
@@ -75,12 +78,23 @@ def test_the_engine_runs_and_checks_every_kind_through_the_table(tmp_path, tiny_
     assert set(engine.queue.runners) == set(JOB_KINDS)
     client = TestClient(app, raise_server_exceptions=False)  # no lifespan: nothing runs
     # Each kind's check runs (a sampler grid is refused for its own reason, by its own row)
-    r = client.post("/v1/jobs", headers=AUTH, json={"job": {
-        "kind": "sampler_grid", "params": {"samplers": ["No such sampler"], "steps": [4]}}})
+    r = client.post(
+        "/v1/jobs",
+        headers=AUTH,
+        json={
+            "job": {
+                "kind": "sampler_grid",
+                "params": {"samplers": ["No such sampler"], "steps": [4]},
+            }
+        },
+    )
     assert r.status_code == 422 and r.json()["field"] == "job.params.samplers.0.sampler"
     r = client.post("/v1/jobs", headers=AUTH, json={"job": {"kind": "paint"}})
     assert r.status_code == 422
     assert all(name in r.json()["message"] for name in JOB_KINDS)
-    r = client.post("/v1/jobs", headers=AUTH,
-                    json={"job": {"kind": "analytic_fit", "params": {"model": "none"}}})
+    r = client.post(
+        "/v1/jobs",
+        headers=AUTH,
+        json={"job": {"kind": "analytic_fit", "params": {"model": "none"}}},
+    )
     assert r.status_code == 422 and r.json()["field"] == "job.params.model"

@@ -47,8 +47,12 @@ def folder(tmp_path_factory, plain):
     write_peft_lora(plain.pipe, loras / "paper.safetensors")  # rank 4
     write_peft_lora(plain.pipe, loras / "third.safetensors", seed=7, rank=2)
     write_kohya_lora(plain.pipe, loras / "big.safetensors", seed=5, rank=16)  # > the slots' 8
-    write_peft_lora(plain.pipe, loras / "timeproj.safetensors", seed=9,  # a layer outside them
-                    unet_targets=("to_q", "to_v", "time_emb_proj"))
+    write_peft_lora(
+        plain.pipe,
+        loras / "timeproj.safetensors",
+        seed=9,  # a layer outside them
+        unet_targets=("to_q", "to_v", "time_emb_proj"),
+    )
     return root
 
 
@@ -61,8 +65,9 @@ def counted(tmp_path_factory):
 
     torch._dynamo.reset()
     counter = CompileCounter()
-    fast = FastPath(tmp_path_factory.mktemp("cache"), enabled=True, backend=counter,
-                    lora_rank=8, lora_slots=2)
+    fast = FastPath(
+        tmp_path_factory.mktemp("cache"), enabled=True, backend=counter, lora_rank=8, lora_slots=2
+    )
     manager, loaded = _load(fast)
     assert fast.wait(300) == "on", fast.message
     # count the steps that ran compiled
@@ -77,8 +82,15 @@ def counted(tmp_path_factory):
 def render(loaded, folder, tmp_path, tags: str = "") -> np.ndarray:
     from engine.generate import run_generate
 
-    params = {"model": MODEL, "prompt": f"a cat {tags}".strip(), "seed": 3, "width": 64,
-              "height": 64, "steps": 3, "cfg_scale": 5.0}
+    params = {
+        "model": MODEL,
+        "prompt": f"a cat {tags}".strip(),
+        "seed": 3,
+        "width": 64,
+        "height": 64,
+        "steps": 3,
+        "cfg_scale": 5.0,
+    }
     job = make_job(GenerateJob(params=params))
     ctx = FakeContext(loaded, job, tmp_path)
     ctx.model_folders = [folder]
@@ -87,7 +99,8 @@ def render(loaded, folder, tmp_path, tags: str = "") -> np.ndarray:
 
 
 def test_switching_loras_never_recompiles_and_each_image_is_the_eager_one(
-        counted, plain, folder, tmp_path):
+    counted, plain, folder, tmp_path
+):
     fast, counter, calls, _manager, loaded = counted
     base = render(loaded, folder, tmp_path)
     # the first LoRA job installs the slots; the UNet compiles again in the background and
@@ -97,8 +110,15 @@ def test_switching_loras_never_recompiles_and_each_image_is_the_eager_one(
     assert fast.wait(900) == "on", fast.message
     assert "LoRA slots: 2 × rank 8" in fast.detail
     frames = counter.frame_count
-    sequence = ["<lora:paper:1>", "<lora:ink:0.8> <lora:paper:0.6>", "", "<lora:ink:0.8>",
-                "<lora:ink:0>", "<lora:paper:0.5> <lora:ink:1:0.7>", ""]
+    sequence = [
+        "<lora:paper:1>",
+        "<lora:ink:0.8> <lora:paper:0.6>",
+        "",
+        "<lora:ink:0.8>",
+        "<lora:ink:0>",
+        "<lora:paper:0.5> <lora:ink:1:0.7>",
+        "",
+    ]
     images = {}
     for tags in sequence:
         before = len(calls)
@@ -117,15 +137,17 @@ def test_switching_loras_never_recompiles_and_each_image_is_the_eager_one(
     assert np.abs(images["<lora:ink:0>"] - base).mean() < TOLERANCE
 
 
-@pytest.mark.parametrize(("tags", "why"), [
-    ("<lora:big:1>", "rank 16"),
-    ("<lora:timeproj:1>", "time_emb_proj"),
-    # (three random LoRAs at full weight make a chaotic image, where the fast path's
-    # channels_last layout alone moves it by 3.5/255: half weights keep it an image)
-    ("<lora:ink:0.5> <lora:paper:0.5> <lora:third:0.5>", "3 LoRAs with UNet weights"),
-])
-def test_loras_that_do_not_fit_run_eager_and_say_why(counted, plain, folder, tmp_path, tags,
-                                                     why):
+@pytest.mark.parametrize(
+    ("tags", "why"),
+    [
+        ("<lora:big:1>", "rank 16"),
+        ("<lora:timeproj:1>", "time_emb_proj"),
+        # (three random LoRAs at full weight make a chaotic image, where the fast path's
+        # channels_last layout alone moves it by 3.5/255: half weights keep it an image)
+        ("<lora:ink:0.5> <lora:paper:0.5> <lora:third:0.5>", "3 LoRAs with UNet weights"),
+    ],
+)
+def test_loras_that_do_not_fit_run_eager_and_say_why(counted, plain, folder, tmp_path, tags, why):
     fast, counter, calls, _manager, loaded = counted
     render(loaded, folder, tmp_path, "<lora:paper:1>")  # the slots are in (whatever ran first)
     assert fast.wait(900) == "on", fast.message

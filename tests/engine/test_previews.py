@@ -18,8 +18,9 @@ TINY_VAE = Path(__file__).resolve().parents[2] / "resources/models/sfumato-tiny/
 def tiny_pipe():
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(TINY_VAE.parent, safety_checker=None,
-                                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        TINY_VAE.parent, safety_checker=None, requires_safety_checker=False
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -33,8 +34,9 @@ def previewer(tiny_pipe) -> LatentPreviewer:
 
 def _clean_latent(pv: LatentPreviewer) -> torch.Tensor:
     x = torch.linspace(-1, 1, 64)
-    image = torch.stack([x[None, :].expand(64, 64), x[:, None].expand(64, 64),
-                         -x[None, :].expand(64, 64)])[None]
+    image = torch.stack(
+        [x[None, :].expand(64, 64), x[:, None].expand(64, 64), -x[None, :].expand(64, 64)]
+    )[None]
     with torch.no_grad():
         return pv.vae.encode(image).latent_dist.mean[0] * pv.vae.config.scaling_factor
 
@@ -114,10 +116,16 @@ def test_previews_show_the_picture_being_made_not_the_noise(previewer, tiny_pipe
 
     saved, pv.budget_s = pv.budget_s, 1e9  # the built-in model's previews: its VAE
     with DenoisedTap(pipe.scheduler) as tap:
-        out = pipe("rocket, twemoji style, on a blue background", height=64, width=64,
-                   num_inference_steps=12, generator=torch.Generator().manual_seed(7),
-                   callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["latents"],
-                   output_type="np")
+        out = pipe(
+            "rocket, twemoji style, on a blue background",
+            height=64,
+            width=64,
+            num_inference_steps=12,
+            generator=torch.Generator().manual_seed(7),
+            callback_on_step_end=on_step,
+            callback_on_step_end_tensor_inputs=["latents"],
+            output_type="np",
+        )
     pv.budget_s = saved
     assert tap.x0 is None and "step" not in pipe.scheduler.__dict__  # unhooked
     final = out.images[0] * 255
@@ -149,9 +157,16 @@ def test_the_tap_keeps_seeds_working_for_ancestral_samplers(tiny_pipe):
             torch.manual_seed(noise)  # a different global RNG each time: it must not matter
             with DenoisedTap(pipe.scheduler) as tap:
                 assert "generator" in inspect.signature(pipe.scheduler.step).parameters
-                images.append(pipe("red apple", num_inference_steps=6, height=64, width=64,
-                                   generator=torch.Generator().manual_seed(17),
-                                   output_type="np").images[0])
+                images.append(
+                    pipe(
+                        "red apple",
+                        num_inference_steps=6,
+                        height=64,
+                        width=64,
+                        generator=torch.Generator().manual_seed(17),
+                        output_type="np",
+                    ).images[0]
+                )
                 assert tap.x0 is not None
         assert np.array_equal(images[0], images[1])
     finally:

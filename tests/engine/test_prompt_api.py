@@ -22,8 +22,9 @@ async def api(tmp_path):
     from tests.support.loras import write_kohya_lora
 
     models = tmp_path / "models"
-    pipe = StableDiffusionPipeline.from_pretrained(RESOURCES / "models" / "sfumato-tiny",
-                                                   local_files_only=True)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        RESOURCES / "models" / "sfumato-tiny", local_files_only=True
+    )
     write_kohya_lora(pipe, models / "loras" / "ink.safetensors")
     (tmp_path / "data").mkdir()
     proc = EngineProcess(tmp_path / "data", models, extra_args=["--model", "sfumato-tiny"])

@@ -22,8 +22,11 @@ def tiny_pipe():
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(
-        RESOURCES / "models" / "sfumato-tiny", local_files_only=True, safety_checker=None,
-        requires_safety_checker=False)
+        RESOURCES / "models" / "sfumato-tiny",
+        local_files_only=True,
+        safety_checker=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -37,8 +40,10 @@ def other_pipes(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pipes")
     out = {}
-    for arch, cls in (("sd2", diffusers.StableDiffusionPipeline),
-                      ("sdxl", diffusers.StableDiffusionXLPipeline)):
+    for arch, cls in (
+        ("sd2", diffusers.StableDiffusionPipeline),
+        ("sdxl", diffusers.StableDiffusionXLPipeline),
+    ):
         pipe = cls.from_pretrained(build_tiny_pipeline(arch, root / arch), local_files_only=True)
         pipe.set_progress_bar_config(disable=True)
         out[arch] = pipe
@@ -46,9 +51,16 @@ def other_pipes(tmp_path_factory):
 
 
 def _render(pipe, cfg: float, **kw):
-    return pipe(num_inference_steps=2, guidance_scale=cfg, width=64, height=64,
-                num_images_per_prompt=2, output_type="np",
-                generator=[torch.Generator().manual_seed(s) for s in (1, 2)], **kw).images
+    return pipe(
+        num_inference_steps=2,
+        guidance_scale=cfg,
+        width=64,
+        height=64,
+        num_images_per_prompt=2,
+        output_type="np",
+        generator=[torch.Generator().manual_seed(s) for s in (1, 2)],
+        **kw,
+    ).images
 
 
 def _same(pipe, prompt: str, negative: str, cfg: float) -> None:
@@ -57,8 +69,9 @@ def _same(pipe, prompt: str, negative: str, cfg: float) -> None:
     assert (want == got).all(), (prompt, negative, cfg)
 
 
-@pytest.mark.parametrize("prompt,negative,cfg", [(*PLAIN[0], 7.5), (*PLAIN[1], 7.5),
-                                                 (*PLAIN[2], 7.5), (*PLAIN[0], 1.0)])
+@pytest.mark.parametrize(
+    "prompt,negative,cfg", [(*PLAIN[0], 7.5), (*PLAIN[1], 7.5), (*PLAIN[2], 7.5), (*PLAIN[0], 1.0)]
+)
 def test_built_in_model_images_are_bit_identical(tiny_pipe, prompt, negative, cfg):
     _same(tiny_pipe, prompt, negative, cfg)
 
@@ -87,7 +100,8 @@ def test_sdxl_long_weighted_prompt_pools_its_first_chunk(other_pipes):
     full = encode_for_pipe(pipe, long, "", 5.0, "cpu")
     first = encode_for_pipe(pipe, head + ", " + ", ".join(["a green tree"] * 3), "", 5.0, "cpu")
     assert full.cond.z.shape[1] == 2 * 77 and full.cond.z.shape[2] == (
-        pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size)
+        pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size
+    )
     assert full.uncond.z.shape == full.cond.z.shape  # the empty negative padded (zeros)
     assert not full.uncond.z.any()
     assert not torch.equal(full.cond.pooled, first.cond.pooled)  # different first chunks…

@@ -22,9 +22,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~25 small renders o
 def loaded(tmp_path_factory):
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(TINY, local_files_only=True,
-                                                   safety_checker=None,
-                                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        TINY, local_files_only=True, safety_checker=None, requires_safety_checker=False
+    )
     pipe.set_progress_bar_config(disable=True)
     info = ModelInfo(id="sfumato-tiny", name="Sfumato tiny", format="diffusers", path=str(TINY))
     return SimpleNamespace(pipe=pipe, info=info, device="cpu")
@@ -41,22 +41,35 @@ def folder(tmp_path_factory, loaded):
     return root
 
 
-def render(loaded, folder, prompt: str, negative: str = "", steps: int = 2, clip_skip: int = 1,
-           seen: list | None = None):
+def render(
+    loaded,
+    folder,
+    prompt: str,
+    negative: str = "",
+    steps: int = 2,
+    clip_skip: int = 1,
+    seen: list | None = None,
+):
     pipe = loaded.pipe
     hook = None
     if seen is not None:
         hook = pipe.unet.register_forward_pre_hook(
-            lambda _m, _a, kw: seen.append(kw["encoder_hidden_states"].clone()),
-            with_kwargs=True)
+            lambda _m, _a, kw: seen.append(kw["encoder_hidden_states"].clone()), with_kwargs=True
+        )
     try:
         with PromptSession(loaded, [folder], [prompt, negative]) as prompts:
             cond = prompts.encode(prompt, negative, 7.0, steps, clip_skip)
-            image = pipe(width=64, height=64, num_inference_steps=steps, guidance_scale=7.0,
-                         output_type="np", generator=torch.Generator().manual_seed(4),
-                         callback_on_step_end=lambda _p, i, _t, kw: cond.on_step_end(i, kw),
-                         callback_on_step_end_tensor_inputs=cond.tensor_inputs,
-                         **cond.call_kwargs()).images
+            image = pipe(
+                width=64,
+                height=64,
+                num_inference_steps=steps,
+                guidance_scale=7.0,
+                output_type="np",
+                generator=torch.Generator().manual_seed(4),
+                callback_on_step_end=lambda _p, i, _t, kw: cond.on_step_end(i, kw),
+                callback_on_step_end_tensor_inputs=cond.tensor_inputs,
+                **cond.call_kwargs(),
+            ).images
             recipe = prompts.recipe_update()
     finally:
         if hook is not None:
@@ -109,8 +122,9 @@ def test_clip_skip_is_the_penultimate_layer_through_the_final_norm(loaded, folde
         te = pipe.text_encoder
         want = getattr(te, "text_model", te).final_layer_norm(out.hidden_states[-2])
     assert torch.equal(two, want)
-    assert not (render(loaded, folder, "a cat", clip_skip=2)[0]
-                == render(loaded, folder, "a cat")[0]).all()
+    assert not (
+        render(loaded, folder, "a cat", clip_skip=2)[0] == render(loaded, folder, "a cat")[0]
+    ).all()
 
 
 def test_loras_weight_zero_stacking_and_clean_unloading(loaded, folder):
@@ -130,8 +144,9 @@ def test_loras_weight_zero_stacking_and_clean_unloading(loaded, folder):
 def test_missing_and_incompatible_loras_are_refused_by_name(loaded, folder):
     with pytest.raises(EngineError, match="'nope'.*not in any loras/ folder.*ink, paper"):
         check_prompts(["a <lora:nope:1>"], loaded.info, [folder])
-    xl = ModelInfo(id="xl", name="My XL", format="single_file", path="/x.safetensors",
-                   architecture="sdxl")
+    xl = ModelInfo(
+        id="xl", name="My XL", format="single_file", path="/x.safetensors", architecture="sdxl"
+    )
     with pytest.raises(EngineError, match="'ink' is made for Sfumato tiny; My XL is SDXL"):
         check_prompts(["a <lora:ink:1>"], xl, [folder])
 

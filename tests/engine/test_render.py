@@ -41,8 +41,11 @@ class Ctx:
         pass
 
 
-LOADED = SimpleNamespace(info=SimpleNamespace(id="fake"), device="cpu",
-                         preview=SimpleNamespace(png_b64=lambda latent: ("png", latent, 0)))
+LOADED = SimpleNamespace(
+    info=SimpleNamespace(id="fake"),
+    device="cpu",
+    preview=SimpleNamespace(png_b64=lambda latent: ("png", latent, 0)),
+)
 
 
 def fake_sampler(loaded, batch: Batch, report) -> list:
@@ -53,13 +56,25 @@ def fake_sampler(loaded, batch: Batch, report) -> list:
 
 
 def _job(params: GenerateParams) -> Job:
-    return Job(id="0123456789abcdef", kind="generate", state=JobState.running,
-               spec=GenerateJob(params=params), created_at=datetime(2026, 1, 2, tzinfo=UTC))
+    return Job(
+        id="0123456789abcdef",
+        kind="generate",
+        state=JobState.running,
+        spec=GenerateJob(params=params),
+        created_at=datetime(2026, 1, 2, tzinfo=UTC),
+    )
 
 
 def _batch(p, b: int, size: int, **kw) -> Batch:
-    return Batch(p, p, indices=[b * size + i for i in range(size)],
-                 seeds=image_seeds(p.seed, b * size, size), setup=None, conditioning=None, **kw)
+    return Batch(
+        p,
+        p,
+        indices=[b * size + i for i in range(size)],
+        seeds=image_seeds(p.seed, b * size, size),
+        setup=None,
+        conditioning=None,
+        **kw,
+    )
 
 
 def test_seeds_are_a1111s_and_wrap():
@@ -86,12 +101,21 @@ def test_progress_counts_from_the_batch_and_previews_when_due(tmp_path):
     p = GenerateParams(seed=1, steps=3, width=64, height=64)
     job = _job(p)
     ctx = Ctx(job, tmp_path)
-    render(job, ctx, LOADED, [_batch(p, 1, 2, progress_base=10, progress_weight=2,
-                                     preview_indices=[0, 1])], sample=fake_sampler)
+    render(
+        job,
+        ctx,
+        LOADED,
+        [_batch(p, 1, 2, progress_base=10, progress_weight=2, preview_indices=[0, 1])],
+        sample=fake_sampler,
+    )
     assert ctx.steps == [12, 14, 16]
     # previews for every step but the last (the image itself follows), one per image
     assert [(s, i, png[1]) for s, i, png in ctx.previews] == [
-        (12, 0, "x0-3"), (12, 1, "x0-4"), (14, 0, "x0-3"), (14, 1, "x0-4")]
+        (12, 0, "x0-3"),
+        (12, 1, "x0-4"),
+        (14, 0, "x0-3"),
+        (14, 1, "x0-4"),
+    ]
     quiet = Ctx(_job(p), tmp_path)
     render(quiet.job, quiet, LOADED, [_batch(p, 0, 1)], sample=fake_sampler)
     assert quiet.previews == []  # preview_indices None: none sent
@@ -106,8 +130,14 @@ def test_result_fields_reach_the_result(tmp_path):
         seen.append((batch.indices[i], path.name))
         return {"role": "image"}
 
-    render(job, Ctx(job, tmp_path), LOADED, [_batch(p, 0, 2)], sample=fake_sampler,
-           result_fields=fields)
+    render(
+        job,
+        Ctx(job, tmp_path),
+        LOADED,
+        [_batch(p, 0, 2)],
+        sample=fake_sampler,
+        result_fields=fields,
+    )
     assert seen == [(0, "01234567-000.png"), (1, "01234567-001.png")]
 
 

@@ -47,8 +47,10 @@ def build(name: str, config: dict = CONFIG, **options):
 
 
 # the ε/v samplers; flow samplers solve another ODE (tests/engine/test_flow_models.py)
-@pytest.mark.parametrize("name", [n for n, s in CATALOGUE.items()
-                                  if n not in DISTILLED and s.model_family == "diffusion"])
+@pytest.mark.parametrize(
+    "name",
+    [n for n, s in CATALOGUE.items() if n not in DISTILLED and s.model_family == "diffusion"],
+)
 def test_samples_converge_to_the_data_moments(name):
     many = FEW_STEPS.get(name, 100)
     errors = {}
@@ -80,7 +82,9 @@ def test_consistency_samplers_keep_the_mean_but_shrink_the_spread(name):
 def test_v_prediction_models_sample_the_same_distribution(name):
     config = {**CONFIG, "prediction_type": "v_prediction"}
     scheduler, kwargs = build(name, config)
-    x = run_sampler(scheduler, ExactModel("v_prediction", config=config), 50, n=2000, seed=2, **kwargs)
+    x = run_sampler(
+        scheduler, ExactModel("v_prediction", config=config), 50, n=2000, seed=2, **kwargs
+    )
     mean_err, cov_err = moments_error(x)
     assert mean_err < 0.1 and cov_err < 0.12
 
@@ -100,8 +104,9 @@ def test_ddim_eta0_is_deterministic_and_solves_the_probability_flow_ode():
     x_T = torch.randn(500, 3, 1, 1, generator=torch.Generator().manual_seed(3))
     errors = []
     for steps in (10, 50, 250):
-        scheduler, kwargs = build("DDIM", {**CONFIG, "set_alpha_to_one": True},
-                                  timestep_spacing="trailing")
+        scheduler, kwargs = build(
+            "DDIM", {**CONFIG, "set_alpha_to_one": True}, timestep_spacing="trailing"
+        )
         assert kwargs == {"eta": 0.0}
         a = run_sampler(scheduler, ExactModel(), steps, n=500, seed=1, x_T=x_T, **kwargs)
         if steps == 10:
@@ -147,8 +152,14 @@ def test_monte_carlo_gamma_matches_the_closed_form():
     x0 = sample_data(4000, seed=4)
     model = ExactModel()
     ts = [10, 100, 400, 900]
-    stats = estimate_eps_stats(lambda x, t, rows: model.eps(x, t), x0, ts, AC,
-                               generator=torch.Generator().manual_seed(0), batch=1000)
+    stats = estimate_eps_stats(
+        lambda x, t, rows: model.eps(x, t),
+        x0,
+        ts,
+        AC,
+        generator=torch.Generator().manual_seed(0),
+        batch=1000,
+    )
     exact = torch.tensor([exact_gamma(t, AC) for t in ts], dtype=torch.float64)
     assert torch.allclose(stats.gamma, exact, rtol=0.05), (stats.gamma, exact)
 
@@ -173,8 +184,14 @@ def test_analytic_scheduler_says_when_gamma_is_missing():
 
 def _calibration(model: ExactModel) -> CalibrationTable:
     ts = list(range(0, 1000, 111))
-    stats = estimate_eps_stats(lambda x, t, rows: model.eps(x, t), sample_data(4000, seed=6), ts,
-                               AC, generator=torch.Generator().manual_seed(0), batch=1000)
+    stats = estimate_eps_stats(
+        lambda x, t, rows: model.eps(x, t),
+        sample_data(4000, seed=6),
+        ts,
+        AC,
+        generator=torch.Generator().manual_seed(0),
+        batch=1000,
+    )
     return CalibrationTable(torch.tensor(ts), stats.mean, stats.mean)
 
 

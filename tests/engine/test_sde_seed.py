@@ -7,8 +7,7 @@ from engine.schedulers import DPMSolverSDEScheduler
 
 
 def _run(dtype, seeds):
-    sched = DPMSolverSDEScheduler(beta_schedule="scaled_linear", beta_start=0.00085,
-                                  beta_end=0.012)
+    sched = DPMSolverSDEScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     sched.set_timesteps(4)
     x = torch.ones(len(seeds), 4, 8, 8, dtype=dtype)
     eps = torch.full_like(x, 0.1)

@@ -21,8 +21,9 @@ STEPS, RUNS, S = 8, 32, 16
 
 
 def _x_T(pipe):
-    return pipe.prepare_latents(1, 4, 64, 64, torch.float32, "cpu",
-                                [torch.Generator().manual_seed(1)])
+    return pipe.prepare_latents(
+        1, 4, 64, 64, torch.float32, "cpu", [torch.Generator().manual_seed(1)]
+    )
 
 
 def _monte_carlo(pipe, post, eta: float) -> torch.Tensor:
@@ -37,9 +38,17 @@ def _monte_carlo(pipe, post, eta: float) -> torch.Tensor:
             w, b = sample_weights(w0, b0, post, g)
             conv.weight.data.copy_(w)
             conv.bias.data.copy_(b)
-            out = pipe(PROMPT, num_inference_steps=STEPS, guidance_scale=CFG, width=64, height=64,
-                       latents=_x_T(pipe), eta=eta, output_type="latent",
-                       generator=torch.Generator().manual_seed(1000 + run))
+            out = pipe(
+                PROMPT,
+                num_inference_steps=STEPS,
+                guidance_scale=CFG,
+                width=64,
+                height=64,
+                latents=_x_T(pipe),
+                eta=eta,
+                output_type="latent",
+                generator=torch.Generator().manual_seed(1000 + run),
+            )
             outs.append(out.images)
     finally:
         conv.weight.data.copy_(w0)
@@ -52,8 +61,15 @@ def _propagated(pipe, model, eta: float, skip: int = 1):
     pipe.scheduler = sched
     sched.set_timesteps(STEPS)
     kwargs = {"eta": eta, "generator": torch.Generator().manual_seed(7)}
-    return propagate(model, sched, _x_T(pipe), samples=S, skip=skip, step_kwargs=kwargs,
-                     generator=torch.Generator().manual_seed(0))
+    return propagate(
+        model,
+        sched,
+        _x_T(pipe),
+        samples=S,
+        skip=skip,
+        step_kwargs=kwargs,
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -39,12 +39,15 @@ def _mc_eps(unet, post, phi_list, weights_fn, draws=DRAWS, chunk=500):
     conv = unet.conv_out
     s1 = s2 = 0
     for _ in range(draws // chunk):
-        ws, bs = zip(*(sample_weights(conv.weight, conv.bias, post, g) for _ in range(chunk)),
-                     strict=True)
+        ws, bs = zip(
+            *(sample_weights(conv.weight, conv.bias, post, g) for _ in range(chunk)), strict=True
+        )
         W = torch.cat(ws)  # (chunk·O, I, 3, 3): one convolution for all draws
         b = torch.cat(bs)
-        out = sum(wj * torch.nn.functional.conv2d(phi, W, padding=1) for wj, phi in
-                  zip(weights_fn, phi_list, strict=True)) + b.view(1, -1, 1, 1)
+        out = sum(
+            wj * torch.nn.functional.conv2d(phi, W, padding=1)
+            for wj, phi in zip(weights_fn, phi_list, strict=True)
+        ) + b.view(1, -1, 1, 1)
         out = out.view(out.shape[0], chunk, -1, *out.shape[2:])
         s1 = s1 + out.double().sum(1)
         s2 = s2 + out.double().square().sum(1)
@@ -80,8 +83,9 @@ def test_cfg_variance_is_exact_for_shared_weights(unet_and_phis):
     assert abs(closed.sum() / mc.sum() - 1) < 0.02
     assert rel.median() < 0.02, float(rel.median())
     # Treating the branches as independent, as the official code does, is measurably off.
-    naive = ((1 - s) ** 2 * predictive_variance(phi_u, post)
-             + s**2 * predictive_variance(phi_c, post)).double()
+    naive = (
+        (1 - s) ** 2 * predictive_variance(phi_u, post) + s**2 * predictive_variance(phi_c, post)
+    ).double()
     assert abs(naive.sum() / mc.sum() - 1) > 0.05
 
 

@@ -42,8 +42,11 @@ def setup():
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         emb, _ = pipe.encode_prompt([PROMPT], "cpu", 1, False)
-        pipe.unet(torch.randn(16, 4, 16, 16, generator=g), torch.tensor(500),
-                  encoder_hidden_states=emb.expand(16, -1, -1))
+        pipe.unet(
+            torch.randn(16, 4, 16, 16, generator=g),
+            torch.tensor(500),
+            encoder_hidden_states=emb.expand(16, -1, -1),
+        )
     hook.remove()
     post = acc.posterior(1.0, 1.0)
     cond, uncond = pipe.encode_prompt(PROMPT, "cpu", 1, True)
@@ -54,8 +57,9 @@ def _scheduler(pipe, name):
     from diffusers import DDIMScheduler, KDPM2DiscreteScheduler
 
     if name == "DDIM":
-        return DDIMScheduler.from_config(pipe.scheduler.config, set_alpha_to_one=False,
-                                         clip_sample=False)
+        return DDIMScheduler.from_config(
+            pipe.scheduler.config, set_alpha_to_one=False, clip_sample=False
+        )
     return KDPM2DiscreteScheduler.from_config(pipe.scheduler.config)
 
 
@@ -84,9 +88,17 @@ def _monte_carlo_runs(pipe, post, steps, draws, stop_after=None):
                     p._interrupt = True
                 return {}
 
-            out = pipe(PROMPT, num_inference_steps=steps, guidance_scale=CFG, width=64, height=64,
-                       generator=torch.Generator().manual_seed(1), output_type="latent",
-                       callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+            out = pipe(
+                PROMPT,
+                num_inference_steps=steps,
+                guidance_scale=CFG,
+                width=64,
+                height=64,
+                generator=torch.Generator().manual_seed(1),
+                output_type="latent",
+                callback_on_step_end=cb,
+                callback_on_step_end_tensor_inputs=["latents"],
+            )
             outs.append(got.get("x", out.images))
     finally:
         conv.weight.data.copy_(w0)
@@ -98,10 +110,18 @@ def _propagate(pipe, model, name, steps, samples, skip, keep=(), seed=0):
     sched = _scheduler(pipe, name)
     pipe.scheduler = sched
     sched.set_timesteps(steps)
-    x_T = pipe.prepare_latents(1, 4, 64, 64, torch.float32, "cpu",
-                               [torch.Generator().manual_seed(1)])
-    return propagate(model, sched, x_T, samples=samples, skip=skip, keep_var_at=keep,
-                     generator=torch.Generator().manual_seed(seed)), sched
+    x_T = pipe.prepare_latents(
+        1, 4, 64, 64, torch.float32, "cpu", [torch.Generator().manual_seed(1)]
+    )
+    return propagate(
+        model,
+        sched,
+        x_T,
+        samples=samples,
+        skip=skip,
+        keep_var_at=keep,
+        generator=torch.Generator().manual_seed(seed),
+    ), sched
 
 
 def test_first_ddim_step_matches_monte_carlo(setup):

@@ -34,8 +34,10 @@ def test_latents_that_overflow_in_fp16_decode_to_a_finite_image(overflowing_late
     out = vae.decode(z).sample
     assert out.dtype == torch.float16 and torch.isfinite(out).all()
     assert (out.float() - ref).abs().max() < 0.02
-    assert vae_decode.decoder_dtype(vae) == torch.float32 and vae.encoder.conv_in.weight.dtype \
-        == torch.float16  # only the decoder moved
+    assert (
+        vae_decode.decoder_dtype(vae) == torch.float32
+        and vae.encoder.conv_in.weight.dtype == torch.float16
+    )  # only the decoder moved
     ordinary = vae.decode(torch.randn(1, 4, 8, 8, dtype=torch.float16)).sample
     assert ordinary.dtype == torch.float16 and torch.isfinite(ordinary).all()
     vae_decode.uninstall(vae)

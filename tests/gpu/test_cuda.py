@@ -45,8 +45,15 @@ def _generate(loaded, out: Path, fits=None, **params) -> np.ndarray:
     from tests.engine.test_catalogue import make_job
 
     size = loaded.pipe.unet.config.sample_size * loaded.pipe.vae_scale_factor
-    params = {"prompt": "a red square", "seed": 3, "cfg_scale": 5.0, "width": size,
-              "height": size, "steps": 4, **params}
+    params = {
+        "prompt": "a red square",
+        "seed": 3,
+        "cfg_scale": 5.0,
+        "width": size,
+        "height": size,
+        "steps": 4,
+        **params,
+    }
     job = make_job(GenerateJob(params=params))
     run_generate(job, _ctx(loaded, job, out), fits)
     images = np.stack([np.asarray(Image.open(r.path), np.float32) for r in job.results])
@@ -60,9 +67,11 @@ def _fit(loaded, kind: str, store, folder: Path, out: Path, **extra) -> None:
     from engine.uncertainty.fit_job import run_uncertainty_fit
     from tests.engine.test_catalogue import make_job
 
-    spec, run = {"analytic": (AnalyticFitJob, run_analytic_fit),
-                 "calibration": (CalibrationFitJob, run_calibration_fit),
-                 "uncertainty": (UncertaintyFitJob, run_uncertainty_fit)}[kind]
+    spec, run = {
+        "analytic": (AnalyticFitJob, run_analytic_fit),
+        "calibration": (CalibrationFitJob, run_calibration_fit),
+        "uncertainty": (UncertaintyFitJob, run_uncertainty_fit),
+    }[kind]
     data = {"source": "folder", "folder": str(folder), "count": 8}
     job = make_job(spec(params={"data": data, **extra}))
     run(job, _ctx(loaded, job, out), fits=store)
@@ -86,10 +95,22 @@ def _uncertain(loaded, out: Path, store, sampler: str) -> None:
     from tests.engine.test_catalogue import make_job
 
     size = loaded.pipe.unet.config.sample_size * loaded.pipe.vae_scale_factor
-    job = make_job(GenerateJob(params={
-        "prompt": "a red square", "seed": 5, "width": size, "height": size, "steps": 6,
-        "sampler": sampler, "uncertainty": True, "uncertainty_skip": 2,
-        "uncertainty_samples": 3, "uncertainty_decodes": 4}))
+    job = make_job(
+        GenerateJob(
+            params={
+                "prompt": "a red square",
+                "seed": 5,
+                "width": size,
+                "height": size,
+                "steps": 6,
+                "sampler": sampler,
+                "uncertainty": True,
+                "uncertainty_skip": 2,
+                "uncertainty_samples": 3,
+                "uncertainty_decodes": 4,
+            }
+        )
+    )
     run_generate(job, _ctx(loaded, job, out), store)
     for r in job.results:
         arr = np.load(Path(r.path).with_name(r.uncertainty.map_name))
@@ -105,13 +126,29 @@ def _video(loaded, controlnet, frames: int, size: int, method: str, steps: int =
     from engine.video_protocol import VideoEditParams
 
     pipe = loaded.pipe
-    nets = VideoNets(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, controlnet,
-                     dict(loaded.base_scheduler_config), torch.device("cuda"), loaded.dtype)
+    nets = VideoNets(
+        pipe.unet,
+        pipe.vae,
+        pipe.text_encoder,
+        pipe.tokenizer,
+        controlnet,
+        dict(loaded.base_scheduler_config),
+        torch.device("cuda"),
+        loaded.dtype,
+    )
     clip = sample_frames(frames, size, size)
-    p = VideoEditParams(source="gpu-test", source_prompt="a t-rex on a white background",
-                        target_prompt="a t-rex on a blue background", edit_type="background",
-                        edit_phrase="t-rex", steps=steps, width=size, height=size,
-                        tuning_steps=2, method=method)
+    p = VideoEditParams(
+        source="gpu-test",
+        source_prompt="a t-rex on a white background",
+        target_prompt="a t-rex on a blue background",
+        edit_type="background",
+        edit_phrase="t-rex",
+        steps=steps,
+        width=size,
+        height=size,
+        tuning_steps=2,
+        method=method,
+    )
     if method == "lovecon":
         out = lovecon.edit(nets, clip, canny_maps(clip), p, lambda *_: None)
     else:
@@ -155,8 +192,9 @@ def test_canny_controlnet_video_fp16(tiny, method):
     from engine.models.registry import RESOURCES
     from engine.video.denoise import load_controlnet
 
-    cn = load_controlnet(RESOURCES / "models/sfumato-tiny-canny", torch.device("cuda"),
-                         torch.float16)
+    cn = load_controlnet(
+        RESOURCES / "models/sfumato-tiny-canny", torch.device("cuda"), torch.float16
+    )
     _video(tiny, cn, 4, 64, method)
 
 
@@ -222,4 +260,6 @@ def test_sd15_lovecon_16_frames_512(sd15):
     cn = ControlNetModel.from_unet(sd15.pipe.unet).to("cuda", torch.float16).eval()
     torch.cuda.reset_peak_memory_stats()
     _video(sd15, cn, 16, 512, "lovecon", steps=6)
-    assert torch.cuda.max_memory_allocated() < 0.9 * torch.cuda.get_device_properties(0).total_memory
+    assert (
+        torch.cuda.max_memory_allocated() < 0.9 * torch.cuda.get_device_properties(0).total_memory
+    )

@@ -31,9 +31,19 @@ def _render(loaded, folder: Path, out: Path, tags: str = "") -> np.ndarray:
     from tests.engine.test_catalogue import FakeContext, make_job
 
     size = loaded.pipe.unet.config.sample_size * loaded.pipe.vae_scale_factor
-    job = make_job(GenerateJob(params={
-        "prompt": f"a cat {tags}".strip(), "seed": 11, "cfg_scale": 5.0, "width": size,
-        "height": size, "steps": 4, "sampler": "DPM++ 2M"}))
+    job = make_job(
+        GenerateJob(
+            params={
+                "prompt": f"a cat {tags}".strip(),
+                "seed": 11,
+                "cfg_scale": 5.0,
+                "width": size,
+                "height": size,
+                "steps": 4,
+                "sampler": "DPM++ 2M",
+            }
+        )
+    )
     ctx = FakeContext(loaded, job, out)
     ctx.model_folders = [folder]
     run_generate(job, ctx, None)
@@ -67,8 +77,16 @@ def test_lora_switches_compile_nothing_new_and_match_eager(tmp_path):
     _render(loaded, folder, tmp_path, "<lora:ink:0.8>")  # installs the slots, runs eager
     assert fast.wait(600) == "on", fast.message
     graphs = counters["stats"]["unique_graphs"]
-    sequence = ["<lora:paper:1>", "<lora:ink:0.8> <lora:paper:0.6>", "", "<lora:ink:0.8>",
-                "<lora:ink:0>", "<lora:big:1>", "<lora:paper:1>", ""]
+    sequence = [
+        "<lora:paper:1>",
+        "<lora:ink:0.8> <lora:paper:0.6>",
+        "",
+        "<lora:ink:0.8>",
+        "<lora:ink:0>",
+        "<lora:big:1>",
+        "<lora:paper:1>",
+        "",
+    ]
     images = {tags: _render(loaded, folder, tmp_path, tags) for tags in sequence}
     assert counters["stats"]["unique_graphs"] == graphs, "a LoRA change compiled a new graph"
     assert "LoRA slots: 2 × rank 8" in fast.detail

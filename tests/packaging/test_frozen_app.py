@@ -56,15 +56,30 @@ def test_bundle_has_no_torch_and_a_sane_size(built_app: Path):
     assert (bundle / "_internal" / "resources" / "icons" / "sfumato.svg").is_file()
 
 
-def test_frozen_app_starts_connects_to_an_engine_and_exits(built_app: Path, tmp_path: Path,
-                                                           sfumato_png: Path):
+def test_frozen_app_starts_connects_to_an_engine_and_exits(
+    built_app: Path, tmp_path: Path, sfumato_png: Path
+):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFUMATO_")}
     env.update(QT_QPA_PLATFORM="offscreen", OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [str(built_app), "--data-dir", str(tmp_path / "data"),
-         "--engine-python", sys.executable, "--smoke-test", "240", "--log-level", "INFO",
-         str(sfumato_png)],  # as a desktop passes a double-clicked file
-        check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+        [
+            str(built_app),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--engine-python",
+            sys.executable,
+            "--smoke-test",
+            "240",
+            "--log-level",
+            "INFO",
+            str(sfumato_png),
+        ],  # as a desktop passes a double-clicked file
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "SFUMATO_SMOKE_OK http://127.0.0.1:" in proc.stdout
@@ -78,8 +93,11 @@ def test_frozen_app_starts_connects_to_an_engine_and_exits(built_app: Path, tmp_
 
 def test_desktop_entry_script(built_app: Path, tmp_path: Path):
     script = built_app.parent / "install-desktop-entry.sh"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-           "XDG_DATA_HOME": str(tmp_path / "share")}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "XDG_DATA_HOME": str(tmp_path / "share"),
+    }
     subprocess.run(["sh", str(script)], check=True, env=env, capture_output=True, timeout=60)
     entry = (tmp_path / "share" / "applications" / "sfumato.desktop").read_text()
     assert f'Exec="{built_app}" %F' in entry and "Icon=sfumato" in entry
@@ -88,13 +106,17 @@ def test_desktop_entry_script(built_app: Path, tmp_path: Path):
     assert (icons / "256x256" / "apps" / "sfumato.png").is_file()
 
 
-def test_frozen_app_without_an_engine_python_fails_with_the_reason(built_app: Path,
-                                                                   tmp_path: Path):
+def test_frozen_app_without_an_engine_python_fails_with_the_reason(built_app: Path, tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFUMATO_")}
     env.update(QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(
         [str(built_app), "--data-dir", str(tmp_path / "data"), "--smoke-test", "60"],
-        check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1
     assert "SFUMATO_SMOKE_FAILED No engine is running. This packaged Sfumato" in proc.stdout

@@ -38,28 +38,45 @@ _TO_MIDAS = [
     (r"dpt\.embeddings\.cls_token", "pretrained.model.cls_token"),
     (r"dpt\.embeddings\.position_embeddings", "pretrained.model.pos_embed"),
     (r"dpt\.embeddings\.projection\.(.+)", r"pretrained.model.patch_embed.proj.\1"),
-    (r"dpt\.embeddings\.backbone\.bit\.embedder\.convolution\.weight",
-     "pretrained.model.patch_embed.backbone.stem.conv.weight"),
-    (r"dpt\.embeddings\.backbone\.bit\.embedder\.norm\.(.+)",
-     r"pretrained.model.patch_embed.backbone.stem.norm.\1"),
-    (r"dpt\.embeddings\.backbone\.bit\.encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)",
-     r"pretrained.model.patch_embed.backbone.stages.\1.blocks.\2.\3"),
+    (
+        r"dpt\.embeddings\.backbone\.bit\.embedder\.convolution\.weight",
+        "pretrained.model.patch_embed.backbone.stem.conv.weight",
+    ),
+    (
+        r"dpt\.embeddings\.backbone\.bit\.embedder\.norm\.(.+)",
+        r"pretrained.model.patch_embed.backbone.stem.norm.\1",
+    ),
+    (
+        r"dpt\.embeddings\.backbone\.bit\.encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)",
+        r"pretrained.model.patch_embed.backbone.stages.\1.blocks.\2.\3",
+    ),
     (r"dpt\.encoder\.layer\.(\d+)\.layernorm_before\.(.+)", r"pretrained.model.blocks.\1.norm1.\2"),
     (r"dpt\.encoder\.layer\.(\d+)\.layernorm_after\.(.+)", r"pretrained.model.blocks.\1.norm2.\2"),
-    (r"dpt\.encoder\.layer\.(\d+)\.attention\.output\.dense\.(.+)",
-     r"pretrained.model.blocks.\1.attn.proj.\2"),
-    (r"dpt\.encoder\.layer\.(\d+)\.intermediate\.dense\.(.+)", r"pretrained.model.blocks.\1.mlp.fc1.\2"),
+    (
+        r"dpt\.encoder\.layer\.(\d+)\.attention\.output\.dense\.(.+)",
+        r"pretrained.model.blocks.\1.attn.proj.\2",
+    ),
+    (
+        r"dpt\.encoder\.layer\.(\d+)\.intermediate\.dense\.(.+)",
+        r"pretrained.model.blocks.\1.mlp.fc1.\2",
+    ),
     (r"dpt\.encoder\.layer\.(\d+)\.output\.dense\.(.+)", r"pretrained.model.blocks.\1.mlp.fc2.\2"),
     (r"dpt\.layernorm\.(.+)", r"pretrained.model.norm.\1"),
-    (r"neck\.reassemble_stage\.readout_projects\.(\d)\.0\.(.+)",
-     r"pretrained.act_postprocess{\1+1}.0.project.0.\2"),
-    (r"neck\.reassemble_stage\.layers\.(\d)\.projection\.(.+)",
-     r"pretrained.act_postprocess{\1+1}.3.\2"),
+    (
+        r"neck\.reassemble_stage\.readout_projects\.(\d)\.0\.(.+)",
+        r"pretrained.act_postprocess{\1+1}.0.project.0.\2",
+    ),
+    (
+        r"neck\.reassemble_stage\.layers\.(\d)\.projection\.(.+)",
+        r"pretrained.act_postprocess{\1+1}.3.\2",
+    ),
     (r"neck\.reassemble_stage\.layers\.3\.resize\.(.+)", r"pretrained.act_postprocess4.4.\1"),
     (r"neck\.convs\.(\d)\.weight", r"scratch.layer{\1+1}_rn.weight"),
     (r"neck\.fusion_stage\.layers\.(\d)\.projection\.(.+)", r"scratch.refinenet{4-\1}.out_conv.\2"),
-    (r"neck\.fusion_stage\.layers\.(\d)\.residual_layer(\d)\.convolution(\d)\.(.+)",
-     r"scratch.refinenet{4-\1}.resConfUnit\2.conv\3.\4"),
+    (
+        r"neck\.fusion_stage\.layers\.(\d)\.residual_layer(\d)\.convolution(\d)\.(.+)",
+        r"scratch.refinenet{4-\1}.resConfUnit\2.conv\3.\4",
+    ),
     (r"head\.head\.(\d)\.(.+)", r"scratch.output_conv.\1.\2"),
 ]
 
@@ -78,17 +95,22 @@ def midas_state_dict(seed: int = 0) -> dict:
     hf = DPTForDepthEstimation(dpt_hybrid_config()).state_dict()
     out: dict = {}
     for i in range(12):
-        parts = [hf.pop(f"dpt.encoder.layer.{i}.attention.attention.{p}.{{}}".format(kind))
-                 for kind in ("weight", "bias") for p in ("query", "key", "value")]
+        parts = [
+            hf.pop(f"dpt.encoder.layer.{i}.attention.attention.{p}.{{}}".format(kind))
+            for kind in ("weight", "bias")
+            for p in ("query", "key", "value")
+        ]
         out[f"pretrained.model.blocks.{i}.attn.qkv.weight"] = torch.cat(parts[:3])
         out[f"pretrained.model.blocks.{i}.attn.qkv.bias"] = torch.cat(parts[3:])
     for name, tensor in hf.items():
         for pattern, target in _TO_MIDAS:
             m = re.fullmatch(pattern, name)
             if m:
-                midas = re.sub(r"\{(\d)([+-])(\d)\}", lambda a: str(
-                    int(a[1]) + int(a[3]) if a[2] == "+" else int(a[1]) - int(a[3])),
-                    m.expand(target))
+                midas = re.sub(
+                    r"\{(\d)([+-])(\d)\}",
+                    lambda a: str(int(a[1]) + int(a[3]) if a[2] == "+" else int(a[1]) - int(a[3])),
+                    m.expand(target),
+                )
                 out[midas] = tensor
                 break
         else:
@@ -96,7 +118,6 @@ def midas_state_dict(seed: int = 0) -> dict:
     out["pretrained.model.head.weight"] = torch.randn(1000, 768) * 0.02
     out["pretrained.model.head.bias"] = torch.zeros(1000)
     return out
-
 
 
 def write_blob_person_pose_weights(folder: Path) -> Path:

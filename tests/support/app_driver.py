@@ -32,8 +32,10 @@ def say(*words: object) -> None:
 def main_window():
     from app.ui.main_window import MainWindow
 
-    return next((w for w in QApplication.topLevelWidgets()
-                 if isinstance(w, MainWindow) and w.isVisible()), None)
+    return next(
+        (w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()),
+        None,
+    )
 
 
 def poll(check, every_ms: int = 100) -> None:
@@ -88,9 +90,12 @@ def work(image: str, clip: str) -> None:
             except (OSError, ValueError):
                 return False
             v = saved["video"]
-            if (saved["generation"]["prompt"].startswith("a lighthouse") and saved["canvas"]["paths"]
-                    and (v["start"], v["end"], v["stride"]) == (2, 10, 2)
-                    and v["target_prompt"] == "t-rex on a blue background"):
+            if (
+                saved["generation"]["prompt"].startswith("a lighthouse")
+                and saved["canvas"]["paths"]
+                and (v["start"], v["end"], v["stride"]) == (2, 10, 2)
+                and v["target_prompt"] == "t-rex on a blue background"
+            ):
                 say("saved")
                 return True
         return False
@@ -131,12 +136,16 @@ def restore() -> None:
                 return False
             image = c.canvas.current_image
             state = {
-                "prompt": c.generation.prompt, "steps": c.generation.steps,
-                "seed": c.generation.seed, "uncertainty": c.generation.option("uncertainty"),
+                "prompt": c.generation.prompt,
+                "steps": c.generation.steps,
+                "seed": c.generation.seed,
+                "uncertainty": c.generation.option("uncertainty"),
                 "colormap": c.uncertainty_view.colormap,
                 "canvas": str(image.path) if image is not None and image.path else "",
-                "clip": v.source_path, "range": [v.start, v.end, v.stride],
-                "target_prompt": v.target_prompt, "video_dock": w.video_dock.isVisible(),
+                "clip": v.source_path,
+                "range": [v.start, v.end, v.stride],
+                "target_prompt": v.target_prompt,
+                "video_dock": w.video_dock.isVisible(),
             }
             say("restored", json.dumps(state))
             w.close()
@@ -158,7 +167,7 @@ def fresh() -> None:
 
 if __name__ == "__main__":
     split = sys.argv.index("--")
-    script, script_args, app_args = sys.argv[1], sys.argv[2:split], sys.argv[split + 1:]
+    script, script_args, app_args = sys.argv[1], sys.argv[2:split], sys.argv[split + 1 :]
     sys.argv = [sys.argv[0], *app_args]
     qt = QApplication([sys.argv[0]])
     {"work": work, "restore": restore, "fresh": fresh}[script](*script_args)

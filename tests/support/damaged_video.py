@@ -13,12 +13,18 @@ def _frame(i: int, size: int) -> np.ndarray:
     x = np.zeros((size, size, 3), np.uint8)
     x[..., 0] = (np.arange(size)[None, :] * 4 + i * 5) % 256
     x[..., 1] = (np.arange(size)[:, None] * 3) % 256
-    x[(i * 2) % size:(i * 2) % size + 8, :, 2] = 255
+    x[(i * 2) % size : (i * 2) % size + 8, :, 2] = 255
     return x
 
 
-def write_clip(path: Path, frames: int = 48, size: int = 64, fps: int = 12,
-               codec: str = "libx264", audio: str | None = None) -> Path:
+def write_clip(
+    path: Path,
+    frames: int = 48,
+    size: int = 64,
+    fps: int = 12,
+    codec: str = "libx264",
+    audio: str | None = None,
+) -> Path:
     """A moving-gradient clip; ``audio`` an encoder name ("ac3", "aac") for a 440 Hz track."""
     import av
 
@@ -44,7 +50,7 @@ def write_clip(path: Path, frames: int = 48, size: int = 64, fps: int = 12,
             tone = (np.stack([np.sin(2 * np.pi * 440 * t)] * 2) * 0.3).astype(np.float32)
             pts = 0
             for a in range(0, tone.shape[1], step):
-                chunk = np.ascontiguousarray(tone[:, a:a + step])
+                chunk = np.ascontiguousarray(tone[:, a : a + step])
                 f = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
                 f.sample_rate, f.pts = 44100, pts
                 pts += chunk.shape[1]

@@ -26,10 +26,23 @@ class EngineProcess:
         env = {**os.environ, "SFUMATO_ENGINE_TOKEN": self.token, "PYTHONUNBUFFERED": "1"}
         with open(self.data_dir / "stderr.log", "ab") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.cli", "--port", "0",
-                 "--data-dir", str(self.data_dir), "--models-dir", str(self.models_dir),
-                 *self.extra_args],
-                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "engine.cli",
+                    "--port",
+                    "0",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--models-dir",
+                    str(self.models_dir),
+                    *self.extra_args,
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -71,7 +71,8 @@ def sd3_transformer_to_original(state: Mapping[str, torch.Tensor]) -> dict[str, 
         for t in ("weight", "bias"):
             out[f"{o}x_block.attn.qkv.{t}"] = _cat(s, *(f"{b}attn.to_{x}.{t}" for x in "qkv"))
             out[f"{o}context_block.attn.qkv.{t}"] = _cat(
-                s, *(f"{b}attn.add_{x}_proj.{t}" for x in "qkv"))
+                s, *(f"{b}attn.add_{x}_proj.{t}" for x in "qkv")
+            )
             out[f"{o}x_block.attn.proj.{t}"] = s[f"{b}attn.to_out.0.{t}"]
             out[f"{o}x_block.adaLN_modulation.1.{t}"] = s[f"{b}norm1.linear.{t}"]
             ctx = s[f"{b}norm1_context.linear.{t}"]
@@ -85,9 +86,12 @@ def sd3_transformer_to_original(state: Mapping[str, torch.Tensor]) -> dict[str, 
             if f"{b}attn2.to_q.{t}" in s:  # SD3.5-medium's dual attention
                 out[f"{o}x_block.attn2.qkv.{t}"] = _cat(s, *(f"{b}attn2.to_{x}.{t}" for x in "qkv"))
                 out[f"{o}x_block.attn2.proj.{t}"] = s[f"{b}attn2.to_out.0.{t}"]
-        for d, o2 in (("norm_q", "x_block.attn.ln_q"), ("norm_k", "x_block.attn.ln_k"),
-                      ("norm_added_q", "context_block.attn.ln_q"),
-                      ("norm_added_k", "context_block.attn.ln_k")):
+        for d, o2 in (
+            ("norm_q", "x_block.attn.ln_q"),
+            ("norm_k", "x_block.attn.ln_k"),
+            ("norm_added_q", "context_block.attn.ln_q"),
+            ("norm_added_k", "context_block.attn.ln_k"),
+        ):
             if f"{b}attn.{d}.weight" in s:  # SD3.5's qk-norm
                 out[f"{o}{o2}.weight"] = s[f"{b}attn.{d}.weight"]
         for d in ("q", "k"):
@@ -100,15 +104,20 @@ def flux_transformer_to_original(state: Mapping[str, torch.Tensor]) -> dict[str,
     """diffusers ``FluxTransformer2DModel`` keys -> BFL's bare ``double_blocks…`` keys."""
     s = dict(state)
     out: dict[str, torch.Tensor] = {
-        "txt_in.weight": s["context_embedder.weight"], "txt_in.bias": s["context_embedder.bias"],
-        "img_in.weight": s["x_embedder.weight"], "img_in.bias": s["x_embedder.bias"],
+        "txt_in.weight": s["context_embedder.weight"],
+        "txt_in.bias": s["context_embedder.bias"],
+        "img_in.weight": s["x_embedder.weight"],
+        "img_in.bias": s["x_embedder.bias"],
         "final_layer.linear.weight": s["proj_out.weight"],
         "final_layer.linear.bias": s["proj_out.bias"],
         "final_layer.adaLN_modulation.1.weight": _swap(s["norm_out.linear.weight"]),
         "final_layer.adaLN_modulation.1.bias": _swap(s["norm_out.linear.bias"]),
     }
-    for d, o in (("timestep_embedder", "time_in"), ("text_embedder", "vector_in"),
-                 ("guidance_embedder", "guidance_in")):
+    for d, o in (
+        ("timestep_embedder", "time_in"),
+        ("text_embedder", "vector_in"),
+        ("guidance_embedder", "guidance_in"),
+    ):
         for i, j in ((1, "in_layer"), (2, "out_layer")):
             for t in ("weight", "bias"):
                 key = f"time_text_embed.{d}.linear_{i}.{t}"
@@ -132,13 +141,16 @@ def flux_transformer_to_original(state: Mapping[str, torch.Tensor]) -> dict[str,
         out[f"{o}img_attn.norm.key_norm.scale"] = s[f"{b}attn.norm_k.weight"]
         out[f"{o}txt_attn.norm.query_norm.scale"] = s[f"{b}attn.norm_added_q.weight"]
         out[f"{o}txt_attn.norm.key_norm.scale"] = s[f"{b}attn.norm_added_k.weight"]
-    singles = sorted({int(k.split(".")[1]) for k in s if k.startswith("single_transformer_blocks.")})
+    singles = sorted(
+        {int(k.split(".")[1]) for k in s if k.startswith("single_transformer_blocks.")}
+    )
     for i in singles:
         b, o = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
         for t in ("weight", "bias"):
             out[f"{o}modulation.lin.{t}"] = s[f"{b}norm.linear.{t}"]
-            out[f"{o}linear1.{t}"] = _cat(s, f"{b}attn.to_q.{t}", f"{b}attn.to_k.{t}",
-                                          f"{b}attn.to_v.{t}", f"{b}proj_mlp.{t}")
+            out[f"{o}linear1.{t}"] = _cat(
+                s, f"{b}attn.to_q.{t}", f"{b}attn.to_k.{t}", f"{b}attn.to_v.{t}", f"{b}proj_mlp.{t}"
+            )
             out[f"{o}linear2.{t}"] = s[f"{b}proj_out.{t}"]
         out[f"{o}norm.query_norm.scale"] = s[f"{b}attn.norm_q.weight"]
         out[f"{o}norm.key_norm.scale"] = s[f"{b}attn.norm_k.weight"]
@@ -179,8 +191,14 @@ def _sidecar(src: Path, checkpoint: Path, t5_tokenizer: str) -> None:
     shutil.copy2(src / t5_tokenizer / "tokenizer.json", checkpoint.parent / "t5_tokenizer.json")
 
 
-def export_sd3(src: Path, out: Path, *, text_encoders: tuple[str, ...] = ("clip_l", "clip_g",
-               "t5xxl"), dtype: torch.dtype | None = None, name: str = "sd3-tiny") -> Path:
+def export_sd3(
+    src: Path,
+    out: Path,
+    *,
+    text_encoders: tuple[str, ...] = ("clip_l", "clip_g", "t5xxl"),
+    dtype: torch.dtype | None = None,
+    name: str = "sd3-tiny",
+) -> Path:
     """``src`` (a tiny SD3 diffusers folder) as one SD3 file in ``out`` with the text encoders
     named in ``text_encoders`` (the others left out, as in ``sd3_medium.safetensors``)."""
     from diffusers import StableDiffusion3Pipeline
@@ -190,8 +208,9 @@ def export_sd3(src: Path, out: Path, *, text_encoders: tuple[str, ...] = ("clip_
     state.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
     for attr, short in SD3_TEXT.items():
         if short in text_encoders:
-            state.update(_text(getattr(pipe, attr).state_dict(),
-                               f"text_encoders.{short}.transformer."))
+            state.update(
+                _text(getattr(pipe, attr).state_dict(), f"text_encoders.{short}.transformer.")
+            )
     out.mkdir(parents=True, exist_ok=True)
     path = _save(state, out / f"{name}.safetensors", dtype)
     _sidecar(Path(src), path, "tokenizer_3")
@@ -203,26 +222,40 @@ def flux_ae_to_original(state: Mapping[str, torch.Tensor], config: Mapping[str, 
     return {k.removeprefix("first_stage_model."): v for k, v in vae_to_ldm(state, config).items()}
 
 
-def export_flux(src: Path, out: Path, *, dtype: torch.dtype | None = None,
-                parts: tuple[str, ...] = ("ae", "clip_l", "t5xxl"),
-                name: str = "flux1-tiny") -> Path:
+def export_flux(
+    src: Path,
+    out: Path,
+    *,
+    dtype: torch.dtype | None = None,
+    parts: tuple[str, ...] = ("ae", "clip_l", "t5xxl"),
+    name: str = "flux1-tiny",
+) -> Path:
     """``src`` (a tiny Flux diffusers folder) as ``<name>.safetensors`` (transformer only) and
     the separate ``ae``/``clip_l``/``t5xxl_fp16`` files named in ``parts``, in ``out``."""
     from diffusers import FluxPipeline
 
     pipe = FluxPipeline.from_pretrained(src, local_files_only=True)
     out.mkdir(parents=True, exist_ok=True)
-    path = _save(flux_transformer_to_original(pipe.transformer.state_dict()),
-                 out / f"{name}.safetensors", dtype)
+    path = _save(
+        flux_transformer_to_original(pipe.transformer.state_dict()),
+        out / f"{name}.safetensors",
+        dtype,
+    )
     if "ae" in parts:
         # as released: the autoencoder and CLIP-L in 16/32 bits even beside fp8 transformers
-        _save(flux_ae_to_original(pipe.vae.state_dict(), pipe.vae.config), out / "ae.safetensors",
-              None)
+        _save(
+            flux_ae_to_original(pipe.vae.state_dict(), pipe.vae.config),
+            out / "ae.safetensors",
+            None,
+        )
     if "clip_l" in parts:
         _save(_text(pipe.text_encoder.state_dict()), out / "clip_l.safetensors", None)
     if "t5xxl" in parts:
-        t5 = "t5xxl_fp8_e4m3fn.safetensors" if dtype == torch.float8_e4m3fn else \
-            "t5xxl_fp16.safetensors"
+        t5 = (
+            "t5xxl_fp8_e4m3fn.safetensors"
+            if dtype == torch.float8_e4m3fn
+            else "t5xxl_fp16.safetensors"
+        )
         _save(_text(pipe.text_encoder_2.state_dict()), out / t5, dtype)
     _sidecar(Path(src), path, "tokenizer_2")
     return path
@@ -235,10 +268,16 @@ def export_flux_all_in_one(src: Path, out: Path, *, name: str = "flux1-tiny-aio"
     from diffusers import FluxPipeline
 
     pipe = FluxPipeline.from_pretrained(src, local_files_only=True)
-    state = {"model.diffusion_model." + k: v
-             for k, v in flux_transformer_to_original(pipe.transformer.state_dict()).items()}
-    state.update({"vae." + k: v for k, v in
-                  flux_ae_to_original(pipe.vae.state_dict(), pipe.vae.config).items()})
+    state = {
+        "model.diffusion_model." + k: v
+        for k, v in flux_transformer_to_original(pipe.transformer.state_dict()).items()
+    }
+    state.update(
+        {
+            "vae." + k: v
+            for k, v in flux_ae_to_original(pipe.vae.state_dict(), pipe.vae.config).items()
+        }
+    )
     state.update(_text(pipe.text_encoder.state_dict(), "text_encoders.clip_l.transformer."))
     state.update(_text(pipe.text_encoder_2.state_dict(), "text_encoders.t5xxl.transformer."))
     out.mkdir(parents=True, exist_ok=True)

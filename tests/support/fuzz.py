@@ -24,8 +24,13 @@ def fuzz_routes(app, examples: int, seed: int | None = 0) -> tuple[dict[str, int
         counts[label] = 0
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=examples, deadline=None, database=None,
-                  derandomize=seed is not None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=seed is not None,
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case):
             counts[label] += 1  # noqa: B023 - run() is called within this iteration
             # POST /v1/models/load with {} loads the default model: seconds on a busy CPU

@@ -100,8 +100,11 @@ class GoldenContext:
 
     def batches_to_run(self, batch_count: int, batch_size: int) -> list[int]:
         saved = self.saved_indices()
-        return [b for b in range(batch_count)
-                if any(b * batch_size + i not in saved for i in range(batch_size))]
+        return [
+            b
+            for b in range(batch_count)
+            if any(b * batch_size + i not in saved for i in range(batch_size))
+        ]
 
     def free_memory(self) -> None:
         pass
@@ -113,8 +116,13 @@ class GoldenContext:
 def _job(spec):
     from engine.protocol import Job, JobState, utcnow
 
-    return Job(id="60d1e560d1e560d1", kind=spec.kind, state=JobState.running, spec=spec,
-               created_at=utcnow())
+    return Job(
+        id="60d1e560d1e560d1",
+        kind=spec.kind,
+        state=JobState.running,
+        spec=spec,
+        created_at=utcnow(),
+    )
 
 
 def _png(path) -> np.ndarray:
@@ -180,20 +188,34 @@ class GoldenRun:
         from engine.generate import run_generate
         from engine.protocol import GenerateJob
 
-        params = {"prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": 1234, "width": SIZE,
-                  "height": SIZE, "cfg_scale": 5.0, **params}
+        params = {
+            "prompt": PROMPT,
+            "negative_prompt": NEGATIVE,
+            "seed": 1234,
+            "width": SIZE,
+            "height": SIZE,
+            "cfg_scale": 5.0,
+            **params,
+        }
         job = self._run(GenerateJob(params=params), run_generate, fits=self.fits)
         images = sorted((r for r in job.results if r.role == "image"), key=lambda r: r.index)
         if not images:
             raise AssertionError(f"generate {name} saved no image")
         name = self.prefix + name
-        outputs = [Output(f"{name}-{r.index}.png", _png(r.path), "generate", params)
-                   for r in images]
+        outputs = [
+            Output(f"{name}-{r.index}.png", _png(r.path), "generate", params) for r in images
+        ]
         for r in images:
             if r.uncertainty is not None:
                 npy = Path(r.path).parent / r.uncertainty.map_name
-                outputs.append(Output(f"{name}-{r.index}.uncertainty.npy",
-                                      np.load(npy), "generate (uncertainty map)", params))
+                outputs.append(
+                    Output(
+                        f"{name}-{r.index}.uncertainty.npy",
+                        np.load(npy),
+                        "generate (uncertainty map)",
+                        params,
+                    )
+                )
         return outputs
 
     def case_generate(self) -> list[Output]:
@@ -207,23 +229,36 @@ class GoldenRun:
         """A1111's weights, BREAK and prompt editing, and Clip skip 2: the conditioning paths
         (and the per-step embedding swap) of the render loop."""
         return self._generate(
-            "generate/prompt-syntax", sampler="Euler", steps=4, seed=21, clip_skip=2,
-            prompt="(red apple:1.3), [twemoji:noto:0.5] style BREAK on a blue background")
+            "generate/prompt-syntax",
+            sampler="Euler",
+            steps=4,
+            seed=21,
+            clip_skip=2,
+            prompt="(red apple:1.3), [twemoji:noto:0.5] style BREAK on a blue background",
+        )
 
     def case_grid(self) -> list[Output]:
         from engine.protocol import SamplerGridJob
         from engine.sampler_grid import run_sampler_grid
 
-        params = {"base": {"prompt": PROMPT, "seed": 42, "width": SIZE, "height": SIZE,
-                           "cfg_scale": 4.0},
-                  "samplers": ["Euler", {"sampler": "DPM++ 2M", "schedule": "karras"}],
-                  "steps": [3, 5]}
+        params = {
+            "base": {"prompt": PROMPT, "seed": 42, "width": SIZE, "height": SIZE, "cfg_scale": 4.0},
+            "samplers": ["Euler", {"sampler": "DPM++ 2M", "schedule": "karras"}],
+            "steps": [3, 5],
+        }
         job = self._run(SamplerGridJob(params=params), run_sampler_grid, fits=self.fits)
         cells = [r for r in job.results if r.role == "image" and r.cell is not None]
         if len(cells) != 4:
             raise AssertionError(f"the 2×2 grid saved {len(cells)} cells")
-        return [Output(f"{self.prefix}grid/r{r.cell.row}c{r.cell.col}.png", _png(r.path), "sampler_grid",
-                       params | {"cell": [r.cell.sampler, r.cell.steps]}) for r in cells]
+        return [
+            Output(
+                f"{self.prefix}grid/r{r.cell.row}c{r.cell.col}.png",
+                _png(r.path),
+                "sampler_grid",
+                params | {"cell": [r.cell.sampler, r.cell.steps]},
+            )
+            for r in cells
+        ]
 
     def case_fits(self) -> list[Output]:
         from engine.fit_jobs import run_analytic_fit, run_calibration_fit
@@ -232,11 +267,20 @@ class GoldenRun:
 
         outputs = []
         runs = (
-            ("analytic", AnalyticFitJob, run_analytic_fit,
-             {"steps": [ANALYTIC_STEPS], "data": FIT_DATA, "samples_per_step": 8},
-             ("gamma", "data_range")),
-            ("calibration", CalibrationFitJob, run_calibration_fit,
-             {"timesteps": 3, "data": FIT_DATA}, ("mean_cond", "mean_uncond", "spatial_cond")),
+            (
+                "analytic",
+                AnalyticFitJob,
+                run_analytic_fit,
+                {"steps": [ANALYTIC_STEPS], "data": FIT_DATA, "samples_per_step": 8},
+                ("gamma", "data_range"),
+            ),
+            (
+                "calibration",
+                CalibrationFitJob,
+                run_calibration_fit,
+                {"timesteps": 3, "data": FIT_DATA},
+                ("mean_cond", "mean_uncond", "spatial_cond"),
+            ),
             ("uncertainty", UncertaintyFitJob, run_uncertainty_fit, {"data": FIT_DATA}, None),
         )
         for kind, spec_type, runner, params, keys in runs:
@@ -245,28 +289,51 @@ class GoldenRun:
                 raise AssertionError(f"the {kind} fit saved nothing")
             tensors = self.fits.tensors(job.fit)
             for key in keys or sorted(tensors):
-                outputs.append(Output(f"{self.prefix}fits/{kind}-{key}.npy",
-                                      tensors[key].numpy(), f"{kind}_fit", params))
+                outputs.append(
+                    Output(
+                        f"{self.prefix}fits/{kind}-{key}.npy",
+                        tensors[key].numpy(),
+                        f"{kind}_fit",
+                        params,
+                    )
+                )
         return outputs
 
     def case_analytic(self) -> list[Output]:
-        return self._generate("analytic/analytic-ddim", sampler="Analytic-DDIM",
-                              steps=ANALYTIC_STEPS, seed=5)
+        return self._generate(
+            "analytic/analytic-ddim", sampler="Analytic-DDIM", steps=ANALYTIC_STEPS, seed=5
+        )
 
     def case_calibrated(self) -> list[Output]:
-        return self._generate("calibrated/dpmpp-2m", sampler="DPM++ 2M", steps=4, seed=6,
-                              calibrated=True)
+        return self._generate(
+            "calibrated/dpmpp-2m", sampler="DPM++ 2M", steps=4, seed=6, calibrated=True
+        )
 
     def case_uncertainty(self) -> list[Output]:
-        return self._generate("uncertainty/ddim", sampler="DDIM", steps=4, seed=8,
-                              uncertainty={"samples": 2, "skip": 2, "decodes": 3})
+        return self._generate(
+            "uncertainty/ddim",
+            sampler="DDIM",
+            steps=4,
+            seed=8,
+            uncertainty={"samples": 2, "skip": 2, "decodes": 3},
+        )
 
     def case_variations(self) -> list[Output]:
         """BayesDiff variations: one trajectory to step 2, two draws of x_t, then sampling."""
-        return self._generate("uncertainty/variations", sampler="DDIM", steps=4, seed=8,
-                              batch_size=2, uncertainty={"samples": 2, "skip": 2, "map": False,
-                                                         "variation_step": 2,
-                                                         "variation_seed": 9})
+        return self._generate(
+            "uncertainty/variations",
+            sampler="DDIM",
+            steps=4,
+            seed=8,
+            batch_size=2,
+            uncertainty={
+                "samples": 2,
+                "skip": 2,
+                "map": False,
+                "variation_step": 2,
+                "variation_seed": 9,
+            },
+        )
 
     def case_robustness(self) -> list[Output]:
         """A prompt-robustness probe: two words, two images a group, one perturbation; its
@@ -274,9 +341,21 @@ class GoldenRun:
         from engine.protocol import RobustnessJob
         from engine.robustness.job import run_prompt_robustness
 
-        params = {"base": {"prompt": "red apple", "seed": 31, "width": SIZE, "height": SIZE,
-                           "steps": 3, "cfg_scale": 5.0, "sampler": "DDIM"},
-                  "samples": 2, "rules": ["typo"], "top_k": 1, "permutations": 50}
+        params = {
+            "base": {
+                "prompt": "red apple",
+                "seed": 31,
+                "width": SIZE,
+                "height": SIZE,
+                "steps": 3,
+                "cfg_scale": 5.0,
+                "sampler": "DDIM",
+            },
+            "samples": 2,
+            "rules": ["typo"],
+            "top_k": 1,
+            "permutations": 50,
+        }
         job = self._run(RobustnessJob(params=params), run_prompt_robustness, fits=self.fits)
         report = job.robustness
         if report is None or not report.done or not report.perturbations:
@@ -286,10 +365,23 @@ class GoldenRun:
         # move it by a whole 1/(permutations + 1) and the cross-machine tolerance means nothing
         stats = np.array([x.mmd2 for x in [*report.words, *report.perturbations]], np.float64)
         prompts = [g.prompt for g in report.groups]
-        return [*(Output(f"{self.prefix}robustness/{r.index}.png", _png(r.path),
-                         "prompt_robustness", params) for r in images),
-                Output(f"{self.prefix}robustness/report.npy", stats, "prompt_robustness",
-                       params | {"groups": prompts})]
+        return [
+            *(
+                Output(
+                    f"{self.prefix}robustness/{r.index}.png",
+                    _png(r.path),
+                    "prompt_robustness",
+                    params,
+                )
+                for r in images
+            ),
+            Output(
+                f"{self.prefix}robustness/report.npy",
+                stats,
+                "prompt_robustness",
+                params | {"groups": prompts},
+            ),
+        ]
 
     def case_v_prediction(self) -> list[Output]:
         """The same model read as a v-prediction one (its scheduler config's prediction_type
@@ -305,8 +397,11 @@ class GoldenRun:
             return [
                 *self._generate("generate/ddim", sampler="DDIM", steps=4, seed=77),
                 *self._generate("generate/euler-a", sampler="Euler a", steps=4),
-                *self.case_fits(), *self.case_analytic(), *self.case_calibrated(),
-                *self.case_uncertainty(), *self.case_video(),
+                *self.case_fits(),
+                *self.case_analytic(),
+                *self.case_calibrated(),
+                *self.case_uncertainty(),
+                *self.case_video(),
             ]
         finally:
             loaded.base_scheduler_config, self.prefix, self.fits = shipped, "", fits
@@ -322,17 +417,31 @@ class GoldenRun:
 
         frames = sample_frames(4, SIZE, SIZE)
         source = sample_caption()
-        params = {"source": "golden-clip", "source_prompt": source,
-                  "target_prompt": source.replace("twemoji", "noto"), "edit_type": "attribute",
-                  "steps": 3, "window": 2, "width": SIZE, "height": SIZE, "cfg_scale": 5.0,
-                  "seed": 3}
+        params = {
+            "source": "golden-clip",
+            "source_prompt": source,
+            "target_prompt": source.replace("twemoji", "noto"),
+            "edit_type": "attribute",
+            "steps": 3,
+            "window": 2,
+            "width": SIZE,
+            "height": SIZE,
+            "cfg_scale": 5.0,
+            "seed": 3,
+        }
         written: list[np.ndarray] = []
         calls = {"decode": 0}
 
         def decode(_path, *_args, **_kwargs):
             calls["decode"] += 1
-            return io.Clip(frames=frames, indices=list(range(len(frames))), fps=8.0, start_s=0.0,
-                           end_s=len(frames) / 8, probe=SimpleNamespace(has_audio=False))
+            return io.Clip(
+                frames=frames,
+                indices=list(range(len(frames))),
+                fps=8.0,
+                start_s=0.0,
+                end_s=len(frames) / 8,
+                probe=SimpleNamespace(has_audio=False),
+            )
 
         def encode_like(out, _path, _clip, _audio):
             written.append(np.asarray(out).copy())
@@ -342,24 +451,43 @@ class GoldenRun:
         saved = io.decode, io.encode_like
         io.decode, io.encode_like = decode, encode_like
         try:
-            self._run(VideoEditJob(params=params), run_video_edit, uploads=uploads,
-                      cache_dir=self.work / "cache")
+            self._run(
+                VideoEditJob(params=params),
+                run_video_edit,
+                uploads=uploads,
+                cache_dir=self.work / "cache",
+            )
         finally:
             io.decode, io.encode_like = saved
         if calls["decode"] != 1 or len(written) != 1:
-            raise AssertionError("run_video_edit no longer reads its clip with "
-                                 "engine.video.io.decode and writes it with encode_like when it "
-                                 "runs: update tests/support/golden.py's case_video to hand it "
-                                 "the frames in memory again")
+            raise AssertionError(
+                "run_video_edit no longer reads its clip with "
+                "engine.video.io.decode and writes it with encode_like when it "
+                "runs: update tests/support/golden.py's case_video to hand it "
+                "the frames in memory again"
+            )
         edited = written[0]
         if edited.shape != frames.shape:
             raise AssertionError(f"the edit has shape {edited.shape}, not {frames.shape}")
-        return [Output(f"{self.prefix}video/frame-{i}.png", edited[i], "video_edit (lovecon)", params)
-                for i in range(len(edited))]
+        return [
+            Output(f"{self.prefix}video/frame-{i}.png", edited[i], "video_edit (lovecon)", params)
+            for i in range(len(edited))
+        ]
 
 
-CASES = ("generate", "prompt_syntax", "grid", "fits", "analytic", "calibrated", "uncertainty",
-         "variations", "robustness", "video", "v_prediction")
+CASES = (
+    "generate",
+    "prompt_syntax",
+    "grid",
+    "fits",
+    "analytic",
+    "calibrated",
+    "uncertainty",
+    "variations",
+    "robustness",
+    "video",
+    "v_prediction",
+)
 
 
 def produce(work: Path | None = None) -> list[Output]:
@@ -398,10 +526,20 @@ def save(outputs: list[Output], folder: Path = GOLDEN_DIR) -> None:
             Image.fromarray(o.array).save(path)
         else:
             np.save(path, o.array)
-        files[o.name] = {"case": o.case, "params": o.params, "shape": list(o.array.shape),
-                         "dtype": str(o.array.dtype)}
-    manifest = {"model": MODEL, "device": "cpu", "dtype": "float32", "threads": 1,
-                **environment(), "files": files}
+        files[o.name] = {
+            "case": o.case,
+            "params": o.params,
+            "shape": list(o.array.shape),
+            "dtype": str(o.array.dtype),
+        }
+    manifest = {
+        "model": MODEL,
+        "device": "cpu",
+        "dtype": "float32",
+        "threads": 1,
+        **environment(),
+        "files": files,
+    }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -416,8 +554,9 @@ def manifest(folder: Path = GOLDEN_DIR) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--record", action="store_true",
-                    help=f"render the set and write it to {GOLDEN_DIR}")
+    ap.add_argument(
+        "--record", action="store_true", help=f"render the set and write it to {GOLDEN_DIR}"
+    )
     a = ap.parse_args(argv)
     if not a.record:
         ap.print_help()
@@ -426,8 +565,10 @@ def main(argv: list[str] | None = None) -> int:
     outputs = produce()
     save(outputs)
     size = sum(f.stat().st_size for f in GOLDEN_DIR.rglob("*") if f.is_file())
-    print(f"recorded {len(outputs)} outputs in {time.perf_counter() - t0:.1f} s to {GOLDEN_DIR} "
-          f"({size / 1024:.0f} KiB; {environment()})")
+    print(
+        f"recorded {len(outputs)} outputs in {time.perf_counter() - t0:.1f} s to {GOLDEN_DIR} "
+        f"({size / 1024:.0f} KiB; {environment()})"
+    )
     return 0
 
 

@@ -20,7 +20,12 @@ def engine_app(data_dir: Path, models_dir: Path, extra_models_dirs=(), **config)
     from engine.server import create_app
     from engine.service import Engine, EngineConfig
 
-    engine = Engine(EngineConfig(data_dir=data_dir, models_dirs=[models_dir, *extra_models_dirs],
-                                 model="tiny-sd",
-                                 **config))
+    engine = Engine(
+        EngineConfig(
+            data_dir=data_dir,
+            models_dirs=[models_dir, *extra_models_dirs],
+            model="tiny-sd",
+            **config,
+        )
+    )
     return TokenGate(create_app(engine), TOKEN), engine

@@ -17,8 +17,11 @@ TE_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
 def _targets(module: torch.nn.Module, suffixes) -> list[tuple[str, torch.nn.Linear]]:
-    return [(n, m) for n, m in module.named_modules()
-            if isinstance(m, torch.nn.Linear) and n.endswith(suffixes)]
+    return [
+        (n, m)
+        for n, m in module.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.endswith(suffixes)
+    ]
 
 
 def _pair(layer: torch.nn.Linear, rank: int, scale: float, g: torch.Generator):
@@ -27,13 +30,16 @@ def _pair(layer: torch.nn.Linear, rank: int, scale: float, g: torch.Generator):
     return down, up
 
 
-def write_kohya_lora(pipe, path: Path, seed: int = 0, rank: int = 4, scale: float = 0.3,
-                     alpha: float = 2.0) -> Path:
+def write_kohya_lora(
+    pipe, path: Path, seed: int = 0, rank: int = 4, scale: float = 0.3, alpha: float = 2.0
+) -> Path:
     """kohya-ss / A1111 layout: module paths with '_' for '.', lora_down/lora_up/alpha."""
     g = torch.Generator().manual_seed(seed)
     state = {}
-    for prefix, module, suffixes in (("lora_unet", pipe.unet, UNET_TARGETS),
-                                     ("lora_te", pipe.text_encoder, TE_TARGETS)):
+    for prefix, module, suffixes in (
+        ("lora_unet", pipe.unet, UNET_TARGETS),
+        ("lora_te", pipe.text_encoder, TE_TARGETS),
+    ):
         for name, layer in _targets(module, suffixes):
             key = f"{prefix}_{name.replace('.', '_')}"
             down, up = _pair(layer, rank, scale, g)
@@ -45,14 +51,22 @@ def write_kohya_lora(pipe, path: Path, seed: int = 0, rank: int = 4, scale: floa
     return path
 
 
-def write_peft_lora(pipe, path: Path, seed: int = 1, rank: int = 4, scale: float = 0.3,
-                    unet_targets: tuple[str, ...] = UNET_TARGETS) -> Path:
+def write_peft_lora(
+    pipe,
+    path: Path,
+    seed: int = 1,
+    rank: int = 4,
+    scale: float = 0.3,
+    unet_targets: tuple[str, ...] = UNET_TARGETS,
+) -> Path:
     """diffusers/PEFT layout (what ``save_lora_weights`` writes): unet.<path>.lora_A.weight.
     ``unet_targets``: the endings of the UNet's Linear layers it changes."""
     g = torch.Generator().manual_seed(seed)
     state = {}
-    for prefix, module, suffixes in (("unet", pipe.unet, unet_targets),
-                                     ("text_encoder", pipe.text_encoder, TE_TARGETS)):
+    for prefix, module, suffixes in (
+        ("unet", pipe.unet, unet_targets),
+        ("text_encoder", pipe.text_encoder, TE_TARGETS),
+    ):
         for name, layer in _targets(module, suffixes):
             down, up = _pair(layer, rank, scale, g)
             state[f"{prefix}.{name}.lora_A.weight"] = down.contiguous()

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def write_rife_release(path: Path, net=None, edit: Callable[[dict], object] | None = None,
-                       seed: int = 0) -> Path:
+def write_rife_release(
+    path: Path, net=None, edit: Callable[[dict], object] | None = None, seed: int = 0
+) -> Path:
     """Save ``net`` (default: a fresh :class:`engine.video.rife.IFNet` seeded with ``seed``) at
     ``path`` as the release saves it; ``edit`` may change the key → tensor dict first (drop or
     add a tensor, to make a file of another layout). Returns ``path``."""

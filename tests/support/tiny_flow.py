@@ -24,9 +24,17 @@ def _clip(vocab: int, projection: bool):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
-        bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1,
-        hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05, num_attention_heads=4,
-        num_hidden_layers=2, vocab_size=vocab, max_position_embeddings=77, projection_dim=32,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+        pad_token_id=vocab - 1,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=vocab,
+        max_position_embeddings=77,
+        projection_dim=32,
     )
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
 
@@ -50,15 +58,23 @@ def t5_tokenizer(max_length: int = 32):
     # T5's own tokenizer is a SentencePiece unigram model: build one with a few words and every
     # printable character, so any prompt tokenizes (transformers' T5 tokenizer wants Unigram)
     pieces = ["<pad>", "</s>", "<unk>"]
-    words = ("a an the of on in with and red green blue cat dog tree house sky sea portrait "
-             "photo painting")
+    words = (
+        "a an the of on in with and red green blue cat dog tree house sky sea portrait "
+        "photo painting"
+    )
     pieces += [f"▁{w}" for w in words.split()]
     pieces += ["▁", *string.printable.strip()]
     backend = Tokenizer(models.Unigram([(p, -float(i)) for i, p in enumerate(pieces)], unk_id=2))
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     backend.decoder = decoders.Metaspace()
-    return T5TokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>",
-                           pad_token="<pad>", extra_ids=0, model_max_length=max_length)
+    return T5TokenizerFast(
+        tokenizer_object=backend,
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_ids=0,
+        model_max_length=max_length,
+    )
 
 
 def _t5(max_length: int = 32):
@@ -66,9 +82,18 @@ def _t5(max_length: int = 32):
     from transformers import T5Config, T5EncoderModel
 
     tokenizer = t5_tokenizer(max_length)
-    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2,
-                      num_heads=4, relative_attention_num_buckets=8, pad_token_id=0,
-                      eos_token_id=1, decoder_start_token_id=0)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     return T5EncoderModel(config), tokenizer
 
 
@@ -76,11 +101,17 @@ def _vae(scaling: float, shift: float):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3,
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
         down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
         up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=16, norm_num_groups=16, sample_size=64,
-        scaling_factor=scaling, shift_factor=shift, use_quant_conv=False,
+        latent_channels=16,
+        norm_num_groups=16,
+        sample_size=64,
+        scaling_factor=scaling,
+        shift_factor=shift,
+        use_quant_conv=False,
         use_post_quant_conv=False,
     )
 
@@ -96,9 +127,17 @@ def build_tiny_sd3(path: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(
-        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=2,
-        attention_head_dim=8, num_attention_heads=4, joint_attention_dim=32,
-        caption_projection_dim=32, pooled_projection_dim=64, pos_embed_max_size=32,
+        sample_size=32,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=32,
+        caption_projection_dim=32,
+        pooled_projection_dim=64,
+        pos_embed_max_size=32,
     )
     tokenizer, vocab = _clip_tokenizer()
     tokenizer_2, _ = _clip_tokenizer()
@@ -107,9 +146,12 @@ def build_tiny_sd3(path: Path, seed: int = 0) -> Path:
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=_vae(1.5305, 0.0609),
-        text_encoder=_clip(vocab, True), tokenizer=tokenizer,
-        text_encoder_2=_clip(vocab, True), tokenizer_2=tokenizer_2,
-        text_encoder_3=t5, tokenizer_3=tokenizer_3,
+        text_encoder=_clip(vocab, True),
+        tokenizer=tokenizer,
+        text_encoder_2=_clip(vocab, True),
+        tokenizer_2=tokenizer_2,
+        text_encoder_3=t5,
+        tokenizer_3=tokenizer_3,
     )
     pipe.save_pretrained(path, safe_serialization=True)
     return Path(path)
@@ -123,20 +165,35 @@ def build_tiny_flux(path: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
-        guidance_embeds=True, axes_dims_rope=(4, 6, 6),
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
     )
     tokenizer, vocab = _clip_tokenizer()
     t5, tokenizer_2 = _t5()
     scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-        base_image_seq_len=256, max_image_seq_len=4096,
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
     )
     pipe = FluxPipeline(
-        transformer=transformer, scheduler=scheduler, vae=_vae(0.3611, 0.1159),
-        text_encoder=_clip(vocab, False), tokenizer=tokenizer,
-        text_encoder_2=t5, tokenizer_2=tokenizer_2,
+        transformer=transformer,
+        scheduler=scheduler,
+        vae=_vae(0.3611, 0.1159),
+        text_encoder=_clip(vocab, False),
+        tokenizer=tokenizer,
+        text_encoder_2=t5,
+        tokenizer_2=tokenizer_2,
     )
     pipe.save_pretrained(path, safe_serialization=True)
     return Path(path)

@@ -81,7 +81,10 @@ def build_tiny_sd(path: Path, seed: int = 0) -> Path:
         )
     )
     scheduler = EulerAncestralDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
         steps_offset=1,
     )
     pipe = StableDiffusionPipeline(

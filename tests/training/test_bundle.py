@@ -18,24 +18,32 @@ def _tree(root, unet_files: dict[str, bytes]):
 
 
 def test_parts_round_trip_and_replace_stale_weights(tmp_path):
-    export = _tree(tmp_path / "export", {
-        "diffusion_pytorch_model-00001-of-00002.safetensors": b"a" * 3000,
-        "diffusion_pytorch_model-00002-of-00002.safetensors": b"b" * 100,
-        "diffusion_pytorch_model.safetensors.index.json": b"{}",
-        "config.json": b"{}"})
+    export = _tree(
+        tmp_path / "export",
+        {
+            "diffusion_pytorch_model-00001-of-00002.safetensors": b"a" * 3000,
+            "diffusion_pytorch_model-00002-of-00002.safetensors": b"b" * 100,
+            "diffusion_pytorch_model.safetensors.index.json": b"{}",
+            "config.json": b"{}",
+        },
+    )
     parts = bundle.pack(export, tmp_path / "parts", part_bytes=4096)
     assert len(parts) >= 3 and parts[-1].name == bundle.MANIFEST
     assert all(p.stat().st_size <= 4096 for p in parts[:-1])
 
-    checkout = _tree(tmp_path / "checkout", {"diffusion_pytorch_model.safetensors": b"old",
-                                             "config.json": b"old"})
+    checkout = _tree(
+        tmp_path / "checkout",
+        {"diffusion_pytorch_model.safetensors": b"old", "config.json": b"old"},
+    )
     (checkout / "keep.txt").write_text("mine")
     names = bundle.unpack(tmp_path / "parts", checkout)
     unet = checkout / "resources" / "models" / "m" / "unet"
     assert sorted(p.name for p in unet.iterdir()) == [
-        "config.json", "diffusion_pytorch_model-00001-of-00002.safetensors",
+        "config.json",
+        "diffusion_pytorch_model-00001-of-00002.safetensors",
         "diffusion_pytorch_model-00002-of-00002.safetensors",
-        "diffusion_pytorch_model.safetensors.index.json"]  # the old single file is gone
+        "diffusion_pytorch_model.safetensors.index.json",
+    ]  # the old single file is gone
     assert (unet / "config.json").read_bytes() == b"{}"
     assert (checkout / "keep.txt").read_text() == "mine"
     assert "resources/models/m/model_index.json" in names

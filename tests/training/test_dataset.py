@@ -21,12 +21,17 @@ def small():
 def test_small_subset_shapes_and_captions(small):
     assert small.images.shape == (4 * 2 * 2, 64, 64, 3)
     assert small.images.dtype == np.uint8
-    assert [e.name for e in small.emoji] == ["grinning face", "face with tears of joy",
-                                             "smiling face with heart-eyes",
-                                             "smiling face with sunglasses"]
+    assert [e.name for e in small.emoji] == [
+        "grinning face",
+        "face with tears of joy",
+        "smiling face with heart-eyes",
+        "smiling face with sunglasses",
+    ]
     assert small.caption(0) == "grinning face, noto style, on a blue background"
     assert {small.caption(i).split(", ")[1] for i in range(len(small))} == {
-        "noto style", "twemoji style"}
+        "noto style",
+        "twemoji style",
+    }
 
 
 def test_images_show_glyph_on_named_background(small):

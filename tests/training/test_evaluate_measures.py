@@ -35,7 +35,9 @@ def test_every_named_colour_is_recognised_with_jitter(name):
 def test_a_wrong_background_is_not_followed():
     ims = np.stack([_flat(ds.BACKGROUNDS["red"]), _flat(ds.BACKGROUNDS["green"])])
     assert ev.background_followed(ims, ["red", "blue"], list(ds.BACKGROUNDS)).tolist() == [
-        True, False]
+        True,
+        False,
+    ]
 
 
 def test_judge_against_the_issue_targets():
@@ -47,8 +49,12 @@ def test_judge_against_the_issue_targets():
     }
     verdict = ev.judge(metrics)
     assert {k: v["passed"] for k, v in verdict.items()} == {
-        "prompt_match_top1": True, "prompt_match_top5": False, "background_followed": True,
-        "fd_over_floor": True, "controlnet_edge_f1_gain": True}
+        "prompt_match_top1": True,
+        "prompt_match_top5": False,
+        "background_followed": True,
+        "fd_over_floor": True,
+        "controlnet_edge_f1_gain": True,
+    }
     assert verdict["fd_over_floor"]["value"] == pytest.approx(19.0 / 6.5)
     metrics["frechet"]["fd_generated_vs_data"] = 20.0  # 3.08 x the floor
     assert not ev.judge(metrics)["fd_over_floor"]["passed"]

@@ -31,8 +31,19 @@ def dry(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     archive = ds.render_sprites(64, ds.DEFAULT_STYLES, limit=6).save(root / "sprites.npz")
     work = root / "work"
-    train.main(["--recipe", "gpu-8min", "--dry-run", "--work", str(work),
-                "--dataset-archive", str(archive), "--workers", "1"])
+    train.main(
+        [
+            "--recipe",
+            "gpu-8min",
+            "--dry-run",
+            "--work",
+            str(work),
+            "--dataset-archive",
+            str(archive),
+            "--workers",
+            "1",
+        ]
+    )
     return work
 
 
@@ -74,11 +85,24 @@ def test_export_is_fp16_small_files_and_loads_as_fp32_on_cpu(dry):
 
 
 def test_metrics_hold_every_measure_with_its_target(dry):
-    metrics = json.loads((dry / "export" / "resources" / "models" / "sfumato-tiny"
-                          / "training-logs" / "metrics.json").read_text())
-    assert set(metrics["targets"]) == {"prompt_match_top1", "prompt_match_top5",
-                                       "background_followed", "fd_over_floor",
-                                       "controlnet_edge_f1_gain"}
+    metrics = json.loads(
+        (
+            dry
+            / "export"
+            / "resources"
+            / "models"
+            / "sfumato-tiny"
+            / "training-logs"
+            / "metrics.json"
+        ).read_text()
+    )
+    assert set(metrics["targets"]) == {
+        "prompt_match_top1",
+        "prompt_match_top5",
+        "background_followed",
+        "fd_over_floor",
+        "controlnet_edge_f1_gain",
+    }
     assert metrics["targets"]["prompt_match_top1"]["target"] == 0.60
     assert metrics["targets"]["fd_over_floor"]["target"] == 3.0
     assert 0 <= metrics["style"]["followed"] <= 1
@@ -94,8 +118,9 @@ def test_bundle_parts_fit_the_device_and_unpack_to_the_export(dry, tmp_path):
     names = bundle.unpack(dry / "bundle", tmp_path)
     assert "resources/models/sfumato-tiny/unet/diffusion_pytorch_model.safetensors" in names
     original = dry / "export" / "resources" / "models" / "sfumato-tiny" / "vocabulary.json"
-    assert (tmp_path / "resources/models/sfumato-tiny/vocabulary.json").read_bytes() == \
-        original.read_bytes()
+    assert (
+        tmp_path / "resources/models/sfumato-tiny/vocabulary.json"
+    ).read_bytes() == original.read_bytes()
     # A damaged part is refused, not extracted.
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -32,6 +32,6 @@ def test_mmd_separates_prompts_not_seed_sets(tiny_pipe):
     same = two_sample_test(fa1, fa2, 1000)
     other = two_sample_test(fa1, fb, 1000)
     assert fa1.shape == (n, 256)
-    assert same.p_value > 0.2, same        # two seed sets of one prompt: not separated
-    assert other.p_value < 0.01, other     # two prompts: separated
+    assert same.p_value > 0.2, same  # two seed sets of one prompt: not separated
+    assert other.p_value < 0.01, other  # two prompts: separated
     assert other.mmd2 > 2 * same.mmd2

@@ -18,16 +18,21 @@ def test_mmd_is_zero_for_identical_sets_and_grows_with_the_shift():
 
 def test_p_values_are_uniform_when_the_distributions_are_equal():
     rng = np.random.default_rng(1)
-    ps = [two_sample_test(rng.normal(size=(8, 4)), rng.normal(size=(8, 4)), 200, seed=i).p_value
-          for i in range(200)]
+    ps = [
+        two_sample_test(rng.normal(size=(8, 4)), rng.normal(size=(8, 4)), 200, seed=i).p_value
+        for i in range(200)
+    ]
     assert stats.kstest(ps, "uniform").pvalue > 0.01
     assert 0.02 < np.mean(np.array(ps) < 0.05) < 0.1  # the test's size is about its level
 
 
 def test_shifted_distributions_are_rejected():
     rng = np.random.default_rng(2)
-    rejected = [two_sample_test(rng.normal(size=(8, 4)), rng.normal(1.5, size=(8, 4)), 200,
-                                seed=i).p_value < 0.05 for i in range(50)]
+    rejected = [
+        two_sample_test(rng.normal(size=(8, 4)), rng.normal(1.5, size=(8, 4)), 200, seed=i).p_value
+        < 0.05
+        for i in range(50)
+    ]
     assert np.mean(rejected) > 0.9
 
 

@@ -42,10 +42,10 @@ def test_typos_are_one_or_two_slips_away(word):
 
 def test_typos_include_the_kinds_people_make():
     outs = {typo("grass", random.Random(s)) for s in range(400)}
-    assert any(" " in o for o in outs)                             # a stray space: "gr ass"
-    assert any(len(o) == 6 and " " not in o for o in outs)          # a doubled letter
-    assert any(len(o) == 4 for o in outs)                           # a dropped letter
-    assert "garss" in outs or "rgass" in outs or "grsas" in outs    # two letters swapped
+    assert any(" " in o for o in outs)  # a stray space: "gr ass"
+    assert any(len(o) == 6 and " " not in o for o in outs)  # a doubled letter
+    assert any(len(o) == 4 for o in outs)  # a dropped letter
+    assert "garss" in outs or "rgass" in outs or "grsas" in outs  # two letters swapped
     assert any(o[0] in KEYBOARD_NEIGHBOURS["g"] and o[1:] == "rass" for o in outs)
 
 
@@ -61,11 +61,11 @@ def test_glyphs_look_alike(word):
 
 
 def test_phonetic_uses_homophones_then_spelling_rules():
-    assert homophones("red")[0] == "read"          # the paper's example, closest spelling first
+    assert homophones("red")[0] == "read"  # the paper's example, closest spelling first
     assert "see" in homophones("sea") and "sea" not in homophones("sea")
     assert "blew" in sounds_alike("blue")
     assert spelling_variants("photo")[0] == "foto"
-    assert "smilin" in sounds_alike("smiling")      # not in CMUdict's homophones: a rule
+    assert "smilin" in sounds_alike("smiling")  # not in CMUdict's homophones: a rule
     assert phonetic("Red", random.Random(0))[0] == "R"  # the capital is kept
     assert sounds_alike("r2d2") == []
 

@@ -5,16 +5,29 @@ import pytest
 from engine.protocol import Job, split_words
 from tests.engine.conftest import next_event
 
-PROBE = {"base": {"model": "sfumato-tiny", "prompt": "red apple", "seed": 5, "width": 64,
-                  "height": 64, "steps": 4, "cfg_scale": 5.0, "sampler": "DDIM"},
-         "samples": 3, "top_k": 1, "permutations": 200}
+PROBE = {
+    "base": {
+        "model": "sfumato-tiny",
+        "prompt": "red apple",
+        "seed": 5,
+        "width": 64,
+        "height": 64,
+        "steps": 4,
+        "cfg_scale": 5.0,
+        "sampler": "DDIM",
+    },
+    "samples": 3,
+    "top_k": 1,
+    "permutations": 200,
+}
 
 
 @pytest.mark.timeout(900)
 async def test_probe_ranks_words_perturbs_and_saves_recipes(api):
     ws = await api.events()
-    _, data = await api.call("POST", "/jobs", {"job": {"kind": "prompt_robustness",
-                                                       "params": PROBE}}, 201)
+    _, data = await api.call(
+        "POST", "/jobs", {"job": {"kind": "prompt_robustness", "params": PROBE}}, 201
+    )
     await next_event(ws, "progress", data["id"], timeout=300)
     job = Job.model_validate(await api.wait(data["id"], timeout=600))
     assert job.state == "done", job.message
@@ -22,8 +35,9 @@ async def test_probe_ranks_words_perturbs_and_saves_recipes(api):
     assert report is not None and report.done
     n = 3
     # The prompt, one group per deleted word, three rules for the most important word.
-    assert [g.kind for g in report.groups] == ["original", "deletion", "deletion"] + \
-        ["perturbation"] * len(report.perturbations)
+    assert [g.kind for g in report.groups] == ["original", "deletion", "deletion"] + [
+        "perturbation"
+    ] * len(report.perturbations)
     assert [g.prompt for g in report.groups[:3]] == ["red apple", "apple", "red"]
     assert {w.word for w in report.words} == {"red", "apple"}
     assert all(w.mmd2 is not None and 0 < w.p_value <= 1 for w in report.words)
@@ -45,7 +59,8 @@ async def test_probe_ranks_words_perturbs_and_saves_recipes(api):
 
 async def test_probe_refuses_a_prompt_without_words(api):
     body = {**PROBE, "base": {**PROBE["base"], "prompt": " ,, "}}
-    status, data = await api.call("POST", "/jobs", {"job": {"kind": "prompt_robustness",
-                                                            "params": body}})
+    status, data = await api.call(
+        "POST", "/jobs", {"job": {"kind": "prompt_robustness", "params": body}}
+    )
     assert status == 422 and "no words" in data["message"]
     assert split_words(" ,, ") == []

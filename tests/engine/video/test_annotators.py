@@ -50,8 +50,9 @@ def test_hed_maps_come_from_the_file_and_are_cached(frames, annotator_dir):
     assert (maps[..., 0] == maps[..., 1]).all() and (maps[..., 0] == maps[..., 2]).all()
     assert maps.std() > 1  # the frame shows through, even with random weights
     assert not (maps[0] == maps[2]).all()  # the sprite moved between frames 0 and 20
-    assert annotators.cached() == [("hed", str((annotator_dir / "ControlNetHED.pth").resolve()),
-                                    "cpu")]
+    assert annotators.cached() == [
+        ("hed", str((annotator_dir / "ControlNetHED.pth").resolve()), "cpu")
+    ]
     run = annotators.annotator("hed", annotator_dir)
     assert (control_maps(frames, _spec("hed", annotator_dir)) == maps).all()
     assert annotators.annotator("hed", annotator_dir) is run  # loaded once
@@ -114,12 +115,15 @@ def test_midas_names_map_onto_dpt_hybrid():
     assert mapped.keys() == reference.keys()
     assert all(torch.equal(mapped[k], reference[k]) for k in reference)
     qkv = midas["pretrained.model.blocks.5.attn.qkv.weight"]
-    assert torch.equal(mapped["dpt.encoder.layer.5.attention.attention.key.weight"],
-                       qkv[768:1536])
-    assert midas_key("scratch.refinenet4.resConfUnit2.conv1.bias") == \
-        "neck.fusion_stage.layers.0.residual_layer2.convolution1.bias"
-    assert midas_key("pretrained.act_postprocess4.0.project.0.weight") == \
-        "neck.reassemble_stage.readout_projects.3.0.weight"
+    assert torch.equal(mapped["dpt.encoder.layer.5.attention.attention.key.weight"], qkv[768:1536])
+    assert (
+        midas_key("scratch.refinenet4.resConfUnit2.conv1.bias")
+        == "neck.fusion_stage.layers.0.residual_layer2.convolution1.bias"
+    )
+    assert (
+        midas_key("pretrained.act_postprocess4.0.project.0.weight")
+        == "neck.reassemble_stage.readout_projects.3.0.weight"
+    )
     assert midas_key("pretrained.model.head.weight") is None
     with pytest.raises(KeyError, match="not a MiDaS DPT-hybrid tensor"):
         midas_key("pretrained.model.blocks.0.attn.qkv_extra.weight")
@@ -167,8 +171,9 @@ def test_annotators_go_with_the_model(frames, annotator_dir):
     assert annotators.cached() == []
 
 
-def test_a_release_after_the_device_was_chosen_keeps_the_load_out_of_the_cache(frames,
-                                                                               annotator_dir):
+def test_a_release_after_the_device_was_chosen_keeps_the_load_out_of_the_cache(
+    frames, annotator_dir
+):
     """A preview reads the generation, then the device; the model is unloaded before its
     annotator loads: the maps are drawn, but nothing on the old device stays cached."""
     spec = _spec("hed", annotator_dir)
@@ -204,8 +209,7 @@ def _in_thread(fn):
     return t, out
 
 
-def test_a_slow_load_holds_up_neither_other_kinds_nor_a_release(frames, annotator_dir,
-                                                                monkeypatch):
+def test_a_slow_load_holds_up_neither_other_kinds_nor_a_release(frames, annotator_dir, monkeypatch):
     started, gate = _gated_build(monkeypatch, "hed")
     slow, slow_out = _in_thread(lambda: annotators.annotator("hed", annotator_dir))
     assert started.wait(30)

@@ -108,8 +108,13 @@ def test_temporal_attention_starts_as_identity_and_matches_reference():
             for p in range(N):
                 seq = xs[b, :, p]  # (F, C)
                 q, k, v = temporal.to_q(seq), temporal.to_k(seq), temporal.to_v(seq)
-                heads = [torch.softmax(q[:, h*d:(h+1)*d] @ k[:, h*d:(h+1)*d].T / math.sqrt(d), -1)
-                         @ v[:, h*d:(h+1)*d] for h in range(HEADS)]
+                heads = [
+                    torch.softmax(
+                        q[:, h * d : (h + 1) * d] @ k[:, h * d : (h + 1) * d].T / math.sqrt(d), -1
+                    )
+                    @ v[:, h * d : (h + 1) * d]
+                    for h in range(HEADS)
+                ]
                 ref[b, :, p] = temporal.to_out(torch.cat(heads, -1))
         torch.testing.assert_close(got, ref.view_as(x), atol=1e-5, rtol=1e-5)
     # initialised from attn1's weights
@@ -117,9 +122,11 @@ def test_temporal_attention_starts_as_identity_and_matches_reference():
 
 
 def test_deep_blocks_follow_sd15_layout():
-    names = ["down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor",
-             "down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor",
-             "mid_block.attentions.0.transformer_blocks.0.attn1.processor",
-             "up_blocks.2.attentions.1.transformer_blocks.0.attn1.processor",
-             "up_blocks.3.attentions.0.transformer_blocks.0.attn1.processor"]
+    names = [
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor",
+        "down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor",
+        "mid_block.attentions.0.transformer_blocks.0.attn1.processor",
+        "up_blocks.2.attentions.1.transformer_blocks.0.attn1.processor",
+        "up_blocks.3.attentions.0.transformer_blocks.0.attn1.processor",
+    ]
     assert [is_deep(n, 4) for n in names] == [False, True, True, True, False]

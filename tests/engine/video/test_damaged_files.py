@@ -37,12 +37,14 @@ def test_damaged_audio_packet_is_skipped_and_the_edit_keeps_its_sound(tmp_path):
     audio = read_audio(avi)
     assert audio is not None and audio.damaged_packets == 1
     assert audio.samples.shape == whole.samples.shape  # the gap is silence: still in sync
-    assert np.abs(audio.samples[:, :1000]).max() == 0 and np.abs(audio.samples[:, -1000:]).max() > 0.1
+    assert (
+        np.abs(audio.samples[:, :1000]).max() == 0 and np.abs(audio.samples[:, -1000:]).max() > 0.1
+    )
 
     # A span after the damage is the whole track's slice and reports no damage.
     later = read_audio(avi, 1.0, 2.5)
     assert later.damaged_packets == 0
-    assert np.array_equal(later.samples, audio.samples[:, 44100:int(2.5 * 44100)])
+    assert np.array_equal(later.samples, audio.samples[:, 44100 : int(2.5 * 44100)])
     clip = decode(avi, FrameRange(end=24))
     part = read_audio(avi, clip.start_s, clip.end_s)
     notes = encode_like(clip.frames, tmp_path / "out.mp4", clip, part)
@@ -67,8 +69,10 @@ def test_torn_clip_names_its_damaged_frames_and_keeps_its_length(tmp_path, clean
     assert min(clip.damaged) > 5 and max(clip.damaged) < 42
     # A lost frame repeats the last good one before it.
     first = min(clip.damaged)
-    assert np.array_equal(clip.frames[first], clip.frames[first - 1]) or \
-        first in decode(torn, FrameRange(start=first, end=first + 1)).damaged
+    assert (
+        np.array_equal(clip.frames[first], clip.frames[first - 1])
+        or first in decode(torn, FrameRange(start=first, end=first + 1)).damaged
+    )
     # A range before the damage is clean; a kept subset still reports the whole selection.
     assert not decode(torn, FrameRange(end=first)).damaged
     few = decode(torn, keep=[0, 47])
@@ -76,8 +80,9 @@ def test_torn_clip_names_its_damaged_frames_and_keeps_its_length(tmp_path, clean
     assert frame_ranges([3, 4, 5, 9]) == "3–5, 9"
 
 
-@pytest.mark.parametrize("name,fmt,kind", [("holiday.avi", "PNG", "PNG"),
-                                           ("clip.mp4", "JPEG", "JPEG")])
+@pytest.mark.parametrize(
+    "name,fmt,kind", [("holiday.avi", "PNG", "PNG"), ("clip.mp4", "JPEG", "JPEG")]
+)
 def test_a_picture_named_as_a_video_is_refused_by_content(tmp_path, name, fmt, kind):
     path = picture_as_video(tmp_path / name, fmt)
     with pytest.raises(VideoError, match=f"is a picture \\({kind}\\), not a video"):

@@ -69,8 +69,12 @@ def test_windows_carry_first_and_previous_frames():
     assert windows(5, 2) == [([0, 0, 0, 1], 2), ([0, 1, 2, 3], 2), ([0, 3, 4], 2)]
     assert default_edit_phrase("a woman with a white hat", "a woman with a pink hat") == "white"
     # a background edit masks the object kept, not the background words that change
-    assert default_edit_phrase("cows walking on the grass", "cows walking on the snowfield",
-                               "background") == "cows walking"
+    assert (
+        default_edit_phrase(
+            "cows walking on the grass", "cows walking on the snowfield", "background"
+        )
+        == "cows walking"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +85,20 @@ def tiny_nets():
     from engine.video.denoise import VideoNets, load_controlnet
 
     torch.set_num_threads(1)
-    pipe = StableDiffusionPipeline.from_pretrained(RESOURCES / "models" / "sfumato-tiny",
-                                                   safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        RESOURCES / "models" / "sfumato-tiny", safety_checker=None
+    )
     cn = load_controlnet(Path(RESOURCES / "models" / "sfumato-tiny-canny"), "cpu", torch.float32)
-    return VideoNets(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, cn,
-                     dict(pipe.scheduler.config), torch.device("cpu"), torch.float32)
+    return VideoNets(
+        pipe.unet,
+        pipe.vae,
+        pipe.text_encoder,
+        pipe.tokenizer,
+        cn,
+        dict(pipe.scheduler.config),
+        torch.device("cpu"),
+        torch.float32,
+    )
 
 
 def test_inversion_then_sampling_reconstructs_source(tiny_nets):
@@ -129,9 +142,18 @@ def test_memory_options_do_not_change_the_edit(tiny_nets):
     nets = tiny_nets
     frames = sample_frames(3)
     src = sample_caption()
-    p = VideoEditParams(source="x", source_prompt=src, target_prompt=src.replace("white", "red"),
-                        edit_type="attribute", edit_phrase="background", steps=2, window=2,
-                        width=64, height=64, cfg_scale=5.0)
+    p = VideoEditParams(
+        source="x",
+        source_prompt=src,
+        target_prompt=src.replace("white", "red"),
+        edit_type="attribute",
+        edit_phrase="background",
+        steps=2,
+        window=2,
+        width=64,
+        height=64,
+        cfg_scale=5.0,
+    )
     plain = lovecon.edit(nets, frames, canny_maps(frames), p, lambda _s, _n: None)
     nets.layout.slice_batch, nets.frame_chunk = 1, 1
     try:
@@ -141,8 +163,9 @@ def test_memory_options_do_not_change_the_edit(tiny_nets):
     assert plain.shape == sliced.shape == (3, 64, 64, 3)
     assert np.abs(plain.astype(int) - sliced.astype(int)).max() <= 2
     # and the processors were put back: the UNet is plain again
-    assert not any(type(p).__name__ == "CrossFrameAttnProcessor"
-                   for p in nets.unet.attn_processors.values())
+    assert not any(
+        type(p).__name__ == "CrossFrameAttnProcessor" for p in nets.unet.attn_processors.values()
+    )
 
 
 def test_controlvideo_tunes_caches_and_restores_the_shared_model(tiny_nets, tmp_path):
@@ -155,8 +178,17 @@ def test_controlvideo_tunes_caches_and_restores_the_shared_model(tiny_nets, tmp_
     before = {k: v.clone() for k, v in nets.unet.state_dict().items()}
     frames = sample_frames(2)
     src = sample_caption()
-    p = VideoEditParams(source="x", source_prompt=src, target_prompt=src, method="controlvideo",
-                        steps=2, tuning_steps=3, learning_rate=1e-3, width=64, height=64)
+    p = VideoEditParams(
+        source="x",
+        source_prompt=src,
+        target_prompt=src,
+        method="controlvideo",
+        steps=2,
+        tuning_steps=3,
+        learning_rate=1e-3,
+        width=64,
+        height=64,
+    )
     cache = tmp_path / "cv.safetensors"
     out, info = controlvideo.edit(nets, frames, canny_maps(frames), p, lambda _s, _n: None, cache)
     assert out.shape == (2, 64, 64, 3) and len(info["losses"]) == 3 and not info["cached"]

@@ -94,10 +94,13 @@ def test_a_selection_equals_the_same_frames_of_the_whole_clip(sample_clip):
     assert np.array_equal(part.frames, whole.frames[[5, 9, 13]])
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b"", "empty"),
-    (b"this is a text file, not a video" * 10, "not a video"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b"", "empty"),
+        (b"this is a text file, not a video" * 10, "not a video"),
+    ],
+)
 def test_bad_files_have_clear_messages(tmp_path, content, needle):
     path = tmp_path / "bad.mp4"
     path.write_bytes(content)

@@ -21,6 +21,7 @@ P = LoveconFusion()
 
 # ---- references, from the official code's steps ------------------------------------------
 
+
 def official_fusion(i, editing_type, latents, source_latents, mask):
     """latents_fusion of the official pipeline (50 steps)."""
     if editing_type == "attribute":
@@ -90,11 +91,15 @@ def official_smoother(frames, interp):
 
 # ---- background edits: the phrase names what is kept -------------------------------------
 
-@pytest.mark.parametrize("config", [
-    # test_config/background/cows.yaml and mountain.yaml: the phrase is the object kept
-    ("cows walking on the grass", "cows walking on the snowfield", "cows"),
-    ("A man on the sand facing a mountain", "A man on the grassland facing a mountain", "man"),
-])
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # test_config/background/cows.yaml and mountain.yaml: the phrase is the object kept
+        ("cows walking on the grass", "cows walking on the snowfield", "cows"),
+        ("A man on the sand facing a mountain", "A man on the grassland facing a mountain", "man"),
+    ],
+)
 def test_background_default_phrase_names_the_object_kept(config):
     source, target, official_phrase = config
     phrase = default_edit_phrase(source, target, "background").split()
@@ -131,9 +136,11 @@ def test_mask_tokens_match_the_official_token_rule():
     from engine.video.denoise import token_indices
 
     tok = CLIPTokenizer.from_pretrained(Path(RESOURCES / "models" / "sfumato-tiny" / "tokenizer"))
-    for prompt, phrase in [("cows walking on the grass", "cows"),
-                           ("a red car next to a red barn", "red car"),
-                           ("t-rex, twemoji style, on a green background", "t-rex")]:
+    for prompt, phrase in [
+        ("cows walking on the grass", "cows"),
+        ("a red car next to a red barn", "red car"),
+        ("t-rex, twemoji style, on a green background", "t-rex"),
+    ]:
         ids = tok.encode(prompt)
         phrase_ids = tok.encode(phrase)[1:-1]
         official = [i for i in range(len(ids)) if ids[i] in phrase_ids]
@@ -141,6 +148,7 @@ def test_mask_tokens_match_the_official_token_rule():
 
 
 # ---- the mask: 16×16 only, union of per-token masks ---------------------------------------
+
 
 def _attention_store(frames=2, heads=2, tokens=6, steps=3, seed=0):
     """Softmax attention at 64², 32², 16² (down and up) and 8² (mid), with blobs placed so that
@@ -156,14 +164,18 @@ def _attention_store(frames=2, heads=2, tokens=6, steps=3, seed=0):
             logits[:, :, 11:13, 11:13, 4] += 3.0
             logits[:, :, 11:13, 11:13, 2] -= 4.0  # token 2 absent where token 4 is
         elif res in (32, 64):
-            logits[:, :, 12 * a:15 * a, 1 * a:4 * a, 2] += 8.0
+            logits[:, :, 12 * a : 15 * a, 1 * a : 4 * a, 2] += 8.0
         return logits.softmax(-1).reshape(frames, heads, res * res, tokens)
 
     store = []
     for _ in range(steps):
-        store.append({"down": [layer(64), layer(32), layer(16)],
-                      "mid": [layer(8)],
-                      "up": [layer(16), layer(32), layer(64)]})
+        store.append(
+            {
+                "down": [layer(64), layer(32), layer(16)],
+                "mid": [layer(8)],
+                "up": [layer(16), layer(32), layer(64)],
+            }
+        )
     return store
 
 
@@ -204,7 +216,7 @@ def test_the_old_rules_would_differ_so_the_test_can_fail():
         for place in ("down", "up"):
             for item in step[place]:
                 f, _, n, _ = item.shape
-                r = int(n ** 0.5)
+                r = int(n**0.5)
                 m = item[..., [2, 4]].mean(-1).mean(1).reshape(f, 1, r, r)
                 pooled.append(torch.nn.functional.adaptive_avg_pool2d(m, 16))
     avg = torch.stack(pooled).mean(0)
@@ -227,6 +239,7 @@ def test_mask_layers_are_the_down_and_up_cross_attentions():
 
 
 # ---- smoothing: in order, seam included ---------------------------------------------------
+
 
 def _nonlinear_mid(a, b):
     """A stand-in interpolator whose result depends on both inputs non-trivially."""
@@ -255,8 +268,11 @@ def test_final_smoothing_is_sequential():
     frames = rng.integers(0, 256, (7, 4, 5, 3), dtype=np.uint8)
 
     def mid(a, b):
-        return (a.astype(np.float64) + b) / 2 if a.dtype != np.uint8 else \
-            np.clip(((a.astype(np.float64) + b) / 2).round(), 0, 255).astype(np.uint8)
+        return (
+            (a.astype(np.float64) + b) / 2
+            if a.dtype != np.uint8
+            else np.clip(((a.astype(np.float64) + b) / 2).round(), 0, 255).astype(np.uint8)
+        )
 
     ours = smooth(frames, mid).astype(np.float64)
     ref = official_smoother(frames, lambda a, b: (a + b) / 2)
@@ -279,11 +295,20 @@ def test_edit_reinterpolates_every_window_with_its_seam_and_smooths_all(monkeypa
     from engine.video_protocol import VideoEditParams
 
     torch.set_num_threads(1)
-    pipe = StableDiffusionPipeline.from_pretrained(RESOURCES / "models" / "sfumato-tiny",
-                                                   safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        RESOURCES / "models" / "sfumato-tiny", safety_checker=None
+    )
     cn = load_controlnet(Path(RESOURCES / "models" / "sfumato-tiny-canny"), "cpu", torch.float32)
-    nets = VideoNets(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, cn,
-                     dict(pipe.scheduler.config), torch.device("cpu"), torch.float32)
+    nets = VideoNets(
+        pipe.unet,
+        pipe.vae,
+        pipe.text_encoder,
+        pipe.tokenizer,
+        cn,
+        dict(pipe.scheduler.config),
+        torch.device("cpu"),
+        torch.float32,
+    )
     calls, seen = [], []
 
     def interp(a, b):
@@ -300,8 +325,16 @@ def test_edit_reinterpolates_every_window_with_its_seam_and_smooths_all(monkeypa
     monkeypatch.setattr(lovecon, "make_interpolator", lambda *a, **k: interp)
     frames = sample_frames(7)
     src = sample_caption()
-    p = VideoEditParams(source="x", source_prompt=src, target_prompt=src.replace("white", "green"),
-                        edit_type="background", steps=2, window=3, width=64, height=64)
+    p = VideoEditParams(
+        source="x",
+        source_prompt=src,
+        target_prompt=src.replace("white", "green"),
+        edit_type="background",
+        steps=2,
+        window=3,
+        width=64,
+        height=64,
+    )
     out = lovecon.edit(nets, frames, canny_maps(frames), p, lambda _s, _n: None)
     assert out.shape == frames.shape
     assert seen == [(5, 2), (5, 2), (3, 2)]  # windows of 3 new frames, 2 context frames each

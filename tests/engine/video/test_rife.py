@@ -90,10 +90,13 @@ def fixed_weights(net: rife.IFNet) -> dict[str, torch.Tensor]:
     return sd
 
 
-@pytest.mark.parametrize("t, px_a, px_b", [
-    (0.5, (0.539762, 0.533267, 0.539136), (0.730770, 0.671410, 0.577899)),
-    (0.25, (0.617679, 0.446046, 0.616949), (0.664860, 0.633857, 0.559619)),
-])
+@pytest.mark.parametrize(
+    "t, px_a, px_b",
+    [
+        (0.5, (0.539762, 0.533267, 0.539136), (0.730770, 0.671410, 0.577899)),
+        (0.25, (0.617679, 0.446046, 0.616949), (0.664860, 0.633857, 0.559619)),
+    ],
+)
 def test_matches_the_public_reference_on_fixed_weights(t, px_a, px_b):
     """Numbers produced by the public v4.6 IFNet code (Practical-RIFE's warp, vs-rife's
     IFNet_HDv3_v4_6) with these weights and frames; our output matched it bit for bit."""
@@ -149,14 +152,25 @@ def test_release_format_loads_strictly(net, tmp_path):
     assert np.array_equal(rife.load_rife(tmp_path / "r.safetensors")(a, b), want)
 
 
-@pytest.mark.parametrize("edit, words", [
-    (lambda sd: sd.pop("module.block2.convblock.3.beta"), ["1 tensors missing",
-                                                           "block2.convblock.3.beta"]),
-    (lambda sd: sd.__setitem__("module.block0.lastconv.0.weight", torch.zeros(192, 20, 4, 4)),
-     ["block0.lastconv.0.weight is (192, 20, 4, 4), expected (192, 24, 4, 4)"]),
-    (lambda sd: sd.__setitem__("module.encode.0.weight", torch.zeros(16, 3, 3, 3)),
-     ["1 unexpected (e.g. encode.0.weight)", "RIFE 4.7 or later"]),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (
+            lambda sd: sd.pop("module.block2.convblock.3.beta"),
+            ["1 tensors missing", "block2.convblock.3.beta"],
+        ),
+        (
+            lambda sd: sd.__setitem__(
+                "module.block0.lastconv.0.weight", torch.zeros(192, 20, 4, 4)
+            ),
+            ["block0.lastconv.0.weight is (192, 20, 4, 4), expected (192, 24, 4, 4)"],
+        ),
+        (
+            lambda sd: sd.__setitem__("module.encode.0.weight", torch.zeros(16, 3, 3, 3)),
+            ["1 unexpected (e.g. encode.0.weight)", "RIFE 4.7 or later"],
+        ),
+    ],
+)
 def test_mismatched_state_dicts_are_refused_with_what_differs(net, tmp_path, edit, words):
     path = tmp_path / "flownet.pkl"
     write_rife_release(path, net, edit)

@@ -9,30 +9,48 @@ from tests.engine.conftest import next_event
 
 
 async def _upload(api, path):
-    async with api.s.post(api.url("/uploads"), params={"name": path.name}, data=path.read_bytes(),
-                          headers=api.engine.headers) as r:
+    async with api.s.post(
+        api.url("/uploads"),
+        params={"name": path.name},
+        data=path.read_bytes(),
+        headers=api.engine.headers,
+    ) as r:
         assert r.status == 201
         return await r.json()
 
 
 def _params(upload_id, **kw):
     src = sample_caption()  # "t-rex, twemoji style, on a white background"
-    return {"model": "sfumato-tiny", "source": upload_id, "width": 64, "height": 64,
-            "frames": {"start": 0, "end": 8, "stride": 2},  # 4 frames at 4 fps
-            "source_prompt": src, "target_prompt": src.replace("white", "blue"),
-            "edit_type": "background", "edit_phrase": "t-rex", "steps": 3, "window": 2,
-            "cfg_scale": 7.5, "tuning_steps": 2, **kw}
+    return {
+        "model": "sfumato-tiny",
+        "source": upload_id,
+        "width": 64,
+        "height": 64,
+        "frames": {"start": 0, "end": 8, "stride": 2},  # 4 frames at 4 fps
+        "source_prompt": src,
+        "target_prompt": src.replace("white", "blue"),
+        "edit_type": "background",
+        "edit_phrase": "t-rex",
+        "steps": 3,
+        "window": 2,
+        "cfg_scale": 7.5,
+        "tuning_steps": 2,
+        **kw,
+    }
 
 
 async def _run(api, params, tmp_path, ws=None):
-    _, job = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": params}},
-                            expect=201)
+    _, job = await api.call(
+        "POST", "/jobs", {"job": {"kind": "video_edit", "params": params}}, expect=201
+    )
     stages = set()
     if ws is not None:
+
         async def collect():
             while True:
                 ev = await next_event(ws, "progress", job["id"], timeout=300)
                 stages.add(ev["stage"])
+
         task = asyncio.create_task(collect())
     done = await api.wait(job["id"], timeout=600)
     if ws is not None:
@@ -52,8 +70,14 @@ async def test_lovecon_and_controlvideo_edits(api, sample_clip_audio, tmp_path):
     res, p, stages = await _run(api, _params(up["id"], method="lovecon"), tmp_path, ws)
     assert (p.frames, p.fps, p.width, p.height) == (4, 4.0, 64, 64) and p.has_audio
     assert res["video"]["frames"] == 4 and res["video"]["fps"] == 4.0
-    assert {"decoding", "control maps", "inversion (window 1 of 2)", "window 2 of 2",
-            "smoothing", "encoding"} <= stages
+    assert {
+        "decoding",
+        "control maps",
+        "inversion (window 1 of 2)",
+        "window 2 of 2",
+        "smoothing",
+        "encoding",
+    } <= stages
 
     res, p, stages = await _run(api, _params(up["id"], method="controlvideo"), tmp_path, ws)
     assert (p.frames, p.fps, p.width, p.height) == (4, 4.0, 64, 64)
@@ -68,8 +92,17 @@ async def test_lovecon_and_controlvideo_edits(api, sample_clip_audio, tmp_path):
 async def test_cancel_during_tuning_and_bad_params(api, sample_clip):
     up = await _upload(api, sample_clip)
     ws = await api.events()
-    _, job = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": _params(
-        up["id"], method="controlvideo", tuning_steps=5000)}}, expect=201)
+    _, job = await api.call(
+        "POST",
+        "/jobs",
+        {
+            "job": {
+                "kind": "video_edit",
+                "params": _params(up["id"], method="controlvideo", tuning_steps=5000),
+            }
+        },
+        expect=201,
+    )
     while (await next_event(ws, "progress", job["id"], timeout=300))["stage"] != "tuning":
         pass
     await api.call("DELETE", f"/jobs/{job['id']}", expect=200)
@@ -78,15 +111,23 @@ async def test_cancel_during_tuning_and_bad_params(api, sample_clip):
     await ws.close()
 
     # an edit phrase missing from the source prompt fails with a message that says so
-    _, job = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": _params(
-        up["id"], edit_phrase="giraffe")}}, expect=201)
+    _, job = await api.call(
+        "POST",
+        "/jobs",
+        {"job": {"kind": "video_edit", "params": _params(up["id"], edit_phrase="giraffe")}},
+        expect=201,
+    )
     done = await api.wait(job["id"], timeout=300)
     assert done["state"] == "failed" and "giraffe" in done["message"]
-    status, err = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": _params(
-        up["id"], width=60)}})
+    status, err = await api.call(
+        "POST", "/jobs", {"job": {"kind": "video_edit", "params": _params(up["id"], width=60)}}
+    )
     assert status == 422 and "multiple of 8" in err["message"]
-    status, err = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": _params(
-        up["id"], frames={"start": 100})}})
+    status, err = await api.call(
+        "POST",
+        "/jobs",
+        {"job": {"kind": "video_edit", "params": _params(up["id"], frames={"start": 100})}},
+    )
     assert status == 422 and "only 24 frames" in err["message"]
     await api.call("GET", "/health", expect=200)
 
@@ -96,8 +137,9 @@ async def test_an_avi_whose_audio_is_damaged_is_edited_with_its_sound(api, tmp_p
     after every stage had run; now the packet is skipped (silence) and the result says so."""
     from tests.support.damaged_video import damage_first_audio_packet, write_clip
 
-    avi = damage_first_audio_packet(write_clip(tmp_path / "xvid.avi", codec="mpeg4",
-                                               audio="ac3", frames=16, fps=8))
+    avi = damage_first_audio_packet(
+        write_clip(tmp_path / "xvid.avi", codec="mpeg4", audio="ac3", frames=16, fps=8)
+    )
     up = await _upload(api, avi)
     res, p, _ = await _run(api, _params(up["id"], method="lovecon", smoothing=False), tmp_path)
     assert p.frames == 4 and p.has_audio and res["video"]["has_audio"]
@@ -108,13 +150,12 @@ async def test_an_edit_with_nothing_to_mask_is_refused_at_submit(api, sample_cli
     """An attribute edit without source prompt or edit phrase used to fail after loading the
     model; now it is a 422 naming the field."""
     up = await _upload(api, sample_clip)
-    params = {**_params(up["id"]), "edit_type": "attribute", "source_prompt": "",
-              "edit_phrase": ""}
-    status, err = await api.call("POST", "/jobs", {"job": {"kind": "video_edit",
-                                                           "params": params}})
+    params = {**_params(up["id"]), "edit_type": "attribute", "source_prompt": "", "edit_phrase": ""}
+    status, err = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": params}})
     assert status == 422 and err["field"] == "job.params.edit_phrase"
     assert "attribute edit masks the object" in err["message"]
     params["edit_type"] = "style"
-    _, job = await api.call("POST", "/jobs", {"job": {"kind": "video_edit", "params": params}},
-                            expect=201)
+    _, job = await api.call(
+        "POST", "/jobs", {"job": {"kind": "video_edit", "params": params}}, expect=201
+    )
     await api.call("DELETE", f"/jobs/{job['id']}", expect=200)
