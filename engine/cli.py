@@ -20,7 +20,6 @@ import logging
 import logging.handlers
 import os
 import secrets
-import socket
 import sys
 from pathlib import Path
 
@@ -273,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     _quiet_libraries()
+    from engine import gc_pauses
     from engine.auth import TokenGate
+    from engine.listen import listening_socket
     from engine.server import create_app
     from engine.service import Engine, EngineConfig
 
@@ -292,11 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     app = TokenGate(create_app(engine), token)
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    gc_pauses.settle()  # the libraries just imported: out of the collector's full passes
     try:
-        sock.bind((args.host, args.port))
+        sock = listening_socket(args.host, args.port)
     except OSError as exc:
         print(f"sfumato-engine: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2

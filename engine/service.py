@@ -152,10 +152,15 @@ class Engine:
             yield
 
     def _default_id(self) -> str | None:
-        try:
-            return self.queue.resolve_model(None).id
-        except EngineError:
-            return None
+        """The model a job naming none would load, from the registry's last scan: Health runs
+        on the event loop, where a rescan (a stat per model folder, every model's files read)
+        held every other request up."""
+        known = self.registry.known()
+        wanted = self.queue.default_model
+        if wanted:
+            return next((m.id for m in known if wanted in (m.id, m.path)), None)
+        found = self.registry.default(known)
+        return found.id if found else None
 
     def list_models(self) -> list[ModelInfo]:
         loaded = self.models.current.info.path if self.models.current else None

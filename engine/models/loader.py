@@ -6,7 +6,6 @@ the HTTP endpoints that load or unload wait for the job in progress instead of r
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import gc_pauses
 from engine.errors import ModelLoadError
 from engine.protocol import ModelInfo
 
@@ -152,6 +152,7 @@ class ModelManager:
             # the compiled fast path's CUDA graphs need weights that stay put
             if self.fast is not None and self.offload != "model":
                 self.fast.attach(pipe, device)  # warms up in the background
+            gc_pauses.settle()  # the model's objects out of the collector's full passes
             return self.current
 
     def unload(self) -> None:
@@ -181,7 +182,7 @@ class ModelManager:
     def _free() -> None:
         import torch
 
-        gc.collect()
+        gc_pauses.collect_everything()  # frozen too: the unloaded model's reference cycles
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():

@@ -52,6 +52,13 @@ class ModelRegistry:
             self._cache = (key, time.monotonic(), models)
         return list(models)
 
+    def known(self) -> list[ModelInfo]:
+        """The last scan's models, however old, without touching the disk (Health is answered
+        on the event loop); scans only if none has run yet."""
+        with self._cache_lock:
+            cached = self._cache
+        return list(cached[2]) if cached else self.scan()
+
     def _scan(self) -> list[ModelInfo]:
         found: dict[str, ModelInfo] = {}
         candidates = [
@@ -92,8 +99,9 @@ class ModelRegistry:
             field="model",
         )
 
-    def default(self) -> ModelInfo | None:
-        models = self.scan()
+    def default(self, models: list[ModelInfo] | None = None) -> ModelInfo | None:
+        """The model jobs use when they name none, among ``models`` (default: a scan)."""
+        models = self.scan() if models is None else models
         for info in models:
             if info.id == DEFAULT_MODEL_ID:
                 return info
