@@ -76,7 +76,12 @@ def install(vae) -> None:
     def decode(z: torch.Tensor, *args, **kwargs):
         dtype = z.dtype
         out = original(z.to(decoder_dtype(vae)), *args, **kwargs)
-        if decoder_dtype(vae) != torch.float32 and not _finite(out):
+        # NaN/inf latents (a diverged sampler) decode to NaN in any dtype: no upcast for them
+        if (
+            decoder_dtype(vae) != torch.float32
+            and not _finite(out)
+            and bool(torch.isfinite(z).all())
+        ):
             log.warning(
                 "VAE decode overflowed in %s: decoding in float32 from now on",
                 str(decoder_dtype(vae)).removeprefix("torch."),

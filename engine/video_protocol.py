@@ -204,8 +204,12 @@ class VideoEditParams(_Model):
         description="One-shot tuning steps (paper: 80 canny, 300 hed, 500 depth, 1500 pose)",
     )
     learning_rate: float = Field(3e-5, gt=0, le=1.0)
-    # Memory (ignored where they do not apply, e.g. fp16 on CPU)
-    fp16: bool = Field(True, description="Half precision on CUDA; CPU always runs float32")
+    # Memory (ignored where they do not apply, e.g. fp16 on a float32 engine)
+    fp16: bool = Field(
+        True,
+        description="Edit in the engine's float16 (the CUDA default); false runs this job in "
+        "float32. No effect on a float32 or bfloat16 engine",
+    )
     frame_chunk: int = Field(0, ge=0, description="UNet/VAE frames per call; 0 = all at once")
     vae_tiling: bool = False
     attention_slicing: bool = False

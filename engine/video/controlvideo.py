@@ -81,6 +81,23 @@ def trainable(nets: VideoNets, temporal: torch.nn.ModuleDict) -> dict[str, torch
     return params
 
 
+def mixed_precision(dtype: torch.dtype) -> bool:
+    """Whether tuning networks held in ``dtype`` needs float32 master weights (any half dtype,
+    on every device).
+
+    AdamW's step on a weight is lr·m̂ / (√v̂ + ε) with v = (1 − β₂)·g² = 1e-3·g² and ε = 1e-8. In
+    float16, ε rounds to 0 and so does v for every |g| < 8e-3 (float16's smallest subnormal is
+    6e-8; tuning's gradients measure |g| ≤ 2e-3 on the embedded model): the first step divides
+    by zero — 0/0 where a gradient is 0, as for the temporal layers whose output projection
+    starts at zero — and every tuned weight becomes NaN: a black video. In bfloat16 nothing
+    overflows, but a step of lr = 3e-5 is below most weights' rounding (8 mantissa bits), so
+    most steps are lost. Hence mixed precision (Micikevicius et al. 2018, as the official code's
+    fp16 training): the tuned weights and AdamW's state in float32, the forward in the networks'
+    dtype under autocast, and float16's loss scaled so that its gradients do not underflow.
+    """
+    return dtype in (torch.float16, torch.bfloat16)
+
+
 def tune(
     nets: VideoNets,
     z0: torch.Tensor,
@@ -90,7 +107,9 @@ def tune(
     p: VideoEditParams,
     progress: Progress,
 ) -> list[float]:
-    """One-shot tuning; returns the loss of every step."""
+    """One-shot tuning; returns the loss of every step. In half precision the tuned weights
+    train as float32 master copies (:func:`mixed_precision`) and go back to the networks'
+    dtype at the end."""
     gen = torch.Generator("cpu").manual_seed(p.seed)
     ac = nets.alphas_cumprod
     n_train = len(ac)
@@ -99,26 +118,27 @@ def tune(
     master = [q for q in params.values()]
     opt = torch.optim.AdamW(master, lr=p.learning_rate, weight_decay=1e-2)
     losses = []
-    # fp16 on CUDA: fp32 master copies of the few tuned weights, fp16 autocast, loss scaling
-    use_amp = nets.device.type == "cuda" and nets.dtype == torch.float16
+    device_type = nets.device.type
+    use_amp = mixed_precision(nets.dtype)
     if use_amp:
         for q in master:
             q.data = q.data.float()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # bfloat16 has float32's range: only float16's gradients need the loss scaled
+    scaler = torch.amp.GradScaler(device_type, enabled=use_amp and nets.dtype == torch.float16)
     try:
         for _ in range(p.tuning_steps):
             t = int(torch.randint(0, n_train, (1,), generator=gen))
             noise = torch.randn(z0.shape, generator=gen).to(z0)
             a = float(ac[t])
             zt = a**0.5 * z0 + (1 - a) ** 0.5 * noise
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(device_type, dtype=nets.dtype, enabled=use_amp):
                 eps = predict_eps(nets, zt, t, cond, control, p.control.scale, alpha=a)
             loss = torch.nn.functional.mse_loss(eps.float(), noise.float())
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(master, 1.0)
-            scaler.step(opt)
+            scaler.step(opt)  # skipped (and the scale lowered) where a gradient overflowed
             scaler.update()
             losses.append(float(loss.detach()))
             progress("tuning", 1)

@@ -106,6 +106,15 @@ def encode_frames(nets: VideoNets, frames: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def decode_latents(nets: VideoNets, z: torch.Tensor) -> np.ndarray:
+    """Latents (F, 4, h, w) → (F, H, W, 3) uint8 frames. Latents that are not finite fail the
+    job: decoded, they would be a black video reported as done."""
+    if not bool(torch.isfinite(z).all()):
+        dtype = str(nets.dtype).removeprefix("torch.")
+        raise EngineError(
+            f"The edit's latents became NaN/inf while denoising in {dtype}, so no video was "
+            "written. Run the engine in float32 (sfumato-engine --dtype fp32) and try again.",
+            "params",
+        )
     scale = getattr(nets.vae.config, "scaling_factor", 1.0) or 1.0
     out = []
     for sl in _chunks(len(z), nets.frame_chunk):

@@ -52,6 +52,18 @@ def test_decode_stays_in_half_precision_while_it_is_finite():
     assert out.dtype == torch.bfloat16 and vae_decode.decoder_dtype(vae) == torch.bfloat16
 
 
+def test_nan_latents_do_not_move_the_decoder_to_float32():
+    """A diverged sampler's NaN latents decode to NaN in any dtype: that is no overflow, and
+    the decoder keeps its dtype (the caller sees the NaN and says so)."""
+    vae = _vae(torch.float16)
+    vae.register_to_config(force_upcast=False)  # the embedded VAE's config says True
+    vae_decode.install(vae)
+    z = torch.randn(1, 4, 8, 8, dtype=torch.float16)
+    z[0, 0, 0, 0] = float("nan")
+    assert not torch.isfinite(vae.decode(z).sample).all()
+    assert vae_decode.decoder_dtype(vae) == torch.float16
+
+
 def test_force_upcast_config_moves_the_decoder_at_once():
     vae = _vae(torch.float16)
     vae.register_to_config(force_upcast=True)
