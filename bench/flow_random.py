@@ -112,7 +112,7 @@ def build_random_flow(
         T5EncoderModel,
     )
 
-    from engine.models.single_file import clip_tokenizer
+    from engine.models.flow_single_file import assemble_flow_pipeline
     from tests.support.tiny_flow import t5_tokenizer
 
     cfg = configs(arch, tiny)
@@ -139,28 +139,16 @@ def build_random_flow(
     finally:
         torch.set_default_dtype(previous)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(cfg["scheduler"])
-    t5_tok = t5_tokenizer(512)
-    if arch == "sd35":
-        pipe = diffusers.StableDiffusion3Pipeline(
-            transformer=transformer,
-            scheduler=scheduler,
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=clip_tokenizer(folder / "tokenizer"),
-            text_encoder_2=clip_g,
-            tokenizer_2=clip_tokenizer(folder / "tokenizer_2"),
-            text_encoder_3=t5,
-            tokenizer_3=t5_tok,
-        )
-    else:
-        pipe = diffusers.FluxPipeline(
-            transformer=transformer,
-            scheduler=scheduler,
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=clip_tokenizer(folder / "tokenizer"),
-            text_encoder_2=t5,
-            tokenizer_2=t5_tok,
-        )
+    pipe = assemble_flow_pipeline(
+        "sd3" if arch == "sd35" else "flux",
+        transformer=transformer,
+        scheduler=scheduler,
+        vae=vae,
+        clip_l=text_encoder,
+        clip_g=clip_g,
+        t5=t5,
+        t5_tokenizer=t5_tokenizer(512),
+        tokenizers=folder,
+    )
     pipe.save_pretrained(out, safe_serialization=True)
     return Path(out)

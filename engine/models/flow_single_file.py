@@ -237,6 +237,7 @@ def load_flow_single_file(path: Path, torch_dtype: torch.dtype | None = None) ->
     scheduler = scheduler_cls.from_pretrained(
         str(cfg), subfolder=p.scheduler_subfolder, local_files_only=True
     )
+    clip_g = None
     if p.architecture == "sd3":
         sd, prefix, name = tensors("clip_g")
         clip_g = _wrap(
@@ -249,25 +250,56 @@ def load_flow_single_file(path: Path, torch_dtype: torch.dtype | None = None) ->
             prefix,
             dtype,
         )
-        pipe = diffusers.StableDiffusion3Pipeline(
+    return assemble_flow_pipeline(
+        "sd3" if p.architecture == "sd3" else "flux",
+        transformer=transformer,
+        scheduler=scheduler,
+        vae=vae,
+        clip_l=clip_l,
+        clip_g=clip_g,
+        t5=t5,
+        t5_tokenizer=t5_tok,
+        tokenizers=cfg,
+    )
+
+
+def assemble_flow_pipeline(
+    family: str,
+    *,
+    transformer: Any,
+    scheduler: Any,
+    vae: Any,
+    clip_l: Any,
+    t5: Any | None,
+    t5_tokenizer: Any | None,
+    tokenizers: Path,
+    clip_g: Any | None = None,
+) -> DiffusionPipeline:
+    """An SD3 (``family`` "sd3", with ``clip_g``) or Flux pipeline from its parts, the CLIP
+    tokenizers read from ``tokenizers``/tokenizer[_2]. T5 and its tokenizer may be None (SD3
+    runs without them). The one place the pipelines are put together: loading and
+    bench/flow_random.py's random models both use it."""
+    import diffusers
+
+    clip_tokens = clip_tokenizer(tokenizers / "tokenizer")
+    if family == "sd3":
+        return diffusers.StableDiffusion3Pipeline(
             transformer=transformer,
             scheduler=scheduler,
             vae=vae,
             text_encoder=clip_l,
-            tokenizer=clip_tokenizer(cfg / "tokenizer"),
+            tokenizer=clip_tokens,
             text_encoder_2=clip_g,
-            tokenizer_2=clip_tokenizer(cfg / "tokenizer_2"),
+            tokenizer_2=clip_tokenizer(tokenizers / "tokenizer_2"),
             text_encoder_3=t5,
-            tokenizer_3=t5_tok,
+            tokenizer_3=t5_tokenizer,
         )
-    else:
-        pipe = diffusers.FluxPipeline(
-            transformer=transformer,
-            scheduler=scheduler,
-            vae=vae,
-            text_encoder=clip_l,
-            tokenizer=clip_tokenizer(cfg / "tokenizer"),
-            text_encoder_2=t5,
-            tokenizer_2=t5_tok,
-        )
-    return pipe
+    return diffusers.FluxPipeline(
+        transformer=transformer,
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=clip_l,
+        tokenizer=clip_tokens,
+        text_encoder_2=t5,
+        tokenizer_2=t5_tokenizer,
+    )

@@ -14,67 +14,11 @@ from engine.protocol import (
     AnalyticFitJob,
     CalibrationFitJob,
     GenerateParams,
-    Job,
-    JobState,
     SamplerGridJob,
     recipe_from_png_text,
-    utcnow,
 )
 from engine.samplers import CATALOGUE, LEGACY_NAMES, check_options, sampler_infos
-
-
-class FakeContext:
-    """The JobContext surface the runners use, without a queue."""
-
-    def __init__(self, loaded, job: Job, output_dir: Path) -> None:
-        self.loaded, self.job, self.output_dir = loaded, job, output_dir
-        self.model_folders: list[Path] = []  # where LoRAs and embeddings named in prompts are
-        self.stages: list[str] = []
-
-    def load_model(self, _model):
-        return self.loaded
-
-    def check_cancel(self) -> None:
-        pass
-
-    def begin(self, total, done=0, stage="sampling"):
-        self.job.total, self.job.step = total, done
-        self.stages.append(stage)
-
-    def progress(self, step, stage="sampling"):
-        assert step <= self.job.total, (step, self.job.total, stage)
-        self.job.step = step
-        return False
-
-    def preview(self, *args):
-        pass
-
-    def add_result(self, image):
-        self.job.results.append(image)
-
-    def saved_indices(self) -> set[int]:
-        return {r.index for r in self.job.results if r.role == "image"}
-
-    def batches_to_run(self, batch_count: int, batch_size: int) -> list[int]:
-        saved = self.saved_indices()
-        return [
-            b
-            for b in range(batch_count)
-            if any(b * batch_size + i not in saved for i in range(batch_size))
-        ]
-
-    def save(self) -> None:
-        pass
-
-
-def make_job(spec) -> Job:
-    return Job(
-        id="0123456789abcdef",
-        kind=spec.kind,
-        state=JobState.running,
-        spec=spec,
-        created_at=utcnow(),
-    )
+from tests.support.job_context import InProcessContext, make_job
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +56,7 @@ def fits(loaded, fit_images, tmp_path_factory):
         (CalibrationFitJob(params={"timesteps": 5, "data": data}), run_calibration_fit),
     ):
         job = make_job(spec)
-        ctx = FakeContext(loaded, job, tmp_path_factory.mktemp("out"))
+        ctx = InProcessContext(loaded, job, tmp_path_factory.mktemp("out"))
         run(job, ctx, fits=store)
         assert job.fit is not None and job.fit.images == 8 and job.step == job.total
     return store
@@ -299,7 +243,7 @@ def test_sampler_grid_renders_cells_and_a_labelled_grid(loaded, fits, tmp_path):
         }
     )
     job = make_job(spec)
-    ctx = FakeContext(loaded, job, tmp_path)
+    ctx = InProcessContext(loaded, job, tmp_path)
     run_sampler_grid(job, ctx, fits=fits)
     cells = [r for r in job.results if r.role == "image"]
     grids = [r for r in job.results if r.role == "grid"]

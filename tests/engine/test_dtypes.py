@@ -77,7 +77,7 @@ def reference(tiny_models_dir):
     from engine.models.loader import ModelManager
     from engine.models.registry import ModelRegistry
     from engine.protocol import GenerateJob
-    from tests.engine.test_catalogue import FakeContext, make_job
+    from tests.support.job_context import InProcessContext, make_job
 
     loaded = ModelManager("cpu", "fp32").load(ModelRegistry([tiny_models_dir]).get(MODEL))
     cache: dict = {}
@@ -88,7 +88,7 @@ def reference(tiny_models_dir):
         key = (str(getattr(fits, "root", "")), *sorted(params.items()))
         if key not in cache:
             job = make_job(GenerateJob(params={**RECIPE, **params}))
-            run_generate(job, FakeContext(loaded, job, tmp), fits)
+            run_generate(job, InProcessContext(loaded, job, tmp), fits)
             cache[key] = np.asarray(Image.open(job.results[0].path), np.float32)
         return cache[key]
 

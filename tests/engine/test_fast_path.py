@@ -10,7 +10,7 @@ from PIL import Image
 
 from engine.fast_path import FastPath, bucket, job_allows
 from engine.protocol import GenerateJob
-from tests.engine.test_catalogue import FakeContext, make_job
+from tests.support.job_context import InProcessContext, make_job
 
 MODEL = "sfumato-tiny"
 #: dynamo traces the UNet in Python: about a minute a graph on a busy two-core machine.
@@ -39,7 +39,7 @@ def _render(loaded, tmp_path, fits=None, **params) -> np.ndarray:
         **params,
     }
     job = make_job(GenerateJob(params=params))
-    run_generate(job, FakeContext(loaded, job, tmp_path), fits)
+    run_generate(job, InProcessContext(loaded, job, tmp_path), fits)
     return np.stack([np.asarray(Image.open(r.path), np.float32) for r in job.results])
 
 

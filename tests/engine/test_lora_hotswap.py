@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from engine.protocol import GenerateJob
-from tests.engine.test_catalogue import FakeContext, make_job
+from tests.support.job_context import InProcessContext, make_job
 from tests.support.loras import write_kohya_lora, write_peft_lora
 
 MODEL = "sfumato-tiny"
@@ -92,7 +92,7 @@ def render(loaded, folder, tmp_path, tags: str = "") -> np.ndarray:
         "cfg_scale": 5.0,
     }
     job = make_job(GenerateJob(params=params))
-    ctx = FakeContext(loaded, job, tmp_path)
+    ctx = InProcessContext(loaded, job, tmp_path)
     ctx.model_folders = [folder]
     run_generate(job, ctx, None)
     return np.stack([np.asarray(Image.open(r.path), np.float32) for r in job.results])

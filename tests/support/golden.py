@@ -69,62 +69,6 @@ class Output:
     params: dict = field(default_factory=dict)
 
 
-class GoldenContext:
-    """The JobContext surface the runners use, without a queue (as the tests' FakeContext)."""
-
-    def __init__(self, loaded, job, output_dir: Path) -> None:
-        self.loaded, self.job, self.output_dir = loaded, job, output_dir
-        self.model_folders: list[Path] = []
-
-    def load_model(self, _model):
-        return self.loaded
-
-    def check_cancel(self) -> None:
-        pass
-
-    def begin(self, total, done=0, stage="sampling"):
-        self.job.total, self.job.step = total, done
-
-    def progress(self, step, stage="sampling"):
-        self.job.step = step
-        return False  # no previews: they must not change the outputs anyway
-
-    def preview(self, *args):
-        pass
-
-    def add_result(self, image):
-        self.job.results.append(image)
-
-    def saved_indices(self) -> set[int]:
-        return {r.index for r in self.job.results if r.role == "image"}
-
-    def batches_to_run(self, batch_count: int, batch_size: int) -> list[int]:
-        saved = self.saved_indices()
-        return [
-            b
-            for b in range(batch_count)
-            if any(b * batch_size + i not in saved for i in range(batch_size))
-        ]
-
-    def free_memory(self) -> None:
-        pass
-
-    def save(self) -> None:
-        pass
-
-
-def _job(spec):
-    from engine.protocol import Job, JobState, utcnow
-
-    return Job(
-        id="60d1e560d1e560d1",
-        kind=spec.kind,
-        state=JobState.running,
-        spec=spec,
-        created_at=utcnow(),
-    )
-
-
 def _png(path) -> np.ndarray:
     from PIL import Image
 
@@ -176,10 +120,12 @@ class GoldenRun:
         self.manager.unload()
 
     def _run(self, spec, runner: Callable, **kwargs):
-        job = _job(spec)
+        from tests.support.job_context import InProcessContext, make_job
+
+        job = make_job(spec, job_id="60d1e560d1e560d1")
         out = self.work / "out" / (self.prefix or "shipped") / spec.kind
         out.mkdir(parents=True, exist_ok=True)
-        runner(job, GoldenContext(self.loaded, job, out), **kwargs)
+        runner(job, InProcessContext(self.loaded, job, out), **kwargs)
         return job
 
     # ------------------------------------------------------------------ cases
