@@ -64,6 +64,8 @@ from typing import Any
 
 import torch
 
+from engine import gc_pauses
+
 log = logging.getLogger(__name__)
 
 BUCKETS = (1, 2, 4, 8, 16, 32)
@@ -353,6 +355,9 @@ class FastPath:
             self.fail(exc)
             return
         self.warmup_s = time.perf_counter() - t0
+        # dynamo's graphs and caches live as long as the model: ~250 000 objects on the CPU,
+        # an 85-130 ms full pass each time the collector would walk them (engine/gc_pauses.py)
+        gc_pauses.settle()
         self.state = "on"
         self.on_change()
         log.info("fast path warm in %.1f s (%s)", self.warmup_s, self.message)

@@ -3,6 +3,8 @@ that must survive compilation, and (slow) inductor's image against the eager one
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -61,6 +63,13 @@ def counted(tmp_path_factory):
     yield fast, counter, loaded
     manager.unload()
     torch._dynamo.reset()
+
+
+def test_warm_up_leaves_its_objects_out_of_the_collectors_full_passes(counted):
+    """dynamo's graphs and caches (~250 000 objects) are frozen with the model when the warm-up
+    ends: a full collection walking them stopped every thread, the event loop too, for 85-130
+    ms (engine/gc_pauses.py)."""
+    assert len(gc.get_objects()) < 50_000
 
 
 def test_sampler_seed_prompt_cfg_and_steps_never_recompile(counted, tmp_path):
