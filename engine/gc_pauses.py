@@ -21,8 +21,9 @@ import gc
 
 
 def settle() -> None:
-    """After start-up and after a model is loaded: collect the young generations (cheap, a few
-    ms) and freeze everything that is left."""
+    """After start-up, after a model is loaded and after the fast path's warm-up (dynamo's
+    graphs and caches, ~250 000 objects): collect the young generations (cheap, a few ms) and
+    freeze everything that is left."""
     gc.collect(1)
     gc.freeze()
 
