@@ -105,16 +105,8 @@ def main() -> None:
         .to(a.device, dtype)
         .eval()
     )
-    nets = VideoNets(
-        pipe.unet,
-        pipe.vae,
-        pipe.text_encoder,
-        pipe.tokenizer,
-        controlnet,
-        dict(pipe.scheduler.config),
-        torch.device(a.device),
-        dtype,
-        frame_chunk=a.frame_chunk,
+    nets = VideoNets.of(
+        pipe, controlnet, pipe.scheduler.config, a.device, dtype, frame_chunk=a.frame_chunk
     )
     nets.layout.slice_batch = 1 if a.attention_slicing else 0
     if a.vae_tiling:

@@ -58,31 +58,16 @@ def main() -> None:
 
     import numpy as np
     import torch
-    from diffusers import StableDiffusionPipeline
 
-    from engine.models.registry import RESOURCES
     from engine.video import controlvideo, lovecon
     from engine.video.control import canny_maps
-    from engine.video.denoise import VideoNets, load_controlnet
     from engine.video.interpolate import warping_error
     from engine.video.sample_clip import sample_caption, sample_frames
     from engine.video_protocol import VideoEditParams
+    from tests.support.tiny_video import embedded_video_nets
 
     torch.set_num_threads(a.threads)
-    pipe = StableDiffusionPipeline.from_pretrained(
-        RESOURCES / "models" / "sfumato-tiny", safety_checker=None
-    )
-    cn = load_controlnet(RESOURCES / "models" / "sfumato-tiny-canny", "cpu", torch.float32)
-    nets = VideoNets(
-        pipe.unet,
-        pipe.vae,
-        pipe.text_encoder,
-        pipe.tokenizer,
-        cn,
-        dict(pipe.scheduler.config),
-        torch.device("cpu"),
-        torch.float32,
-    )
+    nets = embedded_video_nets()
     frames = sample_frames(a.frames)
     maps = canny_maps(frames)
     src = sample_caption()

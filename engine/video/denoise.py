@@ -38,6 +38,22 @@ class VideoNets:
     layout: FrameLayout = field(default_factory=FrameLayout)
     frame_chunk: int = 0
 
+    @classmethod
+    def of(cls, pipe, controlnet, scheduler_config: dict, device, dtype, **options) -> VideoNets:
+        """The networks of a loaded Stable Diffusion ``pipe`` with ``controlnet`` (None: no
+        control); ``options`` are the other fields (``frame_chunk``, ``layout``)."""
+        return cls(
+            pipe.unet,
+            pipe.vae,
+            pipe.text_encoder,
+            pipe.tokenizer,
+            controlnet,
+            dict(scheduler_config),
+            torch.device(device),
+            dtype,
+            **options,
+        )
+
     @property
     def prediction_type(self) -> str:
         return self.scheduler_config.get("prediction_type", "epsilon")

@@ -131,16 +131,8 @@ def run_video_edit(job: Job, ctx, uploads, cache_dir: Path, models_dirs: list[Pa
     device = torch.device(loaded.device)
     dtype = loaded.dtype
     controlnet = load_controlnet(cn_path, device, dtype)
-    nets = VideoNets(
-        pipe.unet,
-        pipe.vae,
-        pipe.text_encoder,
-        pipe.tokenizer,
-        controlnet,
-        dict(loaded.base_scheduler_config),
-        device,
-        dtype,
-        frame_chunk=p.frame_chunk,
+    nets = VideoNets.of(
+        pipe, controlnet, loaded.base_scheduler_config, device, dtype, frame_chunk=p.frame_chunk
     )
     nets.layout.slice_batch = 1 if p.attention_slicing else 0
     prog("control maps", 1)

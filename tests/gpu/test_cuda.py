@@ -126,16 +126,7 @@ def _video(loaded, controlnet, frames: int, size: int, method: str, steps: int =
     from engine.video_protocol import VideoEditParams
 
     pipe = loaded.pipe
-    nets = VideoNets(
-        pipe.unet,
-        pipe.vae,
-        pipe.text_encoder,
-        pipe.tokenizer,
-        controlnet,
-        dict(loaded.base_scheduler_config),
-        torch.device("cuda"),
-        loaded.dtype,
-    )
+    nets = VideoNets.of(pipe, controlnet, loaded.base_scheduler_config, "cuda", loaded.dtype)
     clip = sample_frames(frames, size, size)
     p = VideoEditParams(
         source="gpu-test",

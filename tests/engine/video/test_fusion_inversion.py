@@ -1,8 +1,6 @@
 """LOVECon's fusion schedule and mask; DDIM inversion → sampling reconstructs the source latent
 on the embedded model (sfumato-tiny + its canny ControlNet)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -79,26 +77,10 @@ def test_windows_carry_first_and_previous_frames():
 
 @pytest.fixture(scope="module")
 def tiny_nets():
-    from diffusers import StableDiffusionPipeline
-
-    from engine.models.registry import RESOURCES
-    from engine.video.denoise import VideoNets, load_controlnet
+    from tests.support.tiny_video import embedded_video_nets
 
     torch.set_num_threads(1)
-    pipe = StableDiffusionPipeline.from_pretrained(
-        RESOURCES / "models" / "sfumato-tiny", safety_checker=None
-    )
-    cn = load_controlnet(Path(RESOURCES / "models" / "sfumato-tiny-canny"), "cpu", torch.float32)
-    return VideoNets(
-        pipe.unet,
-        pipe.vae,
-        pipe.text_encoder,
-        pipe.tokenizer,
-        cn,
-        dict(pipe.scheduler.config),
-        torch.device("cpu"),
-        torch.float32,
-    )
+    return embedded_video_nets()
 
 
 def test_inversion_then_sampling_reconstructs_source(tiny_nets):

@@ -9,8 +9,6 @@ weights in half precision (engine/video/controlvideo.py, ``mixed_precision``).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -26,30 +24,14 @@ DELTA_TOLERANCE = {torch.float16: 0.4, torch.bfloat16: 0.9}
 @pytest.fixture(scope="module")
 def nets_in():
     """VideoNets of the embedded model and its canny ControlNet in a dtype (one per dtype)."""
-    from diffusers import StableDiffusionPipeline
-
-    from engine.models.registry import RESOURCES
-    from engine.video.denoise import VideoNets, load_controlnet
+    from tests.support.tiny_video import embedded_video_nets
 
     torch.set_num_threads(1)
     made = {}
 
     def make(dtype):
         if dtype not in made:
-            pipe = StableDiffusionPipeline.from_pretrained(
-                RESOURCES / "models" / "sfumato-tiny", safety_checker=None, torch_dtype=dtype
-            )
-            cn = load_controlnet(Path(RESOURCES / "models" / "sfumato-tiny-canny"), "cpu", dtype)
-            made[dtype] = VideoNets(
-                pipe.unet,
-                pipe.vae,
-                pipe.text_encoder,
-                pipe.tokenizer,
-                cn,
-                dict(pipe.scheduler.config),
-                torch.device("cpu"),
-                dtype,
-            )
+            made[dtype] = embedded_video_nets(dtype)
         return made[dtype]
 
     return make

@@ -285,30 +285,14 @@ def test_final_smoothing_is_sequential():
 def test_edit_reinterpolates_every_window_with_its_seam_and_smooths_all(monkeypatch):
     """A real LOVECon edit on the embedded model: the last-step re-interpolation sees each
     decoded window with its two context frames, and the final smoothing every frame."""
-    from diffusers import StableDiffusionPipeline
-
-    from engine.models.registry import RESOURCES
     from engine.video import lovecon
     from engine.video.control import canny_maps
-    from engine.video.denoise import VideoNets, load_controlnet
     from engine.video.sample_clip import sample_caption, sample_frames
     from engine.video_protocol import VideoEditParams
+    from tests.support.tiny_video import embedded_video_nets
 
     torch.set_num_threads(1)
-    pipe = StableDiffusionPipeline.from_pretrained(
-        RESOURCES / "models" / "sfumato-tiny", safety_checker=None
-    )
-    cn = load_controlnet(Path(RESOURCES / "models" / "sfumato-tiny-canny"), "cpu", torch.float32)
-    nets = VideoNets(
-        pipe.unet,
-        pipe.vae,
-        pipe.text_encoder,
-        pipe.tokenizer,
-        cn,
-        dict(pipe.scheduler.config),
-        torch.device("cpu"),
-        torch.float32,
-    )
+    nets = embedded_video_nets()
     calls, seen = [], []
 
     def interp(a, b):
