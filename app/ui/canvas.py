@@ -36,6 +36,7 @@ from engine.protocol import JobState
 from .grid_view import GridView
 from .heatmap import HeatLegend, heatmap_pixmap
 from .theme import CANVAS_BG
+from .transient import delete_when_hidden
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
 EMPTY_CANVAS = "Write a prompt and press Ctrl+Enter"
@@ -338,7 +339,7 @@ class CanvasPanel(QWidget):
         self.view.hovered.connect(self._on_hover)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(
-            lambda pos: self.context_menu().popup(self.view.mapToGlobal(pos))
+            lambda pos: delete_when_hidden(self.context_menu()).popup(self.view.mapToGlobal(pos))
         )
         self.view.hover_left.connect(lambda: self.legend.set_readout(""))
         self.grid_view = GridView(state, self)

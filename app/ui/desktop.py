@@ -23,6 +23,7 @@ from app.recipe import IMAGE_SUFFIXES
 from .first_run import FirstRunDialog
 from .shortcuts import application_action
 from .theme import apply_theme
+from .transient import delete_when_finished
 
 if TYPE_CHECKING:
     from app.controller import AppController
@@ -239,6 +240,7 @@ class DesktopActions(QObject):
         if not icon.isNull():
             box.setIconPixmap(icon.pixmap(64, 64))
         box.setModal(True)
+        delete_when_finished(box)
         box.open()
         self.about_box = box
         return box

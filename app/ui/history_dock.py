@@ -206,6 +206,7 @@ class HistoryDockWidget(QWidget):
         menu.addSeparator()
         menu.addAction("Remove from history", lambda: self.history.remove(entry))
         menu.exec(self.view.viewport().mapToGlobal(pos))
+        menu.deleteLater()  # one per right-click: not kept by the dock for the session
 
     def select_path(self, path: Path) -> None:
         item = self._items.get(str(path))

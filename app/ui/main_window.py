@@ -35,6 +35,7 @@ from .sampler_dock import SamplerDockWidget
 from .settings_dialog import SettingsDialog
 from .status_bar import StatusBar
 from .toast import Toast
+from .transient import delete_when_finished
 from .uncertainty_dock import UncertaintyDockWidget
 from .video_dock import VideoDockWidget
 from .wheel_guard import install_wheel_guard
@@ -425,6 +426,7 @@ class MainWindow(QMainWindow):
                     c.compare_jobs.compare(choice)
 
         dialog.finished.connect(done)
+        delete_when_finished(dialog)  # one per grid asked for: not kept for the session
         dialog.open()
         self.compare_dialog = dialog
         return dialog
@@ -442,6 +444,7 @@ class MainWindow(QMainWindow):
                 self.desktop.apply_theme()
 
         dialog.finished.connect(done)
+        delete_when_finished(dialog)
         dialog.open()
         return dialog
 

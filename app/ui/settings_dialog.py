@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
 from app.engine_locator import is_frozen
 from app.state.settings import DARK, LIGHT, LOCAL, REMOTE, SYSTEM, Settings
@@ -194,7 +195,8 @@ class SettingsDialog(QDialog):
 
         async def run() -> None:
             msg = await self.tester(self.url_edit.text().strip(), self.token_edit.text().strip())
-            self.test_result.setText(msg)
+            if isValid(self):  # closed meanwhile: deleted (app.ui.transient)
+                self.test_result.setText(msg)
 
         self._test_task = asyncio.ensure_future(run())
 

@@ -205,3 +205,40 @@ async def test_a_queue_card_keeps_a_small_picture_not_the_result(window):  # noq
         assert max(im.size) == CARD_PICTURE  # not the 512² result
     card = window.queue_panel.card("big")
     assert card.thumb.pixmap() is not None and not card.thumb.pixmap().isNull()
+
+
+def test_dialogs_and_menus_made_per_use_are_deleted_after_it(window):  # noqa: F811
+    """Compare… (opened for every sampler grid), Settings, About and the canvas's right-click
+    menu are made anew each time; with the window as their parent, closing them did not free
+    them: every grid kept a whole Compare dialog (~80 KB native) for the rest of the session."""
+    from PySide6.QtCore import QObject, QPoint
+    from PySide6.QtWidgets import QMenu
+
+    from .test_sampler_panel import SAMPLERS
+
+    c = window.controller
+    c.engine.samplers = SAMPLERS
+    c.generation.sampler = "Euler"
+
+    def use_each_once() -> None:
+        compare = window.open_compare()
+        assert compare is not None
+        compare.set_samplers(["Euler", "DDIM"])
+        compare.run_button.click()  # accepted: the grid job is asked for
+        window.open_settings().reject()
+        window.desktop.show_about().close()
+        window.canvas.view.customContextMenuRequested.emit(QPoint(4, 4))
+        (menu,) = [m for m in window.canvas.findChildren(QMenu, "canvas_menu") if m.isVisible()]
+        menu.hide()
+
+    def qt_objects() -> collections.Counter:
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        gc.collect()
+        return collections.Counter(type(o).__name__ for o in window.findChildren(QObject))
+
+    use_each_once()  # what is made once (e.g. cached styles) is made now
+    before = qt_objects()
+    for _ in range(5):
+        use_each_once()
+    kept = qt_objects() - before
+    assert not kept, f"kept after they were closed: {dict(kept)}"
