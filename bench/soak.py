@@ -18,6 +18,15 @@ Without DISPLAY it runs offscreen. Numbers go into docs/performance.md ("Soak").
 allocation sites and the types that grew most between the first minute and the end, plus, in
 every sample, what the window retains per image made (History rows and their thumbnails, Queue
 cards, canvas slots). Tracing slows Python down: compare RSS only between runs alike.
+
+``--heaptrack PREFIX`` attributes *native* growth (Qt, SQLite, image decoders: what tracemalloc
+cannot see): the child runs under heaptrack (``apt-get install heaptrack``) and ends without
+cleaning up, so that heaptrack's "leaked" is what was live at the end. Two soaks of different
+lengths, diffed by ``bench/native_growth.py``, give the allocation sites that grow with use:
+
+    DISPLAY=:41 python bench/soak.py --minutes 1.5 --history-page 60 --heaptrack /tmp/short
+    DISPLAY=:41 python bench/soak.py --minutes 4 --history-page 60 --heaptrack /tmp/long
+    python bench/native_growth.py /tmp/short.zst /tmp/long.zst
 """
 
 from __future__ import annotations
@@ -146,7 +155,13 @@ def growth(before: collections.Counter, after: collections.Counter, top: int = 2
 
 # ------------------------------------------------------------------ the child: the app in use
 def child(
-    minutes: float, every: float, data_dir: str, trace: bool = False, history_page: int = 0
+    minutes: float,
+    every: float,
+    data_dir: str,
+    trace: bool = False,
+    history_page: int = 0,
+    hard_exit: bool = False,
+    trim: bool = False,
 ) -> int:
     import asyncio
     import gc
@@ -204,7 +219,7 @@ def child(
 
         baseline: dict = {}  # the first report at or after one minute (with --trace-malloc)
 
-        def report() -> None:
+        def report(**extra) -> None:
             gc.collect()
             t = time.monotonic() - t0
             sample = {
@@ -213,6 +228,7 @@ def child(
                 "engine_rss_mib": round(rss_mib(c.local.pid if c.local else None), 1),
                 "none_drift": sys.getrefcount(None) - none0,
                 **counts,
+                **extra,
                 "retained": retained(c, window),
                 "native_mib": native_mib(os.getpid()),
             }
@@ -297,9 +313,16 @@ def child(
                     counts["video_plays"] += 1
             n += 1
         report()
+        if trim:  # what of the RSS is malloc's free space, which glibc can give back
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            report(after_malloc_trim=True)
         if trace:
             trace_report()
         print("SOAK_DONE", flush=True)
+        if hard_exit:  # under heaptrack: what is live now stays "leaked" (the engine follows)
+            os._exit(0)
         window.close()
 
     with loop:
@@ -332,18 +355,40 @@ def main() -> int:
         help="lower the History's list (app.state.history.PAGE, 300) to this many "
         "entries, so that a few minutes reach the bound a day of work reaches",
     )
+    p.add_argument(
+        "--heaptrack",
+        metavar="PREFIX",
+        help="run the app under heaptrack, writing PREFIX.zst, and end it without clean-up "
+        "(diff two lengths with bench/native_growth.py)",
+    )
+    p.add_argument(
+        "--malloc-trim",
+        action="store_true",
+        help="at the end, report once more after glibc's malloc_trim(0): the RSS that was "
+        "malloc's free space (fragmentation) rather than memory in use",
+    )
+    p.add_argument("--hard-exit", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.minutes, args.every, args.data_dir, args.trace_malloc, args.history_page)
+        return child(
+            args.minutes,
+            args.every,
+            args.data_dir,
+            args.trace_malloc,
+            args.history_page,
+            args.hard_exit,
+            args.malloc_trim,
+        )
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     env.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
     with tempfile.TemporaryDirectory(prefix="sfumato-soak-") as data_dir:
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [
+            (["heaptrack", "-o", args.heaptrack] if args.heaptrack else [])
+            + [
                 args.python,
                 __file__,
                 "--child",
@@ -355,7 +400,9 @@ def main() -> int:
                 data_dir,
             ]
             + (["--trace-malloc"] if args.trace_malloc else [])
-            + (["--history-page", str(args.history_page)] if args.history_page else []),
+            + (["--history-page", str(args.history_page)] if args.history_page else [])
+            + (["--hard-exit"] if args.heaptrack else [])
+            + (["--malloc-trim"] if args.malloc_trim else []),
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,

@@ -4,7 +4,7 @@ A widget made with a parent belongs to that parent until it is deleted: closing 
 does not free it, and dropping the last Python reference does not either, because Qt's parent
 holds it. So a dialog or a context menu created each time one is asked for, with the window as
 its parent, stays alive (its C++ widgets, layouts, styles) for the rest of the session: the
-Compare… dialog, opened for every sampler grid, was ~80 KB of native memory each
+Compare… dialog, opened for every sampler grid, kept ~125 KB of native memory each
 (docs/performance.md, "Soak"). These helpers hand such a widget to ``deleteLater`` once it has
 answered, after the handlers connected before them have run.
 """

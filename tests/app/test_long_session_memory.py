@@ -210,7 +210,7 @@ async def test_a_queue_card_keeps_a_small_picture_not_the_result(window):  # noq
 def test_dialogs_and_menus_made_per_use_are_deleted_after_it(window):  # noqa: F811
     """Compare… (opened for every sampler grid), Settings, About and the canvas's right-click
     menu are made anew each time; with the window as their parent, closing them did not free
-    them: every grid kept a whole Compare dialog (~80 KB native) for the rest of the session."""
+    them: every grid kept a whole Compare dialog (~125 KB native) for the rest of the session."""
     from PySide6.QtCore import QObject, QPoint
     from PySide6.QtWidgets import QMenu
 
