@@ -325,6 +325,10 @@ class JobsState(QObject):
             self._trim()
             self.changed.emit()
             return fresh
+        if _stage(job.state) < _stage(item.state):
+            # A snapshot older than events already applied: the answer to a submit (queued)
+            # can arrive after the job's JobStarted and JobProgress; a job never goes back.
+            job = job.model_copy(update={"state": item.state, "message": item.message})
         state_changed = item.state is not job.state
         item.state, item.message = job.state, job.message
         item.finished_at = job.finished_at or item.finished_at
@@ -420,6 +424,12 @@ class JobsState(QObject):
         finished = [j for j in self.ordered() if j.state.finished]
         for item in finished[KEEP_FINISHED:]:
             del self._jobs[item.id]
+
+
+def _stage(state: JobState) -> int:
+    """How far along a job in ``state`` is: queued 0, running 1, finished 2. Only a reconnect's
+    full list (:meth:`JobsState.reset`) may move a job back (a restarted engine requeues it)."""
+    return 2 if state.finished else int(state is JobState.running)
 
 
 def canvas_status(item: JobItem | None, ahead: int = 0) -> str:

@@ -155,3 +155,29 @@ def test_set_order_from_move_answer(qapp):
     s.reset([job("a"), job("b", minutes=1)])
     s.set_order([job("b", minutes=1), job("a")])
     assert s.queued_ids() == ["b", "a"]
+
+
+def test_a_late_submit_answer_does_not_send_a_running_job_back_to_the_queue(qapp):
+    """The submit's answer (state queued) can arrive after the job's JobStarted and first
+    JobProgress events: the job stays running, with its progress (seen in an e2e run: the
+    Queue card flipped back to queued until the next progress event)."""
+    s = JobsState()
+    s.apply(JobQueued(job=job("a")))
+    s.apply(JobStarted(job_id="a"))
+    s.apply(JobProgress(job_id="a", step=3, total=10))
+    s.upsert(job("a"))  # the answer to POST /v1/jobs, sent before the job started
+    assert s.running is not None and s.running.id == "a" and s.running.step == 3
+    assert s.queued_ids() == []
+    s.apply(JobFinished(job=job("a", JobState.done)))
+    s.upsert(job("a", JobState.running))  # a stale answer after the end changes nothing
+    assert s.get("a").state is JobState.done and s.running is None
+
+
+def test_a_reconnect_may_put_a_running_job_back_in_the_queue(qapp):
+    """A restarted engine requeues the job it was running: the full list after a reconnect is
+    the truth."""
+    s = JobsState()
+    s.apply(JobQueued(job=job("a")))
+    s.apply(JobStarted(job_id="a"))
+    s.reset([job("a")])
+    assert s.get("a").state is JobState.queued and s.queued_ids() == ["a"]
