@@ -270,20 +270,23 @@ def assemble_flow_pipeline(
     scheduler: Any,
     vae: Any,
     clip_l: Any,
-    t5: Any | None,
-    t5_tokenizer: Any | None,
+    t5: Any,
+    t5_tokenizer: Any,
     tokenizers: Path,
-    clip_g: Any | None = None,
+    clip_g: Any = None,
 ) -> DiffusionPipeline:
     """An SD3 (``family`` "sd3", with ``clip_g``) or Flux pipeline from its parts, the CLIP
     tokenizers read from ``tokenizers``/tokenizer[_2]. T5 and its tokenizer may be None (SD3
     runs without them). The one place the pipelines are put together: loading and
     bench/flow_random.py's random models both use it."""
-    import diffusers
+    from diffusers.pipelines.flux.pipeline_flux import FluxPipeline
+    from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import (
+        StableDiffusion3Pipeline,
+    )
 
     clip_tokens = clip_tokenizer(tokenizers / "tokenizer")
     if family == "sd3":
-        return diffusers.StableDiffusion3Pipeline(
+        return StableDiffusion3Pipeline(
             transformer=transformer,
             scheduler=scheduler,
             vae=vae,
@@ -294,7 +297,7 @@ def assemble_flow_pipeline(
             text_encoder_3=t5,
             tokenizer_3=t5_tokenizer,
         )
-    return diffusers.FluxPipeline(
+    return FluxPipeline(
         transformer=transformer,
         scheduler=scheduler,
         vae=vae,
